@@ -1,0 +1,142 @@
+"""The resource graph: the plan's resources, expanded through the protectables.
+
+Edges go parent -> child ("the parent depends on the child"). A child may have
+several parents; a cycle is an error that names the resources on it in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from protectflow.compiler.plan import Plan
+from protectflow.dag.graphs import find_cycle
+from protectflow.dag.model import Resource
+from protectflow.errors import CycleError, PlanError
+from protectflow.plugins.registry import Registry
+
+__all__ = ["ResourceGraph", "build_resource_graph", "find_cycle"]
+
+
+@attrs.frozen
+class ResourceGraph:
+    """Resources by key (sorted) and, for each, the sorted keys of its children."""
+
+    resources: dict[str, Resource] = attrs.field(hash=False)
+    children: dict[str, tuple[str, ...]] = attrs.field(hash=False)
+
+    def roots(self) -> list[str]:
+        """The resources no other resource depends on, sorted."""
+        has_parent = {c for cs in self.children.values() for c in cs}
+        return [k for k in self.resources if k not in has_parent]
+
+    def dependencies(self) -> list[tuple[str, str]]:
+        """Every ``(parent, child)`` pair, sorted."""
+        return [(p, c) for p, cs in self.children.items() for c in cs]
+
+    def to_networkx(self) -> Any:
+        """The graph as a ``networkx.DiGraph`` of keys, parent -> child."""
+        import networkx as nx
+
+        g = nx.DiGraph()
+        g.add_nodes_from((k, {"resource": r}) for k, r in self.resources.items())
+        g.add_edges_from(self.dependencies())
+        return g
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "resources": [r.to_json() for r in self.resources.values()],
+            "dependencies": [list(pair) for pair in self.dependencies()],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ResourceGraph:
+        """The inverse of :meth:`to_json` (the form checkpoints keep)."""
+        resources = [
+            Resource(r["type"], r["id"], r.get("name", ""), r.get("extra_info"))
+            for r in data["resources"]
+        ]
+        return from_edges(resources, (tuple(p) for p in data["dependencies"]))
+
+
+def from_edges(resources: Iterable[Resource], pairs: Iterable[tuple[str, ...]]) -> ResourceGraph:
+    """A checked graph of ``resources`` and ``(parent, child)`` key pairs.
+
+    Raises
+    ------
+    PlanError
+        When a pair names a resource that is not given.
+    CycleError
+        When the pairs form a cycle.
+    """
+    by_key = {r.key: r for r in sorted(resources, key=lambda r: r.key)}
+    children: dict[str, set[str]] = {k: set() for k in by_key}
+    for parent, child in pairs:
+        if parent not in by_key or child not in by_key:
+            missing = parent if parent not in by_key else child
+            raise PlanError(
+                f"dependency {parent} -> {child} names {missing}, which is not a resource"
+            )
+        children[parent].add(child)
+    graph = ResourceGraph(by_key, {k: tuple(sorted(cs)) for k, cs in children.items()})
+    cycle = find_cycle(graph.children)
+    if cycle:
+        raise CycleError(cycle)
+    return graph
+
+
+def build_resource_graph(
+    plan: Plan, registry: Registry, *, context: Any = None
+) -> ResourceGraph:
+    """Expand ``plan`` into its resource graph.
+
+    Each resource's dependents come from the plan's ``depends_on`` and from the
+    protectable of its type (asked once per resource), recursively.
+
+    Raises
+    ------
+    CycleError
+        When the resources depend on each other in a cycle.
+    PlanError
+        When a protectable fails.
+    """
+    resources: dict[str, Resource] = {}
+    children: dict[str, set[str]] = {}
+    pending: list[Resource] = []
+    for pr in plan.resources:
+        resources[pr.resource.key] = pr.resource
+        children[pr.resource.key] = set(pr.depends_on)
+        pending.append(pr.resource)
+    expanded: set[str] = set()
+    while pending:
+        resource = pending.pop()
+        if resource.key in expanded:
+            continue
+        expanded.add(resource.key)
+        protectable = registry.protectable_for(resource.type)
+        if protectable is None:
+            continue
+        try:
+            found = protectable.get_dependent_resources(context, resource)
+        except Exception as err:
+            raise PlanError(
+                f"the protectable for {resource.type} failed to list the dependents of "
+                f"{resource.key}: {err}"
+            ) from err
+        for child in found:
+            children[resource.key].add(child.key)
+            if child.key not in resources:
+                resources[child.key] = child
+                children[child.key] = set()
+                pending.append(child)
+    ordered = sorted(resources.values(), key=lambda r: r.key)
+    graph = ResourceGraph(
+        {r.key: r for r in ordered},
+        {r.key: tuple(sorted(children[r.key])) for r in ordered},
+    )
+    cycle = find_cycle(graph.children)
+    if cycle:
+        raise CycleError(cycle)
+    return graph

@@ -1,0 +1,97 @@
+"""The errors protectflow raises: one small tree, each carrying its data.
+
+Every error subclasses :class:`ProtectflowError` and the builtin a caller would
+catch anyway (``ValueError`` for bad input, ``LookupError`` for a missing name),
+and its message says what is wrong, shows the value and says how to fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "BankError",
+    "CycleError",
+    "DagFormatError",
+    "ExecutorError",
+    "MissingDependencyError",
+    "ParameterError",
+    "PlanError",
+    "PluginError",
+    "ProtectflowError",
+    "RunFailed",
+]
+
+
+class ProtectflowError(Exception):
+    """Base of every error protectflow raises on purpose."""
+
+    #: The process exit code the CLI uses for this error: 2 is bad input.
+    exit_code = 2
+
+
+class PlanError(ProtectflowError, ValueError):
+    """A plan that cannot be compiled; ``errors`` lists every problem found."""
+
+    def __init__(self, message: str, errors: Sequence[str] = ()) -> None:
+        self.errors = list(errors) or [message]
+        if errors:
+            message = message + "\n" + "\n".join(f"  - {e}" for e in errors)
+        super().__init__(message)
+
+
+class CycleError(PlanError):
+    """The resource graph has a cycle; ``cycle`` lists its keys, first == last."""
+
+    def __init__(self, cycle: Sequence[str]) -> None:
+        self.cycle = list(cycle)
+        super().__init__(
+            "cycle: " + " -> ".join(self.cycle)
+            + "\n  a resource graph must be acyclic: remove one of these dependencies"
+        )
+
+
+class ParameterError(PlanError):
+    """Parameters that fail their plugin's schema; every error at once."""
+
+
+class PluginError(ProtectflowError, LookupError):
+    """A plugin that is missing, conflicting or broken; ``plugin`` names it."""
+
+    def __init__(self, message: str, plugin: str | None = None) -> None:
+        self.plugin = plugin
+        super().__init__(message)
+
+    def __str__(self) -> str:  # LookupError would repr() a single argument
+        return str(self.args[0])
+
+
+class DagFormatError(ProtectflowError, ValueError):
+    """A HookDAG file that is not valid JSON, not valid against the schema, or
+    of another format version."""
+
+
+class ExecutorError(ProtectflowError, LookupError):
+    """An executor that does not exist or cannot start."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class MissingDependencyError(ProtectflowError, ImportError):
+    """An optional dependency is not installed; the message says how to get it."""
+
+
+class BankError(ProtectflowError, ValueError):
+    """A bank operation that was refused: a bad key, a read-only section, a
+    missing object or an illegal checkpoint transition."""
+
+
+class RunFailed(ProtectflowError):
+    """An operation's run ended with failed hooks; ``report`` holds every hook."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, report: object) -> None:
+        self.report = report
+        super().__init__(message)

@@ -1,0 +1,167 @@
+"""The plugin interfaces, as the Karbor protection plugins guide gives them.
+
+A :class:`ProtectionPlugin` handles one or more resource types and returns, per
+operation, an :class:`Operation` with up to four hooks; a hook it does not
+implement is a no-op. A :class:`Protectable` discovers resources of one type
+and the resources they depend on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from protectflow.dag.model import HOOKS, Resource
+
+__all__ = ["Operation", "Protectable", "ProtectionPlugin", "implemented_hooks"]
+
+_ANY_OBJECT: dict[str, Any] = {"type": "object"}
+
+
+class Operation:
+    """The hooks of one operation on one resource; each defaults to a no-op.
+
+    Each hook is called as ``hook(checkpoint, resource, context, parameters,
+    **kwargs)``. It may return a mapping: the hooks that wait for it (its
+    descendants in the DAG) see it in ``kwargs["outputs"]`` under its node id.
+    Restore and verify hooks also get ``new_resources``, a dict they may write
+    new resource ids into for their parents to read.
+
+    ``retries``, ``retry_delay`` (seconds, doubled per attempt) and ``timeout``
+    (seconds per attempt, ``None`` for none) are the operation's defaults; the
+    command line can override them.
+    """
+
+    retries: ClassVar[int] = 0
+    retry_delay: ClassVar[float] = 0.1
+    timeout: ClassVar[float | None] = None
+
+    def on_prepare_begin(
+        self, checkpoint: Any, resource: Resource, context: Any, parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> Any:
+        """Runs before any hook of this resource's dependents (its children)."""
+        return None
+
+    def on_prepare_finish(
+        self, checkpoint: Any, resource: Resource, context: Any, parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> Any:
+        """Runs after the prepare hooks of every child are complete."""
+        return None
+
+    def on_main(
+        self, checkpoint: Any, resource: Resource, context: Any, parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> Any:
+        """The heavy lifting; runs after this resource's prepare hooks."""
+        return None
+
+    def on_complete(
+        self, checkpoint: Any, resource: Resource, context: Any, parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> Any:
+        """Runs after this resource's main hook and every child's complete hook."""
+        return None
+
+
+def implemented_hooks(operation: Operation) -> tuple[str, ...]:
+    """The hooks ``operation`` overrides, in hook order."""
+    cls = type(operation)
+    return tuple(
+        h for h in HOOKS if getattr(cls, "on_" + h) is not getattr(Operation, "on_" + h)
+    )
+
+
+class ProtectionPlugin:
+    """Implements the five operations for the resource types it supports."""
+
+    #: The resource types this plugin handles, returned by
+    #: :meth:`get_supported_resources_types` unless that is overridden.
+    supported_resource_types: ClassVar[Sequence[str]] = ()
+
+    def get_protect_operation(self, resource: Resource) -> Operation:
+        return Operation()
+
+    def get_restore_operation(self, resource: Resource) -> Operation:
+        return Operation()
+
+    def get_verify_operation(self, resource: Resource) -> Operation:
+        return Operation()
+
+    def get_copy_operation(self, resource: Resource) -> Operation:
+        return Operation()
+
+    def get_delete_operation(self, resource: Resource) -> Operation:
+        return Operation()
+
+    @classmethod
+    def get_supported_resources_types(cls) -> Sequence[str]:
+        return tuple(cls.supported_resource_types)
+
+    @classmethod
+    def get_options_schema(cls, resource_type: str) -> dict[str, Any]:
+        """JSON Schema of the parameters of a protect operation."""
+        return _ANY_OBJECT
+
+    @classmethod
+    def get_saved_info_schema(cls, resource_type: str) -> dict[str, Any]:
+        """JSON Schema of what a checkpoint keeps about a protected resource."""
+        return _ANY_OBJECT
+
+    @classmethod
+    def get_restore_schema(cls, resource_type: str) -> dict[str, Any]:
+        """JSON Schema of the parameters of a restore operation."""
+        return _ANY_OBJECT
+
+    @classmethod
+    def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:
+        """What a checkpoint keeps about ``resource``, read from ``metadata_store``."""
+        return None
+
+    @classmethod
+    def get_verify_schema(cls, resource_type: str) -> dict[str, Any]:
+        """JSON Schema of the parameters of a verify operation."""
+        return _ANY_OBJECT
+
+    def get_operation(self, operation: str, resource: Resource) -> Operation:
+        """The Operation for ``operation`` (``protect``, ``restore``, ...)."""
+        getter = getattr(self, f"get_{operation}_operation")
+        op: Operation = getter(resource)
+        return op
+
+    def get_parameters_schema(self, operation: str, resource_type: str) -> dict[str, Any]:
+        """The schema the compiler checks ``operation``'s parameters against.
+
+        The guide names no schema for copy and delete: they take any object.
+        """
+        if operation == "protect":
+            return self.get_options_schema(resource_type)
+        if operation == "restore":
+            return self.get_restore_schema(resource_type)
+        if operation == "verify":
+            return self.get_verify_schema(resource_type)
+        return _ANY_OBJECT
+
+
+class Protectable:
+    """Discovers resources of one type and the resources they depend on."""
+
+    resource_type: ClassVar[str] = ""
+    parent_resource_types: ClassVar[Sequence[str]] = ()
+
+    def get_resource_type(self) -> str:
+        return self.resource_type
+
+    def get_parent_resource_types(self) -> Sequence[str]:
+        return tuple(self.parent_resource_types)
+
+    def list_resources(self, context: Any, parameters: Any = None) -> list[Resource]:
+        return []
+
+    def show_resource(self, context: Any, resource_id: str, parameters: Any = None) -> Resource:
+        return Resource(self.get_resource_type(), resource_id)
+
+    def get_dependent_resources(self, context: Any, parent_resource: Resource) -> list[Resource]:
+        """The resources ``parent_resource`` depends on (its children)."""
+        return []

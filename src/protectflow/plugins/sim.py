@@ -1,0 +1,202 @@
+"""A simulated cloud: protectables and a protection plugin for seven OpenStack
+resource types, so the whole system runs and can be measured with nothing to
+install.
+
+Dependencies come from the plan's ``depends_on``. Each hook sleeps for the
+seconds its parameters give (``main_seconds``, ``prepare_begin_seconds``, ...;
+default 0) and fails when asked to (``fail: [main]``, for the first
+``fail_attempts`` attempts, or always). It stores a small object in the
+checkpoint's bank section when the checkpoint has one, and restore's main hook
+publishes the new id in ``new_resources`` for the parents to read.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+from protectflow.dag.model import HOOKS, Resource
+from protectflow.plugins.base import Operation, Protectable, ProtectionPlugin
+
+__all__ = ["SIM_TYPES", "SimFailure", "SimOperation", "SimProtectionPlugin"]
+
+PROJECT = "OS::Keystone::Project"
+SERVER = "OS::Nova::Server"
+VOLUME = "OS::Cinder::Volume"
+IMAGE = "OS::Glance::Image"
+NETWORK = "OS::Neutron::Network"
+SHARE = "OS::Manila::Share"
+DATABASE = "OS::Trove::Instance"
+
+SIM_TYPES = (PROJECT, SERVER, VOLUME, IMAGE, NETWORK, SHARE, DATABASE)
+
+
+def _schema(operation: str) -> dict[str, Any]:
+    seconds = {"type": "number", "minimum": 0}
+    props: dict[str, Any] = {f"{h}_seconds": seconds for h in HOOKS}
+    props["fail"] = {
+        "type": "array",
+        "items": {"enum": list(HOOKS)},
+        "uniqueItems": True,
+        "description": "hooks that raise SimFailure",
+    }
+    props["fail_attempts"] = {
+        "type": "integer",
+        "minimum": 1,
+        "description": "fail only the first N attempts (default: every attempt)",
+    }
+    props["payload_bytes"] = {
+        "type": "integer",
+        "minimum": 0,
+        "description": "bytes the protect main hook stores in the bank",
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"sim {operation} parameters",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": props,
+    }
+
+
+class SimFailure(RuntimeError):
+    """A failure a sim hook was asked for by its parameters."""
+
+
+class SimOperation(Operation):
+    """Every hook implemented: sleep, maybe fail, record."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    def _run(self, hook: str, checkpoint: Any, resource: Resource,
+             parameters: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        seconds = parameters.get(f"{hook}_seconds", 0)
+        if seconds:
+            time.sleep(seconds)
+        attempt = kwargs.get("attempt", 1)
+        failing = attempt <= parameters.get("fail_attempts", attempt)
+        if hook in parameters.get("fail", ()) and failing:
+            raise SimFailure(
+                f"sim: {self.operation} {hook} of {resource.key} failed as its parameters "
+                f"ask (attempt {attempt})"
+            )
+        out: dict[str, Any] = {"resource": resource.key, "hook": hook}
+        if hook == "main":
+            self._main(checkpoint, resource, parameters, kwargs, out)
+        return out
+
+    def _main(self, checkpoint: Any, resource: Resource, parameters: dict[str, Any],
+              kwargs: dict[str, Any], out: dict[str, Any]) -> None:
+        section = None
+        if checkpoint is not None and hasattr(checkpoint, "get_resource_bank_section"):
+            section = checkpoint.get_resource_bank_section(resource.key)
+        if self.operation == "protect" and section is not None:
+            payload = b"\0" * parameters.get("payload_bytes", 0)
+            section.update_object("data", payload)
+            section.update_object("metadata", {"type": resource.type, "id": resource.id})
+        elif self.operation in ("restore", "verify"):
+            if section is not None and self.operation == "restore":
+                out["metadata"] = section.get_object("metadata")
+            new_resources = kwargs.get("new_resources")
+            if self.operation == "restore" and new_resources is not None:
+                new_resources[resource.key] = f"restored-{resource.id}"
+        elif self.operation == "delete" and section is not None:
+            for key in section.list_objects():
+                section.delete_object(key)
+
+    def on_prepare_begin(self, checkpoint: Any, resource: Resource, context: Any,
+                         parameters: dict[str, Any], **kwargs: Any) -> Any:
+        return self._run("prepare_begin", checkpoint, resource, parameters, kwargs)
+
+    def on_prepare_finish(self, checkpoint: Any, resource: Resource, context: Any,
+                          parameters: dict[str, Any], **kwargs: Any) -> Any:
+        return self._run("prepare_finish", checkpoint, resource, parameters, kwargs)
+
+    def on_main(self, checkpoint: Any, resource: Resource, context: Any,
+                parameters: dict[str, Any], **kwargs: Any) -> Any:
+        return self._run("main", checkpoint, resource, parameters, kwargs)
+
+    def on_complete(self, checkpoint: Any, resource: Resource, context: Any,
+                    parameters: dict[str, Any], **kwargs: Any) -> Any:
+        return self._run("complete", checkpoint, resource, parameters, kwargs)
+
+
+class SimProtectionPlugin(ProtectionPlugin):
+    """The simulated cloud's protection plugin, for all seven types."""
+
+    supported_resource_types = SIM_TYPES
+
+    def get_protect_operation(self, resource: Resource) -> Operation:
+        return SimOperation("protect")
+
+    def get_restore_operation(self, resource: Resource) -> Operation:
+        return SimOperation("restore")
+
+    def get_verify_operation(self, resource: Resource) -> Operation:
+        return SimOperation("verify")
+
+    def get_copy_operation(self, resource: Resource) -> Operation:
+        return SimOperation("copy")
+
+    def get_delete_operation(self, resource: Resource) -> Operation:
+        return SimOperation("delete")
+
+    @classmethod
+    def get_options_schema(cls, resource_type: str) -> dict[str, Any]:
+        return _schema("protect")
+
+    @classmethod
+    def get_restore_schema(cls, resource_type: str) -> dict[str, Any]:
+        return _schema("restore")
+
+    @classmethod
+    def get_verify_schema(cls, resource_type: str) -> dict[str, Any]:
+        return _schema("verify")
+
+    @classmethod
+    def get_saved_info_schema(cls, resource_type: str) -> dict[str, Any]:
+        text = {"type": "string"}
+        return {"type": "object", "properties": {"type": text, "id": text}}
+
+    @classmethod
+    def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:
+        return metadata_store.get_object("metadata")
+
+
+class _SimProtectable(Protectable):
+    """Dependencies of sim resources come from the plan's ``depends_on``."""
+
+
+class ProjectProtectable(_SimProtectable):
+    resource_type = PROJECT
+
+
+class ServerProtectable(_SimProtectable):
+    resource_type = SERVER
+    parent_resource_types: ClassVar[tuple[str, ...]] = (PROJECT,)
+
+
+class VolumeProtectable(_SimProtectable):
+    resource_type = VOLUME
+    parent_resource_types: ClassVar[tuple[str, ...]] = (SERVER, PROJECT)
+
+
+class ImageProtectable(_SimProtectable):
+    resource_type = IMAGE
+    parent_resource_types: ClassVar[tuple[str, ...]] = (SERVER, PROJECT)
+
+
+class NetworkProtectable(_SimProtectable):
+    resource_type = NETWORK
+    parent_resource_types: ClassVar[tuple[str, ...]] = (PROJECT,)
+
+
+class ShareProtectable(_SimProtectable):
+    resource_type = SHARE
+    parent_resource_types: ClassVar[tuple[str, ...]] = (PROJECT,)
+
+
+class DatabaseProtectable(_SimProtectable):
+    resource_type = DATABASE
+    parent_resource_types: ClassVar[tuple[str, ...]] = (PROJECT,)
