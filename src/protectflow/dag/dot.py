@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 
-from protectflow.dag.model import HookDAG
+from protectflow.dag.model import HOOKS, HookDAG
 from protectflow.errors import MissingDependencyError
 
 __all__ = ["COLOURS", "render", "to_dot"]
@@ -30,8 +30,8 @@ GRAPHVIZ_HINT = (
 )
 
 
-def _q(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)  # a DOT string: "..." with \" escapes
+# A DOT string: "..." with JSON's escapes, which DOT reads the same way.
+_q = json.encoder.encode_basestring
 
 
 def _lines(dag: HookDAG) -> Iterator[str]:
@@ -39,6 +39,8 @@ def _lines(dag: HookDAG) -> Iterator[str]:
     yield "  rankdir=TB;"
     yield '  node [shape=box, style="rounded,filled", fillcolor=white, fontname=Helvetica];'
     yield "  edge [penwidth=1.5];"
+    quoted = {n.id: _q(n.id) for n in dag.nodes}  # each id quoted once
+    labels = {h: f"[label={_q(h)}];" for h in HOOKS}
     by_resource: dict[str, list[tuple[str, str]]] = {}
     for n in dag.nodes:
         by_resource.setdefault(n.resource.key, []).append((n.id, n.hook))
@@ -50,11 +52,13 @@ def _lines(dag: HookDAG) -> Iterator[str]:
         yield f"  subgraph cluster_{index} {{"
         yield f"    label={_q(label)}; style=rounded; color=gray60;"
         for nid, hook in hooks:
-            yield f"    {_q(nid)} [label={_q(hook)}];"
+            yield f"    {quoted[nid]} {labels[hook]}"
         yield "  }"
-    for e in dag.edges:
-        style = ", style=dashed" if e.rule == "implied" else ""
-        yield f"  {_q(e.source)} -> {_q(e.target)} [color={COLOURS[e.rule]}{style}];"
+    attrs = {
+        r: f"[color={c}{', style=dashed' if r == 'implied' else ''}];" for r, c in COLOURS.items()
+    }
+    for source, target, rule in dag.edges:
+        yield f"  {quoted[source]} -> {quoted[target]} {attrs[rule]}"
     yield "}"
 
 

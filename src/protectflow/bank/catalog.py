@@ -1,0 +1,269 @@
+"""The checkpoint catalog: create, find, list and garbage-collect checkpoints.
+
+Listing never reads checkpoint records. Each checkpoint has two empty index
+objects whose keys sort by creation time, sharded by UTC day::
+
+    index/by-date/YYYY/MM/DD/HHMMSSffffff-ID
+    index/by-plan/PLAN/YYYY/MM/DD/HHMMSSffffff-ID
+    index/in-progress/ID            while protecting or copying (for gc)
+
+so the newest page is a descending prefix listing that opens only the newest
+day shards, however many checkpoints the bank holds.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+import uuid
+from typing import Any
+
+from protectflow.bank._keys import segment
+from protectflow.bank.checkpoint import (
+    DEFAULT_LEASE_TTL,
+    FORMAT_VERSION,
+    IN_PROGRESS,
+    Checkpoint,
+    check_checkpoint_id,
+)
+from protectflow.bank.lease import Lease, LeaseKeeper
+from protectflow.bank.runs import now_iso
+from protectflow.bank.store import Bank
+from protectflow.errors import BankError
+
+__all__ = ["CheckpointStore"]
+
+BY_DATE = "index/by-date/"
+BY_PLAN = "index/by-plan/"
+
+
+def index_suffix(created_at: str, checkpoint_id: str) -> str:
+    """``YYYY/MM/DD/HHMMSSffffff-ID`` from an ISO time ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
+    day, clock = created_at.rstrip("Z").split("T")
+    return "{}/{}-{}".format(day.replace("-", "/"), clock.replace(":", "").replace(".", ""),
+                             checkpoint_id)
+
+
+def plan_name(plan: dict[str, Any]) -> str:
+    """The name a plan is indexed by: its ``name``."""
+    name = plan.get("name")
+    if not isinstance(name, str) or not name:
+        raise BankError(f"a checkpoint's plan needs a non-empty 'name'; got {name!r}")
+    return name
+
+
+class CheckpointStore:
+    """The checkpoints of one bank.
+
+    Parameters
+    ----------
+    bank : Bank or str, optional
+        The bank or its URL; :func:`default_bank_url` if omitted.
+    """
+
+    def __init__(self, bank: Bank | str | os.PathLike[str] | None = None) -> None:
+        self.bank = bank if isinstance(bank, Bank) else Bank(bank)
+
+    def __repr__(self) -> str:
+        return f"CheckpointStore({self.bank!r})"
+
+    def _index_keys(self, plan: str, created_at: str, checkpoint_id: str) -> tuple[str, str]:
+        suffix = index_suffix(created_at, checkpoint_id)
+        return BY_DATE + suffix, f"{BY_PLAN}{segment(plan)}/{suffix}"
+
+    def create(
+        self,
+        plan: dict[str, Any],
+        resource_graph: dict[str, Any],
+        dag_fingerprint: str,
+        owner: str,
+        *,
+        copied_from: dict[str, Any] | None = None,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        now: float | None = None,
+    ) -> Checkpoint:
+        """Create a checkpoint, held by ``owner``'s lease until released.
+
+        Parameters
+        ----------
+        plan : dict
+            The plan, with its parameters; its ``name`` indexes the checkpoint.
+        resource_graph : dict
+            The resource graph as JSON.
+        dag_fingerprint : str
+            The fingerprint of the HookDAG that fills the checkpoint.
+        owner : str
+            Who runs the operation (a user, a host, a process).
+        copied_from : dict, optional
+            For a copy's target: the source (e.g. bank URL and checkpoint id).
+            The checkpoint then starts in ``copying`` instead of ``protecting``.
+        lease_ttl : float
+            Seconds the operation's lease lasts unless renewed.
+        now : float, optional
+            The creation time (epoch seconds); the current time if omitted.
+
+        Returns
+        -------
+        Checkpoint
+            Holding the ``protect`` (or ``copy``) lease: call ``transition``
+            then ``release`` when the operation ends.
+
+        Raises
+        ------
+        BankError
+            If the plan has no name or the bank refuses the writes.
+        """
+        name = plan_name(plan)
+        checkpoint_id = uuid.uuid4().hex
+        created_at = now_iso(now)
+        operation = "copy" if copied_from is not None else "protect"
+        checkpoint = Checkpoint(self.bank, checkpoint_id)
+        # Lease and in-progress entry first: if this process dies at any point
+        # after them, gc finds the checkpoint and resolves it.
+        lease = checkpoint._leases.acquire(operation, owner, ttl=lease_ttl, now=now)
+        self.bank.update_object(IN_PROGRESS + checkpoint_id, b"")
+        record = {
+            "version": FORMAT_VERSION, "id": checkpoint_id, "plan": plan, "plan_name": name,
+            "resource_graph": resource_graph, "dag_fingerprint": dag_fingerprint,
+            "status": "copying" if copied_from is not None else "protecting",
+            "status_reason": None, "created_at": created_at, "updated_at": created_at,
+            "owner": owner, "copied_from": copied_from,
+            "operations": [{"at": created_at, "event": "start", "operation": operation,
+                            "owner": owner}],
+        }
+        checkpoint._write(record)
+        for key in self._index_keys(name, created_at, checkpoint_id):
+            self.bank.update_object(key, b"")
+        checkpoint._held = lease
+        return checkpoint
+
+    def get(self, checkpoint_id: str) -> Checkpoint:
+        """The checkpoint ``checkpoint_id``, its record read.
+
+        Raises
+        ------
+        BankError
+            If there is no such checkpoint.
+        """
+        return Checkpoint(self.bank, checkpoint_id).reload()
+
+    def list(
+        self, plan: str | None = None, limit: int | None = 50, marker: str | None = None
+    ) -> builtins.list[Checkpoint]:
+        """Checkpoints newest first, one page at a time, without reading records.
+
+        Parameters
+        ----------
+        plan : str, optional
+            Only the checkpoints of the plan with this name.
+        limit : int, optional
+            The page size (None: all).
+        marker : str, optional
+            The id of the last checkpoint of the previous page.
+
+        Returns
+        -------
+        list of Checkpoint
+            Their records are read only when used.
+
+        Raises
+        ------
+        BankError
+            If ``marker`` names no checkpoint.
+        """
+        base = BY_DATE if plan is None else f"{BY_PLAN}{segment(plan)}/"
+        marker_key = None
+        if marker is not None:
+            record = self.get(marker).record
+            marker_key = base + index_suffix(record["created_at"], marker)
+        keys = self.bank.list_objects(base, limit=limit, marker=marker_key, sort_dir="desc")
+        return [Checkpoint(self.bank, key.rsplit("-", 1)[1]) for key in keys]
+
+    def remove(self, checkpoint_id: str) -> None:
+        """Delete every object of a checkpoint: data, record, runs, index entries.
+
+        Raises
+        ------
+        BankError
+            If there is no such checkpoint.
+        """
+        checkpoint = self.get(checkpoint_id)
+        record = checkpoint.record
+        keys = [*self._index_keys(record["plan_name"], record["created_at"], checkpoint_id),
+                IN_PROGRESS + checkpoint_id]
+        # The record last but one and the lease last: a crash midway leaves a
+        # checkpoint that get() still finds and remove() can finish.
+        owned = self.bank.list_objects(checkpoint.prefix)
+        record_key = checkpoint.prefix + "record"
+        lease_keys = [k for k in owned if k.startswith(checkpoint.prefix + "lease/")]
+        rest = [k for k in owned if k != record_key and k not in lease_keys]
+        for key in [*keys, *rest, record_key, *lease_keys]:
+            with contextlib.suppress(BankError):
+                self.bank.delete_object(key)
+
+    def gc(self, now: float | None = None, delete: bool = False) -> builtins.list[str]:
+        """Resolve checkpoints whose operation died: its lease expired.
+
+        A checkpoint left ``protecting`` becomes ``error`` (or is removed with
+        ``delete=True``); a copy's target left ``copying`` becomes ``error``;
+        a copy's source left ``copying`` goes back to ``available``.
+
+        Parameters
+        ----------
+        now : float, optional
+            The time leases are judged at (epoch seconds).
+        delete : bool
+            Remove failed checkpoints instead of marking them ``error``.
+
+        Returns
+        -------
+        list of str
+            The ids of the checkpoints changed or removed.
+        """
+        changed = []
+        for key in self.bank.list_objects(IN_PROGRESS):
+            checkpoint_id = key[len(IN_PROGRESS):]
+            if self._collect(Checkpoint(self.bank, check_checkpoint_id(checkpoint_id)),
+                             now=now, delete=delete):
+                changed.append(checkpoint_id)
+        return changed
+
+    def _collect(self, checkpoint: Checkpoint, *, now: float | None, delete: bool) -> bool:
+        keeper = LeaseKeeper(self.bank, checkpoint.prefix + "lease", checkpoint.id)
+        if keeper.current(now) is not None:
+            return False  # still running
+        try:
+            record = checkpoint.reload().record
+        except BankError:  # died before writing its record
+            with contextlib.suppress(BankError):
+                self.bank.delete_object(IN_PROGRESS + checkpoint.id)
+            return False
+        try:
+            lease: Lease | None = keeper.acquire("gc", "protectflow-gc", ttl=60.0, now=now)
+        except BankError:
+            return False  # someone else is collecting it
+        try:
+            status = record["status"]
+            if status == "copying" and record.get("copied_from") is None:
+                target = "available"
+            elif status in ("protecting", "copying"):
+                target = "error"
+            else:  # a finished operation that died before its index clean-up
+                with contextlib.suppress(BankError):
+                    self.bank.delete_object(IN_PROGRESS + checkpoint.id)
+                return False
+            if delete and target == "error":
+                self.remove(checkpoint.id)
+                lease = None  # removed with the rest
+                return True
+            checkpoint.transition(target, lease=lease,
+                                  reason=f"gc: the lease of {record['owner']} expired")
+            for key in self._index_keys(record["plan_name"], record["created_at"],
+                                        checkpoint.id):
+                if not self.bank.has_object(key):  # died before indexing
+                    self.bank.update_object(key, b"")
+            return True
+        finally:
+            if lease is not None:
+                keeper.release(lease)

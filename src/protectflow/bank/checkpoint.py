@@ -1,0 +1,374 @@
+"""Checkpoints: their record, their status machine, their lease and their data.
+
+A checkpoint ``ID`` lives under ``checkpoints/ID/`` in the bank::
+
+    record                  the record (JSON, FORMAT_VERSION): plan, graph, status...
+    lease/<generation>      the busy flag (see protectflow.bank.lease)
+    resources/<KEY>         per-resource status, one object each, so hooks in
+                            several processes never rewrite each other's
+    runs/<RUN-ID>           restore/verify/copy/delete run records
+    data/                   plugins' data: ``bank_section``
+    data/resources/<ID>/    one resource's data: ``get_resource_bank_section``
+
+``KEY`` and ``ID`` are escaped into one key segment (``%2F`` for ``/``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from protectflow.bank._keys import segment, unsegment, validate_key
+from protectflow.bank.lease import Lease, LeaseKeeper
+from protectflow.bank.runs import RunRecord, new_run_id, now_iso
+from protectflow.bank.section import BankSection
+from protectflow.bank.store import Bank
+from protectflow.dag.model import Resource
+from protectflow.errors import BankError
+
+__all__ = ["FORMAT_VERSION", "STATUSES", "Checkpoint", "allowed_transitions"]
+
+FORMAT_VERSION = 1
+CHECKPOINTS = "checkpoints/"
+IN_PROGRESS = "index/in-progress/"
+DEFAULT_LEASE_TTL = 300.0
+
+STATUSES = ("protecting", "available", "error", "copying", "deleting", "deleted",
+            "error_deleting")
+#: Statuses an operation is still writing; gc resolves them once the lease expires.
+IN_PROGRESS_STATUSES = ("protecting", "copying")
+_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "protecting": ("available", "error"),
+    "available": ("copying", "deleting"),
+    "error": ("deleting",),
+    "copying": ("available",),  # a copy's source; its target may also fail: 'error'
+    "deleting": ("deleted", "error_deleting"),
+    "error_deleting": ("deleting",),
+    "deleted": (),
+}
+
+
+def allowed_transitions(status: str, *, copy_target: bool = False) -> tuple[str, ...]:
+    """The statuses a checkpoint in ``status`` may move to.
+
+    ``copy_target`` marks a checkpoint created in a target bank by a copy: it
+    starts in ``copying`` and ends ``available`` or ``error``; the source of
+    a copy goes ``available -> copying -> available``.
+
+    Raises
+    ------
+    BankError
+        If ``status`` is unknown.
+    """
+    if status not in _TRANSITIONS:
+        raise BankError(f"unknown checkpoint status {status!r}; known: {', '.join(STATUSES)}")
+    if copy_target and status == "copying":
+        return ("available", "error")
+    return _TRANSITIONS[status]
+
+
+def check_checkpoint_id(checkpoint_id: str) -> str:
+    """Return ``checkpoint_id`` if it is one key segment, else raise BankError."""
+    validate_key(checkpoint_id, what="checkpoint id")
+    if "/" in checkpoint_id:
+        raise BankError(f"invalid checkpoint id {checkpoint_id!r}: it may not contain '/'")
+    return checkpoint_id
+
+
+class Checkpoint:
+    """A checkpoint in a bank; its record is read on first use.
+
+    Parameters
+    ----------
+    bank : Bank
+        The bank holding the checkpoint.
+    checkpoint_id : str
+        Its id. Use :meth:`CheckpointStore.get` to check that it exists.
+
+    Notes
+    -----
+    A Checkpoint pickles as ``(bank URL, id)``: in another process the record
+    is read again when needed, and held leases are not carried along.
+    """
+
+    def __init__(self, bank: Bank, checkpoint_id: str, *,
+                 record: dict[str, Any] | None = None) -> None:
+        self.bank = bank
+        self.id = check_checkpoint_id(checkpoint_id)
+        self.prefix = f"{CHECKPOINTS}{checkpoint_id}/"
+        self._record = record
+        self._held: Lease | None = None
+        self._leases = LeaseKeeper(bank, self.prefix + "lease", f"checkpoint {checkpoint_id}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Checkpoint, (self.bank, self.id))
+
+    def __repr__(self) -> str:
+        return f"Checkpoint({self.bank!r}, {self.id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Checkpoint) and (other.bank, other.id) == (self.bank, self.id)
+
+    def __hash__(self) -> int:
+        return hash((self.bank, self.id))
+
+    # -- the record -------------------------------------------------------------
+    def _load(self) -> dict[str, Any]:
+        try:
+            record = self.bank.get_object(self.prefix + "record")
+        except BankError:
+            raise BankError(f"no checkpoint {self.id!r} in bank {self.bank.url}") from None
+        if not isinstance(record, dict) or record.get("version") != FORMAT_VERSION:
+            version = record.get("version") if isinstance(record, dict) else None
+            raise BankError(f"checkpoint {self.id!r} has record format {version!r}; this "
+                            f"protectflow reads format {FORMAT_VERSION}")
+        return record
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The record as last read (see :meth:`reload`)."""
+        if self._record is None:
+            self._record = self._load()
+        return self._record
+
+    def reload(self) -> Checkpoint:
+        """Read the record again; return self."""
+        self._record = self._load()
+        return self
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self.bank.update_object(self.prefix + "record", record)
+        self._record = record
+
+    def _append_history(self, entry: dict[str, Any]) -> None:
+        record = self._load()
+        record["operations"].append({"at": now_iso(), **entry})
+        record["updated_at"] = now_iso()
+        self._write(record)
+
+    @property
+    def status(self) -> str:
+        """The checkpoint's status, one of :data:`STATUSES`."""
+        return str(self.record["status"])
+
+    @property
+    def plan(self) -> dict[str, Any]:
+        """The plan (with its parameters) the checkpoint was taken with."""
+        return dict(self.record["plan"])
+
+    @property
+    def resource_graph(self) -> dict[str, Any]:
+        return dict(self.record["resource_graph"])
+
+    @property
+    def dag_fingerprint(self) -> str:
+        return str(self.record["dag_fingerprint"])
+
+    @property
+    def created_at(self) -> str:
+        return str(self.record["created_at"])
+
+    @property
+    def owner(self) -> str:
+        return str(self.record["owner"])
+
+    @property
+    def operations(self) -> list[dict[str, Any]]:
+        """History: lease starts and ends, and status changes, oldest first."""
+        return list(self.record["operations"])
+
+    def to_json(self) -> dict[str, Any]:
+        """The record plus the per-resource statuses, freshly read."""
+        return {**self.reload().record, "resources": self.resources}
+
+    # -- status -----------------------------------------------------------------
+    def transition(self, status: str, *, reason: str | None = None,
+                   lease: Lease | None = None) -> None:
+        """Move the checkpoint to ``status``.
+
+        Parameters
+        ----------
+        status : str
+            The new status.
+        reason : str, optional
+            Why (kept in the record and its history).
+        lease : Lease, optional
+            The lease this change is made under; the one this object took if
+            omitted. If another operation holds the checkpoint, the change is
+            refused.
+
+        Raises
+        ------
+        BankError
+            If the transition is illegal (the message lists the allowed ones)
+            or the checkpoint is busy with another operation.
+        """
+        lease = lease or self._held
+        current = self._leases.current()
+        if current is not None and (lease is None or current.token != lease.token):
+            raise BankError(f"cannot move checkpoint {self.id} to {status}: it is busy "
+                            f"with {current.describe()}")
+        record = self._load()
+        old = record["status"]
+        allowed = allowed_transitions(old, copy_target=record.get("copied_from") is not None)
+        if status not in allowed:
+            raise BankError(f"illegal transition {old} -> {status} for checkpoint {self.id}; "
+                            f"allowed: {', '.join(allowed) or 'none'}")
+        stamp = now_iso()
+        record.update(status=status, status_reason=reason, updated_at=stamp)
+        record["operations"].append(
+            {"at": stamp, "event": "status", "from": old, "to": status, "reason": reason})
+        if status in IN_PROGRESS_STATUSES:  # gc finds it here if its operation dies
+            self.bank.update_object(IN_PROGRESS + self.id, b"")
+        self._write(record)
+        if old in IN_PROGRESS_STATUSES and status not in IN_PROGRESS_STATUSES:
+            with contextlib.suppress(BankError):
+                self.bank.delete_object(IN_PROGRESS + self.id)
+
+    def set_resource_status(self, resource: str | Resource, status: str,
+                            reason: str | None = None) -> None:
+        """Record one resource's status (``TYPE#ID`` key or a Resource)."""
+        key = resource.key if isinstance(resource, Resource) else resource
+        self.bank.update_object(f"{self.prefix}resources/{segment(key)}",
+                                {"status": status, "reason": reason, "updated_at": now_iso()})
+
+    def set_resource_statuses(self, statuses: Mapping[str, Mapping[str, Any]]) -> None:
+        """Record every resource's status at once, as the framework does at the
+        end of an operation: one object, whatever the number of resources.
+
+        ``statuses`` maps resource keys to ``{"status": ..., "reason": ...}``;
+        these take precedence over :meth:`set_resource_status`'s.
+        """
+        stamp = now_iso()
+        value = {k: {"status": v["status"], "reason": v.get("reason"), "updated_at": stamp}
+                 for k, v in sorted(statuses.items())}
+        self.bank.update_object(self.prefix + "statuses", value)
+
+    @property
+    def resources(self) -> dict[str, dict[str, Any]]:
+        """``{resource key: {"status": ..., "reason": ...}}``, freshly read."""
+        base = self.prefix + "resources/"
+        out: dict[str, dict[str, Any]] = {}
+        for key in self.bank.list_objects(base):
+            value = self.bank.get_object(key)
+            out[unsegment(key[len(base):])] = {"status": value["status"],
+                                               "reason": value["reason"]}
+        if self.bank.has_object(self.prefix + "statuses"):
+            bulk = self.bank.get_object(self.prefix + "statuses")
+            if isinstance(bulk, dict):
+                for key, value in bulk.items():
+                    out[key] = {"status": value["status"], "reason": value["reason"]}
+        return dict(sorted(out.items()))
+
+    # -- the lease ----------------------------------------------------------------
+    @property
+    def lease(self) -> Lease | None:
+        """The lease of the operation running on the checkpoint, or None."""
+        return self._leases.current()
+
+    @property
+    def busy(self) -> bool:
+        """Whether an operation holds the checkpoint."""
+        return self.lease is not None
+
+    def acquire(self, operation: str, owner: str, *, ttl: float = DEFAULT_LEASE_TTL,
+                now: float | None = None) -> Lease:
+        """Take the checkpoint for ``operation`` (restore, verify, copy, delete).
+
+        Raises
+        ------
+        BankError
+            If another operation holds it: the message names that operation.
+        """
+        lease = self._leases.acquire(operation, owner, ttl=ttl, now=now)
+        self._held = lease
+        self._append_history({"event": "start", "operation": operation, "owner": owner})
+        return lease
+
+    def renew(self, lease: Lease | None = None, *, ttl: float = DEFAULT_LEASE_TTL) -> Lease:
+        """Extend the lease (the one this object holds by default).
+
+        Raises
+        ------
+        BankError
+            If there is no such lease, it expired, or another process took it.
+        """
+        lease = lease or self._held
+        if lease is None:
+            raise BankError(f"checkpoint {self.id}: no lease to renew; acquire() first")
+        self._held = self._leases.renew(lease, ttl=ttl)
+        return self._held
+
+    def release(self, lease: Lease | None = None) -> None:
+        """Give the lease up (the one this object holds by default)."""
+        lease = lease or self._held
+        if lease is None:
+            return
+        with contextlib.suppress(BankError):  # the record may be gone (gc, remove)
+            self._append_history({"event": "end", "operation": lease.operation,
+                                  "owner": lease.owner})
+        self._leases.release(lease)
+        self._held = None
+
+    @contextlib.contextmanager
+    def running(self, operation: str, owner: str, *,
+                ttl: float = DEFAULT_LEASE_TTL) -> Iterator[Lease]:
+        """Hold the lease for the duration of a ``with`` block.
+
+        Raises
+        ------
+        BankError
+            If another operation holds the checkpoint.
+        """
+        lease = self.acquire(operation, owner, ttl=ttl)
+        try:
+            yield lease
+        finally:
+            self.release()
+
+    # -- data ---------------------------------------------------------------------
+    @property
+    def bank_section(self) -> BankSection:
+        """The section for the whole checkpoint's plugin data."""
+        return BankSection(self.bank, self.prefix + "data")
+
+    def get_resource_bank_section(self, resource_id: str | Resource, *,
+                                  read_only: bool = False) -> BankSection:
+        """The section for one resource's data (Karbor's API).
+
+        Pass the Resource (or its ``TYPE#ID`` key) where ids of different
+        types may collide; a bare id is accepted as Karbor's plugins pass it.
+        """
+        name = resource_id.key if isinstance(resource_id, Resource) else resource_id
+        return BankSection(self.bank, f"{self.prefix}data/resources/{segment(name)}",
+                           read_only=read_only)
+
+    # -- runs ---------------------------------------------------------------------
+    def start_run(self, operation: str, owner: str) -> RunRecord:
+        """Create and store a run record of ``operation`` on this checkpoint."""
+        run = RunRecord(id=new_run_id(), checkpoint_id=self.id, operation=operation,
+                        owner=owner)
+        self.save_run(run)
+        return run
+
+    def save_run(self, run: RunRecord) -> None:
+        """Store ``run`` (atomically replacing its previous state)."""
+        self.bank.update_object(f"{self.prefix}runs/{check_checkpoint_id(run.id)}",
+                                run.to_json())
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run record ``run_id``.
+
+        Raises
+        ------
+        BankError
+            If there is no such run.
+        """
+        return RunRecord.from_json(
+            self.bank.get_object(f"{self.prefix}runs/{check_checkpoint_id(run_id)}"))
+
+    def list_runs(self, limit: int | None = None) -> list[RunRecord]:
+        """Run records, newest first."""
+        keys = self.bank.list_objects(self.prefix + "runs/", limit=limit, sort_dir="desc")
+        return [RunRecord.from_json(self.bank.get_object(k)) for k in keys]

@@ -1,0 +1,73 @@
+"""Run records: one restore, verify, copy or delete run of a checkpoint."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import attrs
+
+__all__ = ["RUN_FORMAT_VERSION", "RunRecord", "now_iso"]
+
+RUN_FORMAT_VERSION = 1
+
+
+def now_iso(now: float | None = None) -> str:
+    """UTC time as ``2024-05-17T13:45:01.123456Z`` (sorts as it reads)."""
+    ts = time.time() if now is None else now
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A run id that sorts by start time: ``20240517T134501123456Z-1a2b3c4d``."""
+    stamp = now_iso(now).replace("-", "").replace(":", "").replace(".", "")
+    return f"{stamp}-{uuid.uuid4().hex[:8]}"
+
+
+@attrs.define
+class RunRecord:
+    """What one operation on a checkpoint did.
+
+    Attributes
+    ----------
+    id : str
+        Sorts by start time.
+    checkpoint_id, operation, owner : str
+    status : str
+        ``running``, ``success`` or ``error``.
+    resources : dict
+        ``{resource key: {"status": ..., "reason": ...}}``.
+    new_resources : dict
+        For restore: ``{resource key: new resource id}``.
+    started_at, finished_at : str or None
+        ISO 8601 UTC.
+    """
+
+    id: str
+    checkpoint_id: str
+    operation: str
+    owner: str
+    status: str = "running"
+    resources: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    new_resources: dict[str, str] = attrs.field(factory=dict)
+    started_at: str = attrs.field(factory=now_iso)
+    finished_at: str | None = None
+
+    def set_resource(self, key: str, status: str, reason: str | None = None) -> None:
+        """Record the outcome for one resource."""
+        self.resources[key] = {"status": status, "reason": reason}
+
+    def finish(self, status: str) -> None:
+        """Mark the run finished with ``status`` (``success`` or ``error``)."""
+        self.status = status
+        self.finished_at = now_iso()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": RUN_FORMAT_VERSION, **attrs.asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunRecord:
+        fields = {k: v for k, v in data.items() if k != "version"}
+        return cls(**fields)

@@ -1,0 +1,333 @@
+"""The bank: a key/object store on a local folder or any fsspec file system.
+
+Keys are ``/``-separated relative paths (see :func:`_keys.validate_key`) and
+map one to one onto files under the bank's root, so a local bank can be read
+with ``ls`` and ``cat``. Each object starts with a 6-byte header recording its
+kind (bytes, str or JSON) -- see :mod:`protectflow.bank._keys`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import IO, Any
+
+from protectflow.bank._backend import FsspecBackend, LocalBackend
+from protectflow.bank._keys import (
+    BYTES_HEADER,
+    HEADER_LEN,
+    MAGIC,
+    TEMP_PREFIX,
+    Value,
+    decode,
+    encode,
+    validate_key,
+    validate_prefix,
+)
+from protectflow.errors import BankError
+
+__all__ = ["Bank", "default_bank_url"]
+
+_SORT_DIRS = ("asc", "desc")
+
+
+def default_bank_url() -> str:
+    """The bank used when none is named.
+
+    Returns
+    -------
+    str
+        ``$PROTECTFLOW_BANK`` if set, else ``<user data dir>/protectflow/bank``.
+    """
+    env = os.environ.get("PROTECTFLOW_BANK")
+    if env:
+        return env
+    import platformdirs
+
+    return os.path.join(platformdirs.user_data_dir("protectflow"), "bank")
+
+
+def _is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+class Bank:
+    """A key/object store: the plugins' bank (Karbor's ``Bank`` interface).
+
+    Parameters
+    ----------
+    url : str, optional
+        A local folder (a plain path or ``file://``), ``memory://name`` or any
+        fsspec URL; :func:`default_bank_url` if omitted.
+    fsync : bool
+        On a local folder, ``fsync`` each object before renaming it into
+        place (durable across power loss). Atomicity holds either way
+        against process crashes.
+    storage_options : dict, optional
+        Passed to fsspec for non-local URLs (credentials, endpoints).
+
+    Notes
+    -----
+    A Bank pickles as its URL and options; the file system is reopened lazily
+    in the process that unpickles it (dask workers).
+    """
+
+    def __init__(
+        self,
+        url: str | os.PathLike[str] | None = None,
+        *,
+        fsync: bool = True,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        url = os.fspath(url) if url is not None else default_bank_url()
+        if _is_local(url):
+            url = os.path.abspath(url.removeprefix("file://"))
+        self.url = url
+        self.fsync = fsync
+        self.storage_options = dict(storage_options or {})
+        self._backend: LocalBackend | FsspecBackend | None = None
+
+    # -- pickling: the URL travels, the file system does not --------------------
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url, "fsync": self.fsync, "storage_options": self.storage_options}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["url"], fsync=state["fsync"],  # type: ignore[misc]
+                      storage_options=state["storage_options"])
+
+    def __repr__(self) -> str:
+        return f"Bank({self.url!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Bank) and other.url == self.url
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+    @property
+    def backend(self) -> LocalBackend | FsspecBackend:
+        """The storage back-end, opened on first use."""
+        if self._backend is None:
+            if _is_local(self.url):
+                os.makedirs(self.url, exist_ok=True)
+                self._backend = LocalBackend(self.url, fsync=self.fsync)
+            else:
+                from fsspec.core import url_to_fs
+
+                fs, root = url_to_fs(self.url, **self.storage_options)
+                self._backend = FsspecBackend(fs, root)
+        return self._backend
+
+    # -- the Karbor interface ---------------------------------------------------
+    def update_object(self, key: str, value: Value) -> None:
+        """Store ``value`` under ``key``, atomically replacing any old value.
+
+        Parameters
+        ----------
+        key : str
+            A valid bank key.
+        value : bytes, str, dict or list
+            Read back as the same type by :meth:`get_object`.
+
+        Raises
+        ------
+        BankError
+            If the key is invalid, the value of another type, or the store
+            refuses the write.
+        """
+        validate_key(key)
+        data = encode(value)
+        try:
+            self.backend.write(key, data)
+        except OSError as err:
+            raise BankError(f"cannot write bank object {key!r} in {self.url}: {err}") from err
+
+    def create_object(self, key: str, value: Value) -> bool:
+        """Store ``value`` under ``key`` only if ``key`` holds nothing yet.
+
+        Returns
+        -------
+        bool
+            True if this call created the object, False if it existed.
+
+        Raises
+        ------
+        BankError
+            If the key is invalid or the store refuses the write.
+        """
+        validate_key(key)
+        data = encode(value)
+        try:
+            return self.backend.create_exclusive(key, data)
+        except OSError as err:
+            raise BankError(f"cannot create bank object {key!r} in {self.url}: {err}") from err
+
+    def get_object(self, key: str) -> Value:
+        """Return the value stored under ``key``.
+
+        Raises
+        ------
+        BankError
+            If the key is invalid or holds no object.
+        """
+        validate_key(key)
+        try:
+            data = self.backend.read(key)
+        except FileNotFoundError:
+            raise BankError(f"no bank object {key!r} in {self.url}") from None
+        except OSError as err:
+            raise BankError(f"cannot read bank object {key!r} in {self.url}: {err}") from err
+        return decode(data, key)
+
+    def has_object(self, key: str) -> bool:
+        """Whether ``key`` holds an object.
+
+        Raises
+        ------
+        BankError
+            If the key is invalid.
+        """
+        return self.backend.exists(validate_key(key))
+
+    def delete_object(self, key: str) -> None:
+        """Delete the object under ``key``.
+
+        Raises
+        ------
+        BankError
+            If the key is invalid or holds no object.
+        """
+        validate_key(key)
+        if not self.backend.delete(key):
+            raise BankError(f"cannot delete bank object {key!r} in {self.url}: "
+                            "there is no such object")
+
+    def list_objects(
+        self,
+        prefix: str | None = None,
+        limit: int | None = None,
+        marker: str | None = None,
+        sort_dir: str | None = None,
+    ) -> list[str]:
+        """The keys starting with ``prefix``, sorted, one page at a time.
+
+        Parameters
+        ----------
+        prefix : str, optional
+            Keep keys that start with this string (not only whole segments).
+        limit : int, optional
+            Return at most this many keys.
+        marker : str, optional
+            Return only keys after this one in the listing order: pass the
+            last key of a page to get the next page.
+        sort_dir : {'asc', 'desc'}, optional
+            The order; 'asc' if omitted.
+
+        Returns
+        -------
+        list of str
+            Keys, never temporary files. The walk prunes directories that
+            cannot hold a key of the page, so a page costs about ``limit``
+            keys plus the directories on its way, not the whole bank.
+
+        Raises
+        ------
+        BankError
+            If the prefix is invalid, ``limit`` negative or ``sort_dir``
+            unknown.
+        """
+        prefix = validate_prefix(prefix)
+        if sort_dir is None:
+            sort_dir = "asc"
+        if sort_dir not in _SORT_DIRS:
+            raise BankError(f"unknown sort_dir {sort_dir!r}; use 'asc' or 'desc'")
+        if limit is not None and limit < 0:
+            raise BankError(f"limit must be >= 0, not {limit}")
+        if limit == 0:
+            return []
+        keys: list[str] = []
+        for key in self.iter_objects(prefix, marker=marker, reverse=sort_dir == "desc"):
+            keys.append(key)
+            if limit is not None and len(keys) >= limit:
+                break
+        return keys
+
+    def iter_objects(
+        self, prefix: str = "", *, marker: str | None = None, reverse: bool = False
+    ) -> Iterator[str]:
+        """Yield the keys starting with ``prefix`` lazily, in order, after ``marker``."""
+        # Start at the deepest directory every matching key lies in.
+        start = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
+        yield from self._walk(start, prefix, marker, reverse)
+
+    def _walk(self, rel: str, prefix: str, marker: str | None, reverse: bool) -> Iterator[str]:
+        backend = self.backend
+        # Sorting a directory's name as 'name/' puts its subtree exactly where
+        # its keys fall in the lexicographic order of full keys ('a-b' < 'a/x').
+        entries = sorted(
+            ((rel + name + ("/" if is_dir else ""), is_dir)
+             for name, is_dir in backend.listdir(rel.rstrip("/"))
+             if not name.startswith(TEMP_PREFIX)),
+            reverse=reverse,
+        )
+        for path, is_dir in entries:
+            if is_dir:
+                if not (path.startswith(prefix) or prefix.startswith(path)):
+                    continue
+                if marker is not None and _subtree_before_marker(path, marker, reverse):
+                    continue
+                yield from self._walk(path, prefix, marker, reverse)
+            elif path.startswith(prefix) and (
+                marker is None or (path < marker if reverse else path > marker)
+            ):
+                yield path
+
+    # -- streaming --------------------------------------------------------------
+    @contextlib.contextmanager
+    def open_write(self, key: str) -> Iterator[IO[bytes]]:
+        """Stream a large bytes object into ``key``; it appears whole on exit.
+
+        If the block raises, nothing is stored and the old object stays.
+
+        Raises
+        ------
+        BankError
+            If the key is invalid or the store refuses the write.
+        """
+        validate_key(key)
+        try:
+            with self.backend.open_write(key, BYTES_HEADER) as f:
+                yield f
+        except OSError as err:
+            raise BankError(f"cannot write bank object {key!r} in {self.url}: {err}") from err
+
+    @contextlib.contextmanager
+    def open_read(self, key: str) -> Iterator[IO[bytes]]:
+        """Stream the payload of ``key`` (after its header) in chunks.
+
+        Raises
+        ------
+        BankError
+            If the key is invalid or holds no object.
+        """
+        validate_key(key)
+        try:
+            f = self.backend.open_read(key)
+        except FileNotFoundError:
+            raise BankError(f"no bank object {key!r} in {self.url}") from None
+        with f:
+            head = f.read(HEADER_LEN)
+            if not (head[:4] == MAGIC and head[5:6] == b"\n"):
+                f.seek(0)  # a foreign file: all payload
+            yield f
+
+
+def _subtree_before_marker(directory: str, marker: str, reverse: bool) -> bool:
+    """Whether every key under ``directory`` (ending in '/') is at or before
+    ``marker`` in the listing order, so the walk may skip the directory."""
+    if marker.startswith(directory):
+        return False
+    # Not a prefix of the marker: all keys under the directory compare to the
+    # marker as the directory itself does.
+    return directory > marker if reverse else directory < marker

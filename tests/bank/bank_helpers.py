@@ -1,0 +1,60 @@
+"""Helpers shared by the bank tests (a plain module: importable by subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from protectflow.bank import Bank
+
+
+def make_bank(kind: str, tmp_path: Path) -> Bank:
+    """A fresh bank: a real folder under ``tmp_path`` or a unique ``memory://``."""
+    if kind == "local":
+        return Bank(tmp_path / f"bank-{uuid.uuid4().hex[:8]}", fsync=False)
+    return Bank(f"memory://pf-test-{uuid.uuid4().hex}")
+
+
+# -- workers run in other processes (spawned: they must be importable) ------------
+def create_many(url: str, plan: str, count: int, out: Any) -> None:
+    """Create ``count`` checkpoints of ``plan``; put their ids on ``out``."""
+    from protectflow.bank import CheckpointStore
+
+    store = CheckpointStore(url)
+    ids = []
+    for _ in range(count):
+        checkpoint = store.create({"name": plan}, {}, "fp", f"pid-{os.getpid()}")
+        checkpoint.transition("available")
+        checkpoint.release()
+        ids.append(checkpoint.id)
+    out.put(ids)
+
+
+def race_for_lease(url: str, checkpoint_id: str, start: Any, out: Any) -> None:
+    """Wait at ``start``, then try to take the checkpoint; report the outcome."""
+    from protectflow.bank import Bank, Checkpoint
+    from protectflow.errors import BankError
+
+    checkpoint = Checkpoint(Bank(url), checkpoint_id)
+    start.wait()
+    try:
+        lease = checkpoint.acquire("verify", f"pid-{os.getpid()}", ttl=60)
+        out.put(("won", lease.generation))
+    except BankError as err:
+        out.put(("lost", str(err)))
+
+
+def use_checkpoint(checkpoint: Any, out: Any) -> None:
+    """What a hook does in a dask worker: write data and status via the checkpoint."""
+    from protectflow.dag.model import Resource
+
+    loaded_lazily = checkpoint._record is None
+    volume = Resource("sim.volume", "vol/1")
+    section = checkpoint.get_resource_bank_section(volume)
+    section.update_object("meta", {"size": 10})
+    with section.open_write("data") as f:
+        f.write(b"\x00" * 100_000)
+    checkpoint.set_resource_status(volume, "available")
+    out.put((loaded_lazily, checkpoint.status, os.getpid()))
