@@ -33,11 +33,11 @@ def _compile(args: argparse.Namespace) -> int:
         data = summary.summary(dag)
     else:
         data = dot.render(dag, args.format)
-    _write(data, args.output)
+    write_output(data, args.output)
     return 0
 
 
-def _write(data: str | bytes, output: str | None) -> None:
+def write_output(data: str | bytes, output: str | None) -> None:
     if output is None or output == "-":
         if isinstance(data, bytes):
             sys.stdout.buffer.write(data)
@@ -114,6 +114,8 @@ def _plugins(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from protectflow._cli_ops import add_operation_parsers
+    from protectflow._cli_run import add_executor_args, run_command
     from protectflow.dag import OPERATIONS
 
     parser = argparse.ArgumentParser(
@@ -138,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", help="list the installed plugins, their types and schemas")
     p.add_argument("--json", action="store_true", help="print every schema as JSON")
     p.set_defaults(func=_plugins)
+
+    p = sub.add_parser("run", help="run a plan (or a compiled hook DAG) on an executor")
+    p.add_argument("plan", metavar="PLAN_OR_DAG", help="a plan, or a HookDAG .json file")
+    p.add_argument("--operation", choices=OPERATIONS, help="for a plan (default: protect)")
+    add_executor_args(p)
+    p.set_defaults(func=run_command)
+    add_operation_parsers(sub, add_executor_args)
     return parser
 
 

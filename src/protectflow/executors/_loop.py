@@ -1,0 +1,327 @@
+"""The one scheduling loop every executor runs.
+
+As in dask's ``local.get_async``, the loop is parameterised by ``submit``: the
+serial executor's runs the hook at once, the threads executor's hands it to a
+pool, the dask executor's to ``client.submit``. Whatever the executor, results
+come back through one completion queue and the loop alone decides what starts
+next, so limits, fail-fast, retries and cancellation mean the same everywhere.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import queue
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from protectflow.dag.model import HookDAG
+from protectflow.executors._views import Views
+from protectflow.executors.invoke import NEW_RESOURCES_OPERATIONS, HookCall, HookResult
+from protectflow.executors.options import RunOptions
+from protectflow.executors.report import FAILED_STATES, Attempt, Event, HookRecord, RunReport
+
+__all__ = ["Submit", "run_loop"]
+
+_PENDING = "pending"
+_POLL = 0.1  # seconds between looks at the cancel event while waiting
+
+Done = Callable[[HookResult], None]
+
+
+class Submit(Protocol):
+    """Start ``calls`` and arrange for ``done(result)`` as each finishes.
+
+    ``done`` may be called from any thread, or before ``submit`` returns. The
+    loop hands over every hook it may start at once, so that an executor can
+    send them in one message.
+    """
+
+    def __call__(self, calls: list[HookCall], done: Done) -> None: ...
+
+
+def run_loop(
+    dag: HookDAG,
+    options: RunOptions,
+    *,
+    submit: Submit,
+    capacity: int,
+    executor: str,
+    abandon: Callable[[Iterable[int]], None] | None = None,
+) -> RunReport:
+    """Run ``dag`` with at most ``capacity`` hooks handed to ``submit`` at once.
+
+    Ready hooks start lowest node index first, so with ``capacity=1`` and a
+    ``submit`` that runs at once the order is the same in every run.
+    ``abandon`` is told which hooks are still running when a cancelled run's
+    grace period is over.
+    """
+    return _Run(dag, options, executor, capacity).run(submit, abandon)
+
+
+class _Run:
+    def __init__(self, dag: HookDAG, options: RunOptions, executor: str, capacity: int) -> None:
+        self.dag, self.options, self.executor = dag, options, executor
+        self.capacity = max(1, capacity)
+        nodes = dag.nodes
+        index = {n.id: i for i, n in enumerate(nodes)}
+        self.preds: list[list[int]] = [[] for _ in nodes]
+        self.succs: list[list[int]] = [[] for _ in nodes]
+        for e in dag.edges:
+            s, t = index[e.source], index[e.target]
+            self.preds[t].append(s)
+            self.succs[s].append(t)
+        self.waiting = [len(p) for p in self.preds]
+        self.records = [HookRecord(n.id, n.resource.key, n.hook, _PENDING) for n in nodes]
+        self.views = Views(self.preds) if dag.operation in NEW_RESOURCES_OPERATIONS else None
+        self.groups, self.room = _limit_groups(dag, options)
+        self.parked: list[list[int]] = [[] for _ in self.room]
+        self.ready: list[int] = []
+        self.delayed: list[tuple[float, int]] = []
+        self.inflight: dict[int, int] = {}  # node index -> attempt
+        self.queue: queue.SimpleQueue[HookResult] = queue.SimpleQueue()
+        self.stopping = False
+        self.cancelled = False
+        self.grace_deadline = float("inf")
+        self.listeners = tuple(options.listeners)
+
+    # -- events -----------------------------------------------------------
+
+    def emit(self, kind: str, i: int | None = None, attempt: int = 0, message: str = "") -> None:
+        if not self.listeners:
+            return
+        event = Event(kind, time.time(), None if i is None else self.dag.nodes[i].id,
+                      attempt, message)
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception as err:  # a broken listener must not break the run
+                warnings.warn(f"run listener {listener!r} failed: {err!r}", stacklevel=2)
+
+    # -- the loop ---------------------------------------------------------
+
+    def run(self, submit: Submit, abandon: Callable[[Iterable[int]], None] | None) -> RunReport:
+        start = time.time()
+        self.emit("run_started", message=f"{len(self.records)} hooks on {self.executor}")
+        for i, n in enumerate(self.waiting):
+            if n == 0:
+                self._make_ready(i)
+        try:
+            self._loop(submit, abandon)
+        finally:
+            end = time.time()
+            self._settle()
+        report = RunReport(
+            self.dag.operation, self.dag.plan, self.executor, self._overall(), start, end,
+            {r.node: r for r in self.records},
+        )
+        self.emit("run_finished", message=report.state)
+        return report
+
+    def _settle(self) -> None:
+        """Give every hook left pending its final state."""
+        records = self.records
+        for i, record in enumerate(records):
+            if record.state == _PENDING and record.history and i not in self.inflight:
+                # It failed and the run stopped before its retry: it failed.
+                record.state = record.history[-1].state
+                self.emit(record.state, i, record.attempts, "not retried: the run stopped")
+                self._upstream_failed(i)
+        for i, record in enumerate(records):
+            if record.state == _PENDING:
+                record.state = "cancelled"
+                self.emit("cancelled", i)
+
+    def _overall(self) -> str:
+        if self.cancelled:
+            return "cancelled"
+        bad = FAILED_STATES | {"upstream_failed"}
+        return "failed" if any(r.state in bad for r in self.records) else "succeeded"
+
+    def _loop(self, submit: Submit, abandon: Callable[[Iterable[int]], None] | None) -> None:
+        cancel = self.options.cancel
+        while True:
+            now = time.time()
+            while self.delayed and self.delayed[0][0] <= now and not self.stopping:
+                heapq.heappush(self.ready, heapq.heappop(self.delayed)[1])
+            try:
+                self._fill(submit)
+            except KeyboardInterrupt:
+                self._cancel("interrupted")
+            if not self.inflight and (self.stopping or not (self.ready or self.delayed)):
+                return
+            if self.cancelled and now >= self.grace_deadline:
+                self._abandon(abandon)
+                return
+            wait = _POLL
+            if self.delayed and not self.stopping:
+                wait = min(wait, max(0.0, self.delayed[0][0] - now))
+            try:
+                result: HookResult | None = self.queue.get(timeout=wait)
+            except queue.Empty:
+                result = None
+            except KeyboardInterrupt:
+                if self.cancelled:  # a second Ctrl-C: stop waiting for running hooks
+                    self._abandon(abandon)
+                    return
+                self._cancel("interrupted")
+                continue
+            while result is not None:
+                self._finish(result)
+                try:
+                    result = self.queue.get_nowait()
+                except queue.Empty:
+                    result = None
+            if cancel is not None and cancel.is_set() and not self.cancelled:
+                self._cancel("cancelled")
+
+    def _cancel(self, why: str) -> None:
+        self.stopping = self.cancelled = True
+        self.grace_deadline = time.time() + self.options.grace
+        self.emit("cancelling", message=why)
+
+    def _abandon(self, abandon: Callable[[Iterable[int]], None] | None) -> None:
+        """The grace period is over: whatever still runs is reported cancelled."""
+        left = list(self.inflight)
+        self.inflight.clear()
+        for i in left:
+            self.records[i].state = "cancelled"
+            self.emit("cancelled", i, message="still running when the grace period ended")
+        if abandon is not None and left:
+            abandon(left)
+
+    # -- starting hooks ---------------------------------------------------
+
+    def _make_ready(self, i: int) -> None:
+        heapq.heappush(self.ready, i)
+        self.emit("queued", i)
+
+    def _fill(self, submit: Submit) -> None:
+        ready, groups, room = self.ready, self.groups, self.room
+        calls: list[HookCall] = []
+        while ready and not self.stopping and len(self.inflight) < self.capacity:
+            i = heapq.heappop(ready)
+            full = next((g for g in groups[i] if room[g] <= 0), None) if groups[i] else None
+            if full is not None:
+                # Parked until a hook of that group finishes: never a lock a
+                # pool thread waits on.
+                heapq.heappush(self.parked[full], i)
+                continue
+            for g in groups[i]:
+                room[g] -= 1
+            calls.append(self._call(i))
+        if not calls:
+            return
+        try:
+            submit(calls, self.queue.put)
+        except KeyboardInterrupt:
+            # The serial executor runs hooks right here.
+            for call in calls:
+                if self.inflight.pop(call.index, None) is not None:
+                    self._release(call.index)
+                    self.records[call.index].state = "cancelled"
+            raise
+
+    def _call(self, i: int) -> HookCall:
+        record = self.records[i]
+        attempt = record.attempts + 1
+        record.attempts = attempt
+        self.inflight[i] = attempt
+        options = self.options
+        node = self.dag.nodes[i]
+        self.emit("started", i, attempt)
+        return HookCall(
+            i, node, self.dag.operation, self.dag.parameters.get(node.resource.key, {}), attempt,
+            registry=options.registry, checkpoint=options.checkpoint, context=options.context,
+            view=self.views.view(i) if self.views is not None else None,
+            target_checkpoint=options.target_checkpoint, timeout=options.timeout,
+        )
+
+    # -- finishing hooks --------------------------------------------------
+
+    def _release(self, i: int) -> None:
+        for g in self.groups[i]:
+            self.room[g] += 1
+            parked = self.parked[g]
+            if parked:
+                heapq.heappush(self.ready, heapq.heappop(parked))
+
+    def _finish(self, r: HookResult) -> None:
+        i = r.index
+        if self.inflight.get(i) != r.attempt:
+            return  # an abandoned hook that finished after all
+        del self.inflight[i]
+        self._release(i)
+        record = self.records[i]
+        record.history.append(Attempt(r.attempt, r.state, r.start, r.end, r.worker))
+        record.log.extend(r.log)
+        if record.start is None:
+            record.start = r.start
+        record.end = r.end
+        record.error = r.error
+        if r.state == "succeeded":
+            record.state = "succeeded"
+            record.output = r.output
+            record.new_resources = r.writes
+            self.emit("succeeded", i, r.attempt)
+            if self.views is not None:
+                self.views.done(i, r.writes)
+            for s in self.succs[i]:
+                self.waiting[s] -= 1
+                if self.waiting[s] == 0 and self.records[s].state == _PENDING:
+                    self._make_ready(s)
+            return
+        retries = self.options.retries if self.options.retries is not None else r.retries
+        if r.attempt <= retries and not self.stopping:
+            base = self.options.retry_delay
+            delay = (r.retry_delay if base is None else base) * 2 ** (r.attempt - 1)
+            heapq.heappush(self.delayed, (time.time() + delay, i))
+            msg = r.error.message if r.error else ""
+            self.emit("retried", i, r.attempt, f"{r.state}: {msg}; retrying in {delay:.3g} s")
+            return
+        record.state = r.state
+        self.emit(r.state, i, r.attempt, r.error.message if r.error else "")
+        self._upstream_failed(i)
+        if not self.options.keep_going:
+            self.stopping = True
+
+    def _upstream_failed(self, i: int) -> None:
+        stack = list(self.succs[i])
+        records = self.records
+        while stack:
+            s = stack.pop()
+            if records[s].state == _PENDING:
+                records[s].state = "upstream_failed"
+                self.emit("upstream_failed", s, message=f"{self.dag.nodes[i].id} failed")
+                stack.extend(self.succs[s])
+
+
+def _limit_groups(dag: HookDAG, options: RunOptions) -> tuple[list[tuple[int, ...]], list[int]]:
+    """Per node, the limit groups it counts against; per group, its room.
+
+    A limit names a resource type or a pool; a pool holds types and
+    ``TYPE#ID`` keys.
+    """
+    limits = {**dag.limits, **options.limits}
+    if not limits:
+        return [()] * len(dag.nodes), []
+    names = sorted(limits)
+    room = [int(limits[name]) for name in names]
+    by_member: dict[str, list[int]] = {}
+    for g, name in enumerate(names):
+        for member in itertools.chain((name,), options.pools.get(name, ())):
+            by_member.setdefault(member, []).append(g)
+    cache: dict[str, tuple[int, ...]] = {}
+    groups: list[tuple[int, ...]] = []
+    for n in dag.nodes:
+        key = n.resource.key
+        found = cache.get(key)
+        if found is None:
+            both = by_member.get(n.resource.type, []) + by_member.get(key, [])
+            found = cache[key] = tuple(sorted(set(both)))
+        groups.append(found)
+    return groups, room
+
+

@@ -1,0 +1,209 @@
+"""Calling one hook: a module-level, picklable function and the values it
+takes and returns.
+
+:func:`invoke_hook` runs wherever the executor sends it (the scheduling
+thread, a pool thread, a dask worker in another process). It resolves the
+node's plugin by name through the registry of *that* process, so only names
+and plain data travel: the node, its parameters, the caller's ``checkpoint``
+and ``context``, and the ``new_resources`` the node's ancestors wrote. It never
+raises: a failure comes back as a value (dask's ``(key, result, failed)``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from protectflow.dag.model import HookNode
+from protectflow.plugins.registry import get_registry
+
+__all__ = ["ErrorInfo", "HookCall", "HookResult", "OperationLog", "failed_result", "invoke_hook"]
+
+#: Operations whose hooks get ``new_resources``.
+NEW_RESOURCES_OPERATIONS = frozenset(("restore", "verify"))
+
+_PROCESS = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class OperationLog:
+    """The per-hook log a hook gets as ``kwargs["operation_log"]``.
+
+    Small and picklable: its messages travel back with the hook's result and
+    end up in the hook's entry of the report.
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[float, str, str]] = []
+
+    def log(self, level: str, message: str) -> None:
+        self.messages.append((time.time(), level, str(message)))
+
+    def debug(self, message: str) -> None:
+        self.log("debug", message)
+
+    def info(self, message: str) -> None:
+        self.log("info", message)
+
+    def warning(self, message: str) -> None:
+        self.log("warning", message)
+
+    def error(self, message: str) -> None:
+        self.log("error", message)
+
+
+@attrs.frozen
+class ErrorInfo:
+    """A hook's exception as plain data: type, message and traceback text."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    @classmethod
+    def from_exception(cls, err: BaseException) -> ErrorInfo:
+        text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+        return cls(f"{type(err).__module__}.{type(err).__qualname__}", str(err), text)
+
+    def to_json(self) -> dict[str, str]:
+        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+
+@attrs.frozen
+class HookCall:
+    """Everything one attempt of one hook needs, all of it picklable."""
+
+    index: int
+    node: HookNode
+    operation: str
+    parameters: dict[str, Any]
+    attempt: int
+    registry: str | None = None
+    checkpoint: Any = None
+    context: Any = None
+    #: What the node's ancestors wrote into ``new_resources`` (restore and
+    #: verify only); the hook gets a copy of it, never this object.
+    view: dict[str, Any] | None = None
+    target_checkpoint: Any = None
+    #: Seconds per attempt, overriding the Operation's ``timeout``; ``None``
+    #: keeps the Operation's, ``0`` means none.
+    timeout: float | None = None
+
+
+@attrs.frozen
+class HookResult:
+    """The outcome of one attempt: ``state`` is succeeded, failed or timed_out."""
+
+    index: int
+    attempt: int
+    state: str
+    start: float
+    end: float
+    worker: str
+    output: Any = None
+    writes: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    log: tuple[tuple[float, str, str], ...] = ()
+    #: The Operation's ``retries`` and ``retry_delay``, read where it ran, so
+    #: that the scheduler never needs the plugins.
+    retries: int = 0
+    retry_delay: float = 0.1
+
+
+def invoke_hook(call: HookCall) -> HookResult:
+    """Run one attempt of ``call``'s hook; never raises an ``Exception``.
+
+    A hook with a timeout runs in a helper daemon thread: when it overstays,
+    the result says ``timed_out`` and the thread is left behind (Python cannot
+    stop a thread), still running until the hook returns by itself.
+    """
+    worker = f"{_PROCESS}/{threading.current_thread().name}"
+    log = OperationLog()
+    start = time.time()
+    retries, delay, timeout = 0, 0.1, call.timeout
+    try:
+        node = call.node
+        plugin = get_registry(call.registry).plugin(node.plugin)
+        op = plugin.get_operation(call.operation, node.resource)
+        retries, delay = int(op.retries), float(op.retry_delay)
+        if timeout is None:
+            timeout = op.timeout
+        hook = getattr(op, "on_" + node.hook)
+        kwargs: dict[str, Any] = {"operation_log": log, "attempt": call.attempt}
+        if call.target_checkpoint is not None:
+            kwargs["target_checkpoint"] = call.target_checkpoint
+        new: dict[str, Any] | None = None
+        if call.operation in NEW_RESOURCES_OPERATIONS:
+            new = dict(call.view or {})
+            kwargs["new_resources"] = new
+        args = (call.checkpoint, node.resource, call.context, call.parameters)
+        if timeout:
+            done, box = _run_with_timeout(hook, args, kwargs, timeout)
+            if not done:
+                return HookResult(
+                    call.index, call.attempt, "timed_out", start, time.time(), worker,
+                    error=ErrorInfo("TimeoutError", f"{node.id} ran over its {timeout} s timeout"),
+                    log=tuple(log.messages), retries=retries, retry_delay=delay,
+                )
+            if "error" in box:
+                raise box["error"]
+            output = box.get("output")
+        else:
+            output = hook(*args, **kwargs)
+    except (Exception, SystemExit) as err:
+        return HookResult(
+            call.index, call.attempt, "failed", start, time.time(), worker,
+            error=ErrorInfo.from_exception(err), log=tuple(log.messages),
+            retries=retries, retry_delay=delay,
+        )
+    end = time.time()
+    if output is not None and not isinstance(output, Mapping):
+        log.warning(f"the hook returned a {type(output).__name__}, not a mapping: ignored")
+        output = None
+    return HookResult(
+        call.index, call.attempt, "succeeded", start, end, worker,
+        output=dict(output) if output is not None else None,
+        writes=_writes(call.view, new), log=tuple(log.messages),
+        retries=retries, retry_delay=delay,
+    )
+
+
+def _run_with_timeout(
+    hook: Any, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float
+) -> tuple[bool, dict[str, Any]]:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["output"] = hook(*args, **kwargs)
+        except BaseException as err:  # carried back to the calling thread
+            box["error"] = err
+
+    thread = threading.Thread(target=target, name="protectflow-hook", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return not thread.is_alive(), box
+
+
+def _writes(view: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the hook added to or changed in its copy of ``new_resources``."""
+    if not new:
+        return None
+    base = view or {}
+    missing = object()
+    writes = {k: v for k, v in new.items() if base.get(k, missing) is not v}
+    return writes or None
+
+
+def failed_result(call: HookCall, err: BaseException, worker: str = "") -> HookResult:
+    """The result of an attempt the executor itself lost (a dead worker, a
+    call that would not pickle): failed, with ``err``."""
+    now = time.time()
+    return HookResult(call.index, call.attempt, "failed", now, now, worker or _PROCESS + "/-",
+                      error=ErrorInfo.from_exception(err))

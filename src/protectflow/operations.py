@@ -1,0 +1,444 @@
+"""The five operations as library calls: plan -> graph -> DAG -> checkpoint ->
+executor -> statuses.
+
+Every check that can fail on bad input (the plan, the parameters, the
+executor's name, the checkpoint's state) runs before anything is written.
+Protect saves the plan, the resource graph and the DAG in the checkpoint;
+restore, verify, copy and delete work from that saved graph, never from live
+discovery. The framework, not the plugins, records each resource's status and
+reason from the run.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import attrs
+
+from protectflow.bank import Bank, Checkpoint, CheckpointStore, RunRecord, default_bank_url
+from protectflow.compiler import Plan, ResourceGraph, compile_graph, compile_plan, load_plan
+from protectflow.dag import HookDAG, jsonio
+from protectflow.errors import BankError
+from protectflow.executors import RunReport, get_executor, run_dag
+from protectflow.executors.base import Executor
+
+__all__ = [
+    "OperationResult",
+    "copy",
+    "default_owner",
+    "delete",
+    "open_store",
+    "protect",
+    "restore",
+    "verify",
+]
+
+#: The status a resource gets when all its hooks succeeded, per operation.
+DONE = {
+    "protect": "available",
+    "restore": "restored",
+    "verify": "verified",
+    "copy": "copied",
+    "delete": "deleted",
+}
+
+#: Seconds an operation's lease lasts; it is renewed every third of that.
+LEASE_TTL = 60.0
+
+
+@attrs.frozen
+class OperationResult:
+    """What an operation did: its checkpoint, its run report, and for
+    restore, verify, copy and delete the run record kept in the bank."""
+
+    operation: str
+    checkpoint: Checkpoint
+    report: RunReport
+    resources: dict[str, dict[str, Any]]
+    run: RunRecord | None = None
+    target: Checkpoint | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok
+
+    @property
+    def new_resources(self) -> dict[str, Any]:
+        return dict(self.run.new_resources) if self.run is not None else {}
+
+
+def default_owner() -> str:
+    """``user@host:pid``: who holds a lease, for people reading ``checkpoints show``."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in some containers
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}:{os.getpid()}"
+
+
+def open_store(bank: str | os.PathLike[str] | Bank | None = None) -> CheckpointStore:
+    """The checkpoints of ``bank`` (a URL, a folder, or the default bank)."""
+    if isinstance(bank, Bank):
+        return CheckpointStore(bank)
+    return CheckpointStore(Bank(os.fspath(bank) if bank is not None else default_bank_url()))
+
+
+def protect(
+    plan: Plan | str | os.PathLike[str],
+    *,
+    bank: str | os.PathLike[str] | Bank | None = None,
+    executor: str | Executor = "threads",
+    parameters: Mapping[str, Mapping[str, Any]] | None = None,
+    owner: str | None = None,
+    **options: Any,
+) -> OperationResult:
+    """Protect the resources of ``plan`` into a new checkpoint.
+
+    ``bank`` defaults to the plan's ``bank``, then to :func:`default_bank_url`;
+    ``options`` go to :func:`protectflow.executors.run_dag` (``workers``,
+    ``keep_going``, ``limits``, ``listeners``...).
+
+    Raises
+    ------
+    PlanError, PluginError
+        Before anything is written, for a bad plan or bad parameters.
+    ExecutorError
+        Before anything is written, for an unknown executor.
+    """
+    if not isinstance(plan, Plan):
+        plan = load_plan(plan)
+    dag = compile_plan(plan, "protect", parameters=parameters)
+    runner = _executor(executor, options)
+    store = open_store(bank if bank is not None else plan.bank)
+    owner = owner or default_owner()
+    plan_json = plan.to_json()
+    if parameters is not None:
+        plan_json["parameters"] = {k: dict(v) for k, v in parameters.items()}
+    graph_json = _graph_json(dag)
+    checkpoint = store.create(
+        plan_json, graph_json, jsonio.fingerprint(dag), owner, lease_ttl=LEASE_TTL
+    )
+    with _renewing(checkpoint), _failing_on_crash(checkpoint, "error"):
+        checkpoint.bank.update_object(checkpoint.prefix + "dag.json", jsonio.dumps(dag))
+        report = run_dag(dag, runner, checkpoint=checkpoint, **options)
+        resources = _statuses(dag, report)
+        checkpoint.set_resource_statuses(resources)
+        checkpoint.transition("available" if report.ok else "error", reason=_reason(report))
+    return OperationResult("protect", checkpoint, report, resources)
+
+
+def restore(
+    checkpoint_id: str,
+    *,
+    bank: str | os.PathLike[str] | Bank | None = None,
+    executor: str | Executor = "threads",
+    parameters: Mapping[str, Mapping[str, Any]] | None = None,
+    owner: str | None = None,
+    **options: Any,
+) -> OperationResult:
+    """Restore the resources of an ``available`` checkpoint.
+
+    Restore hooks publish new resource ids in ``new_resources``; the run
+    record keeps them.
+
+    Raises
+    ------
+    BankError
+        When there is no such checkpoint, it is not ``available``, or another
+        operation holds it.
+    PlanError, PluginError, ExecutorError
+        As :func:`protect`, before anything runs.
+    """
+    return _run_on_checkpoint("restore", checkpoint_id, bank=bank, executor=executor,
+                              parameters=parameters, owner=owner, options=options)
+
+
+def verify(
+    checkpoint_id: str,
+    *,
+    bank: str | os.PathLike[str] | Bank | None = None,
+    executor: str | Executor = "threads",
+    parameters: Mapping[str, Mapping[str, Any]] | None = None,
+    owner: str | None = None,
+    **options: Any,
+) -> OperationResult:
+    """Check that an ``available`` checkpoint's data is whole (see :func:`restore`).
+
+    Raises
+    ------
+    BankError, PlanError, PluginError, ExecutorError
+        As :func:`restore`.
+    """
+    return _run_on_checkpoint("verify", checkpoint_id, bank=bank, executor=executor,
+                              parameters=parameters, owner=owner, options=options)
+
+
+def copy(
+    checkpoint_id: str,
+    *,
+    to: str | os.PathLike[str] | Bank,
+    bank: str | os.PathLike[str] | Bank | None = None,
+    executor: str | Executor = "threads",
+    owner: str | None = None,
+    **options: Any,
+) -> OperationResult:
+    """Copy an ``available`` checkpoint into the bank ``to``.
+
+    The framework copies the checkpoint's own objects; the copy hooks get the
+    new checkpoint as ``target_checkpoint`` to copy what their plugin keeps
+    elsewhere in the bank (shared chunks, say). The source is marked copied
+    (its history says where to); the copy ends ``available``, or ``error``.
+
+    Raises
+    ------
+    BankError, PlanError, PluginError, ExecutorError
+        As :func:`restore`, and when ``to`` is the checkpoint's own bank.
+    """
+    store = open_store(bank)
+    source = store.get(checkpoint_id)
+    target_store = open_store(to)
+    if target_store.bank == store.bank:
+        raise BankError(f"copy: {to} is checkpoint {checkpoint_id}'s own bank; "
+                        "give another bank with --to")
+    _require_status(source, "copy")
+    dag = _checkpoint_dag(source, "copy", None)
+    runner = _executor(executor, options)
+    owner = owner or default_owner()
+    source.acquire("copy", owner, ttl=LEASE_TTL)
+    try:
+        with _renewing(source):
+            source.transition("copying")
+            target = target_store.create(
+                source.plan, source.resource_graph, source.dag_fingerprint, owner,
+                copied_from={"bank": store.bank.url, "checkpoint": source.id},
+                lease_ttl=LEASE_TTL,
+            )
+            with _renewing(target), _failing_on_crash(target, "error"):
+                _copy_objects(source, target)
+                report = run_dag(dag, runner, checkpoint=source, target_checkpoint=target,
+                                 **options)
+                resources = _statuses(dag, report)
+                target.set_resource_statuses(source.resources)
+                target.transition("available" if report.ok else "error", reason=_reason(report))
+            source.transition("available", reason=f"copied to {target_store.bank.url}"
+                              if report.ok else f"copy failed: {_reason(report)}")
+    finally:
+        source.release()
+    run = _record_run(source, "copy", owner, report, resources)
+    return OperationResult("copy", source, report, resources, run, target)
+
+
+def delete(
+    checkpoint_id: str,
+    *,
+    bank: str | os.PathLike[str] | Bank | None = None,
+    executor: str | Executor = "threads",
+    owner: str | None = None,
+    **options: Any,
+) -> OperationResult:
+    """Delete a checkpoint's data; its record stays, as a ``deleted`` tombstone.
+
+    Raises
+    ------
+    BankError
+        When there is no such checkpoint, it cannot be deleted from its
+        status, or another operation holds it.
+    """
+    store = open_store(bank)
+    checkpoint = store.get(checkpoint_id)
+    _require_status(checkpoint, "delete")
+    dag = _checkpoint_dag(checkpoint, "delete", None)
+    runner = _executor(executor, options)
+    owner = owner or default_owner()
+    checkpoint.acquire("delete", owner, ttl=LEASE_TTL)
+    try:
+        with _renewing(checkpoint), _failing_on_crash(checkpoint, "error_deleting"):
+            checkpoint.transition("deleting")
+            report = run_dag(dag, runner, checkpoint=checkpoint, **options)
+            resources = _statuses(dag, report)
+            if report.ok:
+                for key in checkpoint.bank.list_objects(checkpoint.prefix + "data/"):
+                    checkpoint.bank.delete_object(key)
+            checkpoint.set_resource_statuses(resources)
+            checkpoint.transition("deleted" if report.ok else "error_deleting",
+                                  reason=_reason(report))
+    finally:
+        checkpoint.release()
+    run = _record_run(checkpoint, "delete", owner, report, resources)
+    return OperationResult("delete", checkpoint, report, resources, run)
+
+
+# -- the pieces -----------------------------------------------------------------
+
+
+def _executor(executor: str | Executor, options: dict[str, Any]) -> Executor:
+    """Make the executor now, so a bad name fails before anything is written."""
+    if not isinstance(executor, str):
+        return executor
+    made = {k: options.pop(k) for k in ("workers", "scheduler", "client") if k in options}
+    return get_executor(executor, **made)
+
+
+def _graph_json(dag: HookDAG) -> dict[str, Any]:
+    return {
+        "resources": [r.to_json() for r in dag.resources],
+        "dependencies": [list(pair) for pair in dag.dependencies],
+    }
+
+
+def _checkpoint_dag(
+    checkpoint: Checkpoint, operation: str, parameters: Mapping[str, Mapping[str, Any]] | None
+) -> HookDAG:
+    """The DAG of ``operation`` over the checkpoint's saved resource graph."""
+    graph = ResourceGraph.from_json(checkpoint.resource_graph)
+    plan = checkpoint.plan
+    return compile_graph(
+        graph, operation, parameters=parameters or {}, plan_name=plan.get("name", ""),
+        limits=plan.get("limits", {}),
+    )
+
+
+def _require_status(checkpoint: Checkpoint, operation: str) -> None:
+    status = checkpoint.status
+    allowed = ("available", "error") if operation == "delete" else ("available",)
+    if operation == "delete" and status == "error_deleting":
+        return  # a failed delete may be tried again
+    if status not in allowed:
+        raise BankError(
+            f"cannot {operation} checkpoint {checkpoint.id}: it is {status}"
+            + (f" ({checkpoint.record.get('status_reason')})"
+               if checkpoint.record.get("status_reason") else "")
+            + f"; {operation} needs a checkpoint that is {' or '.join(allowed)}"
+        )
+    if checkpoint.busy:
+        lease = checkpoint.lease
+        raise BankError(f"cannot {operation} checkpoint {checkpoint.id}: it is busy with "
+                        f"{lease.describe() if lease else 'another operation'}")
+
+
+def _run_on_checkpoint(
+    operation: str,
+    checkpoint_id: str,
+    *,
+    bank: str | os.PathLike[str] | Bank | None,
+    executor: str | Executor,
+    parameters: Mapping[str, Mapping[str, Any]] | None,
+    owner: str | None,
+    options: dict[str, Any],
+) -> OperationResult:
+    store = open_store(bank)
+    checkpoint = store.get(checkpoint_id)
+    _require_status(checkpoint, operation)
+    dag = _checkpoint_dag(checkpoint, operation, parameters)
+    runner = _executor(executor, options)
+    owner = owner or default_owner()
+    checkpoint.acquire(operation, owner, ttl=LEASE_TTL)
+    try:
+        with _renewing(checkpoint):
+            report = run_dag(dag, runner, checkpoint=checkpoint, **options)
+    finally:
+        checkpoint.release()
+    resources = _statuses(dag, report)
+    run = _record_run(checkpoint, operation, owner, report, resources)
+    return OperationResult(operation, checkpoint, report, resources, run)
+
+
+def _record_run(
+    checkpoint: Checkpoint, operation: str, owner: str, report: RunReport,
+    resources: dict[str, dict[str, Any]],
+) -> RunRecord:
+    run = checkpoint.start_run(operation, owner)
+    for key, value in resources.items():
+        run.set_resource(key, value["status"], value["reason"])
+    for record in report.hooks.values():
+        run.new_resources.update(record.new_resources or {})
+    run.finish("success" if report.ok else "error")
+    checkpoint.save_run(run)
+    return run
+
+
+def _statuses(dag: HookDAG, report: RunReport) -> dict[str, dict[str, Any]]:
+    """Each resource's status and reason, from its hooks' records."""
+    done = DONE[dag.operation]
+    out: dict[str, dict[str, Any]] = {r.key: {"status": done, "reason": None}
+                                      for r in dag.resources}
+    for record in report.hooks.values():
+        entry = out[record.resource]
+        if entry["status"] == "error":
+            continue
+        if record.state in ("failed", "timed_out"):
+            message = record.error.message if record.error else record.state
+            entry.update(status="error", reason=f"{record.hook} {record.state}: {message}")
+        elif record.state in ("upstream_failed", "cancelled") and entry["status"] == done:
+            why = "a hook it waits for failed" if record.state == "upstream_failed" else (
+                "the run was cancelled or stopped after a failure")
+            entry.update(status="not_run", reason=f"{record.hook} not run: {why}")
+    return out
+
+
+def _reason(report: RunReport) -> str | None:
+    if report.ok:
+        return None
+    failed = report.failed()
+    counts = report.counts()
+    head = (f"{failed[0].node}: {failed[0].error.message if failed[0].error else failed[0].state}"
+            if failed else f"run {report.state}")
+    return (f"{head} ({counts.get('failed', 0) + counts.get('timed_out', 0)} failed, "
+            f"{counts.get('upstream_failed', 0) + counts.get('cancelled', 0)} not run)")
+
+
+def _copy_objects(source: Checkpoint, target: Checkpoint) -> None:
+    """Copy the checkpoint's own data objects (streamed, any size)."""
+    base = source.prefix + "data/"
+    for key in source.bank.iter_objects(base):
+        dest = target.prefix + "data/" + key[len(base):]
+        with source.bank.open_read(key) as src, target.bank.open_write(dest) as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+    dag_key = "dag.json"
+    if source.bank.has_object(source.prefix + dag_key):
+        target.bank.update_object(target.prefix + dag_key,
+                                  source.bank.get_object(source.prefix + dag_key))
+
+
+@contextmanager
+def _renewing(checkpoint: Checkpoint) -> Iterator[None]:
+    """Renew the checkpoint's lease every third of its life while the block runs."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(LEASE_TTL / 3):
+            try:
+                checkpoint.renew(ttl=LEASE_TTL)
+            except BankError:
+                return  # lost: gc will judge the checkpoint; the run goes on
+
+    thread = threading.Thread(target=renew, name="protectflow-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextmanager
+def _failing_on_crash(checkpoint: Checkpoint, status: str) -> Iterator[None]:
+    """If the block raises (Ctrl-C, a bank error), leave ``status``, not a
+    checkpoint stuck in an in-progress state."""
+    try:
+        yield
+    except BaseException as err:
+        # Already moved on, or the bank is gone: gc resolves it then.
+        with suppress(BankError):
+            checkpoint.transition(status, reason=f"interrupted: {type(err).__name__}: {err}")
+        raise
+    finally:
+        if status == "error":  # protect and copy targets hold the lease from create()
+            checkpoint.release()

@@ -1,0 +1,114 @@
+"""Fixtures for the executor suite: every executor, dask clusters included.
+
+The dask clusters are session-scoped: one in-process LocalCluster, one of two
+worker processes, and one scheduler plus worker started here as separate
+``dask scheduler`` / ``dask worker`` processes on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+# Worker processes (LocalCluster's and the subprocesses) import the test
+# plugins by name.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p
+)
+
+EXECUTORS = ("serial", "threads", "dask-inproc", "dask-procs", "dask-remote")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def dask_inproc() -> Iterator[Any]:
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=4, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def dask_procs() -> Iterator[Any]:
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def dask_remote() -> Iterator[str]:
+    """The address of a scheduler with one worker, both subprocesses."""
+    from distributed import Client
+
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = dict(os.environ)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+         "--port", str(port), "--no-dashboard"], **quiet)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "2",
+         "--nworkers", "1", "--host", "127.0.0.1", "--no-dashboard"], **quiet)
+    try:
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(1, timeout=30)
+        yield address
+    finally:
+        for proc in (worker, scheduler):
+            proc.terminate()
+        for proc in (worker, scheduler):
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="session")
+def remote_client(dask_remote: str) -> Iterator[Any]:
+    from distributed import Client
+
+    with Client(dask_remote, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(params=EXECUTORS)
+def make_executor(request: pytest.FixtureRequest) -> Callable[[], Any]:
+    """A factory of the executor under test (parametrised over every one)."""
+    from protectflow.executors import get_executor
+
+    name = request.param
+    if name in ("serial", "threads"):
+        return lambda: get_executor(name, **({"workers": 4} if name == "threads" else {}))
+    fixture = {"dask-inproc": "dask_inproc", "dask-procs": "dask_procs",
+               "dask-remote": "remote_client"}[name]
+    client = request.getfixturevalue(fixture)
+    return lambda: get_executor("dask", client=client)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.01)

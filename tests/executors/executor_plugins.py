@@ -1,0 +1,58 @@
+"""Test plugins for the executor suite: the sim plugins, recording when each
+hook ran and what it saw.
+
+Hooks return their own timing and what they saw in ``new_resources`` as their
+output, so the record comes back through the report from any process (no
+shared memory). Importable by name from dask workers: the suite puts this
+directory on their PYTHONPATH, and names the registry
+``executor_plugins:registry``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from protectflow.dag.model import Resource
+from protectflow.plugins import Operation, Registry
+from protectflow.plugins.sim import (
+    DatabaseProtectable,
+    ImageProtectable,
+    NetworkProtectable,
+    ProjectProtectable,
+    ServerProtectable,
+    ShareProtectable,
+    SimOperation,
+    SimProtectionPlugin,
+    VolumeProtectable,
+)
+
+SPEC = "executor_plugins:registry"
+
+
+class RecordingOperation(SimOperation):
+    def _run(self, hook: str, checkpoint: Any, resource: Resource,
+             parameters: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        start = time.time()
+        seen = dict(kwargs["new_resources"]) if "new_resources" in kwargs else None
+        kwargs["operation_log"].info(f"{hook} of {resource.key}, attempt {kwargs['attempt']}")
+        out = super()._run(hook, checkpoint, resource, parameters, kwargs)
+        out.update(start=start, end=time.time(), pid=os.getpid(),
+                   thread=threading.get_ident(), seen=seen, attempt=kwargs["attempt"])
+        return out
+
+
+class RecordingPlugin(SimProtectionPlugin):
+    def get_operation(self, operation: str, resource: Resource) -> Operation:
+        return RecordingOperation(operation)
+
+
+def registry() -> Registry:
+    protectables = [
+        c() for c in (ProjectProtectable, ServerProtectable, VolumeProtectable,
+                      ImageProtectable, NetworkProtectable, ShareProtectable,
+                      DatabaseProtectable)
+    ]
+    return Registry({"sim": RecordingPlugin()}, protectables)

@@ -1,0 +1,211 @@
+"""One behaviour suite, run against every executor (serial, threads, dask in
+process, dask over two worker processes, dask on a separate scheduler)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from dags import flat, make_dag, resource_graphs
+from executor_plugins import SPEC
+from hypothesis import HealthCheck, given, settings
+
+from protectflow.dag import HookDAG
+from protectflow.executors import Event, RunOptions, RunReport
+
+MakeExecutor = Callable[[], Any]
+
+
+def run(make_executor: MakeExecutor, dag: HookDAG, **options: Any) -> RunReport:
+    report: RunReport = make_executor().run(dag, RunOptions(registry=SPEC, **options))
+    return report
+
+
+def expected_view(dag: HookDAG, node: str) -> dict[str, str]:
+    """What a restore hook must see: the new ids its ancestors' main hooks wrote."""
+    preds = dag.predecessors()
+    seen: set[str] = set()
+    stack = list(preds[node])
+    while stack:
+        p = stack.pop()
+        if p not in seen:
+            seen.add(p)
+            stack.extend(preds[p])
+    by_id = {n.id: n for n in dag.nodes}
+    return {by_id[p].resource.key: f"restored-{by_id[p].resource.id}"
+            for p in seen if by_id[p].hook == "main"}
+
+
+def _random_dag_settings(executor: str) -> Any:
+    examples = 12 if executor in ("serial", "threads") else 4
+    return settings(max_examples=examples, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.mark.parametrize("operation", ["restore"])
+def test_random_dags_respect_every_edge_and_see_only_ancestors(
+    make_executor: MakeExecutor, request: pytest.FixtureRequest, operation: str
+) -> None:
+    executor = request.node.callspec.params["make_executor"]
+
+    @_random_dag_settings(executor)
+    @given(resources=resource_graphs())
+    def check(resources: list[dict[str, Any]]) -> None:
+        dag = make_dag(resources, operation)
+        report = run(make_executor, dag)
+        assert report.state == "succeeded"
+        out = {node: r.output for node, r in report.hooks.items()}
+        for r in report.hooks.values():
+            assert r.state == "succeeded" and r.attempts == 1 and len(r.history) == 1
+        for e in dag.edges:
+            assert out[e.target]["start"] >= out[e.source]["end"], e
+        for node in dag.node_ids():
+            assert out[node]["seen"] == expected_view(dag, node), node
+
+    check()
+
+
+def test_tenant_outputs_identical_to_serial(make_executor: MakeExecutor) -> None:
+    from protectflow.compiler import compile_plan, load_plan
+    from protectflow.plugins import get_registry
+
+    dag = compile_plan(load_plan("examples/tenant.yaml"), "restore",
+                       registry=get_registry(SPEC), parameters={})
+    timing = ("start", "end", "pid", "thread")
+
+    def outputs(report: RunReport) -> dict[str, Any]:
+        return {n: {k: v for k, v in r.output.items() if k not in timing}
+                for n, r in report.hooks.items()}
+
+    from protectflow.executors import get_executor
+
+    baseline = get_executor("serial").run(dag, RunOptions(registry=SPEC))
+    assert outputs(run(make_executor, dag)) == outputs(baseline)
+
+
+def _failing_dag(slow: float = 0.3) -> HookDAG:
+    # "a0" sorts first: its prepare_begin fails at once while the others'
+    # prepare_begin hooks are (on parallel executors) still sleeping.
+    resources = [{"type": "OS::Cinder::Volume", "id": "a0"}, *flat(4, prefix="b")]
+    params = {"OS::Cinder::Volume": {"prepare_begin_seconds": slow},
+              "OS::Cinder::Volume#a0": {"fail": ["prepare_begin"], "prepare_begin_seconds": 0}}
+    return make_dag(resources, parameters=params)
+
+
+def test_fail_fast(make_executor: MakeExecutor) -> None:
+    report = run(make_executor, _failing_dag())
+    hooks = report.hooks
+    assert report.state == "failed"
+    failed = hooks["OS::Cinder::Volume#a0/prepare_begin"]
+    assert failed.state == "failed" and failed.error is not None
+    assert failed.error.type.endswith("SimFailure") and "SimFailure" in failed.error.traceback
+    for hook in ("prepare_finish", "main", "complete"):
+        assert hooks[f"OS::Cinder::Volume#a0/{hook}"].state == "upstream_failed"
+    for i in range(4):
+        # Started before the failure was seen (parallel) or never (serial).
+        assert hooks[f"OS::Cinder::Volume#b{i}/prepare_begin"].state in (
+            "succeeded", "cancelled")
+        for hook in ("prepare_finish", "main", "complete"):
+            assert hooks[f"OS::Cinder::Volume#b{i}/{hook}"].state == "cancelled"
+    assert report.counts()["cancelled"] >= 12
+
+
+def test_keep_going(make_executor: MakeExecutor) -> None:
+    report = run(make_executor, _failing_dag(slow=0.0), keep_going=True)
+    assert report.state == "failed"
+    counts = report.counts()
+    assert counts == {"succeeded": 16, "failed": 1, "timed_out": 0, "upstream_failed": 3,
+                      "cancelled": 0}
+
+
+def test_retries_with_backoff(make_executor: MakeExecutor) -> None:
+    params = {"OS::Cinder::Volume": {"fail": ["main"], "fail_attempts": 2}}
+    dag = make_dag(flat(2), parameters=params)
+    events: list[Event] = []
+    report = run(make_executor, dag, retries=2, retry_delay=0.01, listeners=[events.append])
+    assert report.state == "succeeded"
+    main = report.hooks["OS::Cinder::Volume#v0/main"]
+    assert main.attempts == 3 and [a.state for a in main.history] == [
+        "failed", "failed", "succeeded"]
+    assert main.output["attempt"] == 3
+    assert main.history[2].start - main.history[1].end >= 0.02  # delay doubled
+    assert sum(e.kind == "retried" for e in events) == 4
+    assert any("attempt 3" in m for _, _, m in main.log)
+
+    report = run(make_executor, dag, retries=1, retry_delay=0.01)
+    assert report.state == "failed"
+    mains = [report.hooks[f"OS::Cinder::Volume#v{i}/main"] for i in range(2)]
+    # Fail fast: the first to use up its retries stops the run, and a retry
+    # not yet made is not made (that hook is reported failed all the same).
+    assert all(m.state == "failed" for m in mains)
+    assert max(m.attempts for m in mains) == 2
+
+
+def test_timeout(make_executor: MakeExecutor) -> None:
+    dag = make_dag(flat(1), parameters={"OS::Cinder::Volume": {"main_seconds": 1.0}})
+    report = run(make_executor, dag, timeout=0.2)
+    main = report.hooks["OS::Cinder::Volume#v0/main"]
+    assert report.state == "failed"
+    assert main.state == "timed_out" and main.error is not None
+    assert main.end is not None and main.start is not None and main.end - main.start < 0.8
+    assert report.hooks["OS::Cinder::Volume#v0/complete"].state == "upstream_failed"
+
+
+def test_cancel(make_executor: MakeExecutor) -> None:
+    dag = make_dag(flat(6), parameters={"OS::Cinder::Volume": {"main_seconds": 0.1}})
+    cancel = threading.Event()
+
+    def listener(event: Event) -> None:
+        if event.kind == "succeeded" and event.node and event.node.endswith("/main"):
+            cancel.set()
+
+    report = run(make_executor, dag, cancel=cancel, listeners=[listener])
+    assert report.state == "cancelled"
+    counts = report.counts()
+    assert counts["failed"] == counts["upstream_failed"] == 0
+    assert counts["cancelled"] > 0 and counts["succeeded"] > 0
+    # Running hooks finished within the grace period: no hook both ran and
+    # is reported cancelled.
+    assert all(r.history == [] for r in report.hooks.values() if r.state == "cancelled")
+
+
+def _max_overlap(intervals: list[tuple[float, float]]) -> int:
+    points = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    best = now = 0
+    for _, step in points:
+        now += step
+        best = max(best, now)
+    return best
+
+
+def test_limits_and_pools(make_executor: MakeExecutor) -> None:
+    resources = flat(5) + flat(3, "OS::Glance::Image", "i")
+    params = {t: {"main_seconds": 0.05} for t in ("OS::Cinder::Volume", "OS::Glance::Image")}
+    dag = make_dag(resources, parameters=params, limits={"OS::Cinder::Volume": 2})
+    pools = {"disks": ["OS::Glance::Image", "OS::Cinder::Volume#v0"]}
+    report = run(make_executor, dag, limits={"disks": 1}, pools=pools)
+    assert report.state == "succeeded"
+
+    def spans(pred: Callable[[str], bool]) -> list[tuple[float, float]]:
+        return [(r.output["start"], r.output["end"])
+                for r in report.hooks.values() if pred(r.resource)]
+
+    assert _max_overlap(spans(lambda k: k.startswith("OS::Cinder::Volume"))) <= 2
+    disks = spans(lambda k: k.startswith("OS::Glance") or k == "OS::Cinder::Volume#v0")
+    assert _max_overlap(disks) <= 1
+
+
+def test_report_and_trace(make_executor: MakeExecutor) -> None:
+    import json
+
+    dag = make_dag(flat(2), "restore")
+    report = run(make_executor, dag)
+    data = json.loads(report.dumps())
+    assert data["state"] == "succeeded" and len(data["hooks"]) == 8
+    assert data["hooks"][0]["log"][0]["level"] == "info"
+    trace = report.to_chrome_trace()
+    xs = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+    assert len(xs) == 8 and all(e["dur"] >= 0 and e["ts"] >= 0 for e in xs)
+    assert {e["args"]["name"] for e in trace["traceEvents"] if e["ph"] == "M"}

@@ -1,0 +1,168 @@
+"""The five operations end to end on real banks, with the sim plugins."""
+
+from __future__ import annotations
+
+import copy as copy_module
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from protectflow import operations
+from protectflow.bank import Bank, CheckpointStore
+from protectflow.compiler import parse_plan
+from protectflow.errors import BankError, ExecutorError, ParameterError
+
+EXECUTORS = ["serial", "threads"]
+
+PLAN: dict[str, Any] = {
+    "name": "shop-tenant",
+    "resources": [
+        {"type": "OS::Nova::Server", "id": "web", "depends_on": [
+            "OS::Cinder::Volume#root", "OS::Cinder::Volume#shared"]},
+        {"type": "OS::Nova::Server", "id": "db", "depends_on": ["OS::Cinder::Volume#shared"]},
+        {"type": "OS::Cinder::Volume", "id": "root"},
+        {"type": "OS::Cinder::Volume", "id": "shared"},
+    ],
+    "parameters": {"OS::Cinder::Volume": {"payload_bytes": 4096}},
+}
+
+
+def plan(**changes: Any) -> Any:
+    data = copy_module.deepcopy(PLAN)
+    data.update(changes)
+    import json
+
+    return parse_plan(json.dumps(data), source="plan.json")
+
+
+@pytest.fixture
+def bank(tmp_path: Path) -> Bank:
+    return Bank(str(tmp_path / "bank"))
+
+
+def bank_files(bank: Bank) -> dict[str, bytes]:
+    root = Path(bank.url.removeprefix("file://"))
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_protect_restore_verify_copy_delete(bank: Bank, tmp_path: Path, executor: str) -> None:
+    protected = operations.protect(plan(), bank=bank, executor=executor)
+    assert protected.ok
+    checkpoint = protected.checkpoint.reload()
+    assert checkpoint.status == "available"
+    assert set(checkpoint.resources) == {
+        "OS::Nova::Server#web", "OS::Nova::Server#db",
+        "OS::Cinder::Volume#root", "OS::Cinder::Volume#shared"}
+    assert {v["status"] for v in checkpoint.resources.values()} == {"available"}
+    # the sim plugin stored each resource's data in its section
+    section = checkpoint.get_resource_bank_section("OS::Cinder::Volume#root")
+    assert section.get_object("data") == b"\0" * 4096
+    # the plan (parameters included) and the graph are saved in the checkpoint
+    assert checkpoint.plan["parameters"] == PLAN["parameters"]
+    assert len(checkpoint.resource_graph["resources"]) == 4
+    assert not checkpoint.busy
+
+    restored = operations.restore(checkpoint.id, bank=bank, executor=executor)
+    assert restored.ok and restored.run is not None
+    assert restored.run.status == "success"
+    assert restored.new_resources["OS::Cinder::Volume#root"] == "restored-root"
+    assert {v["status"] for v in restored.resources.values()} == {"restored"}
+    assert checkpoint.list_runs()[0].operation == "restore"
+
+    verified = operations.verify(checkpoint.id, bank=bank, executor=executor)
+    assert verified.ok and verified.run is not None and verified.run.status == "success"
+
+    other = Bank(str(tmp_path / "other-bank"))
+    copied = operations.copy(checkpoint.id, to=other, bank=bank, executor=executor)
+    assert copied.ok and copied.target is not None
+    target = CheckpointStore(other).get(copied.target.id)
+    assert target.status == "available"
+    assert target.record["copied_from"]["checkpoint"] == checkpoint.id
+    assert (target.get_resource_bank_section("OS::Cinder::Volume#root").get_object("data")
+            == b"\0" * 4096)
+    assert checkpoint.reload().status == "available"
+    assert any(e.get("to") == "copying" for e in checkpoint.operations)
+
+    deleted = operations.delete(checkpoint.id, bank=bank, executor=executor)
+    assert deleted.ok
+    tomb = CheckpointStore(bank).get(checkpoint.id)
+    assert tomb.status == "deleted"
+    assert bank.list_objects(tomb.prefix + "data/") == []
+    # the copy in the other bank is untouched
+    assert operations.verify(target.id, bank=other, executor=executor).ok
+
+
+def test_failed_protect_records_which_resources_failed_and_why(bank: Bank) -> None:
+    bad = plan(parameters={"OS::Cinder::Volume#shared": {"fail": ["main"]}})
+    result = operations.protect(bad, bank=bank, executor="serial")
+    assert not result.ok
+    checkpoint = result.checkpoint.reload()
+    assert checkpoint.status == "error"
+    assert "OS::Cinder::Volume#shared/main" in (checkpoint.record["status_reason"] or "")
+    statuses = checkpoint.resources
+    assert statuses["OS::Cinder::Volume#shared"]["status"] == "error"
+    assert "main failed" in statuses["OS::Cinder::Volume#shared"]["reason"]
+    # the servers wait for the shared volume's complete: they never completed
+    assert statuses["OS::Nova::Server#web"]["status"] == "not_run"
+    assert not checkpoint.busy
+    with pytest.raises(BankError, match="it is error"):
+        operations.restore(checkpoint.id, bank=bank)
+    # a failed checkpoint can be deleted
+    assert operations.delete(checkpoint.id, bank=bank).ok
+
+
+def test_bad_input_writes_nothing(bank: Bank) -> None:
+    with pytest.raises(ParameterError, match="main_seconds"):
+        operations.protect(plan(parameters={"OS::Cinder::Volume": {"main_seconds": -1}}),
+                           bank=bank)
+    with pytest.raises(ExecutorError, match="available: .*serial"):
+        operations.protect(plan(), bank=bank, executor="daks")
+    assert bank_files(bank) == {}
+
+
+def test_an_operation_on_a_busy_checkpoint_is_refused(bank: Bank) -> None:
+    slow = plan(parameters={"OS::Cinder::Volume": {"main_seconds": 0.5}})
+    checkpoint = operations.protect(plan(), bank=bank).checkpoint
+    started = threading.Event()
+
+    def listener(event: Any) -> None:
+        if event.kind == "started":
+            started.set()
+
+    errors: list[BaseException] = []
+
+    def run_verify() -> None:
+        try:
+            operations.verify(checkpoint.id, bank=bank, parameters=slow.parameters,
+                              listeners=[listener])
+        except BaseException as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    thread = threading.Thread(target=run_verify)
+    thread.start()
+    assert started.wait(10)
+    with pytest.raises(BankError, match="busy with"):
+        operations.delete(checkpoint.id, bank=bank)
+    thread.join()
+    assert errors == []
+    assert operations.delete(checkpoint.id, bank=bank).ok
+
+
+def test_restore_parameters_are_validated_against_the_restore_schema(bank: Bank) -> None:
+    checkpoint = operations.protect(plan(), bank=bank).checkpoint
+    with pytest.raises(ParameterError, match="OS::Cinder::Volume"):
+        operations.restore(checkpoint.id, bank=bank,
+                           parameters={"OS::Cinder::Volume": {"no_such_option": 1}})
+    assert checkpoint.list_runs() == []
+
+
+def test_copy_to_its_own_bank_is_refused(bank: Bank) -> None:
+    checkpoint = operations.protect(plan(), bank=bank).checkpoint
+    with pytest.raises(BankError, match="own bank"):
+        operations.copy(checkpoint.id, to=bank, bank=bank)
