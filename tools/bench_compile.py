@@ -14,6 +14,7 @@ JSON on disk in at most 10 s with at most 1.5 GB peak memory.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -65,7 +66,7 @@ def measure_networkx(plan_path: str, out_dir: str) -> dict[str, float]:
         key = f"{r['type']}#{r['id']}"
         ids = [f"{key}/{h}" for h in hooks]
         g.add_nodes_from(ids)
-        g.add_edges_from(zip(ids, ids[1:]))
+        g.add_edges_from(itertools.pairwise(ids))
         for child in r.get("depends_on", ()):
             g.add_edge(f"{key}/prepare_begin", f"{child}/prepare_begin")
             g.add_edge(f"{child}/prepare_finish", f"{key}/prepare_finish")

@@ -151,11 +151,12 @@ def section_noop(args: argparse.Namespace) -> None:
     us["dask threaded (plain graph)"] = per_hook(best(
         lambda: timed(lambda: dask.threaded.get(dsk, sinks, num_workers=args.workers)),
         args.repeat))
-    for label, procs, threads in (("1 worker x %d threads, in-process", 1, args.workers),
-                                  ("2 worker processes x %d threads", 2, args.workers // 2)):
-        label = label % threads
+    for label, procs, threads in (
+        (f"1 worker x {args.workers} threads, in-process", 1, args.workers),
+        (f"2 worker processes x {args.workers // 2} threads", 2, args.workers // 2),
+    ):
         with LocalCluster(n_workers=procs, threads_per_worker=threads,
-                          processes=procs > 1, dashboard_address=None) as cluster, \
+                          processes=procs > 1, dashboard_address=":0") as cluster, \
                 Client(cluster, set_as_default=False) as client:
             executor = get_executor("dask", client=client)
             run_protectflow(dag, executor)  # warm the workers' imports
@@ -182,8 +183,8 @@ def section_noop(args: argparse.Namespace) -> None:
         print(f"  TaskFlow / protectflow threads           = {ratio:6.1f}x  (target >= 40)")
     ratio = us["dask threaded (plain graph)"] / threads
     print(f"  dask threaded / protectflow threads      = {ratio:6.2f}x  (target >= 1)")
-    for label in ("1 worker x %d threads, in-process" % args.workers,
-                  "2 worker processes x %d threads" % (args.workers // 2)):
+    for label in (f"1 worker x {args.workers} threads, in-process",
+                  f"2 worker processes x {args.workers // 2} threads"):
         ratio = us[f"protectflow dask, {label}"] / us[f"dask.distributed (plain graph), {label}"]
         print(f"  protectflow dask / plain dask, {label:<33} = {ratio:5.2f}x  (target <= 1.5)")
 
@@ -200,12 +201,12 @@ def section_sleep(args: argparse.Namespace) -> None:
           f"{workers} workers; lower bound {bound:.3f} s ==")
     results = {"threads": run_protectflow(dag, get_executor("threads", workers=workers))}
     with LocalCluster(n_workers=1, threads_per_worker=workers, processes=False,
-                      dashboard_address=None) as cluster, \
+                      dashboard_address=":0") as cluster, \
             Client(cluster, set_as_default=False) as client:
         results[f"dask, 1 worker x {workers} threads"] = run_protectflow(
             dag, get_executor("dask", client=client))
     with LocalCluster(n_workers=2, threads_per_worker=workers // 2, processes=True,
-                      dashboard_address=None) as cluster, \
+                      dashboard_address=":0") as cluster, \
             Client(cluster, set_as_default=False) as client:
         executor = get_executor("dask", client=client)
         results[f"dask, 2 processes x {workers // 2} threads"] = run_protectflow(dag, executor)

@@ -109,6 +109,15 @@ def build_resource_graph(
         resources[pr.resource.key] = pr.resource
         children[pr.resource.key] = set(pr.depends_on)
         pending.append(pr.resource)
+    # parse_plan checks this; a Plan built in Python has not been through it.
+    dangling = [
+        f"{pr.resource.key} depends on {dep}, which is not a resource of the plan"
+        for pr in plan.resources
+        for dep in pr.depends_on
+        if dep not in resources
+    ]
+    if dangling:
+        raise PlanError(f"plan {plan.source} is not valid:", dangling)
     expanded: set[str] = set()
     while pending:
         resource = pending.pop()

@@ -209,7 +209,8 @@ def _plainly_valid(data: dict[str, Any]) -> bool:
     for n in data["nodes"]:
         if not (
             type(n) is dict and n.keys() == _NODE_FIELDS and type(n["id"]) is str and n["id"]
-            and n["hook"] in _HOOKS and type(n["plugin"]) is str and n["plugin"]
+            and type(n["hook"]) is str and n["hook"] in _HOOKS  # a list is unhashable
+            and type(n["plugin"]) is str and n["plugin"]
             and type(n["resource"]) is dict and n["resource"].keys() <= _REF_FIELDS
             and _ref_ok(n["resource"]) and "type" in n["resource"]
         ):
@@ -217,7 +218,8 @@ def _plainly_valid(data: dict[str, Any]) -> bool:
     for e in data["edges"]:
         if not (
             type(e) is dict and len(e) == 3 and type(e.get("source")) is str
-            and type(e.get("target")) is str and e.get("rule") in _RULES
+            and type(e.get("target")) is str and type(e.get("rule")) is str
+            and e["rule"] in _RULES
         ):
             return False
     return True
