@@ -103,7 +103,7 @@ def _protect(args: argparse.Namespace) -> int:
     return _finish(result, f"protect of {args.plan}")
 
 
-def _load_parameters(path: str | None) -> dict[str, dict[str, Any]]:
+def load_parameters(path: str | None) -> dict[str, dict[str, Any]]:
     if path is None:
         return {}
     import yaml
@@ -122,7 +122,7 @@ def _load_parameters(path: str | None) -> dict[str, dict[str, Any]]:
 def _restore_or_verify(args: argparse.Namespace) -> int:
     from protectflow import operations
 
-    parameters = _load_parameters(args.parameters)
+    parameters = load_parameters(args.parameters)
     if getattr(args, "target", None):
         parameters = _with_target(args, parameters)
     call = operations.restore if args.operation == "restore" else operations.verify

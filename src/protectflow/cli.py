@@ -50,30 +50,36 @@ def write_output(data: str | bytes, output: str | None) -> None:
         with open(tmp, "wb") as f:
             f.write(raw)
         os.replace(tmp, output)  # never a half-written file at OUTPUT
+    except OSError as err:
+        raise ProtectflowError(f"cannot write {output!r}: {err.strerror or err}; "
+                               "give a path in a folder you can write to") from err
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from protectflow._cli_ops import load_parameters
     from protectflow.compiler import compile_plan, load_plan
     from protectflow.dag import OPERATIONS
 
     plan = load_plan(args.plan)
     operations = OPERATIONS if args.operation == "all" else (args.operation,)
-    errors: list[str] = []
+    extra = load_parameters(args.parameters)
+    failures: dict[str, list[str]] = {}  # message -> the operations it fails
     for operation in operations:
+        # The plan's parameters are protect's; the others take theirs from a file.
+        parameters = plan.parameters if operation == "protect" else extra
         try:
-            dag = compile_plan(plan, operation)
+            dag = compile_plan(plan, operation, parameters=parameters)
         except ProtectflowError as err:
-            errors.append(f"{operation}: {err}")
-            continue
-    if errors:
-        # Parameters belong to one operation; the graph's errors repeat for all.
-        unique = list(dict.fromkeys(errors))
-        print("\n".join(unique), file=sys.stderr)
+            failures.setdefault(str(err), []).append(operation)
+    if failures:
+        for message, ops in failures.items():
+            print(f"{', '.join(ops)}: {message}", file=sys.stderr)
         return 2
-    print(f"{args.plan}: valid ({len(dag.resources)} resources, {len(dag.nodes)} hooks)")
+    print(f"{args.plan}: valid for {', '.join(operations)} "
+          f"({len(dag.resources)} resources, {len(dag.nodes)} hooks)")
     return 0
 
 
@@ -135,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a plan and its parameters, running nothing")
     p.add_argument("plan", metavar="PLAN")
     p.add_argument("--operation", default="protect", choices=(*OPERATIONS, "all"))
+    p.add_argument("--parameters", metavar="FILE",
+                   help="parameters of the other operations (protect's are the plan's)")
     p.set_defaults(func=_validate)
 
     p = sub.add_parser("plugins", help="list the installed plugins, their types and schemas")

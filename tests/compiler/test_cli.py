@@ -93,7 +93,9 @@ def test_no_output_file_at_all_on_error(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_validate_a_good_plan(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", TENANT, "--operation", "all"]) == 0
-    assert capsys.readouterr().out == f"{TENANT}: valid (12 resources, 48 hooks)\n"
+    assert capsys.readouterr().out == (
+        f"{TENANT}: valid for protect, restore, verify, copy, delete (12 resources, 48 hooks)\n"
+    )
 
 
 def test_validate_lists_every_error_on_stderr(
@@ -104,7 +106,7 @@ def test_validate_lists_every_error_on_stderr(
     assert captured.out == ""
     for fragment in (
         "main_seconds: -1 is less than the minimum of 0",
-        "OS::Nova::Server#s1: parameters['OS::Nova::Server#s1']: Additional properties",
+        "OS::Nova::Server#s1: parameters['OS::Nova::Server#s1']: unknown parameter 'bogus'",
         "parameters['OS::Cinder::Volum'] names no resource type or resource of the plan; "
         "did you mean 'OS::Cinder::Volume'?",
     ):
@@ -114,15 +116,19 @@ def test_validate_lists_every_error_on_stderr(
 def test_validate_all_operations_names_the_failing_ones(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The sim schemas of protect, restore and verify refuse 'bogus'; copy and delete take any.
+    # The plan's parameters are protect's; the other operations take theirs from
+    # --parameters. The sim schemas of restore and verify refuse 'mian_seconds'
+    # (each naming its operation); copy and delete take any.
     plan = BAD_PLAN.replace("  OS::Cinder::Volume: {main_seconds: -1}\n", "").replace(
         "  OS::Cinder::Volum: {}\n", ""
     )
-    assert main(["validate", write(tmp_path, plan), "--operation", "all"]) == 2
+    params = write(tmp_path, "OS::Cinder::Volume: {mian_seconds: 1}\n", "params.yaml")
+    assert main(["validate", write(tmp_path, plan), "--operation", "all",
+                 "--parameters", params]) == 2
     err = capsys.readouterr().err
-    assert [line.split(":")[0] for line in err.splitlines() if not line.startswith(" ")] == [
-        "protect", "restore", "verify"
-    ]
+    heads = [line.split(": ")[0] for line in err.splitlines() if not line.startswith(" ")]
+    assert heads == ["protect", "restore", "verify"]
+    assert "did you mean 'main_seconds'?" in err
 
 
 def test_validate_a_malformed_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

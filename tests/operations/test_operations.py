@@ -121,7 +121,7 @@ def test_bad_input_writes_nothing(bank: Bank) -> None:
     with pytest.raises(ParameterError, match="main_seconds"):
         operations.protect(plan(parameters={"OS::Cinder::Volume": {"main_seconds": -1}}),
                            bank=bank)
-    with pytest.raises(ExecutorError, match="available: .*serial"):
+    with pytest.raises(ExecutorError, match=r"available: .*serial"):
         operations.protect(plan(), bank=bank, executor="daks")
     assert bank_files(bank) == {}
 

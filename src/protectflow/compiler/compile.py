@@ -19,6 +19,7 @@ The hook DAG is acyclic exactly when the resource graph is, so only the
 
 from __future__ import annotations
 
+import difflib
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -126,11 +127,15 @@ def _plugins_by_type(graph: ResourceGraph, registry: Registry) -> dict[str, str]
         else:
             plugins[resource.type] = name
     if missing:
-        lines = [
-            f"no protection plugin handles {rtype} (resources: {', '.join(keys[:5])}"
-            f"{', ...' if len(keys) > 5 else ''})"
-            for rtype, keys in sorted(missing.items())
-        ]
+        known = registry.resource_types()
+        lines = []
+        for rtype, keys in sorted(missing.items()):
+            close = difflib.get_close_matches(rtype, known, n=1)
+            lines.append(
+                f"no protection plugin handles {rtype} (resources: {', '.join(keys[:5])}"
+                f"{', ...' if len(keys) > 5 else ''})"
+                + (f"; did you mean {close[0]!r}?" if close else "")
+            )
         installed = ", ".join(registry.resource_types()) or "none"
         raise PluginError(
             "\n".join(lines) + f"\n  installed plugins handle: {installed}; install a plugin "

@@ -53,12 +53,27 @@ class ResourceGraph:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ResourceGraph:
-        """The inverse of :meth:`to_json` (the form checkpoints keep)."""
-        resources = [
-            Resource(r["type"], r["id"], r.get("name", ""), r.get("extra_info"))
-            for r in data["resources"]
-        ]
-        return from_edges(resources, (tuple(p) for p in data["dependencies"]))
+        """The inverse of :meth:`to_json` (the form checkpoints keep).
+
+        Raises
+        ------
+        PlanError
+            When ``data`` is not of that form (a damaged checkpoint record).
+        """
+        try:
+            resources = [
+                Resource(r["type"], r["id"], r.get("name", ""), r.get("extra_info"))
+                for r in data["resources"]
+            ]
+            pairs = [tuple(p) for p in data["dependencies"]]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("a dependency is not a [parent, child] pair")
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
+            raise PlanError(
+                f"a resource graph must be {{'resources': [{{'type', 'id', ...}}], "
+                f"'dependencies': [[parent, child], ...]}}; this one is not ({err!r})"
+            ) from err
+        return from_edges(resources, pairs)
 
 
 def from_edges(resources: Iterable[Resource], pairs: Iterable[tuple[str, ...]]) -> ResourceGraph:

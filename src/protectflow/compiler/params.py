@@ -87,8 +87,21 @@ def _check(validator: Any, value: dict[str, Any], where: str, origin: str) -> li
     out = []
     for error in sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path)):
         path = "".join(f".{p}" for p in error.absolute_path)
-        out.append(f"{where}: {origin}{path}: {error.message}")
+        out.append(f"{where}: {origin}{path}: {_message(error)}")
     return out
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message, with the known options for an unknown one."""
+    if error.validator != "additionalProperties" or not isinstance(error.instance, Mapping):
+        return str(error.message)
+    known = sorted(error.schema.get("properties", {}))
+    parts = []
+    for name in sorted(set(error.instance) - set(known)):
+        close = difflib.get_close_matches(str(name), known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known) or 'none'}"
+        parts.append(f"unknown parameter {name!r}; {hint}")
+    return "; ".join(parts) or str(error.message)
 
 
 def _validator(registry: Registry, plugin: str, operation: str, rtype: str) -> Any:

@@ -148,6 +148,18 @@ def _plainly_valid(data: Any) -> bool:
     return True
 
 
+@cache
+def _loader() -> type:
+    """YAML's safe loader, except that dates stay strings: a plan is JSON data,
+    and a date would pass an "any object" schema only to break the DAG file."""
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    resolvers = {
+        first: [(tag, regexp) for tag, regexp in entries if tag != "tag:yaml.org,2002:timestamp"]
+        for first, entries in base.yaml_implicit_resolvers.items()
+    }
+    return type("PlanLoader", (base,), {"yaml_implicit_resolvers": resolvers})
+
+
 def _parse_document(text: str, source: str) -> Any:
     if source.endswith(".json"):
         try:
@@ -157,9 +169,8 @@ def _parse_document(text: str, source: str) -> Any:
                 f"plan {source} is not valid JSON: {err.msg} at line {err.lineno}, "
                 f"column {err.colno}"
             ) from err
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.load(text, Loader=loader)
+        return yaml.load(text, Loader=_loader())
     except yaml.YAMLError as err:
         where = ""
         mark = getattr(err, "problem_mark", None)
@@ -191,6 +202,10 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return "\n  - ".join(hints)
     if error.validator == "required":
         return f"{where}: {error.message}"
+    if error.validator == "type" and not error.absolute_path:
+        got = "empty" if error.instance is None else f"a {type(error.instance).__name__}"
+        return (f"(top level): the plan is {got}; a plan is a mapping with a 'name' and a "
+                "list of 'resources'")
     if error.validator == "pattern" and "#" in str(error.validator_value):
         if str(error.validator_value).startswith("^[^#\\s]+#"):
             return f"{where}: {error.instance!r} is not of the form 'TYPE#ID'"

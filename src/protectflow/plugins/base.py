@@ -22,10 +22,13 @@ class Operation:
     """The hooks of one operation on one resource; each defaults to a no-op.
 
     Each hook is called as ``hook(checkpoint, resource, context, parameters,
-    **kwargs)``. It may return a mapping: the hooks that wait for it (its
-    descendants in the DAG) see it in ``kwargs["outputs"]`` under its node id.
-    Restore and verify hooks also get ``new_resources``, a dict they may write
-    new resource ids into for their parents to read.
+    **kwargs)``; ``kwargs`` holds ``operation_log`` (messages kept in the
+    run report), ``attempt`` (1 for the first try) and, for restore and verify,
+    ``new_resources``: a dict holding exactly what the hook's ancestors in the
+    DAG wrote into theirs, which it may write new resource ids into for its
+    parents to read. A hook may return a mapping, kept in the run report as its
+    output. A hook may be run again after a crash or a retry: make it
+    idempotent.
 
     ``retries``, ``retry_delay`` (seconds, doubled per attempt) and ``timeout``
     (seconds per attempt, ``None`` for none) are the operation's defaults; the
