@@ -1,0 +1,354 @@
+"""A content-addressed chunk store shared by every checkpoint of a bank.
+
+Layout (bank-wide, outside any checkpoint)::
+
+    chunks/<h[:2]>/<h>            a chunk: its bytes; ``h`` is their SHA-256
+    refs/<h[:2]>/<h>/<owner>      empty: ``owner`` (a checkpoint's resource) uses h
+    locks/chunks/<h[:2]>/<h>      a deleter's marker while it may delete h
+
+``owner`` is ``<checkpoint id>@<hash of the resource key>``, so two resources
+of one checkpoint sharing a chunk hold a reference each.
+
+The protocol -- lock-free for protects, one marker per chunk for deletes:
+
+- **add** (protect): (1) create the ref; (2) wait while a live deletion
+  marker exists; (3) if the chunk is absent, store it (create-if-absent).
+- **release** (delete): delete the ref; if other refs remain, stop. Else
+  (a) take the marker (create-if-absent, waiting for another deleter's);
+  (b) list the refs again; (c) delete the chunk only if there are none;
+  (d) remove the marker.
+
+Guarantee: a chunk with a ref is never left deleted. If a protect's ref
+exists by the deleter's listing (b), the deleter keeps the chunk. Otherwise
+the ref came after (b), hence after (a): at step (2) the protect either sees
+the marker and waits past (d) -- so past (c) -- or sees it gone; either way
+its check (3) comes after any deletion and stores the chunk again. Two
+deleters serialise on the marker and delete nothing a third checkpoint
+references. A marker older than ``stale_after`` seconds is treated as a dead
+deleter's; a deleter that finds its own marker that old does not delete (it
+leaks the chunk instead), so the one assumption is that no deleter stalls for
+``stale_after`` seconds *between* that check and the unlink that follows it.
+
+Chunking is fixed-size per file: see :mod:`protectflow.plugins.fs` for why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from protectflow.bank._keys import segment
+from protectflow.errors import BankError
+
+__all__ = [
+    "ChunkError",
+    "ChunkStore",
+    "chunk_key",
+    "copy_all",
+    "owner_id",
+    "release_all",
+    "reuse_file",
+    "sha256",
+    "store_file",
+    "verify_all",
+]
+
+CHUNKS = "chunks/"
+REFS = "refs/"
+LOCKS = "locks/chunks/"
+#: Seconds after which a deletion marker is taken for a dead deleter's.
+STALE_AFTER = 600.0
+_POLL = 0.005
+
+
+class ChunkError(BankError):
+    """A chunk that is missing or whose bytes do not hash to its name."""
+
+
+def sha256(data: bytes | memoryview) -> str:
+    """The hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def chunk_key(digest: str) -> str:
+    """The bank key of chunk ``digest``."""
+    return f"{CHUNKS}{digest[:2]}/{digest}"
+
+
+def _ref_prefix(digest: str) -> str:
+    return f"{REFS}{digest[:2]}/{digest}/"
+
+
+def _lock_key(digest: str) -> str:
+    return f"{LOCKS}{digest[:2]}/{digest}"
+
+
+def owner_id(checkpoint_id: str, resource_key: str) -> str:
+    """The ref owner for one resource of one checkpoint."""
+    return f"{checkpoint_id}@{sha256(resource_key.encode())[:16]}"
+
+
+class ChunkStore:
+    """The chunks of ``bank`` as seen by one owner (a checkpoint's resource).
+
+    Parameters
+    ----------
+    bank : Bank
+        The bank (``checkpoint.bank``).
+    owner : str
+        From :func:`owner_id`.
+    stale_after : float
+        Seconds after which a deletion marker is considered abandoned.
+    """
+
+    def __init__(self, bank: Any, owner: str, *, stale_after: float = STALE_AFTER) -> None:
+        self.bank = bank
+        self.owner = owner
+        self.stale_after = stale_after
+
+    def _ref_key(self, digest: str) -> str:
+        return _ref_prefix(digest) + segment(self.owner)
+
+    # -- protect --------------------------------------------------------------------
+    def add(self, digest: str, data: bytes | None = None,
+            load: Callable[[], bytes] | None = None) -> bool:
+        """Reference chunk ``digest``; store its bytes if the bank lacks them.
+
+        ``data`` are the bytes, or ``load`` reads them when needed (a protect
+        that reuses an earlier manifest has not read the file).
+
+        Returns
+        -------
+        bool
+            Whether this call stored the chunk's bytes.
+
+        Raises
+        ------
+        ChunkError
+            If the bytes given or loaded do not hash to ``digest``.
+        """
+        self.bank.create_object(self._ref_key(digest), b"")
+        self._wait_for_deleter(digest)
+        key = chunk_key(digest)
+        if self.bank.has_object(key):
+            return False
+        if data is None:
+            if load is None:
+                raise ChunkError(f"chunk {digest} is missing from {self.bank.url} and "
+                                 "there is no source to store it from")
+            data = load()
+        if sha256(data) != digest:
+            raise ChunkError(f"chunk {digest}: its source changed while it was read")
+        return bool(self.bank.create_object(key, bytes(data)))
+
+    def _marker_age(self, digest: str) -> float | None:
+        try:
+            info = self.bank.get_object(_lock_key(digest))
+        except BankError:
+            return None
+        return time.time() - float(info.get("at", 0)) if isinstance(info, dict) else 0.0
+
+    def _wait_for_deleter(self, digest: str) -> None:
+        while True:
+            age = self._marker_age(digest)
+            if age is None or age > self.stale_after:
+                return
+            time.sleep(_POLL)
+
+    # -- read -------------------------------------------------------------------------
+    def read(self, digest: str) -> bytes:
+        """The bytes of chunk ``digest``, checked against their hash.
+
+        Raises
+        ------
+        ChunkError
+            If the chunk is missing or corrupt.
+        """
+        try:
+            data = self.bank.get_object(chunk_key(digest))
+        except BankError:
+            raise ChunkError(f"chunk {digest} is missing from bank {self.bank.url}") from None
+        if not isinstance(data, bytes) or sha256(data) != digest:
+            raise ChunkError(f"chunk {digest} in bank {self.bank.url} is corrupt: "
+                             "its bytes do not match its hash")
+        return data
+
+    # -- delete -----------------------------------------------------------------------
+    def release(self, digest: str) -> bool:
+        """Drop this owner's reference; delete the chunk if it was the last.
+
+        Returns
+        -------
+        bool
+            Whether this call deleted the chunk.
+        """
+        with contextlib.suppress(BankError):
+            self.bank.delete_object(self._ref_key(digest))
+        if self._has_refs(digest):
+            return False
+        with self._marker(digest) as taken_at:
+            if self._has_refs(digest):
+                return False
+            if time.time() - taken_at > self.stale_after:
+                return False  # others may think us dead: leak rather than race
+            try:
+                self.bank.delete_object(chunk_key(digest))
+            except BankError:
+                return False
+            return True
+
+    def _has_refs(self, digest: str) -> bool:
+        return bool(self.bank.list_objects(_ref_prefix(digest), limit=1))
+
+    @contextlib.contextmanager
+    def _marker(self, digest: str) -> Iterator[float]:
+        key = _lock_key(digest)
+        while True:
+            taken_at = time.time()
+            if self.bank.create_object(key, {"at": taken_at, "owner": self.owner}):
+                break
+            age = self._marker_age(digest)
+            if age is not None and age > self.stale_after:
+                with contextlib.suppress(BankError):
+                    self.bank.delete_object(key)
+            else:
+                time.sleep(_POLL)
+        try:
+            yield taken_at
+        finally:
+            with contextlib.suppress(BankError):
+                self.bank.delete_object(key)
+
+    def orphan_refs(self) -> list[str]:
+        """Chunks this owner references, found by scanning every ref.
+
+        For a delete that finds no manifest (its protect died before
+        committing one): slow, but it is the only way to find them.
+        """
+        suffix = "/" + segment(self.owner)
+        return [key.split("/")[2] for key in self.bank.iter_objects(REFS)
+                if key.endswith(suffix)]
+
+
+def read_pieces(path: str, chunk_size: int) -> Iterable[bytes]:
+    """Yield the file at ``path`` in pieces of ``chunk_size`` bytes."""
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            piece = f.read(chunk_size)
+            if not piece:
+                return
+            yield piece
+
+
+def read_piece(path: str, index: int, chunk_size: int) -> bytes:
+    """Piece ``index`` of the file at ``path``."""
+    with open(path, "rb", buffering=0) as f:
+        f.seek(index * chunk_size)
+        return f.read(chunk_size)
+
+
+def store_file(store: ChunkStore, path: str,
+               chunk_size: int) -> tuple[list[str], int, int, int]:
+    """Chunk the file at ``path`` into ``store``.
+
+    Returns
+    -------
+    tuple
+        ``(chunk digests, chunks newly stored, bytes newly stored, bytes read)``.
+    """
+    digests: list[str] = []
+    new = new_bytes = size = 0
+    for piece in read_pieces(path, chunk_size):
+        digest = sha256(piece)
+        digests.append(digest)
+        size += len(piece)
+        if store.add(digest, piece):
+            new += 1
+            new_bytes += len(piece)
+    return digests, new, new_bytes, size
+
+
+def reuse_file(store: ChunkStore, path: str, digests: list[str],
+               chunk_size: int) -> tuple[int, int]:
+    """Reference a file's chunks from an earlier manifest without reading it,
+    reading back only the chunks the bank lost; returns ``(new, new bytes)``.
+
+    Raises
+    ------
+    ChunkError
+        If a lost chunk's bytes in the file no longer match (the file changed
+        with its size and times kept): the caller chunks it afresh.
+    """
+    new = new_bytes = 0
+    for index, digest in enumerate(digests):
+        def load(i: int = index) -> bytes:
+            return read_piece(path, i, chunk_size)
+        if store.add(digest, load=load):
+            new += 1
+            new_bytes += chunk_size
+    return new, new_bytes
+
+
+def verify_all(store: ChunkStore, digests: Iterable[str], *, workers: int = 4) -> tuple[int, int]:
+    """Read back every chunk in ``digests`` and check its hash.
+
+    Returns
+    -------
+    tuple
+        ``(chunks checked, bytes read)``.
+
+    Raises
+    ------
+    ChunkError
+        Naming every missing or corrupt chunk (the first ten).
+    """
+    unique = sorted(set(digests))
+    errors: list[str] = []
+    total = 0
+
+    def check(digest: str) -> int:
+        try:
+            return len(store.read(digest))
+        except ChunkError as err:
+            errors.append(str(err))
+            return 0
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        total = sum(pool.map(check, unique))
+    if errors:
+        errors.sort()
+        more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
+        raise ChunkError(f"{len(errors)} of {len(unique)} chunks failed verification:\n  "
+                         + "\n  ".join(errors[:10]) + more)
+    return len(unique), total
+
+
+def release_all(store: ChunkStore, digests: Iterable[str], *, workers: int = 4) -> int:
+    """Release every chunk in ``digests``; returns how many were deleted."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return sum(pool.map(store.release, sorted(set(digests))))
+
+
+def copy_all(source: ChunkStore, target: ChunkStore, digests: Iterable[str], *,
+             workers: int = 4) -> int:
+    """Reference every chunk in ``target``, copying those its bank lacks.
+
+    Returns
+    -------
+    int
+        How many chunks were copied.
+
+    Raises
+    ------
+    ChunkError
+        If a source chunk is missing or corrupt.
+    """
+    def one(digest: str) -> bool:
+        return target.add(digest, load=lambda: source.read(digest))
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return sum(pool.map(one, sorted(set(digests))))

@@ -1,0 +1,215 @@
+"""Protect an application consistently: freeze it while its children snapshot.
+
+Resource type ``protectflow::app::Application``, a group: its children (the
+folders and databases it writes) are listed in the plan's ``depends_on``, so
+the DAG runs every child's ``prepare_finish`` -- where fs and sqlite take
+their snapshots -- between this resource's ``prepare_begin`` (freeze) and
+``prepare_finish`` (thaw). ``extra_info`` gives either
+
+- ``freeze`` and ``thaw``: commands, each an argv list or a shell string,
+  run in ``base_dir`` with ``PROTECTFLOW_CHECKPOINT``,
+  ``PROTECTFLOW_RESOURCE`` and ``PROTECTFLOW_PHASE`` set; or
+- ``lock_file``: an advisory lock (``fcntl.flock``) the application takes
+  around its writes; holding it freezes the application.
+
+No run leaves the application frozen: the freeze starts a guard process
+first (:mod:`._freeze`) that thaws by itself when ``freeze_timeout`` passes
+or the process that froze exits, and :meth:`AppProtectionPlugin.on_failure`
+thaws at once -- the operations layer calls it when a run fails, since a
+fail-fast executor never reaches the parent's ``prepare_finish`` after a
+child failed. A thaw hook that finds the guard thawed early fails: the
+children's snapshots were not all taken while the application was quiet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from typing import Any, ClassVar
+
+from protectflow.dag.model import Resource
+from protectflow.errors import BankError
+from protectflow.plugins import _freeze
+from protectflow.plugins._local import (
+    LocalPluginError,
+    base_dir,
+    command_argv,
+    object_schema,
+    resolve_path,
+    section_of,
+)
+from protectflow.plugins.base import Operation, ProtectionPlugin
+
+__all__ = ["APPLICATION", "AppProtectionPlugin"]
+
+APPLICATION = "protectflow::app::Application"
+FREEZE_RECORD = "freeze"
+
+OPTIONS_SCHEMA = object_schema("app protect parameters", {
+    "freeze_timeout": {"type": "number", "exclusiveMinimum": 0, "default": 600,
+                       "description": "seconds after which the guard thaws the application "
+                       "by itself (the protect then fails)"},
+    "command_timeout": {"type": "number", "exclusiveMinimum": 0, "default": 60,
+                        "description": "seconds a freeze or thaw command (or taking the "
+                        "lock) may take"},
+})
+EMPTY_SCHEMA = object_schema("app parameters", {})
+SAVED_INFO_SCHEMA = {"type": "object", "properties": {
+    "mode": {"enum": ["command", "lock"]}, "frozen_at": {"type": "number"},
+    "thawed_at": {"type": "number"}}}
+
+
+def _spec(resource: Resource, parameters: dict[str, Any]) -> dict[str, Any]:
+    extra = resource.extra_info
+    has_commands = "freeze" in extra or "thaw" in extra
+    if has_commands == ("lock_file" in extra):
+        raise LocalPluginError(f"{resource.key}: extra_info needs either 'freeze' and 'thaw' "
+                               "commands or a 'lock_file', not both nor neither")
+    spec: dict[str, Any] = {
+        "cwd": base_dir(resource),
+        "command_timeout": float(parameters.get("command_timeout", 60)),
+        "freeze_timeout": float(parameters.get("freeze_timeout", 600)),
+        "resource": resource.key,
+    }
+    if has_commands:
+        spec.update(mode="command", freeze=command_argv(extra.get("freeze"), resource, "freeze"),
+                    thaw=command_argv(extra.get("thaw"), resource, "thaw"))
+    else:
+        spec.update(mode="lock", lock_file=resolve_path(resource, "lock_file"))
+    return spec
+
+
+def token_path(checkpoint: Any, resource: Resource) -> str:
+    """The local token file of this resource's freeze in ``checkpoint``."""
+    state = resource.extra_info.get("state_dir")
+    folder = (resolve_path(resource, "state_dir") if state
+              else os.path.join(tempfile.gettempdir(), "protectflow-freeze"))
+    name = hashlib.sha256(f"{checkpoint.id}\0{resource.key}".encode()).hexdigest()[:32]
+    return os.path.join(folder, name)
+
+
+def freeze_app(checkpoint: Any, resource: Resource,
+               parameters: dict[str, Any]) -> dict[str, Any]:
+    """Freeze the application (guarded); returns when it is quiet.
+
+    Raises
+    ------
+    CommandError
+        If the freeze command fails.
+    LocalPluginError
+        If the extra_info is wrong or the lock cannot be taken in time.
+    """
+    spec = _spec(resource, parameters)
+    spec["env"] = {"PROTECTFLOW_CHECKPOINT": str(checkpoint.id),
+                   "PROTECTFLOW_RESOURCE": resource.key}
+    section = section_of(checkpoint, resource)
+    info = _freeze.freeze(token_path(checkpoint, resource), spec)
+    section.update_object(FREEZE_RECORD, {"mode": spec["mode"], "frozen_at": info["frozen_at"],
+                                          "guard_pid": info["pid"],
+                                          "deadline": info["deadline"]})
+    return {"frozen_at": info["frozen_at"], "mode": spec["mode"]}
+
+
+def thaw_app(checkpoint: Any, resource: Resource, *, by: str = "thaw") -> dict[str, Any] | None:
+    """Thaw the application unless it was; returns the thaw record.
+
+    Raises
+    ------
+    CommandError
+        If the thaw command fails.
+    """
+    return _freeze.thaw(token_path(checkpoint, resource), by=by)
+
+
+def _thaw_hook(checkpoint: Any, resource: Resource) -> dict[str, Any]:
+    record = thaw_app(checkpoint, resource)
+    if record is None:
+        raise LocalPluginError(f"{resource.key}: it was not frozen (its prepare_begin did "
+                               "not run in this checkpoint)")
+    if record.get("by") != "thaw":
+        raise LocalPluginError(
+            f"{resource.key}: the application was thawed before its children's snapshots "
+            f"all finished ({record.get('by')}: {record.get('reason')}); they may not be "
+            "consistent -- raise freeze_timeout or look for a crashed hook")
+    section = section_of(checkpoint, resource)
+    saved = dict(section.get_object(FREEZE_RECORD))
+    saved["thawed_at"] = record["at"]
+    section.update_object(FREEZE_RECORD, saved)
+    return {"thawed_at": record["at"], "frozen_seconds": record["at"] - saved["frozen_at"]}
+
+
+class AppProtectOperation(Operation):
+    """Freeze in prepare_begin, thaw in prepare_finish."""
+
+    def on_prepare_begin(self, checkpoint: Any, resource: Resource, context: Any,
+                         parameters: dict[str, Any], **kwargs: Any) -> Any:
+        return freeze_app(checkpoint, resource, parameters)
+
+    def on_prepare_finish(self, checkpoint: Any, resource: Resource, context: Any,
+                          parameters: dict[str, Any], **kwargs: Any) -> Any:
+        return _thaw_hook(checkpoint, resource)
+
+
+class AppDeleteOperation(Operation):
+    """Drop the freeze records."""
+
+    def on_main(self, checkpoint: Any, resource: Resource, context: Any,
+                parameters: dict[str, Any], **kwargs: Any) -> Any:
+        section = section_of(checkpoint, resource)
+        if section.has_object(FREEZE_RECORD):
+            section.delete_object(FREEZE_RECORD)
+        with contextlib.suppress(OSError):  # the local thaw record, on this machine
+            os.unlink(token_path(checkpoint, resource) + ".thawed")
+        return None
+
+
+class AppProtectionPlugin(ProtectionPlugin):
+    """Applications that group folders and databases and can be frozen."""
+
+    supported_resource_types: ClassVar[tuple[str, ...]] = (APPLICATION,)
+
+    def get_protect_operation(self, resource: Resource) -> Operation:
+        return AppProtectOperation()
+
+    def get_delete_operation(self, resource: Resource) -> Operation:
+        return AppDeleteOperation()
+
+    def on_failure(self, checkpoint: Any, resource: Resource, context: Any,
+                   parameters: dict[str, Any], **kwargs: Any) -> Any:
+        """Thaw now if the application is still frozen; a no-op otherwise.
+
+        Call it for every resource of a protect run that did not succeed
+        (safe to call for all of them, and more than once).
+
+        Raises
+        ------
+        CommandError
+            If the thaw command fails.
+        """
+        record = thaw_app(checkpoint, resource, by="on_failure")
+        return {"thawed": bool(record and record.get("now"))}
+
+    @classmethod
+    def get_options_schema(cls, resource_type: str) -> dict[str, Any]:
+        return OPTIONS_SCHEMA
+
+    @classmethod
+    def get_restore_schema(cls, resource_type: str) -> dict[str, Any]:
+        return EMPTY_SCHEMA
+
+    @classmethod
+    def get_verify_schema(cls, resource_type: str) -> dict[str, Any]:
+        return EMPTY_SCHEMA
+
+    @classmethod
+    def get_saved_info_schema(cls, resource_type: str) -> dict[str, Any]:
+        return SAVED_INFO_SCHEMA
+
+    @classmethod
+    def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:
+        try:
+            return metadata_store.get_object(FREEZE_RECORD)
+        except BankError:
+            return None

@@ -1,0 +1,356 @@
+"""Protect a SQLite database file with the online backup API.
+
+Resource type ``protectflow::sqlite::Database``; ``extra_info.path`` is the
+database file (relative paths resolve as for the fs plugin).
+
+- **protect**: ``prepare_finish`` copies the database with
+  ``sqlite3.Connection.backup`` into a local snapshot file -- a consistent
+  copy, taken inside a parent application's freeze, while writers may keep
+  writing (in WAL mode they are not even blocked); ``main`` checks it with
+  ``PRAGMA integrity_check``, stores it in the bank's shared chunk store
+  (fixed-size chunks: unchanged pages cost nothing in the next checkpoint)
+  and removes the snapshot.
+- **restore** writes the database to ``<target>/<resource id>`` (through a
+  staging file, checked with ``integrity_check`` before it is renamed into
+  place; ``force`` replaces an existing file and its ``-wal``/``-shm``).
+- **verify** rebuilds the stored copy in a temporary file and runs
+  ``integrity_check`` on it (which reads every chunk and checks its hash).
+- **copy** and **delete** handle its chunks as the fs plugin does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sqlite3
+import tempfile
+import time
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from protectflow.dag.model import Resource
+from protectflow.errors import BankError
+from protectflow.plugins._chunks import ChunkStore, owner_id, release_all, sha256, store_file
+from protectflow.plugins._local import (
+    LocalPluginError,
+    bank_of,
+    clear_destination,
+    get_json,
+    object_schema,
+    resolve_path,
+    restore_destination,
+    section_of,
+)
+from protectflow.plugins.base import Operation, ProtectionPlugin
+from protectflow.plugins.fs import copy_chunks
+
+__all__ = ["DATABASE", "SqliteProtectionPlugin", "integrity_check"]
+
+DATABASE = "protectflow::sqlite::Database"
+MANIFEST = "manifest"
+SNAPSHOT = "snapshot"
+DEFAULT_CHUNK_SIZE = 256 << 10
+
+OPTIONS_SCHEMA = object_schema("sqlite protect parameters", {
+    "chunk_size": {"type": "integer", "minimum": 4096, "maximum": 64 << 20,
+                   "default": DEFAULT_CHUNK_SIZE, "description": "bytes per chunk"},
+    "snapshot_dir": {"type": "string", "minLength": 1,
+                     "description": "folder for the snapshot between prepare_finish and "
+                     "main (default: the system temporary folder)"},
+    "busy_timeout": {"type": "number", "minimum": 0, "default": 30,
+                     "description": "seconds to wait for a writer's lock"},
+})
+RESTORE_SCHEMA = object_schema("sqlite restore parameters", {
+    "target": {"type": "string", "minLength": 1,
+               "description": "folder to restore into: the database goes to <target>/<id>"},
+    "force": {"type": "boolean", "default": False,
+              "description": "replace an existing <target>/<id> (and its -wal and -shm)"},
+}, required=["target"])
+VERIFY_SCHEMA = object_schema("sqlite verify parameters", {})
+SAVED_INFO_SCHEMA = {"type": "object", "properties": {
+    "source": {"type": "string"}, "size": {"type": "integer"},
+    "taken_at": {"type": "number"}}}
+
+
+def integrity_check(path: str) -> str:
+    """``PRAGMA integrity_check`` of the database at ``path``: ``"ok"`` or the problems."""
+    try:
+        # immutable: our copies have no WAL, and a check must leave no -wal/-shm behind
+        con = sqlite3.connect(f"file:{quote(path)}?immutable=1", uri=True)
+        try:
+            rows = con.execute("PRAGMA integrity_check").fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as err:
+        return f"not a usable database: {err}"
+    return "; ".join(str(r[0]) for r in rows[:20])
+
+
+def _check(path: str, what: str) -> None:
+    result = integrity_check(path)
+    if result != "ok":
+        raise LocalPluginError(f"{what}: PRAGMA integrity_check did not return ok: {result}")
+
+
+def _store(checkpoint: Any, resource: Resource) -> ChunkStore:
+    return ChunkStore(bank_of(checkpoint, resource), owner_id(checkpoint.id, resource.key))
+
+
+def snapshot_path(checkpoint: Any, resource: Resource, parameters: dict[str, Any]) -> str:
+    """Where this checkpoint's snapshot of ``resource`` waits for ``main``."""
+    folder = parameters.get("snapshot_dir") or tempfile.gettempdir()
+    name = hashlib.sha256(f"{checkpoint.id}\0{resource.key}".encode()).hexdigest()[:32]
+    return os.path.join(os.path.abspath(folder), f"protectflow-sqlite-{name}.db")
+
+
+def take_snapshot(checkpoint: Any, resource: Resource,
+                  parameters: dict[str, Any]) -> dict[str, Any]:
+    """Copy the database with the backup API into its snapshot file.
+
+    Raises
+    ------
+    LocalPluginError
+        If the database does not exist or cannot be read.
+    """
+    source = resolve_path(resource)
+    if not os.path.isfile(source):
+        raise LocalPluginError(f"{resource.key}: no database file at {source}")
+    dest = snapshot_path(checkpoint, resource, parameters)
+    part = dest + ".part"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(part)
+    timeout = float(parameters.get("busy_timeout", 30))
+    started = time.time()
+    try:
+        src = sqlite3.connect(f"file:{quote(source)}?mode=rw", uri=True, timeout=timeout)
+        dst = sqlite3.connect(part)
+        try:
+            src.backup(dst)  # all pages in one step: one read transaction, consistent
+        finally:
+            dst.close()
+            src.close()
+    except sqlite3.Error as err:
+        raise LocalPluginError(f"{resource.key}: backup of {source} failed: {err}") from err
+    os.replace(part, dest)
+    taken_at = time.time()
+    section_of(checkpoint, resource).update_object(
+        SNAPSHOT, {"path": dest, "source": source, "taken_at": taken_at})
+    return {"snapshot": dest, "started_at": started, "taken_at": taken_at,
+            "size": os.path.getsize(dest)}
+
+
+def store_snapshot(checkpoint: Any, resource: Resource,
+                   parameters: dict[str, Any]) -> dict[str, Any]:
+    """Check the snapshot, store it as chunks, commit the manifest; rerunnable.
+
+    Raises
+    ------
+    LocalPluginError
+        If the snapshot is gone (a rerun on another machine) or not intact.
+    """
+    section = section_of(checkpoint, resource)
+    info = get_json(section, SNAPSHOT)
+    path = info["path"]
+    if not os.path.exists(path):
+        if section.has_object(MANIFEST):
+            return {"stored": "earlier"}  # an earlier attempt finished the job
+        raise LocalPluginError(f"{resource.key}: the snapshot {path} taken in prepare_finish "
+                               "is gone; run the protect again")
+    _check(path, f"{resource.key}: snapshot {path}")
+    chunk_size = int(parameters.get("chunk_size", DEFAULT_CHUNK_SIZE))
+    digests, new, new_bytes, size = store_file(_store(checkpoint, resource), path, chunk_size)
+    section.update_object(MANIFEST, {"version": 1, "source": info["source"], "size": size,
+                                     "chunk_size": chunk_size, "chunks": digests,
+                                     "taken_at": info["taken_at"]})
+    os.unlink(path)
+    return {"bytes": size, "new_chunks": new, "new_bytes": new_bytes}
+
+
+def _manifest(checkpoint: Any, resource: Resource) -> dict[str, Any]:
+    try:
+        manifest: dict[str, Any] = get_json(section_of(checkpoint, resource), MANIFEST)
+    except BankError:
+        raise LocalPluginError(f"{resource.key}: the checkpoint holds no copy of it; its "
+                               "protect did not finish") from None
+    return manifest
+
+
+def _write_copy(store: ChunkStore, manifest: dict[str, Any], path: str) -> None:
+    with open(path, "wb") as f:
+        for digest in manifest["chunks"]:
+            f.write(store.read(digest))
+
+
+def restore_database(checkpoint: Any, resource: Resource,
+                     parameters: dict[str, Any]) -> str:
+    """Write the stored database to ``<target>/<id>``; returns the path.
+
+    Raises
+    ------
+    LocalPluginError
+        If the destination exists (without ``force``) or the copy fails
+        ``integrity_check``.
+    """
+    manifest = _manifest(checkpoint, resource)
+    dest = restore_destination(resource, parameters)
+    if os.path.isfile(dest) and _file_chunks(dest, manifest) == manifest["chunks"]:
+        return dest  # restored by an earlier attempt
+    force = bool(parameters.get("force", False))
+    if os.path.lexists(dest) and not force:
+        clear_destination(dest, False, resource.key)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    staging = f"{dest}.pf-restore-{checkpoint.id[:12]}"
+    try:
+        _write_copy(_store(checkpoint, resource), manifest, staging)
+        _check(staging, f"{resource.key}: restored copy")
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staging)
+        raise
+    clear_destination(dest, force, resource.key)
+    for suffix in ("-wal", "-shm", "-journal"):  # they belong to the database replaced
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(dest + suffix)
+    os.replace(staging, dest)
+    return dest
+
+
+def _file_chunks(path: str, manifest: dict[str, Any]) -> list[str]:
+    size = manifest["chunk_size"]
+    out = []
+    with open(path, "rb") as f:
+        while piece := f.read(size):
+            out.append(sha256(piece))
+    return out
+
+
+def verify_database(checkpoint: Any, resource: Resource) -> dict[str, Any]:
+    """Rebuild the stored copy in a temporary file and check it.
+
+    Raises
+    ------
+    LocalPluginError
+        If it fails ``integrity_check``.
+    ChunkError
+        If a chunk is missing or corrupt.
+    """
+    manifest = _manifest(checkpoint, resource)
+    with tempfile.TemporaryDirectory(prefix="protectflow-verify-") as tmp:
+        path = os.path.join(tmp, "copy.db")
+        _write_copy(_store(checkpoint, resource), manifest, path)
+        _check(path, f"{resource.key}: stored copy")
+    return {"bytes": manifest["size"], "chunks": len(manifest["chunks"]), "integrity": "ok"}
+
+
+def delete_database(checkpoint: Any, resource: Resource) -> dict[str, Any]:
+    """Release the stored copy's chunks, then its records; rerunnable."""
+    section = section_of(checkpoint, resource)
+    store = _store(checkpoint, resource)
+    try:
+        digests = get_json(section, MANIFEST)["chunks"]
+    except BankError:
+        digests = store.orphan_refs()
+    deleted = release_all(store, digests)
+    discard_snapshot(checkpoint, resource)
+    for key in (MANIFEST, SNAPSHOT):
+        with contextlib.suppress(BankError):
+            section.delete_object(key)
+    return {"released": len(set(digests)), "deleted_chunks": deleted}
+
+
+def discard_snapshot(checkpoint: Any, resource: Resource) -> bool:
+    """Remove a snapshot file left by a protect that did not reach ``main``."""
+    try:
+        path = get_json(section_of(checkpoint, resource), SNAPSHOT)["path"]
+    except (BankError, KeyError, TypeError):
+        return False
+    removed = False
+    for name in (path, path + ".part"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+            removed = True
+    return removed
+
+
+class _SqliteOperation(Operation):
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+
+class SqliteProtectOperation(_SqliteOperation):
+    """Snapshot in prepare_finish, store in main."""
+
+    def on_prepare_finish(self, checkpoint: Any, resource: Resource, context: Any,
+                          parameters: dict[str, Any], **kwargs: Any) -> Any:
+        return take_snapshot(checkpoint, resource, parameters)
+
+    def on_main(self, checkpoint: Any, resource: Resource, context: Any,
+                parameters: dict[str, Any], **kwargs: Any) -> Any:
+        return store_snapshot(checkpoint, resource, parameters)
+
+
+class SqliteMainOperation(_SqliteOperation):
+    """Restore, verify or delete, in main."""
+
+    def on_main(self, checkpoint: Any, resource: Resource, context: Any,
+                parameters: dict[str, Any], **kwargs: Any) -> Any:
+        if self.operation == "restore":
+            dest = restore_database(checkpoint, resource, parameters)
+            new_resources = kwargs.get("new_resources")
+            if new_resources is not None:
+                new_resources[resource.key] = dest
+            return {"path": dest}
+        if self.operation == "verify":
+            return verify_database(checkpoint, resource)
+        if self.operation == "copy":
+            return copy_chunks(checkpoint, resource,
+                               _manifest(checkpoint, resource)["chunks"], kwargs)
+        return delete_database(checkpoint, resource)
+
+
+class SqliteProtectionPlugin(ProtectionPlugin):
+    """SQLite database files, copied online and stored as chunks."""
+
+    supported_resource_types: ClassVar[tuple[str, ...]] = (DATABASE,)
+
+    def get_protect_operation(self, resource: Resource) -> Operation:
+        return SqliteProtectOperation("protect")
+
+    def get_restore_operation(self, resource: Resource) -> Operation:
+        return SqliteMainOperation("restore")
+
+    def get_verify_operation(self, resource: Resource) -> Operation:
+        return SqliteMainOperation("verify")
+
+    def get_copy_operation(self, resource: Resource) -> Operation:
+        return SqliteMainOperation("copy")
+
+    def get_delete_operation(self, resource: Resource) -> Operation:
+        return SqliteMainOperation("delete")
+
+    def on_failure(self, checkpoint: Any, resource: Resource, context: Any,
+                   parameters: dict[str, Any], **kwargs: Any) -> Any:
+        """Remove the snapshot file of a protect that failed before storing it."""
+        return {"discarded": discard_snapshot(checkpoint, resource)}
+
+    @classmethod
+    def get_options_schema(cls, resource_type: str) -> dict[str, Any]:
+        return OPTIONS_SCHEMA
+
+    @classmethod
+    def get_restore_schema(cls, resource_type: str) -> dict[str, Any]:
+        return RESTORE_SCHEMA
+
+    @classmethod
+    def get_verify_schema(cls, resource_type: str) -> dict[str, Any]:
+        return VERIFY_SCHEMA
+
+    @classmethod
+    def get_saved_info_schema(cls, resource_type: str) -> dict[str, Any]:
+        return SAVED_INFO_SCHEMA
+
+    @classmethod
+    def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:
+        manifest = get_json(metadata_store, MANIFEST)
+        return {k: manifest[k] for k in ("source", "size", "taken_at")}

@@ -1,0 +1,53 @@
+"""The shop end to end through protectflow.operations: protect, change,
+restore, verify, copy, delete -- on every local executor."""
+
+from __future__ import annotations
+
+import filecmp
+import sqlite3
+from pathlib import Path
+
+import pytest
+from plugin_helpers import make_shop, shopctl, snapshot_tree
+
+from protectflow import operations
+from protectflow.bank import Bank
+from protectflow.plugins import sqlite as sq
+
+
+@pytest.mark.parametrize("executor", ["serial", "threads"])
+def test_shop_protect_restore_verify_copy_delete(tmp_path: Path, executor: str) -> None:
+    shop = tmp_path / "shop"
+    plan = make_shop.make_shop(str(shop))
+    before = snapshot_tree(shop / "uploads")
+    bank = Bank(tmp_path / "bank", fsync=False)
+    result = operations.protect(plan, bank=bank, executor=executor)
+    assert result.ok, result.report
+    cid = result.checkpoint.id
+    (shop / "uploads" / "README.txt").write_text("vandalised")
+    db = sqlite3.connect(shop / "orders.db")
+    with db:
+        db.execute("DELETE FROM orders")
+    db.close()
+    target = str(tmp_path / "restored")
+    params = {"protectflow::fs::Directory": {"target": target},
+              "protectflow::sqlite::Database": {"target": target}}
+    restored = operations.restore(cid, bank=bank, executor=executor, parameters=params)
+    assert restored.ok, restored.report
+    assert snapshot_tree(Path(target) / "uploads") == before
+    assert sq.integrity_check(f"{target}/orders") == "ok"
+    db = sqlite3.connect(f"{target}/orders")
+    assert [r[0] for r in db.execute("SELECT customer FROM orders")] == ["alice", "bob", "carol"]
+    db.close()
+    assert not (shop / "FROZEN").exists() and shopctl.check(str(shop)) == []
+    assert operations.verify(cid, bank=bank, executor=executor).ok
+    other = Bank(tmp_path / "bank2", fsync=False)
+    copied = operations.copy(cid, to=other, bank=bank, executor=executor)
+    assert copied.ok, copied.report and copied.target is not None
+    assert operations.verify(copied.target.id, bank=other, executor=executor).ok
+    assert operations.delete(cid, bank=bank, executor=executor).ok
+    assert bank.list_objects("chunks/") == [] and bank.list_objects("refs/") == []
+    again = str(tmp_path / "from-copy")
+    params = {k: {"target": again} for k in params}
+    assert operations.restore(copied.target.id, bank=other, parameters=params).ok
+    assert not filecmp.dircmp(f"{target}/uploads", f"{again}/uploads").diff_files

@@ -1,0 +1,162 @@
+"""The fs plugin: round trips, dedup, verify, delete, idempotent reruns."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from plugin_helpers import count_objects, make_tree, new_checkpoint, snapshot_tree
+
+from protectflow.bank import Bank
+from protectflow.dag.model import Resource
+from protectflow.plugins import fs
+from protectflow.plugins._chunks import ChunkError, ChunkStore, owner_id, sha256
+from protectflow.plugins._local import LocalPluginError
+
+
+@pytest.fixture
+def bank(tmp_path: Path) -> Bank:
+    return Bank(tmp_path / "bank", fsync=False)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    return make_tree(tmp_path / "src")
+
+
+def directory(path: Path, rid: str = "files") -> Resource:
+    return Resource(fs.DIRECTORY, rid, extra_info={"path": str(path)})
+
+
+def test_restore_is_byte_and_metadata_identical(bank: Bank, tree: Path, tmp_path: Path) -> None:
+    before = snapshot_tree(tree)
+    cp = new_checkpoint(bank)
+    out = fs.protect_tree(cp, directory(tree), {})
+    assert out["files"] == 4 and out["new_chunks"] >= 4
+    # change the source every way: edit, delete, add, chmod, re-link
+    (tree / "text.txt").write_text("changed\n")
+    (tree / "sub" / "secret.key").unlink()
+    (tree / "new.txt").write_text("new")
+    os.chmod(tree / "binary.bin", 0o600)
+    os.unlink(tree / "link-to-big")
+    os.symlink("text.txt", tree / "link-to-big")
+    dest = fs.restore_tree(cp, directory(tree), {"target": str(tmp_path / "out")})
+    assert dest == str(tmp_path / "out" / "files")
+    assert snapshot_tree(Path(dest)) == before
+    assert os.readlink(Path(dest) / "dangling") == "/nonexistent/target"
+    assert os.listdir(Path(dest) / "empty") == []
+
+
+def test_restore_refuses_non_empty_target_unless_forced(
+        bank: Bank, tree: Path, tmp_path: Path) -> None:
+    cp = new_checkpoint(bank)
+    fs.protect_tree(cp, directory(tree), {})
+    target = tmp_path / "out"
+    (target / "files").mkdir(parents=True)
+    (target / "files" / "stray").write_text("x")
+    with pytest.raises(LocalPluginError, match=r"not empty.*force"):
+        fs.restore_tree(cp, directory(tree), {"target": str(target)})
+    fs.restore_tree(cp, directory(tree), {"target": str(target), "force": True})
+    assert snapshot_tree(target / "files") == snapshot_tree(tree)
+    # a rerun (after a crash past the rename) finds the tree restored already
+    fs.restore_tree(cp, directory(tree), {"target": str(target)})
+    assert not [p for p in os.listdir(target) if p.startswith(".")]  # no staging left
+
+
+def test_unchanged_tree_writes_no_chunk_and_one_byte_change_writes_one(
+        bank: Bank, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(16 * 65536))
+    for i in range(20):
+        (src / f"small-{i}.txt").write_bytes(os.urandom(100))
+    params = {"chunk_size": 65536}
+    first = fs.protect_tree(new_checkpoint(bank), directory(src), params)
+    chunks = count_objects(bank, "chunks/")
+    assert first["new_chunks"] == chunks == 16 + 20
+    second = fs.protect_tree(new_checkpoint(bank), directory(src), params)
+    assert second["new_chunks"] == 0 and count_objects(bank, "chunks/") == chunks
+    assert second["reused_files"] == 21  # not even read again
+    with open(src / "big.bin", "r+b") as f:
+        f.seek(5 * 65536 + 17)
+        f.write(b"\xaa")
+    third = fs.protect_tree(new_checkpoint(bank), directory(src), params)
+    assert third["new_chunks"] == 1 and count_objects(bank, "chunks/") == chunks + 1
+    # a copy of the tree elsewhere (no earlier manifest to reuse) dedups by content
+    shutil.copytree(src, tmp_path / "copy", symlinks=True)
+    fourth = fs.protect_tree(new_checkpoint(bank), directory(tmp_path / "copy", "c"), params)
+    assert fourth["new_chunks"] == 0 and fourth["reused_files"] == 0
+
+
+def test_include_and_exclude(bank: Bank, tree: Path, tmp_path: Path) -> None:
+    cp = new_checkpoint(bank)
+    fs.protect_tree(cp, directory(tree), {"include": ["*.txt", "*.dat"], "exclude": ["deeper"]})
+    dest = Path(fs.restore_tree(cp, directory(tree), {"target": str(tmp_path / "o")}))
+    files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()
+                   and not p.is_symlink())
+    assert files == ["text.txt"]
+    assert (dest / "empty").is_dir() and not (dest / "sub" / "deeper").exists()
+
+
+def test_verify_reads_every_chunk(bank: Bank, tree: Path) -> None:
+    cp = new_checkpoint(bank)
+    fs.protect_tree(cp, directory(tree), {})
+    assert fs.verify_resource(cp, directory(tree), {})["chunks"] >= 4
+    manifest = fs.read_manifest(cp.get_resource_bank_section(directory(tree)), directory(tree))
+    digest = fs.manifest_chunks(manifest)[0]
+    key = f"chunks/{digest[:2]}/{digest}"
+    bank.update_object(key, b"rotten")
+    with pytest.raises(ChunkError, match="corrupt"):
+        fs.verify_resource(cp, directory(tree), {})
+    bank.delete_object(key)
+    with pytest.raises(ChunkError, match="missing"):
+        fs.verify_resource(cp, directory(tree), {})
+
+
+def test_delete_keeps_what_another_checkpoint_needs(
+        bank: Bank, tree: Path, tmp_path: Path) -> None:
+    a, b = new_checkpoint(bank), new_checkpoint(bank)
+    fs.protect_tree(a, directory(tree), {})
+    (tree / "only-in-b.txt").write_text("b")
+    fs.protect_tree(b, directory(tree), {})
+    shared = count_objects(bank, "chunks/") - 1
+    out = fs.delete_resource(a, directory(tree))
+    assert out["deleted_chunks"] == 0  # b holds every chunk of a
+    assert fs.verify_resource(b, directory(tree), {})["chunks"] == shared + 1
+    dest = fs.restore_tree(b, directory(tree), {"target": str(tmp_path / "o")})
+    assert snapshot_tree(Path(dest)) == snapshot_tree(tree)
+    fs.delete_resource(b, directory(tree))
+    assert count_objects(bank, "chunks/") == 0 and count_objects(bank, "refs/") == 0
+    assert count_objects(bank, "locks/") == 0
+
+
+def test_hooks_rerun_after_a_crash(bank: Bank, tree: Path) -> None:
+    cp = new_checkpoint(bank)
+    fs.protect_tree(cp, directory(tree), {})
+    fs.protect_tree(cp, directory(tree), {})  # a rerun of the same checkpoint
+    fs.delete_resource(cp, directory(tree))
+    fs.delete_resource(cp, directory(tree))  # and of its delete
+    assert count_objects(bank, "chunks/") == 0
+    # a protect that died before committing its manifest: delete finds its refs
+    store = ChunkStore(bank, owner_id(cp.id, directory(tree).key))
+    store.add(sha256(b"orphan"), b"orphan")
+    assert count_objects(bank, "refs/") == 1
+    fs.delete_resource(cp, directory(tree))
+    assert count_objects(bank, "refs/") == 0 and count_objects(bank, "chunks/") == 0
+
+
+def test_restore_without_manifest_says_so(bank: Bank, tree: Path, tmp_path: Path) -> None:
+    with pytest.raises(LocalPluginError, match="no manifest"):
+        fs.restore_tree(new_checkpoint(bank), directory(tree), {"target": str(tmp_path)})
+
+
+def test_missing_folder_is_a_clear_error(bank: Bank, tmp_path: Path) -> None:
+    with pytest.raises(LocalPluginError, match="not a folder"):
+        fs.protect_tree(new_checkpoint(bank), directory(tmp_path / "nope"), {})
+
+
+def test_relative_path_resolves_against_base_dir(bank: Bank, tree: Path) -> None:
+    r = Resource(fs.DIRECTORY, "f", extra_info={"path": "src", "base_dir": str(tree.parent)})
+    assert fs.protect_tree(new_checkpoint(bank), r, {})["files"] == 4
