@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from protectflow import _recovery
 from protectflow.bank import Bank, Checkpoint, CheckpointStore, RunRecord, default_bank_url
 from protectflow.compiler import Plan, ResourceGraph, compile_graph, compile_plan, load_plan
 from protectflow.dag import HookDAG, jsonio
@@ -36,6 +37,7 @@ __all__ = [
     "open_store",
     "protect",
     "restore",
+    "resume",
     "verify",
 ]
 
@@ -124,12 +126,36 @@ def protect(
     checkpoint = store.create(
         plan_json, graph_json, jsonio.fingerprint(dag), owner, lease_ttl=LEASE_TTL
     )
+    source = plan.source if parameters is None else None
+    return _protect_into(checkpoint, dag, runner, owner=owner, plan_json=plan_json,
+                         plan_source=source, options=options)
+
+
+def _protect_into(
+    checkpoint: Checkpoint, dag: HookDAG, runner: Executor, *, owner: str,
+    plan_json: dict[str, Any], plan_source: str | None, options: dict[str, Any],
+    resumes: str | None = None,
+) -> OperationResult:
+    """Run a protect DAG into a checkpoint this process holds (new or resumed)."""
     with _renewing(checkpoint), _failing_on_crash(checkpoint, "error"):
         checkpoint.bank.update_object(checkpoint.prefix + "dag.json", jsonio.dumps(dag))
-        report = run_dag(dag, runner, checkpoint=checkpoint, **options)
+        journal = _recovery.start_journal(
+            checkpoint, dag, executor=runner.name, owner=owner, plan_json=plan_json,
+            plan_source=plan_source, resumes=resumes)
+        report = None
+        try:
+            report = run_dag(dag, runner, checkpoint=checkpoint, journal=journal, **options)
+            journal.finish(report.state)
+        finally:
+            cleanup = ({} if report is not None and report.ok
+                       else _on_failure(dag, checkpoint, options.get("registry")))
         resources = _statuses(dag, report)
+        for key, error in cleanup.items():
+            reason = resources[key]["reason"]
+            resources[key]["reason"] = f"{reason}; {error}" if reason else error
         checkpoint.set_resource_statuses(resources)
-        checkpoint.transition("available" if report.ok else "error", reason=_reason(report))
+        checkpoint.transition("available" if report.ok else "error", reason=_reason(report),
+                              next_steps=None if report.ok else _recovery.next_steps(checkpoint.id))
     return OperationResult("protect", checkpoint, report, resources)
 
 
@@ -304,7 +330,7 @@ def _checkpoint_dag(
     )
 
 
-def _require_status(checkpoint: Checkpoint, operation: str) -> None:
+def _require_status(checkpoint: Checkpoint, operation: str, *, resuming: bool = False) -> None:
     status = checkpoint.status
     allowed = ("available", "error") if operation == "delete" else ("available",)
     if operation == "delete" and status == "error_deleting":
@@ -316,7 +342,7 @@ def _require_status(checkpoint: Checkpoint, operation: str) -> None:
                if checkpoint.record.get("status_reason") else "")
             + f"; {operation} needs a checkpoint that is {' or '.join(allowed)}"
         )
-    if checkpoint.busy:
+    if checkpoint.busy and not resuming:  # a resumed run may reclaim a dead owner's lease
         lease = checkpoint.lease
         raise BankError(f"cannot {operation} checkpoint {checkpoint.id}: it is busy with "
                         f"{lease.describe() if lease else 'another operation'}")
@@ -331,17 +357,26 @@ def _run_on_checkpoint(
     parameters: Mapping[str, Mapping[str, Any]] | None,
     owner: str | None,
     options: dict[str, Any],
+    chain: list[JournalRun] | None = None,
 ) -> OperationResult:
+    """Run ``operation`` on a checkpoint; ``chain``: the journal runs it resumes."""
     store = open_store(bank)
     checkpoint = store.get(checkpoint_id)
-    _require_status(checkpoint, operation)
+    _require_status(checkpoint, operation, resuming=chain is not None)
     dag = _checkpoint_dag(checkpoint, operation, parameters)
+    if chain is not None:
+        _recovery.check_resumable(chain[0], dag, checkpoint.plan)
+        options["completed"] = _recovery.completed_hooks(chain)
     runner = _executor(executor, options)
     owner = owner or default_owner()
-    checkpoint.acquire(operation, owner, ttl=LEASE_TTL)
+    checkpoint.acquire(operation, owner, ttl=LEASE_TTL, reclaim_dead=chain is not None)
     try:
         with _renewing(checkpoint):
-            report = run_dag(dag, runner, checkpoint=checkpoint, **options)
+            journal = _recovery.start_journal(
+                checkpoint, dag, executor=runner.name, owner=owner, plan_json=checkpoint.plan,
+                parameters=parameters, resumes=chain[-1].run_id if chain else None)
+            report = run_dag(dag, runner, checkpoint=checkpoint, journal=journal, **options)
+            journal.finish(report.state)
     finally:
         checkpoint.release()
     resources = _statuses(dag, report)
@@ -382,6 +417,26 @@ def _statuses(dag: HookDAG, report: RunReport) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _on_failure(dag: HookDAG, checkpoint: Checkpoint, registry_spec: str | None) -> dict[str, str]:
+    """Call every plugin's ``on_failure`` for each resource of a run that did
+    not succeed (a frozen application is thawed now, not at its deadline);
+    returns the clean-ups that failed, by resource key."""
+    from protectflow.plugins import get_registry
+
+    registry = get_registry(registry_spec)
+    plugins = {n.resource.key: n.plugin for n in dag.nodes}
+    errors: dict[str, str] = {}
+    for resource in dag.resources:
+        if resource.key not in plugins:
+            continue
+        try:
+            registry.plugin(plugins[resource.key]).on_failure(
+                checkpoint, resource, None, dag.parameters.get(resource.key, {}))
+        except Exception as err:  # one failed clean-up must not stop the others
+            errors[resource.key] = f"clean-up after the failure failed: {err}"
+    return errors
+
+
 def _reason(report: RunReport) -> str | None:
     if report.ok:
         return None
@@ -394,13 +449,13 @@ def _reason(report: RunReport) -> str | None:
 
 
 def _copy_objects(source: Checkpoint, target: Checkpoint) -> None:
-    """Copy the checkpoint's own data objects (streamed, any size)."""
+    """Copy the checkpoint's own data objects, each as the value it is (bytes,
+    text or JSON); a plugin's large data lives in its own shared areas, which
+    its copy hooks copy."""
     base = source.prefix + "data/"
     for key in source.bank.iter_objects(base):
         dest = target.prefix + "data/" + key[len(base):]
-        with source.bank.open_read(key) as src, target.bank.open_write(dest) as dst:
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
+        target.bank.update_object(dest, source.bank.get_object(key))
     dag_key = "dag.json"
     if source.bank.has_object(source.prefix + dag_key):
         target.bank.update_object(target.prefix + dag_key,

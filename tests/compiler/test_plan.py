@@ -42,12 +42,18 @@ def test_a_good_plan_loads_from_yaml_and_json_alike(tmp_path: Path) -> None:
         PlanResource(Resource("T", "b")),
     )
     assert plan.resources[0].resource.name == "first"
-    assert plan.resources[0].resource.extra_info == {"k": 1}
+    # relative paths in extra_info are relative to the plan's folder
+    assert plan.resources[0].resource.extra_info == {"k": 1, "base_dir": str(tmp_path)}
+    assert plan.resources[1].resource.extra_info == {}
     assert plan.parameters == {"T": {"x": 1}} and plan.limits == {"T": 2}
     import json
 
     again = load_plan(write(tmp_path, "p.json", json.dumps(plan.to_json())))
     assert again == plan and again.to_json() == plan.to_json()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    moved = load_plan(write(elsewhere, "p.json", json.dumps(plan.to_json())))
+    assert moved.resources[0].resource.extra_info["base_dir"] == str(tmp_path)  # kept
 
 
 def test_malformed_yaml_names_line_and_column(tmp_path: Path) -> None:
@@ -122,8 +128,8 @@ def test_an_unknown_field_without_a_close_match_lists_the_known_ones(tmp_path: P
         ("name: x\nresources: []", "resources: [] should be non-empty"),
         ("name: x\nresources: [{type: T}]", "resources[0]: 'id' is a required property"),
         ("name: x\nresources: [{id: a}]", "resources[0]: 'type' is a required property"),
-        ("[1, 2]", "(top level): [1, 2] is not of type 'object'"),
-        ("", "(top level): None is not of type 'object'"),
+        ("[1, 2]", "(top level): the plan is a list; a plan is a mapping with a 'name'"),
+        ("", "(top level): the plan is empty; a plan is a mapping with a 'name'"),
         ("name: 3\nresources: [{type: T, id: a}]", "name: 3 is not of type 'string'"),
         ("name: x\nresources: {type: T}", "resources: {'type': 'T'} is not of type 'array'"),
         ("name: x\nresources: [{type: T, id: a, name: [1]}]", "[1] is not of type 'string'"),

@@ -81,6 +81,11 @@ def _validator() -> Any:
 def load_plan(path: str | os.PathLike[str]) -> Plan:
     """Read and check the plan at ``path`` (``.json``, ``.yaml`` or ``.yml``).
 
+    Relative paths in a resource's ``extra_info`` mean relative to the plan's
+    folder: every resource with ``extra_info`` gets the folder, absolute, as
+    ``extra_info["base_dir"]`` unless it gives one (the local plugins resolve
+    against it, in every process and at restore time).
+
     Raises
     ------
     PlanError
@@ -95,7 +100,17 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
         raise PlanError(f"cannot read plan {source!r}: {err.strerror or err}") from err
     except UnicodeDecodeError as err:
         raise PlanError(f"plan {source!r} is not UTF-8 text: {err}") from err
-    return parse_plan(text, source=source)
+    plan = parse_plan(text, source=source)
+    base = os.path.dirname(os.path.abspath(source))
+    if not any(pr.resource.extra_info for pr in plan.resources):
+        return plan
+    resources = tuple(
+        attrs.evolve(pr, resource=attrs.evolve(
+            pr.resource, extra_info={"base_dir": base, **pr.resource.extra_info}))
+        if pr.resource.extra_info else pr
+        for pr in plan.resources
+    )
+    return attrs.evolve(plan, resources=resources)
 
 
 def parse_plan(text: str, *, source: str = "<plan>") -> Plan:
@@ -166,8 +181,8 @@ def _parse_document(text: str, source: str) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as err:
             raise PlanError(
-                f"plan {source} is not valid JSON: {err.msg} at line {err.lineno}, "
-                f"column {err.colno}"
+                f"plan {source} is not valid JSON: {err.msg} "
+                f"{'' if err.msg.endswith(' at') else 'at '}line {err.lineno}, column {err.colno}"
             ) from err
     try:
         return yaml.load(text, Loader=_loader())

@@ -127,6 +127,19 @@ class ProtectionPlugin:
         """JSON Schema of the parameters of a verify operation."""
         return _ANY_OBJECT
 
+    def on_failure(self, checkpoint: Any, resource: Resource, context: Any,
+                   parameters: dict[str, Any], **kwargs: Any) -> Any:
+        """Undo what a failed or interrupted run left behind (thaw a frozen
+        application, remove a temporary snapshot); a no-op by default.
+
+        Not in the Karbor guide: protectflow calls it, after a protect that did
+        not succeed, for every resource of the run, with that resource's
+        parameters. Fail-fast means a parent's ``on_prepare_finish`` may never
+        run after a child's failure; this is where its clean-up goes. It must
+        be safe to call when there is nothing to undo, and more than once.
+        """
+        return None
+
     def get_operation(self, operation: str, resource: Resource) -> Operation:
         """The Operation for ``operation`` (``protect``, ``restore``, ...)."""
         getter = getattr(self, f"get_{operation}_operation")
