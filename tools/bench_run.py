@@ -12,6 +12,10 @@
 2. Sleeping hooks (prepare 10 ms each, main 50 ms, complete 10 ms): makespan
    divided by the lower bound ``max(longest path, total work / workers)``.
 
+3. ``--journal``: the same runs with a bank journal (group commit into a local
+   folder, fsync'd) and without: the makespan of sleeping hooks (target: at
+   most 5% above), and the per-hook cost (us) of the journal with no-op hooks.
+
 Targets: threads at most 1/40 of TaskFlow's overhead and at most dask's
 threaded scheduler's; the dask executor within 1.5x of plain dask on the same
 cluster; sleep-bound makespans within 5% of the lower bound.
@@ -20,6 +24,8 @@ cluster; sleep-bound makespans within 5% of the lower bound.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
 import time
@@ -49,6 +55,18 @@ def tenant_dag(n: int, seed: int, *, sleeping: bool) -> Any:
     return compile_plan(parse_plan(json.dumps(plan), source="tenant.json"))
 
 
+@contextlib.contextmanager
+def cluster(procs: int, threads: int) -> Any:
+    """A quiet LocalCluster and its client: a dashboard on a free port, and
+    none of distributed's log lines (workers closing at the end)."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=procs, threads_per_worker=threads, processes=procs > 1,
+                      dashboard_address=":0", silence_logs=logging.CRITICAL) as c, \
+            Client(c, set_as_default=False) as client:
+        yield client
+
+
 def best(fn: Callable[[], float], repeat: int) -> float:
     return min(fn() for _ in range(repeat))
 
@@ -59,11 +77,11 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
-def run_protectflow(dag: Any, executor: Any) -> float:
+def run_protectflow(dag: Any, executor: Any, **options: Any) -> float:
     from protectflow.executors import run_dag
 
     t0 = time.perf_counter()
-    report = run_dag(dag, executor)
+    report = run_dag(dag, executor, **options)
     elapsed = time.perf_counter() - t0
     if not report.ok:
         raise SystemExit(f"the run failed: {report.counts()}")
@@ -127,7 +145,6 @@ def _topological(dag: Any) -> list[str]:
 def section_noop(args: argparse.Namespace) -> None:
     import dask
     import dask.threaded
-    from distributed import Client, LocalCluster
 
     from protectflow.executors import get_executor
 
@@ -155,9 +172,7 @@ def section_noop(args: argparse.Namespace) -> None:
         (f"1 worker x {args.workers} threads, in-process", 1, args.workers),
         (f"2 worker processes x {args.workers // 2} threads", 2, args.workers // 2),
     ):
-        with LocalCluster(n_workers=procs, threads_per_worker=threads,
-                          processes=procs > 1, dashboard_address=":0") as cluster, \
-                Client(cluster, set_as_default=False) as client:
+        with cluster(procs, threads) as client:
             executor = get_executor("dask", client=client)
             run_protectflow(dag, executor)  # warm the workers' imports
             us[f"protectflow dask, {label}"] = per_hook(best(
@@ -190,29 +205,68 @@ def section_noop(args: argparse.Namespace) -> None:
 
 
 def section_sleep(args: argparse.Namespace) -> None:
-    from distributed import Client, LocalCluster
-
     from protectflow.executors import get_executor
 
     dag = tenant_dag(args.sleep_resources, args.seed, sleeping=True)
     workers = args.sleep_workers
     bound = lower_bound(dag, workers)
     print(f"\n== sleeping hooks: {args.sleep_resources} resources, {len(dag.nodes)} hooks, "
-          f"{workers} workers; lower bound {bound:.3f} s ==")
-    results = {"threads": run_protectflow(dag, get_executor("threads", workers=workers))}
-    with LocalCluster(n_workers=1, threads_per_worker=workers, processes=False,
-                      dashboard_address=":0") as cluster, \
-            Client(cluster, set_as_default=False) as client:
-        results[f"dask, 1 worker x {workers} threads"] = run_protectflow(
-            dag, get_executor("dask", client=client))
-    with LocalCluster(n_workers=2, threads_per_worker=workers // 2, processes=True,
-                      dashboard_address=":0") as cluster, \
-            Client(cluster, set_as_default=False) as client:
-        executor = get_executor("dask", client=client)
-        results[f"dask, 2 processes x {workers // 2} threads"] = run_protectflow(dag, executor)
+          f"{workers} workers; lower bound {bound:.3f} s; best of {args.repeat} ==")
+    threads = get_executor("threads", workers=workers)
+    results = {"threads": best(lambda: run_protectflow(dag, threads), args.repeat)}
+    for label, procs in ((f"dask, 1 worker x {workers} threads", 1),
+                         (f"dask, 2 processes x {workers // 2} threads", 2)):
+        with cluster(procs, workers // procs) as client:
+            executor = get_executor("dask", client=client)
+            results[label] = best(lambda executor=executor: run_protectflow(dag, executor),
+                                  args.repeat)
     for name, seconds in results.items():
         print(f"  {name:<32} makespan {seconds:7.3f} s  = {seconds / bound:5.3f} x lower bound"
               "  (target <= 1.05)")
+
+
+def bank_journal(folder: str) -> Any:
+    """A fresh journal in a new checkpoint of a local bank in ``folder``."""
+    from protectflow.bank import CheckpointStore
+    from protectflow.bank.journal import BankJournal
+
+    checkpoint = CheckpointStore(folder).create({"name": "bench"}, {}, "-", "bench")
+    return BankJournal.start(checkpoint, {"operation": "bench"})
+
+
+def section_journal(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from protectflow.executors import get_executor
+
+    folder = tempfile.mkdtemp(prefix="pf-bench-journal-")
+    workers = args.sleep_workers
+    dag = tenant_dag(args.sleep_resources, args.seed, sleeping=True)
+    print(f"\n== journal: sleeping hooks, {args.sleep_resources} resources, {len(dag.nodes)} "
+          f"hooks, {workers} workers; bank in {folder} ==")
+
+    def compare(name: str, make: Callable[[], Any]) -> None:
+        plain = best(lambda: run_protectflow(dag, make()), args.repeat)
+        journaled = best(lambda: run_protectflow(dag, make(), journal=bank_journal(folder)),
+                         args.repeat)
+        print(f"  {name:<32} without {plain:7.3f} s  with {journaled:7.3f} s  "
+              f"= {journaled / plain - 1:+6.1%}  (target <= +5%)")
+
+    compare("threads", lambda: get_executor("threads", workers=workers))
+    with cluster(2, workers // 2) as client:
+        run_protectflow(dag, get_executor("dask", client=client))  # warm up
+        compare(f"dask, 2 processes x {workers // 2} threads",
+                lambda: get_executor("dask", client=client))
+    noop = tenant_dag(args.resources, args.seed, sleeping=False)
+    hooks = len(noop.nodes)
+    print(f"  no-op hooks ({hooks} hooks), journal cost per hook:")
+    for name, make in (("serial", lambda: get_executor("serial")),
+                       ("threads", lambda: get_executor("threads", workers=args.workers))):
+        plain = best(lambda make=make: run_protectflow(noop, make()), args.repeat)
+        journaled = best(lambda make=make: run_protectflow(
+            noop, make(), journal=bank_journal(folder)), args.repeat)
+        print(f"    {name:<8} {plain / hooks * 1e6:8.1f} -> {journaled / hooks * 1e6:8.1f} us/hook"
+              f"  (journal: {(journaled - plain) / hooks * 1e6:+8.1f} us/hook)")
 
 
 def main() -> int:
@@ -225,7 +279,12 @@ def main() -> int:
     parser.add_argument("--sleep-resources", type=int, default=300)
     parser.add_argument("--sleep-workers", type=int, default=16)
     parser.add_argument("--only", choices=("noop", "sleep"))
+    parser.add_argument("--journal", action="store_true",
+                        help="only compare runs with and without a bank journal")
     args = parser.parse_args()
+    if args.journal:
+        section_journal(args)
+        return 0
     if args.only != "sleep":
         section_noop(args)
     if args.only != "noop":

@@ -53,6 +53,15 @@ def add_operation_parsers(
     executor_args(p)
     p.set_defaults(func=_delete)
 
+    p = sub.add_parser("resume", help="continue a checkpoint's interrupted or failed "
+                       "operation from its journal (any executor)")
+    p.add_argument("checkpoint", metavar="ID")
+    p.add_argument("--bank", help=bank_help)
+    p.add_argument("--plan", metavar="PLAN", help="the plan a protect was started with, to "
+                   "check that it did not change (default: the plan saved in the checkpoint)")
+    executor_args(p)
+    p.set_defaults(func=_resume)
+
     p = sub.add_parser("checkpoints", help="list, show or clean up checkpoints")
     p.add_argument("--bank", help=bank_help)
     csub = p.add_subparsers(dest="action", metavar="ACTION")
@@ -173,6 +182,17 @@ def _delete(args: argparse.Namespace) -> int:
     return _finish(result, f"delete of checkpoint {args.checkpoint}")
 
 
+def _resume(args: argparse.Namespace) -> int:
+    from protectflow import operations
+
+    result = _run(args, operations.resume, args.checkpoint, plan=args.plan)
+    resumed = sum(r.resumed for r in result.report.hooks.values())
+    print(f"resumed the {result.operation} of checkpoint {args.checkpoint}: {resumed} hook(s) "
+          f"taken from the journal, {len(result.report.hooks) - resumed} run")
+    print(f"checkpoint {args.checkpoint}: {result.checkpoint.reload().status}")
+    return _finish(result, f"resumed {result.operation} of checkpoint {args.checkpoint}")
+
+
 def _checkpoints(args: argparse.Namespace) -> int:
     from protectflow import operations
 
@@ -216,8 +236,8 @@ def _checkpoints(args: argparse.Namespace) -> int:
 def _show(checkpoint: Any) -> None:
     record = checkpoint.record
     print(f"checkpoint {checkpoint.id}")
-    for field in ("plan_name", "status", "status_reason", "created_at", "updated_at", "owner",
-                  "dag_fingerprint"):
+    for field in ("plan_name", "status", "status_reason", "next_steps", "created_at",
+                  "updated_at", "owner", "dag_fingerprint"):
         if record.get(field) is not None:
             print(f"  {field:<16} {record[field]}")
     if record.get("copied_from"):
@@ -225,6 +245,11 @@ def _show(checkpoint: Any) -> None:
     lease = checkpoint.lease
     if lease is not None:
         print(f"  {'busy':<16} {lease.describe()}")
+    if record.get("status") in ("protecting", "error") and not record.get("next_steps"):
+        from protectflow._recovery import next_steps
+
+        print(f"  {'next_steps':<16} " + ("if its operation died: " if lease else "")
+              + next_steps(checkpoint.id))
     _print_statuses(checkpoint.resources)
     runs = checkpoint.list_runs()
     if runs:

@@ -23,6 +23,7 @@ import attrs
 
 from protectflow import _recovery
 from protectflow.bank import Bank, Checkpoint, CheckpointStore, RunRecord, default_bank_url
+from protectflow.bank.journal import JournalRun
 from protectflow.compiler import Plan, ResourceGraph, compile_graph, compile_plan, load_plan
 from protectflow.dag import HookDAG, jsonio
 from protectflow.errors import BankError
@@ -247,8 +248,11 @@ def copy(
             )
             with _renewing(target), _failing_on_crash(target, "error"):
                 _copy_objects(source, target)
+                journal = _recovery.start_journal(source, dag, executor=runner.name,
+                                                  owner=owner, plan_json=source.plan)
                 report = run_dag(dag, runner, checkpoint=source, target_checkpoint=target,
-                                 **options)
+                                 journal=journal, **options)
+                journal.finish(report.state)
                 resources = _statuses(dag, report)
                 target.set_resource_statuses(source.resources)
                 target.transition("available" if report.ok else "error", reason=_reason(report))
@@ -286,7 +290,10 @@ def delete(
     try:
         with _renewing(checkpoint), _failing_on_crash(checkpoint, "error_deleting"):
             checkpoint.transition("deleting")
-            report = run_dag(dag, runner, checkpoint=checkpoint, **options)
+            journal = _recovery.start_journal(checkpoint, dag, executor=runner.name,
+                                              owner=owner, plan_json=checkpoint.plan)
+            report = run_dag(dag, runner, checkpoint=checkpoint, journal=journal, **options)
+            journal.finish(report.state)
             resources = _statuses(dag, report)
             if report.ok:
                 for key in checkpoint.bank.list_objects(checkpoint.prefix + "data/"):
@@ -298,6 +305,70 @@ def delete(
         checkpoint.release()
     run = _record_run(checkpoint, "delete", owner, report, resources)
     return OperationResult("delete", checkpoint, report, resources, run)
+
+
+def resume(
+    checkpoint_id: str,
+    *,
+    bank: str | os.PathLike[str] | Bank | None = None,
+    executor: str | Executor = "threads",
+    plan: Plan | str | os.PathLike[str] | None = None,
+    owner: str | None = None,
+    **options: Any,
+) -> OperationResult:
+    """Continue the interrupted or failed operation of a checkpoint from its journal.
+
+    Protect, restore and verify resume, on any executor: hooks the journal
+    records as succeeded are not run again (their outputs and
+    ``new_resources`` come from the journal); the others run, those that were
+    running at the crash included. The lease of a crashed owner is taken over
+    once it expires, or at once when the owner was a process of this host
+    that no longer exists. ``plan`` (a protect's plan, re-read) must be the
+    plan the journal was written for; by default the plan saved in the
+    checkpoint is used, and the plan file it came from is checked if it still
+    exists.
+
+    Raises
+    ------
+    BankError
+        When there is nothing to resume, the operation cannot be resumed, a
+        live operation holds the checkpoint, or the plan, the plugins'
+        versions or the compiled DAG changed since the journal was written
+        (the message names what changed).
+    """
+    store = open_store(bank)
+    checkpoint = store.get(checkpoint_id)
+    chain = _recovery.resume_chain(
+        checkpoint, unfinished=checkpoint.status in ("protecting", "error"))
+    meta = chain[0].meta if chain else {}
+    operation = meta.get("operation", "protect")  # no journal: a protect died early
+    if operation in ("restore", "verify"):
+        return _run_on_checkpoint(operation, checkpoint_id, bank=store.bank, executor=executor,
+                                  parameters=meta["parameters"], owner=owner,
+                                  options=options, chain=chain)
+    if operation != "protect" or checkpoint.record.get("copied_from") is not None:
+        raise BankError(f"cannot resume the {operation} of checkpoint {checkpoint_id}: only "
+                        f"protect, restore and verify resume; run the {operation} again")
+    if checkpoint.status not in ("protecting", "error"):
+        raise BankError(f"cannot resume the protect of checkpoint {checkpoint_id}: it is "
+                        f"{checkpoint.status}, not protecting or error")
+    plan_json = _recovery.plan_to_check(plan, meta, checkpoint.plan)
+    dag = _checkpoint_dag(checkpoint, "protect", checkpoint.plan.get("parameters"))
+    _recovery.check_resumable(chain[0] if chain else None, dag, plan_json,
+                              checkpoint=checkpoint)
+    options["completed"] = _recovery.completed_hooks(chain)
+    runner = _executor(executor, options)
+    owner = owner or default_owner()
+    checkpoint.acquire("protect", owner, ttl=LEASE_TTL, reclaim_dead=True)
+    try:
+        if checkpoint.status == "error":
+            checkpoint.transition("protecting", reason=f"resumed by {owner}")
+    except BaseException:
+        checkpoint.release()
+        raise
+    return _protect_into(checkpoint, dag, runner, owner=owner, plan_json=checkpoint.plan,
+                         plan_source=meta.get("plan_source"), options=options,
+                         resumes=chain[-1].run_id if chain else None)
 
 
 # -- the pieces -----------------------------------------------------------------
@@ -365,7 +436,7 @@ def _run_on_checkpoint(
     _require_status(checkpoint, operation, resuming=chain is not None)
     dag = _checkpoint_dag(checkpoint, operation, parameters)
     if chain is not None:
-        _recovery.check_resumable(chain[0], dag, checkpoint.plan)
+        _recovery.check_resumable(chain[0], dag, checkpoint.plan, checkpoint=checkpoint)
         options["completed"] = _recovery.completed_hooks(chain)
     runner = _executor(executor, options)
     owner = owner or default_owner()

@@ -13,6 +13,7 @@ from protectflow.errors import BankError
 LEGAL = {
     ("protecting", "available"), ("protecting", "error"),
     ("available", "deleting"), ("error", "deleting"),
+    ("error", "protecting"),  # a resumed protect (issue 6)
     ("deleting", "deleted"), ("deleting", "error_deleting"),
     ("error_deleting", "deleting"),
     ("available", "copying"), ("copying", "available"),
@@ -78,7 +79,7 @@ def test_table_matches_specification() -> None:
     for start, target in itertools.product(STATUSES, STATUSES):
         assert (target in allowed_transitions(start)) == ((start, target) in LEGAL)
         assert (target in allowed_transitions(start, copy_target=True)) == (
-            (start, target) in (LEGAL | COPY_TARGET_LEGAL))
+            (start, target) in (LEGAL | COPY_TARGET_LEGAL) - {("error", "protecting")})
 
 
 def test_unknown_status(bank: Bank) -> None:

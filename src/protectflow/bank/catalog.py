@@ -64,6 +64,9 @@ class CheckpointStore:
 
     def __init__(self, bank: Bank | str | os.PathLike[str] | None = None) -> None:
         self.bank = bank if isinstance(bank, Bank) else Bank(bank)
+        # Open it now: an unusable URL (a copy's --to) must fail before an
+        # operation has written anything to another bank.
+        self.bank.backend  # noqa: B018
 
     def __repr__(self) -> str:
         return f"CheckpointStore({self.bank!r})"

@@ -7,6 +7,7 @@ A checkpoint ``ID`` lives under ``checkpoints/ID/`` in the bank::
     resources/<KEY>         per-resource status, one object each, so hooks in
                             several processes never rewrite each other's
     runs/<RUN-ID>           restore/verify/copy/delete run records
+    journal/<RUN>/          every operation run's journal (protectflow.bank.journal)
     data/                   plugins' data: ``bank_section``
     data/resources/<ID>/    one resource's data: ``get_resource_bank_section``
 
@@ -41,11 +42,20 @@ IN_PROGRESS_STATUSES = ("protecting", "copying")
 _TRANSITIONS: dict[str, tuple[str, ...]] = {
     "protecting": ("available", "error"),
     "available": ("copying", "deleting"),
-    "error": ("deleting",),
+    "error": ("deleting", "protecting"),  # protecting: a resumed protect
     "copying": ("available",),  # a copy's source; its target may also fail: 'error'
     "deleting": ("deleted", "error_deleting"),
     "error_deleting": ("deleting",),
     "deleted": (),
+}
+
+
+#: The fields every record has, and their types: checked on reading, so that a
+#: damaged record is refused with its name instead of failing deep inside.
+_RECORD_FIELDS: dict[str, type] = {
+    "id": str, "plan": dict, "plan_name": str, "resource_graph": dict,
+    "dag_fingerprint": str, "status": str, "created_at": str, "updated_at": str,
+    "owner": str, "operations": list,
 }
 
 
@@ -65,6 +75,8 @@ def allowed_transitions(status: str, *, copy_target: bool = False) -> tuple[str,
         raise BankError(f"unknown checkpoint status {status!r}; known: {', '.join(STATUSES)}")
     if copy_target and status == "copying":
         return ("available", "error")
+    if copy_target and status == "error":
+        return ("deleting",)  # a failed copy is not resumed as a protect
     return _TRANSITIONS[status]
 
 
@@ -115,15 +127,32 @@ class Checkpoint:
 
     # -- the record -------------------------------------------------------------
     def _load(self) -> dict[str, Any]:
+        key = self.prefix + "record"
         try:
-            record = self.bank.get_object(self.prefix + "record")
-        except BankError:
-            raise BankError(f"no checkpoint {self.id!r} in bank {self.bank.url}") from None
-        if not isinstance(record, dict) or record.get("version") != FORMAT_VERSION:
-            version = record.get("version") if isinstance(record, dict) else None
-            raise BankError(f"checkpoint {self.id!r} has record format {version!r}; this "
-                            f"protectflow reads format {FORMAT_VERSION}")
+            record = self.bank.get_object(key)
+        except BankError as err:
+            if not self.bank.has_object(key):
+                raise BankError(f"no checkpoint {self.id!r} in bank {self.bank.url}; "
+                                "`protectflow checkpoints list` shows the ids") from None
+            raise self._corrupt(str(err)) from err  # there, but its header or JSON is damaged
+        if not isinstance(record, dict):
+            raise self._corrupt(f"it holds a {type(record).__name__}, not a record")
+        if record.get("version") != FORMAT_VERSION:
+            raise BankError(f"checkpoint {self.id!r} has record format "
+                            f"{record.get('version')!r}; this protectflow reads format "
+                            f"{FORMAT_VERSION}: use the protectflow that wrote it")
+        wrong = [f"{name!r} is not a {kind.__name__}" for name, kind in _RECORD_FIELDS.items()
+                 if not isinstance(record.get(name), kind)]
+        if wrong:
+            raise self._corrupt(", ".join(wrong))
         return record
+
+    def _corrupt(self, why: str) -> BankError:
+        return BankError(
+            f"checkpoint {self.id!r} has a corrupt record ({self.prefix}record in bank "
+            f"{self.bank.url}): {why}; restore that object from a copy of the bank, or "
+            f"remove the folder {self.prefix} to drop the checkpoint"
+        )
 
     @property
     def record(self) -> dict[str, Any]:
@@ -184,7 +213,7 @@ class Checkpoint:
 
     # -- status -----------------------------------------------------------------
     def transition(self, status: str, *, reason: str | None = None,
-                   lease: Lease | None = None) -> None:
+                   lease: Lease | None = None, next_steps: str | None = None) -> None:
         """Move the checkpoint to ``status``.
 
         Parameters
@@ -197,6 +226,8 @@ class Checkpoint:
             The lease this change is made under; the one this object took if
             omitted. If another operation holds the checkpoint, the change is
             refused.
+        next_steps : str, optional
+            What a user can do now (after a failure: resume or delete).
 
         Raises
         ------
@@ -216,7 +247,8 @@ class Checkpoint:
             raise BankError(f"illegal transition {old} -> {status} for checkpoint {self.id}; "
                             f"allowed: {', '.join(allowed) or 'none'}")
         stamp = now_iso()
-        record.update(status=status, status_reason=reason, updated_at=stamp)
+        record.update(status=status, status_reason=reason, updated_at=stamp,
+                      next_steps=next_steps)
         record["operations"].append(
             {"at": stamp, "event": "status", "from": old, "to": status, "reason": reason})
         if status in IN_PROGRESS_STATUSES:  # gc finds it here if its operation dies
@@ -273,15 +305,20 @@ class Checkpoint:
         return self.lease is not None
 
     def acquire(self, operation: str, owner: str, *, ttl: float = DEFAULT_LEASE_TTL,
-                now: float | None = None) -> Lease:
+                now: float | None = None, reclaim_dead: bool = False) -> Lease:
         """Take the checkpoint for ``operation`` (restore, verify, copy, delete).
+
+        With ``reclaim_dead`` (a resumed operation), a lease whose owner is a
+        dead process of this host is taken over before it expires (see
+        :func:`protectflow.bank.lease.owner_is_dead`).
 
         Raises
         ------
         BankError
             If another operation holds it: the message names that operation.
         """
-        lease = self._leases.acquire(operation, owner, ttl=ttl, now=now)
+        lease = self._leases.acquire(operation, owner, ttl=ttl, now=now,
+                                     reclaim_dead=reclaim_dead)
         self._held = lease
         self._append_history({"event": "start", "operation": operation, "owner": owner})
         return lease

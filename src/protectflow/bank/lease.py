@@ -9,11 +9,21 @@ Two processes racing for ``n + 1`` cannot both win, so on a local folder (and
 on ``memory://`` within a process) at most one holder exists at any time --
 assuming clocks agree and holders renew before expiry. A holder renews by
 rewriting its own generation and then checking that no ``n + 1`` appeared.
+
+A resumed operation may also take over a lease that has not expired when its
+owner is certainly dead (:func:`owner_is_dead`): an owner ``user@host:pid``
+naming this host and a process id that no longer exists. Anything else -- an
+owner on another host, a string of another shape, a pid that exists (even
+reused by an unrelated process) -- counts as alive, so a live owner is never
+overtaken. This assumes host names are unique among the processes sharing a
+bank.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import time
 import uuid
 from datetime import datetime, timezone
@@ -24,7 +34,7 @@ import attrs
 from protectflow.bank.store import Bank
 from protectflow.errors import BankError
 
-__all__ = ["Lease"]
+__all__ = ["Lease", "owner_is_dead"]
 
 _KEEP_GENERATIONS = 2
 _RACE_RETRIES = 5
@@ -32,6 +42,34 @@ _RACE_RETRIES = 5
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def owner_is_dead(owner: str) -> bool:
+    """Whether ``owner`` (``user@host:pid``) is a process of this host that no
+    longer exists. ``False`` whenever that is not certain."""
+    rest, sep, pid_text = owner.rpartition(":")
+    host = rest.rpartition("@")[2]
+    if not sep or not pid_text.isdigit() or host != socket.gethostname():
+        return False
+    pid = int(pid_text)
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, but not ours to signal
+        return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed child not yet reaped still answers ``kill(pid, 0)``."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 @attrs.frozen
@@ -88,8 +126,9 @@ class LeaseKeeper:
         return lease if lease is not None and lease.active(now) else None
 
     def acquire(self, operation: str, owner: str, *, ttl: float,
-                now: float | None = None) -> Lease:
-        """Take the lease for ``operation``.
+                now: float | None = None, reclaim_dead: bool = False) -> Lease:
+        """Take the lease for ``operation``; with ``reclaim_dead``, also when
+        its holder is a dead process of this host (:func:`owner_is_dead`).
 
         Raises
         ------
@@ -98,7 +137,8 @@ class LeaseKeeper:
         """
         for _ in range(_RACE_RETRIES):
             latest = self.latest()
-            if latest is not None and latest.active(now):
+            if latest is not None and latest.active(now) and not (
+                    reclaim_dead and owner_is_dead(latest.owner)):
                 raise BankError(f"{self.name} is busy: {latest.describe()}; wait for it "
                                 "to finish or for its lease to expire")
             start = time.time() if now is None else now

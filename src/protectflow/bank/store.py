@@ -109,15 +109,27 @@ class Bank:
     def backend(self) -> LocalBackend | FsspecBackend:
         """The storage back-end, opened on first use."""
         if self._backend is None:
-            if _is_local(self.url):
-                os.makedirs(self.url, exist_ok=True)
-                self._backend = LocalBackend(self.url, fsync=self.fsync)
-            else:
-                from fsspec.core import url_to_fs
-
-                fs, root = url_to_fs(self.url, **self.storage_options)
-                self._backend = FsspecBackend(fs, root)
+            try:
+                self._backend = self._open_backend()
+            except (OSError, ValueError, ImportError) as err:
+                # fsspec raises ValueError for an unknown protocol, ImportError
+                # for one whose package is missing; a file in the way is OSError.
+                raise BankError(
+                    f"cannot open the bank {self.url!r}: {err}; give a folder or an fsspec "
+                    "URL (s3://bucket/path, memory://name) with --bank or $PROTECTFLOW_BANK"
+                ) from err
         return self._backend
+
+    def _open_backend(self) -> LocalBackend | FsspecBackend:
+        if _is_local(self.url):
+            if os.path.exists(self.url) and not os.path.isdir(self.url):
+                raise NotADirectoryError("it is a file, not a folder")
+            os.makedirs(self.url, exist_ok=True)
+            return LocalBackend(self.url, fsync=self.fsync)
+        from fsspec.core import url_to_fs
+
+        fs, root = url_to_fs(self.url, **self.storage_options)
+        return FsspecBackend(fs, root)
 
     # -- the Karbor interface ---------------------------------------------------
     def update_object(self, key: str, value: Value) -> None:
@@ -143,8 +155,12 @@ class Bank:
         except OSError as err:
             raise BankError(f"cannot write bank object {key!r} in {self.url}: {err}") from err
 
-    def create_object(self, key: str, value: Value) -> bool:
+    def create_object(self, key: str, value: Value, *, durable: bool = True) -> bool:
         """Store ``value`` under ``key`` only if ``key`` holds nothing yet.
+
+        ``durable=False`` skips the object's own fsync (group commit): it is
+        then durable only after a later :meth:`sync`, which must come before
+        anything that names it is written.
 
         Returns
         -------
@@ -159,9 +175,25 @@ class Bank:
         validate_key(key)
         data = encode(value)
         try:
-            return self.backend.create_exclusive(key, data)
+            return self.backend.create_exclusive(key, data, durable)
         except OSError as err:
             raise BankError(f"cannot create bank object {key!r} in {self.url}: {err}") from err
+
+    def sync(self) -> None:
+        """Make every object written so far durable (see ``durable=False``).
+
+        On a local folder this is one ``syncfs`` of its file system, so it
+        also covers objects other processes created without a sync.
+
+        Raises
+        ------
+        BankError
+            If the file system reports a write error.
+        """
+        try:
+            self.backend.sync()
+        except OSError as err:
+            raise BankError(f"cannot sync the bank {self.url}: {err}") from err
 
     def get_object(self, key: str) -> Value:
         """Return the value stored under ``key``.

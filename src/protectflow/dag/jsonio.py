@@ -152,7 +152,8 @@ def loads(text: str, *, source: str = "<dag>") -> HookDAG:
             data = json.loads(text)
     except json.JSONDecodeError as err:
         raise DagFormatError(
-            f"{source} is not a HookDAG file: not JSON ({err.msg} at line {err.lineno})"
+            f"{source} is not a HookDAG file: not JSON ({err.msg} "
+            f"{'' if err.msg.endswith(' at') else 'at '}line {err.lineno}, column {err.colno})"
         ) from err
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise DagFormatError(

@@ -5,6 +5,11 @@ serial executor's runs the hook at once, the threads executor's hands it to a
 pool, the dask executor's to ``client.submit``. Whatever the executor, results
 come back through one completion queue and the loop alone decides what starts
 next, so limits, fail-fast, retries and cancellation mean the same everywhere.
+
+With a journal (``RunOptions.journal``) the loop records every start and end,
+and releases a hook's dependents only once its success is durable; with
+``RunOptions.completed`` it takes the hooks an earlier run finished as
+succeeded, without running them (a resumed run).
 """
 
 from __future__ import annotations
@@ -15,13 +20,21 @@ import queue
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from protectflow.dag.model import HookDAG
+from protectflow.executors._journal import Flushed, JournalWriter
 from protectflow.executors._views import Views
 from protectflow.executors.invoke import NEW_RESOURCES_OPERATIONS, HookCall, HookResult
 from protectflow.executors.options import RunOptions
-from protectflow.executors.report import FAILED_STATES, Attempt, Event, HookRecord, RunReport
+from protectflow.executors.report import (
+    FAILED_STATES,
+    Attempt,
+    Event,
+    HookRecord,
+    Recorded,
+    RunReport,
+)
 
 __all__ = ["Submit", "run_loop"]
 
@@ -53,8 +66,10 @@ def run_loop(
 ) -> RunReport:
     """Run ``dag`` with at most ``capacity`` hooks handed to ``submit`` at once.
 
-    Ready hooks start lowest node index first, so with ``capacity=1`` and a
-    ``submit`` that runs at once the order is the same in every run.
+    Ready hooks start most critical first (the longest chain of hooks still
+    to run after them), ties lowest node index first: a fixed total order, so
+    with ``capacity=1`` and a ``submit`` that runs at once the order is the
+    same in every run.
     ``abandon`` is told which hooks are still running when a cancelled run's
     grace period is over.
     """
@@ -77,15 +92,23 @@ class _Run:
         self.records = [HookRecord(n.id, n.resource.key, n.hook, _PENDING) for n in nodes]
         self.views = Views(self.preds) if dag.operation in NEW_RESOURCES_OPERATIONS else None
         self.groups, self.room = _limit_groups(dag, options)
+        # The ready and parked heaps hold ranks, not node indices: popping the
+        # smallest starts the most critical hook (see _critical_order).
+        self.rank, self.by_rank = _critical_order(self.preds, self.succs)
         self.parked: list[list[int]] = [[] for _ in self.room]
         self.ready: list[int] = []
         self.delayed: list[tuple[float, int]] = []
         self.inflight: dict[int, int] = {}  # node index -> attempt
-        self.queue: queue.SimpleQueue[HookResult] = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[HookResult | Flushed] = queue.SimpleQueue()
         self.stopping = False
         self.cancelled = False
         self.grace_deadline = float("inf")
         self.listeners = tuple(options.listeners)
+        self.resumed: dict[int, Recorded] = {
+            index[nid]: done for nid, done in options.completed.items() if nid in index}
+        self.journal: JournalWriter | None = None
+        self.unflushed = 0  # successes handed to the journal, not yet durable
+        self.journal_error: BaseException | None = None
 
     # -- events -----------------------------------------------------------
 
@@ -105,14 +128,20 @@ class _Run:
     def run(self, submit: Submit, abandon: Callable[[Iterable[int]], None] | None) -> RunReport:
         start = time.time()
         self.emit("run_started", message=f"{len(self.records)} hooks on {self.executor}")
+        if self.options.journal is not None:
+            self.journal = JournalWriter(self.options.journal, self.queue.put)
         for i, n in enumerate(self.waiting):
             if n == 0:
-                self._make_ready(i)
+                self._enqueue(i)
         try:
             self._loop(submit, abandon)
         finally:
             end = time.time()
             self._settle()
+            if self.journal is not None:
+                self.journal.close()  # what is left (failures, starts) is recorded
+        if self.journal_error is not None:
+            raise self.journal_error
         report = RunReport(
             self.dag.operation, self.dag.plan, self.executor, self._overall(), start, end,
             {r.node: r for r in self.records},
@@ -145,12 +174,13 @@ class _Run:
         while True:
             now = time.time()
             while self.delayed and self.delayed[0][0] <= now and not self.stopping:
-                heapq.heappush(self.ready, heapq.heappop(self.delayed)[1])
+                heapq.heappush(self.ready, self.rank[heapq.heappop(self.delayed)[1]])
             try:
                 self._fill(submit)
             except KeyboardInterrupt:
                 self._cancel("interrupted")
-            if not self.inflight and (self.stopping or not (self.ready or self.delayed)):
+            idle = not self.inflight and not self.unflushed
+            if idle and (self.stopping or not (self.ready or self.delayed)):
                 return
             if self.cancelled and now >= self.grace_deadline:
                 self._abandon(abandon)
@@ -159,7 +189,7 @@ class _Run:
             if self.delayed and not self.stopping:
                 wait = min(wait, max(0.0, self.delayed[0][0] - now))
             try:
-                result: HookResult | None = self.queue.get(timeout=wait)
+                result: HookResult | Flushed | None = self.queue.get(timeout=wait)
             except queue.Empty:
                 result = None
             except KeyboardInterrupt:
@@ -169,7 +199,10 @@ class _Run:
                 self._cancel("interrupted")
                 continue
             while result is not None:
-                self._finish(result)
+                if isinstance(result, Flushed):
+                    self._flushed(result)
+                else:
+                    self._finish(result)
                 try:
                     result = self.queue.get_nowait()
                 except queue.Empty:
@@ -195,19 +228,41 @@ class _Run:
     # -- starting hooks ---------------------------------------------------
 
     def _make_ready(self, i: int) -> None:
-        heapq.heappush(self.ready, i)
+        heapq.heappush(self.ready, self.rank[i])
         self.emit("queued", i)
+
+    def _enqueue(self, i: int) -> None:
+        """Hook ``i`` may start: queue it, or, if an earlier run finished it,
+        take its recorded result and go on to its dependents."""
+        stack = [i]
+        records = self.records
+        while stack:
+            j = stack.pop()
+            done = self.resumed.get(j)
+            if done is None:
+                self._make_ready(j)
+                continue
+            record = records[j]
+            record.state, record.resumed = "succeeded", True
+            record.output, record.new_resources = done.output, done.new_resources
+            self.emit("succeeded", j, 0, "recorded by an earlier run")
+            if self.views is not None:
+                self.views.done(j, done.new_resources)
+            for s in self.succs[j]:
+                self.waiting[s] -= 1
+                if self.waiting[s] == 0 and records[s].state == _PENDING:
+                    stack.append(s)
 
     def _fill(self, submit: Submit) -> None:
         ready, groups, room = self.ready, self.groups, self.room
         calls: list[HookCall] = []
         while ready and not self.stopping and len(self.inflight) < self.capacity:
-            i = heapq.heappop(ready)
+            i = self.by_rank[heapq.heappop(ready)]
             full = next((g for g in groups[i] if room[g] <= 0), None) if groups[i] else None
             if full is not None:
                 # Parked until a hook of that group finishes: never a lock a
                 # pool thread waits on.
-                heapq.heappush(self.parked[full], i)
+                heapq.heappush(self.parked[full], self.rank[i])
                 continue
             for g in groups[i]:
                 room[g] -= 1
@@ -232,6 +287,9 @@ class _Run:
         options = self.options
         node = self.dag.nodes[i]
         self.emit("started", i, attempt)
+        if self.journal is not None:
+            self.journal.add({"node": node.id, "event": "started", "attempt": attempt,
+                              "time": time.time()})
         return HookCall(
             i, node, self.dag.operation, self.dag.parameters.get(node.resource.key, {}), attempt,
             registry=options.registry, checkpoint=options.checkpoint, context=options.context,
@@ -268,13 +326,19 @@ class _Run:
             self.emit("succeeded", i, r.attempt)
             if self.views is not None:
                 self.views.done(i, r.writes)
-            for s in self.succs[i]:
-                self.waiting[s] -= 1
-                if self.waiting[s] == 0 and self.records[s].state == _PENDING:
-                    self._make_ready(s)
+            if self.journal is None:
+                self._release_dependents(i)
+            else:  # its dependents wait until its success is durable
+                self.unflushed += 1
+                self.journal.add(_entry(record, r, output=r.output, new_resources=r.writes),
+                                 gate=i)
             return
         retries = self.options.retries if self.options.retries is not None else r.retries
-        if r.attempt <= retries and not self.stopping:
+        retrying = r.attempt <= retries and not self.stopping
+        if self.journal is not None:
+            self.journal.add(_entry(record, r, error=r.error.to_json() if r.error else None,
+                                    retrying=retrying))
+        if retrying:
             base = self.options.retry_delay
             delay = (r.retry_delay if base is None else base) * 2 ** (r.attempt - 1)
             heapq.heappush(self.delayed, (time.time() + delay, i))
@@ -287,6 +351,25 @@ class _Run:
         if not self.options.keep_going:
             self.stopping = True
 
+    def _release_dependents(self, i: int) -> None:
+        for s in self.succs[i]:
+            self.waiting[s] -= 1
+            if self.waiting[s] == 0 and self.records[s].state == _PENDING:
+                self._enqueue(s)
+
+    def _flushed(self, f: Flushed) -> None:
+        self.unflushed -= len(f.gates)
+        if f.error is not None:
+            # Nothing more is durable: stop as after a failure, and raise.
+            if self.journal_error is None:
+                self.journal_error = f.error
+                self.emit("cancelling", message=f"the run journal failed: {f.error}")
+            self.stopping = True
+            return
+        for i in f.gates:
+            if self.records[i].state == "succeeded":
+                self._release_dependents(i)
+
     def _upstream_failed(self, i: int) -> None:
         stack = list(self.succs[i])
         records = self.records
@@ -296,6 +379,11 @@ class _Run:
                 records[s].state = "upstream_failed"
                 self.emit("upstream_failed", s, message=f"{self.dag.nodes[i].id} failed")
                 stack.extend(self.succs[s])
+
+
+def _entry(record: HookRecord, r: HookResult, **fields: Any) -> dict[str, Any]:
+    return {"node": record.node, "event": r.state, "attempt": r.attempt, "time": r.end,
+            "worker": r.worker, **fields}
 
 
 def _limit_groups(dag: HookDAG, options: RunOptions) -> tuple[list[tuple[int, ...]], list[int]]:
@@ -325,3 +413,32 @@ def _limit_groups(dag: HookDAG, options: RunOptions) -> tuple[list[tuple[int, ..
     return groups, room
 
 
+
+
+def _critical_order(preds: list[list[int]], succs: list[list[int]]) -> tuple[list[int], list[int]]:
+    """Node -> rank and rank -> node, most critical first.
+
+    A node's criticality is its bottom level: the most hooks on a path from
+    it to a sink, itself included. Starting the longest chains first keeps
+    every worker busy to the end instead of leaving one chain to run alone
+    (list scheduling's critical-path rule); ties go to the lowest node index,
+    so the order is total and the same in every run.
+    """
+    n = len(succs)
+    level = [1] * n
+    left = [len(s) for s in succs]
+    stack = [i for i in range(n) if not left[i]]
+    while stack:  # sinks first, each node once all its successors are known
+        i = stack.pop()
+        up = level[i] + 1
+        for p in preds[i]:
+            if up > level[p]:
+                level[p] = up
+            left[p] -= 1
+            if not left[p]:
+                stack.append(p)
+    by_rank = sorted(range(n), key=lambda i: i - level[i] * n)
+    rank = [0] * n
+    for r, i in enumerate(by_rank):
+        rank[i] = r
+    return rank, by_rank

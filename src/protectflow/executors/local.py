@@ -16,9 +16,10 @@ __all__ = ["SerialExecutor", "ThreadsExecutor"]
 
 
 class SerialExecutor:
-    """One hook at a time, in the calling thread, in a fixed order (lowest
-    node index first): the executor to debug with (a breakpoint in a hook
-    just works, unless the hook has a timeout and so runs in a helper thread).
+    """One hook at a time, in the calling thread, in a fixed order (most
+    critical first, ties lowest node index first): the executor to debug with
+    (a breakpoint in a hook just works, unless the hook has a timeout and so
+    runs in a helper thread).
     """
 
     name = "serial"

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
 from protectflow.errors import ExecutorError
-from protectflow.executors.report import Event
+from protectflow.executors.report import Event, Recorded
 
-__all__ = ["RunOptions"]
+__all__ = ["Journal", "RunOptions"]
+
+
+class Journal(Protocol):
+    """Where a run records every hook's state changes, durably.
+
+    ``record`` gets a batch of entries (plain JSON dicts: ``node``, ``event``
+    -- started, succeeded, failed or timed_out --, ``attempt``, ``time``, and
+    ``output``, ``new_resources`` and ``error`` when they apply) and returns
+    once they are durable. The loop calls it from one thread at a time, and
+    starts no hook that depends on a hook before that hook's entry is recorded
+    (group commit: one call per batch of completions).
+    """
+
+    def record(self, entries: list[dict[str, Any]]) -> None: ...
 
 
 def _limits(value: Mapping[str, int] | None) -> dict[str, int]:
@@ -61,6 +75,14 @@ class RunOptions:
     target_checkpoint
         A copy's destination, given to every hook as the keyword argument
         ``target_checkpoint`` when set.
+    journal
+        A :class:`Journal` recording every hook's state changes (a bank
+        journal: :class:`protectflow.bank.journal.BankJournal`); ``None``
+        for none.
+    completed
+        Node id -> :class:`~protectflow.executors.report.Recorded`: hooks an
+        earlier run of the same DAG finished, taken as succeeded without
+        running (a resumed run).
     """
 
     keep_going: bool = False
@@ -76,3 +98,5 @@ class RunOptions:
     checkpoint: Any = None
     context: Any = None
     target_checkpoint: Any = None
+    journal: Journal | None = None
+    completed: Mapping[str, Recorded] = attrs.field(factory=dict)

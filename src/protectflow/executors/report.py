@@ -15,7 +15,9 @@ import attrs
 
 from protectflow.executors.invoke import ErrorInfo
 
-__all__ = ["FAILED_STATES", "HOOK_STATES", "Attempt", "Event", "HookRecord", "RunReport"]
+__all__ = [
+    "FAILED_STATES", "HOOK_STATES", "Attempt", "Event", "HookRecord", "Recorded", "RunReport",
+]
 
 #: The states a hook ends in. ``timed_out`` counts as failed.
 HOOK_STATES = ("succeeded", "failed", "timed_out", "upstream_failed", "cancelled")
@@ -38,6 +40,19 @@ class Event:
     node: str | None = None
     attempt: int = 0
     message: str = ""
+
+
+@attrs.frozen
+class Recorded:
+    """A hook's success as a run journal recorded it.
+
+    A resumed run is given these (``RunOptions.completed``) and takes the hooks
+    as succeeded without running them: their ``output`` goes in the report and
+    their ``new_resources`` writes feed the views of the hooks after them.
+    """
+
+    output: Any = None
+    new_resources: dict[str, Any] | None = None
 
 
 @attrs.frozen
@@ -68,6 +83,8 @@ class HookRecord:
     new_resources: dict[str, Any] | None = None
     log: list[tuple[float, str, str]] = attrs.field(factory=list)
     history: list[Attempt] = attrs.field(factory=list)
+    #: Taken from the journal of an earlier run, not run again.
+    resumed: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,6 +98,7 @@ class HookRecord:
             "error": self.error.to_json() if self.error else None,
             "output": self.output,
             "new_resources": self.new_resources,
+            "resumed": self.resumed,
             "log": [{"time": t, "level": lv, "message": m} for t, lv, m in self.log],
         }
 
