@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -52,6 +52,7 @@ def start_journal(
     checkpoint: Checkpoint, dag: HookDAG, *, executor: str, owner: str,
     plan_json: Mapping[str, Any], parameters: Mapping[str, Any] | None = None,
     plan_source: str | None = None, resumes: str | None = None,
+    redo: Iterable[str] = (),
 ) -> BankJournal:
     """Create the journal of a run of ``dag`` on ``checkpoint``."""
     meta = {
@@ -62,6 +63,8 @@ def start_journal(
         "plan_source": os.path.abspath(plan_source)
         if plan_source and os.path.isfile(plan_source) else None,
         "resumes": resumes,
+        # journaled successes this run runs again on purpose (broken windows)
+        "redo": sorted(redo),
     }
     return BankJournal.start(checkpoint, meta)
 
@@ -145,13 +148,47 @@ def plan_to_check(plan: Any, meta: Mapping[str, Any],
     return data
 
 
-def completed_hooks(chain: list[JournalRun]) -> dict[str, Recorded]:
-    """Node id -> its recorded success, over every run of the chain."""
+def completed_hooks(
+    chain: list[JournalRun], dag: HookDAG | None = None, registry: str | None = None
+) -> dict[str, Recorded]:
+    """Node id -> its recorded success, over every run of the chain.
+
+    Given the DAG, a resource whose operation is ``atomic_prepare`` and whose
+    prepare_begin is journaled but not its prepare_finish has its window
+    broken: its prepare_begin and every hook after it run again.
+    """
     done: dict[str, Recorded] = {}
     for run in chain:
         for node, entry in run.succeeded().items():
             done[node] = Recorded(entry.get("output"), entry.get("new_resources"))
+    if dag is not None:
+        for node in broken_windows(dag, done, registry):
+            done.pop(node, None)
     return done
+
+
+def broken_windows(dag: HookDAG, done: Mapping[str, Any], registry: str | None) -> set[str]:
+    """The journaled hooks a resume must run again (see :func:`completed_hooks`)."""
+    from protectflow.plugins import get_registry
+
+    plugins = get_registry(registry)
+    succs = dag.successors()
+    redo: set[str] = set()
+    for node in dag.nodes:
+        if node.hook != "prepare_begin" or node.id not in done or node.id in redo:
+            continue
+        if f"{node.resource.key}/prepare_finish" in done:
+            continue
+        op = plugins.plugin(node.plugin).get_operation(dag.operation, node.resource)
+        if not getattr(op, "atomic_prepare", False):
+            continue
+        stack = [node.id]
+        while stack:
+            nid = stack.pop()
+            if nid not in redo:
+                redo.add(nid)
+                stack.extend(succs[nid])
+    return redo & set(done)
 
 
 def next_steps(checkpoint_id: str) -> str:

@@ -15,7 +15,7 @@ import getpass
 import os
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -135,14 +135,14 @@ def protect(
 def _protect_into(
     checkpoint: Checkpoint, dag: HookDAG, runner: Executor, *, owner: str,
     plan_json: dict[str, Any], plan_source: str | None, options: dict[str, Any],
-    resumes: str | None = None,
+    resumes: str | None = None, redo: Iterable[str] = (),
 ) -> OperationResult:
     """Run a protect DAG into a checkpoint this process holds (new or resumed)."""
     with _renewing(checkpoint), _failing_on_crash(checkpoint, "error"):
         checkpoint.bank.update_object(checkpoint.prefix + "dag.json", jsonio.dumps(dag))
         journal = _recovery.start_journal(
             checkpoint, dag, executor=runner.name, owner=owner, plan_json=plan_json,
-            plan_source=plan_source, resumes=resumes)
+            plan_source=plan_source, resumes=resumes, redo=redo)
         report = None
         try:
             report = run_dag(dag, runner, checkpoint=checkpoint, journal=journal, **options)
@@ -356,7 +356,8 @@ def resume(
     dag = _checkpoint_dag(checkpoint, "protect", checkpoint.plan.get("parameters"))
     _recovery.check_resumable(chain[0] if chain else None, dag, plan_json,
                               checkpoint=checkpoint)
-    options["completed"] = _recovery.completed_hooks(chain)
+    journaled = _recovery.completed_hooks(chain)
+    options["completed"] = _recovery.completed_hooks(chain, dag, options.get("registry"))
     runner = _executor(executor, options)
     owner = owner or default_owner()
     checkpoint.acquire("protect", owner, ttl=LEASE_TTL, reclaim_dead=True)
@@ -368,7 +369,8 @@ def resume(
         raise
     return _protect_into(checkpoint, dag, runner, owner=owner, plan_json=checkpoint.plan,
                          plan_source=meta.get("plan_source"), options=options,
-                         resumes=chain[-1].run_id if chain else None)
+                         resumes=chain[-1].run_id if chain else None,
+                         redo=set(journaled) - set(options["completed"]))
 
 
 # -- the pieces -----------------------------------------------------------------

@@ -174,7 +174,7 @@ def test_dask_worker_killed_mid_run(tmp_path: Path) -> None:
     plan = sim_plan(tmp_path, main_seconds=0.05)
     bank = tmp_path / "bank"
     with LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
-                      dashboard_address=None) as cluster, \
+                      dashboard_address=":0") as cluster, \
             Client(cluster, set_as_default=False) as client:
         pids = list(client.run(os.getpid).values())
 

@@ -126,8 +126,8 @@ class DaskExecutor:
         else:
             with LocalCluster(  # type: ignore[no-untyped-call]
                 n_workers=self.workers, threads_per_worker=self.threads_per_worker,
-                # No dashboard, and no log noise (workers closing at the end).
-                processes=self.processes, dashboard_address=None, silence_logs=logging.ERROR,
+                # A dashboard on a free port, no log noise (workers closing at the end).
+                processes=self.processes, dashboard_address=":0", silence_logs=logging.ERROR,
             ) as cluster, Client(  # type: ignore[no-untyped-call]
                 cluster, set_as_default=False
             ) as client:

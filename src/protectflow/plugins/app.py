@@ -141,6 +141,10 @@ def _thaw_hook(checkpoint: Any, resource: Resource) -> dict[str, Any]:
 
 
 class AppProtectOperation(Operation):
+    # A freeze ends with the process that froze: a resume freezes again and
+    # snapshots the children again under the new freeze.
+    atomic_prepare = True
+
     """Freeze in prepare_begin, thaw in prepare_finish."""
 
     def on_prepare_begin(self, checkpoint: Any, resource: Resource, context: Any,

@@ -39,6 +39,12 @@ class Operation:
     retry_delay: ClassVar[float] = 0.1
     timeout: ClassVar[float | None] = None
 
+    #: The work between this resource's ``on_prepare_begin`` and its
+    #: ``on_prepare_finish`` only holds within one run (a freeze that a crash
+    #: ends): when a resumed run finds the prepare_begin journaled but not the
+    #: prepare_finish, it runs prepare_begin and every hook after it again.
+    atomic_prepare: ClassVar[bool] = False
+
     def on_prepare_begin(
         self, checkpoint: Any, resource: Resource, context: Any, parameters: dict[str, Any],
         **kwargs: Any,
