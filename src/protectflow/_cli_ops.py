@@ -212,9 +212,7 @@ def _checkpoints(args: argparse.Namespace) -> int:
     limit = getattr(args, "limit", 20)
     page = store.list(plan=getattr(args, "plan", None), limit=limit,
                       marker=getattr(args, "marker", None))
-    rows = [{"id": c.id, "plan": c.record.get("plan_name"), "status": c.status,
-             "created_at": c.created_at[:19].replace("T", " "), "owner": c.owner}
-            for c in page]
+    rows = [_row(c) for c in page]
     if getattr(args, "json", False):
         print(json.dumps(rows, indent=1))
         return 0
@@ -231,6 +229,20 @@ def _checkpoints(args: argparse.Namespace) -> int:
     if len(rows) == limit:
         print(f"next page: protectflow checkpoints list --marker {rows[-1]['id']}")
     return 0
+
+
+def _row(checkpoint: Any) -> dict[str, Any]:
+    """A listing row; a checkpoint whose record is corrupt is listed as such
+    (``checkpoints show ID`` says what is wrong), not a reason to list nothing."""
+    from protectflow.errors import BankError
+
+    try:
+        record = checkpoint.record
+    except BankError:
+        return {"id": checkpoint.id, "plan": None, "status": "corrupt", "created_at": "",
+                "owner": ""}
+    return {"id": checkpoint.id, "plan": record.get("plan_name"), "status": checkpoint.status,
+            "created_at": checkpoint.created_at[:19].replace("T", " "), "owner": checkpoint.owner}
 
 
 def _show(checkpoint: Any) -> None:

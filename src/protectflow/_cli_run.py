@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -75,16 +75,6 @@ def parse_limits(items: Sequence[str]) -> dict[str, int]:
     return limits
 
 
-def check_limits(limits: Mapping[str, int], dag: Any, pools: Mapping[str, Any]) -> None:
-    known = {r.type for r in dag.resources} | set(pools)
-    for name, value in limits.items():
-        if name not in known:
-            raise ExecutorError(
-                f"bad --limit {name}={value}: {name!r} is no resource type or pool of this "
-                f"run; known: {', '.join(sorted(known))}"
-            )
-
-
 @contextmanager
 def progress(description: str, total: int | None = None) -> Iterator[Any]:
     """A run listener that draws a live progress bar on a terminal (stderr),
@@ -145,10 +135,11 @@ def run_command(args: argparse.Namespace) -> int:
     """``protectflow run PLAN_OR_DAG``."""
     from protectflow.errors import RunFailed
     from protectflow.executors import run_dag
+    from protectflow.operations import check_limits
 
     dag, pools = _load_for_run(args.plan, args.operation)
     executor, options = executor_from_args(args)
-    check_limits(options.get("limits", {}), dag, pools)
+    check_limits(dag, options.get("limits", {}), pools)
     with progress(f"{dag.operation} ({executor.name})", len(dag.nodes)) as listener:
         listeners = [listener] if listener is not None else []
         report = run_dag(dag, executor, pools=pools, listeners=listeners, **options)

@@ -26,7 +26,7 @@ from protectflow.bank import Bank, Checkpoint, CheckpointStore, RunRecord, defau
 from protectflow.bank.journal import JournalRun
 from protectflow.compiler import Plan, ResourceGraph, compile_graph, compile_plan, load_plan
 from protectflow.dag import HookDAG, jsonio
-from protectflow.errors import BankError
+from protectflow.errors import BankError, ExecutorError, PlanError
 from protectflow.executors import RunReport, get_executor, run_dag
 from protectflow.executors.base import Executor
 
@@ -117,7 +117,7 @@ def protect(
     if not isinstance(plan, Plan):
         plan = load_plan(plan)
     dag = compile_plan(plan, "protect", parameters=parameters)
-    runner = _executor(executor, options)
+    runner = _executor(executor, options, dag, plan.to_json())
     store = open_store(bank if bank is not None else plan.bank)
     owner = owner or default_owner()
     plan_json = plan.to_json()
@@ -235,29 +235,35 @@ def copy(
                         "give another bank with --to")
     _require_status(source, "copy")
     dag = _checkpoint_dag(source, "copy", None)
-    runner = _executor(executor, options)
+    runner = _executor(executor, options, dag, source.plan)
     owner = owner or default_owner()
     source.acquire("copy", owner, ttl=LEASE_TTL)
     try:
         with _renewing(source):
             source.transition("copying")
-            target = target_store.create(
-                source.plan, source.resource_graph, source.dag_fingerprint, owner,
-                copied_from={"bank": store.bank.url, "checkpoint": source.id},
-                lease_ttl=LEASE_TTL,
-            )
-            with _renewing(target), _failing_on_crash(target, "error"):
-                _copy_objects(source, target)
-                journal = _recovery.start_journal(source, dag, executor=runner.name,
-                                                  owner=owner, plan_json=source.plan)
-                report = run_dag(dag, runner, checkpoint=source, target_checkpoint=target,
-                                 journal=journal, **options)
-                journal.finish(report.state)
-                resources = _statuses(dag, report)
-                target.set_resource_statuses(source.resources)
-                target.transition("available" if report.ok else "error", reason=_reason(report))
-            source.transition("available", reason=f"copied to {target_store.bank.url}"
-                              if report.ok else f"copy failed: {_reason(report)}")
+            outcome = "copy interrupted"
+            try:
+                target = target_store.create(
+                    source.plan, source.resource_graph, source.dag_fingerprint, owner,
+                    copied_from={"bank": store.bank.url, "checkpoint": source.id},
+                    lease_ttl=LEASE_TTL,
+                )
+                with _renewing(target), _failing_on_crash(target, "error"):
+                    _copy_objects(source, target)
+                    journal = _recovery.start_journal(source, dag, executor=runner.name,
+                                                      owner=owner, plan_json=source.plan)
+                    report = run_dag(dag, runner, checkpoint=source, target_checkpoint=target,
+                                     journal=journal, **options)
+                    journal.finish(report.state)
+                    resources = _statuses(dag, report)
+                    target.set_resource_statuses(source.resources)
+                    target.transition("available" if report.ok else "error",
+                                      reason=_reason(report))
+                outcome = (f"copied to {target_store.bank.url}" if report.ok
+                           else f"copy failed: {_reason(report)}")
+            finally:
+                # Whatever happened to the copy, the source is as good as before.
+                source.transition("available", reason=outcome)
     finally:
         source.release()
     run = _record_run(source, "copy", owner, report, resources)
@@ -284,7 +290,7 @@ def delete(
     checkpoint = store.get(checkpoint_id)
     _require_status(checkpoint, "delete")
     dag = _checkpoint_dag(checkpoint, "delete", None)
-    runner = _executor(executor, options)
+    runner = _executor(executor, options, dag, checkpoint.plan)
     owner = owner or default_owner()
     checkpoint.acquire("delete", owner, ttl=LEASE_TTL)
     try:
@@ -358,7 +364,7 @@ def resume(
                               checkpoint=checkpoint)
     journaled = _recovery.completed_hooks(chain)
     options["completed"] = _recovery.completed_hooks(chain, dag, options.get("registry"))
-    runner = _executor(executor, options)
+    runner = _executor(executor, options, dag, checkpoint.plan)
     owner = owner or default_owner()
     checkpoint.acquire("protect", owner, ttl=LEASE_TTL, reclaim_dead=True)
     try:
@@ -376,8 +382,33 @@ def resume(
 # -- the pieces -----------------------------------------------------------------
 
 
-def _executor(executor: str | Executor, options: dict[str, Any]) -> Executor:
-    """Make the executor now, so a bad name fails before anything is written."""
+def check_limits(dag: HookDAG, limits: Mapping[str, int],
+                 pools: Mapping[str, Any] | None = None) -> None:
+    """Refuse limits that name no resource type (or pool) of ``dag``.
+
+    Raises
+    ------
+    ExecutorError
+        Naming the limit and the known names.
+    """
+    known = {r.type for r in dag.resources} | set(pools or ())
+    for name, value in limits.items():
+        if name not in known:
+            raise ExecutorError(
+                f"bad limit {name}={value}: {name!r} is no resource type or pool of this "
+                f"{dag.operation}; known: {', '.join(sorted(known))}"
+            )
+
+
+def _executor(executor: str | Executor, options: dict[str, Any], dag: HookDAG | None = None,
+              plan_json: Mapping[str, Any] | None = None) -> Executor:
+    """Make the executor now, so a bad name fails before anything is written
+    (and check the limits against ``dag`` for the same reason); the plan's
+    pools join the run's options."""
+    if plan_json and plan_json.get("pools"):
+        options.setdefault("pools", plan_json["pools"])
+    if dag is not None:
+        check_limits(dag, options.get("limits") or {}, options.get("pools"))
     if not isinstance(executor, str):
         return executor
     made = {k: options.pop(k) for k in ("workers", "scheduler", "client") if k in options}
@@ -395,7 +426,11 @@ def _checkpoint_dag(
     checkpoint: Checkpoint, operation: str, parameters: Mapping[str, Mapping[str, Any]] | None
 ) -> HookDAG:
     """The DAG of ``operation`` over the checkpoint's saved resource graph."""
-    graph = ResourceGraph.from_json(checkpoint.resource_graph)
+    try:
+        graph = ResourceGraph.from_json(checkpoint.resource_graph)
+    except PlanError as err:
+        raise BankError(f"checkpoint {checkpoint.id} holds a resource graph that cannot be "
+                        f"read: {err}; restore its record from a copy of the bank") from err
     plan = checkpoint.plan
     return compile_graph(
         graph, operation, parameters=parameters or {}, plan_name=plan.get("name", ""),
@@ -440,7 +475,7 @@ def _run_on_checkpoint(
     if chain is not None:
         _recovery.check_resumable(chain[0], dag, checkpoint.plan, checkpoint=checkpoint)
         options["completed"] = _recovery.completed_hooks(chain)
-    runner = _executor(executor, options)
+    runner = _executor(executor, options, dag, checkpoint.plan)
     owner = owner or default_owner()
     checkpoint.acquire(operation, owner, ttl=LEASE_TTL, reclaim_dead=chain is not None)
     try:

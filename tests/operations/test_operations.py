@@ -166,3 +166,27 @@ def test_copy_to_its_own_bank_is_refused(bank: Bank) -> None:
     checkpoint = operations.protect(plan(), bank=bank).checkpoint
     with pytest.raises(BankError, match="own bank"):
         operations.copy(checkpoint.id, to=bank, bank=bank)
+
+
+def test_a_copy_whose_target_cannot_be_created_leaves_the_source_available(
+        bank: Bank, tmp_path: Path) -> None:
+    checkpoint = operations.protect(plan(), bank=bank).checkpoint
+    target = tmp_path / "broken-bank"
+    target.mkdir()
+    (target / "checkpoints").write_text("a file where the bank wants a folder")
+    (target / "index").write_text("the same")
+    with pytest.raises((BankError, OSError)):
+        operations.copy(checkpoint.id, to=str(target), bank=bank)
+    checkpoint.reload()
+    assert checkpoint.status == "available" and not checkpoint.busy
+    back = [e for e in checkpoint.operations if e.get("from") == "copying"]
+    assert back and back[-1]["to"] == "available" and back[-1]["reason"] == "copy interrupted"
+
+
+def test_limits_naming_nothing_in_the_plan_are_refused_before_anything_is_written(
+        bank: Bank) -> None:
+    with pytest.raises(ExecutorError, match="'OS::Cinder::Volum' is no resource type"):
+        operations.protect(plan(), bank=bank, limits={"OS::Cinder::Volum": 1})
+    assert bank_files(bank) == {}
+    checkpoint = operations.protect(plan(), bank=bank, limits={"OS::Cinder::Volume": 1})
+    assert checkpoint.ok
