@@ -133,9 +133,9 @@ def write_report_files(report: Any, args: argparse.Namespace) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """``protectflow run PLAN_OR_DAG``."""
+    from protectflow._steps import check_limits
     from protectflow.errors import RunFailed
     from protectflow.executors import run_dag
-    from protectflow.operations import check_limits
 
     dag, pools = _load_for_run(args.plan, args.operation)
     executor, options = executor_from_args(args)

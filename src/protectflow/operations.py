@@ -14,20 +14,19 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-import threading
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
 from protectflow import _recovery
+from protectflow import _steps as steps
 from protectflow.bank import Bank, Checkpoint, CheckpointStore, RunRecord, default_bank_url
 from protectflow.bank.journal import JournalRun
-from protectflow.compiler import Plan, ResourceGraph, compile_graph, compile_plan, load_plan
+from protectflow.compiler import Plan, compile_plan, load_plan
 from protectflow.dag import HookDAG, jsonio
-from protectflow.errors import BankError, ExecutorError, PlanError
-from protectflow.executors import RunReport, get_executor, run_dag
+from protectflow.errors import BankError
+from protectflow.executors import RunReport, run_dag
 from protectflow.executors.base import Executor
 
 __all__ = [
@@ -41,19 +40,6 @@ __all__ = [
     "resume",
     "verify",
 ]
-
-#: The status a resource gets when all its hooks succeeded, per operation.
-DONE = {
-    "protect": "available",
-    "restore": "restored",
-    "verify": "verified",
-    "copy": "copied",
-    "delete": "deleted",
-}
-
-#: Seconds an operation's lease lasts; it is renewed every third of that.
-LEASE_TTL = 60.0
-
 
 @attrs.frozen
 class OperationResult:
@@ -117,15 +103,15 @@ def protect(
     if not isinstance(plan, Plan):
         plan = load_plan(plan)
     dag = compile_plan(plan, "protect", parameters=parameters)
-    runner = _executor(executor, options, dag, plan.to_json())
+    runner = steps.executor(executor, options, dag, plan.to_json())
     store = open_store(bank if bank is not None else plan.bank)
     owner = owner or default_owner()
     plan_json = plan.to_json()
     if parameters is not None:
         plan_json["parameters"] = {k: dict(v) for k, v in parameters.items()}
-    graph_json = _graph_json(dag)
+    graph_json = steps.graph_json(dag)
     checkpoint = store.create(
-        plan_json, graph_json, jsonio.fingerprint(dag), owner, lease_ttl=LEASE_TTL
+        plan_json, graph_json, jsonio.fingerprint(dag), owner, lease_ttl=steps.LEASE_TTL
     )
     source = plan.source if parameters is None else None
     return _protect_into(checkpoint, dag, runner, owner=owner, plan_json=plan_json,
@@ -138,7 +124,7 @@ def _protect_into(
     resumes: str | None = None, redo: Iterable[str] = (),
 ) -> OperationResult:
     """Run a protect DAG into a checkpoint this process holds (new or resumed)."""
-    with _renewing(checkpoint), _failing_on_crash(checkpoint, "error"):
+    with steps.renewing(checkpoint), steps.failing_on_crash(checkpoint, "error"):
         checkpoint.bank.update_object(checkpoint.prefix + "dag.json", jsonio.dumps(dag))
         journal = _recovery.start_journal(
             checkpoint, dag, executor=runner.name, owner=owner, plan_json=plan_json,
@@ -149,13 +135,13 @@ def _protect_into(
             journal.finish(report.state)
         finally:
             cleanup = ({} if report is not None and report.ok
-                       else _on_failure(dag, checkpoint, options.get("registry")))
-        resources = _statuses(dag, report)
+                       else steps.on_failure(dag, checkpoint, options.get("registry")))
+        resources = steps.statuses(dag, report)
         for key, error in cleanup.items():
             reason = resources[key]["reason"]
             resources[key]["reason"] = f"{reason}; {error}" if reason else error
         checkpoint.set_resource_statuses(resources)
-        checkpoint.transition("available" if report.ok else "error", reason=_reason(report),
+        checkpoint.transition("available" if report.ok else "error", reason=steps.reason(report),
                               next_steps=None if report.ok else _recovery.next_steps(checkpoint.id))
     return OperationResult("protect", checkpoint, report, resources)
 
@@ -233,40 +219,40 @@ def copy(
     if target_store.bank == store.bank:
         raise BankError(f"copy: {to} is checkpoint {checkpoint_id}'s own bank; "
                         "give another bank with --to")
-    _require_status(source, "copy")
-    dag = _checkpoint_dag(source, "copy", None)
-    runner = _executor(executor, options, dag, source.plan)
+    steps.require_status(source, "copy")
+    dag = steps.checkpoint_dag(source, "copy", None)
+    runner = steps.executor(executor, options, dag, source.plan)
     owner = owner or default_owner()
-    source.acquire("copy", owner, ttl=LEASE_TTL)
+    source.acquire("copy", owner, ttl=steps.LEASE_TTL)
     try:
-        with _renewing(source):
+        with steps.renewing(source):
             source.transition("copying")
             outcome = "copy interrupted"
             try:
                 target = target_store.create(
                     source.plan, source.resource_graph, source.dag_fingerprint, owner,
                     copied_from={"bank": store.bank.url, "checkpoint": source.id},
-                    lease_ttl=LEASE_TTL,
+                    lease_ttl=steps.LEASE_TTL,
                 )
-                with _renewing(target), _failing_on_crash(target, "error"):
-                    _copy_objects(source, target)
+                with steps.renewing(target), steps.failing_on_crash(target, "error"):
+                    steps.copy_objects(source, target)
                     journal = _recovery.start_journal(source, dag, executor=runner.name,
                                                       owner=owner, plan_json=source.plan)
                     report = run_dag(dag, runner, checkpoint=source, target_checkpoint=target,
                                      journal=journal, **options)
                     journal.finish(report.state)
-                    resources = _statuses(dag, report)
+                    resources = steps.statuses(dag, report)
                     target.set_resource_statuses(source.resources)
                     target.transition("available" if report.ok else "error",
-                                      reason=_reason(report))
+                                      reason=steps.reason(report))
                 outcome = (f"copied to {target_store.bank.url}" if report.ok
-                           else f"copy failed: {_reason(report)}")
+                           else f"copy failed: {steps.reason(report)}")
             finally:
                 # Whatever happened to the copy, the source is as good as before.
                 source.transition("available", reason=outcome)
     finally:
         source.release()
-    run = _record_run(source, "copy", owner, report, resources)
+    run = steps.record_run(source, "copy", owner, report, resources)
     return OperationResult("copy", source, report, resources, run, target)
 
 
@@ -288,28 +274,28 @@ def delete(
     """
     store = open_store(bank)
     checkpoint = store.get(checkpoint_id)
-    _require_status(checkpoint, "delete")
-    dag = _checkpoint_dag(checkpoint, "delete", None)
-    runner = _executor(executor, options, dag, checkpoint.plan)
+    steps.require_status(checkpoint, "delete")
+    dag = steps.checkpoint_dag(checkpoint, "delete", None)
+    runner = steps.executor(executor, options, dag, checkpoint.plan)
     owner = owner or default_owner()
-    checkpoint.acquire("delete", owner, ttl=LEASE_TTL)
+    checkpoint.acquire("delete", owner, ttl=steps.LEASE_TTL)
     try:
-        with _renewing(checkpoint), _failing_on_crash(checkpoint, "error_deleting"):
+        with steps.renewing(checkpoint), steps.failing_on_crash(checkpoint, "error_deleting"):
             checkpoint.transition("deleting")
             journal = _recovery.start_journal(checkpoint, dag, executor=runner.name,
                                               owner=owner, plan_json=checkpoint.plan)
             report = run_dag(dag, runner, checkpoint=checkpoint, journal=journal, **options)
             journal.finish(report.state)
-            resources = _statuses(dag, report)
+            resources = steps.statuses(dag, report)
             if report.ok:
                 for key in checkpoint.bank.list_objects(checkpoint.prefix + "data/"):
                     checkpoint.bank.delete_object(key)
             checkpoint.set_resource_statuses(resources)
             checkpoint.transition("deleted" if report.ok else "error_deleting",
-                                  reason=_reason(report))
+                                  reason=steps.reason(report))
     finally:
         checkpoint.release()
-    run = _record_run(checkpoint, "delete", owner, report, resources)
+    run = steps.record_run(checkpoint, "delete", owner, report, resources)
     return OperationResult("delete", checkpoint, report, resources, run)
 
 
@@ -359,14 +345,14 @@ def resume(
         raise BankError(f"cannot resume the protect of checkpoint {checkpoint_id}: it is "
                         f"{checkpoint.status}, not protecting or error")
     plan_json = _recovery.plan_to_check(plan, meta, checkpoint.plan)
-    dag = _checkpoint_dag(checkpoint, "protect", checkpoint.plan.get("parameters"))
+    dag = steps.checkpoint_dag(checkpoint, "protect", checkpoint.plan.get("parameters"))
     _recovery.check_resumable(chain[0] if chain else None, dag, plan_json,
                               checkpoint=checkpoint)
     journaled = _recovery.completed_hooks(chain)
     options["completed"] = _recovery.completed_hooks(chain, dag, options.get("registry"))
-    runner = _executor(executor, options, dag, checkpoint.plan)
+    runner = steps.executor(executor, options, dag, checkpoint.plan)
     owner = owner or default_owner()
-    checkpoint.acquire("protect", owner, ttl=LEASE_TTL, reclaim_dead=True)
+    checkpoint.acquire("protect", owner, ttl=steps.LEASE_TTL, reclaim_dead=True)
     try:
         if checkpoint.status == "error":
             checkpoint.transition("protecting", reason=f"resumed by {owner}")
@@ -379,81 +365,7 @@ def resume(
                          redo=set(journaled) - set(options["completed"]))
 
 
-# -- the pieces -----------------------------------------------------------------
-
-
-def check_limits(dag: HookDAG, limits: Mapping[str, int],
-                 pools: Mapping[str, Any] | None = None) -> None:
-    """Refuse limits that name no resource type (or pool) of ``dag``.
-
-    Raises
-    ------
-    ExecutorError
-        Naming the limit and the known names.
-    """
-    known = {r.type for r in dag.resources} | set(pools or ())
-    for name, value in limits.items():
-        if name not in known:
-            raise ExecutorError(
-                f"bad limit {name}={value}: {name!r} is no resource type or pool of this "
-                f"{dag.operation}; known: {', '.join(sorted(known))}"
-            )
-
-
-def _executor(executor: str | Executor, options: dict[str, Any], dag: HookDAG | None = None,
-              plan_json: Mapping[str, Any] | None = None) -> Executor:
-    """Make the executor now, so a bad name fails before anything is written
-    (and check the limits against ``dag`` for the same reason); the plan's
-    pools join the run's options."""
-    if plan_json and plan_json.get("pools"):
-        options.setdefault("pools", plan_json["pools"])
-    if dag is not None:
-        check_limits(dag, options.get("limits") or {}, options.get("pools"))
-    if not isinstance(executor, str):
-        return executor
-    made = {k: options.pop(k) for k in ("workers", "scheduler", "client") if k in options}
-    return get_executor(executor, **made)
-
-
-def _graph_json(dag: HookDAG) -> dict[str, Any]:
-    return {
-        "resources": [r.to_json() for r in dag.resources],
-        "dependencies": [list(pair) for pair in dag.dependencies],
-    }
-
-
-def _checkpoint_dag(
-    checkpoint: Checkpoint, operation: str, parameters: Mapping[str, Mapping[str, Any]] | None
-) -> HookDAG:
-    """The DAG of ``operation`` over the checkpoint's saved resource graph."""
-    try:
-        graph = ResourceGraph.from_json(checkpoint.resource_graph)
-    except PlanError as err:
-        raise BankError(f"checkpoint {checkpoint.id} holds a resource graph that cannot be "
-                        f"read: {err}; restore its record from a copy of the bank") from err
-    plan = checkpoint.plan
-    return compile_graph(
-        graph, operation, parameters=parameters or {}, plan_name=plan.get("name", ""),
-        limits=plan.get("limits", {}),
-    )
-
-
-def _require_status(checkpoint: Checkpoint, operation: str, *, resuming: bool = False) -> None:
-    status = checkpoint.status
-    allowed = ("available", "error") if operation == "delete" else ("available",)
-    if operation == "delete" and status == "error_deleting":
-        return  # a failed delete may be tried again
-    if status not in allowed:
-        raise BankError(
-            f"cannot {operation} checkpoint {checkpoint.id}: it is {status}"
-            + (f" ({checkpoint.record.get('status_reason')})"
-               if checkpoint.record.get("status_reason") else "")
-            + f"; {operation} needs a checkpoint that is {' or '.join(allowed)}"
-        )
-    if checkpoint.busy and not resuming:  # a resumed run may reclaim a dead owner's lease
-        lease = checkpoint.lease
-        raise BankError(f"cannot {operation} checkpoint {checkpoint.id}: it is busy with "
-                        f"{lease.describe() if lease else 'another operation'}")
+# -- the operation bodies -------------------------------------------------------
 
 
 def _run_on_checkpoint(
@@ -470,16 +382,16 @@ def _run_on_checkpoint(
     """Run ``operation`` on a checkpoint; ``chain``: the journal runs it resumes."""
     store = open_store(bank)
     checkpoint = store.get(checkpoint_id)
-    _require_status(checkpoint, operation, resuming=chain is not None)
-    dag = _checkpoint_dag(checkpoint, operation, parameters)
+    steps.require_status(checkpoint, operation, resuming=chain is not None)
+    dag = steps.checkpoint_dag(checkpoint, operation, parameters)
     if chain is not None:
         _recovery.check_resumable(chain[0], dag, checkpoint.plan, checkpoint=checkpoint)
         options["completed"] = _recovery.completed_hooks(chain)
-    runner = _executor(executor, options, dag, checkpoint.plan)
+    runner = steps.executor(executor, options, dag, checkpoint.plan)
     owner = owner or default_owner()
-    checkpoint.acquire(operation, owner, ttl=LEASE_TTL, reclaim_dead=chain is not None)
+    checkpoint.acquire(operation, owner, ttl=steps.LEASE_TTL, reclaim_dead=chain is not None)
     try:
-        with _renewing(checkpoint):
+        with steps.renewing(checkpoint):
             journal = _recovery.start_journal(
                 checkpoint, dag, executor=runner.name, owner=owner, plan_json=checkpoint.plan,
                 parameters=parameters, resumes=chain[-1].run_id if chain else None)
@@ -487,121 +399,8 @@ def _run_on_checkpoint(
             journal.finish(report.state)
     finally:
         checkpoint.release()
-    resources = _statuses(dag, report)
-    run = _record_run(checkpoint, operation, owner, report, resources)
+    resources = steps.statuses(dag, report)
+    run = steps.record_run(checkpoint, operation, owner, report, resources)
     return OperationResult(operation, checkpoint, report, resources, run)
 
 
-def _record_run(
-    checkpoint: Checkpoint, operation: str, owner: str, report: RunReport,
-    resources: dict[str, dict[str, Any]],
-) -> RunRecord:
-    run = checkpoint.start_run(operation, owner)
-    for key, value in resources.items():
-        run.set_resource(key, value["status"], value["reason"])
-    for record in report.hooks.values():
-        run.new_resources.update(record.new_resources or {})
-    run.finish("success" if report.ok else "error")
-    checkpoint.save_run(run)
-    return run
-
-
-def _statuses(dag: HookDAG, report: RunReport) -> dict[str, dict[str, Any]]:
-    """Each resource's status and reason, from its hooks' records."""
-    done = DONE[dag.operation]
-    out: dict[str, dict[str, Any]] = {r.key: {"status": done, "reason": None}
-                                      for r in dag.resources}
-    for record in report.hooks.values():
-        entry = out[record.resource]
-        if entry["status"] == "error":
-            continue
-        if record.state in ("failed", "timed_out"):
-            message = record.error.message if record.error else record.state
-            entry.update(status="error", reason=f"{record.hook} {record.state}: {message}")
-        elif record.state in ("upstream_failed", "cancelled") and entry["status"] == done:
-            why = "a hook it waits for failed" if record.state == "upstream_failed" else (
-                "the run was cancelled or stopped after a failure")
-            entry.update(status="not_run", reason=f"{record.hook} not run: {why}")
-    return out
-
-
-def _on_failure(dag: HookDAG, checkpoint: Checkpoint, registry_spec: str | None) -> dict[str, str]:
-    """Call every plugin's ``on_failure`` for each resource of a run that did
-    not succeed (a frozen application is thawed now, not at its deadline);
-    returns the clean-ups that failed, by resource key."""
-    from protectflow.plugins import get_registry
-
-    registry = get_registry(registry_spec)
-    plugins = {n.resource.key: n.plugin for n in dag.nodes}
-    errors: dict[str, str] = {}
-    for resource in dag.resources:
-        if resource.key not in plugins:
-            continue
-        try:
-            registry.plugin(plugins[resource.key]).on_failure(
-                checkpoint, resource, None, dag.parameters.get(resource.key, {}))
-        except Exception as err:  # one failed clean-up must not stop the others
-            errors[resource.key] = f"clean-up after the failure failed: {err}"
-    return errors
-
-
-def _reason(report: RunReport) -> str | None:
-    if report.ok:
-        return None
-    failed = report.failed()
-    counts = report.counts()
-    head = (f"{failed[0].node}: {failed[0].error.message if failed[0].error else failed[0].state}"
-            if failed else f"run {report.state}")
-    return (f"{head} ({counts.get('failed', 0) + counts.get('timed_out', 0)} failed, "
-            f"{counts.get('upstream_failed', 0) + counts.get('cancelled', 0)} not run)")
-
-
-def _copy_objects(source: Checkpoint, target: Checkpoint) -> None:
-    """Copy the checkpoint's own data objects, each as the value it is (bytes,
-    text or JSON); a plugin's large data lives in its own shared areas, which
-    its copy hooks copy."""
-    base = source.prefix + "data/"
-    for key in source.bank.iter_objects(base):
-        dest = target.prefix + "data/" + key[len(base):]
-        target.bank.update_object(dest, source.bank.get_object(key))
-    dag_key = "dag.json"
-    if source.bank.has_object(source.prefix + dag_key):
-        target.bank.update_object(target.prefix + dag_key,
-                                  source.bank.get_object(source.prefix + dag_key))
-
-
-@contextmanager
-def _renewing(checkpoint: Checkpoint) -> Iterator[None]:
-    """Renew the checkpoint's lease every third of its life while the block runs."""
-    stop = threading.Event()
-
-    def renew() -> None:
-        while not stop.wait(LEASE_TTL / 3):
-            try:
-                checkpoint.renew(ttl=LEASE_TTL)
-            except BankError:
-                return  # lost: gc will judge the checkpoint; the run goes on
-
-    thread = threading.Thread(target=renew, name="protectflow-lease", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-@contextmanager
-def _failing_on_crash(checkpoint: Checkpoint, status: str) -> Iterator[None]:
-    """If the block raises (Ctrl-C, a bank error), leave ``status``, not a
-    checkpoint stuck in an in-progress state."""
-    try:
-        yield
-    except BaseException as err:
-        # Already moved on, or the bank is gone: gc resolves it then.
-        with suppress(BankError):
-            checkpoint.transition(status, reason=f"interrupted: {type(err).__name__}: {err}")
-        raise
-    finally:
-        if status == "error":  # protect and copy targets hold the lease from create()
-            checkpoint.release()
