@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy as copy_module
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +191,17 @@ def test_limits_naming_nothing_in_the_plan_are_refused_before_anything_is_writte
     assert bank_files(bank) == {}
     checkpoint = operations.protect(plan(), bank=bank, limits={"OS::Cinder::Volume": 1})
     assert checkpoint.ok
+
+
+def test_gc_resolves_a_delete_that_died_and_delete_then_finishes(bank: Bank) -> None:
+    checkpoint = operations.protect(plan(), bank=bank).checkpoint
+    # a delete that took its lease, began, and died: nobody renews the lease
+    checkpoint.acquire("delete", "root@elsewhere:1", ttl=0.5)
+    checkpoint.transition("deleting")
+    store = CheckpointStore(bank)
+    assert store.gc() == []  # the lease still holds
+    assert store.gc(now=time.time() + 5) == [checkpoint.id]
+    assert store.get(checkpoint.id).status == "error_deleting"
+    assert operations.delete(checkpoint.id, bank=bank).ok
+    assert store.get(checkpoint.id).status == "deleted"
+    assert bank.list_objects(checkpoint.prefix + "data/") == []

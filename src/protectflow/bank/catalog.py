@@ -210,7 +210,9 @@ class CheckpointStore:
 
         A checkpoint left ``protecting`` becomes ``error`` (or is removed with
         ``delete=True``); a copy's target left ``copying`` becomes ``error``;
-        a copy's source left ``copying`` goes back to ``available``.
+        a copy's source left ``copying`` goes back to ``available``; a
+        checkpoint left ``deleting`` becomes ``error_deleting``, from which a
+        delete finishes the job (or is removed with ``delete=True``).
 
         Parameters
         ----------
@@ -252,11 +254,13 @@ class CheckpointStore:
                 target = "available"
             elif status in ("protecting", "copying"):
                 target = "error"
+            elif status == "deleting":  # a dead delete: delete it again to finish
+                target = "error_deleting"
             else:  # a finished operation that died before its index clean-up
                 with contextlib.suppress(BankError):
                     self.bank.delete_object(IN_PROGRESS + checkpoint.id)
                 return False
-            if delete and target == "error":
+            if delete and target in ("error", "error_deleting"):
                 self.remove(checkpoint.id)
                 lease = None  # removed with the rest
                 return True

@@ -38,7 +38,7 @@ DEFAULT_LEASE_TTL = 300.0
 STATUSES = ("protecting", "available", "error", "copying", "deleting", "deleted",
             "error_deleting")
 #: Statuses an operation is still writing; gc resolves them once the lease expires.
-IN_PROGRESS_STATUSES = ("protecting", "copying")
+IN_PROGRESS_STATUSES = ("protecting", "copying", "deleting")
 _TRANSITIONS: dict[str, tuple[str, ...]] = {
     "protecting": ("available", "error"),
     "available": ("copying", "deleting"),
