@@ -75,6 +75,9 @@ def add_operation_parsers(
     c.add_argument("--json", action="store_true")
     c = csub.add_parser("gc", help="resolve checkpoints whose operation died")
     c.add_argument("--delete", action="store_true", help="remove them instead of marking error")
+    # `checkpoints list --bank X` as well as `checkpoints --bank X list`
+    for c in csub.choices.values():
+        c.add_argument("--bank", default=argparse.SUPPRESS, help=bank_help)
     p.set_defaults(func=_checkpoints, action=None)
 
 

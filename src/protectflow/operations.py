@@ -216,6 +216,7 @@ def copy(
     store = open_store(bank)
     source = store.get(checkpoint_id)
     target_store = open_store(to)
+    target_store.bank.create_root()  # an unusable --to fails before the source changes
     if target_store.bank == store.bank:
         raise BankError(f"copy: {to} is checkpoint {checkpoint_id}'s own bank; "
                         "give another bank with --to")

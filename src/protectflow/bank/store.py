@@ -124,12 +124,29 @@ class Bank:
         if _is_local(self.url):
             if os.path.exists(self.url) and not os.path.isdir(self.url):
                 raise NotADirectoryError("it is a file, not a folder")
-            os.makedirs(self.url, exist_ok=True)
+            # The folder is made by the first write: reading a bank that is
+            # not there (a typo) must not create one.
             return LocalBackend(self.url, fsync=self.fsync)
         from fsspec.core import url_to_fs
 
         fs, root = url_to_fs(self.url, **self.storage_options)
         return FsspecBackend(fs, root)
+
+    def create_root(self) -> None:
+        """Make the bank's folder now (a local bank is otherwise made by its
+        first write), so that an unusable location fails before anything else.
+
+        Raises
+        ------
+        BankError
+            If the folder cannot be made.
+        """
+        backend = self.backend
+        if isinstance(backend, LocalBackend):
+            try:
+                os.makedirs(self.url, exist_ok=True)
+            except OSError as err:
+                raise BankError(f"cannot open the bank {self.url!r}: {err}") from err
 
     # -- the Karbor interface ---------------------------------------------------
     def update_object(self, key: str, value: Value) -> None:
