@@ -70,12 +70,13 @@ def _delete(bank_url: str, checkpoint_id: str, path: str, start: float) -> None:
     fs.delete_resource(Checkpoint(bank, checkpoint_id), directory(Path(path)))
 
 
-def _protect(bank_url: str, checkpoint_id: str, path: str, start: float) -> None:
+def _protect(bank_url: str, checkpoint_id: str, path: str, params: dict[str, int],
+             start: float) -> None:
     while time.time() < start:
         pass
     bank = Bank(bank_url, fsync=False)
     fs.protect_tree(Checkpoint(bank, checkpoint_id), directory(Path(path)),
-                    {"chunk_size": CHUNK, "workers": 8})
+                    {**params, "workers": 8})
 
 
 def _race(*jobs: tuple[object, ...]) -> None:
@@ -109,12 +110,18 @@ def test_concurrent_deletes_lose_nothing_still_referenced(tmp_path: Path, round_
     assert count_objects(bank, "locks/") == 0
 
 
-def test_delete_racing_a_protect_of_the_same_data(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("params", "chunks"), [
+    ({"chunk_size": CHUNK}, 200),  # one per file (each file: three equal pieces)
+    ({"chunk_size": 65536, "pack_size": 50_000}, 40),  # packs of five files
+])
+def test_delete_racing_a_protect_of_the_same_data(
+        tmp_path: Path, params: dict[str, int], chunks: int) -> None:
     bank = Bank(tmp_path / "bank", fsync=False)
     tree = tmp_path / "src"
     _make_tree(tree, 200, 2)
     old, new = new_checkpoint(bank), new_checkpoint(bank)
-    fs.protect_tree(old, directory(tree), {"chunk_size": CHUNK})
+    fs.protect_tree(old, directory(tree), params)
     bank.delete_object(fs._latest_key(directory(tree)))  # make the protect read every file
-    _race((_delete, bank.url, old.id, str(tree)), (_protect, bank.url, new.id, str(tree)))
-    assert fs.verify_resource(new, directory(tree), {})["chunks"] == 200  # one per file
+    _race((_delete, bank.url, old.id, str(tree)),
+          (_protect, bank.url, new.id, str(tree), params))
+    assert fs.verify_resource(new, directory(tree), {})["chunks"] == chunks

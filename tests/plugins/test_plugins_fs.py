@@ -34,7 +34,8 @@ def test_restore_is_byte_and_metadata_identical(bank: Bank, tree: Path, tmp_path
     before = snapshot_tree(tree)
     cp = new_checkpoint(bank)
     out = fs.protect_tree(cp, directory(tree), {})
-    assert out["files"] == 4 and out["new_chunks"] >= 4
+    # all four files are small (under a quarter of pack_size): they share one pack
+    assert out["files"] == 4 and out["new_chunks"] == 1 and out["packs"] == 1
     # change the source every way: edit, delete, add, chmod, re-link
     (tree / "text.txt").write_text("changed\n")
     (tree / "sub" / "secret.key").unlink()
@@ -71,11 +72,12 @@ def test_unchanged_tree_writes_no_chunk_and_one_byte_change_writes_one(
     src.mkdir()
     (src / "big.bin").write_bytes(os.urandom(16 * 65536))
     for i in range(20):
-        (src / f"small-{i}.txt").write_bytes(os.urandom(100))
+        (src / f"small-{i:02}.txt").write_bytes(os.urandom(100))
     params = {"chunk_size": 65536}
     first = fs.protect_tree(new_checkpoint(bank), directory(src), params)
     chunks = count_objects(bank, "chunks/")
-    assert first["new_chunks"] == chunks == 16 + 20
+    assert first["new_chunks"] == chunks == 16 + 1  # the 20 small files: one pack
+    assert first["packs"] == 1
     second = fs.protect_tree(new_checkpoint(bank), directory(src), params)
     assert second["new_chunks"] == 0 and count_objects(bank, "chunks/") == chunks
     assert second["reused_files"] == 21  # not even read again
@@ -84,10 +86,64 @@ def test_unchanged_tree_writes_no_chunk_and_one_byte_change_writes_one(
         f.write(b"\xaa")
     third = fs.protect_tree(new_checkpoint(bank), directory(src), params)
     assert third["new_chunks"] == 1 and count_objects(bank, "chunks/") == chunks + 1
-    # a copy of the tree elsewhere (no earlier manifest to reuse) dedups by content
+    # a changed small file goes into a new pack of its own; the others keep the old one
+    with open(src / "small-07.txt", "r+b") as f:
+        f.write(b"\x00")
+    cp = new_checkpoint(bank)
+    fourth = fs.protect_tree(cp, directory(src), params)
+    assert fourth["new_chunks"] == 1 and fourth["new_bytes"] == 100
+    assert fourth["packs"] == 2 and fourth["reused_files"] == 20
+    assert count_objects(bank, "chunks/") == chunks + 2
+    dest = fs.restore_tree(cp, directory(src), {"target": str(tmp_path / "out")})
+    assert snapshot_tree(Path(dest)) == snapshot_tree(src)
+    # a copy of the tree elsewhere (no earlier manifest to reuse) dedups by
+    # content: every large chunk; its small files make one pack, new as a whole
     shutil.copytree(src, tmp_path / "copy", symlinks=True)
-    fourth = fs.protect_tree(new_checkpoint(bank), directory(tmp_path / "copy", "c"), params)
-    assert fourth["new_chunks"] == 0 and fourth["reused_files"] == 0
+    fifth = fs.protect_tree(new_checkpoint(bank), directory(tmp_path / "copy", "c"), params)
+    assert fifth["new_chunks"] == 1 and fifth["reused_files"] == 0 and fifth["packs"] == 1
+    # and a second copy packs the same way, so it writes nothing
+    shutil.copytree(src, tmp_path / "copy2", symlinks=True)
+    sixth = fs.protect_tree(new_checkpoint(bank), directory(tmp_path / "copy2", "d"), params)
+    assert sixth["new_chunks"] == 0
+
+
+def test_pack_size_zero_stores_each_file_in_its_own_chunks(bank: Bank, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(20):
+        (src / f"small-{i:02}.txt").write_bytes(os.urandom(100))
+    out = fs.protect_tree(new_checkpoint(bank), directory(src), {"pack_size": 0})
+    assert out["new_chunks"] == 20 and out["packs"] == 0
+
+
+def test_packs_split_at_pack_size(bank: Bank, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"f{i:02}").write_bytes(os.urandom(1000))
+    cp = new_checkpoint(bank)
+    out = fs.protect_tree(cp, directory(src), {"pack_size": 10_000})
+    assert out["packs"] == out["new_chunks"] == 4  # ten files of 1000 bytes each
+    dest = fs.restore_tree(cp, directory(src), {"target": str(tmp_path / "out")})
+    assert snapshot_tree(Path(dest)) == snapshot_tree(src)
+
+
+def test_a_lost_pack_is_stored_again_from_the_files(bank: Bank, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):
+        (src / f"f{i}").write_bytes(os.urandom(500))
+    fs.protect_tree(new_checkpoint(bank), directory(src), {})
+    (pack,) = bank.list_objects("chunks/")
+    bank.delete_object(pack)  # the bank lost it (the first checkpoint is broken now)
+    cp = new_checkpoint(bank)
+    out = fs.protect_tree(cp, directory(src), {})
+    assert out["new_chunks"] == 1 and out["reused_files"] == 0
+    assert bank.list_objects("chunks/") == [pack]  # the same files, the same pack
+    assert fs.verify_resource(cp, directory(src), {})["chunks"] == 1
+    digest = pack.rsplit("/", 1)[1]
+    refs = bank.list_objects(f"refs/{digest[:2]}/{digest}/")
+    assert len(refs) == 2  # the first checkpoint's and this one's: no stray ref
 
 
 def test_include_and_exclude(bank: Bank, tree: Path, tmp_path: Path) -> None:
@@ -103,7 +159,7 @@ def test_include_and_exclude(bank: Bank, tree: Path, tmp_path: Path) -> None:
 def test_verify_reads_every_chunk(bank: Bank, tree: Path) -> None:
     cp = new_checkpoint(bank)
     fs.protect_tree(cp, directory(tree), {})
-    assert fs.verify_resource(cp, directory(tree), {})["chunks"] >= 4
+    assert fs.verify_resource(cp, directory(tree), {})["chunks"] == 1  # one pack
     manifest = fs.read_manifest(cp.get_resource_bank_section(directory(tree)), directory(tree))
     digest = fs.manifest_chunks(manifest)[0]
     key = f"chunks/{digest[:2]}/{digest}"
@@ -112,6 +168,37 @@ def test_verify_reads_every_chunk(bank: Bank, tree: Path) -> None:
         fs.verify_resource(cp, directory(tree), {})
     bank.delete_object(key)
     with pytest.raises(ChunkError, match="missing"):
+        fs.verify_resource(cp, directory(tree), {})
+
+
+def test_verify_checks_each_packed_file(bank: Bank, tree: Path) -> None:
+    cp = new_checkpoint(bank)
+    fs.protect_tree(cp, directory(tree), {})
+    section = cp.get_resource_bank_section(directory(tree))
+    manifest = fs.read_manifest(section, directory(tree))
+    packed = [e for e in manifest["entries"] if "pack" in e]
+    assert [e["path"] for e in packed] == [
+        "binary.bin", "sub/deeper/big.dat", "sub/secret.key", "text.txt"]
+    packed[2]["sha256"] = sha256(b"something else")
+    section.update_object(fs.MANIFEST, manifest)
+    with pytest.raises(ChunkError, match=r"sub/secret\.key.*do not match"):
+        fs.verify_resource(cp, directory(tree), {})
+
+
+def test_manifest_versions(bank: Bank, tree: Path, tmp_path: Path) -> None:
+    """Version 1 (every file in its own chunks) is still read; newer is refused."""
+    cp = new_checkpoint(bank)
+    fs.protect_tree(cp, directory(tree), {"pack_size": 0})
+    section = cp.get_resource_bank_section(directory(tree))
+    manifest = fs.read_manifest(section, directory(tree))
+    assert manifest["version"] == 2
+    section.update_object(fs.MANIFEST, {**manifest, "version": 1})
+    dest = fs.restore_tree(cp, directory(tree), {"target": str(tmp_path / "o")})
+    assert snapshot_tree(Path(dest)) == snapshot_tree(tree)
+    # a protect after it reuses the version 1 entries
+    assert fs.protect_tree(new_checkpoint(bank), directory(tree), {})["new_chunks"] == 0
+    section.update_object(fs.MANIFEST, {**manifest, "version": 3})
+    with pytest.raises(LocalPluginError, match=r"format version 3.*upgrade"):
         fs.verify_resource(cp, directory(tree), {})
 
 
@@ -160,3 +247,33 @@ def test_missing_folder_is_a_clear_error(bank: Bank, tmp_path: Path) -> None:
 def test_relative_path_resolves_against_base_dir(bank: Bank, tree: Path) -> None:
     r = Resource(fs.DIRECTORY, "f", extra_info={"path": "src", "base_dir": str(tree.parent)})
     assert fs.protect_tree(new_checkpoint(bank), r, {})["files"] == 4
+
+
+def test_chunks_and_refs_are_synced_before_the_manifest(
+        tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Group commit: refs and chunks skip their own fsync, so one bank sync
+    must come after the last of them and before the manifest names them."""
+    bank = Bank(tmp_path / "durable-bank")  # fsync on
+    cp = new_checkpoint(bank)
+    section = cp.get_resource_bank_section(directory(tree))
+    events: list[tuple[str, int, bool]] = []
+    real_sync, real_create = Bank.sync, Bank.create_object
+
+    def create(self: Bank, key: str, value: object, *, durable: bool = True) -> bool:
+        if key.startswith(("chunks/", "refs/")):
+            events.append(("create", 0, durable))
+        return real_create(self, key, value, durable=durable)  # type: ignore[arg-type]
+
+    def sync(self: Bank) -> None:
+        events.append(("sync", count_objects(bank, "refs/"), section.has_object(fs.MANIFEST)))
+        real_sync(self)
+
+    monkeypatch.setattr(Bank, "create_object", create)
+    monkeypatch.setattr(Bank, "sync", sync)
+    fs.protect_tree(cp, directory(tree), {})
+    syncs = [i for i, e in enumerate(events) if e[0] == "sync"]
+    assert syncs and syncs[-1] == len(events) - 1  # no chunk or ref after the last sync
+    _, refs, had_manifest = events[-1]
+    assert refs > 0 and not had_manifest
+    assert section.has_object(fs.MANIFEST)
+    assert not any(durable for kind, _, durable in events if kind == "create")

@@ -29,7 +29,19 @@ deleter's; a deleter that finds its own marker that old does not delete (it
 leaks the chunk instead), so the one assumption is that no deleter stalls for
 ``stale_after`` seconds *between* that check and the unlink that follows it.
 
+Group commit: a store made with ``durable=False`` creates refs and chunks
+without a per-object fsync; :meth:`ChunkStore.sync` then makes them durable
+at once (one ``syncfs`` on a local bank). The caller syncs before it writes
+anything naming them (a manifest), so a crash at any point never leaves a
+manifest naming a chunk, or relying on a ref, that is not durably stored.
+The protocol above needs only that objects be visible to other processes,
+which they are as soon as they are created.
+
 Chunking is fixed-size per file: see :mod:`protectflow.plugins.fs` for why.
+Small files are packed: :func:`store_pack` concatenates several into one
+chunk (a *pack*), named by the hash of the whole like any chunk, so refs,
+dedup and delete-safety stay per chunk; the caller records each file's
+``(offset, length, sha256)`` inside it, which :func:`verify_all` checks.
 """
 
 from __future__ import annotations
@@ -37,7 +49,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -54,6 +66,7 @@ __all__ = [
     "reuse_file",
     "sha256",
     "store_file",
+    "store_pack",
     "verify_all",
 ]
 
@@ -103,12 +116,17 @@ class ChunkStore:
         From :func:`owner_id`.
     stale_after : float
         Seconds after which a deletion marker is considered abandoned.
+    durable : bool
+        Whether each ref and chunk is made durable as it is created; if
+        false, call :meth:`sync` before committing anything that names them.
     """
 
-    def __init__(self, bank: Any, owner: str, *, stale_after: float = STALE_AFTER) -> None:
+    def __init__(self, bank: Any, owner: str, *, stale_after: float = STALE_AFTER,
+                 durable: bool = True) -> None:
         self.bank = bank
         self.owner = owner
         self.stale_after = stale_after
+        self.durable = durable
 
     def _ref_key(self, digest: str) -> str:
         return _ref_prefix(digest) + segment(self.owner)
@@ -118,8 +136,10 @@ class ChunkStore:
             load: Callable[[], bytes] | None = None) -> bool:
         """Reference chunk ``digest``; store its bytes if the bank lacks them.
 
-        ``data`` are the bytes, or ``load`` reads them when needed (a protect
-        that reuses an earlier manifest has not read the file).
+        ``data`` are the bytes, which the caller has just hashed to
+        ``digest`` (they are not hashed again), or ``load`` reads them when
+        needed (a protect that reuses an earlier manifest has not read the
+        file): those are checked.
 
         Returns
         -------
@@ -129,9 +149,9 @@ class ChunkStore:
         Raises
         ------
         ChunkError
-            If the bytes given or loaded do not hash to ``digest``.
+            If the bytes ``load`` returns do not hash to ``digest``.
         """
-        self.bank.create_object(self._ref_key(digest), b"")
+        self.bank.create_object(self._ref_key(digest), b"", durable=self.durable)
         self._wait_for_deleter(digest)
         key = chunk_key(digest)
         if self.bank.has_object(key):
@@ -141,9 +161,14 @@ class ChunkStore:
                 raise ChunkError(f"chunk {digest} is missing from {self.bank.url} and "
                                  "there is no source to store it from")
             data = load()
-        if sha256(data) != digest:
-            raise ChunkError(f"chunk {digest}: its source changed while it was read")
-        return bool(self.bank.create_object(key, bytes(data)))
+            if sha256(data) != digest:
+                raise ChunkError(f"chunk {digest}: its source changed while it was read")
+        return bool(self.bank.create_object(key, data, durable=self.durable))
+
+    def sync(self) -> None:
+        """Make every ref and chunk added so far durable (group commit)."""
+        if not self.durable:
+            self.bank.sync()
 
     def _marker_age(self, digest: str) -> float | None:
         try:
@@ -272,6 +297,42 @@ def store_file(store: ChunkStore, path: str,
     return digests, new, new_bytes, size
 
 
+def read_whole(path: str) -> bytes:
+    """The bytes of the file at ``path``."""
+    with open(path, "rb", buffering=0) as f:
+        return f.readall()
+
+
+def store_pack(store: ChunkStore,
+               paths: list[str]) -> tuple[str | None, list[tuple[int, int, str] | None], int]:
+    """Concatenate the files at ``paths`` into one pack chunk in ``store``.
+
+    Returns
+    -------
+    tuple
+        ``(pack digest, slices, bytes newly stored)``: the digest is None if
+        every file vanished; ``slices[i]`` is ``(offset, length, sha256)`` of
+        file ``i`` in the pack, or None if it vanished since the scan.
+    """
+    parts: list[bytes] = []
+    slices: list[tuple[int, int, str] | None] = []
+    offset = 0
+    for path in paths:
+        try:
+            data = read_whole(path)
+        except FileNotFoundError:
+            slices.append(None)
+            continue
+        parts.append(data)
+        slices.append((offset, len(data), sha256(data)))
+        offset += len(data)
+    if not parts:
+        return None, slices, 0
+    pack = b"".join(parts)
+    digest = sha256(pack)
+    return digest, slices, len(pack) if store.add(digest, pack) else 0
+
+
 def reuse_file(store: ChunkStore, path: str, digests: list[str],
                chunk_size: int) -> tuple[int, int]:
     """Reference a file's chunks from an earlier manifest without reading it,
@@ -293,8 +354,13 @@ def reuse_file(store: ChunkStore, path: str, digests: list[str],
     return new, new_bytes
 
 
-def verify_all(store: ChunkStore, digests: Iterable[str], *, workers: int = 4) -> tuple[int, int]:
+def verify_all(store: ChunkStore, digests: Iterable[str], *, workers: int = 4,
+               slices: Mapping[str, Sequence[tuple[int, int, str, str]]] | None = None,
+               ) -> tuple[int, int]:
     """Read back every chunk in ``digests`` and check its hash.
+
+    ``slices`` maps a pack's digest to the ``(offset, length, sha256, name)``
+    of the files in it: each file's bytes are checked too.
 
     Returns
     -------
@@ -312,10 +378,16 @@ def verify_all(store: ChunkStore, digests: Iterable[str], *, workers: int = 4) -
 
     def check(digest: str) -> int:
         try:
-            return len(store.read(digest))
+            data = store.read(digest)
         except ChunkError as err:
             errors.append(str(err))
             return 0
+        view = memoryview(data)
+        for offset, length, digest_of, name in (slices or {}).get(digest, ()):
+            piece = view[offset:offset + length]
+            if len(piece) != length or sha256(piece) != digest_of:
+                errors.append(f"{name}: its bytes in pack {digest} do not match its hash")
+        return len(data)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         total = sum(pool.map(check, unique))
@@ -351,4 +423,6 @@ def copy_all(source: ChunkStore, target: ChunkStore, digests: Iterable[str], *,
         return target.add(digest, load=lambda: source.read(digest))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return sum(pool.map(one, sorted(set(digests))))
+        copied = sum(pool.map(one, sorted(set(digests))))
+    target.sync()  # before the framework copies the manifest naming them
+    return copied

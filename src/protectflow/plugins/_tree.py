@@ -2,20 +2,24 @@
 
 A manifest entry is a dict: ``path`` (POSIX, relative to the root, ``"."``
 for the root itself), ``type`` (``dir``, ``file`` or ``symlink``), ``mode``
-(permission bits), ``mtime_ns``; files add ``size``, ``chunks`` (SHA-256
-digests) and the ``ino``/``ctime_ns`` the next protect compares to skip
-re-reading an unchanged file; symlinks add ``target`` (stored as a link,
-never followed). Sockets, FIFOs and devices are skipped.
+(permission bits), ``mtime_ns``; files add ``size``, their content -- either
+``chunks`` (SHA-256 digests of fixed-size pieces) or, for a small file
+packed with others, ``pack`` (the pack chunk's digest), ``offset``,
+``length`` and ``sha256`` (of the file's bytes) -- and the ``ino``/
+``ctime_ns`` the next protect compares to skip re-reading an unchanged file;
+symlinks add ``target`` (stored as a link, never followed). Sockets, FIFOs and devices are skipped.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from fnmatch import fnmatchcase
 from typing import Any
+
+from protectflow.plugins._chunks import ChunkError, sha256
 
 __all__ = ["build_tree", "comparable", "scan", "selected"]
 
@@ -99,10 +103,29 @@ def build_tree(dest: str, entries: Sequence[Entry], read_chunk: Callable[[str], 
     dirs = [e for e in entries if e["type"] == "dir" and e["path"] != "."]
     for e in dirs:  # sorted by path: parents come first
         os.mkdir(os.path.join(dest, e["path"]), 0o700)
-    files = [e for e in entries if e["type"] == "file"]
+    files = [e for e in entries if e["type"] == "file" and "pack" not in e]
+    packs: dict[str, list[Entry]] = {}
+    for e in entries:
+        if e["type"] == "file" and "pack" in e:
+            packs.setdefault(e["pack"], []).append(e)
+
+    def write_pack(digest: str) -> None:  # one read of the pack for all its files
+        view = memoryview(read_chunk(digest))
+        for e in packs[digest]:
+            piece = view[e["offset"]:e["offset"] + e["length"]]
+            if len(piece) != e["length"] or sha256(piece) != e["sha256"]:
+                raise ChunkError(f"{e['path']}: its bytes in pack {digest} do not match "
+                                 "its hash")
+            _write_file(dest, e, (piece,))
+
+    def write_chunks(e: Entry) -> None:
+        _write_file(dest, e, (read_chunk(digest) for digest in e["chunks"]))
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for _ in pool.map(lambda e: _write_file(dest, e, read_chunk), files):
-            pass
+        jobs = [pool.submit(write_chunks, e) for e in files]
+        jobs += [pool.submit(write_pack, digest) for digest in packs]
+        for job in jobs:
+            job.result()
     for e in entries:
         if e["type"] == "symlink":
             path = os.path.join(dest, e["path"])
@@ -115,11 +138,11 @@ def build_tree(dest: str, entries: Sequence[Entry], read_chunk: Callable[[str], 
         os.utime(path, ns=(e["mtime_ns"], e["mtime_ns"]))
 
 
-def _write_file(dest: str, entry: Entry, read_chunk: Callable[[str], bytes]) -> None:
+def _write_file(dest: str, entry: Entry, pieces: Iterable[bytes | memoryview]) -> None:
     path = os.path.join(dest, entry["path"])
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
-        for digest in entry["chunks"]:
-            f.write(read_chunk(digest))
+        for piece in pieces:
+            f.write(piece)
     os.chmod(path, entry["mode"])
     os.utime(path, ns=(entry["mtime_ns"], entry["mtime_ns"]))
