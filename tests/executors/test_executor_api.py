@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
+import threading
 from typing import Any
 
 import pytest
@@ -95,3 +97,106 @@ def test_listener_errors_do_not_break_a_run() -> None:
     with pytest.warns(UserWarning, match="boom"):
         report = run_dag(make_dag(flat(1)), "serial", registry=SPEC, listeners=[broken])
     assert report.state == "succeeded"
+
+
+def _chain_run(dag: Any, *, capacity: int = 4, defer: bool = False,
+               **options: Any) -> tuple[Any, list[list[str]]]:
+    """Run ``dag`` through the loop with a submit that takes chains, as the
+    dask executor's does, running each chain at once in this thread (with
+    ``defer``, all but a batch's first in threads that wait for the halt);
+    the second value lists the hooks of each chain that was handed over."""
+    from protectflow.executors._loop import run_loop
+    from protectflow.executors.invoke import invoke_chain
+
+    chains: list[list[str]] = []
+    halted = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def later(call: Any, done: Any) -> None:
+        halted.wait(5)
+        invoke_chain(call, done, halted.is_set)
+
+    def submit(calls: list[Any], done: Any) -> None:
+        for k, call in enumerate(calls):
+            chains.append([c.node.id for c in (call, *call.then)])
+            if defer and k:
+                threads.append(threading.Thread(target=later, args=(call, done)))
+                threads[-1].start()
+            else:
+                invoke_chain(call, done, halted.is_set)
+
+    report = run_loop(dag, RunOptions(registry=SPEC, **options), submit=submit,
+                      capacity=capacity, executor="chains", chain=4, halt=halted.set)
+    for thread in threads:
+        thread.join()
+    return report, chains
+
+
+def test_chains_fuse_single_predecessor_hooks_and_keep_views() -> None:
+    dag = make_dag([{"type": "OS::Nova::Server", "id": "s",
+                     "depends_on": ["OS::Cinder::Volume#v"]},
+                    {"type": "OS::Cinder::Volume", "id": "v"}], "restore")
+    report, chains = _chain_run(dag)
+    assert report.state == "succeeded"
+    assert max(map(len, chains)) > 1
+    handed = [h for chain in chains for h in chain]
+    assert sorted(handed) == sorted(dag.node_ids())  # each hook handed over once
+    preds = dag.predecessors()
+    for chain in chains:  # each link's one predecessor is the hook before it
+        assert all(preds[b] == [a] for a, b in itertools.pairwise(chain))
+    for node, record in report.hooks.items():
+        assert record.attempts == 1
+        seen = record.output["seen"]
+        ancestors = {report.hooks[p].resource for p in _ancestors(preds, node)
+                     if p.endswith("/main")}
+        assert set(seen) == ancestors, node
+
+
+def _ancestors(preds: dict[str, list[str]], node: str) -> set[str]:
+    seen: set[str] = set()
+    stack = list(preds[node])
+    while stack:
+        p = stack.pop()
+        if p not in seen:
+            seen.add(p)
+            stack.extend(preds[p])
+    return seen
+
+
+def test_chains_stop_at_failure_and_after_halt() -> None:
+    # a0's chain runs first and fails at once; b0's was handed over with it
+    # and starts after the failure was seen: its first hook runs, as any hook
+    # handed over before a failure, but no hook after it.
+    resources = [{"type": "OS::Cinder::Volume", "id": "a0"}, *flat(1, prefix="b")]
+    params = {"OS::Cinder::Volume#a0": {"fail": ["prepare_begin"]}}
+    report, chains = _chain_run(make_dag(resources, parameters=params), capacity=2,
+                                defer=True)
+    assert report.state == "failed" and [len(c) for c in chains] == [4, 4]
+    states = {n: r.state for n, r in report.hooks.items()}
+    assert states == {
+        **{f"OS::Cinder::Volume#a0/{h}": "upstream_failed"
+           for h in ("prepare_finish", "main", "complete")},
+        "OS::Cinder::Volume#a0/prepare_begin": "failed",
+        "OS::Cinder::Volume#b0/prepare_begin": "succeeded",
+        **{f"OS::Cinder::Volume#b0/{h}": "cancelled"
+           for h in ("prepare_finish", "main", "complete")},
+    }
+    assert all(not r.history for r in report.hooks.values() if r.state == "cancelled")
+
+
+def test_chains_retry_a_failed_link_as_a_new_chain() -> None:
+    params = {"OS::Cinder::Volume": {"fail": ["main"], "fail_attempts": 1}}
+    report, chains = _chain_run(make_dag(flat(1), parameters=params), retries=1,
+                                retry_delay=0.001)
+    assert report.state == "succeeded"
+    main = report.hooks["OS::Cinder::Volume#v0/main"]
+    assert [a.state for a in main.history] == ["failed", "succeeded"]
+    assert chains == [["OS::Cinder::Volume#v0/" + h for h in
+                       ("prepare_begin", "prepare_finish", "main", "complete")],
+                      ["OS::Cinder::Volume#v0/main", "OS::Cinder::Volume#v0/complete"]]
+
+
+def test_no_chain_takes_a_limited_hook() -> None:
+    dag = make_dag(flat(2), limits={"OS::Cinder::Volume": 1})
+    report, chains = _chain_run(dag)
+    assert report.state == "succeeded" and all(len(c) == 1 for c in chains)

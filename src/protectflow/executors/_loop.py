@@ -6,6 +6,13 @@ pool, the dask executor's to ``client.submit``. Whatever the executor, results
 come back through one completion queue and the loop alone decides what starts
 next, so limits, fail-fast, retries and cancellation mean the same everywhere.
 
+An executor may also take chains (``chain`` > 1): with a hook, the hooks that
+can only become ready through it, each with that one predecessor, run one
+after the other where it runs (fewer tasks for dask's scheduler). A chain stops
+at its first hook that does not succeed, and, once ``halt`` has been called
+(the run is stopping), before its next hook, which it reports ``skipped``; the
+loop then handles every hook of it as if it had started it itself.
+
 With a journal (``RunOptions.journal``) the loop records every start and end,
 and releases a hook's dependents only once its success is durable; with
 ``RunOptions.completed`` it takes the hooks an earlier run finished as
@@ -15,17 +22,24 @@ succeeded, without running them (a resumed run).
 from __future__ import annotations
 
 import heapq
-import itertools
 import queue
 import time
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+import attrs
+
 from protectflow.dag.model import HookDAG
 from protectflow.executors._journal import Flushed, JournalWriter
+from protectflow.executors._order import critical_order, limit_groups
 from protectflow.executors._views import Views
-from protectflow.executors.invoke import NEW_RESOURCES_OPERATIONS, HookCall, HookResult
+from protectflow.executors.invoke import (
+    NEW_RESOURCES_OPERATIONS,
+    SKIPPED,
+    HookCall,
+    HookResult,
+)
 from protectflow.executors.options import RunOptions
 from protectflow.executors.report import (
     FAILED_STATES,
@@ -63,6 +77,8 @@ def run_loop(
     capacity: int,
     executor: str,
     abandon: Callable[[Iterable[int]], None] | None = None,
+    chain: int = 1,
+    halt: Callable[[], None] | None = None,
 ) -> RunReport:
     """Run ``dag`` with at most ``capacity`` hooks handed to ``submit`` at once.
 
@@ -71,9 +87,15 @@ def run_loop(
     with ``capacity=1`` and a ``submit`` that runs at once the order is the
     same in every run.
     ``abandon`` is told which hooks are still running when a cancelled run's
-    grace period is over.
+    grace period is over. ``chain`` is the most hooks one call may carry
+    (``HookCall.then``); ``halt`` is called once when a run that has chains
+    out stops, to stop them before their next hook.
     """
-    return _Run(dag, options, executor, capacity).run(submit, abandon)
+    run = _Run(dag, options, executor, capacity)
+    # A journal must record a success before its dependents start: no chains.
+    run.chain = max(1, chain) if options.journal is None else 1
+    run.halt = halt
+    return run.run(submit, abandon)
 
 
 class _Run:
@@ -91,10 +113,10 @@ class _Run:
         self.waiting = [len(p) for p in self.preds]
         self.records = [HookRecord(n.id, n.resource.key, n.hook, _PENDING) for n in nodes]
         self.views = Views(self.preds) if dag.operation in NEW_RESOURCES_OPERATIONS else None
-        self.groups, self.room = _limit_groups(dag, options)
+        self.groups, self.room = limit_groups(dag, options)
         # The ready and parked heaps hold ranks, not node indices: popping the
-        # smallest starts the most critical hook (see _critical_order).
-        self.rank, self.by_rank = _critical_order(self.preds, self.succs)
+        # smallest starts the most critical hook (see critical_order).
+        self.rank, self.by_rank = critical_order(self.preds, self.succs)
         self.parked: list[list[int]] = [[] for _ in self.room]
         self.ready: list[int] = []
         self.delayed: list[tuple[float, int]] = []
@@ -109,6 +131,10 @@ class _Run:
         self.journal: JournalWriter | None = None
         self.unflushed = 0  # successes handed to the journal, not yet durable
         self.journal_error: BaseException | None = None
+        self.chain = 1
+        self.halt: Callable[[], None] | None = None
+        self.claimed: set[int] = set()  # in a chain handed over, not started yet
+        self.follower: dict[int, int] = {}  # hook -> the next hook of its chain
 
     # -- events -----------------------------------------------------------
 
@@ -210,8 +236,14 @@ class _Run:
             if cancel is not None and cancel.is_set() and not self.cancelled:
                 self._cancel("cancelled")
 
+    def _stop(self) -> None:
+        if not self.stopping and self.claimed and self.halt is not None:
+            self.halt()
+        self.stopping = True
+
     def _cancel(self, why: str) -> None:
-        self.stopping = self.cancelled = True
+        self._stop()
+        self.cancelled = True
         self.grace_deadline = time.time() + self.options.grace
         self.emit("cancelling", message=why)
 
@@ -266,7 +298,7 @@ class _Run:
                 continue
             for g in groups[i]:
                 room[g] -= 1
-            calls.append(self._call(i))
+            calls.append(self._chained(i))
         if not calls:
             return
         try:
@@ -299,6 +331,55 @@ class _Run:
 
     # -- finishing hooks --------------------------------------------------
 
+    def _chained(self, i: int) -> HookCall:
+        """The call of hook ``i``, carrying the chain that follows it."""
+        call = self._call(i)
+        links: list[HookCall] = []
+        j: int | None = i
+        while len(links) + 1 < self.chain and j is not None:
+            j = self._next_link(j)
+            if j is not None:
+                self.claimed.add(j)
+                links.append(self._link(j))
+        return attrs.evolve(call, then=tuple(links)) if links else call
+
+    def _next_link(self, i: int) -> int | None:
+        """The most critical successor whose one unfinished predecessor is
+        ``i``, with no limit and (with views) no other predecessor, if any."""
+        best: int | None = None
+        for s in self.succs[i]:
+            if (self.waiting[s] == 1 and not self.groups[s] and s not in self.claimed
+                    and s not in self.resumed and self.records[s].state == _PENDING
+                    and (self.views is None or len(self.preds[s]) == 1)
+                    and (best is None or self.rank[s] < self.rank[best])):
+                best = s
+        if best is not None:
+            self.follower[i] = best
+        return best
+
+    def _link(self, i: int) -> HookCall:
+        # The executor fills in the view: its predecessor's plus its writes.
+        node, options = self.dag.nodes[i], self.options
+        return HookCall(
+            i, node, self.dag.operation, self.dag.parameters.get(node.resource.key, {}), 1,
+            registry=options.registry, checkpoint=options.checkpoint, context=options.context,
+            target_checkpoint=options.target_checkpoint, timeout=options.timeout,
+        )
+
+    def _adopt(self, i: int) -> None:
+        """Chained hook ``i`` starts where its predecessor ran."""
+        self.claimed.discard(i)
+        self.records[i].attempts = 1
+        self.inflight[i] = 1
+        self.emit("started", i, 1)
+
+    def _unchain(self, i: int) -> None:
+        """Hook ``i`` did not succeed: its chain stopped there."""
+        j = self.follower.pop(i, None)
+        while j is not None:
+            self.claimed.discard(j)
+            j = self.follower.pop(j, None)
+
     def _release(self, i: int) -> None:
         for g in self.groups[i]:
             self.room[g] += 1
@@ -313,6 +394,12 @@ class _Run:
         del self.inflight[i]
         self._release(i)
         record = self.records[i]
+        if r.state == SKIPPED:  # never started: as if never handed over
+            record.attempts -= 1
+            self._unchain(i)
+            if not self.stopping:
+                self._make_ready(i)
+            return
         record.history.append(Attempt(r.attempt, r.state, r.start, r.end, r.worker))
         record.log.extend(r.log)
         if record.start is None:
@@ -328,11 +415,13 @@ class _Run:
                 self.views.done(i, r.writes)
             if self.journal is None:
                 self._release_dependents(i)
+                self.follower.pop(i, None)
             else:  # its dependents wait until its success is durable
                 self.unflushed += 1
                 self.journal.add(_entry(record, r, output=r.output, new_resources=r.writes),
                                  gate=i)
             return
+        self._unchain(i)
         retries = self.options.retries if self.options.retries is not None else r.retries
         retrying = r.attempt <= retries and not self.stopping
         if self.journal is not None:
@@ -349,13 +438,16 @@ class _Run:
         self.emit(r.state, i, r.attempt, r.error.message if r.error else "")
         self._upstream_failed(i)
         if not self.options.keep_going:
-            self.stopping = True
+            self._stop()
 
     def _release_dependents(self, i: int) -> None:
         for s in self.succs[i]:
             self.waiting[s] -= 1
             if self.waiting[s] == 0 and self.records[s].state == _PENDING:
-                self._enqueue(s)
+                if s in self.claimed:
+                    self._adopt(s)
+                else:
+                    self._enqueue(s)
 
     def _flushed(self, f: Flushed) -> None:
         self.unflushed -= len(f.gates)
@@ -364,7 +456,7 @@ class _Run:
             if self.journal_error is None:
                 self.journal_error = f.error
                 self.emit("cancelling", message=f"the run journal failed: {f.error}")
-            self.stopping = True
+            self._stop()
             return
         for i in f.gates:
             if self.records[i].state == "succeeded":
@@ -384,61 +476,3 @@ class _Run:
 def _entry(record: HookRecord, r: HookResult, **fields: Any) -> dict[str, Any]:
     return {"node": record.node, "event": r.state, "attempt": r.attempt, "time": r.end,
             "worker": r.worker, **fields}
-
-
-def _limit_groups(dag: HookDAG, options: RunOptions) -> tuple[list[tuple[int, ...]], list[int]]:
-    """Per node, the limit groups it counts against; per group, its room.
-
-    A limit names a resource type or a pool; a pool holds types and
-    ``TYPE#ID`` keys.
-    """
-    limits = {**dag.limits, **options.limits}
-    if not limits:
-        return [()] * len(dag.nodes), []
-    names = sorted(limits)
-    room = [int(limits[name]) for name in names]
-    by_member: dict[str, list[int]] = {}
-    for g, name in enumerate(names):
-        for member in itertools.chain((name,), options.pools.get(name, ())):
-            by_member.setdefault(member, []).append(g)
-    cache: dict[str, tuple[int, ...]] = {}
-    groups: list[tuple[int, ...]] = []
-    for n in dag.nodes:
-        key = n.resource.key
-        found = cache.get(key)
-        if found is None:
-            both = by_member.get(n.resource.type, []) + by_member.get(key, [])
-            found = cache[key] = tuple(sorted(set(both)))
-        groups.append(found)
-    return groups, room
-
-
-
-
-def _critical_order(preds: list[list[int]], succs: list[list[int]]) -> tuple[list[int], list[int]]:
-    """Node -> rank and rank -> node, most critical first.
-
-    A node's criticality is its bottom level: the most hooks on a path from
-    it to a sink, itself included. Starting the longest chains first keeps
-    every worker busy to the end instead of leaving one chain to run alone
-    (list scheduling's critical-path rule); ties go to the lowest node index,
-    so the order is total and the same in every run.
-    """
-    n = len(succs)
-    level = [1] * n
-    left = [len(s) for s in succs]
-    stack = [i for i in range(n) if not left[i]]
-    while stack:  # sinks first, each node once all its successors are known
-        i = stack.pop()
-        up = level[i] + 1
-        for p in preds[i]:
-            if up > level[p]:
-                level[p] = up
-            left[p] -= 1
-            if not left[p]:
-                stack.append(p)
-    by_rank = sorted(range(n), key=lambda i: i - level[i] * n)
-    rank = [0] * n
-    for r, i in enumerate(by_rank):
-        rank[i] = r
-    return rank, by_rank

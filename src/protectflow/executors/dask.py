@@ -18,7 +18,7 @@ from typing import Any
 from protectflow.dag.model import HookDAG
 from protectflow.errors import ExecutorError, MissingDependencyError
 from protectflow.executors._loop import Done, run_loop
-from protectflow.executors.invoke import HookCall, HookResult, failed_result, invoke_hook
+from protectflow.executors.invoke import HookCall, HookResult, failed_result, invoke_chain
 from protectflow.executors.options import RunOptions
 from protectflow.executors.report import RunReport
 
@@ -69,6 +69,11 @@ class DaskExecutor:
     prefetch
         Hooks handed to dask per worker thread, so that a thread never waits
         for a round trip to the scheduling loop.
+    chain
+        The most hooks one dask task runs, one after the other: a hook and
+        those that can become ready only through it (see ``run_loop``). Fewer,
+        longer tasks spare dask's scheduler, which on a small machine cannot
+        start a task per 10 ms hook on every thread. 1 turns it off.
 
     Raises
     ------
@@ -91,6 +96,7 @@ class DaskExecutor:
         client: Any = None,
         connect_timeout: float = 5.0,
         prefetch: int = 4,
+        chain: int = 4,
     ) -> None:
         try:
             import distributed  # noqa: F401
@@ -99,6 +105,7 @@ class DaskExecutor:
         self.scheduler, self.workers, self.client = scheduler, workers, client
         self.threads_per_worker, self.processes = threads_per_worker, processes
         self.connect_timeout, self.prefetch = connect_timeout, max(1, prefetch)
+        self.chain = max(1, chain)
         if scheduler is not None and client is None:
             # Operations make their executor before they write to the bank: a
             # scheduler that is not there must fail here, not after protect has
@@ -143,10 +150,10 @@ class DaskExecutor:
             return self._run(client, dag, options or RunOptions(), threads)
 
     def _run(self, client: Any, dag: HookDAG, options: RunOptions, threads: int) -> RunReport:
-        # Key -> (call, done, future) of every hook handed to dask and not yet
-        # back. Touched by the loop's thread, the client's event loop and the
+        # Key -> the task of every chain handed to dask and not yet all back.
+        # Touched by the loop's thread, the client's event loop and the
         # watcher: under ``lock``.
-        pending: dict[str, tuple[HookCall, Done, Any]] = {}
+        pending: dict[str, _Task] = {}
         lock = threading.Lock()
         token = f"protectflow-{next(_runs)}-{id(dag):x}"
         topic = f"protectflow-results-{client.id}"
@@ -158,11 +165,10 @@ class DaskExecutor:
         def pushed(key: str, result: HookResult) -> None:
             # On the client's event loop.
             with lock:
-                found = pending.pop(key, None)
-                if found is not None:
-                    settled.append(found[2])
-            if found is not None:
-                found[1](result)
+                task = pending.get(key)
+                if task is not None and task.deliver(result):
+                    del pending[key]
+                    settled.append(task.future)
 
         def submit(calls: list[HookCall], done: Done) -> None:
             # One message to the scheduler for the whole batch.
@@ -174,15 +180,23 @@ class DaskExecutor:
                                retries=0)
             with lock:
                 for key, call, future in zip(keys, calls, batch, strict=True):
-                    pending[key] = (call, done, future)
+                    pending[key] = _Task([call, *call.then], done, future)
 
         def abandon(indices: Iterable[int]) -> None:
             left = set(indices)
             with lock:
-                lost = [k for k, (c, _, _) in pending.items() if c.index in left]
-                futures = [pending.pop(k)[2] for k in lost]
+                lost = [k for k, t in pending.items() if left & {c.index for c in t.calls}]
+                futures = [pending.pop(k).future for k in lost]
             if futures:
                 client.cancel(futures)
+
+        def halt() -> None:
+            # Chains check this before each next hook; a few ms to reach the
+            # workers, once per run.
+            try:
+                client.run(_halt, token, wait=False)
+            except Exception as err:  # the chains then run to their end
+                logging.getLogger(__name__).warning("could not halt chains: %r", err)
 
         _ROUTES[token] = pushed
         client.subscribe_topic(topic, _route)
@@ -191,7 +205,7 @@ class DaskExecutor:
         watcher.start()
         try:
             return run_loop(dag, options, submit=submit, capacity=threads * self.prefetch,
-                            executor=self.name, abandon=abandon)
+                            executor=self.name, abandon=abandon, chain=self.chain, halt=halt)
         finally:
             _ROUTES.pop(token, None)
             stop.set()
@@ -212,25 +226,57 @@ def _route(event: tuple[float, Any]) -> None:
         to(key, pickle.loads(blob))
 
 
-def _run_hook(call: HookCall, key: str, *, topic: str) -> HookResult:
-    """The dask task: run the hook and push its result to the client at once.
+class _Task:
+    """A chain handed to dask as one task: its calls, and how many of their
+    results have been passed on to the loop."""
+
+    __slots__ = ("calls", "done", "future", "next")
+
+    def __init__(self, calls: list[HookCall], done: Done, future: Any) -> None:
+        self.calls, self.done, self.future, self.next = calls, done, future, 0
+
+    def deliver(self, result: HookResult) -> bool:
+        """Pass ``result`` on, if it is the next one; True when no more come."""
+        if result.index != self.calls[self.next].index:
+            return False
+        self.next += 1
+        self.done(result)
+        return result.state != "succeeded" or self.next == len(self.calls)
+
+
+#: Tokens of the runs whose chains must start no further hook (in each worker
+#: process; a few bytes per stopped run).
+_HALTED: set[str] = set()
+
+
+async def _halt(token: str) -> None:  # a coroutine: run with wait=False
+    _HALTED.add(token)
+
+
+def _run_hook(call: HookCall, key: str, *, topic: str) -> list[HookResult]:
+    """The dask task: run the hook, then its chain, pushing each result to the
+    client at once.
 
     The result travels as a structured event on the streams dask already
     keeps open (worker to scheduler, scheduler to client), ahead of the
     task's own completion, so the client needs no gather round trip and no
     callback per future. It is pickled here: the scheduler passes it on
     without unpickling, and so needs no protectflow. The task also returns
-    it, for the watcher to fetch should the event never come.
+    them, for the watcher to fetch should the events never come.
     """
     from distributed import get_worker
 
-    result = invoke_hook(call)
-    get_worker().log_event(topic, [key, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)])
-    return result
+    worker = get_worker()
+    token = key.split("-", 1)[1]
+
+    def report(result: HookResult) -> None:
+        worker.log_event(topic, [key, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)])
+
+    return invoke_chain(call, report, lambda: token in _HALTED)
 
 
 def _watch(
-    pending: dict[str, tuple[HookCall, Done, Any]],
+    pending: dict[str, _Task],
     settled: list[Any],
     lock: threading.Lock,
     stop: threading.Event,
@@ -241,21 +287,25 @@ def _watch(
     while not stop.wait(_WATCH):
         with lock:
             settled[:] = [f for f in settled if f.status == "pending"]
-            gone = [(k, v) for k, v in pending.items() if v[2].status != "pending"]
-        for key, (call, done, future) in gone:
-            if future.status == "finished":
-                # The event comes before the task's completion: give it a
-                # moment before fetching the result.
+            gone = [(k, t) for k, t in pending.items() if t.future.status != "pending"]
+        for key, task in gone:
+            if task.future.status == "finished":
+                # The events come before the task's completion: give them a
+                # moment before fetching the results.
                 stop.wait(_WATCH)
+            results = _results(task)
             with lock:
                 if pending.pop(key, None) is None:
                     continue
-            done(_result(call, future))
+                for result in results:
+                    if task.deliver(result):
+                        break
 
 
-def _result(call: HookCall, future: Any) -> HookResult:
+def _results(task: _Task) -> list[HookResult]:
     try:
-        result: HookResult = future.result()
+        results: list[HookResult] = task.future.result()
     except BaseException as err:  # a lost worker, a call that would not pickle
-        return failed_result(call, err, worker="dask")
-    return result
+        # The hooks before the next one have been reported; that one failed.
+        return [failed_result(task.calls[task.next], err, worker="dask")]
+    return results

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -24,10 +24,14 @@ import attrs
 from protectflow.dag.model import HookNode
 from protectflow.plugins.registry import get_registry
 
-__all__ = ["ErrorInfo", "HookCall", "HookResult", "OperationLog", "failed_result", "invoke_hook"]
+__all__ = ["SKIPPED", "ErrorInfo", "HookCall", "HookResult", "OperationLog", "failed_result",
+           "invoke_chain", "invoke_hook"]
 
 #: Operations whose hooks get ``new_resources``.
 NEW_RESOURCES_OPERATIONS = frozenset(("restore", "verify"))
+
+#: The state of a chained hook that was not started: the run was stopping.
+SKIPPED = "skipped"
 
 _PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -94,6 +98,9 @@ class HookCall:
     #: Seconds per attempt, overriding the Operation's ``timeout``; ``None``
     #: keeps the Operation's, ``0`` means none.
     timeout: float | None = None
+    #: Hooks to run after this one, each once the one before it succeeded
+    #: (a chain: see ``run_loop``); their ``view`` is left for the runner.
+    then: tuple[HookCall, ...] = ()
 
 
 @attrs.frozen
@@ -172,6 +179,34 @@ def invoke_hook(call: HookCall) -> HookResult:
         writes=_writes(call.view, new), log=tuple(log.messages),
         retries=retries, retry_delay=delay,
     )
+
+
+def invoke_chain(
+    call: HookCall, report: Callable[[HookResult], None], halted: Callable[[], bool]
+) -> list[HookResult]:
+    """Run ``call``, then each of ``call.then`` while the one before succeeded.
+
+    ``report`` gets each result as it comes. Once ``halted()`` is true, the
+    next hook is not started but reported ``skipped``, and the chain ends.
+    Each chained hook has one predecessor, the hook before it: its view is
+    that one's plus that one's writes, as the loop's ``Views`` would make it.
+    """
+    results = [invoke_hook(call)]
+    report(results[0])
+    for link in call.then:
+        last = results[-1]
+        if last.state != "succeeded":
+            break
+        if halted():
+            report(HookResult(link.index, link.attempt, SKIPPED, last.end, last.end, last.worker))
+            break
+        view = call.view
+        if view is not None and last.writes:
+            view = {**view, **last.writes}
+        call = attrs.evolve(link, view=view)
+        results.append(invoke_hook(call))
+        report(results[-1])
+    return results
 
 
 def _run_with_timeout(
