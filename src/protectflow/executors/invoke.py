@@ -187,10 +187,18 @@ def invoke_chain(
     """Run ``call``, then each of ``call.then`` while the one before succeeded.
 
     ``report`` gets each result as it comes. Once ``halted()`` is true, the
-    next hook is not started but reported ``skipped``, and the chain ends.
+    next hook is not started but reported ``skipped``, and the chain ends;
+    that holds for the first hook too, so a task that waited in a worker's
+    queue while the run stopped starts nothing.
     Each chained hook has one predecessor, the hook before it: its view is
     that one's plus that one's writes, as the loop's ``Views`` would make it.
     """
+    if halted():
+        now = time.time()
+        skipped = HookResult(call.index, call.attempt, SKIPPED, now, now,
+                             f"{_PROCESS}/{threading.current_thread().name}")
+        report(skipped)
+        return [skipped]
     results = [invoke_hook(call)]
     report(results[0])
     for link in call.then:
