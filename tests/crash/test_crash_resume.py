@@ -49,6 +49,8 @@ def test_resume_on_another_executor(tmp_path: Path, executor: str) -> None:
     resumed = [r for r in result.report.hooks.values() if r.resumed]
     assert len(resumed) >= 15  # the batch that recorded the 15th end
     assert all(r.attempts == 0 and r.output for r in resumed)
+    # and every other hook ran exactly once (no retries asked for)
+    assert all(r.attempts == 1 for r in result.report.hooks.values() if not r.resumed)
     done, _ = check_no_rerun_of_successes(result.checkpoint)
     assert done == len(result.report.hooks)
     reference = operations.protect(plan, bank=tmp_path / "ref", executor="serial")

@@ -7,6 +7,8 @@ names the run it resumes. In the bank, under ``checkpoints/ID/``::
                                   fingerprints, plugin versions, executor, owner,
                                   and the run it resumes (or null)
     journal/<RUN>/e/<SEQ>         one batch of entries (a JSON list), SEQ = 0, 1...
+    journal/<RUN>/w/<LINK>        entries a worker recorded inside a chain of
+                                  hooks, before starting the next one
     journal/<RUN>/end             how the run ended, when it did
 
 ``RUN`` sorts by start time. Each object is written whole and atomically
@@ -75,6 +77,14 @@ class BankJournal:
         self._ended = ended
         _faults.after_journal(ended)
 
+    def record_link(self, name: str, entries: list[dict[str, Any]]) -> None:
+        """Write ``entries`` from wherever a chain of hooks runs (a dask worker
+        in another process: a journal pickles with its checkpoint), durably,
+        under a ``name`` of the writer's own.
+        """
+        batch = [_jsonable(e) for e in entries]
+        self.checkpoint.bank.update_object(f"{self.prefix}w/{name}", batch)
+
     def finish(self, state: str) -> None:
         """Record how the run ended (``succeeded``, ``failed``, ``cancelled``)."""
         self.checkpoint.bank.update_object(self.prefix + "end",
@@ -132,7 +142,7 @@ def read_journal(checkpoint: Checkpoint) -> list[JournalRun]:
             run["meta"] = bank.get_object(key)
         elif rest == "end":
             run["end"] = bank.get_object(key)
-        elif rest.startswith("e/"):
+        elif rest.startswith(("e/", "w/")):
             batch = bank.get_object(key)
             if not isinstance(batch, list):
                 raise BankError(f"journal batch {key!r} is not a list of entries")

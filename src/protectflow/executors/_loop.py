@@ -92,8 +92,10 @@ def run_loop(
     out stops, to stop them before their next hook.
     """
     run = _Run(dag, options, executor, capacity)
-    # A journal must record a success before its dependents start: no chains.
-    run.chain = max(1, chain) if options.journal is None else 1
+    # A journal must record a success before its dependents start: chains
+    # only with a journal a worker can write to (``record_link``).
+    linkable = options.journal is None or hasattr(options.journal, "record_link")
+    run.chain = max(1, chain) if linkable else 1
     run.halt = halt
     return run.run(submit, abandon)
 
@@ -156,9 +158,11 @@ class _Run:
         self.emit("run_started", message=f"{len(self.records)} hooks on {self.executor}")
         if self.options.journal is not None:
             self.journal = JournalWriter(self.options.journal, self.queue.put)
-        for i, n in enumerate(self.waiting):
-            if n == 0:
-                self._enqueue(i)
+        # The roots first, then enqueue: taking a resumed hook's recorded
+        # result lowers its dependents' counts, and a count that reaches 0 on
+        # the way must not be enqueued a second time (a hook run twice).
+        for i in [i for i, n in enumerate(self.waiting) if n == 0]:
+            self._enqueue(i)
         try:
             self._loop(submit, abandon)
         finally:
@@ -341,7 +345,9 @@ class _Run:
             if j is not None:
                 self.claimed.add(j)
                 links.append(self._link(j))
-        return attrs.evolve(call, then=tuple(links)) if links else call
+        if not links:
+            return call
+        return attrs.evolve(call, then=tuple(links), journal=self.options.journal)
 
     def _next_link(self, i: int) -> int | None:
         """The most critical successor whose one unfinished predecessor is
@@ -397,8 +403,8 @@ class _Run:
         if r.state == SKIPPED:  # never started: as if never handed over
             record.attempts -= 1
             self._unchain(i)
-            if not self.stopping:
-                self._make_ready(i)
+            if not self.stopping and self.waiting[i] == 0:
+                self._make_ready(i)  # else its predecessor's release queues it
             return
         record.history.append(Attempt(r.attempt, r.state, r.start, r.end, r.worker))
         record.log.extend(r.log)
@@ -417,6 +423,10 @@ class _Run:
                 self._release_dependents(i)
                 self.follower.pop(i, None)
             else:  # its dependents wait until its success is durable
+                j = self.follower.pop(i, None)
+                if j is not None and j in self.claimed:
+                    # The worker recorded this success before it went on.
+                    self._adopt(j)
                 self.unflushed += 1
                 self.journal.add(_entry(record, r, output=r.output, new_resources=r.writes),
                                  gate=i)
@@ -443,6 +453,8 @@ class _Run:
     def _release_dependents(self, i: int) -> None:
         for s in self.succs[i]:
             self.waiting[s] -= 1
+            if s in self.inflight:
+                continue  # a chained hook, adopted when its worker went on
             if self.waiting[s] == 0 and self.records[s].state == _PENDING:
                 if s in self.claimed:
                     self._adopt(s)

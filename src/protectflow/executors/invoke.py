@@ -100,6 +100,9 @@ class HookCall:
     timeout: float | None = None
     #: Hooks to run after this one, each once the one before it succeeded
     #: (a chain: see ``run_loop``); their ``view`` is left for the runner.
+    #: Where a chain's hooks record their success before the next one starts
+    #: (the run's journal, when it can be written from a worker; head only).
+    journal: Any = None
     then: tuple[HookCall, ...] = ()
 
 
@@ -199,13 +202,14 @@ def invoke_chain(
                              f"{_PROCESS}/{threading.current_thread().name}")
         report(skipped)
         return [skipped]
+    journal = call.journal
     results = [invoke_hook(call)]
     report(results[0])
     for link in call.then:
         last = results[-1]
         if last.state != "succeeded":
             break
-        if halted():
+        if halted() or not _journal_link(journal, call, last, link):
             report(HookResult(link.index, link.attempt, SKIPPED, last.end, last.end, last.worker))
             break
         view = call.view
@@ -215,6 +219,26 @@ def invoke_chain(
         results.append(invoke_hook(call))
         report(results[-1])
     return results
+
+
+def _journal_link(journal: Any, call: HookCall, last: HookResult, link: HookCall) -> bool:
+    """Make ``last``'s success durable before ``link`` starts, as the loop does
+    for hooks it starts itself; False if the journal cannot (the loop then
+    starts ``link`` itself, once the success is recorded its own way)."""
+    if journal is None:
+        return True
+    now = time.time()
+    entries = [
+        {"node": call.node.id, "event": "succeeded", "attempt": last.attempt,
+         "time": last.end, "worker": last.worker, "output": last.output,
+         "new_resources": last.writes},
+        {"node": link.node.id, "event": "started", "attempt": link.attempt, "time": now},
+    ]
+    try:
+        journal.record_link(f"{last.index:09d}-{last.attempt}", entries)
+    except Exception:
+        return False
+    return True
 
 
 def _run_with_timeout(
