@@ -173,6 +173,10 @@ class AppProtectionPlugin(ProtectionPlugin):
     """Applications that group folders and databases and can be frozen."""
 
     supported_resource_types: ClassVar[tuple[str, ...]] = (APPLICATION,)
+    options_schema = OPTIONS_SCHEMA
+    restore_schema = EMPTY_SCHEMA
+    verify_schema = EMPTY_SCHEMA
+    saved_info_schema = SAVED_INFO_SCHEMA
 
     def get_protect_operation(self, resource: Resource) -> Operation:
         return AppProtectOperation()
@@ -194,22 +198,6 @@ class AppProtectionPlugin(ProtectionPlugin):
         """
         record = thaw_app(checkpoint, resource, by="on_failure")
         return {"thawed": bool(record and record.get("now"))}
-
-    @classmethod
-    def get_options_schema(cls, resource_type: str) -> dict[str, Any]:
-        return OPTIONS_SCHEMA
-
-    @classmethod
-    def get_restore_schema(cls, resource_type: str) -> dict[str, Any]:
-        return EMPTY_SCHEMA
-
-    @classmethod
-    def get_verify_schema(cls, resource_type: str) -> dict[str, Any]:
-        return EMPTY_SCHEMA
-
-    @classmethod
-    def get_saved_info_schema(cls, resource_type: str) -> dict[str, Any]:
-        return SAVED_INFO_SCHEMA
 
     @classmethod
     def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:

@@ -89,6 +89,13 @@ class ProtectionPlugin:
     #: :meth:`get_supported_resources_types` unless that is overridden.
     supported_resource_types: ClassVar[Sequence[str]] = ()
 
+    #: The schemas the ``get_*_schema`` methods return for every type, unless
+    #: they are overridden (any object by default).
+    options_schema: ClassVar[dict[str, Any]] = _ANY_OBJECT
+    saved_info_schema: ClassVar[dict[str, Any]] = _ANY_OBJECT
+    restore_schema: ClassVar[dict[str, Any]] = _ANY_OBJECT
+    verify_schema: ClassVar[dict[str, Any]] = _ANY_OBJECT
+
     def get_protect_operation(self, resource: Resource) -> Operation:
         return Operation()
 
@@ -111,17 +118,17 @@ class ProtectionPlugin:
     @classmethod
     def get_options_schema(cls, resource_type: str) -> dict[str, Any]:
         """JSON Schema of the parameters of a protect operation."""
-        return _ANY_OBJECT
+        return cls.options_schema
 
     @classmethod
     def get_saved_info_schema(cls, resource_type: str) -> dict[str, Any]:
         """JSON Schema of what a checkpoint keeps about a protected resource."""
-        return _ANY_OBJECT
+        return cls.saved_info_schema
 
     @classmethod
     def get_restore_schema(cls, resource_type: str) -> dict[str, Any]:
         """JSON Schema of the parameters of a restore operation."""
-        return _ANY_OBJECT
+        return cls.restore_schema
 
     @classmethod
     def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:
@@ -131,7 +138,7 @@ class ProtectionPlugin:
     @classmethod
     def get_verify_schema(cls, resource_type: str) -> dict[str, Any]:
         """JSON Schema of the parameters of a verify operation."""
-        return _ANY_OBJECT
+        return cls.verify_schema
 
     def on_failure(self, checkpoint: Any, resource: Resource, context: Any,
                    parameters: dict[str, Any], **kwargs: Any) -> Any:

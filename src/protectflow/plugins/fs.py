@@ -505,6 +505,10 @@ class FsProtectionPlugin(ProtectionPlugin):
     """Local directory trees, chunked and deduplicated in the bank."""
 
     supported_resource_types: ClassVar[tuple[str, ...]] = (DIRECTORY,)
+    options_schema = OPTIONS_SCHEMA
+    restore_schema = RESTORE_SCHEMA
+    verify_schema = VERIFY_SCHEMA
+    saved_info_schema = SAVED_INFO_SCHEMA
 
     def get_protect_operation(self, resource: Resource) -> Operation:
         return FsProtectOperation()
@@ -520,22 +524,6 @@ class FsProtectionPlugin(ProtectionPlugin):
 
     def get_delete_operation(self, resource: Resource) -> Operation:
         return _Hook("main", lambda c, r, p, k: delete_resource(c, r))
-
-    @classmethod
-    def get_options_schema(cls, resource_type: str) -> dict[str, Any]:
-        return OPTIONS_SCHEMA
-
-    @classmethod
-    def get_restore_schema(cls, resource_type: str) -> dict[str, Any]:
-        return RESTORE_SCHEMA
-
-    @classmethod
-    def get_verify_schema(cls, resource_type: str) -> dict[str, Any]:
-        return VERIFY_SCHEMA
-
-    @classmethod
-    def get_saved_info_schema(cls, resource_type: str) -> dict[str, Any]:
-        return SAVED_INFO_SCHEMA
 
     @classmethod
     def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:

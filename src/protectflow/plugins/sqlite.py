@@ -313,6 +313,10 @@ class SqliteProtectionPlugin(ProtectionPlugin):
     """SQLite database files, copied online and stored as chunks."""
 
     supported_resource_types: ClassVar[tuple[str, ...]] = (DATABASE,)
+    options_schema = OPTIONS_SCHEMA
+    restore_schema = RESTORE_SCHEMA
+    verify_schema = VERIFY_SCHEMA
+    saved_info_schema = SAVED_INFO_SCHEMA
 
     def get_protect_operation(self, resource: Resource) -> Operation:
         return SqliteProtectOperation("protect")
@@ -333,22 +337,6 @@ class SqliteProtectionPlugin(ProtectionPlugin):
                    parameters: dict[str, Any], **kwargs: Any) -> Any:
         """Remove the snapshot file of a protect that failed before storing it."""
         return {"discarded": discard_snapshot(checkpoint, resource)}
-
-    @classmethod
-    def get_options_schema(cls, resource_type: str) -> dict[str, Any]:
-        return OPTIONS_SCHEMA
-
-    @classmethod
-    def get_restore_schema(cls, resource_type: str) -> dict[str, Any]:
-        return RESTORE_SCHEMA
-
-    @classmethod
-    def get_verify_schema(cls, resource_type: str) -> dict[str, Any]:
-        return VERIFY_SCHEMA
-
-    @classmethod
-    def get_saved_info_schema(cls, resource_type: str) -> dict[str, Any]:
-        return SAVED_INFO_SCHEMA
 
     @classmethod
     def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:
