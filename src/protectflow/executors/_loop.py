@@ -419,7 +419,9 @@ class _Run:
             self.emit("succeeded", i, r.attempt)
             if self.views is not None:
                 self.views.done(i, r.writes)
-            if self.journal is None:
+            if self.journal is None or r.journaled:
+                if self.journal is not None:  # recorded by its worker: durable, no gate
+                    self.journal.add(_entry(record, r, output=r.output, new_resources=r.writes))
                 self._release_dependents(i)
                 self.follower.pop(i, None)
             else:  # its dependents wait until its success is durable

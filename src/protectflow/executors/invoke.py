@@ -124,6 +124,9 @@ class HookResult:
     #: that the scheduler never needs the plugins.
     retries: int = 0
     retry_delay: float = 0.1
+    #: The worker recorded this success in the run's journal before it
+    #: started the next hook of its chain: it is durable already.
+    journaled: bool = False
 
 
 def invoke_hook(call: HookCall) -> HookResult:
@@ -203,21 +206,28 @@ def invoke_chain(
         report(skipped)
         return [skipped]
     journal = call.journal
-    results = [invoke_hook(call)]
-    report(results[0])
-    for link in call.then:
-        last = results[-1]
-        if last.state != "succeeded":
+    results: list[HookResult] = []
+    links = iter(call.then)
+    while True:
+        last = invoke_hook(call)
+        link = next(links, None) if last.state == "succeeded" else None
+        if link is None:
+            results.append(last)
+            report(last)
             break
         if halted() or not _journal_link(journal, call, last, link):
+            results.append(last)
+            report(last)
             report(HookResult(link.index, link.attempt, SKIPPED, last.end, last.end, last.worker))
             break
+        # Reported once durable, so the loop may release its dependents at once.
+        last = attrs.evolve(last, journaled=journal is not None)
+        results.append(last)
+        report(last)
         view = call.view
         if view is not None and last.writes:
             view = {**view, **last.writes}
         call = attrs.evolve(link, view=view)
-        results.append(invoke_hook(call))
-        report(results[-1])
     return results
 
 
