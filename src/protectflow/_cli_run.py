@@ -140,9 +140,11 @@ def run_command(args: argparse.Namespace) -> int:
     dag, pools = _load_for_run(args.plan, args.operation)
     executor, options = executor_from_args(args)
     check_limits(dag, options.get("limits", {}), pools)
-    with progress(f"{dag.operation} ({executor.name})", len(dag.nodes)) as listener:
+    with progress(f"{dag.operation} ({executor.name})", len(dag.nodes)) as listener, \
+            _scratch_checkpoint(dag) as checkpoint:
         listeners = [listener] if listener is not None else []
-        report = run_dag(dag, executor, pools=pools, listeners=listeners, **options)
+        report = run_dag(dag, executor, pools=pools, listeners=listeners,
+                         checkpoint=checkpoint, **options)
     write_report_files(report, args)
     print_summary(report)
     if report.state == "cancelled":
@@ -152,6 +154,33 @@ def run_command(args: argparse.Namespace) -> int:
         bad = len(report.failed())
         raise RunFailed(f"the {dag.operation} run failed: {bad} hook(s) failed", report)
     return 0
+
+
+@contextmanager
+def _scratch_checkpoint(dag: Any) -> Iterator[Any]:
+    """A checkpoint in a throw-away bank for the hooks of a protect ``run``:
+    plugins that keep data in the bank work, and nothing outlives the run
+    (``protect`` keeps checkpoints). The other operations need a checkpoint
+    that holds data (``restore ID``...): their hooks get ``None`` here."""
+    import tempfile
+
+    if dag.operation != "protect":
+        yield None
+        return
+
+    from protectflow.bank import Bank, CheckpointStore
+    from protectflow.dag import jsonio
+    from protectflow.operations import default_owner
+
+    with tempfile.TemporaryDirectory(prefix="protectflow-run-") as folder:
+        graph = {"resources": [r.to_json() for r in dag.resources],
+                 "dependencies": [list(pair) for pair in dag.dependencies]}
+        checkpoint = CheckpointStore(Bank(folder)).create(
+            {"name": dag.plan or "run"}, graph, jsonio.fingerprint(dag), default_owner())
+        try:
+            yield checkpoint
+        finally:
+            checkpoint.release()
 
 
 def _load_for_run(path: str, operation: str | None) -> tuple[Any, dict[str, list[str]]]:
