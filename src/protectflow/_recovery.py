@@ -148,27 +148,20 @@ def plan_to_check(plan: Any, meta: Mapping[str, Any],
     return data
 
 
-def completed_hooks(
-    chain: list[JournalRun], dag: HookDAG | None = None, registry: str | None = None
-) -> dict[str, Recorded]:
-    """Node id -> its recorded success, over every run of the chain.
-
-    Given the DAG, a resource whose operation is ``atomic_prepare`` and whose
-    prepare_begin is journaled but not its prepare_finish has its window
-    broken: its prepare_begin and every hook after it run again.
-    """
+def completed_hooks(chain: list[JournalRun]) -> dict[str, Recorded]:
+    """Node id -> its recorded success, over every run of the chain."""
     done: dict[str, Recorded] = {}
     for run in chain:
         for node, entry in run.succeeded().items():
             done[node] = Recorded(entry.get("output"), entry.get("new_resources"))
-    if dag is not None:
-        for node in broken_windows(dag, done, registry):
-            done.pop(node, None)
     return done
 
 
 def broken_windows(dag: HookDAG, done: Mapping[str, Any], registry: str | None) -> set[str]:
-    """The journaled hooks a resume must run again (see :func:`completed_hooks`)."""
+    """The journaled hooks a resume must run again: a resource whose operation
+    is ``atomic_prepare`` and whose prepare_begin is journaled but not its
+    prepare_finish has its window broken, and its prepare_begin and every
+    hook after it run again."""
     from protectflow.plugins import get_registry
 
     plugins = get_registry(registry)

@@ -350,7 +350,8 @@ def resume(
     _recovery.check_resumable(chain[0] if chain else None, dag, plan_json,
                               checkpoint=checkpoint)
     journaled = _recovery.completed_hooks(chain)
-    options["completed"] = _recovery.completed_hooks(chain, dag, options.get("registry"))
+    redo = _recovery.broken_windows(dag, journaled, options.get("registry"))
+    options["completed"] = {k: v for k, v in journaled.items() if k not in redo}
     runner = steps.executor(executor, options, dag, checkpoint.plan)
     owner = owner or default_owner()
     checkpoint.acquire("protect", owner, ttl=steps.LEASE_TTL, reclaim_dead=True)
@@ -363,7 +364,7 @@ def resume(
     return _protect_into(checkpoint, dag, runner, owner=owner, plan_json=checkpoint.plan,
                          plan_source=meta.get("plan_source"), options=options,
                          resumes=chain[-1].run_id if chain else None,
-                         redo=set(journaled) - set(options["completed"]))
+                         redo=redo)
 
 
 # -- the operation bodies -------------------------------------------------------

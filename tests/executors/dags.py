@@ -44,3 +44,15 @@ def resource_graphs(draw: st.DrawFn, max_resources: int = 7) -> list[dict[str, A
             item["depends_on"] = [f"{types[j]}#r{j}" for j in sorted(deps)]
         resources.append(item)
     return resources
+
+
+def ancestors(preds: dict[str, list[str]], node: str) -> set[str]:
+    """Every node ``node`` waits for, directly or not."""
+    seen: set[str] = set()
+    stack = list(preds[node])
+    while stack:
+        p = stack.pop()
+        if p not in seen:
+            seen.add(p)
+            stack.extend(preds[p])
+    return seen

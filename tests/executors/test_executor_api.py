@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 import pytest
-from dags import flat, make_dag
+from dags import ancestors, flat, make_dag
 from executor_plugins import SPEC
 
 from protectflow.errors import ExecutorError, MissingDependencyError
@@ -147,20 +147,11 @@ def test_chains_fuse_single_predecessor_hooks_and_keep_views() -> None:
     for node, record in report.hooks.items():
         assert record.attempts == 1
         seen = record.output["seen"]
-        ancestors = {report.hooks[p].resource for p in _ancestors(preds, node)
-                     if p.endswith("/main")}
-        assert set(seen) == ancestors, node
+        wrote = {report.hooks[p].resource for p in ancestors(preds, node)
+                 if p.endswith("/main")}
+        assert set(seen) == wrote, node
 
 
-def _ancestors(preds: dict[str, list[str]], node: str) -> set[str]:
-    seen: set[str] = set()
-    stack = list(preds[node])
-    while stack:
-        p = stack.pop()
-        if p not in seen:
-            seen.add(p)
-            stack.extend(preds[p])
-    return seen
 
 
 def test_chains_stop_at_failure_and_after_halt() -> None:

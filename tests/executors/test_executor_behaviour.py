@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from dags import flat, make_dag, resource_graphs
+from dags import ancestors, flat, make_dag, resource_graphs
 from executor_plugins import SPEC
 from hypothesis import HealthCheck, given, settings
 
@@ -25,14 +25,7 @@ def run(make_executor: MakeExecutor, dag: HookDAG, **options: Any) -> RunReport:
 
 def expected_view(dag: HookDAG, node: str) -> dict[str, str]:
     """What a restore hook must see: the new ids its ancestors' main hooks wrote."""
-    preds = dag.predecessors()
-    seen: set[str] = set()
-    stack = list(preds[node])
-    while stack:
-        p = stack.pop()
-        if p not in seen:
-            seen.add(p)
-            stack.extend(preds[p])
+    seen = ancestors(dag.predecessors(), node)
     by_id = {n.id: n for n in dag.nodes}
     return {by_id[p].resource.key: f"restored-{by_id[p].resource.id}"
             for p in seen if by_id[p].hook == "main"}

@@ -221,13 +221,20 @@ class Bank:
             If the key is invalid or holds no object.
         """
         validate_key(key)
-        try:
+        with self._reading(key):
             data = self.backend.read(key)
+        return decode(data, key)
+
+    @contextlib.contextmanager
+    def _reading(self, key: str) -> Iterator[None]:
+        """The store's errors, as the bank's: a missing object, or one that
+        cannot be read."""
+        try:
+            yield
         except FileNotFoundError:
             raise BankError(f"no bank object {key!r} in {self.url}") from None
         except OSError as err:
             raise BankError(f"cannot read bank object {key!r} in {self.url}: {err}") from err
-        return decode(data, key)
 
     def has_object(self, key: str) -> bool:
         """Whether ``key`` holds an object.
@@ -361,10 +368,8 @@ class Bank:
             If the key is invalid or holds no object.
         """
         validate_key(key)
-        try:
+        with self._reading(key):
             f = self.backend.open_read(key)
-        except FileNotFoundError:
-            raise BankError(f"no bank object {key!r} in {self.url}") from None
         with f:
             head = f.read(HEADER_LEN)
             if not (head[:4] == MAGIC and head[5:6] == b"\n"):

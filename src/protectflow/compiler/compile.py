@@ -174,12 +174,13 @@ def _prune(dag: HookDAG, registry: Registry) -> HookDAG:
     """Drop the hooks the operation does not implement, keeping every ordering
     between the others: B stays reachable from A exactly when it was."""
     keep: set[str] = set()
-    cache: dict[tuple[str, type], tuple[str, ...]] = {}
+    implemented: dict[str, tuple[str, ...]] = {}  # resource key -> its hooks, asked once
     for node in dag.nodes:
-        plugin = registry.plugin(node.plugin)
-        op = plugin.get_operation(dag.operation, node.resource)
-        hooks = cache.setdefault((node.plugin, type(op)), implemented_hooks(op))
-        if node.hook in hooks:
+        key = node.resource.key
+        if key not in implemented:
+            op = registry.plugin(node.plugin).get_operation(dag.operation, node.resource)
+            implemented[key] = implemented_hooks(op)
+        if node.hook in implemented[key]:
             keep.add(node.id)
     preds: dict[str, dict[str, str]] = {n.id: {} for n in dag.nodes}
     succs: dict[str, dict[str, str]] = {n.id: {} for n in dag.nodes}

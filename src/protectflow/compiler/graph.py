@@ -36,15 +36,6 @@ class ResourceGraph:
         """Every ``(parent, child)`` pair, sorted."""
         return [(p, c) for p, cs in self.children.items() for c in cs]
 
-    def to_networkx(self) -> Any:
-        """The graph as a ``networkx.DiGraph`` of keys, parent -> child."""
-        import networkx as nx
-
-        g = nx.DiGraph()
-        g.add_nodes_from((k, {"resource": r}) for k, r in self.resources.items())
-        g.add_edges_from(self.dependencies())
-        return g
-
     def to_json(self) -> dict[str, Any]:
         return {
             "resources": [r.to_json() for r in self.resources.values()],
