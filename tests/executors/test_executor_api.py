@@ -6,6 +6,7 @@ import itertools
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -83,6 +84,56 @@ def test_dask_through_a_scheduler_address(dask_remote: str) -> None:
     pids = {r.output["pid"] for r in report.hooks.values()}
     import os
     assert os.getpid() not in pids
+
+
+def test_dask_runs_chains_on_its_runners(dask_procs: Any) -> None:
+    # chain > 1: each chain runs where its head runs, views and all.
+    from protectflow.compiler import compile_plan, load_plan
+    from protectflow.plugins import get_registry
+
+    dag = compile_plan(load_plan("examples/tenant.yaml"), "restore",
+                       registry=get_registry(SPEC), parameters={})
+    chained = get_executor("dask", client=dask_procs, chain=4).run(
+        dag, RunOptions(registry=SPEC))
+    serial = get_executor("serial").run(dag, RunOptions(registry=SPEC))
+    assert chained.state == "succeeded"
+    for node, record in serial.hooks.items():
+        assert chained.hooks[node].output["seen"] == record.output["seen"], node
+    same_thread = [(e.source, e.target) for e in dag.edges
+                   if chained.hooks[e.source].history[0].worker
+                   == chained.hooks[e.target].history[0].worker
+                   and chained.hooks[e.target].start - chained.hooks[e.source].end < 0.001]
+    assert same_thread  # some hooks did run as one chain
+
+
+def test_dask_runners_are_kept_per_client_and_their_threads_end_when_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from distributed import Client, LocalCluster
+
+    from protectflow.executors import dask as dask_executor
+
+    monkeypatch.setattr(dask_executor, "_IDLE", 0.3)
+
+    def hook_threads() -> int:
+        return sum(t.name == "protectflow-hook" for t in threading.enumerate())
+
+    with LocalCluster(n_workers=1, threads_per_worker=3, processes=False,
+                      dashboard_address=":0") as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        executor = get_executor("dask", client=client)
+        first = executor.run(make_dag(flat(6)), RunOptions(registry=SPEC))
+        runners = dask_executor._POOLS[client]
+        assert 0 < hook_threads() <= 3
+        second = executor.run(make_dag(flat(6)), RunOptions(registry=SPEC))
+        assert dask_executor._POOLS[client] is runners and len(runners.handles) == 1
+        assert first.state == second.state == "succeeded"
+        deadline = time.time() + 10
+        while hook_threads() and time.time() < deadline:
+            time.sleep(0.05)
+        assert hook_threads() == 0
+        # and they come back for the next run
+        assert executor.run(make_dag(flat(2)), RunOptions(registry=SPEC)).state == "succeeded"
 
 
 def test_unreachable_scheduler() -> None:

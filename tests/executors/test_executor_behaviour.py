@@ -105,6 +105,24 @@ def test_fail_fast(make_executor: MakeExecutor) -> None:
     assert report.counts()["cancelled"] >= 12
 
 
+def test_fail_fast_starts_nothing_handed_over_after_the_failure(
+    make_executor: MakeExecutor,
+) -> None:
+    # Twelve slow roots behind one that fails at once: every executor here
+    # has at most 4 threads, and those that hand hooks over ahead (dask)
+    # must not start any of them once the failure is known.
+    resources = [{"type": "OS::Cinder::Volume", "id": "a0"}, *flat(12, prefix="b")]
+    params = {"OS::Cinder::Volume": {"prepare_begin_seconds": 0.5},
+              "OS::Cinder::Volume#a0": {"fail": ["prepare_begin"], "prepare_begin_seconds": 0}}
+    report = run(make_executor, make_dag(resources, parameters=params))
+    hooks = report.hooks
+    assert hooks["OS::Cinder::Volume#a0/prepare_begin"].state == "failed"
+    started = [n for n, r in hooks.items() if r.state == "succeeded"]
+    assert len(started) <= 3, started  # those already running beside a0
+    assert all(n.endswith("/prepare_begin") for n in started)
+    assert report.counts()["cancelled"] == 4 * 13 - 4 - len(started)
+
+
 def test_keep_going(make_executor: MakeExecutor) -> None:
     report = run(make_executor, _failing_dag(slow=0.0), keep_going=True)
     assert report.state == "failed"

@@ -89,7 +89,8 @@ def run_loop(
     ``abandon`` is told which hooks are still running when a cancelled run's
     grace period is over. ``chain`` is the most hooks one call may carry
     (``HookCall.then``); ``halt`` is called once when a run that has chains
-    out stops, to stop them before their next hook.
+    or hooks out stops, to stop them before their next hook (an executor that
+    queues hooks where they run starts none of them after that).
     """
     run = _Run(dag, options, executor, capacity)
     # A journal must record a success before its dependents start: chains
@@ -241,7 +242,7 @@ class _Run:
                 self._cancel("cancelled")
 
     def _stop(self) -> None:
-        if not self.stopping and self.claimed and self.halt is not None:
+        if not self.stopping and (self.claimed or self.inflight) and self.halt is not None:
             self.halt()
         self.stopping = True
 
@@ -331,6 +332,7 @@ class _Run:
             registry=options.registry, checkpoint=options.checkpoint, context=options.context,
             view=self.views.view(i) if self.views is not None else None,
             target_checkpoint=options.target_checkpoint, timeout=options.timeout,
+            rank=self.rank[i],
         )
 
     # -- finishing hooks --------------------------------------------------

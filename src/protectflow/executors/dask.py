@@ -1,18 +1,29 @@
-"""The dask executor: the shared loop, with ``client.submit`` as its submit.
+"""The dask executor: the shared loop, with hook runners on the dask workers.
 
 Runs on a running ``dask.distributed`` cluster (``scheduler="tcp://..."`` or a
 ``client``), or on a LocalCluster it starts and stops itself. dask is imported
 only when this executor is made.
+
+Each worker holds a :class:`_Runner`, a dask actor that runs the hooks handed
+to it on threads of its own, as many as the worker has, most critical first.
+Why not one dask task per hook: a task costs the scheduler and the worker's
+event loop a millisecond or more, which a small machine cannot spend on every
+10 ms hook, and tasks queued on one worker cannot be moved to another that
+runs dry; a call to an actor goes to its worker alone, carries a whole batch,
+and the loop hands each runner only what its threads can start at once. The
+runners of a client are kept for its next runs; their threads end after a
+while without work.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
-import pickle
 import threading
-from collections.abc import Callable, Iterable, Iterator
+import weakref
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from protectflow.dag.model import HookDAG
@@ -20,12 +31,13 @@ from protectflow.errors import ExecutorError, MissingDependencyError
 from protectflow.executors._loop import Done, run_loop
 from protectflow.executors.invoke import HookCall, HookResult, failed_result, invoke_chain
 from protectflow.executors.options import RunOptions
-from protectflow.executors.report import RunReport
+from protectflow.executors.report import FAILED_STATES, RunReport
 
 __all__ = ["DaskExecutor"]
 
 _MISSING = "the dask executor needs 'distributed': pip install 'protectflow[dask]'"
 _runs = itertools.count()
+_IDLE = 30.0  # seconds a runner's thread waits for work before it ends
 
 
 def _probe(address: str, timeout: float) -> None:
@@ -53,7 +65,7 @@ def _probe(address: str, timeout: float) -> None:
 
 
 class DaskExecutor:
-    """Run hooks as dask tasks.
+    """Run hooks on the workers of a dask cluster.
 
     Parameters
     ----------
@@ -67,13 +79,15 @@ class DaskExecutor:
     connect_timeout
         Seconds to wait for ``scheduler`` before giving up.
     prefetch
-        Hooks handed to dask per worker thread, so that a thread never waits
-        for a round trip to the scheduling loop.
+        Hooks handed to a worker per thread of it, so that a thread never
+        waits for a round trip to the scheduling loop. Small: hooks handed to
+        one worker cannot move to another that runs dry.
     chain
-        The most hooks one dask task runs, one after the other: a hook and
-        those that can become ready only through it (see ``run_loop``). Fewer,
-        longer tasks spare dask's scheduler, which on a small machine cannot
-        start a task per 10 ms hook on every thread. 1 turns it off.
+        The most hooks one call runs, one after the other, where it runs: a
+        hook and those that can become ready only through it (see
+        ``run_loop``). Off (1) by default: a chain runs its followers ahead
+        of more critical hooks, and a runner needs no help to start hooks
+        quickly.
 
     Raises
     ------
@@ -95,8 +109,8 @@ class DaskExecutor:
         processes: bool = True,
         client: Any = None,
         connect_timeout: float = 5.0,
-        prefetch: int = 4,
-        chain: int = 4,
+        prefetch: int = 2,
+        chain: int = 1,
     ) -> None:
         try:
             import distributed  # noqa: F401
@@ -142,170 +156,289 @@ class DaskExecutor:
 
     def run(self, dag: HookDAG, options: RunOptions | None = None) -> RunReport:
         with self._connect() as client:
-            threads = sum(client.nthreads().values())
-            if threads == 0:
+            nthreads = {w: n for w, n in client.nthreads().items() if n > 0}
+            if not nthreads:
                 raise ExecutorError(
                     f"the dask cluster at {client.scheduler.address} has no workers"
                 )
-            return self._run(client, dag, options or RunOptions(), threads)
+            return self._run(client, dag, options or RunOptions(), nthreads)
 
-    def _run(self, client: Any, dag: HookDAG, options: RunOptions, threads: int) -> RunReport:
-        # Key -> the task of every chain handed to dask and not yet all back.
-        # Touched by the loop's thread, the client's event loop and the
-        # watcher: under ``lock``.
-        pending: dict[str, _Task] = {}
-        lock = threading.Lock()
-        token = f"protectflow-{next(_runs)}-{id(dag):x}"
-        topic = f"protectflow-results-{client.id}"
-        # Futures whose result arrived: held until dask too has them done,
-        # for releasing a key still processing costs the scheduler more.
-        settled: list[Any] = []
-        stop = threading.Event()
-
-        def pushed(key: str, result: HookResult) -> None:
-            # On the client's event loop.
-            with lock:
-                task = pending.get(key)
-                if task is not None and task.deliver(result):
-                    del pending[key]
-                    settled.append(task.future)
-
-        def submit(calls: list[HookCall], done: Done) -> None:
-            # One message to the scheduler for the whole batch.
-            # A task group (the key up to its first '-') per hook: a group
-            # this small is never queued on the scheduler as "root-ish", so
-            # tasks go to the workers at once, to run in priority order.
-            keys = [f"pf{c.index}_{c.attempt}-{token}" for c in calls]
-            batch = client.map(_run_hook, calls, keys, topic=topic, key=keys, pure=False,
-                               retries=0)
-            with lock:
-                for key, call, future in zip(keys, calls, batch, strict=True):
-                    pending[key] = _Task([call, *call.then], done, future)
-
-        def abandon(indices: Iterable[int]) -> None:
-            left = set(indices)
-            with lock:
-                lost = [k for k, t in pending.items() if left & {c.index for c in t.calls}]
-                futures = [pending.pop(k).future for k in lost]
-            if futures:
-                client.cancel(futures)
-
-        def halt() -> None:
-            # Chains check this before each next hook; a few ms to reach the
-            # workers, once per run.
-            try:
-                client.run(_halt, token, wait=False)
-            except Exception as err:  # the chains then run to their end
-                logging.getLogger(__name__).warning("could not halt chains: %r", err)
-
-        _ROUTES[token] = pushed
-        client.subscribe_topic(topic, _route)
-        watcher = threading.Thread(target=_watch, args=(pending, settled, lock, stop),
-                                   name="protectflow-dask-watch", daemon=True)
-        watcher.start()
+    def _run(self, client: Any, dag: HookDAG, options: RunOptions,
+             nthreads: dict[str, int]) -> RunReport:
+        runners = _runners(client, nthreads, self.connect_timeout)
+        # Without keep-going, a runner stops the run where a hook fails for
+        # good, before its next thread takes a hook the loop would not start.
+        stop = None if options.keep_going else (-1 if options.retries is None
+                                                else options.retries)
+        run = _PoolRun(runners, f"protectflow-{next(_runs)}-{id(dag):x}", nthreads,
+                       self.prefetch, stop)
         try:
-            return run_loop(dag, options, submit=submit, capacity=threads * self.prefetch,
-                            executor=self.name, abandon=abandon, chain=self.chain, halt=halt)
+            return run_loop(dag, options, submit=run.submit,
+                            capacity=sum(nthreads.values()) * self.prefetch,
+                            executor=self.name, abandon=run.abandon, chain=self.chain,
+                            halt=run.halt)
         finally:
-            _ROUTES.pop(token, None)
-            stop.set()
-            watcher.join(self.connect_timeout)
+            run.end()
 
 
-#: Run token -> where its pushed results go (one topic handler per client
-#: serves every run on it).
-_ROUTES: dict[str, Callable[[str, HookResult], None]] = {}
-
-_WATCH = 0.05  # seconds between looks for tasks that dask itself failed
+#: Client -> its runners, kept for its next runs.
+_POOLS: weakref.WeakKeyDictionary[Any, _Runners] = weakref.WeakKeyDictionary()
+_POOLS_LOCK = threading.Lock()
 
 
-def _route(event: tuple[float, Any]) -> None:
-    key, blob = event[1]
-    to = _ROUTES.get(key.split("-", 1)[1])
-    if to is not None:
-        to(key, pickle.loads(blob))
+def _runners(client: Any, nthreads: dict[str, int], timeout: float) -> _Runners:
+    with _POOLS_LOCK:
+        runners = _POOLS.get(client)
+        if runners is None:
+            runners = _POOLS[client] = _Runners(client)
+    runners.start(nthreads, timeout)
+    return runners
 
 
-class _Task:
-    """A chain handed to dask as one task: its calls, and how many of their
-    results have been passed on to the loop."""
+class _Handle:
+    """The client's side of one runner."""
 
-    __slots__ = ("calls", "done", "future", "next")
+    __slots__ = ("actor", "address", "alive", "future")
 
-    def __init__(self, calls: list[HookCall], done: Done, future: Any) -> None:
-        self.calls, self.done, self.future, self.next = calls, done, future, 0
+    def __init__(self, address: str, future: Any, actor: Any) -> None:
+        self.address, self.future, self.actor = address, future, actor
+        self.alive = True
+
+
+class _Runners:
+    """A client's runners, one per worker, and the runs that use them.
+
+    One poll per runner waits, on the client's event loop, for the results
+    of its hooks and passes them on to the run each belongs to.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.lock = threading.Lock()
+        self.handles: dict[str, _Handle] = {}
+        self.runs: dict[str, _PoolRun] = {}
+
+    def start(self, nthreads: dict[str, int], timeout: float) -> None:
+        """Start a runner on every worker in ``nthreads`` that has none."""
+        with self.lock:
+            new = sorted(w for w in nthreads
+                         if w not in self.handles or not self.handles[w].alive)
+        if not new:
+            return
+        futures = [
+            self.client.submit(_Runner, nthreads[w], actor=True, workers=[w],
+                               allow_other_workers=False, pure=False,
+                               key=f"protectflow-runner-{next(_runs)}")
+            for w in new
+        ]
+        for address, future in zip(new, futures, strict=True):
+            try:
+                actor = future.result(timeout=max(timeout, 30.0))
+            except Exception as err:
+                self.client.cancel(futures)
+                raise ExecutorError(
+                    f"could not start protectflow's hook runner on the dask worker "
+                    f"{address}: {err!r}; is protectflow installed where the workers run?"
+                ) from err
+            # An actor binds to the default client, which ours need not be.
+            actor._client, actor._future = self.client, future
+            handle = _Handle(address, future, actor)
+            with self.lock:
+                self.handles[address] = handle
+            self.client.loop.add_callback(self._poll, handle)
+
+    async def _poll(self, handle: _Handle) -> None:
+        while True:
+            try:
+                batch: list[tuple[str, HookResult]] = await handle.actor.results()
+            except Exception as err:  # its worker is gone
+                with self.lock:
+                    handle.alive = False
+                    runs = list(self.runs.values())
+                for run in runs:
+                    run.lost(handle, err)
+                return
+            with self.lock:
+                for token, result in batch:
+                    to = self.runs.get(token)
+                    if to is not None:
+                        to.deliver(handle, result)
+
+
+class _PoolRun:
+    """One run's share of the runners: what it handed to which."""
+
+    def __init__(self, runners: _Runners, token: str, nthreads: dict[str, int],
+                 prefetch: int, stop: int | None) -> None:
+        self.runners, self.token, self.stop = runners, token, stop
+        with runners.lock:
+            self.handles = [runners.handles[w] for w in sorted(nthreads)]
+            runners.runs[token] = self
+        self.room = {h.address: nthreads[h.address] * prefetch for h in self.handles}
+        # Per runner: hook index -> the chain it is in, for every chain not
+        # all back. Under the runners' lock (the loop's thread and the
+        # client's event loop both touch it).
+        self.chains: dict[str, dict[int, _Chain]] = {h.address: {} for h in self.handles}
+        self.stopping = False
+
+    def submit(self, calls: list[HookCall], done: Done) -> None:
+        batches: dict[str, list[HookCall]] = {}
+        lost: list[HookCall] = []
+        with self.runners.lock:
+            live = [h for h in self.handles if h.alive]
+            for call in calls:
+                if not live:
+                    lost.append(call)
+                    continue
+                handle = max(live, key=lambda h: self.room[h.address])
+                chain = _Chain([call, *call.then], done)
+                self.room[handle.address] -= len(chain.calls)
+                for c in chain.calls:
+                    self.chains[handle.address][c.index] = chain
+                batches.setdefault(handle.address, []).append(call)
+        for handle in self.handles:
+            batch = batches.get(handle.address)
+            if batch:
+                # Sent by the client's event loop.
+                handle.actor.run(self.token, batch, self.stop)
+        for call in lost:
+            done(failed_result(call, ExecutorError("no dask worker is left to run it"),
+                               worker="dask"))
+
+    def deliver(self, handle: _Handle, result: HookResult) -> None:
+        # Under the runners' lock, on the client's event loop.
+        chains = self.chains[handle.address]
+        chain = chains.get(result.index)
+        if chain is not None and chain.deliver(result):
+            for c in chain.calls:
+                chains.pop(c.index, None)
+            self.room[handle.address] += len(chain.calls)
+
+    def lost(self, handle: _Handle, err: BaseException) -> None:
+        with self.runners.lock:
+            chains = list({id(c): c for c in self.chains[handle.address].values()}.values())
+            self.chains[handle.address].clear()
+        for chain in chains:
+            # The hooks before the next one have been reported; that one failed.
+            chain.deliver(failed_result(chain.calls[chain.next], err,
+                                        worker=f"{handle.address} (lost)"))
+
+    def halt(self) -> None:
+        """The runners start no further hook of this run (it is stopping)."""
+        if not self.stopping:
+            self.stopping = True
+            for handle in self.handles:
+                if handle.alive:
+                    handle.actor.halt(self.token)
+
+    def abandon(self, indices: Iterable[int]) -> None:
+        self.halt()
+
+    def end(self) -> None:
+        with self.runners.lock:
+            self.runners.runs.pop(self.token, None)
+        if any(self.chains.values()):  # hooks still queued: do not start them
+            self.halt()
+
+
+class _Chain:
+    """A chain handed to a runner as one call: its calls, and how many of
+    their results have been passed on to the loop."""
+
+    __slots__ = ("calls", "done", "next")
+
+    def __init__(self, calls: list[HookCall], done: Done) -> None:
+        self.calls, self.done, self.next = calls, done, 0
 
     def deliver(self, result: HookResult) -> bool:
         """Pass ``result`` on, if it is the next one; True when no more come."""
-        if result.index != self.calls[self.next].index:
+        if self.next >= len(self.calls) or result.index != self.calls[self.next].index:
             return False
         self.next += 1
         self.done(result)
         return result.state != "succeeded" or self.next == len(self.calls)
 
 
-#: Tokens of the runs whose chains must start no further hook (in each worker
-#: process; a few bytes per stopped run).
-_HALTED: set[str] = set()
+class _Runner:
+    """The dask actor on a worker: runs the hooks it is handed on up to
+    ``threads`` threads of its own, most critical first, and keeps their
+    results until the client's poll takes them.
 
-
-async def _halt(token: str) -> None:  # a coroutine: run with wait=False
-    _HALTED.add(token)
-
-
-def _run_hook(call: HookCall, key: str, *, topic: str) -> list[HookResult]:
-    """The dask task: run the hook, then its chain, pushing each result to the
-    client at once.
-
-    The result travels as a structured event on the streams dask already
-    keeps open (worker to scheduler, scheduler to client), ahead of the
-    task's own completion, so the client needs no gather round trip and no
-    callback per future. It is pickled here: the scheduler passes it on
-    without unpickling, and so needs no protectflow. The task also returns
-    them, for the watcher to fetch should the events never come.
+    Its threads start with the first calls and end after ``_IDLE`` seconds
+    without any; the worker's own threads are left to other work.
     """
-    from distributed import get_worker
 
-    worker = get_worker()
-    token = key.split("-", 1)[1]
+    def __init__(self, threads: int) -> None:
+        import asyncio
+        import queue
 
-    def report(result: HookResult) -> None:
-        worker.log_event(topic, [key, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)])
+        from distributed import get_worker
 
-    return invoke_chain(call, report, lambda: token in _HALTED)
+        self._loop = get_worker().loop
+        self._threads = threads
+        self._queue: queue.PriorityQueue[tuple[int, int, str, HookCall]] = \
+            queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._lock = threading.Lock()
+        self._running = 0  # threads alive
+        self._done: list[tuple[str, HookResult]] = []
+        self._ready = asyncio.Event()
+        self._halted: set[str] = set()  # tokens of stopped runs (a few bytes each)
+        self._stops: dict[str, int] = {}  # token -> the retries after which it stops
 
+    async def run(self, token: str, calls: list[HookCall], stop: int | None) -> None:
+        """Queue ``calls``; with ``stop`` not ``None``, a hook that fails
+        with no retry left (``stop`` retries, or its Operation's if -1) halts
+        the run here at once, as the loop will once it hears of it."""
+        if stop is not None:
+            self._stops[token] = stop
+        for call in calls:
+            self._queue.put((call.rank, next(self._seq), token, call))
+        with self._lock:
+            start = min(self._threads - self._running, len(calls))
+            self._running += start
+        for _ in range(start):
+            threading.Thread(target=self._work, name="protectflow-hook", daemon=True).start()
 
-def _watch(
-    pending: dict[str, _Task],
-    settled: list[Any],
-    lock: threading.Lock,
-    stop: threading.Event,
-) -> None:
-    """Release settled futures; report the tasks dask itself failed (a lost
-    worker, a call that would not pickle), or that finished without their
-    result arriving."""
-    while not stop.wait(_WATCH):
-        with lock:
-            settled[:] = [f for f in settled if f.status == "pending"]
-            gone = [(k, t) for k, t in pending.items() if t.future.status != "pending"]
-        for key, task in gone:
-            if task.future.status == "finished":
-                # The events come before the task's completion: give them a
-                # moment before fetching the results.
-                stop.wait(_WATCH)
-            results = _results(task)
-            with lock:
-                if pending.pop(key, None) is None:
+    async def results(self) -> list[tuple[str, HookResult]]:
+        """The results not yet taken, once there is at least one."""
+        while True:
+            with self._lock:
+                if self._done:
+                    done, self._done = self._done, []
+                    return done
+            self._ready.clear()
+            with self._lock:
+                if self._done:
                     continue
-                for result in results:
-                    if task.deliver(result):
-                        break
+            await self._ready.wait()
 
+    async def halt(self, token: str) -> None:
+        self._halted.add(token)
+        self._stops.pop(token, None)
 
-def _results(task: _Task) -> list[HookResult]:
-    try:
-        results: list[HookResult] = task.future.result()
-    except BaseException as err:  # a lost worker, a call that would not pickle
-        # The hooks before the next one have been reported; that one failed.
-        return [failed_result(task.calls[task.next], err, worker="dask")]
-    return results
+    def _work(self) -> None:
+        import queue
+
+        while True:
+            try:
+                _, _, token, call = self._queue.get(timeout=_IDLE)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():
+                        self._running -= 1
+                        return
+                continue
+            invoke_chain(call, functools.partial(self._report, token),
+                         functools.partial(self._halted.__contains__, token))
+
+    def _report(self, token: str, result: HookResult) -> None:
+        stop = self._stops.get(token)
+        if stop is not None and result.state in FAILED_STATES \
+                and result.attempt > (result.retries if stop < 0 else stop):
+            self._halted.add(token)
+        with self._lock:
+            self._done.append((token, result))
+            first = len(self._done) == 1
+        if first:
+            self._loop.add_callback(self._ready.set)

@@ -104,6 +104,9 @@ class HookCall:
     #: (the run's journal, when it can be written from a worker; head only).
     journal: Any = None
     then: tuple[HookCall, ...] = ()
+    #: The loop's order of the hook: where an executor queues calls, a
+    #: smaller rank should start first (the most critical hook is 0).
+    rank: int = 0
 
 
 @attrs.frozen
