@@ -44,7 +44,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from protectflow import _faults
-from protectflow.bank._keys import TEMP_PREFIX
+from protectflow.bank._keys import TEMP_PREFIX, Parts
 
 #: Protocols whose single put is atomic, so no temporary object is needed.
 _ATOMIC_PUT = frozenset({"memory", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
@@ -102,15 +102,16 @@ class LocalBackend:
             os.makedirs(directory, exist_ok=True)
             return os.open(temp, flags, 0o644), temp
 
-    def _write_temp(self, path: str, data: bytes, durable: bool = True) -> str:
+    def _write_temp(self, path: str, data: Parts, durable: bool = True) -> str:
         fd, temp = self._open_temp(path)
         try:
-            view = memoryview(data)
-            budget = _faults.write_budget()  # a test hook: None unless asked for
-            if budget is not None:
-                view = _faulty_write(fd, view, budget)
-            while view:
-                view = view[os.write(fd, view):]
+            for part in data:
+                view = memoryview(part)
+                budget = _faults.write_budget()  # a test hook: None unless asked for
+                if budget is not None:
+                    view = _faulty_write(fd, view, budget)
+                while view:
+                    view = view[os.write(fd, view):]
             if self.fsync and (durable or _syncfs() is None):
                 os.fsync(fd)
         except BaseException:
@@ -120,7 +121,7 @@ class LocalBackend:
         os.close(fd)
         return temp
 
-    def write(self, key: str, data: bytes) -> None:
+    def write(self, key: str, data: Parts) -> None:
         path = self.path(key)
         temp = self._write_temp(path, data)
         try:
@@ -130,11 +131,11 @@ class LocalBackend:
                 os.unlink(temp)
             raise
 
-    def create_exclusive(self, key: str, data: bytes, durable: bool = True) -> bool:
+    def create_exclusive(self, key: str, data: Parts, durable: bool = True) -> bool:
         path = self.path(key)
-        if not durable and len(data) <= _SHARED_MAX and (
+        if not durable and sum(map(len, data)) <= _SHARED_MAX and (
                 not self.fsync or _syncfs() is not None):
-            created = self._link_shared(path, data)
+            created = self._link_shared(path, b"".join(data))
             if created is not None:
                 return created
         temp = self._write_temp(path, data, durable)
@@ -149,13 +150,14 @@ class LocalBackend:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
 
-    def _create_excl_fallback(self, path: str, data: bytes) -> bool:
+    def _create_excl_fallback(self, path: str, data: Parts) -> bool:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             return False
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for part in data:
+                f.write(part)
         return True
 
     def _link_shared(self, path: str, data: bytes) -> bool | None:
@@ -183,7 +185,7 @@ class LocalBackend:
         with self._templates_lock:
             template = self._templates.get(data)
             if template is None:
-                template = self._write_temp(os.path.join(self.root, "-"), data, False)
+                template = self._write_temp(os.path.join(self.root, "-"), (data,), False)
                 self._templates[data] = template
             return template
 
@@ -307,8 +309,9 @@ class FsspecBackend:
     def exists(self, key: str) -> bool:
         return bool(self.fs.isfile(self.path(key)))
 
-    def write(self, key: str, data: bytes) -> None:
+    def write(self, key: str, parts: Parts) -> None:
         path = self.path(key)
+        data = b"".join(parts)
         if self.atomic_put:
             self.fs.pipe_file(path, data)
             return
@@ -318,7 +321,7 @@ class FsspecBackend:
         self.fs.pipe_file(temp, data)
         self.fs.mv(temp, path)
 
-    def create_exclusive(self, key: str, data: bytes, durable: bool = True) -> bool:
+    def create_exclusive(self, key: str, data: Parts, durable: bool = True) -> bool:
         with _EXCLUSIVE_LOCK:
             if self.exists(key):
                 return False

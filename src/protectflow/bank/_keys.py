@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -97,10 +98,24 @@ def unsegment(quoted: str) -> str:
     return unquote(quoted)
 
 
+#: What a bank object is written from: its pieces, in order.
+Parts = Sequence[bytes | memoryview]
+
+
 def encode(value: Value) -> bytes:
     """Serialise ``value`` with its header."""
+    return b"".join(encode_parts(value))
+
+
+def encode_parts(value: Value) -> Parts:
+    """:func:`encode` in pieces: bytes are not copied behind their header
+    (a chunk of several MiB is written from the caller's buffer)."""
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return BYTES_HEADER + bytes(value)
+        return (BYTES_HEADER, memoryview(value).cast("B"))
+    return (_encode_text(value),)
+
+
+def _encode_text(value: Value) -> bytes:
     if isinstance(value, str):
         return MAGIC + KIND_STR + b"\n" + value.encode("utf-8")
     if value is None or isinstance(value, (dict, list, int, float)):

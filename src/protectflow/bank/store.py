@@ -21,7 +21,7 @@ from protectflow.bank._keys import (
     TEMP_PREFIX,
     Value,
     decode,
-    encode,
+    encode_parts,
     validate_key,
     validate_prefix,
 )
@@ -166,7 +166,7 @@ class Bank:
             refuses the write.
         """
         validate_key(key)
-        data = encode(value)
+        data = encode_parts(value)
         try:
             self.backend.write(key, data)
         except OSError as err:
@@ -190,7 +190,7 @@ class Bank:
             If the key is invalid or the store refuses the write.
         """
         validate_key(key)
-        data = encode(value)
+        data = encode_parts(value)
         try:
             return self.backend.create_exclusive(key, data, durable)
         except OSError as err:

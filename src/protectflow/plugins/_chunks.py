@@ -82,7 +82,7 @@ class ChunkError(BankError):
     """A chunk that is missing or whose bytes do not hash to its name."""
 
 
-def sha256(data: bytes | memoryview) -> str:
+def sha256(data: bytes | bytearray | memoryview) -> str:
     """The hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
 
@@ -132,7 +132,7 @@ class ChunkStore:
         return _ref_prefix(digest) + segment(self.owner)
 
     # -- protect --------------------------------------------------------------------
-    def add(self, digest: str, data: bytes | None = None,
+    def add(self, digest: str, data: bytes | bytearray | memoryview | None = None,
             load: Callable[[], bytes] | None = None) -> bool:
         """Reference chunk ``digest``; store its bytes if the bank lacks them.
 
@@ -259,14 +259,34 @@ class ChunkStore:
                 if key.endswith(suffix)]
 
 
-def read_pieces(path: str, chunk_size: int) -> Iterable[bytes]:
-    """Yield the file at ``path`` in pieces of ``chunk_size`` bytes."""
+def read_pieces(path: str, chunk_size: int) -> Iterable[memoryview]:
+    """Yield the file at ``path`` in pieces of ``chunk_size`` bytes.
+
+    Each piece is a view of one buffer, read into again for the next piece:
+    valid until the next one is asked for. Fresh buffers would cost a page
+    fault per 4 KiB each time, which on some virtual machines (memory just
+    given back to the host) is most of a protect's time.
+    """
+    buffer = bytearray(chunk_size)
     with open(path, "rb", buffering=0) as f:
         while True:
-            piece = f.read(chunk_size)
-            if not piece:
+            n = _fill(f, buffer)
+            if not n:
                 return
-            yield piece
+            yield memoryview(buffer)[:n]
+            if n < chunk_size:
+                return
+
+
+def _fill(f: Any, buffer: bytearray) -> int:
+    """Read into ``buffer`` until it is full or the file ends; bytes read."""
+    view, n = memoryview(buffer), 0
+    while n < len(view):
+        got = f.readinto(view[n:])
+        if not got:
+            break
+        n += got
+    return n
 
 
 def read_piece(path: str, index: int, chunk_size: int) -> bytes:
@@ -297,15 +317,10 @@ def store_file(store: ChunkStore, path: str,
     return digests, new, new_bytes, size
 
 
-def read_whole(path: str) -> bytes:
-    """The bytes of the file at ``path``."""
-    with open(path, "rb", buffering=0) as f:
-        return f.readall()
-
-
-def store_pack(store: ChunkStore,
-               paths: list[str]) -> tuple[str | None, list[tuple[int, int, str] | None], int]:
-    """Concatenate the files at ``paths`` into one pack chunk in ``store``.
+def store_pack(store: ChunkStore, paths: list[str], size_hint: int = 0,
+               ) -> tuple[str | None, list[tuple[int, int, str] | None], int]:
+    """Concatenate the files at ``paths`` into one pack chunk in ``store``;
+    ``size_hint``: their bytes, as scanned.
 
     Returns
     -------
@@ -314,21 +329,27 @@ def store_pack(store: ChunkStore,
         every file vanished; ``slices[i]`` is ``(offset, length, sha256)`` of
         file ``i`` in the pack, or None if it vanished since the scan.
     """
-    parts: list[bytes] = []
+    pack = bytearray(size_hint)  # filled in place: no buffer per file
+    used = 0
     slices: list[tuple[int, int, str] | None] = []
-    offset = 0
     for path in paths:
+        start = used
         try:
-            data = read_whole(path)
+            with open(path, "rb", buffering=0) as f:
+                while True:
+                    if used == len(pack):  # more than the scan saw: room for it
+                        pack.extend(bytes(max(1 << 16, len(pack) // 4)))
+                    got = f.readinto(memoryview(pack)[used:])
+                    if not got:
+                        break
+                    used += got
         except FileNotFoundError:
             slices.append(None)
             continue
-        parts.append(data)
-        slices.append((offset, len(data), sha256(data)))
-        offset += len(data)
-    if not parts:
+        slices.append((start, used - start, sha256(memoryview(pack)[start:used])))
+    if all(piece is None for piece in slices):
         return None, slices, 0
-    pack = b"".join(parts)
+    del pack[used:]
     digest = sha256(pack)
     return digest, slices, len(pack) if store.add(digest, pack) else 0
 

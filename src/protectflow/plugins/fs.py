@@ -311,7 +311,7 @@ def _store_group(store: ChunkStore, root: str,
                  group: list[dict[str, Any]]) -> tuple[int, int, int]:
     """Pack the files of ``group``; ``(new chunks, new bytes, files reused)``."""
     digest, slices, new_bytes = store_pack(
-        store, [os.path.join(root, e["path"]) for e in group])
+        store, [os.path.join(root, e["path"]) for e in group], sum(e["size"] for e in group))
     for e, piece in zip(group, slices, strict=True):
         if piece is None:
             e["vanished"] = True  # deleted since the scan: not in this checkpoint
