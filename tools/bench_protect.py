@@ -1,6 +1,6 @@
 """Protect a directory tree: protectflow's fs plugin against tar and restic.
 
-    python tools/bench_protect.py [--size-mb 1024] [--repeat N] [--dir DIR] [--keep]
+    python tools/bench_protect.py [--size-mb 1024] [--repeat 5] [--dir DIR] [--keep]
 
 Makes a tree of about ``--size-mb`` MB of random content (90% of the bytes in
 a few large files, 10% in many 4-64 KiB files), then times, side by side:
@@ -9,16 +9,21 @@ a few large files, 10% in many 4-64 KiB files), then times, side by side:
 - ``restic backup`` into a fresh repository, if ``restic`` is installed;
 - protectflow protect into a fresh local bank: through
   ``protectflow.operations.protect`` if it exists, else by calling the fs
-  plugin's hooks directly (the output says which).
+  plugin's hooks directly (the output says which); and again into a bank
+  without fsync (``protect --no-fsync``), to compare with tar like for like.
 
 Then it changes 1% of the files (one 4 KiB block in each) and runs all three
 again (tar in full; restic and protectflow incrementally). ``tar`` is timed
 twice: as is, and with an fsync of its output (``tar+fsync``), the
 like-for-like figure -- restic and protectflow make their data durable
 before they return. Each tool starts after a ``sync``, so none pays for
-another's writes. ``--repeat N`` runs N rounds into fresh repositories and
+another's writes, and each round starts at the next tool, so that over five
+rounds every tool runs once in every place (one that follows restic can be
+slower). ``--repeat N`` runs N rounds into fresh repositories and
 reports medians (the disk may be shared and noisy), then each target's
-ratio: first protect <= 1.5x tar, second protect faster than restic's.
+ratio: first protect <= 1.5x tar (durable protect against tar+fsync, and
+--no-fsync against tar; durable protect against plain tar is printed too),
+second protect faster than restic's.
 After each protectflow run it prints the bank's file and folder count: a
 first protect is bound by creating them (see the fs plugin's packs).
 """
@@ -98,8 +103,8 @@ def run_restic(tree: str, repo: str) -> None:
 class Protector:
     """protectflow protect of the tree, through operations or the fs hooks."""
 
-    def __init__(self, tree: str, bank_dir: str, workdir: str) -> None:
-        self.tree, self.bank_dir, self.workdir = tree, bank_dir, workdir
+    def __init__(self, tree: str, bank_dir: str, workdir: str, *, fsync: bool = True) -> None:
+        self.tree, self.bank_dir, self.workdir, self.fsync = tree, bank_dir, workdir, fsync
         try:
             from protectflow import operations
             self.operations: Any = operations
@@ -118,7 +123,7 @@ class Protector:
         from protectflow.dag.model import Resource
         from protectflow.plugins.fs import FsProtectOperation
 
-        bank = Bank(self.bank_dir)
+        bank = Bank(self.bank_dir, fsync=self.fsync)
         if self.operations is not None:
             result = self.operations.protect(self.plan, bank=bank, executor="serial")
             if not result.ok:
@@ -131,10 +136,11 @@ class Protector:
         return out
 
 
-TOOLS = ("tar", "tar+fsync", "restic", "protectflow")
-#: (run, numerator, denominator, limit): the issue's targets.
-TARGETS = (("first", "protectflow", "tar", 1.5), ("first", "protectflow", "tar+fsync", 1.5),
-           ("second", "protectflow", "restic", 1.0))
+TOOLS = ("tar", "tar+fsync", "restic", "protectflow", "pf --no-fsync")
+#: (run, numerator, denominator, limit): the issue's targets, like for like
+#: (durable against durable, page cache against page cache) and across.
+TARGETS = (("first", "protectflow", "tar+fsync", 1.5), ("first", "pf --no-fsync", "tar", 1.5),
+           ("first", "protectflow", "tar", 1.5), ("second", "protectflow", "restic", 1.0))
 
 
 def run_tar_fsync(tree: str, out: str) -> None:
@@ -151,6 +157,7 @@ def one_round(tree: str, work: str, paths: list[str], rep: int,
               has_restic: bool) -> dict[str, dict[str, float]]:
     """A first and a second (1% changed) run of every tool into fresh repositories."""
     protector = Protector(tree, os.path.join(work, "bank"), work)
+    unsynced = Protector(tree, os.path.join(work, "bank-nofsync"), work, fsync=False)
     results: dict[str, dict[str, float]] = {"first": {}, "second": {}}
     for run in ("first", "second"):
         if run == "second":
@@ -158,15 +165,20 @@ def one_round(tree: str, work: str, paths: list[str], rep: int,
         jobs = {"tar": lambda r=run: run_tar(tree, os.path.join(work, f"{r}.tar")),
                 "tar+fsync": lambda r=run: run_tar_fsync(tree, os.path.join(work, f"{r}-f.tar")),
                 "restic": lambda: run_restic(tree, os.path.join(work, "restic")),
-                "protectflow": protector}
-        for tool, job in jobs.items():
-            if tool == "restic" and not has_restic:
-                continue
+                "protectflow": protector, "pf --no-fsync": unsynced}
+        # Each round starts at another tool: a tool that runs right after
+        # restic (which churns through memory) runs slower on some machines,
+        # so every tool takes every place in turn (--repeat 5).
+        order = [t for t in TOOLS if t in jobs and (t != "restic" or has_restic)]
+        order = order[rep % len(order):] + order[:rep % len(order)]
+        for tool in order:
             subprocess.run(["sync"], check=False)  # no tool pays for another's writes
-            results[run][tool], _ = timed(job)
-        print(f"  {run} run: " + ", ".join(f"{k} {v:.2f} s" for k, v in results[run].items()))
+            results[run][tool], _ = timed(jobs[tool])
+        print(f"  {run} run: " + ", ".join(f"{k} {results[run][k]:.2f} s"
+                                           for k in TOOLS if k in results[run])
+              + f"  (in the order {', '.join(order)})")
         print(f"  protectflow bank: {inodes(os.path.join(work, 'bank'))}")
-    for name in ("bank", "restic"):
+    for name in ("bank", "bank-nofsync", "restic"):
         shutil.rmtree(os.path.join(work, name), ignore_errors=True)
     for run in results:
         for name in (f"{run}.tar", f"{run}-f.tar"):
@@ -202,8 +214,9 @@ def report(rounds: list[dict[str, dict[str, float]]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024)
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="rounds (fresh repositories each); medians are reported")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="rounds (fresh repositories each, each starting at the next "
+                        "tool); medians are reported")
     parser.add_argument("--dir", help="work folder (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)

@@ -22,6 +22,9 @@ def add_operation_parsers(
     p.add_argument("plan", metavar="PLAN")
     p.add_argument("--bank", help=bank_help + " (default: the plan's, then $PROTECTFLOW_BANK, "
                    "then a folder in your data directory)")
+    p.add_argument("--no-fsync", dest="fsync", action="store_false",
+                   help="write a local bank without fsync: faster, as safe if the process "
+                   "dies, but a power loss may take the checkpoint with it")
     executor_args(p)
     p.set_defaults(func=_protect)
 
@@ -110,7 +113,7 @@ def _finish(result: Any, what: str) -> int:
 def _protect(args: argparse.Namespace) -> int:
     from protectflow import operations
 
-    result = _run(args, operations.protect, args.plan)
+    result = _run(args, operations.protect, args.plan, fsync=args.fsync)
     print(f"checkpoint {result.checkpoint.id}: {result.checkpoint.status}")
     return _finish(result, f"protect of {args.plan}")
 

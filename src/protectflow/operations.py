@@ -71,11 +71,14 @@ def default_owner() -> str:
     return f"{user}@{socket.gethostname()}:{os.getpid()}"
 
 
-def open_store(bank: str | os.PathLike[str] | Bank | None = None) -> CheckpointStore:
-    """The checkpoints of ``bank`` (a URL, a folder, or the default bank)."""
+def open_store(bank: str | os.PathLike[str] | Bank | None = None, *,
+               fsync: bool = True) -> CheckpointStore:
+    """The checkpoints of ``bank`` (a URL, a folder, or the default bank);
+    ``fsync`` as :class:`~protectflow.bank.Bank`'s, for a bank given by name."""
     if isinstance(bank, Bank):
         return CheckpointStore(bank)
-    return CheckpointStore(Bank(os.fspath(bank) if bank is not None else default_bank_url()))
+    url = os.fspath(bank) if bank is not None else default_bank_url()
+    return CheckpointStore(Bank(url, fsync=fsync))
 
 
 def protect(
@@ -85,13 +88,16 @@ def protect(
     executor: str | Executor = "threads",
     parameters: Mapping[str, Mapping[str, Any]] | None = None,
     owner: str | None = None,
+    fsync: bool = True,
     **options: Any,
 ) -> OperationResult:
     """Protect the resources of ``plan`` into a new checkpoint.
 
     ``bank`` defaults to the plan's ``bank``, then to :func:`default_bank_url`;
     ``options`` go to :func:`protectflow.executors.run_dag` (``workers``,
-    ``keep_going``, ``limits``, ``listeners``...).
+    ``keep_going``, ``limits``, ``listeners``...). ``fsync=False`` writes a
+    local bank without fsync (a bank given by name): as safe when the process
+    dies, but a power loss may take the checkpoint with it.
 
     Raises
     ------
@@ -104,7 +110,7 @@ def protect(
         plan = load_plan(plan)
     dag = compile_plan(plan, "protect", parameters=parameters)
     runner = steps.executor(executor, options, dag, plan.to_json())
-    store = open_store(bank if bank is not None else plan.bank)
+    store = open_store(bank if bank is not None else plan.bank, fsync=fsync)
     owner = owner or default_owner()
     plan_json = plan.to_json()
     if parameters is not None:

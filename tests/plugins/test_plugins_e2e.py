@@ -51,3 +51,55 @@ def test_shop_protect_restore_verify_copy_delete(tmp_path: Path, executor: str) 
     params = {k: {"target": again} for k in params}
     assert operations.restore(copied.target.id, bank=other, parameters=params).ok
     assert not filecmp.dircmp(f"{target}/uploads", f"{again}/uploads").diff_files
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_protect_fsync_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              fsync: bool) -> None:
+    import os
+
+    shop = tmp_path / "shop"
+    plan = make_shop.make_shop(str(shop))
+    calls = {"fsync": 0, "syncfs": 0}
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        calls["fsync"] += 1
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    from protectflow.bank import _backend
+
+    real_syncfs = _backend._syncfs()
+    if real_syncfs is not None:
+        def counting_syncfs(fd: int) -> int:
+            calls["syncfs"] += 1
+            return int(real_syncfs(fd))
+
+        monkeypatch.setattr(_backend, "_syncfs", lambda: counting_syncfs)
+    bank_dir = tmp_path / "bank"
+    result = operations.protect(plan, bank=str(bank_dir), executor="serial", fsync=fsync)
+    assert result.ok, result.report
+    made_durable = calls["fsync"] + calls["syncfs"]
+    assert (made_durable > 0) is fsync, calls
+    # either way, a whole checkpoint that verifies
+    assert operations.verify(result.checkpoint.id, bank=str(bank_dir),
+                             executor="serial").ok
+
+
+def test_cli_protect_no_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from protectflow import cli
+
+    plan = make_shop.make_shop(str(tmp_path / "shop"))
+    fsyncs = []
+    monkeypatch.setattr(os, "fsync", fsyncs.append)
+    from protectflow.bank import _backend
+
+    monkeypatch.setattr(_backend, "_syncfs", lambda: None)  # then only os.fsync is left
+    bank = str(tmp_path / "bank")
+    assert cli.main(["protect", plan, "--bank", bank, "--no-fsync",
+                     "--executor", "serial"]) == 0
+    assert fsyncs == []
+    assert len(operations.open_store(bank).list()) == 1
