@@ -123,10 +123,10 @@ def test_dask_runners_are_kept_per_client_and_their_threads_end_when_idle(
             Client(cluster, set_as_default=False) as client:
         executor = get_executor("dask", client=client)
         first = executor.run(make_dag(flat(6)), RunOptions(registry=SPEC))
-        runners = dask_executor._POOLS[client]
+        runners = dask_executor._POOLS[client.id]
         assert 0 < hook_threads() <= 3
         second = executor.run(make_dag(flat(6)), RunOptions(registry=SPEC))
-        assert dask_executor._POOLS[client] is runners and len(runners.handles) == 1
+        assert dask_executor._POOLS[client.id] is runners and len(runners.handles) == 1
         assert first.state == second.state == "succeeded"
         deadline = time.time() + 10
         while hook_threads() and time.time() < deadline:

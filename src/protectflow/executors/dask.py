@@ -22,7 +22,6 @@ import functools
 import itertools
 import logging
 import threading
-import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -181,16 +180,19 @@ class DaskExecutor:
             run.end()
 
 
-#: Client -> its runners, kept for its next runs.
-_POOLS: weakref.WeakKeyDictionary[Any, _Runners] = weakref.WeakKeyDictionary()
+#: Client id -> its runners, kept for its next runs (those of closed
+#: clients are dropped at the next run).
+_POOLS: dict[str, _Runners] = {}
 _POOLS_LOCK = threading.Lock()
 
 
 def _runners(client: Any, nthreads: dict[str, int], timeout: float) -> _Runners:
     with _POOLS_LOCK:
-        runners = _POOLS.get(client)
-        if runners is None:
-            runners = _POOLS[client] = _Runners(client)
+        for key in [k for k, r in _POOLS.items() if r.client.status in ("closing", "closed")]:
+            del _POOLS[key]
+        runners = _POOLS.get(client.id)
+        if runners is None or runners.client is not client:
+            runners = _POOLS[client.id] = _Runners(client)
     runners.start(nthreads, timeout)
     return runners
 
