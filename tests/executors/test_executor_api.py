@@ -111,7 +111,7 @@ def test_dask_runners_are_kept_per_client_and_their_threads_end_when_idle(
 ) -> None:
     from distributed import Client, LocalCluster
 
-    from protectflow.executors import dask as dask_executor
+    from protectflow.executors import _dask_runners as dask_executor
 
     monkeypatch.setattr(dask_executor, "_IDLE", 0.3)
 

@@ -121,7 +121,7 @@ def test_delete_racing_a_protect_of_the_same_data(
     _make_tree(tree, 200, 2)
     old, new = new_checkpoint(bank), new_checkpoint(bank)
     fs.protect_tree(old, directory(tree), params)
-    bank.delete_object(fs._latest_key(directory(tree)))  # make the protect read every file
+    bank.delete_object(fs.latest_key(directory(tree)))  # make the protect read every file
     _race((_delete, bank.url, old.id, str(tree)),
           (_protect, bank.url, new.id, str(tree), params))
     assert fs.verify_resource(new, directory(tree), {})["chunks"] == chunks

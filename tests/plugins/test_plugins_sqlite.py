@@ -15,7 +15,8 @@ from plugin_helpers import new_checkpoint
 from protectflow.bank import Bank
 from protectflow.dag.model import Resource
 from protectflow.plugins import sqlite as sq
-from protectflow.plugins._chunks import ChunkStore, owner_id, store_file
+from protectflow.plugins._chunkfiles import store_file
+from protectflow.plugins._chunks import ChunkStore, owner_id
 from protectflow.plugins._local import LocalPluginError
 
 WRITER = """

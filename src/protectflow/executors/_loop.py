@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import attrs
 
 from protectflow.dag.model import HookDAG
+from protectflow.executors._chains import Chains
 from protectflow.executors._journal import Flushed, JournalWriter
 from protectflow.executors._order import critical_order, limit_groups
 from protectflow.executors._views import Views
@@ -96,7 +97,7 @@ def run_loop(
     # A journal must record a success before its dependents start: chains
     # only with a journal a worker can write to (``record_link``).
     linkable = options.journal is None or hasattr(options.journal, "record_link")
-    run.chain = max(1, chain) if linkable else 1
+    run.chains.length = max(1, chain) if linkable else 1
     run.halt = halt
     return run.run(submit, abandon)
 
@@ -134,10 +135,8 @@ class _Run:
         self.journal: JournalWriter | None = None
         self.unflushed = 0  # successes handed to the journal, not yet durable
         self.journal_error: BaseException | None = None
-        self.chain = 1
         self.halt: Callable[[], None] | None = None
-        self.claimed: set[int] = set()  # in a chain handed over, not started yet
-        self.follower: dict[int, int] = {}  # hook -> the next hook of its chain
+        self.chains = Chains(1, self.succs, self.waiting, self.groups, self.rank, self._chainable)
 
     # -- events -----------------------------------------------------------
 
@@ -242,7 +241,7 @@ class _Run:
                 self._cancel("cancelled")
 
     def _stop(self) -> None:
-        if not self.stopping and (self.claimed or self.inflight) and self.halt is not None:
+        if not self.stopping and (self.chains.claimed or self.inflight) and self.halt is not None:
             self.halt()
         self.stopping = True
 
@@ -340,30 +339,15 @@ class _Run:
     def _chained(self, i: int) -> HookCall:
         """The call of hook ``i``, carrying the chain that follows it."""
         call = self._call(i)
-        links: list[HookCall] = []
-        j: int | None = i
-        while len(links) + 1 < self.chain and j is not None:
-            j = self._next_link(j)
-            if j is not None:
-                self.claimed.add(j)
-                links.append(self._link(j))
+        links = self.chains.links(i)
         if not links:
             return call
-        return attrs.evolve(call, then=tuple(links), journal=self.options.journal)
+        return attrs.evolve(call, then=tuple(map(self._link, links)),
+                            journal=self.options.journal)
 
-    def _next_link(self, i: int) -> int | None:
-        """The most critical successor whose one unfinished predecessor is
-        ``i``, with no limit and (with views) no other predecessor, if any."""
-        best: int | None = None
-        for s in self.succs[i]:
-            if (self.waiting[s] == 1 and not self.groups[s] and s not in self.claimed
-                    and s not in self.resumed and self.records[s].state == _PENDING
-                    and (self.views is None or len(self.preds[s]) == 1)
-                    and (best is None or self.rank[s] < self.rank[best])):
-                best = s
-        if best is not None:
-            self.follower[i] = best
-        return best
+    def _chainable(self, s: int) -> bool:
+        return (s not in self.resumed and self.records[s].state == _PENDING
+                and (self.views is None or len(self.preds[s]) == 1))
 
     def _link(self, i: int) -> HookCall:
         # The executor fills in the view: its predecessor's plus its writes.
@@ -376,17 +360,10 @@ class _Run:
 
     def _adopt(self, i: int) -> None:
         """Chained hook ``i`` starts where its predecessor ran."""
-        self.claimed.discard(i)
+        self.chains.started(i)
         self.records[i].attempts = 1
         self.inflight[i] = 1
         self.emit("started", i, 1)
-
-    def _unchain(self, i: int) -> None:
-        """Hook ``i`` did not succeed: its chain stopped there."""
-        j = self.follower.pop(i, None)
-        while j is not None:
-            self.claimed.discard(j)
-            j = self.follower.pop(j, None)
 
     def _release(self, i: int) -> None:
         for g in self.groups[i]:
@@ -404,7 +381,7 @@ class _Run:
         record = self.records[i]
         if r.state == SKIPPED:  # never started: as if never handed over
             record.attempts -= 1
-            self._unchain(i)
+            self.chains.stopped(i)
             if not self.stopping and self.waiting[i] == 0:
                 self._make_ready(i)  # else its predecessor's release queues it
             return
@@ -425,17 +402,17 @@ class _Run:
                 if self.journal is not None:  # recorded by its worker: durable, no gate
                     self.journal.add(_entry(record, r, output=r.output, new_resources=r.writes))
                 self._release_dependents(i)
-                self.follower.pop(i, None)
+                self.chains.succeeded(i)
             else:  # its dependents wait until its success is durable
-                j = self.follower.pop(i, None)
-                if j is not None and j in self.claimed:
+                j = self.chains.succeeded(i)
+                if j is not None:
                     # The worker recorded this success before it went on.
                     self._adopt(j)
                 self.unflushed += 1
                 self.journal.add(_entry(record, r, output=r.output, new_resources=r.writes),
                                  gate=i)
             return
-        self._unchain(i)
+        self.chains.stopped(i)
         retries = self.options.retries if self.options.retries is not None else r.retries
         retrying = r.attempt <= retries and not self.stopping
         if self.journal is not None:
@@ -460,7 +437,7 @@ class _Run:
             if s in self.inflight:
                 continue  # a chained hook, adopted when its worker went on
             if self.waiting[s] == 0 and self.records[s].state == _PENDING:
-                if s in self.claimed:
+                if s in self.chains.claimed:
                     self._adopt(s)
                 else:
                     self._enqueue(s)

@@ -55,37 +55,29 @@ Manifest version 1 (no packs) is still read; a newer one is refused.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import shutil
-import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, ClassVar
 
-from protectflow.bank import Checkpoint
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError
 from protectflow.plugins import _tree
-from protectflow.plugins._chunks import (
-    ChunkError,
-    ChunkStore,
-    copy_all,
-    owner_id,
-    release_all,
-    reuse_file,
-    sha256,
-    store_file,
-    store_pack,
-    verify_all,
+from protectflow.plugins._chunkfiles import copy_all, release_all, verify_all
+from protectflow.plugins._fsprotect import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_PACK_SIZE,
+    MANIFEST,
+    latest_key,
+    protect_tree,
+    read_manifest,
+    store_of,
 )
 from protectflow.plugins._local import (
     LocalPluginError,
-    bank_of,
     clear_destination,
     get_json,
     object_schema,
-    resolve_path,
     restore_destination,
     section_of,
 )
@@ -94,17 +86,6 @@ from protectflow.plugins.base import Operation, ProtectionPlugin
 __all__ = ["DIRECTORY", "FsProtectionPlugin"]
 
 DIRECTORY = "protectflow::fs::Directory"
-MANIFEST = "manifest"
-MANIFEST_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
-#: 4 MiB: each chunk costs inodes (itself, its refs/ folder), which bound a
-#: first protect; an in-place edit of a large file re-stores one such chunk.
-DEFAULT_CHUNK_SIZE = 4 << 20
-DEFAULT_PACK_SIZE = 4 << 20
-_LATEST = "plugins/fs/latest/"
-#: Seconds between the syncs a protect makes while its workers still write.
-_EARLY_SYNC = 0.25
-
 _WORKERS = {"type": "integer", "minimum": 1, "maximum": 64, "default": 4,
             "description": "threads reading, hashing and storing chunks"}
 _PATTERNS = {"type": "array", "items": {"type": "string", "minLength": 1}, "default": []}
@@ -138,209 +119,6 @@ SAVED_INFO_SCHEMA = {
 }
 
 
-def _store(checkpoint: Any, resource: Resource, *, durable: bool = True) -> ChunkStore:
-    return ChunkStore(bank_of(checkpoint, resource), owner_id(checkpoint.id, resource.key),
-                      durable=durable)
-
-
-def _latest_key(resource: Resource) -> str:
-    return _LATEST + sha256(resource.key.encode())[:32]
-
-
-def read_manifest(section: Any, resource: Resource) -> dict[str, Any]:
-    """The manifest a protect committed for ``resource``.
-
-    Raises
-    ------
-    LocalPluginError
-        If the checkpoint holds none.
-    """
-    try:
-        manifest: dict[str, Any] = get_json(section, MANIFEST)
-    except BankError:
-        raise LocalPluginError(f"{resource.key}: the checkpoint holds no manifest for it; "
-                               "its protect did not finish") from None
-    _check_version(manifest, resource)
-    return manifest
-
-
-def _check_version(manifest: dict[str, Any], resource: Resource) -> None:
-    version = manifest.get("version")
-    if version not in _READABLE_VERSIONS:
-        raise LocalPluginError(
-            f"{resource.key}: its manifest has format version {version!r}; this protectflow "
-            f"reads versions {', '.join(map(str, _READABLE_VERSIONS))} -- upgrade it")
-
-
-def _previous_files(bank: Any, resource: Resource, chunk_size: int) -> dict[str, Any]:
-    """Path -> file entry of the last manifest committed for ``resource``."""
-    try:
-        latest = bank.get_object(_latest_key(resource))
-        old = Checkpoint(bank, latest["checkpoint"]).get_resource_bank_section(resource)
-        manifest = get_json(old, MANIFEST)
-    except (BankError, KeyError, TypeError):
-        return {}
-    if (manifest.get("chunk_size") != chunk_size
-            or manifest.get("version") not in _READABLE_VERSIONS):
-        return {}
-    return {e["path"]: e for e in manifest["entries"] if e["type"] == "file"}
-
-
-def _unchanged(entry: dict[str, Any], old: dict[str, Any] | None) -> bool:
-    return old is not None and all(
-        old.get(k) == entry[k] for k in ("size", "mtime_ns", "ctime_ns", "ino", "mode"))
-
-
-def protect_tree(checkpoint: Any, resource: Resource, parameters: dict[str, Any],
-                 log: Any = None) -> dict[str, Any]:
-    """Store the tree of ``resource`` in ``checkpoint``; returns statistics.
-
-    Raises
-    ------
-    LocalPluginError
-        If the path is not a folder.
-    """
-    root = resolve_path(resource)
-    if not os.path.isdir(root):
-        raise LocalPluginError(f"{resource.key}: {root} is not a folder")
-    section = section_of(checkpoint, resource)
-    store = _store(checkpoint, resource, durable=False)  # one sync before the manifest
-    chunk_size = int(parameters.get("chunk_size", DEFAULT_CHUNK_SIZE))
-    started = time.time()
-    previous = _previous_files(store.bank, resource, chunk_size)
-    skipped: list[str] = []
-    entries = _tree.scan(root, parameters.get("include", ()), parameters.get("exclude", ()),
-                         skipped.append)
-    if skipped and log is not None:
-        log.warning(f"skipped {len(skipped)} special files, e.g. {skipped[0]}")
-
-    files = [e for e in entries if e["type"] == "file"]
-    pack_size = int(parameters.get("pack_size", DEFAULT_PACK_SIZE))
-    small = min(pack_size // 4, chunk_size)
-    reused, repack = _reuse_packs(store, files, previous)
-    large: list[dict[str, Any]] = []
-    to_pack: list[dict[str, Any]] = []
-    for e in files:
-        if e["path"] in reused:
-            continue
-        old = previous.get(e["path"])
-        if e["path"] not in repack and old is not None and "chunks" in old \
-                and _unchanged(e, old):
-            large.append(e)  # reuse its chunks (they need no reading)
-        elif e["size"] < small:
-            to_pack.append(e)
-        else:
-            large.append(e)
-    # one job per large file and per pack, largest first, so that no big job
-    # starts last and runs alone
-    jobs: list[tuple[int, Callable[[], tuple[int, int, int]]]] = [
-        (e["size"], functools.partial(_store_entry, store, root, e, previous.get(e["path"]),
-                                      chunk_size)) for e in large]
-    jobs += [(sum(e["size"] for e in group), functools.partial(_store_group, store, root, group))
-             for group in _packs(to_pack, pack_size)]
-    jobs.sort(key=lambda job: -job[0])
-    with ThreadPoolExecutor(max_workers=int(parameters.get("workers", 4))) as pool:
-        futures = [pool.submit(job) for _, job in jobs]
-        # meanwhile, flush what is written so far: the disk works while the
-        # workers hash, and the final sync has little left to do
-        while wait(futures, timeout=_EARLY_SYNC).not_done:
-            store.sync()
-        results = [f.result() for f in futures]
-    vanished = {e["path"] for e in files if e.get("vanished")}
-    entries = [e for e in entries if e["path"] not in vanished]
-    manifest = {"version": MANIFEST_VERSION, "root": root, "chunk_size": chunk_size,
-                "pack_size": pack_size, "checkpoint": checkpoint.id,
-                "resource": resource.key, "entries": entries}
-    store.sync()  # every ref and chunk durable before the manifest that names them
-    section.update_object(MANIFEST, manifest)  # the commit
-    store.bank.update_object(_latest_key(resource), {"checkpoint": checkpoint.id})
-    return {"files": len(files) - len(vanished), "entries": len(entries),
-            "bytes": sum(e["size"] for e in entries if e["type"] == "file"),
-            "new_chunks": sum(r[0] for r in results), "new_bytes": sum(r[1] for r in results),
-            "reused_files": len(reused) + sum(r[2] for r in results),
-            "packs": len({e["pack"] for e in entries if "pack" in e}),
-            "started_at": started, "finished_at": time.time()}
-
-
-_PACKED = ("pack", "offset", "length", "sha256")
-
-
-def _reuse_packs(store: ChunkStore, files: list[dict[str, Any]],
-                 previous: dict[str, Any]) -> tuple[set[str], set[str]]:
-    """Give unchanged packed files their previous pack slice, referencing each
-    pack once; returns ``(paths reused, paths whose pack the bank lost)``."""
-    by_pack: dict[str, list[dict[str, Any]]] = {}
-    for e in files:
-        old = previous.get(e["path"])
-        if old is not None and "pack" in old and _unchanged(e, old):
-            by_pack.setdefault(old["pack"], []).append(e)
-    reused: set[str] = set()
-    lost: set[str] = set()
-    for digest, group in by_pack.items():
-        try:
-            store.add(digest)  # no source to re-store it from: lost means repack
-        except ChunkError:
-            with contextlib.suppress(BankError):
-                store.release(digest)  # drop the ref just made
-            lost.update(e["path"] for e in group)
-            continue
-        for e in group:
-            old = previous[e["path"]]
-            e.update({k: old[k] for k in _PACKED})
-            reused.add(e["path"])
-    return reused, lost
-
-
-def _packs(files: list[dict[str, Any]], pack_size: int) -> list[list[dict[str, Any]]]:
-    """``files`` (sorted by path) in consecutive groups of about ``pack_size`` bytes."""
-    groups: list[list[dict[str, Any]]] = []
-    group: list[dict[str, Any]] = []
-    total = 0
-    for e in files:
-        group.append(e)
-        total += e["size"]
-        if total >= pack_size:
-            groups.append(group)
-            group, total = [], 0
-    if group:
-        groups.append(group)
-    return groups
-
-
-def _store_group(store: ChunkStore, root: str,
-                 group: list[dict[str, Any]]) -> tuple[int, int, int]:
-    """Pack the files of ``group``; ``(new chunks, new bytes, files reused)``."""
-    digest, slices, new_bytes = store_pack(
-        store, [os.path.join(root, e["path"]) for e in group], sum(e["size"] for e in group))
-    for e, piece in zip(group, slices, strict=True):
-        if piece is None:
-            e["vanished"] = True  # deleted since the scan: not in this checkpoint
-            continue
-        e.pop("chunks", None)
-        e["pack"], (e["offset"], e["length"], e["sha256"]) = digest, piece
-        e["size"] = piece[1]  # what was read, should the file have changed since the scan
-    return (1 if new_bytes else 0), new_bytes, 0
-
-
-def _store_entry(store: ChunkStore, root: str, entry: dict[str, Any],
-                 old: dict[str, Any] | None, chunk_size: int) -> tuple[int, int, int]:
-    """Chunk one file into the store; ``(new chunks, new bytes, files reused)``."""
-    path = os.path.join(root, entry["path"])
-    if old is not None and "chunks" in old and _unchanged(entry, old):
-        with contextlib.suppress(ChunkError, OSError):
-            new, new_bytes = reuse_file(store, path, old["chunks"], chunk_size)
-            entry["chunks"] = old["chunks"]
-            return new, new_bytes, 1
-    try:
-        digests, new, new_bytes, size = store_file(store, path, chunk_size)
-    except FileNotFoundError:
-        entry["vanished"] = True  # deleted since the scan: not in this checkpoint
-        return 0, 0, 0
-    entry["chunks"] = digests
-    entry["size"] = size  # what was read, should the file have changed since the scan
-    return new, new_bytes, 0
-
-
 def restore_tree(checkpoint: Any, resource: Resource, parameters: dict[str, Any]) -> str:
     """Rebuild the tree of ``resource`` at ``<target>/<id>``; returns that path.
 
@@ -359,7 +137,7 @@ def restore_tree(checkpoint: Any, resource: Resource, parameters: dict[str, Any]
     force = bool(parameters.get("force", False))
     if os.path.lexists(dest) and not force:
         clear_destination(dest, False, resource.key)  # refuses unless empty
-    store = _store(checkpoint, resource)
+    store = store_of(checkpoint, resource)
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     staging = os.path.join(os.path.dirname(dest),
                            f".{os.path.basename(dest)}.pf-restore-{checkpoint.id[:12]}")
@@ -404,7 +182,7 @@ def verify_resource(checkpoint: Any, resource: Resource,
         If a chunk is missing or corrupt.
     """
     manifest = read_manifest(section_of(checkpoint, resource), resource)
-    chunks, nbytes = verify_all(_store(checkpoint, resource), manifest_chunks(manifest),
+    chunks, nbytes = verify_all(store_of(checkpoint, resource), manifest_chunks(manifest),
                                 workers=int(parameters.get("workers", 4)),
                                 slices=manifest_slices(manifest))
     return {"chunks": chunks, "bytes": nbytes}
@@ -413,16 +191,16 @@ def verify_resource(checkpoint: Any, resource: Resource,
 def delete_resource(checkpoint: Any, resource: Resource) -> dict[str, Any]:
     """Release the resource's chunks, then its manifest; safe to rerun."""
     section = section_of(checkpoint, resource)
-    store = _store(checkpoint, resource)
+    store = store_of(checkpoint, resource)
     try:
         digests = manifest_chunks(get_json(section, MANIFEST))
     except BankError:  # no manifest: its protect died before the commit
         digests = store.orphan_refs()
     deleted = release_all(store, digests)
     with contextlib.suppress(BankError):
-        latest = store.bank.get_object(_latest_key(resource))
+        latest = store.bank.get_object(latest_key(resource))
         if latest.get("checkpoint") == checkpoint.id:
-            store.bank.delete_object(_latest_key(resource))
+            store.bank.delete_object(latest_key(resource))
     with contextlib.suppress(BankError):
         section.delete_object(MANIFEST)
     return {"released": len(set(digests)), "deleted_chunks": deleted}
@@ -441,7 +219,7 @@ def copy_chunks(checkpoint: Any, resource: Resource, digests: list[str],
     target = kwargs.get("target_checkpoint")
     if target is None:
         raise LocalPluginError(f"{resource.key}: copy needs a target_checkpoint")
-    copied = copy_all(_store(checkpoint, resource), _store(target, resource, durable=False),
+    copied = copy_all(store_of(checkpoint, resource), store_of(target, resource, durable=False),
                       digests)
     return {"chunks": len(set(digests)), "copied_chunks": copied}
 

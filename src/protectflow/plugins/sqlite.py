@@ -31,7 +31,8 @@ from urllib.parse import quote
 
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError
-from protectflow.plugins._chunks import ChunkStore, owner_id, release_all, sha256, store_file
+from protectflow.plugins._chunkfiles import release_all, store_file
+from protectflow.plugins._chunks import ChunkStore, owner_id, sha256
 from protectflow.plugins._local import (
     LocalPluginError,
     bank_of,

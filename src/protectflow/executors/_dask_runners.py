@@ -1,0 +1,297 @@
+"""The dask executor's hook runners, and the client's side of them.
+
+Each worker holds a :class:`_Runner`, a dask actor that runs the hooks handed
+to it on threads of its own, as many as the worker has, most critical first.
+Why not one dask task per hook: a task costs the scheduler and the worker's
+event loop a millisecond or more, which a small machine cannot spend on every
+10 ms hook, and tasks queued on one worker cannot be moved to another that
+runs dry; a call to an actor goes to its worker alone, carries a whole batch,
+and the loop hands each runner only what its threads can start soon. The
+runners of a client are kept for its next runs; their threads end after
+``_IDLE`` seconds without work.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from protectflow.errors import ExecutorError
+from protectflow.executors._loop import Done
+from protectflow.executors.invoke import HookCall, HookResult, failed_result, invoke_chain
+from protectflow.executors.report import FAILED_STATES
+
+__all__ = ["PoolRun", "runners"]
+
+_keys = itertools.count()
+_IDLE = 30.0  # seconds a runner's thread waits for work before it ends
+
+
+#: Client id -> its runners, kept for its next runs (those of closed
+#: clients are dropped at the next run).
+_POOLS: dict[str, _Runners] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def runners(client: Any, nthreads: dict[str, int], timeout: float) -> _Runners:
+    """The runners of ``client``, started on every worker in ``nthreads``."""
+    with _POOLS_LOCK:
+        for key in [k for k, r in _POOLS.items() if r.client.status in ("closing", "closed")]:
+            del _POOLS[key]
+        runners = _POOLS.get(client.id)
+        if runners is None or runners.client is not client:
+            runners = _POOLS[client.id] = _Runners(client)
+    runners.start(nthreads, timeout)
+    return runners
+
+
+class _Handle:
+    """The client's side of one runner."""
+
+    __slots__ = ("actor", "address", "alive", "future")
+
+    def __init__(self, address: str, future: Any, actor: Any) -> None:
+        self.address, self.future, self.actor = address, future, actor
+        self.alive = True
+
+
+class _Runners:
+    """A client's runners, one per worker, and the runs that use them.
+
+    One poll per runner waits, on the client's event loop, for the results
+    of its hooks and passes them on to the run each belongs to.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.lock = threading.Lock()
+        self.handles: dict[str, _Handle] = {}
+        self.runs: dict[str, PoolRun] = {}
+
+    def start(self, nthreads: dict[str, int], timeout: float) -> None:
+        """Start a runner on every worker in ``nthreads`` that has none."""
+        with self.lock:
+            new = sorted(w for w in nthreads
+                         if w not in self.handles or not self.handles[w].alive)
+        if not new:
+            return
+        futures = [
+            self.client.submit(_Runner, nthreads[w], actor=True, workers=[w],
+                               allow_other_workers=False, pure=False,
+                               key=f"protectflow-runner-{next(_keys)}")
+            for w in new
+        ]
+        for address, future in zip(new, futures, strict=True):
+            try:
+                actor = future.result(timeout=max(timeout, 30.0))
+            except Exception as err:
+                self.client.cancel(futures)
+                raise ExecutorError(
+                    f"could not start protectflow's hook runner on the dask worker "
+                    f"{address}: {err!r}; is protectflow installed where the workers run?"
+                ) from err
+            # An actor binds to the default client, which ours need not be.
+            actor._client, actor._future = self.client, future
+            handle = _Handle(address, future, actor)
+            with self.lock:
+                self.handles[address] = handle
+            self.client.loop.add_callback(self._poll, handle)
+
+    async def _poll(self, handle: _Handle) -> None:
+        while True:
+            try:
+                batch: list[tuple[str, HookResult]] = await handle.actor.results()
+            except Exception as err:  # its worker is gone
+                with self.lock:
+                    handle.alive = False
+                    runs = list(self.runs.values())
+                for run in runs:
+                    run.lost(handle, err)
+                return
+            with self.lock:
+                for token, result in batch:
+                    to = self.runs.get(token)
+                    if to is not None:
+                        to.deliver(handle, result)
+
+
+class PoolRun:
+    """One run's share of the runners: what it handed to which."""
+
+    def __init__(self, runners: _Runners, token: str, nthreads: dict[str, int],
+                 prefetch: int, stop: int | None) -> None:
+        self.runners, self.token, self.stop = runners, token, stop
+        with runners.lock:
+            self.handles = [runners.handles[w] for w in sorted(nthreads)]
+            runners.runs[token] = self
+        self.room = {h.address: nthreads[h.address] * prefetch for h in self.handles}
+        # Per runner: hook index -> the chain it is in, for every chain not
+        # all back. Under the runners' lock (the loop's thread and the
+        # client's event loop both touch it).
+        self.chains: dict[str, dict[int, _Chain]] = {h.address: {} for h in self.handles}
+        self.stopping = False
+
+    def submit(self, calls: list[HookCall], done: Done) -> None:
+        batches: dict[str, list[HookCall]] = {}
+        lost: list[HookCall] = []
+        with self.runners.lock:
+            live = [h for h in self.handles if h.alive]
+            for call in calls:
+                if not live:
+                    lost.append(call)
+                    continue
+                handle = max(live, key=lambda h: self.room[h.address])
+                chain = _Chain([call, *call.then], done)
+                self.room[handle.address] -= len(chain.calls)
+                for c in chain.calls:
+                    self.chains[handle.address][c.index] = chain
+                batches.setdefault(handle.address, []).append(call)
+        for handle in self.handles:
+            batch = batches.get(handle.address)
+            if batch:
+                # Sent by the client's event loop.
+                handle.actor.run(self.token, batch, self.stop)
+        for call in lost:
+            done(failed_result(call, ExecutorError("no dask worker is left to run it"),
+                               worker="dask"))
+
+    def deliver(self, handle: _Handle, result: HookResult) -> None:
+        # Under the runners' lock, on the client's event loop.
+        chains = self.chains[handle.address]
+        chain = chains.get(result.index)
+        if chain is not None and chain.deliver(result):
+            for c in chain.calls:
+                chains.pop(c.index, None)
+            self.room[handle.address] += len(chain.calls)
+
+    def lost(self, handle: _Handle, err: BaseException) -> None:
+        with self.runners.lock:
+            chains = list({id(c): c for c in self.chains[handle.address].values()}.values())
+            self.chains[handle.address].clear()
+        for chain in chains:
+            # The hooks before the next one have been reported; that one failed.
+            chain.deliver(failed_result(chain.calls[chain.next], err,
+                                        worker=f"{handle.address} (lost)"))
+
+    def halt(self) -> None:
+        """The runners start no further hook of this run (it is stopping)."""
+        if not self.stopping:
+            self.stopping = True
+            for handle in self.handles:
+                if handle.alive:
+                    handle.actor.halt(self.token)
+
+    def abandon(self, indices: Iterable[int]) -> None:
+        self.halt()
+
+    def end(self) -> None:
+        with self.runners.lock:
+            self.runners.runs.pop(self.token, None)
+        if any(self.chains.values()):  # hooks still queued: do not start them
+            self.halt()
+
+
+class _Chain:
+    """A chain handed to a runner as one call: its calls, and how many of
+    their results have been passed on to the loop."""
+
+    __slots__ = ("calls", "done", "next")
+
+    def __init__(self, calls: list[HookCall], done: Done) -> None:
+        self.calls, self.done, self.next = calls, done, 0
+
+    def deliver(self, result: HookResult) -> bool:
+        """Pass ``result`` on, if it is the next one; True when no more come."""
+        if self.next >= len(self.calls) or result.index != self.calls[self.next].index:
+            return False
+        self.next += 1
+        self.done(result)
+        return result.state != "succeeded" or self.next == len(self.calls)
+
+
+class _Runner:
+    """The dask actor on a worker: runs the hooks it is handed on up to
+    ``threads`` threads of its own, most critical first, and keeps their
+    results until the client's poll takes them.
+
+    Its threads start with the first calls and end after ``_IDLE`` seconds
+    without any; the worker's own threads are left to other work.
+    """
+
+    def __init__(self, threads: int) -> None:
+        import asyncio
+        import queue
+
+        from distributed import get_worker
+
+        self._loop = get_worker().loop
+        self._threads = threads
+        self._queue: queue.PriorityQueue[tuple[int, int, str, HookCall]] = \
+            queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._lock = threading.Lock()
+        self._running = 0  # threads alive
+        self._done: list[tuple[str, HookResult]] = []
+        self._ready = asyncio.Event()
+        self._halted: set[str] = set()  # tokens of stopped runs (a few bytes each)
+        self._stops: dict[str, int] = {}  # token -> the retries after which it stops
+
+    async def run(self, token: str, calls: list[HookCall], stop: int | None) -> None:
+        """Queue ``calls``; with ``stop`` not ``None``, a hook that fails
+        with no retry left (``stop`` retries, or its Operation's if -1) halts
+        the run here at once, as the loop will once it hears of it."""
+        if stop is not None:
+            self._stops[token] = stop
+        for call in calls:
+            self._queue.put((call.rank, next(self._seq), token, call))
+        with self._lock:
+            start = min(self._threads - self._running, len(calls))
+            self._running += start
+        for _ in range(start):
+            threading.Thread(target=self._work, name="protectflow-hook", daemon=True).start()
+
+    async def results(self) -> list[tuple[str, HookResult]]:
+        """The results not yet taken, once there is at least one."""
+        while True:
+            with self._lock:
+                if self._done:
+                    done, self._done = self._done, []
+                    return done
+            self._ready.clear()
+            with self._lock:
+                if self._done:
+                    continue
+            await self._ready.wait()
+
+    async def halt(self, token: str) -> None:
+        self._halted.add(token)
+        self._stops.pop(token, None)
+
+    def _work(self) -> None:
+        import queue
+
+        while True:
+            try:
+                _, _, token, call = self._queue.get(timeout=_IDLE)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():
+                        self._running -= 1
+                        return
+                continue
+            invoke_chain(call, functools.partial(self._report, token),
+                         functools.partial(self._halted.__contains__, token))
+
+    def _report(self, token: str, result: HookResult) -> None:
+        stop = self._stops.get(token)
+        if stop is not None and result.state in FAILED_STATES \
+                and result.attempt > (result.retries if stop < 0 else stop):
+            self._halted.add(token)
+        with self._lock:
+            self._done.append((token, result))
+            first = len(self._done) == 1
+        if first:
+            self._loop.add_callback(self._ready.set)
