@@ -114,6 +114,7 @@ def test_dask_runners_are_kept_per_client_and_their_threads_end_when_idle(
     from protectflow.executors import _dask_runners as dask_executor
 
     monkeypatch.setattr(dask_executor, "_IDLE", 0.3)
+    monkeypatch.setattr(dask_executor, "_POLL", 0.2)  # polls come back empty, and go on
 
     def hook_threads() -> int:
         return sum(t.name == "protectflow-hook" for t in threading.enumerate())
@@ -134,6 +135,13 @@ def test_dask_runners_are_kept_per_client_and_their_threads_end_when_idle(
         assert hook_threads() == 0
         # and they come back for the next run
         assert executor.run(make_dag(flat(2)), RunOptions(registry=SPEC)).state == "succeeded"
+    # a closed client's runners go at the next run on another client
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, \
+            Client(cluster, set_as_default=False) as other:
+        assert get_executor("dask", client=other).run(
+            make_dag(flat(1)), RunOptions(registry=SPEC)).state == "succeeded"
+        assert other.id in dask_executor._POOLS and client.id not in dask_executor._POOLS
 
 
 def test_unreachable_scheduler() -> None:

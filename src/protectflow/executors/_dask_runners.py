@@ -28,6 +28,7 @@ __all__ = ["PoolRun", "runners"]
 
 _keys = itertools.count()
 _IDLE = 30.0  # seconds a runner's thread waits for work before it ends
+_POLL = 10.0  # seconds a poll of a runner waits for results before it asks again
 
 
 #: Client id -> its runners, kept for its next runs (those of closed
@@ -110,6 +111,8 @@ class _Runners:
                     runs = list(self.runs.values())
                 for run in runs:
                     run.lost(handle, err)
+                return
+            if not batch and self.client.status in ("closing", "closed"):
                 return
             with self.lock:
                 for token, result in batch:
@@ -253,8 +256,11 @@ class _Runner:
         for _ in range(start):
             threading.Thread(target=self._work, name="protectflow-hook", daemon=True).start()
 
-    async def results(self) -> list[tuple[str, HookResult]]:
-        """The results not yet taken, once there is at least one."""
+    async def results(self, wait: float = _POLL) -> list[tuple[str, HookResult]]:
+        """The results not yet taken, once there is at least one, or none
+        after ``wait`` seconds (so that no call outlives its client long)."""
+        import asyncio
+
         while True:
             with self._lock:
                 if self._done:
@@ -264,7 +270,10 @@ class _Runner:
             with self._lock:
                 if self._done:
                     continue
-            await self._ready.wait()
+            try:
+                await asyncio.wait_for(self._ready.wait(), wait)
+            except asyncio.TimeoutError:
+                return []
 
     async def halt(self, token: str) -> None:
         self._halted.add(token)
