@@ -218,6 +218,7 @@ def section_sleep(args: argparse.Namespace) -> None:
                          (f"dask, 2 processes x {workers // 2} threads", 2)):
         with cluster(procs, workers // procs) as client:
             executor = get_executor("dask", client=client)
+            run_protectflow(dag, executor)  # warm the workers' imports and runners
             results[label] = best(lambda executor=executor: run_protectflow(dag, executor),
                                   args.repeat)
     for name, seconds in results.items():
