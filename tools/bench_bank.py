@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from protectflow.bank import Bank, CheckpointStore
-from protectflow.bank._keys import encode
+from protectflow.bank._keys import encode_parts
 from protectflow.bank.catalog import BY_DATE, BY_PLAN, index_suffix
 from protectflow.bank.checkpoint import CHECKPOINTS, FORMAT_VERSION
 from protectflow.bank.runs import now_iso
@@ -152,7 +152,7 @@ def fill_checkpoints(bank: Bank, count: int, plans: int, via_api: int) -> None:
         cp.release()
     api_s = time.perf_counter() - start
     backend = Bank(bank.url, fsync=False).backend
-    empty = encode(b"")
+    empty = encode_parts(b"")
     start = time.perf_counter()
     for i in range(via_api, count):
         cid = uuid.uuid4().hex
@@ -162,7 +162,7 @@ def fill_checkpoints(bank: Bank, count: int, plans: int, via_api: int) -> None:
                   "resource_graph": {}, "dag_fingerprint": "fp", "status": "available",
                   "status_reason": None, "created_at": created, "updated_at": created,
                   "owner": "bench", "copied_from": None, "operations": []}
-        backend.write(f"{CHECKPOINTS}{cid}/record", encode(record))
+        backend.write(f"{CHECKPOINTS}{cid}/record", encode_parts(record))
         suffix = index_suffix(created, cid)
         backend.write(BY_DATE + suffix, empty)
         backend.write(f"{BY_PLAN}{plan}/{suffix}", empty)

@@ -102,14 +102,10 @@ def unsegment(quoted: str) -> str:
 Parts = Sequence[bytes | memoryview]
 
 
-def encode(value: Value) -> bytes:
-    """Serialise ``value`` with its header."""
-    return b"".join(encode_parts(value))
-
-
 def encode_parts(value: Value) -> Parts:
-    """:func:`encode` in pieces: bytes are not copied behind their header
-    (a chunk of several MiB is written from the caller's buffer)."""
+    """Serialise ``value`` with its header, in pieces: bytes are not copied
+    behind their header (a chunk of several MiB is written from the caller's
+    buffer)."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return (BYTES_HEADER, memoryview(value).cast("B"))
     return (_encode_text(value),)
@@ -129,7 +125,7 @@ def _encode_text(value: Value) -> bytes:
 
 
 def decode(data: bytes, key: str) -> Value:
-    """Deserialise what :func:`encode` wrote; ``key`` names it in errors."""
+    """Deserialise what :func:`encode_parts` wrote; ``key`` names it in errors."""
     if len(data) < HEADER_LEN or data[:4] != MAGIC or data[5:6] != b"\n":
         return data
     kind, body = data[4:5], data[HEADER_LEN:]
