@@ -116,12 +116,14 @@ def test_dask_runners_are_kept_per_client_and_their_threads_end_when_idle(
     monkeypatch.setattr(dask_executor, "_IDLE", 0.3)
     monkeypatch.setattr(dask_executor, "_POLL", 0.2)  # polls come back empty, and go on
 
-    def hook_threads() -> int:
-        return sum(t.name == "protectflow-hook" for t in threading.enumerate())
-
     with LocalCluster(n_workers=1, threads_per_worker=3, processes=False,
                       dashboard_address=":0") as cluster, \
             Client(cluster, set_as_default=False) as client:
+        [address] = client.nthreads()
+
+        def hook_threads() -> int:  # this worker's runner's, in this process
+            return sum(t.name == f"protectflow-hook {address}" for t in threading.enumerate())
+
         executor = get_executor("dask", client=client)
         first = executor.run(make_dag(flat(6)), RunOptions(registry=SPEC))
         runners = dask_executor._POOLS[client.id]

@@ -13,8 +13,10 @@ runners of a client are kept for its next runs; their threads end after
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
+import queue
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -22,6 +24,7 @@ from typing import Any
 from protectflow.errors import ExecutorError
 from protectflow.executors._loop import Done
 from protectflow.executors.invoke import HookCall, HookResult, failed_result, invoke_chain
+from protectflow.executors.options import RunOptions
 from protectflow.executors.report import FAILED_STATES
 
 __all__ = ["PoolRun", "runners"]
@@ -125,8 +128,9 @@ class PoolRun:
     """One run's share of the runners: what it handed to which."""
 
     def __init__(self, runners: _Runners, token: str, nthreads: dict[str, int],
-                 prefetch: int, stop: int | None) -> None:
-        self.runners, self.token, self.stop = runners, token, stop
+                 prefetch: int, options: RunOptions) -> None:
+        self.runners, self.token = runners, token
+        self.fail_fast, self.retries = not options.keep_going, options.retries
         with runners.lock:
             self.handles = [runners.handles[w] for w in sorted(nthreads)]
             runners.runs[token] = self
@@ -156,7 +160,7 @@ class PoolRun:
             batch = batches.get(handle.address)
             if batch:
                 # Sent by the client's event loop.
-                handle.actor.run(self.token, batch, self.stop)
+                handle.actor.run(self.token, batch, self.fail_fast, self.retries)
         for call in lost:
             done(failed_result(call, ExecutorError("no dask worker is left to run it"),
                                worker="dask"))
@@ -225,12 +229,11 @@ class _Runner:
     """
 
     def __init__(self, threads: int) -> None:
-        import asyncio
-        import queue
-
         from distributed import get_worker
 
-        self._loop = get_worker().loop
+        worker = get_worker()
+        self._loop = worker.loop
+        self._name = f"protectflow-hook {worker.address}"  # its threads'
         self._threads = threads
         self._queue: queue.PriorityQueue[tuple[int, int, str, HookCall]] = \
             queue.PriorityQueue()
@@ -240,27 +243,27 @@ class _Runner:
         self._done: list[tuple[str, HookResult]] = []
         self._ready = asyncio.Event()
         self._halted: set[str] = set()  # tokens of stopped runs (a few bytes each)
-        self._stops: dict[str, int] = {}  # token -> the retries after which it stops
+        #: Token of a fail-fast run -> its retries (None: each Operation's).
+        self._fail_fast: dict[str, int | None] = {}
 
-    async def run(self, token: str, calls: list[HookCall], stop: int | None) -> None:
-        """Queue ``calls``; with ``stop`` not ``None``, a hook that fails
-        with no retry left (``stop`` retries, or its Operation's if -1) halts
-        the run here at once, as the loop will once it hears of it."""
-        if stop is not None:
-            self._stops[token] = stop
+    async def run(self, token: str, calls: list[HookCall], fail_fast: bool,
+                  retries: int | None) -> None:
+        """Queue ``calls``. In a ``fail_fast`` run, a hook that fails with no
+        retry left (``retries``, else its Operation's) halts the run here at
+        once, as the loop will once it hears of it."""
+        if fail_fast:
+            self._fail_fast[token] = retries
         for call in calls:
             self._queue.put((call.rank, next(self._seq), token, call))
         with self._lock:
             start = min(self._threads - self._running, len(calls))
             self._running += start
         for _ in range(start):
-            threading.Thread(target=self._work, name="protectflow-hook", daemon=True).start()
+            threading.Thread(target=self._work, name=self._name, daemon=True).start()
 
     async def results(self, wait: float = _POLL) -> list[tuple[str, HookResult]]:
         """The results not yet taken, once there is at least one, or none
         after ``wait`` seconds (so that no call outlives its client long)."""
-        import asyncio
-
         while True:
             with self._lock:
                 if self._done:
@@ -277,11 +280,9 @@ class _Runner:
 
     async def halt(self, token: str) -> None:
         self._halted.add(token)
-        self._stops.pop(token, None)
+        self._fail_fast.pop(token, None)
 
     def _work(self) -> None:
-        import queue
-
         while True:
             try:
                 _, _, token, call = self._queue.get(timeout=_IDLE)
@@ -295,10 +296,10 @@ class _Runner:
                          functools.partial(self._halted.__contains__, token))
 
     def _report(self, token: str, result: HookResult) -> None:
-        stop = self._stops.get(token)
-        if stop is not None and result.state in FAILED_STATES \
-                and result.attempt > (result.retries if stop < 0 else stop):
-            self._halted.add(token)
+        if result.state in FAILED_STATES and token in self._fail_fast:
+            retries = self._fail_fast[token]
+            if result.attempt > (result.retries if retries is None else retries):
+                self._halted.add(token)
         with self._lock:
             self._done.append((token, result))
             first = len(self._done) == 1

@@ -153,12 +153,8 @@ class DaskExecutor:
     def _run(self, client: Any, dag: HookDAG, options: RunOptions,
              nthreads: dict[str, int]) -> RunReport:
         pool = runners(client, nthreads, self.connect_timeout)
-        # Without keep-going, a runner stops the run where a hook fails for
-        # good, before its next thread takes a hook the loop would not start.
-        stop = None if options.keep_going else (-1 if options.retries is None
-                                                else options.retries)
         run = PoolRun(pool, f"protectflow-{next(_runs)}-{id(dag):x}", nthreads,
-                      self.prefetch, stop)
+                      self.prefetch, options)
         try:
             return run_loop(dag, options, submit=run.submit,
                             capacity=sum(nthreads.values()) * self.prefetch,

@@ -237,9 +237,12 @@ class _Hook(Operation):
         self.hook = hook
         self.run = run
 
+    def _runs_in(self, hook: str, parameters: dict[str, Any]) -> bool:
+        return hook == self.hook
+
     def _maybe(self, hook: str, checkpoint: Any, resource: Resource,
                parameters: dict[str, Any], kwargs: dict[str, Any]) -> Any:
-        if hook != self.hook:
+        if not self._runs_in(hook, parameters):
             return None
         return self.run(checkpoint, resource, parameters, kwargs)
 
@@ -252,22 +255,15 @@ class _Hook(Operation):
         return self._maybe("main", checkpoint, resource, parameters, kwargs)
 
 
-class FsProtectOperation(Operation):
+class FsProtectOperation(_Hook):
     """Protect in ``prepare_finish`` or ``main``, as ``snapshot_hook`` says."""
 
-    def _run(self, hook: str, checkpoint: Any, resource: Resource,
-             parameters: dict[str, Any], kwargs: dict[str, Any]) -> Any:
-        if parameters.get("snapshot_hook", "prepare_finish") != hook:
-            return None
-        return protect_tree(checkpoint, resource, parameters, kwargs.get("operation_log"))
+    def __init__(self) -> None:
+        super().__init__("prepare_finish", lambda c, r, p, k: protect_tree(
+            c, r, p, k.get("operation_log")))
 
-    def on_prepare_finish(self, checkpoint: Any, resource: Resource, context: Any,
-                          parameters: dict[str, Any], **kwargs: Any) -> Any:
-        return self._run("prepare_finish", checkpoint, resource, parameters, kwargs)
-
-    def on_main(self, checkpoint: Any, resource: Resource, context: Any,
-                parameters: dict[str, Any], **kwargs: Any) -> Any:
-        return self._run("main", checkpoint, resource, parameters, kwargs)
+    def _runs_in(self, hook: str, parameters: dict[str, Any]) -> bool:
+        return bool(parameters.get("snapshot_hook", "prepare_finish") == hook)
 
 
 def _restore(checkpoint: Any, resource: Resource, parameters: dict[str, Any],
