@@ -22,8 +22,8 @@ from typing import Any
 
 from protectflow.bank import Bank, CheckpointStore
 from protectflow.bank._keys import encode_parts
-from protectflow.bank.catalog import BY_DATE, BY_PLAN, index_suffix
 from protectflow.bank.checkpoint import CHECKPOINTS, FORMAT_VERSION
+from protectflow.bank.checkpoint_store import BY_DATE, BY_PLAN, index_suffix
 from protectflow.bank.runs import now_iso
 
 MB = 1 << 20

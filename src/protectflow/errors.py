@@ -11,9 +11,12 @@ from collections.abc import Sequence
 
 __all__ = [
     "BankError",
+    "ChunkError",
+    "CommandError",
     "CycleError",
     "DagFormatError",
     "ExecutorError",
+    "LocalPluginError",
     "MissingDependencyError",
     "ParameterError",
     "PlanError",
@@ -85,6 +88,25 @@ class MissingDependencyError(ProtectflowError, ImportError):
 class BankError(ProtectflowError, ValueError):
     """A bank operation that was refused: a bad key, a read-only section, a
     missing object or an illegal checkpoint transition."""
+
+
+class ChunkError(BankError):
+    """A chunk that is missing or whose bytes do not hash to its name."""
+
+
+class LocalPluginError(ProtectflowError, RuntimeError):
+    """A local plugin's hook failed: a bad location, a refused target, bad data."""
+
+    exit_code = 1
+
+
+class CommandError(LocalPluginError):
+    """A freeze or thaw command failed; ``returncode`` and ``stderr`` say how."""
+
+    def __init__(self, message: str, returncode: int | None, stderr: str) -> None:
+        self.returncode = returncode
+        self.stderr = stderr
+        super().__init__(message)
 
 
 class RunFailed(ProtectflowError):

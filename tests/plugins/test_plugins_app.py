@@ -17,9 +17,9 @@ from plugin_helpers import make_shop, new_checkpoint, plan_from, run_dag, shopct
 
 from protectflow.bank import Bank
 from protectflow.dag.model import Resource
+from protectflow.errors import CommandError, LocalPluginError
 from protectflow.plugins import app, fs
 from protectflow.plugins import sqlite as sq
-from protectflow.plugins._local import CommandError, LocalPluginError
 
 APP = "protectflow::app::Application#shop"
 UPLOADS = "protectflow::fs::Directory#uploads"

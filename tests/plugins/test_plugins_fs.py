@@ -11,9 +11,9 @@ from plugin_helpers import count_objects, make_tree, new_checkpoint, snapshot_tr
 
 from protectflow.bank import Bank
 from protectflow.dag.model import Resource
+from protectflow.errors import ChunkError, LocalPluginError
 from protectflow.plugins import fs
-from protectflow.plugins._chunks import ChunkError, ChunkStore, owner_id, sha256
-from protectflow.plugins._local import LocalPluginError
+from protectflow.plugins._chunks import ChunkStore, owner_id, sha256
 
 
 @pytest.fixture

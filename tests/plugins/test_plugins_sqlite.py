@@ -14,10 +14,10 @@ from plugin_helpers import new_checkpoint
 
 from protectflow.bank import Bank
 from protectflow.dag.model import Resource
+from protectflow.errors import LocalPluginError
 from protectflow.plugins import sqlite as sq
 from protectflow.plugins._chunkfiles import store_file
 from protectflow.plugins._chunks import ChunkStore, owner_id
-from protectflow.plugins._local import LocalPluginError
 
 WRITER = """
 import sqlite3, sys, time

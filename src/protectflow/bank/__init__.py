@@ -1,11 +1,11 @@
 """The bank: a key/object store for plugins' data, and the checkpoints in it."""
 
-from protectflow.bank.catalog import CheckpointStore
 from protectflow.bank.checkpoint import STATUSES, Checkpoint, allowed_transitions
+from protectflow.bank.checkpoint_store import CheckpointStore
 from protectflow.bank.lease import Lease
+from protectflow.bank.objectstore import Bank, default_bank_url
 from protectflow.bank.runs import RunRecord
 from protectflow.bank.section import BankSection
-from protectflow.bank.store import Bank, default_bank_url
 
 __all__ = [
     "STATUSES",

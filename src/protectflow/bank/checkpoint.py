@@ -22,11 +22,12 @@ from typing import Any
 
 from protectflow.bank._keys import segment, unsegment, validate_key
 from protectflow.bank.lease import Lease, LeaseKeeper
+from protectflow.bank.objectstore import Bank
 from protectflow.bank.runs import RunRecord, new_run_id, now_iso
 from protectflow.bank.section import BankSection
-from protectflow.bank.store import Bank
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError
+from protectflow.states import CHECKPOINT_STATUSES, IN_PROGRESS_STATUSES
 
 __all__ = ["FORMAT_VERSION", "STATUSES", "Checkpoint", "allowed_transitions"]
 
@@ -35,10 +36,7 @@ CHECKPOINTS = "checkpoints/"
 IN_PROGRESS = "index/in-progress/"
 DEFAULT_LEASE_TTL = 300.0
 
-STATUSES = ("protecting", "available", "error", "copying", "deleting", "deleted",
-            "error_deleting")
-#: Statuses an operation is still writing; gc resolves them once the lease expires.
-IN_PROGRESS_STATUSES = ("protecting", "copying", "deleting")
+STATUSES = CHECKPOINT_STATUSES
 _TRANSITIONS: dict[str, tuple[str, ...]] = {
     "protecting": ("available", "error"),
     "available": ("copying", "deleting"),

@@ -31,7 +31,7 @@ from typing import Any
 
 import attrs
 
-from protectflow.bank.store import Bank
+from protectflow.bank.objectstore import Bank
 from protectflow.errors import BankError
 
 __all__ = ["Lease", "owner_is_dead"]

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from protectflow.bank._keys import Value, validate_key
-from protectflow.bank.store import Bank
+from protectflow.bank.objectstore import Bank
 from protectflow.errors import BankError
 
 __all__ = ["BankSection"]

@@ -14,14 +14,12 @@ from typing import Any
 import attrs
 
 from protectflow.executors.invoke import ErrorInfo
+from protectflow.states import CANCELLED, FAILED_STATES, HOOK_STATES
 
 __all__ = [
     "FAILED_STATES", "HOOK_STATES", "Attempt", "Event", "HookRecord", "Recorded", "RunReport",
 ]
 
-#: The states a hook ends in. ``timed_out`` counts as failed.
-HOOK_STATES = ("succeeded", "failed", "timed_out", "upstream_failed", "cancelled")
-FAILED_STATES = frozenset(("failed", "timed_out"))
 
 
 @attrs.frozen
@@ -73,7 +71,7 @@ class HookRecord:
     node: str
     resource: str
     hook: str
-    state: str = "cancelled"
+    state: str = CANCELLED
     attempts: int = 0
     start: float | None = None
     end: float | None = None

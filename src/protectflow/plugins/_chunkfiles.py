@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from protectflow.plugins._chunks import ChunkError, ChunkStore, sha256
+from protectflow.errors import ChunkError
+from protectflow.plugins._chunks import ChunkStore, sha256
 
 __all__ = ["copy_all", "release_all", "reuse_file", "store_file", "store_pack", "verify_all"]
 

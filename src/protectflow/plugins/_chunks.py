@@ -49,9 +49,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from protectflow.bank._keys import segment
-from protectflow.errors import BankError
+from protectflow.errors import BankError, ChunkError
 
-__all__ = ["ChunkError", "ChunkStore", "chunk_key", "owner_id", "sha256"]
+__all__ = ["ChunkStore", "chunk_key", "owner_id", "sha256"]
 
 CHUNKS = "chunks/"
 REFS = "refs/"
@@ -59,10 +59,6 @@ LOCKS = "locks/chunks/"
 #: Seconds after which a deletion marker is taken for a dead deleter's.
 STALE_AFTER = 600.0
 _POLL = 0.005
-
-
-class ChunkError(BankError):
-    """A chunk that is missing or whose bytes do not hash to its name."""
 
 
 def sha256(data: bytes | bytearray | memoryview) -> str:

@@ -33,7 +33,8 @@ import sys
 import time
 from typing import Any
 
-from protectflow.plugins._local import CommandError, LocalPluginError, run_command
+from protectflow.errors import CommandError, LocalPluginError
+from protectflow.plugins._local import run_command
 
 __all__ = ["freeze", "thaw", "thaw_record"]
 

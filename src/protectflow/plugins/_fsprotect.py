@@ -14,12 +14,11 @@ from typing import Any
 
 from protectflow.bank import Checkpoint
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError
+from protectflow.errors import BankError, ChunkError, LocalPluginError
 from protectflow.plugins import _tree
 from protectflow.plugins._chunkfiles import reuse_file, store_file, store_pack
-from protectflow.plugins._chunks import ChunkError, ChunkStore, owner_id, sha256
+from protectflow.plugins._chunks import ChunkStore, owner_id, sha256
 from protectflow.plugins._local import (
-    LocalPluginError,
     bank_of,
     get_json,
     resolve_path,

@@ -16,11 +16,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from protectflow.dag.model import Resource
-from protectflow.errors import ProtectflowError
+from protectflow.errors import CommandError, LocalPluginError
 
 __all__ = [
-    "CommandError",
-    "LocalPluginError",
     "bank_of",
     "base_dir",
     "object_schema",
@@ -31,21 +29,6 @@ __all__ = [
 ]
 
 _SCHEMA = "https://json-schema.org/draft/2020-12/schema"
-
-
-class LocalPluginError(ProtectflowError, RuntimeError):
-    """A local plugin's hook failed: a bad location, a refused target, bad data."""
-
-    exit_code = 1
-
-
-class CommandError(LocalPluginError):
-    """A freeze or thaw command failed; ``returncode`` and ``stderr`` say how."""
-
-    def __init__(self, message: str, returncode: int | None, stderr: str) -> None:
-        self.returncode = returncode
-        self.stderr = stderr
-        super().__init__(message)
 
 
 def object_schema(title: str, properties: Mapping[str, Any],

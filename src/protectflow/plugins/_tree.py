@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from fnmatch import fnmatchcase
 from typing import Any
 
-from protectflow.plugins._chunks import ChunkError, sha256
+from protectflow.errors import ChunkError
+from protectflow.plugins._chunks import sha256
 
 __all__ = ["build_tree", "comparable", "scan", "selected"]
 

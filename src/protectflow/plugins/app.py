@@ -30,10 +30,9 @@ import tempfile
 from typing import Any, ClassVar
 
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError
+from protectflow.errors import BankError, LocalPluginError
 from protectflow.plugins import _freeze
 from protectflow.plugins._local import (
-    LocalPluginError,
     base_dir,
     command_argv,
     object_schema,

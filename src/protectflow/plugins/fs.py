@@ -61,7 +61,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError
+from protectflow.errors import BankError, LocalPluginError
 from protectflow.plugins import _tree
 from protectflow.plugins._chunkfiles import copy_all, release_all, verify_all
 from protectflow.plugins._fsprotect import (
@@ -74,7 +74,6 @@ from protectflow.plugins._fsprotect import (
     store_of,
 )
 from protectflow.plugins._local import (
-    LocalPluginError,
     clear_destination,
     get_json,
     object_schema,

@@ -30,11 +30,10 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError
+from protectflow.errors import BankError, LocalPluginError
 from protectflow.plugins._chunkfiles import release_all, store_file
 from protectflow.plugins._chunks import ChunkStore, owner_id, sha256
 from protectflow.plugins._local import (
-    LocalPluginError,
     bank_of,
     clear_destination,
     get_json,

@@ -28,8 +28,8 @@ from protectflow.bank.checkpoint import (
     check_checkpoint_id,
 )
 from protectflow.bank.lease import Lease, LeaseKeeper
+from protectflow.bank.objectstore import Bank
 from protectflow.bank.runs import now_iso
-from protectflow.bank.store import Bank
 from protectflow.errors import BankError
 
 __all__ = ["CheckpointStore"]
