@@ -27,12 +27,13 @@ import attrs
 from protectflow.bank.checkpoint import Checkpoint
 from protectflow.bank.runs import new_run_id, now_iso
 from protectflow.errors import BankError
+from protectflow.states import FAILED_STATES, STARTED, SUCCEEDED
 
 __all__ = ["BankJournal", "JournalRun", "read_journal"]
 
 JOURNAL_VERSION = 1
 #: Events that end an attempt; ``succeeded`` is the one a resumed run reuses.
-END_EVENTS = frozenset(("succeeded", "failed", "timed_out"))
+END_EVENTS = frozenset((SUCCEEDED, *FAILED_STATES))
 
 
 class BankJournal:
@@ -117,11 +118,11 @@ class JournalRun:
     def succeeded(self) -> dict[str, dict[str, Any]]:
         """Node id -> the entry of its success, for exact successes only."""
         return {e["node"]: e for e in self.entries
-                if e.get("event") == "succeeded" and not e.get("inexact")}
+                if e.get("event") == SUCCEEDED and not e.get("inexact")}
 
     def started(self) -> set[str]:
         """The nodes this run started (at least once)."""
-        return {e["node"] for e in self.entries if e.get("event") == "started"}
+        return {e["node"] for e in self.entries if e.get("event") == STARTED}
 
 
 def read_journal(checkpoint: Checkpoint) -> list[JournalRun]:
