@@ -24,6 +24,7 @@ from typing import Any
 
 import attrs
 
+from protectflow import _faults
 from protectflow.bank.checkpoint import Checkpoint
 from protectflow.bank.runs import new_run_id, now_iso
 from protectflow.errors import BankError
@@ -68,8 +69,6 @@ class BankJournal:
         An entry whose output will not go into JSON is kept as its ``repr``
         and marked ``inexact``: a resumed run runs that hook again.
         """
-        from protectflow import _faults
-
         ended = self._ended + sum(e["event"] in END_EVENTS for e in entries)
         _faults.before_journal(ended)
         batch = [_jsonable(e) for e in entries]
