@@ -17,8 +17,9 @@ from typing import Any
 import attrs
 from hypothesis import strategies as st
 
+from protectflow.compiler import compile_plan
 from protectflow.compiler.plan import Plan, PlanResource
-from protectflow.dag.model import HOOKS, Resource
+from protectflow.dag.model import HOOKS, OPERATIONS, HookDAG, Resource
 from protectflow.plugins.base import Operation, ProtectionPlugin
 from protectflow.plugins.registry import Registry
 from protectflow.plugins.sim import SIM_TYPES
@@ -28,6 +29,7 @@ __all__ = [
     "any_text",
     "cyclic_specs",
     "full_registry",
+    "hook_dags",
     "mutated",
     "operation_class",
     "plan_dicts",
@@ -36,6 +38,7 @@ __all__ = [
     "registry_plugins",
     "resource_ids",
     "resource_types",
+    "set_path",
     "specs",
 ]
 
@@ -303,10 +306,34 @@ def mutated(docs: st.SearchStrategy[Any], *, max_mutations: int = 3) -> st.Searc
     return build()
 
 
+def set_path(doc: Any, path: str, value: Any) -> Any:
+    """``doc`` with the value at ``path`` (dotted, '-' to delete) replaced."""
+    *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
+    target = doc
+    for part in parents:
+        target = target[part]
+    if value == "-":
+        del target[last]
+    else:
+        target[last] = value
+    return doc
+
+
+# -- registries and compiled DAGs ---------------------------------------------------
+
 
 def full_registry(types: Sequence[str]) -> Registry:
     """A registry with one plugin, ``every``, implementing every hook of every
     operation for ``types``."""
-    from protectflow.dag.model import OPERATIONS
-
     return Registry({"every": plugin_for(types, {op: HOOKS for op in OPERATIONS})})
+
+
+@st.composite
+def hook_dags(draw: st.DrawFn, *, max_size: int = 8) -> HookDAG:
+    """Compiled HookDAGs: a drawn resource graph and operation, plugins that
+    implement a drawn subset of the hooks, pruned or not."""
+    spec = draw(specs(max_size=max_size))
+    operation = draw(st.sampled_from(OPERATIONS))
+    plugins = draw(registry_plugins(spec.types, [operation]))
+    return compile_plan(spec.to_plan(), operation, registry=Registry(plugins),
+                        prune=draw(st.booleans()))

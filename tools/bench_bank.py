@@ -22,9 +22,11 @@ from typing import Any
 
 from protectflow.bank import Bank, CheckpointStore
 from protectflow.bank._keys import encode_parts
-from protectflow.bank.checkpoint import CHECKPOINTS, FORMAT_VERSION
+from protectflow.bank.checkpoint import CHECKPOINTS
 from protectflow.bank.checkpoint_store import BY_DATE, BY_PLAN, index_suffix
+from protectflow.bank.record import new_record
 from protectflow.bank.runs import now_iso
+from protectflow.states import AVAILABLE
 
 MB = 1 << 20
 
@@ -158,10 +160,9 @@ def fill_checkpoints(bank: Bank, count: int, plans: int, via_api: int) -> None:
         cid = uuid.uuid4().hex
         created = now_iso(now - i * step)
         plan = f"plan-{i % plans}"
-        record = {"version": FORMAT_VERSION, "id": cid, "plan": {"name": plan}, "plan_name": plan,
-                  "resource_graph": {}, "dag_fingerprint": "fp", "status": "available",
-                  "status_reason": None, "created_at": created, "updated_at": created,
-                  "owner": "bench", "copied_from": None, "operations": []}
+        record = new_record(cid, plan={"name": plan}, plan_name=plan, resource_graph={},
+                            dag_fingerprint="fp", owner="bench", created_at=created)
+        record.update(status=AVAILABLE, operations=[])  # born finished, with no history
         backend.write(f"{CHECKPOINTS}{cid}/record", encode_parts(record))
         suffix = index_suffix(created, cid)
         backend.write(BY_DATE + suffix, empty)

@@ -16,6 +16,7 @@ __all__ = [
     "CycleError",
     "DagFormatError",
     "ExecutorError",
+    "GraphExportError",
     "LocalPluginError",
     "MissingDependencyError",
     "ParameterError",
@@ -72,6 +73,15 @@ class PluginError(ProtectflowError, LookupError):
 class DagFormatError(ProtectflowError, ValueError):
     """A HookDAG file that is not valid JSON, not valid against the schema, or
     of another format version."""
+
+
+class GraphExportError(ProtectflowError, ValueError):
+    """A graph a file format cannot hold as it is; ``text`` is the value it cannot
+    write (GraphML, being XML 1.0, has no way to write most control characters)."""
+
+    def __init__(self, message: str, text: str) -> None:
+        self.text = text
+        super().__init__(message)
 
 
 class ExecutorError(ProtectflowError, LookupError):

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bank_helpers import make_bank
 
 from protectflow.bank import Bank
+from tests.bank.bank_helpers import make_bank
 
 
 @pytest.fixture(params=["local", "memory"])

@@ -8,11 +8,11 @@ import time
 from typing import Any
 
 import pytest
-from bank_helpers import create_many, use_checkpoint
 
 from protectflow.bank import Bank, Checkpoint, CheckpointStore
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError
+from tests.bank.bank_helpers import create_many, use_checkpoint
 
 DAY = 86_400.0
 T0 = 1_700_000_000.0  # 2023-11-14

@@ -10,12 +10,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from bank_helpers import make_bank
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protectflow.bank import Bank, default_bank_url
 from protectflow.errors import BankError
+from tests.bank.bank_helpers import make_bank
 
 fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture],
                       max_examples=60, deadline=None)

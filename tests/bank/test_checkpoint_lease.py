@@ -6,11 +6,11 @@ import multiprocessing
 import time
 
 import pytest
-from bank_helpers import race_for_lease
 
 from protectflow.bank import Bank, Checkpoint, CheckpointStore
 from protectflow.bank.checkpoint import IN_PROGRESS
 from protectflow.errors import BankError
+from tests.bank.bank_helpers import race_for_lease
 
 PLAN = {"name": "p"}
 

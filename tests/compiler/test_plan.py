@@ -10,7 +10,7 @@ import pytest
 from protectflow.compiler import Plan, PlanResource, compile_plan, load_plan
 from protectflow.dag import Resource
 from protectflow.errors import PlanError
-from strategies import full_registry
+from tests.strategies import full_registry
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

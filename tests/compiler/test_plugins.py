@@ -19,7 +19,7 @@ from protectflow.plugins import (
     implemented_hooks,
 )
 from protectflow.plugins.sim import SIM_TYPES, SimFailure, SimProtectionPlugin
-from strategies import full_registry, operation_class
+from tests.strategies import full_registry, operation_class
 
 
 class _XY(ProtectionPlugin):

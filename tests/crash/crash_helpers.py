@@ -11,18 +11,15 @@ from typing import Any
 
 from protectflow.bank import Bank, Checkpoint, CheckpointStore
 from protectflow.bank.journal import read_journal
+from tests.scripts import load_script
 
-ROOT = Path(__file__).resolve().parents[2]
 PROTECTFLOW = [sys.executable, "-m", "protectflow.cli"]
 PAYLOAD = 50_000  # bytes per volume: a kill lands mid-write often enough
 
 
 def sim_plan(folder: Path, n: int = 10, seed: int = 3, **params: Any) -> Path:
     """A generated sim tenant (tools/gen_plan.py) storing real objects."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    from gen_plan import generate
-
-    plan = generate(n, seed)
+    plan = load_script("tools/gen_plan.py").generate(n, seed)
     types = sorted({r["type"] for r in plan["resources"]})
     plan["parameters"] = {t: {"payload_bytes": PAYLOAD if "Volume" in t else 1000, **params}
                           for t in types}

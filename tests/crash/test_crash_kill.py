@@ -19,9 +19,7 @@ from hypothesis import strategies as st
 
 from protectflow import cli, operations
 from protectflow.bank import Bank
-
-from .crash_helpers import (
-    ROOT,
+from tests.crash.crash_helpers import (
     check_no_rerun_of_successes,
     check_whole_bank,
     data_objects,
@@ -29,6 +27,7 @@ from .crash_helpers import (
     sim_plan,
     the_checkpoint,
 )
+from tests.scripts import ROOT
 
 #: Kill points tried, by plan and outcome; printed at the end (pytest -s).
 TRIED: collections.Counter[str] = collections.Counter()

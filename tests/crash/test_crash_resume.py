@@ -19,8 +19,7 @@ from protectflow.bank import Bank, CheckpointStore
 from protectflow.bank.journal import read_journal
 from protectflow.bank.lease import owner_is_dead
 from protectflow.errors import BankError
-
-from .crash_helpers import (
+from tests.crash.crash_helpers import (
     check_no_rerun_of_successes,
     check_whole_bank,
     data_objects,

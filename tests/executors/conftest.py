@@ -13,19 +13,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-# Worker processes (LocalCluster's and the subprocesses) import the test
-# plugins by name.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p
-)
+from tests.scripts import ROOT
 
 EXECUTORS = ("serial", "threads", "dask-inproc", "dask-procs", "dask-remote")
 
@@ -62,7 +54,9 @@ def dask_remote() -> Iterator[str]:
 
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = dict(os.environ)
+    # The worker imports the test plugins by name (tests.executors.executor_plugins).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
     scheduler = subprocess.Popen(
         [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",

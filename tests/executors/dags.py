@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from executor_plugins import SPEC
 from hypothesis import strategies as st
 
 from protectflow.compiler import compile_plan, parse_plan
 from protectflow.dag import HookDAG
 from protectflow.plugins import get_registry
+from tests.executors.executor_plugins import SPEC
 
 TYPES = ("OS::Cinder::Volume", "OS::Glance::Image", "OS::Nova::Server")
 

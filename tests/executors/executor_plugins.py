@@ -3,9 +3,10 @@ hook ran and what it saw.
 
 Hooks return their own timing and what they saw in ``new_resources`` as their
 output, so the record comes back through the report from any process (no
-shared memory). Importable by name from dask workers: the suite puts this
-directory on their PYTHONPATH, and names the registry
-``executor_plugins:registry``.
+shared memory). Importable by name from dask workers (the registry is
+``tests.executors.executor_plugins:registry``): workers spawned by a
+LocalCluster inherit the test process's ``sys.path``, and the suite gives the
+scheduler and worker it starts as commands the repository on their PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from protectflow.plugins.sim import (
     VolumeProtectable,
 )
 
-SPEC = "executor_plugins:registry"
+SPEC = "tests.executors.executor_plugins:registry"
 
 
 class RecordingOperation(SimOperation):

@@ -10,12 +10,12 @@ import time
 from typing import Any
 
 import pytest
-from dags import ancestors, flat, make_dag
-from executor_plugins import SPEC
 
 from protectflow.errors import ExecutorError, MissingDependencyError
 from protectflow.executors import RunOptions, available_executors, get_executor, run_dag
 from protectflow.executors._views import Views
+from tests.executors.dags import ancestors, flat, make_dag
+from tests.executors.executor_plugins import SPEC
 
 
 def test_available_executors() -> None:

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from dags import ancestors, flat, make_dag, resource_graphs
-from executor_plugins import SPEC
 from hypothesis import HealthCheck, given, settings
 
 from protectflow.dag import HookDAG
 from protectflow.executors import Event, RunOptions, RunReport
+from tests.executors.dags import ancestors, flat, make_dag, resource_graphs
+from tests.executors.executor_plugins import SPEC
 
 MakeExecutor = Callable[[], Any]
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import graphlib
-import importlib
 import os
 import stat
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +12,11 @@ from protectflow.bank import Bank, Checkpoint, CheckpointStore
 from protectflow.compiler import compile_plan, parse_plan
 from protectflow.plugins import get_registry
 from protectflow.plugins._tree import comparable, scan
+from tests.scripts import ROOT, load_script
 
-SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
-sys.path.insert(0, str(SHOP))
-make_shop = importlib.import_module("make_shop")
-shopctl = importlib.import_module("shopctl")
+SHOP = ROOT / "examples" / "shop"
+make_shop = load_script("examples/shop/make_shop.py")
+shopctl = load_script("examples/shop/shopctl.py")
 
 
 class Log:

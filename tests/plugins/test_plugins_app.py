@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plugin_helpers import make_shop, new_checkpoint, plan_from, run_dag, shopctl
 
 from protectflow.bank import Bank
 from protectflow.dag.model import Resource
 from protectflow.errors import CommandError, LocalPluginError
 from protectflow.plugins import app, fs
 from protectflow.plugins import sqlite as sq
+from tests.plugins.plugin_helpers import make_shop, new_checkpoint, plan_from, run_dag, shopctl
+from tests.scripts import ROOT
 
 APP = "protectflow::app::Application#shop"
 UPLOADS = "protectflow::fs::Directory#uploads"
@@ -113,16 +114,16 @@ def test_guard_thaws_at_the_deadline(bank: Bank, shop: Path) -> None:
 def test_guard_thaws_when_the_freezing_process_dies(shop: Path, tmp_path: Path) -> None:
     data = shop_plan(shop, **logging_commands(shop))
     code = f"""
-import json, os, sys
-sys.path.insert(0, {str(Path(__file__).parent)!r})
-from plugin_helpers import new_checkpoint, plan_from
+import json, os
+from tests.plugins.plugin_helpers import new_checkpoint, plan_from
 from protectflow.bank import Bank
 from protectflow.plugins import app
 resource = plan_from(json.loads({json.dumps(json.dumps(data))})).resources[0].resource
 app.freeze_app(new_checkpoint(Bank({str(tmp_path / "bank")!r})), resource, {{}})
 os._exit(9)  # a crash: no thaw hook, no on_failure
 """
-    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 9
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the child imports the tests package
+    assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 9
     _wait_until(lambda: not (shop / "FROZEN").exists(), 5)
 
 

@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from plugin_helpers import count_objects, new_checkpoint
 
 from protectflow.bank import Bank, Checkpoint
 from protectflow.dag.model import Resource
 from protectflow.plugins import fs
 from protectflow.plugins._chunks import ChunkStore, chunk_key, sha256
+from tests.plugins.plugin_helpers import count_objects, new_checkpoint
 
 CHUNK = 4096
 

@@ -8,11 +8,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from plugin_helpers import make_shop, shopctl, snapshot_tree
 
 from protectflow import operations
 from protectflow.bank import Bank
 from protectflow.plugins import sqlite as sq
+from tests.plugins.plugin_helpers import make_shop, shopctl, snapshot_tree
 
 
 @pytest.mark.parametrize("executor", ["serial", "threads"])

@@ -7,13 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from plugin_helpers import count_objects, make_tree, new_checkpoint, snapshot_tree
 
 from protectflow.bank import Bank
 from protectflow.dag.model import Resource
 from protectflow.errors import ChunkError, LocalPluginError
 from protectflow.plugins import fs
 from protectflow.plugins._chunks import ChunkStore, owner_id, sha256
+from tests.plugins.plugin_helpers import count_objects, make_tree, new_checkpoint, snapshot_tree
 
 
 @pytest.fixture

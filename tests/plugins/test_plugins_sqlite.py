@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from plugin_helpers import new_checkpoint
 
 from protectflow.bank import Bank
 from protectflow.dag.model import Resource
@@ -18,6 +17,7 @@ from protectflow.errors import LocalPluginError
 from protectflow.plugins import sqlite as sq
 from protectflow.plugins._chunkfiles import store_file
 from protectflow.plugins._chunks import ChunkStore, owner_id
+from tests.plugins.plugin_helpers import new_checkpoint
 
 WRITER = """
 import sqlite3, sys, time

@@ -21,10 +21,10 @@ from typing import Any
 import attrs
 import pytest
 import yaml
-from robust_helpers import DATA, protectflow, tree_digest
 
 from protectflow.bank import Bank, CheckpointStore
 from protectflow.errors import BankError
+from tests.robustness.robust_helpers import DATA, protectflow, tree_digest
 
 CORPUS = yaml.safe_load((DATA / "cases.yaml").read_text(encoding="utf-8"))
 CASES: dict[str, dict[str, Any]] = {c["id"]: c for c in CORPUS["cases"]}

@@ -8,9 +8,8 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from robust_helpers import COMMAND, protectflow
-
 from protectflow.bank import CheckpointStore
+from tests.robustness.robust_helpers import COMMAND, protectflow
 
 N = 8
 

@@ -18,12 +18,12 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from robust_helpers import DATA
 
 from protectflow.bank import Bank
 from protectflow.compiler import compile_plan, parse_plan
 from protectflow.dag import OPERATIONS, jsonio
 from protectflow.errors import BankError, ProtectflowError
+from tests.robustness.robust_helpers import DATA
 
 GOOD_PLAN: dict[str, Any] = yaml.safe_load((DATA / "plans" / "good.yaml").read_text())
 GOOD_PLAN["resources"].append(

@@ -33,6 +33,7 @@ put, atomic only as far as the store offers.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import functools
 import io
@@ -62,8 +63,6 @@ def _syncfs() -> Any:
     """libc's ``syncfs`` (Linux), or None: then writes stay fsync-ed one by one."""
     if not sys.platform.startswith("linux"):
         return None
-    import ctypes
-
     try:
         return ctypes.CDLL(None, use_errno=True).syncfs
     except (OSError, AttributeError):
@@ -210,8 +209,6 @@ class LocalBackend:
         fd = os.open(self.root, os.O_RDONLY)
         try:
             if syncfs(fd) != 0:
-                import ctypes
-
                 err = ctypes.get_errno()
                 raise OSError(err, f"syncfs: {os.strerror(err)}", self.root)
         finally:

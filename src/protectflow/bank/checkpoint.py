@@ -1,8 +1,9 @@
-"""Checkpoints: their record, their status machine, their lease and their data.
+"""Checkpoints: their record, their lease, their statuses and their data.
 
+The record's layout and status machine are in :mod:`protectflow.bank.record`.
 A checkpoint ``ID`` lives under ``checkpoints/ID/`` in the bank::
 
-    record                  the record (JSON, FORMAT_VERSION): plan, graph, status...
+    record                  the record (JSON, see protectflow.bank.record)
     lease/<generation>      the busy flag (see protectflow.bank.lease)
     resources/<KEY>         per-resource status, one object each, so hooks in
                             several processes never rewrite each other's
@@ -20,70 +21,30 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from protectflow.bank._keys import segment, unsegment, validate_key
+from protectflow.bank._keys import segment, unsegment
 from protectflow.bank.lease import Lease, LeaseKeeper
 from protectflow.bank.objectstore import Bank
+from protectflow.bank.record import (
+    FORMAT_VERSION,
+    STATUSES,
+    CheckpointRecord,
+    allowed_transitions,
+    check_checkpoint_id,
+    creating_operation,
+    history_entry,
+    record_problems,
+)
 from protectflow.bank.runs import RunRecord, new_run_id, now_iso
 from protectflow.bank.section import BankSection
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError
-from protectflow.states import CHECKPOINT_STATUSES, IN_PROGRESS_STATUSES
+from protectflow.states import IN_PROGRESS_STATUSES
 
 __all__ = ["FORMAT_VERSION", "STATUSES", "Checkpoint", "allowed_transitions"]
 
-FORMAT_VERSION = 1
 CHECKPOINTS = "checkpoints/"
 IN_PROGRESS = "index/in-progress/"
 DEFAULT_LEASE_TTL = 300.0
-
-STATUSES = CHECKPOINT_STATUSES
-_TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "protecting": ("available", "error"),
-    "available": ("copying", "deleting"),
-    "error": ("deleting", "protecting"),  # protecting: a resumed protect
-    "copying": ("available",),  # a copy's source; its target may also fail: 'error'
-    "deleting": ("deleted", "error_deleting"),
-    "error_deleting": ("deleting",),
-    "deleted": (),
-}
-
-
-#: The fields every record has, and their types: checked on reading, so that a
-#: damaged record is refused with its name instead of failing deep inside.
-_RECORD_FIELDS: dict[str, type] = {
-    "id": str, "plan": dict, "plan_name": str, "resource_graph": dict,
-    "dag_fingerprint": str, "status": str, "created_at": str, "updated_at": str,
-    "owner": str, "operations": list,
-}
-
-
-def allowed_transitions(status: str, *, copy_target: bool = False) -> tuple[str, ...]:
-    """The statuses a checkpoint in ``status`` may move to.
-
-    ``copy_target`` marks a checkpoint created in a target bank by a copy: it
-    starts in ``copying`` and ends ``available`` or ``error``; the source of
-    a copy goes ``available -> copying -> available``.
-
-    Raises
-    ------
-    BankError
-        If ``status`` is unknown.
-    """
-    if status not in _TRANSITIONS:
-        raise BankError(f"unknown checkpoint status {status!r}; known: {', '.join(STATUSES)}")
-    if copy_target and status == "copying":
-        return ("available", "error")
-    if copy_target and status == "error":
-        return ("deleting",)  # a failed copy is not resumed as a protect
-    return _TRANSITIONS[status]
-
-
-def check_checkpoint_id(checkpoint_id: str) -> str:
-    """Return ``checkpoint_id`` if it is one key segment, else raise BankError."""
-    validate_key(checkpoint_id, what="checkpoint id")
-    if "/" in checkpoint_id:
-        raise BankError(f"invalid checkpoint id {checkpoint_id!r}: it may not contain '/'")
-    return checkpoint_id
 
 
 class Checkpoint:
@@ -110,6 +71,46 @@ class Checkpoint:
         self._record = record
         self._held: Lease | None = None
         self._leases = LeaseKeeper(bank, self.prefix + "lease", f"checkpoint {checkpoint_id}")
+
+    @classmethod
+    def create(cls, bank: Bank, record: CheckpointRecord, *,
+               lease_ttl: float = DEFAULT_LEASE_TTL, now: float | None = None) -> Checkpoint:
+        """Write a new checkpoint's ``record`` under its operation's lease.
+
+        The lease (``protect``, or ``copy`` for a copy's target) is taken for
+        the record's owner before anything else is written, then the
+        checkpoint is marked in progress, then its record is written: if the
+        process dies at any point after the lease, gc finds and resolves it.
+
+        Parameters
+        ----------
+        bank : Bank
+            The bank to create the checkpoint in.
+        record : CheckpointRecord
+            As :func:`protectflow.bank.record.new_record` builds it.
+        lease_ttl : float
+            Seconds the lease lasts unless renewed.
+        now : float, optional
+            The time the lease is taken at (epoch seconds).
+
+        Returns
+        -------
+        Checkpoint
+            Holding the lease: call ``transition`` then ``release`` when the
+            operation ends.
+
+        Raises
+        ------
+        BankError
+            If the checkpoint is already held, or the bank refuses a write.
+        """
+        checkpoint = cls(bank, record["id"])
+        operation = creating_operation(record["copied_from"])
+        lease = checkpoint._leases.acquire(operation, record["owner"], ttl=lease_ttl, now=now)
+        bank.update_object(IN_PROGRESS + checkpoint.id, b"")
+        checkpoint._write(dict(record))
+        checkpoint._held = lease
+        return checkpoint
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Checkpoint, (self.bank, self.id))
@@ -139,8 +140,7 @@ class Checkpoint:
             raise BankError(f"checkpoint {self.id!r} has record format "
                             f"{record.get('version')!r}; this protectflow reads format "
                             f"{FORMAT_VERSION}: use the protectflow that wrote it")
-        wrong = [f"{name!r} is not a {kind.__name__}" for name, kind in _RECORD_FIELDS.items()
-                 if not isinstance(record.get(name), kind)]
+        wrong = record_problems(record)
         if wrong:
             raise self._corrupt(", ".join(wrong))
         return record
@@ -170,7 +170,7 @@ class Checkpoint:
 
     def _append_history(self, entry: dict[str, Any]) -> None:
         record = self._load()
-        record["operations"].append({"at": now_iso(), **entry})
+        record["operations"].append(entry)
         record["updated_at"] = now_iso()
         self._write(record)
 
@@ -248,7 +248,7 @@ class Checkpoint:
         record.update(status=status, status_reason=reason, updated_at=stamp,
                       next_steps=next_steps)
         record["operations"].append(
-            {"at": stamp, "event": "status", "from": old, "to": status, "reason": reason})
+            history_entry("status", at=stamp, **{"from": old, "to": status, "reason": reason}))
         if status in IN_PROGRESS_STATUSES:  # gc finds it here if its operation dies
             self.bank.update_object(IN_PROGRESS + self.id, b"")
         self._write(record)
@@ -318,7 +318,7 @@ class Checkpoint:
         lease = self._leases.acquire(operation, owner, ttl=ttl, now=now,
                                      reclaim_dead=reclaim_dead)
         self._held = lease
-        self._append_history({"event": "start", "operation": operation, "owner": owner})
+        self._append_history(history_entry("start", operation=operation, owner=owner))
         return lease
 
     def renew(self, lease: Lease | None = None, *, ttl: float = DEFAULT_LEASE_TTL) -> Lease:
@@ -341,8 +341,8 @@ class Checkpoint:
         if lease is None:
             return
         with contextlib.suppress(BankError):  # the record may be gone (gc, remove)
-            self._append_history({"event": "end", "operation": lease.operation,
-                                  "owner": lease.owner})
+            self._append_history(history_entry("end", operation=lease.operation,
+                                               owner=lease.owner))
         self._leases.release(lease)
         self._held = None
 

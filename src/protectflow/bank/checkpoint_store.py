@@ -20,17 +20,20 @@ import uuid
 from typing import Any
 
 from protectflow.bank._keys import segment
-from protectflow.bank.checkpoint import (
-    DEFAULT_LEASE_TTL,
-    FORMAT_VERSION,
-    IN_PROGRESS,
-    Checkpoint,
-    check_checkpoint_id,
-)
+from protectflow.bank.checkpoint import DEFAULT_LEASE_TTL, IN_PROGRESS, Checkpoint
 from protectflow.bank.lease import Lease, LeaseKeeper
 from protectflow.bank.objectstore import Bank
+from protectflow.bank.record import check_checkpoint_id, new_record
 from protectflow.bank.runs import now_iso
 from protectflow.errors import BankError
+from protectflow.states import (
+    AVAILABLE,
+    COPYING,
+    DELETING,
+    ERROR,
+    ERROR_DELETING,
+    PROTECTING,
+)
 
 __all__ = ["CheckpointStore"]
 
@@ -118,27 +121,12 @@ class CheckpointStore:
             If the plan has no name or the bank refuses the writes.
         """
         name = plan_name(plan)
-        checkpoint_id = uuid.uuid4().hex
-        created_at = now_iso(now)
-        operation = "copy" if copied_from is not None else "protect"
-        checkpoint = Checkpoint(self.bank, checkpoint_id)
-        # Lease and in-progress entry first: if this process dies at any point
-        # after them, gc finds the checkpoint and resolves it.
-        lease = checkpoint._leases.acquire(operation, owner, ttl=lease_ttl, now=now)
-        self.bank.update_object(IN_PROGRESS + checkpoint_id, b"")
-        record = {
-            "version": FORMAT_VERSION, "id": checkpoint_id, "plan": plan, "plan_name": name,
-            "resource_graph": resource_graph, "dag_fingerprint": dag_fingerprint,
-            "status": "copying" if copied_from is not None else "protecting",
-            "status_reason": None, "created_at": created_at, "updated_at": created_at,
-            "owner": owner, "copied_from": copied_from,
-            "operations": [{"at": created_at, "event": "start", "operation": operation,
-                            "owner": owner}],
-        }
-        checkpoint._write(record)
-        for key in self._index_keys(name, created_at, checkpoint_id):
+        record = new_record(uuid.uuid4().hex, plan=plan, plan_name=name,
+                            resource_graph=resource_graph, dag_fingerprint=dag_fingerprint,
+                            owner=owner, copied_from=copied_from, created_at=now_iso(now))
+        checkpoint = Checkpoint.create(self.bank, record, lease_ttl=lease_ttl, now=now)
+        for key in self._index_keys(name, record["created_at"], checkpoint.id):
             self.bank.update_object(key, b"")
-        checkpoint._held = lease
         return checkpoint
 
     def get(self, checkpoint_id: str) -> Checkpoint:
@@ -250,17 +238,17 @@ class CheckpointStore:
             return False  # someone else is collecting it
         try:
             status = record["status"]
-            if status == "copying" and record.get("copied_from") is None:
-                target = "available"
-            elif status in ("protecting", "copying"):
-                target = "error"
-            elif status == "deleting":  # a dead delete: delete it again to finish
-                target = "error_deleting"
+            if status == COPYING and record.get("copied_from") is None:
+                target = AVAILABLE
+            elif status in (PROTECTING, COPYING):
+                target = ERROR
+            elif status == DELETING:  # a dead delete: delete it again to finish
+                target = ERROR_DELETING
             else:  # a finished operation that died before its index clean-up
                 with contextlib.suppress(BankError):
                     self.bank.delete_object(IN_PROGRESS + checkpoint.id)
                 return False
-            if delete and target in ("error", "error_deleting"):
+            if delete and target in (ERROR, ERROR_DELETING):
                 self.remove(checkpoint.id)
                 lease = None  # removed with the rest
                 return True

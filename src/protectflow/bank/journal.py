@@ -24,15 +24,17 @@ from typing import Any
 
 import attrs
 
+from protectflow import _faults
 from protectflow.bank.checkpoint import Checkpoint
 from protectflow.bank.runs import new_run_id, now_iso
 from protectflow.errors import BankError
+from protectflow.states import FAILED_STATES, STARTED, SUCCEEDED
 
 __all__ = ["BankJournal", "JournalRun", "read_journal"]
 
 JOURNAL_VERSION = 1
 #: Events that end an attempt; ``succeeded`` is the one a resumed run reuses.
-END_EVENTS = frozenset(("succeeded", "failed", "timed_out"))
+END_EVENTS = frozenset((SUCCEEDED, *FAILED_STATES))
 
 
 class BankJournal:
@@ -67,8 +69,6 @@ class BankJournal:
         An entry whose output will not go into JSON is kept as its ``repr``
         and marked ``inexact``: a resumed run runs that hook again.
         """
-        from protectflow import _faults
-
         ended = self._ended + sum(e["event"] in END_EVENTS for e in entries)
         _faults.before_journal(ended)
         batch = [_jsonable(e) for e in entries]
@@ -117,11 +117,11 @@ class JournalRun:
     def succeeded(self) -> dict[str, dict[str, Any]]:
         """Node id -> the entry of its success, for exact successes only."""
         return {e["node"]: e for e in self.entries
-                if e.get("event") == "succeeded" and not e.get("inexact")}
+                if e.get("event") == SUCCEEDED and not e.get("inexact")}
 
     def started(self) -> set[str]:
         """The nodes this run started (at least once)."""
-        return {e["node"] for e in self.entries if e.get("event") == "started"}
+        return {e["node"] for e in self.entries if e.get("event") == STARTED}
 
 
 def read_journal(checkpoint: Checkpoint) -> list[JournalRun]:

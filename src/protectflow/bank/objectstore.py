@@ -43,6 +43,8 @@ def default_bank_url() -> str:
     env = os.environ.get("PROTECTFLOW_BANK")
     if env:
         return env
+    # Imported here, not at the top: only the default bank needs it, and it is
+    # not free to import (`import protectflow` stays light).
     import platformdirs
 
     return os.path.join(platformdirs.user_data_dir("protectflow"), "bank")
@@ -127,6 +129,8 @@ class Bank:
             # The folder is made by the first write: reading a bank that is
             # not there (a typo) must not create one.
             return LocalBackend(self.url, fsync=self.fsync)
+        # fsspec is imported here, not at the top: a local bank (the default,
+        # and the fast path) never needs it, and it is slow to import.
         from fsspec.core import url_to_fs
 
         fs, root = url_to_fs(self.url, **self.storage_options)

@@ -7,7 +7,7 @@ several parents; a cycle is an error that names the resources on it in order.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -16,6 +16,9 @@ from protectflow.dag.graphs import find_cycle
 from protectflow.dag.model import Resource
 from protectflow.errors import CycleError, PlanError
 from protectflow.plugins.registry import Registry
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["ResourceGraph", "build_resource_graph", "find_cycle"]
 
@@ -35,6 +38,29 @@ class ResourceGraph:
     def dependencies(self) -> list[tuple[str, str]]:
         """Every ``(parent, child)`` pair, sorted."""
         return [(p, c) for p, cs in self.children.items() for c in cs]
+
+    def to_networkx(self) -> nx.DiGraph:
+        """The graph as a :class:`networkx.DiGraph`: parent -> child edges.
+
+        Nodes are the resources' ``TYPE#ID`` keys, sorted, with the attributes
+        ``type``, ``id`` and ``name`` (``extra_info`` stays in
+        :attr:`resources`: GraphML has no type for a dict), so the graph
+        writes to GraphML as it is (:mod:`protectflow.dag.graphml`).
+
+        Returns
+        -------
+        networkx.DiGraph
+            A new graph; changing it leaves this one as it is.
+        """
+        # networkx is imported here, not at the top, so that `import protectflow`
+        # does not pay for it.
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        graph.add_nodes_from((key, {"type": r.type, "id": r.id, "name": r.name})
+                             for key, r in self.resources.items())
+        graph.add_edges_from(self.dependencies())
+        return graph
 
     def to_json(self) -> dict[str, Any]:
         return {

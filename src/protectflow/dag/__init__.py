@@ -1,4 +1,4 @@
-"""The HookDAG model, its versioned JSON format and its DOT drawing."""
+"""The HookDAG model, its versioned JSON format, its DOT drawing and GraphML export."""
 
 from protectflow.dag.model import HOOKS, OPERATIONS, RULES, HookDAG, HookEdge, HookNode, Resource
 

@@ -7,6 +7,7 @@ same bytes in every run and under every ``PYTHONHASHSEED``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -114,8 +115,6 @@ def dump(dag: HookDAG, fp: IO[str] | str | os.PathLike[str]) -> None:
 
 def fingerprint(dag: HookDAG) -> str:
     """A SHA-256 of the DAG's JSON: equal DAGs, equal fingerprints."""
-    import hashlib
-
     h = hashlib.sha256()
     for line in _lines(dag):
         h.update(line.encode("utf-8"))

@@ -7,9 +7,12 @@ written to JSON, read back, diffed, drawn and shipped to another process.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["HOOKS", "OPERATIONS", "RULES", "HookDAG", "HookEdge", "HookNode", "Resource"]
 
@@ -120,6 +123,34 @@ class HookDAG:
         for e in self.edges:
             succs[e.source].append(e.target)
         return succs
+
+    def to_networkx(self) -> nx.DiGraph:
+        """The DAG as a :class:`networkx.DiGraph`, for analysing a plan's hooks.
+
+        Nodes are the node ids, in the DAG's order, with the attributes
+        ``resource`` (its ``TYPE#ID`` key), ``resource_type``, ``resource_id``,
+        ``resource_name``, ``hook`` and ``plugin``; edges carry their ``rule``
+        (the colour of the guide's figure); the graph carries ``operation``,
+        ``plan`` and ``pruned``. Every attribute is a plain string (or bool),
+        so the graph writes to GraphML as it is (:mod:`protectflow.dag.graphml`).
+
+        Returns
+        -------
+        networkx.DiGraph
+            A new graph; changing it leaves the DAG as it is.
+        """
+        # networkx is imported here, not at the top, so that `import protectflow`
+        # (and every executor worker) does not pay for it.
+        import networkx as nx
+
+        graph = nx.DiGraph(operation=self.operation, plan=self.plan, pruned=self.pruned)
+        graph.add_nodes_from(
+            (n.id, {"resource": n.resource.key, "resource_type": n.resource.type,
+                    "resource_id": n.resource.id, "resource_name": n.resource.name,
+                    "hook": n.hook, "plugin": n.plugin})
+            for n in self.nodes)
+        graph.add_edges_from((e.source, e.target, {"rule": e.rule}) for e in self.edges)
+        return graph
 
 
 def node_id(resource_key: str, hook: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,8 +31,6 @@ _runs = itertools.count()
 def _probe(address: str, timeout: float) -> None:
     """Raise ExecutorError unless a TCP scheduler address accepts a connection
     (other schemes are left to ``Client``)."""
-    import socket
-
     from distributed.comm.addressing import parse_address, parse_host_port
 
     try:

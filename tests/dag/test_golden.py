@@ -2,7 +2,7 @@
 
 After an intended change of the output, regenerate them and review the diff:
 
-    PROTECTFLOW_REGEN_GOLDEN=1 pytest tests/compiler/test_golden.py
+    PROTECTFLOW_REGEN_GOLDEN=1 pytest tests/dag/test_golden.py
     git diff tests/data/golden
 """
 
@@ -36,7 +36,7 @@ def test_compile_output_matches_the_golden_file(fmt: str, name: str, tmp_path: P
         (GOLDEN / name).write_bytes(out.read_bytes())
     assert out.read_bytes() == (GOLDEN / name).read_bytes(), (
         f"{name} differs from the golden file; if the change is intended, run "
-        "PROTECTFLOW_REGEN_GOLDEN=1 pytest tests/compiler/test_golden.py and review the diff"
+        "PROTECTFLOW_REGEN_GOLDEN=1 pytest tests/dag/test_golden.py and review the diff"
     )
 
 
