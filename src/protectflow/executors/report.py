@@ -27,8 +27,9 @@ class Event:
     """Something that happened in a run, as listeners receive it.
 
     ``kind`` is one of ``run_started``, ``queued``, ``started``, ``succeeded``,
-    ``failed``, ``timed_out``, ``retried``, ``upstream_failed``, ``cancelled``
-    and ``run_finished``; ``node`` is ``None`` for the run's own events.
+    ``failed``, ``timed_out``, ``retried``, ``upstream_failed``, ``cancelled``,
+    ``cancelling`` (the run stops starting hooks) and ``run_finished``;
+    ``node`` is ``None`` for the run's own events.
     ``started`` means handed to the executor; the hook's own start time, taken
     where it ran, is in the report.
     """
