@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from protectflow.executors.invoke import ErrorInfo
-from protectflow.states import CANCELLED, FAILED_STATES, HOOK_STATES
+from protectflow.states import CANCELLED, FAILED_STATES, HOOK_STATES, SUCCEEDED
 
 __all__ = [
     "FAILED_STATES", "HOOK_STATES", "Attempt", "Event", "HookRecord", "Recorded", "RunReport",
@@ -117,7 +117,7 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        return self.state == "succeeded"
+        return self.state == SUCCEEDED
 
     @property
     def duration(self) -> float:
