@@ -18,7 +18,7 @@ and releases a hook's dependents only once its success is durable; with
 ``RunOptions.completed`` it takes the hooks an earlier run finished as
 succeeded, without running them (a resumed run).
 
-Why one module of ~450 lines: ``_Run`` is one state machine. Starting a hook,
+Why one module of ~480 lines: ``_Run`` is one state machine. Starting a hook,
 its end, a retry, a durable journal batch, a cancel and the grace period all
 read and write the same few structures (the ready heap, ``inflight``, the
 waiting counts, the records, ``stopping``), and each rule (fail fast, the
