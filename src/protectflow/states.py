@@ -18,6 +18,7 @@ from typing import Final
 __all__ = [
     "AVAILABLE",
     "CANCELLED",
+    "CANCELLING",
     "CHECKPOINT_STATUSES",
     "COPIED",
     "COPYING",
@@ -67,6 +68,8 @@ RUN_STARTED: Final = "run_started"
 QUEUED: Final = "queued"
 STARTED: Final = "started"
 RETRIED: Final = "retried"
+#: The run stops starting hooks: cancelled, interrupted, or its journal failed.
+CANCELLING: Final = "cancelling"
 RUN_FINISHED: Final = "run_finished"
 
 # -- checkpoint statuses ---------------------------------------------------------

@@ -251,3 +251,32 @@ def test_no_chain_takes_a_limited_hook() -> None:
     dag = make_dag(flat(2), limits={"OS::Cinder::Volume": 1})
     report, chains = _chain_run(dag)
     assert report.state == "succeeded" and all(len(c) == 1 for c in chains)
+
+
+class _LinkJournal:
+    """A run journal in memory whose writes from where a chain runs fail."""
+
+    def __init__(self) -> None:
+        self.entries: list[Any] = []
+
+    def record(self, entries: list[Any]) -> None:
+        self.entries.extend(entries)
+
+    def record_link(self, name: str, entries: list[Any]) -> None:
+        raise OSError("the bank is unreachable from here")
+
+
+def test_a_chain_link_journal_write_that_fails_is_reported_and_the_loop_goes_on() -> None:
+    journal = _LinkJournal()
+    report, chains = _chain_run(make_dag(flat(1)), journal=journal)
+    assert report.state == "succeeded"
+    # Each chain stops after its head; the loop records that success itself
+    # and starts the rest as a new chain.
+    assert [len(c) for c in chains] == [4, 3, 2, 1]
+    for hook in ("prepare_begin", "prepare_finish", "main"):
+        warned = [m for _, level, m in report.hooks[f"OS::Cinder::Volume#v0/{hook}"].log
+                  if level == "warning"]
+        assert len(warned) == 1 and "the bank is unreachable from here" in warned[0], hook
+    assert all(r.attempts == 1 for r in report.hooks.values())
+    succeeded = [e["node"] for e in journal.entries if e["event"] == "succeeded"]
+    assert sorted(succeeded) == sorted(report.hooks)

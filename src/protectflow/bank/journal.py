@@ -11,6 +11,9 @@ names the run it resumes. In the bank, under ``checkpoints/ID/``::
                                   hooks, before starting the next one
     journal/<RUN>/end             how the run ended, when it did
 
+Every entry is a :class:`JournalEntry`: the executors build them (see
+:mod:`protectflow.executors.invoke`), this module stores and reads them back.
+
 ``RUN`` sorts by start time. Each object is written whole and atomically
 (:meth:`Bank.update_object` fsyncs on a local folder), so a crash loses at most
 the batch being written, never half of one.
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import attrs
 
@@ -28,13 +31,39 @@ from protectflow import _faults
 from protectflow.bank.checkpoint import Checkpoint
 from protectflow.bank.runs import new_run_id, now_iso
 from protectflow.errors import BankError
-from protectflow.states import FAILED_STATES, STARTED, SUCCEEDED
+from protectflow.states import FAILED, STARTED, SUCCEEDED, TIMED_OUT
 
-__all__ = ["BankJournal", "JournalRun", "read_journal"]
+__all__ = ["BankJournal", "JournalEntry", "JournalRun", "read_journal"]
 
 JOURNAL_VERSION = 1
 #: Events that end an attempt; ``succeeded`` is the one a resumed run reuses.
-END_EVENTS = frozenset((SUCCEEDED, *FAILED_STATES))
+END_EVENTS = frozenset((SUCCEEDED, FAILED, TIMED_OUT))
+
+
+class _Entry(TypedDict):
+    node: str
+    event: str
+    attempt: int
+    time: float
+
+
+class JournalEntry(_Entry, total=False):
+    """One entry of a run journal, as stored (a JSON object).
+
+    A start (``event`` is ``started``) holds ``node``, ``event``, ``attempt``
+    and ``time``; an end (``succeeded``, ``failed`` or ``timed_out``) adds
+    ``worker``, and ``output`` and ``new_resources`` for a success, ``error``
+    and ``retrying`` otherwise. ``inexact`` marks a success whose output would
+    not go into JSON: its ``output`` and ``new_resources`` are stored as their
+    ``repr``, and a resume runs that hook again.
+    """
+
+    worker: str
+    output: Any
+    new_resources: dict[str, Any] | None
+    error: dict[str, str] | None
+    retrying: bool
+    inexact: bool
 
 
 class BankJournal:
@@ -63,11 +92,16 @@ class BankJournal:
         checkpoint.bank.update_object(f"{checkpoint.prefix}journal/{run_id}/meta", data)
         return cls(checkpoint, run_id, data)
 
-    def record(self, entries: list[dict[str, Any]]) -> None:
+    def record(self, entries: list[JournalEntry]) -> None:
         """Write ``entries`` as the next batch, atomically and durably.
 
         An entry whose output will not go into JSON is kept as its ``repr``
         and marked ``inexact``: a resumed run runs that hook again.
+
+        Raises
+        ------
+        BankError
+            If the bank refuses the write.
         """
         ended = self._ended + sum(e["event"] in END_EVENTS for e in entries)
         _faults.before_journal(ended)
@@ -77,10 +111,15 @@ class BankJournal:
         self._ended = ended
         _faults.after_journal(ended)
 
-    def record_link(self, name: str, entries: list[dict[str, Any]]) -> None:
+    def record_link(self, name: str, entries: list[JournalEntry]) -> None:
         """Write ``entries`` from wherever a chain of hooks runs (a dask worker
         in another process: a journal pickles with its checkpoint), durably,
         under a ``name`` of the writer's own.
+
+        Raises
+        ------
+        BankError
+            If the bank refuses the write.
         """
         batch = [_jsonable(e) for e in entries]
         self.checkpoint.bank.update_object(f"{self.prefix}w/{name}", batch)
@@ -91,17 +130,31 @@ class BankJournal:
                                            {"state": state, "at": now_iso()})
 
 
-def _jsonable(entry: dict[str, Any]) -> dict[str, Any]:
+def _jsonable(entry: JournalEntry) -> JournalEntry:
     try:
         json.dumps(entry)
         return entry
     except (TypeError, ValueError):
-        fixed = {k: v for k, v in entry.items() if k not in ("output", "new_resources")}
+        fixed: dict[str, Any] = {k: v for k, v in entry.items()
+                                 if k not in ("output", "new_resources")}
         for key in ("output", "new_resources"):
             if entry.get(key) is not None:
-                fixed[key] = repr(entry[key])
+                fixed[key] = repr(entry.get(key))  # kept to read, never taken as a result
         fixed["inexact"] = True
-        return fixed
+        return cast(JournalEntry, fixed)
+
+
+def _entries(key: str, batch: Any) -> list[JournalEntry]:
+    """The entries of the batch stored at ``key``, checked for the keys
+    every reader relies on (a bank is untrusted storage)."""
+    if not isinstance(batch, list):
+        raise BankError(f"journal batch {key!r} is not a list of entries")
+    for entry in batch:
+        if not (isinstance(entry, dict) and isinstance(entry.get("node"), str)
+                and isinstance(entry.get("event"), str)):
+            raise BankError(f"journal batch {key!r} holds an entry without a node and an "
+                            f"event: {entry!r:.200}")
+    return cast(list[JournalEntry], batch)
 
 
 @attrs.frozen
@@ -111,17 +164,17 @@ class JournalRun:
 
     run_id: str
     meta: dict[str, Any]
-    entries: tuple[dict[str, Any], ...]
+    entries: tuple[JournalEntry, ...]
     end: dict[str, Any] | None
 
-    def succeeded(self) -> dict[str, dict[str, Any]]:
+    def succeeded(self) -> dict[str, JournalEntry]:
         """Node id -> the entry of its success, for exact successes only."""
         return {e["node"]: e for e in self.entries
-                if e.get("event") == SUCCEEDED and not e.get("inexact")}
+                if e["event"] == SUCCEEDED and not e.get("inexact")}
 
     def started(self) -> set[str]:
         """The nodes this run started (at least once)."""
-        return {e["node"] for e in self.entries if e.get("event") == STARTED}
+        return {e["node"] for e in self.entries if e["event"] == STARTED}
 
 
 def read_journal(checkpoint: Checkpoint) -> list[JournalRun]:
@@ -143,9 +196,6 @@ def read_journal(checkpoint: Checkpoint) -> list[JournalRun]:
         elif rest == "end":
             run["end"] = bank.get_object(key)
         elif rest.startswith(("e/", "w/")):
-            batch = bank.get_object(key)
-            if not isinstance(batch, list):
-                raise BankError(f"journal batch {key!r} is not a list of entries")
-            run["entries"].extend(batch)
+            run["entries"].extend(_entries(key, bank.get_object(key)))
     return [JournalRun(run_id, run["meta"], tuple(run["entries"]), run["end"])
             for run_id, run in sorted(runs.items()) if isinstance(run["meta"], dict)]

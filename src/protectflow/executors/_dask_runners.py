@@ -25,7 +25,7 @@ from protectflow.errors import ExecutorError
 from protectflow.executors._loop import Done
 from protectflow.executors.invoke import HookCall, HookResult, failed_result, invoke_chain
 from protectflow.executors.options import RunOptions
-from protectflow.executors.report import FAILED_STATES
+from protectflow.states import FAILED_STATES, SUCCEEDED
 
 __all__ = ["PoolRun", "runners"]
 
@@ -50,6 +50,20 @@ def runners(client: Any, nthreads: dict[str, int], timeout: float) -> _Runners:
             runners = _POOLS[client.id] = _Runners(client)
     runners.start(nthreads, timeout)
     return runners
+
+
+def _bind(actor: Any, client: Any, future: Any) -> None:
+    """Make ``actor`` (the result of ``future``) call through ``client``.
+
+    An actor binds itself to the default client when it is deserialised, not
+    to the client whose future it came from, which ours need not be (a
+    ``Client(set_as_default=False)``, or another default created later):
+    dask/distributed#7842, open. ``distributed`` has no public way to bind it
+    (``Client.as_current`` does not reach where the result is deserialised),
+    so this is the one place that sets the actor's private ``_client`` and
+    ``_future``, as dask's ``local.py`` reaches into ``pool._pool``.
+    """
+    actor._client, actor._future = client, future
 
 
 class _Handle:
@@ -97,8 +111,7 @@ class _Runners:
                     f"could not start protectflow's hook runner on the dask worker "
                     f"{address}: {err!r}; is protectflow installed where the workers run?"
                 ) from err
-            # An actor binds to the default client, which ours need not be.
-            actor._client, actor._future = self.client, future
+            _bind(actor, self.client, future)
             handle = _Handle(address, future, actor)
             with self.lock:
                 self.handles[address] = handle
@@ -216,7 +229,7 @@ class _Chain:
             return False
         self.next += 1
         self.done(result)
-        return result.state != "succeeded" or self.next == len(self.calls)
+        return result.state != SUCCEEDED or self.next == len(self.calls)
 
 
 class _Runner:
@@ -229,6 +242,8 @@ class _Runner:
     """
 
     def __init__(self, threads: int) -> None:
+        # Made on a dask worker only: distributed is there, and is not
+        # imported with protectflow.
         from distributed import get_worker
 
         worker = get_worker()

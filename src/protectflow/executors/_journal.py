@@ -1,4 +1,5 @@
-"""Group commit of a run's journal, off the scheduling thread.
+"""The run journal from the executors' side: what a journal must do, and
+the group commit the loop writes it with, off the scheduling thread.
 
 The loop hands entries over as hooks start and finish; one writer thread
 records everything pending in one :meth:`Journal.record` call, then tells the
@@ -12,13 +13,37 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol, runtime_checkable
 
 import attrs
 
-from protectflow.executors.options import Journal
+from protectflow.bank.journal import JournalEntry
 
-__all__ = ["Flushed", "JournalWriter"]
+__all__ = ["Flushed", "Journal", "JournalWriter", "LinkJournal"]
+
+
+class Journal(Protocol):
+    """Where a run records every hook's state changes, durably.
+
+    ``record`` gets a batch of entries (:class:`JournalEntry`: ``node``,
+    ``event`` -- started, succeeded, failed or timed_out --, ``attempt``,
+    ``time``, and ``output``, ``new_resources`` and ``error`` when they apply)
+    and returns once they are durable. The loop calls it from one thread at a
+    time, and starts no hook that depends on a hook before that hook's entry
+    is recorded (group commit: one call per batch of completions).
+    """
+
+    def record(self, entries: list[JournalEntry]) -> None: ...
+
+
+@runtime_checkable
+class LinkJournal(Journal, Protocol):
+    """A journal that can also be written from where a hook runs (it pickles,
+    and ``record_link`` needs no other writer's order): with one, a chain of
+    hooks records each success before its next hook starts, so chains are
+    run only with such a journal, or none."""
+
+    def record_link(self, name: str, entries: list[JournalEntry]) -> None: ...
 
 
 @attrs.frozen
@@ -36,7 +61,7 @@ class JournalWriter:
 
     def __init__(self, journal: Journal, notify: Callable[[Flushed], None]) -> None:
         self.journal, self.notify = journal, notify
-        self._entries: list[dict[str, Any]] = []
+        self._entries: list[JournalEntry] = []
         self._gates: list[int] = []
         self._cond = threading.Condition()
         self._closing = False
@@ -45,7 +70,7 @@ class JournalWriter:
                                         daemon=True)
         self._thread.start()
 
-    def add(self, entry: dict[str, Any], gate: int | None = None) -> None:
+    def add(self, entry: JournalEntry, gate: int | None = None) -> None:
         """Queue ``entry``; ``gate`` is a node whose dependents wait for it."""
         with self._cond:
             self._entries.append(entry)

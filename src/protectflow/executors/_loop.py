@@ -17,6 +17,16 @@ With a journal (``RunOptions.journal``) the loop records every start and end,
 and releases a hook's dependents only once its success is durable; with
 ``RunOptions.completed`` it takes the hooks an earlier run finished as
 succeeded, without running them (a resumed run).
+
+Why one module of ~480 lines: ``_Run`` is one state machine. Starting a hook,
+its end, a retry, a durable journal batch, a cancel and the grace period all
+read and write the same few structures (the ready heap, ``inflight``, the
+waiting counts, the records, ``stopping``), and each rule (fail fast, the
+journal gate, chains) is a condition over several of them; split across
+modules, every rule would be read in two places. What is an idea of its own
+with its own state is in a module beside this one: the limit groups
+(``_limits``), the critical order (``_order``), chains (``_chains``), views
+(``_views``) and the journal's writer (``_journal``).
 """
 
 from __future__ import annotations
@@ -32,31 +42,41 @@ import attrs
 
 from protectflow.dag.model import HookDAG
 from protectflow.executors._chains import Chains
-from protectflow.executors._journal import Flushed, JournalWriter
-from protectflow.executors._order import critical_order, limit_groups
+from protectflow.executors._journal import Flushed, JournalWriter, LinkJournal
+from protectflow.executors._limits import Limits
+from protectflow.executors._order import adjacency, critical_order
 from protectflow.executors._views import Views
 from protectflow.executors.invoke import (
     NEW_RESOURCES_OPERATIONS,
     SKIPPED,
     HookCall,
     HookResult,
+    ended_entry,
+    started_entry,
 )
 from protectflow.executors.options import RunOptions
-from protectflow.executors.report import (
+from protectflow.executors.report import Attempt, Event, HookRecord, Recorded, RunReport
+from protectflow.states import (
+    CANCELLED,
+    CANCELLING,
+    FAILED,
     FAILED_STATES,
-    Attempt,
-    Event,
-    HookRecord,
-    Recorded,
-    RunReport,
+    QUEUED,
+    RETRIED,
+    RUN_FINISHED,
+    RUN_STARTED,
+    STARTED,
+    SUCCEEDED,
+    UPSTREAM_FAILED,
 )
 
 __all__ = ["Submit", "run_loop"]
 
-_PENDING = "pending"
+_PENDING = "pending"  # the loop's own: no hook ends in it
 _POLL = 0.1  # seconds between looks at the cancel event while waiting
 
 Done = Callable[[HookResult], None]
+Abandon = Callable[[Iterable[int]], None]
 
 
 class Submit(Protocol):
@@ -77,7 +97,7 @@ def run_loop(
     submit: Submit,
     capacity: int,
     executor: str,
-    abandon: Callable[[Iterable[int]], None] | None = None,
+    abandon: Abandon | None = None,
     chain: int = 1,
     halt: Callable[[], None] | None = None,
 ) -> RunReport:
@@ -93,35 +113,24 @@ def run_loop(
     or hooks out stops, to stop them before their next hook (an executor that
     queues hooks where they run starts none of them after that).
     """
-    run = _Run(dag, options, executor, capacity)
-    # A journal must record a success before its dependents start: chains
-    # only with a journal a worker can write to (``record_link``).
-    linkable = options.journal is None or hasattr(options.journal, "record_link")
-    run.chains.length = max(1, chain) if linkable else 1
-    run.halt = halt
+    run = _Run(dag, options, executor=executor, capacity=capacity, chain=chain, halt=halt)
     return run.run(submit, abandon)
 
 
 class _Run:
-    def __init__(self, dag: HookDAG, options: RunOptions, executor: str, capacity: int) -> None:
+    def __init__(self, dag: HookDAG, options: RunOptions, *, executor: str, capacity: int,
+                 chain: int, halt: Callable[[], None] | None) -> None:
         self.dag, self.options, self.executor = dag, options, executor
         self.capacity = max(1, capacity)
-        nodes = dag.nodes
-        index = {n.id: i for i, n in enumerate(nodes)}
-        self.preds: list[list[int]] = [[] for _ in nodes]
-        self.succs: list[list[int]] = [[] for _ in nodes]
-        for e in dag.edges:
-            s, t = index[e.source], index[e.target]
-            self.preds[t].append(s)
-            self.succs[s].append(t)
+        self.halt = halt
+        index, self.preds, self.succs = adjacency(dag)
         self.waiting = [len(p) for p in self.preds]
-        self.records = [HookRecord(n.id, n.resource.key, n.hook, _PENDING) for n in nodes]
+        self.records = [HookRecord(n.id, n.resource.key, n.hook, _PENDING) for n in dag.nodes]
         self.views = Views(self.preds) if dag.operation in NEW_RESOURCES_OPERATIONS else None
-        self.groups, self.room = limit_groups(dag, options)
-        # The ready and parked heaps hold ranks, not node indices: popping the
-        # smallest starts the most critical hook (see critical_order).
+        self.limits = Limits(dag, options)
+        # The ready, parked and delayed heaps hold ranks, not node indices:
+        # popping the smallest starts the most critical hook (see critical_order).
         self.rank, self.by_rank = critical_order(self.preds, self.succs)
-        self.parked: list[list[int]] = [[] for _ in self.room]
         self.ready: list[int] = []
         self.delayed: list[tuple[float, int]] = []
         self.inflight: dict[int, int] = {}  # node index -> attempt
@@ -132,11 +141,16 @@ class _Run:
         self.listeners = tuple(options.listeners)
         self.resumed: dict[int, Recorded] = {
             index[nid]: done for nid, done in options.completed.items() if nid in index}
-        self.journal: JournalWriter | None = None
+        self.journal: JournalWriter | None = None  # started with the run
         self.unflushed = 0  # successes handed to the journal, not yet durable
         self.journal_error: BaseException | None = None
-        self.halt: Callable[[], None] | None = None
-        self.chains = Chains(1, self.succs, self.waiting, self.groups, self.rank, self._chainable)
+        # A journal must record a success before its dependents start: chains
+        # only with a journal a worker can write to, or none.
+        journal = options.journal
+        self.link_journal = journal if isinstance(journal, LinkJournal) else None
+        length = max(1, chain) if journal is None or self.link_journal is not None else 1
+        self.chains = Chains(length, self.succs, self.waiting, self.limits.groups, self.rank,
+                             self._chainable)
 
     # -- events -----------------------------------------------------------
 
@@ -153,9 +167,9 @@ class _Run:
 
     # -- the loop ---------------------------------------------------------
 
-    def run(self, submit: Submit, abandon: Callable[[Iterable[int]], None] | None) -> RunReport:
+    def run(self, submit: Submit, abandon: Abandon | None) -> RunReport:
         start = time.time()
-        self.emit("run_started", message=f"{len(self.records)} hooks on {self.executor}")
+        self.emit(RUN_STARTED, message=f"{len(self.records)} hooks on {self.executor}")
         if self.options.journal is not None:
             self.journal = JournalWriter(self.options.journal, self.queue.put)
         # The roots first, then enqueue: taking a resumed hook's recorded
@@ -176,7 +190,7 @@ class _Run:
             self.dag.operation, self.dag.plan, self.executor, self._overall(), start, end,
             {r.node: r for r in self.records},
         )
-        self.emit("run_finished", message=report.state)
+        self.emit(RUN_FINISHED, message=report.state)
         return report
 
     def _settle(self) -> None:
@@ -190,16 +204,16 @@ class _Run:
                 self._upstream_failed(i)
         for i, record in enumerate(records):
             if record.state == _PENDING:
-                record.state = "cancelled"
-                self.emit("cancelled", i)
+                record.state = CANCELLED
+                self.emit(CANCELLED, i)
 
     def _overall(self) -> str:
         if self.cancelled:
-            return "cancelled"
-        bad = FAILED_STATES | {"upstream_failed"}
-        return "failed" if any(r.state in bad for r in self.records) else "succeeded"
+            return CANCELLED
+        bad = FAILED_STATES | {UPSTREAM_FAILED}
+        return FAILED if any(r.state in bad for r in self.records) else SUCCEEDED
 
-    def _loop(self, submit: Submit, abandon: Callable[[Iterable[int]], None] | None) -> None:
+    def _loop(self, submit: Submit, abandon: Abandon | None) -> None:
         cancel = self.options.cancel
         while True:
             now = time.time()
@@ -215,30 +229,38 @@ class _Run:
             if self.cancelled and now >= self.grace_deadline:
                 self._abandon(abandon)
                 return
-            wait = _POLL
-            if self.delayed and not self.stopping:
-                wait = min(wait, max(0.0, self.delayed[0][0] - now))
             try:
-                result: HookResult | Flushed | None = self.queue.get(timeout=wait)
-            except queue.Empty:
-                result = None
+                self._drain(self._wait(now))
             except KeyboardInterrupt:
                 if self.cancelled:  # a second Ctrl-C: stop waiting for running hooks
                     self._abandon(abandon)
                     return
                 self._cancel("interrupted")
                 continue
-            while result is not None:
-                if isinstance(result, Flushed):
-                    self._flushed(result)
-                else:
-                    self._finish(result)
-                try:
-                    result = self.queue.get_nowait()
-                except queue.Empty:
-                    result = None
             if cancel is not None and cancel.is_set() and not self.cancelled:
                 self._cancel("cancelled")
+
+    def _wait(self, now: float) -> HookResult | Flushed | None:
+        """The next result, or None once it is time to look at the clock."""
+        wait = _POLL
+        if self.delayed and not self.stopping:
+            wait = min(wait, max(0.0, self.delayed[0][0] - now))
+        try:
+            return self.queue.get(timeout=wait)
+        except queue.Empty:
+            return None
+
+    def _drain(self, result: HookResult | Flushed | None) -> None:
+        """Handle ``result`` and every other one already queued."""
+        while result is not None:
+            if isinstance(result, Flushed):
+                self._flushed(result)
+            else:
+                self._finish(result)
+            try:
+                result = self.queue.get_nowait()
+            except queue.Empty:
+                result = None
 
     def _stop(self) -> None:
         if not self.stopping and (self.chains.claimed or self.inflight) and self.halt is not None:
@@ -249,15 +271,15 @@ class _Run:
         self._stop()
         self.cancelled = True
         self.grace_deadline = time.time() + self.options.grace
-        self.emit("cancelling", message=why)
+        self.emit(CANCELLING, message=why)
 
-    def _abandon(self, abandon: Callable[[Iterable[int]], None] | None) -> None:
+    def _abandon(self, abandon: Abandon | None) -> None:
         """The grace period is over: whatever still runs is reported cancelled."""
         left = list(self.inflight)
         self.inflight.clear()
         for i in left:
-            self.records[i].state = "cancelled"
-            self.emit("cancelled", i, message="still running when the grace period ended")
+            self.records[i].state = CANCELLED
+            self.emit(CANCELLED, i, message="still running when the grace period ended")
         if abandon is not None and left:
             abandon(left)
 
@@ -265,7 +287,7 @@ class _Run:
 
     def _make_ready(self, i: int) -> None:
         heapq.heappush(self.ready, self.rank[i])
-        self.emit("queued", i)
+        self.emit(QUEUED, i)
 
     def _enqueue(self, i: int) -> None:
         """Hook ``i`` may start: queue it, or, if an earlier run finished it,
@@ -279,9 +301,9 @@ class _Run:
                 self._make_ready(j)
                 continue
             record = records[j]
-            record.state, record.resumed = "succeeded", True
+            record.state, record.resumed = SUCCEEDED, True
             record.output, record.new_resources = done.output, done.new_resources
-            self.emit("succeeded", j, 0, "recorded by an earlier run")
+            self.emit(SUCCEEDED, j, 0, "recorded by an earlier run")
             if self.views is not None:
                 self.views.done(j, done.new_resources)
             for s in self.succs[j]:
@@ -290,19 +312,13 @@ class _Run:
                     stack.append(s)
 
     def _fill(self, submit: Submit) -> None:
-        ready, groups, room = self.ready, self.groups, self.room
+        ready, limits = self.ready, self.limits
         calls: list[HookCall] = []
         while ready and not self.stopping and len(self.inflight) < self.capacity:
-            i = self.by_rank[heapq.heappop(ready)]
-            full = next((g for g in groups[i] if room[g] <= 0), None) if groups[i] else None
-            if full is not None:
-                # Parked until a hook of that group finishes: never a lock a
-                # pool thread waits on.
-                heapq.heappush(self.parked[full], self.rank[i])
-                continue
-            for g in groups[i]:
-                room[g] -= 1
-            calls.append(self._chained(i))
+            rank = heapq.heappop(ready)
+            i = self.by_rank[rank]
+            if limits.admit(i, rank):  # else parked until its group has room
+                calls.append(self._chained(i))
         if not calls:
             return
         try:
@@ -312,29 +328,8 @@ class _Run:
             for call in calls:
                 if self.inflight.pop(call.index, None) is not None:
                     self._release(call.index)
-                    self.records[call.index].state = "cancelled"
+                    self.records[call.index].state = CANCELLED
             raise
-
-    def _call(self, i: int) -> HookCall:
-        record = self.records[i]
-        attempt = record.attempts + 1
-        record.attempts = attempt
-        self.inflight[i] = attempt
-        options = self.options
-        node = self.dag.nodes[i]
-        self.emit("started", i, attempt)
-        if self.journal is not None:
-            self.journal.add({"node": node.id, "event": "started", "attempt": attempt,
-                              "time": time.time()})
-        return HookCall(
-            i, node, self.dag.operation, self.dag.parameters.get(node.resource.key, {}), attempt,
-            registry=options.registry, checkpoint=options.checkpoint, context=options.context,
-            view=self.views.view(i) if self.views is not None else None,
-            target_checkpoint=options.target_checkpoint, timeout=options.timeout,
-            rank=self.rank[i],
-        )
-
-    # -- finishing hooks --------------------------------------------------
 
     def _chained(self, i: int) -> HookCall:
         """The call of hook ``i``, carrying the chain that follows it."""
@@ -342,35 +337,46 @@ class _Run:
         links = self.chains.links(i)
         if not links:
             return call
-        return attrs.evolve(call, then=tuple(map(self._link, links)),
-                            journal=self.options.journal)
+        # A link's view is left to its runner: its predecessor's plus its writes.
+        then = tuple(self._hook_call(j, 1) for j in links)
+        return attrs.evolve(call, then=then, journal=self.link_journal)
+
+    def _call(self, i: int) -> HookCall:
+        """Start the next attempt of hook ``i``: its call, recorded as started."""
+        record = self.records[i]
+        attempt = record.attempts = record.attempts + 1
+        self.inflight[i] = attempt
+        self.emit(STARTED, i, attempt)
+        if self.journal is not None:
+            self.journal.add(started_entry(record.node, attempt))
+        view = self.views.view(i) if self.views is not None else None
+        return self._hook_call(i, attempt, view=view, rank=self.rank[i])
+
+    def _hook_call(self, i: int, attempt: int, *, view: dict[str, Any] | None = None,
+                   rank: int = 0) -> HookCall:
+        node, options = self.dag.nodes[i], self.options
+        return HookCall(
+            i, node, self.dag.operation, self.dag.parameters.get(node.resource.key, {}), attempt,
+            registry=options.registry, checkpoint=options.checkpoint, context=options.context,
+            view=view, target_checkpoint=options.target_checkpoint, timeout=options.timeout,
+            rank=rank,
+        )
 
     def _chainable(self, s: int) -> bool:
         return (s not in self.resumed and self.records[s].state == _PENDING
                 and (self.views is None or len(self.preds[s]) == 1))
-
-    def _link(self, i: int) -> HookCall:
-        # The executor fills in the view: its predecessor's plus its writes.
-        node, options = self.dag.nodes[i], self.options
-        return HookCall(
-            i, node, self.dag.operation, self.dag.parameters.get(node.resource.key, {}), 1,
-            registry=options.registry, checkpoint=options.checkpoint, context=options.context,
-            target_checkpoint=options.target_checkpoint, timeout=options.timeout,
-        )
 
     def _adopt(self, i: int) -> None:
         """Chained hook ``i`` starts where its predecessor ran."""
         self.chains.started(i)
         self.records[i].attempts = 1
         self.inflight[i] = 1
-        self.emit("started", i, 1)
+        self.emit(STARTED, i, 1)
+
+    # -- finishing hooks --------------------------------------------------
 
     def _release(self, i: int) -> None:
-        for g in self.groups[i]:
-            self.room[g] += 1
-            parked = self.parked[g]
-            if parked:
-                heapq.heappush(self.ready, heapq.heappop(parked))
+        self.limits.release(i, self.ready)
 
     def _finish(self, r: HookResult) -> None:
         i = r.index
@@ -378,55 +384,66 @@ class _Run:
             return  # an abandoned hook that finished after all
         del self.inflight[i]
         self._release(i)
-        record = self.records[i]
-        if r.state == SKIPPED:  # never started: as if never handed over
-            record.attempts -= 1
-            self.chains.stopped(i)
-            if not self.stopping and self.waiting[i] == 0:
-                self._make_ready(i)  # else its predecessor's release queues it
+        if r.state == SKIPPED:
+            self._skipped(i)
             return
+        record = self.records[i]
         record.history.append(Attempt(r.attempt, r.state, r.start, r.end, r.worker))
         record.log.extend(r.log)
         if record.start is None:
             record.start = r.start
         record.end = r.end
         record.error = r.error
-        if r.state == "succeeded":
-            record.state = "succeeded"
-            record.output = r.output
-            record.new_resources = r.writes
-            self.emit("succeeded", i, r.attempt)
-            if self.views is not None:
-                self.views.done(i, r.writes)
-            if self.journal is None or r.journaled:
-                if self.journal is not None:  # recorded by its worker: durable, no gate
-                    self.journal.add(_entry(record, r, output=r.output, new_resources=r.writes))
-                self._release_dependents(i)
-                self.chains.succeeded(i)
-            else:  # its dependents wait until its success is durable
-                j = self.chains.succeeded(i)
-                if j is not None:
-                    # The worker recorded this success before it went on.
-                    self._adopt(j)
-                self.unflushed += 1
-                self.journal.add(_entry(record, r, output=r.output, new_resources=r.writes),
-                                 gate=i)
+        if r.state == SUCCEEDED:
+            self._succeeded(i, r)
+        else:
+            self._failed(i, r)
+
+    def _skipped(self, i: int) -> None:
+        """Chained hook ``i`` was never started: as if never handed over."""
+        self.records[i].attempts -= 1
+        self.chains.stopped(i)
+        if not self.stopping and self.waiting[i] == 0:
+            self._make_ready(i)  # else its predecessor's release queues it
+
+    def _succeeded(self, i: int, r: HookResult) -> None:
+        record = self.records[i]
+        record.state, record.output, record.new_resources = SUCCEEDED, r.output, r.writes
+        self.emit(SUCCEEDED, i, r.attempt)
+        if self.views is not None:
+            self.views.done(i, r.writes)
+        journal = self.journal
+        if journal is None or r.journaled:
+            if journal is not None:  # recorded by its worker: durable, no gate
+                journal.add(ended_entry(record.node, r))
+            self._release_dependents(i)
+            self.chains.succeeded(i)
             return
+        # Its dependents wait until its success is durable.
+        j = self.chains.succeeded(i)
+        if j is not None:
+            # Its runner did not record it, so it reports its follower
+            # skipped: a result for ``j`` comes, as for a hook started here.
+            self._adopt(j)
+        self.unflushed += 1
+        journal.add(ended_entry(record.node, r), gate=i)
+
+    def _failed(self, i: int, r: HookResult) -> None:
+        """Attempt ``r`` of hook ``i`` failed or timed out: retry it, or fail it."""
         self.chains.stopped(i)
         retries = self.options.retries if self.options.retries is not None else r.retries
         retrying = r.attempt <= retries and not self.stopping
         if self.journal is not None:
-            self.journal.add(_entry(record, r, error=r.error.to_json() if r.error else None,
-                                    retrying=retrying))
+            self.journal.add(ended_entry(self.records[i].node, r, retrying=retrying))
+        message = r.error.message if r.error else ""
         if retrying:
             base = self.options.retry_delay
             delay = (r.retry_delay if base is None else base) * 2 ** (r.attempt - 1)
             heapq.heappush(self.delayed, (time.time() + delay, i))
-            msg = r.error.message if r.error else ""
-            self.emit("retried", i, r.attempt, f"{r.state}: {msg}; retrying in {delay:.3g} s")
+            self.emit(RETRIED, i, r.attempt, f"{r.state}: {message}; retrying in {delay:.3g} s")
             return
-        record.state = r.state
-        self.emit(r.state, i, r.attempt, r.error.message if r.error else "")
+        self.records[i].state = r.state
+        self.emit(r.state, i, r.attempt, message)
         self._upstream_failed(i)
         if not self.options.keep_going:
             self._stop()
@@ -448,11 +465,11 @@ class _Run:
             # Nothing more is durable: stop as after a failure, and raise.
             if self.journal_error is None:
                 self.journal_error = f.error
-                self.emit("cancelling", message=f"the run journal failed: {f.error}")
+                self.emit(CANCELLING, message=f"the run journal failed: {f.error}")
             self._stop()
             return
         for i in f.gates:
-            if self.records[i].state == "succeeded":
+            if self.records[i].state == SUCCEEDED:
                 self._release_dependents(i)
 
     def _upstream_failed(self, i: int) -> None:
@@ -461,11 +478,6 @@ class _Run:
         while stack:
             s = stack.pop()
             if records[s].state == _PENDING:
-                records[s].state = "upstream_failed"
-                self.emit("upstream_failed", s, message=f"{self.dag.nodes[i].id} failed")
+                records[s].state = UPSTREAM_FAILED
+                self.emit(UPSTREAM_FAILED, s, message=f"{self.dag.nodes[i].id} failed")
                 stack.extend(self.succs[s])
-
-
-def _entry(record: HookRecord, r: HookResult, **fields: Any) -> dict[str, Any]:
-    return {"node": record.node, "event": r.state, "attempt": r.attempt, "time": r.end,
-            "worker": r.worker, **fields}

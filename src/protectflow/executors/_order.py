@@ -1,43 +1,23 @@
-"""The orders and limits the scheduling loop works with: pure functions of
+"""The graph and the order the scheduling loop works with: pure functions of
 the DAG, computed once per run."""
 
 from __future__ import annotations
 
-import itertools
-
 from protectflow.dag.model import HookDAG
-from protectflow.executors.options import RunOptions
 
-__all__ = ["critical_order", "limit_groups"]
-
-
-def limit_groups(dag: HookDAG, options: RunOptions) -> tuple[list[tuple[int, ...]], list[int]]:
-    """Per node, the limit groups it counts against; per group, its room.
-
-    A limit names a resource type or a pool; a pool holds types and
-    ``TYPE#ID`` keys.
-    """
-    limits = {**dag.limits, **options.limits}
-    if not limits:
-        return [()] * len(dag.nodes), []
-    names = sorted(limits)
-    room = [int(limits[name]) for name in names]
-    by_member: dict[str, list[int]] = {}
-    for g, name in enumerate(names):
-        for member in itertools.chain((name,), options.pools.get(name, ())):
-            by_member.setdefault(member, []).append(g)
-    cache: dict[str, tuple[int, ...]] = {}
-    groups: list[tuple[int, ...]] = []
-    for n in dag.nodes:
-        key = n.resource.key
-        found = cache.get(key)
-        if found is None:
-            both = by_member.get(n.resource.type, []) + by_member.get(key, [])
-            found = cache[key] = tuple(sorted(set(both)))
-        groups.append(found)
-    return groups, room
+__all__ = ["adjacency", "critical_order"]
 
 
+def adjacency(dag: HookDAG) -> tuple[dict[str, int], list[list[int]], list[list[int]]]:
+    """Node id -> index, and per node index its predecessors and successors."""
+    index = {n.id: i for i, n in enumerate(dag.nodes)}
+    preds: list[list[int]] = [[] for _ in dag.nodes]
+    succs: list[list[int]] = [[] for _ in dag.nodes]
+    for e in dag.edges:
+        s, t = index[e.source], index[e.target]
+        preds[t].append(s)
+        succs[s].append(t)
+    return index, preds, succs
 
 
 def critical_order(preds: list[list[int]], succs: list[list[int]]) -> tuple[list[int], list[int]]:

@@ -31,6 +31,7 @@ _runs = itertools.count()
 def _probe(address: str, timeout: float) -> None:
     """Raise ExecutorError unless a TCP scheduler address accepts a connection
     (other schemes are left to ``Client``)."""
+    # Here, not at the top: distributed is heavy and optional (see the module).
     from distributed.comm.addressing import parse_address, parse_host_port
 
     try:
@@ -98,7 +99,7 @@ class DaskExecutor:
         prefetch: int = 2,
         chain: int = 1,
     ) -> None:
-        try:
+        try:  # the one check that the optional dependency is there
             import distributed  # noqa: F401
         except ImportError as err:
             raise MissingDependencyError(_MISSING) from err
@@ -114,7 +115,7 @@ class DaskExecutor:
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[Any]:
-        from distributed import Client, LocalCluster
+        from distributed import Client, LocalCluster  # heavy and optional: only when used
 
         if self.client is not None:
             yield self.client

@@ -21,11 +21,14 @@ from typing import Any
 
 import attrs
 
+from protectflow.bank.journal import JournalEntry
 from protectflow.dag.model import HookNode
+from protectflow.executors._journal import LinkJournal
 from protectflow.plugins.registry import get_registry
+from protectflow.states import FAILED, STARTED, SUCCEEDED, TIMED_OUT
 
-__all__ = ["SKIPPED", "ErrorInfo", "HookCall", "HookResult", "OperationLog", "failed_result",
-           "invoke_chain", "invoke_hook"]
+__all__ = ["SKIPPED", "ErrorInfo", "HookCall", "HookResult", "OperationLog", "ended_entry",
+           "failed_result", "invoke_chain", "invoke_hook", "started_entry"]
 
 #: Operations whose hooks get ``new_resources``.
 NEW_RESOURCES_OPERATIONS = frozenset(("restore", "verify"))
@@ -102,7 +105,7 @@ class HookCall:
     #: (a chain: see ``run_loop``); their ``view`` is left for the runner.
     #: Where a chain's hooks record their success before the next one starts
     #: (the run's journal, when it can be written from a worker; head only).
-    journal: Any = None
+    journal: LinkJournal | None = None
     then: tuple[HookCall, ...] = ()
     #: The loop's order of the hook: where an executor queues calls, a
     #: smaller rank should start first (the most critical hook is 0).
@@ -142,39 +145,25 @@ def invoke_hook(call: HookCall) -> HookResult:
     worker = f"{_PROCESS}/{threading.current_thread().name}"
     log = OperationLog()
     start = time.time()
-    retries, delay, timeout = 0, 0.1, call.timeout
+    retries, delay = 0, 0.1
     try:
         node = call.node
-        plugin = get_registry(call.registry).plugin(node.plugin)
-        op = plugin.get_operation(call.operation, node.resource)
+        op = get_registry(call.registry).plugin(node.plugin).get_operation(
+            call.operation, node.resource)
         retries, delay = int(op.retries), float(op.retry_delay)
-        if timeout is None:
-            timeout = op.timeout
-        hook = getattr(op, "on_" + node.hook)
-        kwargs: dict[str, Any] = {"operation_log": log, "attempt": call.attempt}
-        if call.target_checkpoint is not None:
-            kwargs["target_checkpoint"] = call.target_checkpoint
-        new: dict[str, Any] | None = None
-        if call.operation in NEW_RESOURCES_OPERATIONS:
-            new = dict(call.view or {})
-            kwargs["new_resources"] = new
+        timeout = op.timeout if call.timeout is None else call.timeout
+        kwargs, new = _kwargs(call, log)
         args = (call.checkpoint, node.resource, call.context, call.parameters)
-        if timeout:
-            done, box = _run_with_timeout(hook, args, kwargs, timeout)
-            if not done:
-                return HookResult(
-                    call.index, call.attempt, "timed_out", start, time.time(), worker,
-                    error=ErrorInfo("TimeoutError", f"{node.id} ran over its {timeout} s timeout"),
-                    log=tuple(log.messages), retries=retries, retry_delay=delay,
-                )
-            if "error" in box:
-                raise box["error"]
-            output = box.get("output")
-        else:
-            output = hook(*args, **kwargs)
+        done, output = _call_hook(getattr(op, "on_" + node.hook), args, kwargs, timeout)
+        if not done:
+            return HookResult(
+                call.index, call.attempt, TIMED_OUT, start, time.time(), worker,
+                error=ErrorInfo("TimeoutError", f"{node.id} ran over its {timeout} s timeout"),
+                log=tuple(log.messages), retries=retries, retry_delay=delay,
+            )
     except (Exception, SystemExit) as err:
         return HookResult(
-            call.index, call.attempt, "failed", start, time.time(), worker,
+            call.index, call.attempt, FAILED, start, time.time(), worker,
             error=ErrorInfo.from_exception(err), log=tuple(log.messages),
             retries=retries, retry_delay=delay,
         )
@@ -183,11 +172,36 @@ def invoke_hook(call: HookCall) -> HookResult:
         log.warning(f"the hook returned a {type(output).__name__}, not a mapping: ignored")
         output = None
     return HookResult(
-        call.index, call.attempt, "succeeded", start, end, worker,
+        call.index, call.attempt, SUCCEEDED, start, end, worker,
         output=dict(output) if output is not None else None,
         writes=_writes(call.view, new), log=tuple(log.messages),
         retries=retries, retry_delay=delay,
     )
+
+
+def _kwargs(call: HookCall, log: OperationLog) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The hook's keyword arguments, and the ``new_resources`` copy among them."""
+    kwargs: dict[str, Any] = {"operation_log": log, "attempt": call.attempt}
+    if call.target_checkpoint is not None:
+        kwargs["target_checkpoint"] = call.target_checkpoint
+    new: dict[str, Any] | None = None
+    if call.operation in NEW_RESOURCES_OPERATIONS:
+        new = kwargs["new_resources"] = dict(call.view or {})
+    return kwargs, new
+
+
+def _call_hook(hook: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+               timeout: float | None) -> tuple[bool, Any]:
+    """``(True, output)``, or ``(False, None)`` when ``timeout`` ran out first;
+    the hook's own exception propagates."""
+    if not timeout:
+        return True, hook(*args, **kwargs)
+    done, box = _run_with_timeout(hook, args, kwargs, timeout)
+    if not done:
+        return False, None
+    if "error" in box:
+        raise box["error"]
+    return True, box.get("output")
 
 
 def invoke_chain(
@@ -213,45 +227,61 @@ def invoke_chain(
     links = iter(call.then)
     while True:
         last = invoke_hook(call)
-        link = next(links, None) if last.state == "succeeded" else None
-        if link is None:
-            results.append(last)
-            report(last)
-            break
-        if halted() or not _journal_link(journal, call, last, link):
-            results.append(last)
-            report(last)
-            report(HookResult(link.index, link.attempt, SKIPPED, last.end, last.end, last.worker))
-            break
-        # Reported once durable, so the loop may release its dependents at once.
-        last = attrs.evolve(last, journaled=journal is not None)
+        link = next(links, None) if last.state == SUCCEEDED else None
+        if link is not None and not halted():
+            failure = None if journal is None else _journal_link(journal, call, last, link)
+            if failure is None:
+                # Reported once durable, so the loop may release its dependents at once.
+                last = attrs.evolve(last, journaled=journal is not None)
+                results.append(last)
+                report(last)
+                view = call.view
+                if view is not None and last.writes:
+                    view = {**view, **last.writes}
+                call = attrs.evolve(link, view=view)
+                continue
+            last = attrs.evolve(last, log=(*last.log, failure))
         results.append(last)
         report(last)
-        view = call.view
-        if view is not None and last.writes:
-            view = {**view, **last.writes}
-        call = attrs.evolve(link, view=view)
-    return results
+        if link is not None:
+            report(HookResult(link.index, link.attempt, SKIPPED, last.end, last.end,
+                              last.worker))
+        return results
 
 
-def _journal_link(journal: Any, call: HookCall, last: HookResult, link: HookCall) -> bool:
+def _journal_link(journal: LinkJournal, call: HookCall, last: HookResult,
+                  link: HookCall) -> tuple[float, str, str] | None:
     """Make ``last``'s success durable before ``link`` starts, as the loop does
-    for hooks it starts itself; False if the journal cannot (the loop then
-    starts ``link`` itself, once the success is recorded its own way)."""
-    if journal is None:
-        return True
-    now = time.time()
-    entries = [
-        {"node": call.node.id, "event": "succeeded", "attempt": last.attempt,
-         "time": last.end, "worker": last.worker, "output": last.output,
-         "new_resources": last.writes},
-        {"node": link.node.id, "event": "started", "attempt": link.attempt, "time": now},
-    ]
+    for hooks it starts itself. When the journal cannot, the log line that
+    says so: the chain then stops there, the loop records the success in its
+    own journal and starts ``link`` itself once that is durable (and fails
+    the run if that write fails too)."""
+    entries = [ended_entry(call.node.id, last), started_entry(link.node.id, link.attempt)]
     try:
         journal.record_link(f"{last.index:09d}-{last.attempt}", entries)
-    except Exception:
-        return False
-    return True
+    except Exception as err:
+        return (time.time(), "warning",
+                f"could not record this success in the run journal where it ran ({err!r}); "
+                f"{link.node.id} waits for the run's own journal instead")
+    return None
+
+
+def started_entry(node: str, attempt: int) -> JournalEntry:
+    """The journal entry of attempt ``attempt`` of ``node``, starting now."""
+    return {"node": node, "event": STARTED, "attempt": attempt, "time": time.time()}
+
+
+def ended_entry(node: str, result: HookResult, *, retrying: bool = False) -> JournalEntry:
+    """The journal entry of ``result``, the attempt of ``node`` that ended:
+    its output and writes for a success, else its error and whether it will
+    be ``retrying``."""
+    if result.state == SUCCEEDED:
+        return {"node": node, "event": SUCCEEDED, "attempt": result.attempt,
+                "time": result.end, "worker": result.worker, "output": result.output,
+                "new_resources": result.writes}
+    return {"node": node, "event": result.state, "attempt": result.attempt,
+            "time": result.end, "worker": result.worker,
+            "error": result.error.to_json() if result.error else None, "retrying": retrying}
 
 
 def _run_with_timeout(
@@ -285,5 +315,5 @@ def failed_result(call: HookCall, err: BaseException, worker: str = "") -> HookR
     """The result of an attempt the executor itself lost (a dead worker, a
     call that would not pickle): failed, with ``err``."""
     now = time.time()
-    return HookResult(call.index, call.attempt, "failed", now, now, worker or _PROCESS + "/-",
+    return HookResult(call.index, call.attempt, FAILED, now, now, worker or _PROCESS + "/-",
                       error=ErrorInfo.from_exception(err))

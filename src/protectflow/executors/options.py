@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 
 from protectflow.errors import ExecutorError
+from protectflow.executors._journal import Journal, LinkJournal
 from protectflow.executors.report import Event, Recorded
 
-__all__ = ["Journal", "RunOptions"]
-
-
-class Journal(Protocol):
-    """Where a run records every hook's state changes, durably.
-
-    ``record`` gets a batch of entries (plain JSON dicts: ``node``, ``event``
-    -- started, succeeded, failed or timed_out --, ``attempt``, ``time``, and
-    ``output``, ``new_resources`` and ``error`` when they apply) and returns
-    once they are durable. The loop calls it from one thread at a time, and
-    starts no hook that depends on a hook before that hook's entry is recorded
-    (group commit: one call per batch of completions).
-    """
-
-    def record(self, entries: list[dict[str, Any]]) -> None: ...
+__all__ = ["Journal", "LinkJournal", "RunOptions"]
 
 
 def _limits(value: Mapping[str, int] | None) -> dict[str, int]:
@@ -78,7 +65,8 @@ class RunOptions:
     journal
         A :class:`Journal` recording every hook's state changes (a bank
         journal: :class:`protectflow.bank.journal.BankJournal`); ``None``
-        for none.
+        for none. Chains (an executor's ``chain``) need a
+        :class:`LinkJournal`, or none.
     completed
         Node id -> :class:`~protectflow.executors.report.Recorded`: hooks an
         earlier run of the same DAG finished, taken as succeeded without

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from protectflow.executors.invoke import ErrorInfo
-from protectflow.states import CANCELLED, FAILED_STATES, HOOK_STATES
+from protectflow.states import CANCELLED, FAILED_STATES, HOOK_STATES, SUCCEEDED
 
 __all__ = [
     "FAILED_STATES", "HOOK_STATES", "Attempt", "Event", "HookRecord", "Recorded", "RunReport",
@@ -27,8 +27,9 @@ class Event:
     """Something that happened in a run, as listeners receive it.
 
     ``kind`` is one of ``run_started``, ``queued``, ``started``, ``succeeded``,
-    ``failed``, ``timed_out``, ``retried``, ``upstream_failed``, ``cancelled``
-    and ``run_finished``; ``node`` is ``None`` for the run's own events.
+    ``failed``, ``timed_out``, ``retried``, ``upstream_failed``, ``cancelled``,
+    ``cancelling`` (the run stops starting hooks) and ``run_finished``;
+    ``node`` is ``None`` for the run's own events.
     ``started`` means handed to the executor; the hook's own start time, taken
     where it ran, is in the report.
     """
@@ -116,7 +117,7 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        return self.state == "succeeded"
+        return self.state == SUCCEEDED
 
     @property
     def duration(self) -> float:
