@@ -30,7 +30,7 @@ from protectflow.compiler.params import resolve_parameters
 from protectflow.compiler.plan import Plan
 from protectflow.dag.model import HOOKS, OPERATIONS, HookDAG, HookEdge, HookNode, node_id
 from protectflow.errors import PlanError, PluginError
-from protectflow.plugins.base import implemented_hooks
+from protectflow.plugins.contract import get_operation, implemented_hooks
 from protectflow.plugins.registry import Registry, get_registry
 
 __all__ = ["compile_graph", "compile_plan"]
@@ -178,7 +178,7 @@ def _prune(dag: HookDAG, registry: Registry) -> HookDAG:
     for node in dag.nodes:
         key = node.resource.key
         if key not in implemented:
-            op = registry.plugin(node.plugin).get_operation(dag.operation, node.resource)
+            op = get_operation(registry.plugin(node.plugin), dag.operation, node.resource)
             implemented[key] = implemented_hooks(op)
         if node.hook in implemented[key]:
             keep.add(node.id)

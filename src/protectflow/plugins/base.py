@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from protectflow.dag.model import HOOKS, Resource
+from protectflow.dag.model import Resource
+from protectflow.plugins.contract import implemented_hooks, noop_hook
 
 __all__ = ["Operation", "Protectable", "ProtectionPlugin", "implemented_hooks"]
 
@@ -45,6 +46,7 @@ class Operation:
     #: prepare_finish, it runs prepare_begin and every hook after it again.
     atomic_prepare: ClassVar[bool] = False
 
+    @noop_hook
     def on_prepare_begin(
         self, checkpoint: Any, resource: Resource, context: Any, parameters: dict[str, Any],
         **kwargs: Any,
@@ -52,6 +54,7 @@ class Operation:
         """Runs before any hook of this resource's dependents (its children)."""
         return None
 
+    @noop_hook
     def on_prepare_finish(
         self, checkpoint: Any, resource: Resource, context: Any, parameters: dict[str, Any],
         **kwargs: Any,
@@ -59,6 +62,7 @@ class Operation:
         """Runs after the prepare hooks of every child are complete."""
         return None
 
+    @noop_hook
     def on_main(
         self, checkpoint: Any, resource: Resource, context: Any, parameters: dict[str, Any],
         **kwargs: Any,
@@ -66,20 +70,13 @@ class Operation:
         """The heavy lifting; runs after this resource's prepare hooks."""
         return None
 
+    @noop_hook
     def on_complete(
         self, checkpoint: Any, resource: Resource, context: Any, parameters: dict[str, Any],
         **kwargs: Any,
     ) -> Any:
         """Runs after this resource's main hook and every child's complete hook."""
         return None
-
-
-def implemented_hooks(operation: Operation) -> tuple[str, ...]:
-    """The hooks ``operation`` overrides, in hook order."""
-    cls = type(operation)
-    return tuple(
-        h for h in HOOKS if getattr(cls, "on_" + h) is not getattr(Operation, "on_" + h)
-    )
 
 
 class ProtectionPlugin:
