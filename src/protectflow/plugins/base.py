@@ -86,6 +86,10 @@ class ProtectionPlugin:
     #: :meth:`get_supported_resources_types` unless that is overridden.
     supported_resource_types: ClassVar[Sequence[str]] = ()
 
+    #: A fallback plugin serves a type only when no other installed plugin
+    #: claims it, unless a provider names it (the built-in sim plugins are).
+    fallback: ClassVar[bool] = False
+
     #: The schemas the ``get_*_schema`` methods return for every type, unless
     #: they are overridden (any object by default).
     options_schema: ClassVar[dict[str, Any]] = _ANY_OBJECT
@@ -175,6 +179,8 @@ class Protectable:
 
     resource_type: ClassVar[str] = ""
     parent_resource_types: ClassVar[Sequence[str]] = ()
+    #: As :attr:`ProtectionPlugin.fallback`.
+    fallback: ClassVar[bool] = False
 
     def get_resource_type(self) -> str:
         return self.resource_type
