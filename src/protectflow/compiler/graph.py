@@ -104,7 +104,7 @@ def discover_resources(plan: Plan, registry: Registry, *, context: Any = None) -
         something that is not a resource of its type.
     """
     found: list[Resource] = []
-    for index, discovery in enumerate(plan.discover):
+    for discovery in plan.discover:
         where = f"plan {plan.source}: discover {discovery.type}"
         protectable = registry.protectable_for(discovery.type)
         if protectable is None:

@@ -39,7 +39,7 @@ import jsonschema
 import yaml
 
 from protectflow.errors import PlanError, PluginError
-from protectflow.plugins.registry import Registry, ambiguity
+from protectflow.plugins.registry import Registry
 
 __all__ = ["DEFAULT", "Provider", "load_providers", "providers_path", "resolve_provider"]
 
