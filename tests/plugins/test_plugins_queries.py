@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -79,9 +80,9 @@ def test_the_local_protectables_find_folders_and_databases(tmp_path: Path) -> No
     assert shown.extra_info["path"] == str(tmp_path / "shop.db")
     with pytest.raises(LocalPluginError, match="no SQLite database 'plain.txt'"):
         show_resource(DATABASE, "plain.txt", parameters=root)
-    with pytest.raises(LocalPluginError, match="not a name directly under"):
+    with pytest.raises(LocalPluginError, match=r"not a name directly under"):
         show_resource(DIRECTORY, "../one", parameters=root)
-    with pytest.raises(LocalPluginError, match="parameters: {root: PATH}"):
+    with pytest.raises(LocalPluginError, match=re.escape("parameters: {root: PATH}")):
         list_resources(DIRECTORY)
 
 
