@@ -78,7 +78,7 @@ def test_the_local_protectables_find_folders_and_databases(tmp_path: Path) -> No
     assert [r.id for r in list_resources(DATABASE, parameters=root)] == ["shop.db"]
     shown = show_resource(DATABASE, "shop.db", parameters=root)
     assert shown.extra_info["path"] == str(tmp_path / "shop.db")
-    with pytest.raises(LocalPluginError, match="no SQLite database 'plain.txt'"):
+    with pytest.raises(LocalPluginError, match=r"no SQLite database 'plain.txt'"):
         show_resource(DATABASE, "plain.txt", parameters=root)
     with pytest.raises(LocalPluginError, match=r"not a name directly under"):
         show_resource(DIRECTORY, "../one", parameters=root)
