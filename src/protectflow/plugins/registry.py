@@ -81,6 +81,26 @@ class Registry:
         protectables = [c() for c in load_entry_points(PROTECTABLES).values()]
         return cls(protections, protectables)
 
+    def with_choices(self, choices: Mapping[str, str]) -> Registry:
+        """A registry in which each resource type of ``choices`` is claimed
+        only by the plugin chosen for it (the others keep their other types):
+        a provider's choice made the default one.
+
+        Raises
+        ------
+        PluginError
+            When a chosen plugin is not installed.
+        """
+        for name in choices.values():
+            self.plugin(name)
+        protections = {
+            name: _Restricted(plugin, tuple(
+                t for t in supported_types(plugin) if choices.get(t, name) == name))
+            for name, plugin in self.protections.items()
+        }
+        protectables = [p for ps in self._protectable_claims.values() for p in ps]
+        return Registry(protections, protectables)
+
     def resource_types(self) -> list[str]:
         """Every resource type some protection plugin claims, sorted."""
         return list(self._claims)
@@ -176,6 +196,21 @@ class Registry:
         return chosen[0] if chosen else None
 
 
+class _Restricted:
+    """A plugin seen through :meth:`Registry.with_choices`: it claims fewer
+    types; everything else is the plugin's own."""
+
+    def __init__(self, plugin: Any, types: tuple[str, ...]) -> None:
+        self._plugin = plugin
+        self._types = types
+
+    def get_supported_resources_types(self) -> tuple[str, ...]:
+        return self._types
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._plugin, name)
+
+
 def _preferred(claimants: list[Any]) -> list[Any]:
     """The claimants of a type that are not fallbacks, or the fallbacks when
     nothing else claims it."""
@@ -186,8 +221,9 @@ def _preferred(claimants: list[Any]) -> list[Any]:
 def ambiguity(resource_type: str, names: Iterable[str]) -> str:
     """The message for a type that several plugins claim and nothing chooses."""
     names = sorted(names)
-    quoted = " and ".join(repr(n) for n in names)
-    return (f"protection plugins {quoted} both claim resource type {resource_type!r}; "
+    quoted = ", ".join(repr(n) for n in names[:-1]) + f" and {names[-1]!r}"
+    verb = "both claim" if len(names) == 2 else "all claim"
+    return (f"protection plugins {quoted} {verb} resource type {resource_type!r}; "
             f"choose one with a provider in the plan, e.g.\n"
             f"    provider:\n      plugins:\n        {resource_type}: {names[0]}\n"
             "  (or 'provider: NAME' for a provider defined in the providers file)")

@@ -46,10 +46,14 @@ with using_registry(get_registry(spec or None)):
 
 
 @contextmanager
-def _plugins(subject: PluginSubject) -> Iterator[dict[str, Any]]:
-    """The subject's registry as this process's default, and the options
-    that name it to executors in other processes."""
-    with using_registry(subject.get_registry()):
+def _plugins(subject: PluginSubject, resource: Resource) -> Iterator[dict[str, Any]]:
+    """The subject's registry as this process's default, the subject's
+    plugin chosen for the resource's type (restore and resume compile the
+    checkpoint's graph with the default choice), and the options that name
+    the registry to executors in other processes (they look plugins up by
+    name only)."""
+    registry = subject.get_registry().with_choices({resource.type: subject.plugin})
+    with using_registry(registry):
         yield {"registry": subject.registry} if subject.registry else {}
 
 
@@ -57,6 +61,7 @@ def _write_plan(subject: PluginSubject, folder: Path) -> tuple[Resource, Path]:
     resource = subject.make_resource(folder / "source")
     path = folder / "plan.json"
     path.write_text(json.dumps({"name": "conformance", "resources": [resource.to_json()],
+                                "provider": {"plugins": {resource.type: subject.plugin}},
                                 "parameters": {resource.key: subject.protect_parameters}}))
     return resource, path
 
@@ -102,7 +107,7 @@ def check_round_trip(subject: PluginSubject, folder: Path, executor: str | Execu
     """
     resource, plan = _write_plan(subject, folder)
     name = executor if isinstance(executor, str) else executor.name
-    with _plugins(subject) as options:
+    with _plugins(subject, resource) as options:
         result = operations.protect(load_plan(plan), bank=folder / "bank", executor=executor,
                                     **options)
         if not result.ok:
@@ -127,7 +132,7 @@ def check_resume_after_kill(subject: PluginSubject, folder: Path, executor: str 
     """
     resource, plan = _write_plan(subject, folder)
     child = child_executor or (executor if isinstance(executor, str) else executor.name)
-    with _plugins(subject) as options:
+    with _plugins(subject, resource) as options:
         hooks = [n.hook for n in compile_plan(load_plan(plan), "protect").nodes]
         for n, hook in enumerate(hooks, start=1):
             bank = folder / f"bank-{n}"
