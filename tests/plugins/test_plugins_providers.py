@@ -211,3 +211,15 @@ def test_a_protectable_listing_something_else_is_a_plan_error() -> None:
     with pytest.raises(PlanError, match="listed 'not a resource', not a resource of type"):
         compile_plan(plan("name: p\nresources: [{discover: {type: OS::Glance::Image}}]\n"),
                      registry=reg)
+
+
+def test_with_choices_leaves_the_chosen_plugin_alone_on_its_type() -> None:
+    reg = registry(glance=Glance(), other=OtherGlance())
+    chosen = reg.with_choices({IMAGE: "other"})
+    assert chosen.claims()[IMAGE] == ("other",)
+    assert chosen.plugin_name_for(IMAGE) == "other"
+    assert chosen.plugin("glance").get_supported_resources_types() == ()
+    assert chosen.plugin("sim").get_restore_schema(SERVER) == reg.plugin(
+        "sim").get_restore_schema(SERVER)
+    with pytest.raises(PluginError, match="unknown protection plugin 'nope'"):
+        reg.with_choices({IMAGE: "nope"})

@@ -170,8 +170,9 @@ class Registry:
         with self._configured_lock:
             made = self._configured.get(key)
             if made is None:
+                base = plugin.wrapped if isinstance(plugin, _Restricted) else plugin
                 try:
-                    made = type(plugin)(config=dict(config))
+                    made = type(base)(config=dict(config))
                 except TypeError as err:
                     raise PluginError(
                         f"plugin {name!r} takes no configuration ({err}); remove its entry "
@@ -201,14 +202,16 @@ class _Restricted:
     types; everything else is the plugin's own."""
 
     def __init__(self, plugin: Any, types: tuple[str, ...]) -> None:
-        self._plugin = plugin
+        self.wrapped = plugin
         self._types = types
 
     def get_supported_resources_types(self) -> tuple[str, ...]:
         return self._types
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._plugin, name)
+        if name == "wrapped":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.wrapped, name)
 
 
 def _preferred(claimants: list[Any]) -> list[Any]:
