@@ -52,25 +52,42 @@ def test_a_type_without_a_plugin_names_the_type_and_its_resources() -> None:
     assert isinstance(info.value, LookupError)
 
 
-def test_two_plugins_claiming_one_type_is_an_error_naming_both() -> None:
+def test_two_plugins_claiming_one_type_are_listed_and_an_error_only_when_chosen() -> None:
+    registry = Registry({"b-plugin": _Y(), "a-plugin": _XY()})
+    assert registry.claims() == {"X": ("a-plugin",), "Y": ("a-plugin", "b-plugin")}
+    assert registry.conflicts() == {"Y": ("a-plugin", "b-plugin")}
+    assert registry.plugin_name_for("X") == "a-plugin"
     with pytest.raises(PluginError) as info:
-        Registry({"b-plugin": _Y(), "a-plugin": _XY()})
-    assert str(info.value) == (
+        registry.plugin_name_for("Y")
+    assert str(info.value).startswith(
         "protection plugins 'a-plugin' and 'b-plugin' both claim resource type 'Y'; "
-        "uninstall or disable one of them"
-    )
-    assert info.value.plugin == "b-plugin"
+        "choose one with a provider in the plan")
+    assert "provider:\n      plugins:\n        Y: a-plugin" in str(info.value)
 
 
-def test_two_protectables_claiming_one_type_is_an_error_naming_both() -> None:
+def test_two_protectables_claiming_one_type_is_an_error_naming_both_when_used() -> None:
     class First(Protectable):
         resource_type = "X"
 
     class Second(Protectable):
         resource_type = "X"
 
+    registry = Registry({"xy": _XY()}, [First(), Second()])
     with pytest.raises(PluginError, match=r"'First' and 'Second' both claim resource type 'X'"):
-        Registry({"xy": _XY()}, [First(), Second()])
+        registry.protectable_for("X")
+
+
+def test_a_fallback_protectable_yields_to_another() -> None:
+    class Fallback(Protectable):
+        resource_type = "X"
+        fallback = True
+
+    class Real(Protectable):
+        resource_type = "X"
+
+    real = Real()
+    assert Registry({}, [Fallback(), real]).protectable_for("X") is real
+    assert isinstance(Registry({}, [Fallback()]).protectable_for("X"), Fallback)
 
 
 def test_an_unknown_plugin_name_lists_the_installed_ones() -> None:

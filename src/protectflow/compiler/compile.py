@@ -30,7 +30,8 @@ from protectflow.compiler.params import resolve_parameters
 from protectflow.compiler.plan import Plan
 from protectflow.dag.model import HOOKS, OPERATIONS, HookDAG, HookEdge, HookNode, node_id
 from protectflow.errors import PlanError, PluginError
-from protectflow.plugins.base import implemented_hooks
+from protectflow.plugins.contract import get_operation, implemented_hooks
+from protectflow.plugins.providers import Provider, resolve_provider
 from protectflow.plugins.registry import Registry, get_registry
 
 __all__ = ["compile_graph", "compile_plan"]
@@ -70,6 +71,7 @@ def compile_plan(
         plan_name=plan.name,
         limits=plan.limits,
         prune=prune,
+        provider=plan.provider,
     )
 
 
@@ -82,8 +84,13 @@ def compile_graph(
     plan_name: str = "",
     limits: Mapping[str, int] | None = None,
     prune: bool = False,
+    provider: Provider | str | Mapping[str, Any] | None = None,
 ) -> HookDAG:
     """Compile an already built resource graph (a checkpoint's, say).
+
+    ``provider`` chooses the plugin of each resource type: a provider, its
+    name, its document form (a plan's ``provider`` field), or ``None`` for
+    the default provider.
 
     Raises
     ------
@@ -92,7 +99,7 @@ def compile_graph(
     """
     registry = registry or get_registry()
     _check_operation(operation)
-    plugins = _plugins_by_type(graph, registry)
+    plugins = _plugins_by_type(graph, registry, resolve_provider(provider, registry))
     merged = resolve_parameters(graph, plugins, registry, operation, parameters or {})
     with paused_gc():
         nodes, edges = _emit(graph, plugins)
@@ -114,34 +121,47 @@ def _check_operation(operation: str) -> None:
         raise PlanError(f"unknown operation {operation!r}; available: {', '.join(OPERATIONS)}")
 
 
-def _plugins_by_type(graph: ResourceGraph, registry: Registry) -> dict[str, str]:
-    """Resource type -> plugin name; every type without a plugin is an error."""
+def _plugins_by_type(graph: ResourceGraph, registry: Registry,
+                     provider: Provider) -> dict[str, str]:
+    """Resource type -> plugin name, as ``provider`` chooses; every type
+    without a plugin, or with two and no choice, is an error."""
     plugins: dict[str, str] = {}
     missing: dict[str, list[str]] = defaultdict(list)
+    ambiguous: dict[str, str] = {}
     for key, resource in graph.resources.items():
-        if resource.type in plugins:
+        if resource.type in plugins or resource.type in ambiguous:
             continue
-        name = registry.plugin_name_for(resource.type)
+        try:
+            name = provider.plugin_for(resource.type, registry)
+        except PluginError as err:
+            ambiguous[resource.type] = str(err)
+            continue
         if name is None:
             missing[resource.type].append(key)
         else:
             plugins[resource.type] = name
-    if missing:
-        known = registry.resource_types()
-        lines = []
-        for rtype, keys in sorted(missing.items()):
-            close = difflib.get_close_matches(rtype, known, n=1)
-            lines.append(
-                f"no protection plugin handles {rtype} (resources: {', '.join(keys[:5])}"
-                f"{', ...' if len(keys) > 5 else ''})"
-                + (f"; did you mean {close[0]!r}?" if close else "")
-            )
-        installed = ", ".join(registry.resource_types()) or "none"
-        raise PluginError(
-            "\n".join(lines) + f"\n  installed plugins handle: {installed}; install a plugin "
-            "for the type or remove the resources from the plan"
-        )
+    if missing or ambiguous:
+        raise PluginError("\n".join([*(ambiguous[t] for t in sorted(ambiguous)),
+                                     *_missing_lines(missing, registry)]))
     return plugins
+
+
+def _missing_lines(missing: Mapping[str, list[str]], registry: Registry) -> list[str]:
+    if not missing:
+        return []
+    known = registry.resource_types()
+    lines = []
+    for rtype, keys in sorted(missing.items()):
+        close = difflib.get_close_matches(rtype, known, n=1)
+        lines.append(
+            f"no protection plugin handles {rtype} (resources: {', '.join(keys[:5])}"
+            f"{', ...' if len(keys) > 5 else ''})"
+            + (f"; did you mean {close[0]!r}?" if close else "")
+        )
+    installed = ", ".join(known) or "none"
+    lines[-1] += (f"\n  installed plugins handle: {installed}; install a plugin "
+                  "for the type or remove the resources from the plan")
+    return lines
 
 
 def _emit(
@@ -178,7 +198,7 @@ def _prune(dag: HookDAG, registry: Registry) -> HookDAG:
     for node in dag.nodes:
         key = node.resource.key
         if key not in implemented:
-            op = registry.plugin(node.plugin).get_operation(dag.operation, node.resource)
+            op = get_operation(registry.plugin(node.plugin), dag.operation, node.resource)
             implemented[key] = implemented_hooks(op)
         if node.hook in implemented[key]:
             keep.add(node.id)

@@ -20,7 +20,7 @@ from protectflow.plugins.registry import Registry
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["ResourceGraph", "build_resource_graph", "find_cycle"]
+__all__ = ["ResourceGraph", "build_resource_graph", "discover_resources", "find_cycle"]
 
 
 @attrs.frozen
@@ -119,6 +119,36 @@ def from_edges(resources: Iterable[Resource], pairs: Iterable[tuple[str, ...]]) 
     return graph
 
 
+def discover_resources(plan: Plan, registry: Registry, *, context: Any = None) -> list[Resource]:
+    """Every resource the plan's ``discover`` entries stand for, as their
+    protectables list them (``list_resources(context, parameters)``).
+
+    Raises
+    ------
+    PlanError
+        When a type has no protectable, a protectable fails, or it lists
+        something that is not a resource of its type.
+    """
+    found: list[Resource] = []
+    for discovery in plan.discover:
+        where = f"plan {plan.source}: discover {discovery.type}"
+        protectable = registry.protectable_for(discovery.type)
+        if protectable is None:
+            known = ", ".join(sorted(registry.protectables)) or "none"
+            raise PlanError(f"{where}: no protectable lists resources of that type "
+                            f"(protectables: {known})")
+        try:
+            listed = list(protectable.list_resources(context, discovery.parameters))
+        except Exception as err:
+            raise PlanError(f"{where}: the protectable failed to list resources: {err}") from err
+        for item in listed:
+            if not isinstance(item, Resource) or item.type != discovery.type:
+                raise PlanError(f"{where}: the protectable listed {item!r}, not a resource "
+                                f"of type {discovery.type}")
+        found.extend(listed)
+    return found
+
+
 def build_resource_graph(
     plan: Plan, registry: Registry, *, context: Any = None
 ) -> ResourceGraph:
@@ -150,6 +180,13 @@ def build_resource_graph(
     ]
     if dangling:
         raise PlanError(f"plan {plan.source} is not valid:", dangling)
+    for resource in discover_resources(plan, registry, context=context):
+        if resource.key not in resources:  # a resource the plan lists keeps its depends_on
+            resources[resource.key] = resource
+            children[resource.key] = set()
+            pending.append(resource)
+    if not resources:
+        raise PlanError(f"plan {plan.source} has no resources: its discoveries found none")
     expanded: set[str] = set()
     while pending:
         resource = pending.pop()

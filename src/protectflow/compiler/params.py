@@ -16,6 +16,7 @@ import jsonschema
 
 from protectflow.compiler.graph import ResourceGraph
 from protectflow.errors import ParameterError, PluginError
+from protectflow.plugins.contract import parameters_schema
 from protectflow.plugins.registry import Registry
 
 __all__ = ["resolve_parameters"]
@@ -105,7 +106,7 @@ def _message(error: jsonschema.ValidationError) -> str:
 
 
 def _validator(registry: Registry, plugin: str, operation: str, rtype: str) -> Any:
-    schema = registry.plugin(plugin).get_parameters_schema(operation, rtype)
+    schema = parameters_schema(registry.plugin(plugin), operation, rtype)
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         cls.check_schema(schema)

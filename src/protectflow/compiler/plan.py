@@ -23,7 +23,7 @@ from protectflow._util import paused_gc
 from protectflow.dag.model import Resource
 from protectflow.errors import PlanError
 
-__all__ = ["Plan", "PlanResource", "load_plan", "parse_plan", "plan_schema"]
+__all__ = ["Discovery", "Plan", "PlanResource", "load_plan", "parse_plan", "plan_schema"]
 
 
 @attrs.frozen
@@ -35,7 +35,25 @@ class PlanResource:
 
 
 @attrs.frozen
+class Discovery:
+    """A plan entry standing for every resource of ``type`` that its
+    protectable lists (``list_resources(context, parameters)``)."""
+
+    type: str
+    parameters: dict[str, Any] = attrs.field(factory=dict, hash=False)
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.type}
+        if self.parameters:
+            body["parameters"] = self.parameters
+        return {"discover": body}
+
+
+@attrs.frozen
 class Plan:
+    """A checked plan: its resources, the discoveries that add more, its
+    parameters, limits and pools, and the bank and provider it names."""
+
     name: str
     resources: tuple[PlanResource, ...]
     parameters: dict[str, dict[str, Any]] = attrs.field(factory=dict, hash=False)
@@ -44,6 +62,10 @@ class Plan:
     bank: str | None = None
     description: str = ""
     source: str = attrs.field(default="<plan>", eq=False)
+    #: A provider's name, an inline provider (its document form), or None
+    #: for the default provider.
+    provider: str | dict[str, Any] | None = attrs.field(default=None, hash=False)
+    discover: tuple[Discovery, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The plan as the document it was read from (normalised)."""
@@ -52,12 +74,15 @@ class Plan:
             data["description"] = self.description
         if self.bank:
             data["bank"] = self.bank
-        items = []
+        if self.provider is not None:
+            data["provider"] = self.provider
+        items: list[dict[str, Any]] = []
         for pr in self.resources:
             item = pr.resource.to_json()
             if pr.depends_on:
                 item["depends_on"] = list(pr.depends_on)
             items.append(item)
+        items.extend(d.to_json() for d in self.discover)
         data["resources"] = items
         for field in ("parameters", "limits", "pools"):
             if getattr(self, field):
@@ -232,7 +257,11 @@ def _build(data: dict[str, Any], source: str) -> Plan:
     seen: dict[str, int] = {}
     errors: list[str] = []
     items: list[PlanResource] = []
+    found: list[Discovery] = []
     for index, raw in enumerate(data["resources"]):
+        if "discover" in raw:
+            found.append(Discovery(raw["discover"]["type"], raw["discover"].get("parameters", {})))
+            continue
         resource = Resource(raw["type"], raw["id"], raw.get("name", ""), raw.get("extra_info"))
         if resource.key in seen:
             errors.append(
@@ -264,4 +293,6 @@ def _build(data: dict[str, Any], source: str) -> Plan:
         bank=data.get("bank"),
         description=data.get("description", ""),
         source=source,
+        provider=data.get("provider"),
+        discover=tuple(found),
     )

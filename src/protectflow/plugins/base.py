@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from protectflow.dag.model import HOOKS, Resource
+from protectflow.dag.model import Resource
+from protectflow.plugins.contract import implemented_hooks, noop_hook
 
 __all__ = ["Operation", "Protectable", "ProtectionPlugin", "implemented_hooks"]
 
@@ -45,6 +46,7 @@ class Operation:
     #: prepare_finish, it runs prepare_begin and every hook after it again.
     atomic_prepare: ClassVar[bool] = False
 
+    @noop_hook
     def on_prepare_begin(
         self, checkpoint: Any, resource: Resource, context: Any, parameters: dict[str, Any],
         **kwargs: Any,
@@ -52,6 +54,7 @@ class Operation:
         """Runs before any hook of this resource's dependents (its children)."""
         return None
 
+    @noop_hook
     def on_prepare_finish(
         self, checkpoint: Any, resource: Resource, context: Any, parameters: dict[str, Any],
         **kwargs: Any,
@@ -59,6 +62,7 @@ class Operation:
         """Runs after the prepare hooks of every child are complete."""
         return None
 
+    @noop_hook
     def on_main(
         self, checkpoint: Any, resource: Resource, context: Any, parameters: dict[str, Any],
         **kwargs: Any,
@@ -66,6 +70,7 @@ class Operation:
         """The heavy lifting; runs after this resource's prepare hooks."""
         return None
 
+    @noop_hook
     def on_complete(
         self, checkpoint: Any, resource: Resource, context: Any, parameters: dict[str, Any],
         **kwargs: Any,
@@ -74,20 +79,16 @@ class Operation:
         return None
 
 
-def implemented_hooks(operation: Operation) -> tuple[str, ...]:
-    """The hooks ``operation`` overrides, in hook order."""
-    cls = type(operation)
-    return tuple(
-        h for h in HOOKS if getattr(cls, "on_" + h) is not getattr(Operation, "on_" + h)
-    )
-
-
 class ProtectionPlugin:
     """Implements the five operations for the resource types it supports."""
 
     #: The resource types this plugin handles, returned by
     #: :meth:`get_supported_resources_types` unless that is overridden.
     supported_resource_types: ClassVar[Sequence[str]] = ()
+
+    #: A fallback plugin serves a type only when no other installed plugin
+    #: claims it, unless a provider names it (the built-in sim plugins are).
+    fallback: ClassVar[bool] = False
 
     #: The schemas the ``get_*_schema`` methods return for every type, unless
     #: they are overridden (any object by default).
@@ -178,6 +179,8 @@ class Protectable:
 
     resource_type: ClassVar[str] = ""
     parent_resource_types: ClassVar[Sequence[str]] = ()
+    #: As :attr:`ProtectionPlugin.fallback`.
+    fallback: ClassVar[bool] = False
 
     def get_resource_type(self) -> str:
         return self.resource_type

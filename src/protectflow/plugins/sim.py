@@ -123,9 +123,15 @@ class SimOperation(Operation):
 
 
 class SimProtectionPlugin(ProtectionPlugin):
-    """The simulated cloud's protection plugin, for all seven types."""
+    """The simulated cloud's protection plugin, for all seven types.
+
+    A fallback: it serves an OpenStack type only when no installed plugin
+    claims it, or when a provider names it (the built-in provider ``sim``
+    names it for all seven).
+    """
 
     supported_resource_types = SIM_TYPES
+    fallback: ClassVar[bool] = True
 
     def get_protect_operation(self, resource: Resource) -> Operation:
         return SimOperation("protect")
@@ -165,7 +171,27 @@ class SimProtectionPlugin(ProtectionPlugin):
 
 
 class _SimProtectable(Protectable):
-    """Dependencies of sim resources come from the plan's ``depends_on``."""
+    """Dependencies of sim resources come from the plan's ``depends_on``; a
+    fallback, as the sim protection plugin is.
+
+    The simulated cloud holds, of each type, the resources ``parameters``
+    names: ``ids`` (a list), else ``count`` of them (default 3) with ids
+    ``<kind>-1``, ``<kind>-2``... (``server-1`` for ``OS::Nova::Server``).
+    """
+
+    fallback: ClassVar[bool] = True
+
+    def list_resources(self, context: Any, parameters: Any = None) -> list[Resource]:
+        params = parameters or {}
+        if "ids" in params:
+            ids = [str(i) for i in params["ids"]]
+        else:
+            kind = self.resource_type.rsplit("::", 1)[-1].lower()
+            ids = [f"{kind}-{n}" for n in range(1, int(params.get("count", 3)) + 1)]
+        return [Resource(self.resource_type, i, name=i) for i in ids]
+
+    def show_resource(self, context: Any, resource_id: str, parameters: Any = None) -> Resource:
+        return Resource(self.resource_type, resource_id, name=resource_id)
 
 
 class ProjectProtectable(_SimProtectable):
