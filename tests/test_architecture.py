@@ -18,6 +18,8 @@ FORBIDDEN = [
     ("compiler", ("protectflow.executors",)),
     ("executors", ("protectflow.compiler",)),
     ("dag", ("protectflow.compiler", "protectflow.executors")),
+    # The CLI is a shell over the library, never the other way round.
+    ("operations", ("protectflow.cli",)),
 ]
 
 
