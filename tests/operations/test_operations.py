@@ -231,20 +231,3 @@ def test_gc_resolves_a_delete_that_died_and_delete_then_finishes(bank: Bank) -> 
     assert operations.delete(checkpoint.id, bank=bank).ok
     assert store.get(checkpoint.id).status == "deleted"
     assert bank.list_objects(checkpoint.prefix + "data/") == []
-
-
-def test_a_corrupt_record_is_listed_as_corrupt_not_a_reason_to_list_nothing(
-        bank: Bank, capsys: pytest.CaptureFixture[str]) -> None:
-    import json
-
-    from protectflow import cli
-
-    good = operations.protect(plan(), bank=bank).checkpoint
-    bad = operations.protect(plan(), bank=bank).checkpoint
-    record = Path(bank.url.removeprefix("file://")) / "checkpoints" / bad.id / "record"
-    record.write_bytes(b"\x00garbage")
-    assert cli.main(["checkpoints", "list", "--json", "--bank", bank.url]) == 0
-    rows = {r["id"]: r["status"] for r in json.loads(capsys.readouterr().out)}
-    assert rows == {good.id: "available", bad.id: "corrupt"}
-    assert cli.main(["checkpoints", "show", bad.id, "--bank", bank.url]) == 2
-    assert "corrupt record" in capsys.readouterr().err

@@ -85,21 +85,3 @@ def test_protect_fsync_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     # either way, a whole checkpoint that verifies
     assert operations.verify(result.checkpoint.id, bank=str(bank_dir),
                              executor="serial").ok
-
-
-def test_cli_protect_no_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    from protectflow import cli
-
-    plan = make_shop.make_shop(str(tmp_path / "shop"))
-    fsyncs = []
-    monkeypatch.setattr(os, "fsync", fsyncs.append)
-    from protectflow.bank import _backend
-
-    monkeypatch.setattr(_backend, "_syncfs", lambda: None)  # then only os.fsync is left
-    bank = str(tmp_path / "bank")
-    assert cli.main(["protect", plan, "--bank", bank, "--no-fsync",
-                     "--executor", "serial"]) == 0
-    assert fsyncs == []
-    assert len(operations.open_store(bank).list()) == 1

@@ -1,75 +1,33 @@
-"""What an operation's journal is written for, and what resuming it requires.
+"""What resuming an operation from its journal requires.
 
-A journal's ``meta`` names the operation, the fingerprints of the plan and of
-the compiled DAG, the version of the distribution behind every protection
-plugin the DAG uses, the executor and the parameters. A resumed run must match
-all but the executor: otherwise the recorded outputs would belong to another
-run, and resuming is refused with what changed.
+A resume follows its checkpoint's **lineage**: the newest journal run and the
+runs it resumes in turn, oldest first. Hooks any of them journaled as
+succeeded are taken as done, unless a broken ``atomic_prepare`` window makes
+them run again. A resumed run must match the journal's meta in all but the
+executor: otherwise the recorded outputs would belong to another run, and
+resuming is refused with what changed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from collections.abc import Iterable, Mapping
-from importlib.metadata import entry_points
+from collections.abc import Mapping
 from typing import Any
 
 from protectflow.bank import Checkpoint
-from protectflow.bank.journal import BankJournal, JournalRun, read_journal
+from protectflow.bank.journal import JournalRun, read_journal
+from protectflow.compiler import Plan, load_plan
 from protectflow.dag import HookDAG, jsonio
-from protectflow.errors import BankError
+from protectflow.errors import BankError, PlanError
 from protectflow.executors.report import Recorded
-from protectflow.plugins.registry import PROTECTIONS
+from protectflow.operations.journal import plan_fingerprint, plugin_versions
+from protectflow.plugins import get_registry
+from protectflow.states import SUCCEEDED
 
-__all__ = ["check_resumable", "completed_hooks", "next_steps", "resume_chain",
-           "start_journal"]
-
-#: Operations a journal can be resumed for.
-RESUMABLE = ("protect", "restore", "verify", "delete")
+__all__ = ["broken_windows", "check_resumable", "completed_hooks", "lineage", "plan_to_check"]
 
 
-def plan_fingerprint(plan_json: Mapping[str, Any]) -> str:
-    """A SHA-256 of the plan's canonical JSON (parameters included)."""
-    text = json.dumps(plan_json, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def plugin_versions(dag: HookDAG) -> dict[str, str]:
-    """Plugin name -> ``distribution version`` of every protection plugin the
-    DAG uses (``unknown`` for one not installed through an entry point)."""
-    found = {ep.name: ep for ep in entry_points(group=PROTECTIONS)}
-    out = {}
-    for name in sorted({n.plugin for n in dag.nodes}):
-        ep = found.get(name)
-        dist = getattr(ep, "dist", None)
-        out[name] = f"{dist.name} {dist.version}" if dist is not None else "unknown"
-    return out
-
-
-def start_journal(
-    checkpoint: Checkpoint, dag: HookDAG, *, executor: str, owner: str,
-    plan_json: Mapping[str, Any], parameters: Mapping[str, Any] | None = None,
-    plan_source: str | None = None, resumes: str | None = None,
-    redo: Iterable[str] = (),
-) -> BankJournal:
-    """Create the journal of a run of ``dag`` on ``checkpoint``."""
-    meta = {
-        "operation": dag.operation, "dag_fingerprint": jsonio.fingerprint(dag),
-        "plan_fingerprint": plan_fingerprint(plan_json),
-        "plugin_versions": plugin_versions(dag), "executor": executor, "owner": owner,
-        "parameters": {k: dict(v) for k, v in (parameters or {}).items()},
-        "plan_source": os.path.abspath(plan_source)
-        if plan_source and os.path.isfile(plan_source) else None,
-        "resumes": resumes,
-        # journaled successes this run runs again on purpose (broken windows)
-        "redo": sorted(redo),
-    }
-    return BankJournal.start(checkpoint, meta)
-
-
-def resume_chain(checkpoint: Checkpoint, *, unfinished: bool = False) -> list[JournalRun]:
+def lineage(checkpoint: Checkpoint, *, unfinished: bool = False) -> list[JournalRun]:
     """The newest run and the runs it resumes, oldest first; empty when the
     checkpoint has no journal. ``unfinished``: the checkpoint's status says
     its operation did not finish (it died after its journal's end).
@@ -83,14 +41,14 @@ def resume_chain(checkpoint: Checkpoint, *, unfinished: bool = False) -> list[Jo
     if not runs:
         return []  # died before its journal began: nothing ran
     last = runs[max(runs)]
-    if not unfinished and last.end is not None and last.end.get("state") == "succeeded":
+    if not unfinished and last.end is not None and last.end.get("state") == SUCCEEDED:
         raise BankError(f"nothing to resume: the last operation on checkpoint "
                         f"{checkpoint.id} ({last.meta['operation']}, run {last.run_id}) "
                         "succeeded")
-    chain = [last]
-    while (prev := chain[-1].meta.get("resumes")) in runs:
-        chain.append(runs[prev])
-    return chain[::-1]
+    runs_back = [last]
+    while (prev := runs_back[-1].meta.get("resumes")) in runs:
+        runs_back.append(runs[prev])
+    return runs_back[::-1]
 
 
 def check_resumable(first: JournalRun | None, dag: HookDAG, plan_json: Mapping[str, Any], *,
@@ -108,7 +66,18 @@ def check_resumable(first: JournalRun | None, dag: HookDAG, plan_json: Mapping[s
             "operation": dag.operation, "dag_fingerprint": checkpoint.dag_fingerprint,
             "plan_fingerprint": plan_fingerprint(checkpoint.plan),
             "plugin_versions": plugin_versions(dag)}, (), None)
-    meta, changed = first.meta, []
+    meta = first.meta
+    changed = _changes(meta, dag, plan_json)
+    if changed:
+        raise BankError(f"cannot resume the {meta['operation']} of run {first.run_id}: "
+                        + "; ".join(changed) + f". Start a new {meta['operation']} instead"
+                        + (" (and delete the unfinished checkpoint)"
+                           if meta["operation"] == "protect" else ""))
+
+
+def _changes(meta: Mapping[str, Any], dag: HookDAG, plan_json: Mapping[str, Any]) -> list[str]:
+    """What differs between a journal's ``meta`` and this run, in words."""
+    changed = []
     if meta["plan_fingerprint"] != plan_fingerprint(plan_json):
         changed.append("the plan differs from the one the journal was written for")
     versions = plugin_versions(dag)
@@ -120,21 +89,20 @@ def check_resumable(first: JournalRun | None, dag: HookDAG, plan_json: Mapping[s
         changed.append(f"the compiled {dag.operation} DAG differs (fingerprint "
                        f"{meta['dag_fingerprint'][:12]} in the journal, "
                        f"{jsonio.fingerprint(dag)[:12]} now: other parameters or plugins?)")
-    if changed:
-        raise BankError(f"cannot resume the {meta['operation']} of run {first.run_id}: "
-                        + "; ".join(changed) + f". Start a new {meta['operation']} instead"
-                        + (" (and delete the unfinished checkpoint)"
-                           if meta["operation"] == "protect" else ""))
+    return changed
 
 
-def plan_to_check(plan: Any, meta: Mapping[str, Any],
+def plan_to_check(plan: Plan | str | os.PathLike[str] | None, meta: Mapping[str, Any],
                   recorded: dict[str, Any]) -> dict[str, Any]:
     """The plan a resumed protect must match: ``plan`` if given (a Plan or a
     path), else the plan file the journal names if it is still readable,
-    else the plan saved in the checkpoint."""
-    from protectflow.compiler import Plan, load_plan
-    from protectflow.errors import PlanError
+    else the plan saved in the checkpoint.
 
+    Raises
+    ------
+    PlanError
+        When ``plan``, given as a path, cannot be read.
+    """
     if plan is None and meta.get("plan_source") and os.path.isfile(meta["plan_source"]):
         try:
             plan = load_plan(meta["plan_source"])
@@ -148,10 +116,10 @@ def plan_to_check(plan: Any, meta: Mapping[str, Any],
     return data
 
 
-def completed_hooks(chain: list[JournalRun]) -> dict[str, Recorded]:
-    """Node id -> its recorded success, over every run of the chain."""
+def completed_hooks(runs: list[JournalRun]) -> dict[str, Recorded]:
+    """Node id -> its recorded success, over every run of a lineage."""
     done: dict[str, Recorded] = {}
-    for run in chain:
+    for run in runs:
         for node, entry in run.succeeded().items():
             done[node] = Recorded(entry.get("output"), entry.get("new_resources"))
     return done
@@ -162,8 +130,6 @@ def broken_windows(dag: HookDAG, done: Mapping[str, Any], registry: str | None) 
     is ``atomic_prepare`` and whose prepare_begin is journaled but not its
     prepare_finish has its window broken, and its prepare_begin and every
     hook after it run again."""
-    from protectflow.plugins import get_registry
-
     plugins = get_registry(registry)
     succs = dag.successors()
     redo: set[str] = set()
@@ -182,9 +148,3 @@ def broken_windows(dag: HookDAG, done: Mapping[str, Any], registry: str | None) 
                 redo.add(nid)
                 stack.extend(succs[nid])
     return redo & set(done)
-
-
-def next_steps(checkpoint_id: str) -> str:
-    """What to do after a failed or interrupted operation."""
-    return (f"resume with `protectflow resume {checkpoint_id}` (after fixing the cause), "
-            f"or delete with `protectflow delete {checkpoint_id}`")

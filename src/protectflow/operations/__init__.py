@@ -1,0 +1,324 @@
+"""The operations as library calls: plan -> graph -> DAG -> checkpoint ->
+executor -> statuses.
+
+Every check that can fail on bad input (the plan, the parameters, the
+executor's name, the checkpoint's state) runs before anything is written
+(:mod:`~protectflow.operations.preflight`). Protect saves the plan, the
+resource graph and the DAG in the checkpoint; restore, verify, copy and
+delete work from that saved graph, never from live discovery. The framework,
+not the plugins, records each resource's status and reason from the run
+(:mod:`~protectflow.operations.outcomes`); an operation holds its checkpoint's
+lease while it runs (:mod:`~protectflow.operations.lease`) and journals its
+hooks so that :func:`resume` can continue it
+(:mod:`~protectflow.operations.resume`). :func:`run` runs a plan or a
+HookDAG as it is, keeping no checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, TypeAlias
+
+from protectflow.bank import Bank, Checkpoint, CheckpointStore, default_bank_url
+from protectflow.bank.journal import JournalRun
+from protectflow.compiler import Plan, compile_plan, load_plan
+from protectflow.dag import HookDAG, jsonio
+from protectflow.errors import BankError
+from protectflow.executors import Executor, RunReport
+from protectflow.operations.journal import JournalMeta
+from protectflow.operations.lease import LEASE_TTL, default_owner
+from protectflow.operations.outcomes import OperationResult, next_steps
+from protectflow.operations.preflight import checkpoint_dag, graph_json, make_executor
+from protectflow.operations.resume import (
+    broken_windows,
+    check_resumable,
+    completed_hooks,
+    lineage,
+    plan_to_check,
+)
+from protectflow.operations.runs import (
+    copy_checkpoint,
+    delete_checkpoint,
+    protect_into,
+    run_on_checkpoint,
+)
+from protectflow.operations.scratch import Runnable, prepare_run, run_scratch
+from protectflow.states import ERROR, PROTECTING
+
+__all__ = [
+    "OperationResult",
+    "Runnable",
+    "copy",
+    "default_owner",
+    "delete",
+    "next_steps",
+    "open_store",
+    "prepare_run",
+    "protect",
+    "restore",
+    "resume",
+    "run",
+    "verify",
+]
+
+#: A bank as the operations take it: a URL, a folder, or a Bank.
+BankLike: TypeAlias = str | os.PathLike[str] | Bank
+
+
+def open_store(bank: BankLike | None = None, *, fsync: bool = True) -> CheckpointStore:
+    """The checkpoints of ``bank`` (a URL, a folder, or the default bank);
+    ``fsync`` as :class:`~protectflow.bank.Bank`'s, for a bank given by name.
+
+    Raises
+    ------
+    BankError
+        When the bank URL cannot be used.
+    """
+    if isinstance(bank, Bank):
+        return CheckpointStore(bank)
+    url = os.fspath(bank) if bank is not None else default_bank_url()
+    return CheckpointStore(Bank(url, fsync=fsync))
+
+
+def protect(
+    plan: Plan | str | os.PathLike[str],
+    *,
+    bank: BankLike | None = None,
+    executor: str | Executor = "threads",
+    parameters: Mapping[str, Mapping[str, Any]] | None = None,
+    owner: str | None = None,
+    fsync: bool = True,
+    **options: Any,
+) -> OperationResult:
+    """Protect the resources of ``plan`` into a new checkpoint.
+
+    ``bank`` defaults to the plan's ``bank``, then to :func:`default_bank_url`;
+    ``options`` go to :func:`protectflow.executors.run_dag` (``workers``,
+    ``keep_going``, ``limits``, ``listeners``...). ``fsync=False`` writes a
+    local bank without fsync (a bank given by name): as safe when the process
+    dies, but a power loss may take the checkpoint with it.
+
+    Raises
+    ------
+    PlanError, PluginError
+        Before anything is written, for a bad plan or bad parameters.
+    ExecutorError
+        Before anything is written, for an unknown executor.
+    """
+    if not isinstance(plan, Plan):
+        plan = load_plan(plan)
+    dag = compile_plan(plan, "protect", parameters=parameters)
+    runner, run_options = make_executor(executor, options, dag, pools=plan.pools)
+    store = open_store(bank if bank is not None else plan.bank, fsync=fsync)
+    owner = owner or default_owner()
+    plan_json = plan.to_json()
+    if parameters is not None:
+        plan_json["parameters"] = {k: dict(v) for k, v in parameters.items()}
+    checkpoint = store.create(
+        plan_json, graph_json(dag), jsonio.fingerprint(dag), owner, lease_ttl=LEASE_TTL
+    )
+    meta = JournalMeta(owner, plan_json,
+                       plan_source=plan.source if parameters is None else None)
+    return protect_into(checkpoint, dag, runner, meta=meta, options=run_options)
+
+
+def restore(
+    checkpoint_id: str,
+    *,
+    bank: BankLike | None = None,
+    executor: str | Executor = "threads",
+    parameters: Mapping[str, Mapping[str, Any]] | None = None,
+    owner: str | None = None,
+    **options: Any,
+) -> OperationResult:
+    """Restore the resources of an ``available`` checkpoint.
+
+    Restore hooks publish new resource ids in ``new_resources``; the run
+    record keeps them.
+
+    Raises
+    ------
+    BankError
+        When there is no such checkpoint, it is not ``available``, or another
+        operation holds it.
+    PlanError, PluginError, ExecutorError
+        As :func:`protect`, before anything runs.
+    """
+    return run_on_checkpoint("restore", open_store(bank).get(checkpoint_id), executor=executor,
+                             parameters=parameters, owner=owner or default_owner(),
+                             options=options)
+
+
+def verify(
+    checkpoint_id: str,
+    *,
+    bank: BankLike | None = None,
+    executor: str | Executor = "threads",
+    parameters: Mapping[str, Mapping[str, Any]] | None = None,
+    owner: str | None = None,
+    **options: Any,
+) -> OperationResult:
+    """Check that an ``available`` checkpoint's data is whole (see :func:`restore`).
+
+    Raises
+    ------
+    BankError, PlanError, PluginError, ExecutorError
+        As :func:`restore`.
+    """
+    return run_on_checkpoint("verify", open_store(bank).get(checkpoint_id), executor=executor,
+                             parameters=parameters, owner=owner or default_owner(),
+                             options=options)
+
+
+def copy(
+    checkpoint_id: str,
+    *,
+    to: BankLike,
+    bank: BankLike | None = None,
+    executor: str | Executor = "threads",
+    owner: str | None = None,
+    **options: Any,
+) -> OperationResult:
+    """Copy an ``available`` checkpoint into the bank ``to``.
+
+    The framework copies the checkpoint's own objects; the copy hooks get the
+    new checkpoint as ``target_checkpoint`` to copy what their plugin keeps
+    elsewhere in the bank (shared chunks, say). The source is marked copied
+    (its history says where to); the copy ends ``available``, or ``error``.
+
+    Raises
+    ------
+    BankError, PlanError, PluginError, ExecutorError
+        As :func:`restore`, and when ``to`` is the checkpoint's own bank.
+    """
+    store = open_store(bank)
+    source = store.get(checkpoint_id)
+    target_store = open_store(to)
+    target_store.bank.create_root()  # an unusable --to fails before the source changes
+    if target_store.bank == store.bank:
+        raise BankError(f"copy: {to} is checkpoint {checkpoint_id}'s own bank; "
+                        "give another bank with --to")
+    return copy_checkpoint(source, target_store, executor=executor,
+                           owner=owner or default_owner(), options=options)
+
+
+def delete(
+    checkpoint_id: str,
+    *,
+    bank: BankLike | None = None,
+    executor: str | Executor = "threads",
+    owner: str | None = None,
+    **options: Any,
+) -> OperationResult:
+    """Delete a checkpoint's data; its record stays, as a ``deleted`` tombstone.
+
+    Raises
+    ------
+    BankError
+        When there is no such checkpoint, it cannot be deleted from its
+        status, or another operation holds it.
+    """
+    return delete_checkpoint(open_store(bank).get(checkpoint_id), executor=executor,
+                             owner=owner or default_owner(), options=options)
+
+
+def resume(
+    checkpoint_id: str,
+    *,
+    bank: BankLike | None = None,
+    executor: str | Executor = "threads",
+    plan: Plan | str | os.PathLike[str] | None = None,
+    owner: str | None = None,
+    **options: Any,
+) -> OperationResult:
+    """Continue the interrupted or failed operation of a checkpoint from its journal.
+
+    Protect, restore and verify resume, on any executor: hooks the journal
+    records as succeeded are not run again (their outputs and
+    ``new_resources`` come from the journal); the others run, those that were
+    running at the crash included. The lease of a crashed owner is taken over
+    once it expires, or at once when the owner was a process of this host
+    that no longer exists. ``plan`` (a protect's plan, re-read) must be the
+    plan the journal was written for; by default the plan saved in the
+    checkpoint is used, and the plan file it came from is checked if it still
+    exists.
+
+    Raises
+    ------
+    BankError
+        When there is nothing to resume, the operation cannot be resumed, a
+        live operation holds the checkpoint, or the plan, the plugins'
+        versions or the compiled DAG changed since the journal was written
+        (the message names what changed).
+    """
+    checkpoint = open_store(bank).get(checkpoint_id)
+    runs = lineage(checkpoint, unfinished=checkpoint.status in (PROTECTING, ERROR))
+    meta = runs[0].meta if runs else {}
+    operation = meta.get("operation", "protect")  # no journal: a protect died early
+    owner = owner or default_owner()
+    if operation in ("restore", "verify"):
+        return run_on_checkpoint(operation, checkpoint, executor=executor,
+                                 parameters=meta["parameters"], owner=owner, options=options,
+                                 runs=runs)
+    if operation != "protect" or checkpoint.record.get("copied_from") is not None:
+        raise BankError(f"cannot resume the {operation} of checkpoint {checkpoint_id}: only "
+                        f"protect, restore and verify resume; run the {operation} again")
+    return _resume_protect(checkpoint, runs, executor=executor, plan=plan, owner=owner,
+                           options=options)
+
+
+def _resume_protect(
+    checkpoint: Checkpoint, runs: list[JournalRun], *, executor: str | Executor,
+    plan: Plan | str | os.PathLike[str] | None, owner: str, options: Mapping[str, Any],
+) -> OperationResult:
+    """Continue the protect of ``checkpoint`` after the journal ``runs``."""
+    if checkpoint.status not in (PROTECTING, ERROR):
+        raise BankError(f"cannot resume the protect of checkpoint {checkpoint.id}: it is "
+                        f"{checkpoint.status}, not {PROTECTING} or {ERROR}")
+    meta = runs[0].meta if runs else {}
+    plan_json = plan_to_check(plan, meta, checkpoint.plan)
+    dag = checkpoint_dag(checkpoint, "protect", checkpoint.plan.get("parameters"))
+    check_resumable(runs[0] if runs else None, dag, plan_json, checkpoint=checkpoint)
+    journaled = completed_hooks(runs)
+    redo = broken_windows(dag, journaled, options.get("registry"))
+    completed = {k: v for k, v in journaled.items() if k not in redo}
+    runner, run_options = make_executor(executor, {**options, "completed": completed}, dag,
+                                        pools=checkpoint.plan.get("pools"))
+    checkpoint.acquire("protect", owner, ttl=LEASE_TTL, reclaim_dead=True)
+    try:
+        if checkpoint.status == ERROR:
+            checkpoint.transition(PROTECTING, reason=f"resumed by {owner}")
+    except BaseException:
+        checkpoint.release()
+        raise
+    journal = JournalMeta(owner, checkpoint.plan, plan_source=meta.get("plan_source"),
+                          resumes=runs[-1].run_id if runs else None, redo=redo)
+    return protect_into(checkpoint, dag, runner, meta=journal, options=run_options)
+
+
+def run(
+    source: Runnable | Plan | HookDAG | str | os.PathLike[str],
+    *,
+    operation: str | None = None,
+    executor: str | Executor = "threads",
+    **options: Any,
+) -> RunReport:
+    """Run a plan or a HookDAG as it is, keeping no checkpoint (``protectflow run``).
+
+    ``source`` is a plan or a HookDAG (an object or a file; a plan is compiled
+    for ``operation``, by default protect), or what :func:`prepare_run` made
+    of one. A protect's hooks get a checkpoint in a throw-away bank that is
+    gone when the run ends; the other operations' hooks get none. ``options``
+    are :func:`protectflow.executors.run_dag`'s; a hook's failure raises
+    nothing (the report says).
+
+    Raises
+    ------
+    PlanError, PluginError, DagFormatError
+        For a bad plan, parameters or DAG file.
+    ExecutorError
+        Before anything runs, for an unknown executor, a limit that names no
+        resource type or pool, or an ``operation`` that is not the DAG's.
+    """
+    return run_scratch(prepare_run(source, operation=operation), executor, options)

@@ -1,0 +1,99 @@
+"""What an operation's journal is written for, and the one way an operation
+runs a DAG with its journal.
+
+A journal's ``meta`` names the operation, the fingerprints of the plan and of
+the compiled DAG, the version of the distribution behind every protection
+plugin the DAG uses, the executor and the parameters. A resumed run must match
+all but the executor (see :mod:`protectflow.operations.resume`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+import attrs
+
+from protectflow.bank import Checkpoint
+from protectflow.bank.journal import BankJournal
+from protectflow.dag import HookDAG, jsonio
+from protectflow.executors import Executor, RunReport, run_dag
+from protectflow.plugins.registry import PROTECTIONS
+
+__all__ = ["JournalMeta", "plan_fingerprint", "plugin_versions", "run_journaled",
+           "start_journal"]
+
+
+@attrs.frozen
+class JournalMeta:
+    """What a run's journal records besides the DAG and the executor.
+
+    ``resumes`` is the id of the journal run this one continues; ``redo``
+    the journaled successes it runs again on purpose (broken windows).
+    """
+
+    owner: str
+    plan_json: Mapping[str, Any]
+    parameters: Mapping[str, Mapping[str, Any]] | None = None
+    plan_source: str | None = None
+    resumes: str | None = None
+    redo: Iterable[str] = ()
+
+
+def plan_fingerprint(plan_json: Mapping[str, Any]) -> str:
+    """A SHA-256 of the plan's canonical JSON (parameters included)."""
+    text = json.dumps(plan_json, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def plugin_versions(dag: HookDAG) -> dict[str, str]:
+    """Plugin name -> ``distribution version`` of every protection plugin the
+    DAG uses (``unknown`` for one not installed through an entry point)."""
+    found = {ep.name: ep for ep in entry_points(group=PROTECTIONS)}
+    out = {}
+    for name in sorted({n.plugin for n in dag.nodes}):
+        ep = found.get(name)
+        dist = getattr(ep, "dist", None)
+        out[name] = f"{dist.name} {dist.version}" if dist is not None else "unknown"
+    return out
+
+
+def start_journal(checkpoint: Checkpoint, dag: HookDAG, meta: JournalMeta, *,
+                  executor: str) -> BankJournal:
+    """Create the journal of a run of ``dag`` on ``checkpoint``.
+
+    Raises
+    ------
+    BankError
+        If the bank refuses the write.
+    """
+    source = meta.plan_source
+    return BankJournal.start(checkpoint, {
+        "operation": dag.operation, "dag_fingerprint": jsonio.fingerprint(dag),
+        "plan_fingerprint": plan_fingerprint(meta.plan_json),
+        "plugin_versions": plugin_versions(dag), "executor": executor, "owner": meta.owner,
+        "parameters": {k: dict(v) for k, v in (meta.parameters or {}).items()},
+        "plan_source": os.path.abspath(source) if source and os.path.isfile(source) else None,
+        "resumes": meta.resumes,
+        "redo": sorted(meta.redo),
+    })
+
+
+def run_journaled(checkpoint: Checkpoint, dag: HookDAG, runner: Executor, *,
+                  meta: JournalMeta, options: Mapping[str, Any]) -> RunReport:
+    """Start the journal, run ``dag`` on ``checkpoint`` with it, and record
+    how the run ended; ``options`` go to :func:`protectflow.executors.run_dag`.
+
+    Raises
+    ------
+    BankError
+        If the bank refuses the journal.
+    """
+    journal = start_journal(checkpoint, dag, meta, executor=runner.name)
+    report = run_dag(dag, runner, checkpoint=checkpoint, journal=journal, **options)
+    journal.finish(report.state)
+    return report

@@ -1,0 +1,144 @@
+"""What a run leaves behind: each resource's status and reason, the run
+record kept in the bank, the plugins' clean-up after a failure, and the
+result an operation returns.
+
+The framework, not the plugins, decides the statuses, from the run report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from protectflow.bank import Checkpoint, RunRecord
+from protectflow.dag import HookDAG
+from protectflow.executors import RunReport
+from protectflow.plugins import get_registry
+from protectflow.states import (
+    DONE,
+    ERROR,
+    FAILED,
+    FAILED_STATES,
+    NOT_RUN,
+    NOT_RUN_STATES,
+    TIMED_OUT,
+    UPSTREAM_FAILED,
+)
+
+__all__ = ["OperationResult", "next_steps", "on_failure", "reason", "record_run", "statuses"]
+
+#: A run record's status when its run succeeded (``error`` otherwise).
+RUN_SUCCESS = "success"
+
+
+@attrs.frozen
+class OperationResult:
+    """What an operation did: its checkpoint, its run report, and for
+    restore, verify, copy and delete the run record kept in the bank."""
+
+    operation: str
+    checkpoint: Checkpoint
+    report: RunReport
+    resources: dict[str, dict[str, Any]]
+    run: RunRecord | None = None
+    target: Checkpoint | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether every hook succeeded."""
+        return self.report.ok
+
+    @property
+    def new_resources(self) -> dict[str, Any]:
+        """What restore hooks published as the new resources' ids."""
+        return dict(self.run.new_resources) if self.run is not None else {}
+
+
+def statuses(dag: HookDAG, report: RunReport) -> dict[str, dict[str, Any]]:
+    """Each resource's status and reason, from its hooks' records."""
+    done = DONE[dag.operation]
+    out: dict[str, dict[str, Any]] = {r.key: {"status": done, "reason": None}
+                                      for r in dag.resources}
+    for record in report.hooks.values():
+        entry = out[record.resource]
+        if entry["status"] == ERROR:
+            continue
+        if record.state in FAILED_STATES:
+            message = record.error.message if record.error else record.state
+            entry.update(status=ERROR, reason=f"{record.hook} {record.state}: {message}")
+        elif record.state in NOT_RUN_STATES and entry["status"] == done:
+            why = "a hook it waits for failed" if record.state == UPSTREAM_FAILED else (
+                "the run was cancelled or stopped after a failure")
+            entry.update(status=NOT_RUN, reason=f"{record.hook} not run: {why}")
+    return out
+
+
+def with_cleanup(resources: dict[str, dict[str, Any]],
+                 cleanup: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """``resources`` with each failed clean-up appended to its resource's reason."""
+    out = {key: dict(value) for key, value in resources.items()}
+    for key, error in cleanup.items():
+        reason_now = out[key]["reason"]
+        out[key]["reason"] = f"{reason_now}; {error}" if reason_now else error
+    return out
+
+
+def record_run(
+    checkpoint: Checkpoint, operation: str, owner: str, report: RunReport,
+    resources: dict[str, dict[str, Any]],
+) -> RunRecord:
+    """Save the run record of a run on ``checkpoint``: who ran it, how each
+    resource ended, and the new resources its hooks published."""
+    run = checkpoint.start_run(operation, owner)
+    for key, value in resources.items():
+        run.set_resource(key, value["status"], value["reason"])
+    for record in report.hooks.values():
+        run.new_resources.update(record.new_resources or {})
+    run.finish(RUN_SUCCESS if report.ok else ERROR)
+    checkpoint.save_run(run)
+    return run
+
+
+def on_failure(dag: HookDAG, checkpoint: Checkpoint, registry_spec: str | None) -> dict[str, str]:
+    """Call every plugin's ``on_failure`` for each resource of a run that did
+    not succeed (a frozen application is thawed now, not at its deadline);
+    returns the clean-ups that failed, by resource key."""
+    registry = get_registry(registry_spec)
+    plugins = {n.resource.key: n.plugin for n in dag.nodes}
+    errors: dict[str, str] = {}
+    for resource in dag.resources:
+        if resource.key not in plugins:
+            continue
+        try:
+            registry.plugin(plugins[resource.key]).on_failure(
+                checkpoint, resource, None, dag.parameters.get(resource.key, {}))
+        except Exception as err:  # one failed clean-up must not stop the others
+            errors[resource.key] = f"clean-up after the failure failed: {err}"
+    return errors
+
+
+def reason(report: RunReport) -> str | None:
+    """Why a run failed, in one line (its first failure and the counts);
+    ``None`` for a run that succeeded."""
+    if report.ok:
+        return None
+    failed = report.failed()
+    counts = report.counts()
+    head = (f"{failed[0].node}: {failed[0].error.message if failed[0].error else failed[0].state}"
+            if failed else f"run {report.state}")
+    n_failed = sum(counts.get(state, 0) for state in (FAILED, TIMED_OUT))
+    n_not_run = sum(counts.get(state, 0) for state in sorted(NOT_RUN_STATES))
+    return f"{head} ({n_failed} failed, {n_not_run} not run)"
+
+
+def next_steps(checkpoint_id: str) -> str:
+    """What to do after a failed or interrupted operation.
+
+    Returns
+    -------
+    str
+        The commands that resume or delete the checkpoint.
+    """
+    return (f"resume with `protectflow resume {checkpoint_id}` (after fixing the cause), "
+            f"or delete with `protectflow delete {checkpoint_id}`")

@@ -1,0 +1,126 @@
+"""The checks an operation runs before it writes anything: the executor
+(made now, so a bad name fails early), the limits against the DAG, the
+checkpoint's status and lease, and the DAG over a checkpoint's saved graph.
+
+Each returns what it checked or made and changes none of its arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from protectflow.bank import Checkpoint
+from protectflow.compiler import ResourceGraph, compile_graph
+from protectflow.dag import HookDAG
+from protectflow.errors import BankError, ExecutorError, PlanError
+from protectflow.executors import Executor, get_executor
+from protectflow.states import AVAILABLE, ERROR, ERROR_DELETING
+
+__all__ = ["check_limits", "checkpoint_dag", "graph_json", "make_executor", "require_status"]
+
+#: Run options that make the executor rather than the run.
+EXECUTOR_OPTIONS = ("workers", "scheduler", "client")
+
+
+def check_limits(dag: HookDAG, limits: Mapping[str, int],
+                 pools: Mapping[str, Any] | None = None) -> None:
+    """Refuse limits that name no resource type (or pool) of ``dag``.
+
+    Raises
+    ------
+    ExecutorError
+        Naming the limit and the known names.
+    """
+    known = {r.type for r in dag.resources} | set(pools or ())
+    for name, value in limits.items():
+        if name not in known:
+            raise ExecutorError(
+                f"bad limit {name}={value}: {name!r} is no resource type or pool of this "
+                f"{dag.operation}; known: {', '.join(sorted(known))}"
+            )
+
+
+def make_executor(
+    executor: str | Executor, options: Mapping[str, Any], dag: HookDAG, *,
+    pools: Mapping[str, Any] | None = None,
+) -> tuple[Executor, dict[str, Any]]:
+    """The executor, made now so a bad name fails before anything is
+    written, and the options of the run (``pools`` joins them unless they
+    name their own), checked against ``dag`` for the same reason.
+
+    The executor's own options (``workers``, ``scheduler``, ``client``) make
+    an executor given by name; with an executor object they stay in the run
+    options, which refuse them.
+
+    Raises
+    ------
+    ExecutorError, MissingDependencyError
+        As :func:`protectflow.executors.get_executor`, or for a bad limit.
+    """
+    run_options = dict(options)
+    if pools:
+        run_options.setdefault("pools", pools)
+    check_limits(dag, run_options.get("limits") or {}, run_options.get("pools"))
+    if not isinstance(executor, str):
+        return executor, run_options
+    made = {k: run_options.pop(k) for k in EXECUTOR_OPTIONS if k in run_options}
+    return get_executor(executor, **made), run_options
+
+
+def graph_json(dag: HookDAG) -> dict[str, Any]:
+    """The resource graph of ``dag`` as a checkpoint saves it."""
+    return {
+        "resources": [r.to_json() for r in dag.resources],
+        "dependencies": [list(pair) for pair in dag.dependencies],
+    }
+
+
+def checkpoint_dag(
+    checkpoint: Checkpoint, operation: str, parameters: Mapping[str, Mapping[str, Any]] | None
+) -> HookDAG:
+    """The DAG of ``operation`` over the checkpoint's saved resource graph.
+
+    Raises
+    ------
+    BankError
+        When the saved graph cannot be read.
+    PlanError, PluginError
+        For bad parameters.
+    """
+    try:
+        graph = ResourceGraph.from_json(checkpoint.resource_graph)
+    except PlanError as err:
+        raise BankError(f"checkpoint {checkpoint.id} holds a resource graph that cannot be "
+                        f"read: {err}; restore its record from a copy of the bank") from err
+    plan = checkpoint.plan
+    return compile_graph(
+        graph, operation, parameters=parameters or {}, plan_name=plan.get("name", ""),
+        limits=plan.get("limits", {}),
+    )
+
+
+def require_status(checkpoint: Checkpoint, operation: str, *, resuming: bool = False) -> None:
+    """Refuse ``operation`` on a checkpoint whose status does not allow it, or
+    that another operation holds (a resumed run may reclaim a dead owner's).
+
+    Raises
+    ------
+    BankError
+        Naming the status, or the operation that holds the checkpoint.
+    """
+    status = checkpoint.status
+    allowed = (AVAILABLE, ERROR) if operation == "delete" else (AVAILABLE,)
+    if operation == "delete" and status == ERROR_DELETING:
+        return  # a failed delete may be tried again
+    if status not in allowed:
+        raise BankError(
+            f"cannot {operation} checkpoint {checkpoint.id}: it is {status}"
+            + (f" ({checkpoint.record.get('status_reason')})"
+               if checkpoint.record.get("status_reason") else "")
+            + f"; {operation} needs a checkpoint that is {' or '.join(allowed)}"
+        )
+    if checkpoint.busy and not resuming:
+        lease = checkpoint.lease
+        raise BankError(f"cannot {operation} checkpoint {checkpoint.id}: it is busy with "
+                        f"{lease.describe() if lease else 'another operation'}")

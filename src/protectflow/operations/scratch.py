@@ -1,0 +1,104 @@
+"""Running a plan or a HookDAG as it is, outside the checkpoints a bank
+keeps (``protectflow run``): for trying a plan, timing executors, debugging
+plugins.
+
+A protect's hooks get a checkpoint in a throw-away bank, so plugins that keep
+data in the bank work and nothing outlives the run; the other operations
+need a checkpoint that holds data (``restore ID``...), and their hooks get
+``None``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import attrs
+
+from protectflow.bank import Bank, Checkpoint, CheckpointStore
+from protectflow.compiler import Plan, compile_plan, load_plan
+from protectflow.dag import HookDAG, jsonio
+from protectflow.errors import ExecutorError
+from protectflow.executors import Executor, RunReport, run_dag
+from protectflow.operations.lease import default_owner
+from protectflow.operations.preflight import graph_json, make_executor
+
+__all__ = ["Runnable", "prepare_run", "run_scratch", "scratch_checkpoint"]
+
+
+@attrs.frozen
+class Runnable:
+    """A HookDAG ready to run, and the pools its limits may name (a plan's)."""
+
+    dag: HookDAG
+    pools: Mapping[str, list[str]] = attrs.field(factory=dict, hash=False)
+
+
+def prepare_run(source: Runnable | Plan | HookDAG | str | os.PathLike[str], *,
+                operation: str | None = None) -> Runnable:
+    """A HookDAG (object or ``.json`` file) as it is, or a plan (object or
+    file) compiled for ``operation`` (default: protect), with its pools.
+
+    Raises
+    ------
+    ExecutorError
+        When ``operation`` is not the given DAG's.
+    PlanError, PluginError, DagFormatError
+        For a bad plan, parameters or DAG file.
+    """
+    name = "the DAG"
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        source = jsonio.load(name) if _is_hookdag(name) else load_plan(name)
+    if isinstance(source, Plan):
+        return Runnable(compile_plan(source, operation or "protect"), dict(source.pools))
+    runnable = source if isinstance(source, Runnable) else Runnable(source)
+    if operation is not None and operation != runnable.dag.operation:
+        raise ExecutorError(
+            f"{name} is a {runnable.dag.operation} DAG; drop --operation {operation} or "
+            f"compile the plan for {operation}"
+        )
+    return runnable
+
+
+def run_scratch(runnable: Runnable, executor: str | Executor,
+                options: Mapping[str, Any]) -> RunReport:
+    """Check the limits, make the executor, and run ``runnable`` with a
+    scratch checkpoint for a protect's hooks."""
+    dag = runnable.dag
+    runner, run_options = make_executor(executor, options, dag, pools=runnable.pools)
+    with scratch_checkpoint(dag) as checkpoint:
+        return run_dag(dag, runner, checkpoint=checkpoint, **run_options)
+
+
+@contextmanager
+def scratch_checkpoint(dag: HookDAG) -> Iterator[Checkpoint | None]:
+    """A checkpoint in a throw-away bank for the hooks of a protect, removed
+    with its bank when the block ends; ``None`` for the other operations."""
+    if dag.operation != "protect":
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="protectflow-run-") as folder:
+        checkpoint = CheckpointStore(Bank(folder)).create(
+            {"name": dag.plan or "run"}, graph_json(dag), jsonio.fingerprint(dag),
+            default_owner())
+        try:
+            yield checkpoint
+        finally:
+            checkpoint.release()
+
+
+def _is_hookdag(path: str) -> bool:
+    """Whether ``path`` looks like a HookDAG file: a ``.json`` file whose
+    format names itself in its first lines (the loader checks the rest)."""
+    if not path.endswith(".json"):
+        return False
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return '"protectflow.hookdag"' in head
