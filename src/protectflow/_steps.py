@@ -4,6 +4,7 @@ cleaning up after a failure."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -25,8 +26,32 @@ DONE = {
     "delete": "deleted",
 }
 
-#: Seconds an operation's lease lasts; it is renewed every third of that.
+#: Seconds an operation's lease lasts unless ``$PROTECTFLOW_LEASE_TTL`` says
+#: otherwise; it is renewed every third of that.
 LEASE_TTL = 60.0
+LEASE_TTL_VARIABLE = "PROTECTFLOW_LEASE_TTL"
+
+
+def lease_ttl() -> float:
+    """Seconds an operation's lease lasts: ``$PROTECTFLOW_LEASE_TTL``, else
+    :data:`LEASE_TTL`. Read at each operation's start, never at import.
+
+    Raises
+    ------
+    BankError
+        When the variable is set to anything but a positive number.
+    """
+    text = os.environ.get(LEASE_TTL_VARIABLE)
+    if not text:
+        return LEASE_TTL
+    try:
+        ttl = float(text)
+    except ValueError:
+        ttl = 0.0
+    if not ttl > 0 or ttl == float("inf"):
+        raise BankError(f"${LEASE_TTL_VARIABLE}={text!r} is not a positive number of "
+                        "seconds; unset it or give one (60 by default)")
+    return ttl
 
 
 def check_limits(dag: HookDAG, limits: Mapping[str, int],
@@ -185,11 +210,12 @@ def copy_objects(source: Checkpoint, target: Checkpoint) -> None:
 def renewing(checkpoint: Checkpoint) -> Iterator[None]:
     """Renew the checkpoint's lease every third of its life while the block runs."""
     stop = threading.Event()
+    ttl = lease_ttl()
 
     def renew() -> None:
-        while not stop.wait(LEASE_TTL / 3):
+        while not stop.wait(ttl / 3):
             try:
-                checkpoint.renew(ttl=LEASE_TTL)
+                checkpoint.renew(ttl=ttl)
             except BankError:
                 return  # lost: gc will judge the checkpoint; the run goes on
 

@@ -117,7 +117,7 @@ def protect(
         plan_json["parameters"] = {k: dict(v) for k, v in parameters.items()}
     graph_json = steps.graph_json(dag)
     checkpoint = store.create(
-        plan_json, graph_json, jsonio.fingerprint(dag), owner, lease_ttl=steps.LEASE_TTL
+        plan_json, graph_json, jsonio.fingerprint(dag), owner, lease_ttl=steps.lease_ttl()
     )
     source = plan.source if parameters is None else None
     return _protect_into(checkpoint, dag, runner, owner=owner, plan_json=plan_json,
@@ -230,7 +230,7 @@ def copy(
     dag = steps.checkpoint_dag(source, "copy", None)
     runner = steps.executor(executor, options, dag, source.plan)
     owner = owner or default_owner()
-    source.acquire("copy", owner, ttl=steps.LEASE_TTL)
+    source.acquire("copy", owner, ttl=steps.lease_ttl())
     try:
         with steps.renewing(source):
             source.transition("copying")
@@ -239,7 +239,7 @@ def copy(
                 target = target_store.create(
                     source.plan, source.resource_graph, source.dag_fingerprint, owner,
                     copied_from={"bank": store.bank.url, "checkpoint": source.id},
-                    lease_ttl=steps.LEASE_TTL,
+                    lease_ttl=steps.lease_ttl(),
                 )
                 with steps.renewing(target), steps.failing_on_crash(target, "error"):
                     steps.copy_objects(source, target)
@@ -285,7 +285,7 @@ def delete(
     dag = steps.checkpoint_dag(checkpoint, "delete", None)
     runner = steps.executor(executor, options, dag, checkpoint.plan)
     owner = owner or default_owner()
-    checkpoint.acquire("delete", owner, ttl=steps.LEASE_TTL)
+    checkpoint.acquire("delete", owner, ttl=steps.lease_ttl())
     try:
         with steps.renewing(checkpoint), steps.failing_on_crash(checkpoint, "error_deleting"):
             checkpoint.transition("deleting")
@@ -360,7 +360,7 @@ def resume(
     options["completed"] = {k: v for k, v in journaled.items() if k not in redo}
     runner = steps.executor(executor, options, dag, checkpoint.plan)
     owner = owner or default_owner()
-    checkpoint.acquire("protect", owner, ttl=steps.LEASE_TTL, reclaim_dead=True)
+    checkpoint.acquire("protect", owner, ttl=steps.lease_ttl(), reclaim_dead=True)
     try:
         if checkpoint.status == "error":
             checkpoint.transition("protecting", reason=f"resumed by {owner}")
@@ -397,7 +397,7 @@ def _run_on_checkpoint(
         options["completed"] = _recovery.completed_hooks(chain)
     runner = steps.executor(executor, options, dag, checkpoint.plan)
     owner = owner or default_owner()
-    checkpoint.acquire(operation, owner, ttl=steps.LEASE_TTL, reclaim_dead=chain is not None)
+    checkpoint.acquire(operation, owner, ttl=steps.lease_ttl(), reclaim_dead=chain is not None)
     try:
         with steps.renewing(checkpoint):
             journal = _recovery.start_journal(
