@@ -128,18 +128,18 @@ def operate(what: str, target: str | Path, bank: Path, *, records: Path, faults:
                           capture_output=True, text=True, env=env, timeout=120)
 
 
-def recorded_runs(records: Path) -> list[list[dict[str, Any]]]:
-    """The hooks' notes (see ``recording_plugins``), one list per process,
-    in the order the processes first wrote."""
+def recorded_runs(records: Path) -> dict[int, list[dict[str, Any]]]:
+    """The hooks' notes (see ``recording_plugins``) by process id, in the
+    order the processes first wrote."""
     runs: dict[int, list[dict[str, Any]]] = {}
     for line in records.read_text().splitlines():
         note = json.loads(line)
         runs.setdefault(note["pid"], []).append(note)
-    return list(runs.values())
+    return runs
 
 
 def check_no_rerun_by_records(records: Path, plan: Path | str, *,
-                              atomic: Iterable[str] = ()) -> list[set[str]]:
+                              atomic: Iterable[str] = ()) -> dict[int, set[str]]:
     """No hook whose success was certainly recorded ran again, judged from
     what the hooks themselves noted, not from the journal.
 
@@ -150,21 +150,21 @@ def check_no_rerun_by_records(records: Path, plan: Path | str, *,
     followed has its prepare_begin and everything after it run again on
     purpose. With no retries, no run starts a hook twice.
 
-    Returns the hooks each run started.
+    Returns the hooks each run started, by process id.
     """
     dag = compile_plan(load_plan(plan), "protect")
     preds, succs = dag.predecessors(), dag.successors()
     windows = sorted({n.resource.key for n in dag.nodes if n.resource.type in set(atomic)})
     recorded: set[str] = set()
     ever: set[str] = set()
-    out = []
-    for run in recorded_runs(records):
+    out = {}
+    for pid, run in recorded_runs(records).items():
         started = [n["node"] for n in run if n["event"] == "start"]
         twice = [node for node, count in collections.Counter(started).items() if count > 1]
         assert not twice, f"started twice in one run: {twice}"
         again = recorded & set(started)
         assert not again, f"recorded as succeeded, yet run again: {sorted(again)}"
-        out.append(set(started))
+        out[pid] = set(started)
         ever |= set(started)
         for node in started:
             recorded.update(preds[node])
