@@ -20,9 +20,13 @@ from protectflow.bank.journal import read_journal
 from protectflow.bank.lease import owner_is_dead
 from protectflow.errors import BankError
 from tests.crash.crash_helpers import (
+    RECORDS,
+    SPEC,
+    check_no_rerun_by_records,
     check_no_rerun_of_successes,
     check_whole_bank,
     data_objects,
+    operate,
     protect_cli,
     sim_plan,
     the_checkpoint,
@@ -200,3 +204,57 @@ def test_dask_worker_killed_mid_run(tmp_path: Path) -> None:
     check_no_rerun_of_successes(checkpoint)
     reference = operations.protect(plan, bank=tmp_path / "ref", executor="threads")
     assert data_objects(checkpoint) == data_objects(reference.checkpoint)
+
+
+def test_a_resume_of_a_killed_resume_reruns_nothing_an_earlier_run_recorded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # protect killed, its resume killed, resumed again: the last run takes
+    # the successes of both killed runs.
+    plan = sim_plan(tmp_path)
+    bank, records = tmp_path / "bank", tmp_path / "records"
+    first = operate("protect", plan, bank, records=records, faults="kill-after-hooks=10")
+    assert first.returncode == -9, first.stderr
+    checkpoint = the_checkpoint(bank)
+    assert checkpoint is not None
+    second = operate("resume", checkpoint.id, bank, records=records,
+                     faults="kill-after-hooks=10")
+    assert second.returncode == -9, second.stderr
+    monkeypatch.setenv(RECORDS, str(records))
+    result = operations.resume(checkpoint.id, bank=bank, executor="threads", registry=SPEC)
+    assert result.ok and checkpoint.reload().status == "available"
+    runs = check_no_rerun_by_records(records, plan)
+    assert len(runs) == 3 and set().union(*runs.values()) == set(result.report.hooks)
+    # each killed run died once 10 ends of its own were recorded
+    last = runs[os.getpid()]
+    assert len(last) <= len(result.report.hooks) - 20, len(last)
+    reference = operations.protect(plan, bank=tmp_path / "ref", executor="serial")
+    assert data_objects(checkpoint) == data_objects(reference.checkpoint)
+
+
+def test_a_resume_takes_the_successes_dask_workers_recorded_inside_chains(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("distributed")
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({
+        "name": "chains",
+        "resources": [{"type": "OS::Cinder::Volume", "id": f"v{i}"} for i in range(4)],
+        "parameters": {"OS::Cinder::Volume": {"payload_bytes": 1000}}}))
+    bank, records = tmp_path / "bank", tmp_path / "records"
+    # Each volume's four hooks run as one chain on a dask worker, which
+    # records each success before it starts the next hook; the scheduling
+    # process dies before its own journal records any end, and (hold) not
+    # before a chain went on past its first hook.
+    killed = operate("protect", plan, bank, records=records, faults="kill-before-journal=1",
+                     executor="dask", workers=1, threads_per_worker=2, processes=False,
+                     chain=4, hold=True)
+    assert killed.returncode == -9, killed.stderr
+    checkpoint = the_checkpoint(bank)
+    assert checkpoint is not None
+    monkeypatch.setenv(RECORDS, str(records))
+    result = operations.resume(checkpoint.id, bank=bank, executor="threads", registry=SPEC)
+    assert result.ok and checkpoint.reload().status == "available"
+    killed_run, _ = check_no_rerun_by_records(records, plan).values()
+    # Hooks that wait for another started in the killed run: started by its
+    # worker inside a chain, the one before them recorded there.
+    followers = {n for n in killed_run if not n.endswith("/prepare_begin")}
+    assert followers, killed_run

@@ -31,6 +31,8 @@ from protectflow.plugins.sim import (
 )
 
 SPEC = "tests.executors.executor_plugins:registry"
+#: The same plugins, whose Operations carry their own timeout and retries.
+OWN_DEFAULTS_SPEC = "tests.executors.executor_plugins:registry_with_own_defaults"
 
 
 class RecordingOperation(SimOperation):
@@ -50,10 +52,30 @@ class RecordingPlugin(SimProtectionPlugin):
         return RecordingOperation(operation)
 
 
-def registry() -> Registry:
-    protectables = [
+class OwnDefaultsOperation(RecordingOperation):
+    """Times out after 0.3 s and retries twice, 10 ms apart, by itself."""
+
+    timeout = 0.3
+    retries = 2
+    retry_delay = 0.01
+
+
+class OwnDefaultsPlugin(SimProtectionPlugin):
+    def get_operation(self, operation: str, resource: Resource) -> Operation:
+        return OwnDefaultsOperation(operation)
+
+
+def _protectables() -> list[Any]:
+    return [
         c() for c in (ProjectProtectable, ServerProtectable, VolumeProtectable,
                       ImageProtectable, NetworkProtectable, ShareProtectable,
                       DatabaseProtectable)
     ]
-    return Registry({"sim": RecordingPlugin()}, protectables)
+
+
+def registry() -> Registry:
+    return Registry({"sim": RecordingPlugin()}, _protectables())
+
+
+def registry_with_own_defaults() -> Registry:
+    return Registry({"sim": OwnDefaultsPlugin()}, _protectables())

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from protectflow.dag import HookDAG
 from protectflow.executors import Event, RunOptions, RunReport
 from tests.executors.dags import ancestors, flat, make_dag, resource_graphs
-from tests.executors.executor_plugins import SPEC
+from tests.executors.executor_plugins import OWN_DEFAULTS_SPEC, SPEC
 
 MakeExecutor = Callable[[], Any]
 
@@ -162,6 +162,74 @@ def test_timeout(make_executor: MakeExecutor) -> None:
     assert main.state == "timed_out" and main.error is not None
     assert main.end is not None and main.start is not None and main.end - main.start < 0.8
     assert report.hooks["OS::Cinder::Volume#v0/complete"].state == "upstream_failed"
+
+
+def test_an_operations_own_timeout(make_executor: MakeExecutor) -> None:
+    # No run option names a timeout: the Operation's own (0.3 s) holds.
+    # (retries=0 only keeps its own two retries out of the way.)
+    dag = make_dag(flat(1), parameters={"OS::Cinder::Volume": {"main_seconds": 1.5}})
+    report = make_executor().run(dag, RunOptions(registry=OWN_DEFAULTS_SPEC, retries=0))
+    main = report.hooks["OS::Cinder::Volume#v0/main"]
+    assert report.state == "failed"
+    assert main.state == "timed_out" and main.attempts == 1
+    assert main.error is not None and "0.3 s timeout" in main.error.message
+    assert report.hooks["OS::Cinder::Volume#v0/complete"].state == "upstream_failed"
+
+
+def test_an_operations_own_retries(make_executor: MakeExecutor) -> None:
+    # No run option names retries: the Operation's own two retries hold.
+    params = {"OS::Cinder::Volume": {"fail": ["main"], "fail_attempts": 2}}
+    dag = make_dag(flat(1), parameters=params)
+    report = make_executor().run(dag, RunOptions(registry=OWN_DEFAULTS_SPEC))
+    main = report.hooks["OS::Cinder::Volume#v0/main"]
+    assert report.state == "succeeded"
+    assert [a.state for a in main.history] == ["failed", "failed", "succeeded"]
+    assert main.output["attempt"] == 3
+
+
+class DurabilityProbe:
+    """A journal, and a listener that notes every hook started before the
+    success of a hook it depends on was recorded in that journal.
+
+    The first batch holding a success is held back a moment (until a hook
+    starts, at most 0.3 s): a run that released a hook's dependents before
+    its success is durable starts one of them meanwhile.
+    """
+
+    def __init__(self, dag: HookDAG) -> None:
+        self.preds = dag.predecessors()
+        self.durable: set[str] = set()
+        self.early: list[tuple[str, str]] = []
+        self.batches = 0
+        self._lock = threading.Lock()
+        self._started = threading.Event()
+        self._held = False
+
+    def record(self, entries: list[dict[str, Any]]) -> None:
+        if not self._held and any(e["event"] == "succeeded" for e in entries):
+            self._held = True
+            self._started.clear()
+            self._started.wait(0.3)
+        with self._lock:
+            self.batches += 1
+            self.durable.update(e["node"] for e in entries if e["event"] == "succeeded")
+
+    def listener(self, event: Event) -> None:
+        if event.kind != "started" or event.node is None:
+            return
+        self._started.set()
+        with self._lock:
+            self.early += [(p, event.node) for p in self.preds[event.node]
+                           if p not in self.durable]
+
+
+def test_a_success_is_durable_before_its_dependents_start(make_executor: MakeExecutor) -> None:
+    dag = make_dag(flat(2), "restore")
+    probe = DurabilityProbe(dag)
+    report = run(make_executor, dag, journal=probe, listeners=[probe.listener])
+    assert report.state == "succeeded"
+    assert probe.durable == set(dag.node_ids())
+    assert probe.early == []  # (hook, a dependent that started before it was recorded)
 
 
 def test_cancel(make_executor: MakeExecutor) -> None:

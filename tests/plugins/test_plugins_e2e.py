@@ -43,7 +43,9 @@ def test_shop_protect_restore_verify_copy_delete(tmp_path: Path, executor: str) 
     assert operations.verify(cid, bank=bank, executor=executor).ok
     other = Bank(tmp_path / "bank2", fsync=False)
     copied = operations.copy(cid, to=other, bank=bank, executor=executor)
-    assert copied.ok, copied.report and copied.target is not None
+    assert copied.ok, copied.report
+    assert copied.report.ok and copied.report.hooks  # the copy's hooks ran, and succeeded
+    assert copied.target is not None and copied.target.reload().status == "available"
     assert operations.verify(copied.target.id, bank=other, executor=executor).ok
     assert operations.delete(cid, bank=bank, executor=executor).ok
     assert bank.list_objects("chunks/") == [] and bank.list_objects("refs/") == []

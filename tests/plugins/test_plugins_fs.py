@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from protectflow import operations
 from protectflow.bank import Bank
+from protectflow.compiler import parse_plan
 from protectflow.dag.model import Resource
 from protectflow.errors import ChunkError, LocalPluginError
 from protectflow.plugins import fs
@@ -277,3 +280,37 @@ def test_chunks_and_refs_are_synced_before_the_manifest(
     assert refs > 0 and not had_manifest
     assert section.has_object(fs.MANIFEST)
     assert not any(durable for kind, _, durable in events if kind == "create")
+
+
+def test_a_file_rewritten_with_its_size_and_mtime_put_back_is_read_again(
+        tmp_path: Path) -> None:
+    # Size and mtime can be put back (tar, rsync -t, a careless tool); ctime
+    # and the inode cannot: a re-protect must store the new bytes, whether
+    # the file went into a pack (small) or into chunks of its own (large).
+    src = tmp_path / "src"
+    src.mkdir()
+    files = {"small.txt": os.urandom(100), "large.bin": os.urandom(3 << 20)}
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    plan = parse_plan(json.dumps({
+        "name": "files", "resources": [{"type": fs.DIRECTORY, "id": "files",
+                                        "extra_info": {"path": str(src)}}]}),
+        source="plan.json")
+    bank = Bank(tmp_path / "bank", fsync=False)
+    assert operations.protect(plan, bank=bank, executor="serial").ok
+    for name, data in files.items():
+        path = src / name
+        before = path.stat()
+        files[name] = bytes(b ^ 0xFF for b in data[:64]) + data[64:]
+        with open(path, "r+b") as f:  # in place: the same inode, the same size
+            f.write(files[name][:64])
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert path.stat().st_mtime_ns == before.st_mtime_ns
+    second = operations.protect(plan, bank=bank, executor="serial")
+    assert second.ok
+    target = tmp_path / "restored"
+    params = {fs.DIRECTORY: {"target": str(target)}}
+    assert operations.restore(second.checkpoint.id, bank=bank, executor="serial",
+                              parameters=params).ok
+    for name, data in files.items():
+        assert (target / "files" / name).read_bytes() == data, name

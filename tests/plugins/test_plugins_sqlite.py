@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -11,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from protectflow import operations
 from protectflow.bank import Bank
+from protectflow.compiler import parse_plan
 from protectflow.dag.model import Resource
 from protectflow.errors import LocalPluginError
+from protectflow.executors import Event
 from protectflow.plugins import sqlite as sq
 from protectflow.plugins._chunkfiles import store_file
 from protectflow.plugins._chunks import ChunkStore, owner_id
@@ -157,3 +161,29 @@ def test_on_failure_discards_the_snapshot_and_delete_cleans_up(
     sq.store_snapshot(cp, database(src), {})  # a rerun of main after it finished
     assert sq.delete_database(cp, database(src))["deleted_chunks"] > 0
     assert bank.list_objects("chunks/") == [] and bank.list_objects("refs/") == []
+
+
+def test_a_protect_refuses_to_store_a_snapshot_that_fails_its_integrity_check(
+        tmp_path: Path) -> None:
+    src = make_db(tmp_path / "app.db", rows=2000)
+    snapshots = tmp_path / "snapshots"
+    snapshots.mkdir()
+    plan = parse_plan(json.dumps({
+        "name": "db", "resources": [{"type": sq.DATABASE, "id": "db",
+                                     "extra_info": {"path": str(src)}}],
+        "parameters": {sq.DATABASE: {"snapshot_dir": str(snapshots)}}}), source="plan.json")
+
+    def damage_the_snapshot(event: Event) -> None:
+        # Between the hook that takes the snapshot and the one that stores it.
+        if event.kind == "succeeded" and event.node == f"{sq.DATABASE}#db/prepare_finish":
+            [snapshot] = snapshots.iterdir()
+            with open(snapshot, "r+b") as f:
+                f.seek(5 * 4096 + 100)
+                f.write(b"\xff" * 800)  # inside a page of the table
+
+    result = operations.protect(plan, bank=tmp_path / "bank", executor="serial",
+                                listeners=[damage_the_snapshot])
+    assert not result.ok
+    entry = result.checkpoint.reload().resources[f"{sq.DATABASE}#db"]
+    assert entry["status"] == "error" and "integrity_check" in entry["reason"], entry
+    assert rows(src) == list(range(2000))  # the database itself is untouched

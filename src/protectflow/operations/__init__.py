@@ -27,7 +27,7 @@ from protectflow.dag import HookDAG, jsonio
 from protectflow.errors import BankError
 from protectflow.executors import Executor, RunReport
 from protectflow.operations.journal import JournalMeta
-from protectflow.operations.lease import LEASE_TTL, default_owner
+from protectflow.operations.lease import default_owner, lease_ttl
 from protectflow.operations.outcomes import OperationResult, next_steps
 from protectflow.operations.preflight import checkpoint_dag, graph_json, make_executor
 from protectflow.operations.resume import (
@@ -116,7 +116,7 @@ def protect(
     if parameters is not None:
         plan_json["parameters"] = {k: dict(v) for k, v in parameters.items()}
     checkpoint = store.create(
-        plan_json, graph_json(dag), jsonio.fingerprint(dag), owner, lease_ttl=LEASE_TTL
+        plan_json, graph_json(dag), jsonio.fingerprint(dag), owner, lease_ttl=lease_ttl()
     )
     meta = JournalMeta(owner, plan_json,
                        plan_source=plan.source if parameters is None else None)
@@ -285,7 +285,7 @@ def _resume_protect(
     completed = {k: v for k, v in journaled.items() if k not in redo}
     runner, run_options = make_executor(executor, {**options, "completed": completed}, dag,
                                         pools=checkpoint.plan.get("pools"))
-    checkpoint.acquire("protect", owner, ttl=LEASE_TTL, reclaim_dead=True)
+    checkpoint.acquire("protect", owner, ttl=lease_ttl(), reclaim_dead=True)
     try:
         if checkpoint.status == ERROR:
             checkpoint.transition(PROTECTING, reason=f"resumed by {owner}")

@@ -20,10 +20,34 @@ from protectflow.bank import Checkpoint
 from protectflow.errors import BankError
 from protectflow.states import ERROR
 
-__all__ = ["LEASE_TTL", "default_owner", "failing_on_crash", "holding", "renewing"]
+__all__ = ["LEASE_TTL", "default_owner", "failing_on_crash", "holding", "lease_ttl", "renewing"]
 
-#: Seconds an operation's lease lasts; it is renewed every third of that.
+#: Seconds an operation's lease lasts unless ``$PROTECTFLOW_LEASE_TTL`` says
+#: otherwise; it is renewed every third of that.
 LEASE_TTL = 60.0
+LEASE_TTL_VARIABLE = "PROTECTFLOW_LEASE_TTL"
+
+
+def lease_ttl() -> float:
+    """Seconds an operation's lease lasts: ``$PROTECTFLOW_LEASE_TTL``, else
+    :data:`LEASE_TTL`. Read at each operation's start, never at import.
+
+    Raises
+    ------
+    BankError
+        When the variable is set to anything but a positive number.
+    """
+    text = os.environ.get(LEASE_TTL_VARIABLE)
+    if not text:
+        return LEASE_TTL
+    try:
+        ttl = float(text)
+    except ValueError:
+        ttl = 0.0
+    if not ttl > 0 or ttl == float("inf"):
+        raise BankError(f"${LEASE_TTL_VARIABLE}={text!r} is not a positive number of "
+                        "seconds; unset it or give one (60 by default)")
+    return ttl
 
 
 def default_owner() -> str:
@@ -45,11 +69,12 @@ def default_owner() -> str:
 def renewing(checkpoint: Checkpoint) -> Iterator[None]:
     """Renew the checkpoint's lease every third of its life while the block runs."""
     stop = threading.Event()
+    ttl = lease_ttl()
 
     def renew() -> None:
-        while not stop.wait(LEASE_TTL / 3):
+        while not stop.wait(ttl / 3):
             try:
-                checkpoint.renew(ttl=LEASE_TTL)
+                checkpoint.renew(ttl=ttl)
             except BankError:
                 return  # lost: gc will judge the checkpoint; the run goes on
 
@@ -73,7 +98,7 @@ def holding(checkpoint: Checkpoint, operation: str, owner: str, *,
     BankError
         If another operation holds the checkpoint.
     """
-    checkpoint.acquire(operation, owner, ttl=LEASE_TTL, reclaim_dead=reclaim_dead)
+    checkpoint.acquire(operation, owner, ttl=lease_ttl(), reclaim_dead=reclaim_dead)
     try:
         with renewing(checkpoint):
             yield

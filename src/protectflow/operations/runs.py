@@ -15,7 +15,7 @@ from protectflow.bank.journal import JournalRun
 from protectflow.dag import HookDAG, jsonio
 from protectflow.executors import Executor, RunReport
 from protectflow.operations.journal import JournalMeta, run_journaled
-from protectflow.operations.lease import LEASE_TTL, failing_on_crash, holding, renewing
+from protectflow.operations.lease import failing_on_crash, holding, lease_ttl, renewing
 from protectflow.operations.outcomes import (
     OperationResult,
     next_steps,
@@ -123,7 +123,7 @@ def _copy_to(source: Checkpoint, target_store: CheckpointStore, dag: HookDAG, ru
     or ``error``."""
     target = target_store.create(
         source.plan, source.resource_graph, source.dag_fingerprint, owner,
-        copied_from={"bank": source.bank.url, "checkpoint": source.id}, lease_ttl=LEASE_TTL,
+        copied_from={"bank": source.bank.url, "checkpoint": source.id}, lease_ttl=lease_ttl(),
     )
     with renewing(target), failing_on_crash(target, ERROR):
         copy_objects(source, target)
