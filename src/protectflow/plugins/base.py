@@ -215,11 +215,15 @@ class ProtectionPlugin:
     #: :meth:`get_supported_resources_types` unless that is overridden.
     supported_resource_types: ClassVar[Sequence[str]] = ()
 
-    #: The schemas the ``get_*_schema`` methods return for every type, unless
-    #: they are overridden (any object by default).
+    # The schemas the ``get_*_schema`` methods return for every resource type,
+    # unless they are overridden; any object by default.
+    #: The parameters of a protect (:meth:`get_options_schema`).
     options_schema: ClassVar[dict[str, Any]] = _ANY_OBJECT
+    #: What a checkpoint keeps about a resource (:meth:`get_saved_info_schema`).
     saved_info_schema: ClassVar[dict[str, Any]] = _ANY_OBJECT
+    #: The parameters of a restore (:meth:`get_restore_schema`).
     restore_schema: ClassVar[dict[str, Any]] = _ANY_OBJECT
+    #: The parameters of a verify (:meth:`get_verify_schema`).
     verify_schema: ClassVar[dict[str, Any]] = _ANY_OBJECT
 
     def get_protect_operation(self, resource: Resource) -> Operation:
