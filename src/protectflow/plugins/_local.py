@@ -1,5 +1,6 @@
 """Helpers the local plugins (fs, sqlite, app) share: paths, schemas, the
-checkpoint and its chunk store, manifests, restore destinations, commands.
+checkpoint and its chunk store, manifests, restore destinations (commands
+are in :mod:`._commands`).
 
 Paths in a resource's ``extra_info`` may be relative: they resolve against
 ``extra_info["base_dir"]`` when it is given (the plan loader may set it to
@@ -15,15 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shlex
 import shutil
-import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from protectflow.bank import BankSection
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError, CommandError, LocalPluginError
+from protectflow.errors import BankError, LocalPluginError
 from protectflow.plugins._chunkfiles import copy_all, release_all
 from protectflow.plugins._chunks import ChunkStore, owner_id
 from protectflow.plugins.base import HookCheckpoint
@@ -33,7 +32,6 @@ __all__ = [
     "base_dir",
     "check_destination",
     "clear_destination",
-    "command_argv",
     "committed_manifest",
     "copy_chunks",
     "get_json",
@@ -43,7 +41,6 @@ __all__ = [
     "require_checkpoint",
     "resolve_path",
     "restore_destination",
-    "run_command",
     "store_of",
 ]
 
@@ -232,56 +229,3 @@ def clear_destination(dest: str, force: bool, what: str) -> None:
         shutil.rmtree(dest)
     else:
         os.unlink(dest)
-
-
-def command_argv(command: Any, resource: Resource, field: str) -> list[str] | str:
-    """An argv list, or a shell string, from ``extra_info[field]``.
-
-    Raises
-    ------
-    LocalPluginError
-        If it is neither a non-empty string nor a list of strings.
-    """
-    if isinstance(command, str) and command.strip():
-        return command
-    if (isinstance(command, list) and command
-            and all(isinstance(part, str) for part in command)):
-        return list(command)
-    raise LocalPluginError(f"{resource.key}: extra_info.{field} must be a command: a shell "
-                           f"string or a list of strings; got {command!r}")
-
-
-def run_command(command: list[str] | str, *, cwd: str, timeout: float,
-                env: Mapping[str, str], what: str) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` (argv list, or a string for ``sh -c``) and check it.
-
-    Raises
-    ------
-    CommandError
-        If it cannot start, exits non-zero or overruns ``timeout``; the
-        message names the command, its exit code and the tail of its stderr.
-    """
-    shown = command if isinstance(command, str) else shlex.join(command)
-    try:
-        done = subprocess.run(command, shell=isinstance(command, str), cwd=cwd,
-                              env={**os.environ, **env}, capture_output=True, text=True,
-                              timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as err:
-        tail = _tail(err.stderr)
-        raise CommandError(f"{what} command {shown!r} did not finish in {timeout} s"
-                           f"{tail}", None, str(err.stderr or "")) from err
-    except OSError as err:
-        raise CommandError(f"{what} command {shown!r} could not start in {cwd}: {err}",
-                           None, "") from err
-    if done.returncode != 0:
-        raise CommandError(f"{what} command {shown!r} failed with exit code "
-                           f"{done.returncode}{_tail(done.stderr)}",
-                           done.returncode, done.stderr)
-    return done
-
-
-def _tail(stderr: str | bytes | None, lines: int = 10) -> str:
-    if not stderr:
-        return " (no stderr)"
-    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
-    return "; stderr ends:\n" + "\n".join(text.rstrip().splitlines()[-lines:])

@@ -31,9 +31,9 @@ from typing import Any, ClassVar
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError, LocalPluginError
 from protectflow.plugins import _freeze
+from protectflow.plugins._commands import command_argv
 from protectflow.plugins._local import (
     base_dir,
-    command_argv,
     local_name,
     object_schema,
     require_checkpoint,
