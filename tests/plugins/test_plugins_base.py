@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plugin_helpers import new_checkpoint
 
 from protectflow.bank import Bank
 from protectflow.dag.model import HOOKS, Resource
@@ -24,6 +23,7 @@ from protectflow.plugins import (
     sim,
 )
 from protectflow.plugins import sqlite as sq
+from tests.plugins.plugin_helpers import new_checkpoint
 
 PLUGINS = Path(fs.__file__).parent
 #: The plugin modules an entry point names; none may import another.
