@@ -18,17 +18,24 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from protectflow.bank import BankSection
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError, LocalPluginError
 from protectflow.plugins._chunkfiles import copy_all, release_all
 from protectflow.plugins._chunks import ChunkStore, owner_id
-from protectflow.plugins.base import HookCheckpoint
+from protectflow.plugins.base import (
+    HookCheckpoint,
+    HookFunction,
+    HookOperation,
+    Operation,
+    ProtectionPlugin,
+)
 
 __all__ = [
     "MANIFEST",
+    "MainHooksPlugin",
     "base_dir",
     "check_destination",
     "clear_destination",
@@ -229,3 +236,26 @@ def clear_destination(dest: str, force: bool, what: str) -> None:
         shutil.rmtree(dest)
     else:
         os.unlink(dest)
+
+
+class MainHooksPlugin(ProtectionPlugin):
+    """A plugin whose restore, verify, copy and delete each run one function
+    in ``main``, named in :attr:`main_hooks`."""
+
+    #: Operation -> the function its ``main`` hook runs.
+    main_hooks: ClassVar[Mapping[str, HookFunction]] = {}
+
+    def _main(self, operation: str) -> Operation:
+        return HookOperation({"main": self.main_hooks[operation]})
+
+    def get_restore_operation(self, resource: Resource) -> Operation:
+        return self._main("restore")
+
+    def get_verify_operation(self, resource: Resource) -> Operation:
+        return self._main("verify")
+
+    def get_copy_operation(self, resource: Resource) -> Operation:
+        return self._main("copy")
+
+    def get_delete_operation(self, resource: Resource) -> Operation:
+        return self._main("delete")

@@ -72,6 +72,7 @@ from protectflow.plugins._fsprotect import (
 )
 from protectflow.plugins._local import (
     MANIFEST,
+    MainHooksPlugin,
     check_destination,
     clear_destination,
     copy_chunks,
@@ -87,7 +88,6 @@ from protectflow.plugins.base import (
     HookCheckpoint,
     HookOperation,
     Operation,
-    ProtectionPlugin,
 )
 
 __all__ = ["DIRECTORY", "FsProtectionPlugin"]
@@ -245,7 +245,7 @@ class FsProtectOperation(HookOperation):
         super().__init__({"prepare_finish": _protect, "main": _protect})
 
 
-class FsProtectionPlugin(ProtectionPlugin):
+class FsProtectionPlugin(MainHooksPlugin):
     """Local directory trees, chunked and deduplicated in the bank."""
 
     supported_resource_types: ClassVar[tuple[str, ...]] = (DIRECTORY,)
@@ -254,20 +254,10 @@ class FsProtectionPlugin(ProtectionPlugin):
     verify_schema = VERIFY_SCHEMA
     saved_info_schema = SAVED_INFO_SCHEMA
 
+    main_hooks = {"restore": _restore, "verify": _verify, "copy": _copy, "delete": _delete}
+
     def get_protect_operation(self, resource: Resource) -> Operation:
         return FsProtectOperation()
-
-    def get_restore_operation(self, resource: Resource) -> Operation:
-        return HookOperation({"main": _restore})
-
-    def get_verify_operation(self, resource: Resource) -> Operation:
-        return HookOperation({"main": _verify})
-
-    def get_copy_operation(self, resource: Resource) -> Operation:
-        return HookOperation({"main": _copy})
-
-    def get_delete_operation(self, resource: Resource) -> Operation:
-        return HookOperation({"main": _delete})
 
     @classmethod
     def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:

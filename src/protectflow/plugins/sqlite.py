@@ -34,6 +34,7 @@ from protectflow.plugins._chunkfiles import store_file
 from protectflow.plugins._chunks import ChunkStore, sha256
 from protectflow.plugins._local import (
     MANIFEST,
+    MainHooksPlugin,
     check_destination,
     clear_destination,
     committed_manifest,
@@ -52,7 +53,6 @@ from protectflow.plugins.base import (
     HookCheckpoint,
     HookOperation,
     Operation,
-    ProtectionPlugin,
 )
 
 __all__ = ["DATABASE", "SqliteProtectionPlugin", "integrity_check"]
@@ -309,7 +309,7 @@ class SqliteProtectOperation(HookOperation):
         super().__init__({"prepare_finish": _snapshot, "main": _store})
 
 
-class SqliteProtectionPlugin(ProtectionPlugin):
+class SqliteProtectionPlugin(MainHooksPlugin):
     """SQLite database files, copied online and stored as chunks."""
 
     supported_resource_types: ClassVar[tuple[str, ...]] = (DATABASE,)
@@ -318,20 +318,10 @@ class SqliteProtectionPlugin(ProtectionPlugin):
     verify_schema = VERIFY_SCHEMA
     saved_info_schema = SAVED_INFO_SCHEMA
 
+    main_hooks = {"restore": _restore, "verify": _verify, "copy": _copy, "delete": _delete}
+
     def get_protect_operation(self, resource: Resource) -> Operation:
         return SqliteProtectOperation()
-
-    def get_restore_operation(self, resource: Resource) -> Operation:
-        return HookOperation({"main": _restore})
-
-    def get_verify_operation(self, resource: Resource) -> Operation:
-        return HookOperation({"main": _verify})
-
-    def get_copy_operation(self, resource: Resource) -> Operation:
-        return HookOperation({"main": _copy})
-
-    def get_delete_operation(self, resource: Resource) -> Operation:
-        return HookOperation({"main": _delete})
 
     def on_failure(self, checkpoint: HookCheckpoint | None, resource: Resource,
                    context: Any, parameters: dict[str, Any], **kwargs: Any) -> Any:
