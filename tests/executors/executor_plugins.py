@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from protectflow.dag.model import Resource
-from protectflow.plugins import Operation, Registry
+from protectflow.plugins import HookArgs, Operation, Registry
 from protectflow.plugins.sim import (
     DatabaseProtectable,
     ImageProtectable,
@@ -36,12 +36,13 @@ OWN_DEFAULTS_SPEC = "tests.executors.executor_plugins:registry_with_own_defaults
 
 
 class RecordingOperation(SimOperation):
-    def _run(self, hook: str, checkpoint: Any, resource: Resource,
-             parameters: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _run(self, args: HookArgs) -> dict[str, Any]:
         start = time.time()
+        kwargs = args.kwargs
         seen = dict(kwargs["new_resources"]) if "new_resources" in kwargs else None
-        kwargs["operation_log"].info(f"{hook} of {resource.key}, attempt {kwargs['attempt']}")
-        out = super()._run(hook, checkpoint, resource, parameters, kwargs)
+        kwargs["operation_log"].info(
+            f"{args.hook} of {args.resource.key}, attempt {kwargs['attempt']}")
+        out = super()._run(args)
         out.update(start=start, end=time.time(), pid=os.getpid(),
                    thread=threading.get_ident(), seen=seen, attempt=kwargs["attempt"])
         return out

@@ -101,11 +101,11 @@ class HookCall:
     #: Seconds per attempt, overriding the Operation's ``timeout``; ``None``
     #: keeps the Operation's, ``0`` means none.
     timeout: float | None = None
-    #: Hooks to run after this one, each once the one before it succeeded
-    #: (a chain: see ``run_loop``); their ``view`` is left for the runner.
     #: Where a chain's hooks record their success before the next one starts
     #: (the run's journal, when it can be written from a worker; head only).
     journal: LinkJournal | None = None
+    #: Hooks to run after this one, each once the one before it succeeded
+    #: (a chain: see ``run_loop``); their ``view`` is left for the runner.
     then: tuple[HookCall, ...] = ()
     #: The loop's order of the hook: where an executor queues calls, a
     #: smaller rank should start first (the most critical hook is 0).

@@ -34,7 +34,7 @@ import time
 from typing import Any
 
 from protectflow.errors import CommandError, LocalPluginError
-from protectflow.plugins._local import run_command
+from protectflow.plugins._commands import run_command
 
 __all__ = ["freeze", "thaw", "thaw_record"]
 

@@ -12,23 +12,24 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
-from protectflow.bank import Checkpoint
+from protectflow.bank import BankSection, Checkpoint
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError, ChunkError, LocalPluginError
 from protectflow.plugins import _tree
 from protectflow.plugins._chunkfiles import reuse_file, store_file, store_pack
-from protectflow.plugins._chunks import ChunkStore, owner_id, sha256
+from protectflow.plugins._chunks import ChunkStore, sha256
 from protectflow.plugins._local import (
-    bank_of,
+    MANIFEST,
+    committed_manifest,
     get_json,
     resolve_path,
-    section_of,
+    store_of,
 )
+from protectflow.plugins.base import HookCheckpoint
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_PACK_SIZE", "MANIFEST", "latest_key", "protect_tree",
-           "read_manifest", "store_of"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_PACK_SIZE", "latest_key", "protect_tree",
+           "read_manifest"]
 
-MANIFEST = "manifest"
 MANIFEST_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
 #: 4 MiB: each chunk costs inodes (itself, its refs/ folder), which bound a
@@ -40,28 +41,21 @@ _LATEST = "plugins/fs/latest/"
 _EARLY_SYNC = 0.25
 
 
-def store_of(checkpoint: Any, resource: Resource, *, durable: bool = True) -> ChunkStore:
-    return ChunkStore(bank_of(checkpoint, resource), owner_id(checkpoint.id, resource.key),
-                      durable=durable)
-
-
 def latest_key(resource: Resource) -> str:
+    """The bank key naming the last checkpoint that committed ``resource``."""
     return _LATEST + sha256(resource.key.encode())[:32]
 
 
-def read_manifest(section: Any, resource: Resource) -> dict[str, Any]:
-    """The manifest a protect committed for ``resource``.
+def read_manifest(section: BankSection, resource: Resource) -> dict[str, Any]:
+    """The manifest a protect committed for ``resource``, in a version this
+    protectflow reads.
 
     Raises
     ------
     LocalPluginError
-        If the checkpoint holds none.
+        If the checkpoint holds none, or one of a version it cannot read.
     """
-    try:
-        manifest: dict[str, Any] = get_json(section, MANIFEST)
-    except BankError:
-        raise LocalPluginError(f"{resource.key}: the checkpoint holds no manifest for it; "
-                               "its protect did not finish") from None
+    manifest = committed_manifest(section, resource)
     _check_version(manifest, resource)
     return manifest
 
@@ -93,7 +87,7 @@ def _unchanged(entry: dict[str, Any], old: dict[str, Any] | None) -> bool:
         old.get(k) == entry[k] for k in ("size", "mtime_ns", "ctime_ns", "ino", "mode"))
 
 
-def protect_tree(checkpoint: Any, resource: Resource, parameters: dict[str, Any],
+def protect_tree(checkpoint: HookCheckpoint, resource: Resource, parameters: dict[str, Any],
                  log: Any = None) -> dict[str, Any]:
     """Store the tree of ``resource`` in ``checkpoint``; returns statistics.
 
@@ -105,21 +99,51 @@ def protect_tree(checkpoint: Any, resource: Resource, parameters: dict[str, Any]
     root = resolve_path(resource)
     if not os.path.isdir(root):
         raise LocalPluginError(f"{resource.key}: {root} is not a folder")
-    section = section_of(checkpoint, resource)
     store = store_of(checkpoint, resource, durable=False)  # one sync before the manifest
     chunk_size = int(parameters.get("chunk_size", DEFAULT_CHUNK_SIZE))
+    pack_size = int(parameters.get("pack_size", DEFAULT_PACK_SIZE))
     started = time.time()
     previous = _previous_files(store.bank, resource, chunk_size)
+    entries = _scan(root, parameters, log)
+    files = [e for e in entries if e["type"] == "file"]
+    reused, repack = _reuse_packs(store, files, previous)
+    large, to_pack = _split(files, previous, reused=reused, repack=repack,
+                            small=min(pack_size // 4, chunk_size))
+    # one job per large file and per pack, largest first, so that no big job
+    # starts last and runs alone
+    jobs: list[tuple[int, Callable[[], tuple[int, int, int]]]] = [
+        (e["size"], functools.partial(_store_entry, store, root, e, previous.get(e["path"]),
+                                      chunk_size)) for e in large]
+    jobs += [(sum(e["size"] for e in group), functools.partial(_store_group, store, root, group))
+             for group in _packs(to_pack, pack_size)]
+    results = _run_jobs(store, jobs, int(parameters.get("workers", 4)))
+    vanished = {e["path"] for e in files if e.get("vanished")}
+    entries = [e for e in entries if e["path"] not in vanished]
+    _commit(checkpoint, resource, store, {
+        "version": MANIFEST_VERSION, "root": root, "chunk_size": chunk_size,
+        "pack_size": pack_size, "checkpoint": checkpoint.id, "resource": resource.key,
+        "entries": entries})
+    return {"files": len(files) - len(vanished), "entries": len(entries),
+            "bytes": sum(e["size"] for e in entries if e["type"] == "file"),
+            "new_chunks": sum(r[0] for r in results), "new_bytes": sum(r[1] for r in results),
+            "reused_files": len(reused) + sum(r[2] for r in results),
+            "packs": len({e["pack"] for e in entries if "pack" in e}),
+            "started_at": started, "finished_at": time.time()}
+
+
+def _scan(root: str, parameters: dict[str, Any], log: Any) -> list[dict[str, Any]]:
+    """The entries of the tree at ``root``, filtered; special files are logged."""
     skipped: list[str] = []
     entries = _tree.scan(root, parameters.get("include", ()), parameters.get("exclude", ()),
                          skipped.append)
     if skipped and log is not None:
         log.warning(f"skipped {len(skipped)} special files, e.g. {skipped[0]}")
+    return entries
 
-    files = [e for e in entries if e["type"] == "file"]
-    pack_size = int(parameters.get("pack_size", DEFAULT_PACK_SIZE))
-    small = min(pack_size // 4, chunk_size)
-    reused, repack = _reuse_packs(store, files, previous)
+
+def _split(files: list[dict[str, Any]], previous: dict[str, Any], *, reused: set[str],
+           repack: set[str], small: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The files to store one by one and those to pack (all but ``reused``)."""
     large: list[dict[str, Any]] = []
     to_pack: list[dict[str, Any]] = []
     for e in files:
@@ -133,35 +157,28 @@ def protect_tree(checkpoint: Any, resource: Resource, parameters: dict[str, Any]
             to_pack.append(e)
         else:
             large.append(e)
-    # one job per large file and per pack, largest first, so that no big job
-    # starts last and runs alone
-    jobs: list[tuple[int, Callable[[], tuple[int, int, int]]]] = [
-        (e["size"], functools.partial(_store_entry, store, root, e, previous.get(e["path"]),
-                                      chunk_size)) for e in large]
-    jobs += [(sum(e["size"] for e in group), functools.partial(_store_group, store, root, group))
-             for group in _packs(to_pack, pack_size)]
-    jobs.sort(key=lambda job: -job[0])
-    with ThreadPoolExecutor(max_workers=int(parameters.get("workers", 4))) as pool:
+    return large, to_pack
+
+
+def _run_jobs(store: ChunkStore, jobs: list[tuple[int, Callable[[], tuple[int, int, int]]]],
+              workers: int) -> list[tuple[int, int, int]]:
+    """Run ``(size, job)`` pairs largest first; each job's ``(new chunks,
+    new bytes, files reused)``."""
+    jobs = sorted(jobs, key=lambda job: -job[0])
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(job) for _, job in jobs]
         # meanwhile, flush what is written so far: the disk works while the
         # workers hash, and the final sync has little left to do
         while wait(futures, timeout=_EARLY_SYNC).not_done:
             store.sync()
-        results = [f.result() for f in futures]
-    vanished = {e["path"] for e in files if e.get("vanished")}
-    entries = [e for e in entries if e["path"] not in vanished]
-    manifest = {"version": MANIFEST_VERSION, "root": root, "chunk_size": chunk_size,
-                "pack_size": pack_size, "checkpoint": checkpoint.id,
-                "resource": resource.key, "entries": entries}
+        return [f.result() for f in futures]
+
+
+def _commit(checkpoint: HookCheckpoint, resource: Resource, store: ChunkStore,
+            manifest: dict[str, Any]) -> None:
     store.sync()  # every ref and chunk durable before the manifest that names them
-    section.update_object(MANIFEST, manifest)  # the commit
+    checkpoint.get_resource_bank_section(resource).update_object(MANIFEST, manifest)
     store.bank.update_object(latest_key(resource), {"checkpoint": checkpoint.id})
-    return {"files": len(files) - len(vanished), "entries": len(entries),
-            "bytes": sum(e["size"] for e in entries if e["type"] == "file"),
-            "new_chunks": sum(r[0] for r in results), "new_bytes": sum(r[1] for r in results),
-            "reused_files": len(reused) + sum(r[2] for r in results),
-            "packs": len({e["pack"] for e in entries if "pack" in e}),
-            "started_at": started, "finished_at": time.time()}
 
 
 _PACKED = ("pack", "offset", "length", "sha256")

@@ -1,32 +1,58 @@
-"""Helpers the local plugins (fs, sqlite, app) share: paths, schemas, commands.
+"""Helpers the local plugins (fs, sqlite, app) share: paths, schemas, the
+checkpoint and its chunk store, manifests, restore destinations (commands
+are in :mod:`._commands`).
 
 Paths in a resource's ``extra_info`` may be relative: they resolve against
 ``extra_info["base_dir"]`` when it is given (the plan loader may set it to
 the plan file's folder), else against the current directory.
+
+A plugin that stores a resource's data as chunks commits it by writing its
+:data:`MANIFEST` (which names the chunks) into the resource's bank section,
+after the chunks are durable; delete releases what the manifest names.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import shlex
 import shutil
-import subprocess
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
+from protectflow.bank import BankSection
 from protectflow.dag.model import Resource
-from protectflow.errors import CommandError, LocalPluginError
+from protectflow.errors import BankError, LocalPluginError
+from protectflow.plugins._chunkfiles import copy_all, release_all
+from protectflow.plugins._chunks import ChunkStore, owner_id
+from protectflow.plugins.base import (
+    HookCheckpoint,
+    HookFunction,
+    HookOperation,
+    Operation,
+    ProtectionPlugin,
+)
 
 __all__ = [
-    "bank_of",
+    "MANIFEST",
+    "MainHooksPlugin",
     "base_dir",
+    "check_destination",
+    "clear_destination",
+    "committed_manifest",
+    "copy_chunks",
+    "get_json",
+    "local_name",
     "object_schema",
+    "release_chunks",
+    "require_checkpoint",
     "resolve_path",
     "restore_destination",
-    "run_command",
-    "section_of",
+    "store_of",
 ]
+
+#: The object in a resource's bank section that commits what a protect stored.
+MANIFEST = "manifest"
 
 _SCHEMA = "https://json-schema.org/draft/2020-12/schema"
 
@@ -65,19 +91,32 @@ def resolve_path(resource: Resource, field: str = "path") -> str:
     return os.path.normpath(os.path.join(base_dir(resource), os.path.expanduser(value)))
 
 
-def bank_of(checkpoint: Any, resource: Resource) -> Any:
-    """``checkpoint.bank``, or a clear error when the caller gave no checkpoint."""
-    bank = getattr(checkpoint, "bank", None)
-    if bank is None:
+def require_checkpoint(checkpoint: HookCheckpoint | None,
+                       resource: Resource) -> HookCheckpoint:
+    """``checkpoint``, or a clear error when the caller gave no checkpoint.
+
+    Raises
+    ------
+    LocalPluginError
+        If ``checkpoint`` is not a checkpoint in a bank (a run without one).
+    """
+    if not isinstance(checkpoint, HookCheckpoint):
         raise LocalPluginError(f"{resource.key}: this plugin needs a checkpoint in a bank; "
                                f"got {checkpoint!r}")
-    return bank
+    return checkpoint
 
 
-def section_of(checkpoint: Any, resource: Resource) -> Any:
-    """The resource's bank section in ``checkpoint``."""
-    bank_of(checkpoint, resource)
-    return checkpoint.get_resource_bank_section(resource)
+def local_name(checkpoint: HookCheckpoint, resource: Resource) -> str:
+    """A file name for local state of ``resource`` in ``checkpoint`` (a
+    snapshot, a freeze token): the same in every process of the run, another
+    for every other checkpoint or resource."""
+    return hashlib.sha256(f"{checkpoint.id}\0{resource.key}".encode()).hexdigest()[:32]
+
+
+def store_of(checkpoint: HookCheckpoint, resource: Resource, *,
+             durable: bool = True) -> ChunkStore:
+    """The bank's chunk store, referencing chunks for ``resource`` of ``checkpoint``."""
+    return ChunkStore(checkpoint.bank, owner_id(checkpoint.id, resource.key), durable=durable)
 
 
 def get_json(section: Any, key: str) -> Any:
@@ -97,6 +136,56 @@ def get_json(section: Any, key: str) -> Any:
     return value
 
 
+def committed_manifest(section: BankSection, resource: Resource, *,
+                  missing: str = "no manifest for it") -> dict[str, Any]:
+    """The manifest a protect committed for ``resource`` in ``section``.
+
+    Raises
+    ------
+    LocalPluginError
+        If the checkpoint holds none (``missing`` says what it lacks).
+    """
+    try:
+        manifest: dict[str, Any] = get_json(section, MANIFEST)
+    except BankError:
+        raise LocalPluginError(f"{resource.key}: the checkpoint holds {missing}; "
+                               "its protect did not finish") from None
+    return manifest
+
+
+def copy_chunks(checkpoint: HookCheckpoint, resource: Resource, digests: list[str],
+                kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Give the copy's target checkpoint (``kwargs["target_checkpoint"]``, in
+    another bank) the chunks ``digests``; the framework copies the manifest.
+
+    Raises
+    ------
+    LocalPluginError
+        If there is no target checkpoint.
+    ChunkError
+        If a source chunk is missing or corrupt.
+    """
+    target = kwargs.get("target_checkpoint")
+    if not isinstance(target, HookCheckpoint):
+        raise LocalPluginError(f"{resource.key}: copy needs a target_checkpoint")
+    copied = copy_all(store_of(checkpoint, resource), store_of(target, resource, durable=False),
+                      digests)
+    return {"chunks": len(set(digests)), "copied_chunks": copied}
+
+
+def release_chunks(store: ChunkStore, section: BankSection,
+                   chunks_of: Callable[[Any], list[str]]) -> dict[str, int]:
+    """Release the chunks ``chunks_of`` finds in the resource's manifest, or
+    without one (its protect died before the commit) every chunk ``store``'s
+    owner references; the manifest itself is the caller's to delete, last.
+    """
+    try:
+        digests = chunks_of(get_json(section, MANIFEST))
+    except BankError:  # no manifest: found by scanning the refs instead
+        digests = store.orphan_refs()
+    return {"released": len(set(digests)), "deleted_chunks": release_all(store, digests)}
+
+
 def restore_destination(resource: Resource, parameters: Mapping[str, Any]) -> str:
     """``<target>/<resource id>``: where a restore puts the resource.
 
@@ -113,6 +202,20 @@ def restore_destination(resource: Resource, parameters: Mapping[str, Any]) -> st
         raise LocalPluginError(f"{resource.key}: the id {name!r} is not a plain file name, "
                                "so it cannot name the restored copy under the target")
     return os.path.join(os.path.abspath(os.path.expanduser(target)), name)
+
+
+def check_destination(dest: str, force: bool, what: str) -> None:
+    """Refuse a non-empty ``dest`` now, before any work, unless ``force``
+    (which replaces it later); make the folder it goes in.
+
+    Raises
+    ------
+    LocalPluginError
+        If ``dest`` holds something and ``force`` is false.
+    """
+    if os.path.lexists(dest) and not force:
+        clear_destination(dest, False, what)  # refuses unless empty
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
 
 
 def clear_destination(dest: str, force: bool, what: str) -> None:
@@ -135,54 +238,24 @@ def clear_destination(dest: str, force: bool, what: str) -> None:
         os.unlink(dest)
 
 
-def command_argv(command: Any, resource: Resource, field: str) -> list[str] | str:
-    """An argv list, or a shell string, from ``extra_info[field]``.
+class MainHooksPlugin(ProtectionPlugin):
+    """A plugin whose restore, verify, copy and delete each run one function
+    in ``main``, named in :attr:`main_hooks`."""
 
-    Raises
-    ------
-    LocalPluginError
-        If it is neither a non-empty string nor a list of strings.
-    """
-    if isinstance(command, str) and command.strip():
-        return command
-    if (isinstance(command, list) and command
-            and all(isinstance(part, str) for part in command)):
-        return list(command)
-    raise LocalPluginError(f"{resource.key}: extra_info.{field} must be a command: a shell "
-                           f"string or a list of strings; got {command!r}")
+    #: Operation -> the function its ``main`` hook runs.
+    main_hooks: ClassVar[Mapping[str, HookFunction]] = {}
 
+    def _main(self, operation: str) -> Operation:
+        return HookOperation({"main": self.main_hooks[operation]})
 
-def run_command(command: list[str] | str, *, cwd: str, timeout: float,
-                env: Mapping[str, str], what: str) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` (argv list, or a string for ``sh -c``) and check it.
+    def get_restore_operation(self, resource: Resource) -> Operation:
+        return self._main("restore")
 
-    Raises
-    ------
-    CommandError
-        If it cannot start, exits non-zero or overruns ``timeout``; the
-        message names the command, its exit code and the tail of its stderr.
-    """
-    shown = command if isinstance(command, str) else shlex.join(command)
-    try:
-        done = subprocess.run(command, shell=isinstance(command, str), cwd=cwd,
-                              env={**os.environ, **env}, capture_output=True, text=True,
-                              timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as err:
-        tail = _tail(err.stderr)
-        raise CommandError(f"{what} command {shown!r} did not finish in {timeout} s"
-                           f"{tail}", None, str(err.stderr or "")) from err
-    except OSError as err:
-        raise CommandError(f"{what} command {shown!r} could not start in {cwd}: {err}",
-                           None, "") from err
-    if done.returncode != 0:
-        raise CommandError(f"{what} command {shown!r} failed with exit code "
-                           f"{done.returncode}{_tail(done.stderr)}",
-                           done.returncode, done.stderr)
-    return done
+    def get_verify_operation(self, resource: Resource) -> Operation:
+        return self._main("verify")
 
+    def get_copy_operation(self, resource: Resource) -> Operation:
+        return self._main("copy")
 
-def _tail(stderr: str | bytes | None, lines: int = 10) -> str:
-    if not stderr:
-        return " (no stderr)"
-    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
-    return "; stderr ends:\n" + "\n".join(text.rstrip().splitlines()[-lines:])
+    def get_delete_operation(self, resource: Resource) -> Operation:
+        return self._main("delete")

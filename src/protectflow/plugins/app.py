@@ -24,7 +24,6 @@ children's snapshots were not all taken while the application was quiet.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tempfile
 from typing import Any, ClassVar
@@ -32,14 +31,21 @@ from typing import Any, ClassVar
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError, LocalPluginError
 from protectflow.plugins import _freeze
+from protectflow.plugins._commands import command_argv
 from protectflow.plugins._local import (
     base_dir,
-    command_argv,
+    local_name,
     object_schema,
+    require_checkpoint,
     resolve_path,
-    section_of,
 )
-from protectflow.plugins.base import Operation, ProtectionPlugin
+from protectflow.plugins.base import (
+    HookArgs,
+    HookCheckpoint,
+    HookOperation,
+    Operation,
+    ProtectionPlugin,
+)
 
 __all__ = ["APPLICATION", "AppProtectionPlugin"]
 
@@ -80,16 +86,15 @@ def _spec(resource: Resource, parameters: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def token_path(checkpoint: Any, resource: Resource) -> str:
+def token_path(checkpoint: HookCheckpoint, resource: Resource) -> str:
     """The local token file of this resource's freeze in ``checkpoint``."""
     state = resource.extra_info.get("state_dir")
     folder = (resolve_path(resource, "state_dir") if state
               else os.path.join(tempfile.gettempdir(), "protectflow-freeze"))
-    name = hashlib.sha256(f"{checkpoint.id}\0{resource.key}".encode()).hexdigest()[:32]
-    return os.path.join(folder, name)
+    return os.path.join(folder, local_name(checkpoint, resource))
 
 
-def freeze_app(checkpoint: Any, resource: Resource,
+def freeze_app(checkpoint: HookCheckpoint, resource: Resource,
                parameters: dict[str, Any]) -> dict[str, Any]:
     """Freeze the application (guarded); returns when it is quiet.
 
@@ -103,7 +108,7 @@ def freeze_app(checkpoint: Any, resource: Resource,
     spec = _spec(resource, parameters)
     spec["env"] = {"PROTECTFLOW_CHECKPOINT": str(checkpoint.id),
                    "PROTECTFLOW_RESOURCE": resource.key}
-    section = section_of(checkpoint, resource)
+    section = checkpoint.get_resource_bank_section(resource)
     info = _freeze.freeze(token_path(checkpoint, resource), spec)
     section.update_object(FREEZE_RECORD, {"mode": spec["mode"], "frozen_at": info["frozen_at"],
                                           "guard_pid": info["pid"],
@@ -111,7 +116,8 @@ def freeze_app(checkpoint: Any, resource: Resource,
     return {"frozen_at": info["frozen_at"], "mode": spec["mode"]}
 
 
-def thaw_app(checkpoint: Any, resource: Resource, *, by: str = "thaw") -> dict[str, Any] | None:
+def thaw_app(checkpoint: HookCheckpoint, resource: Resource, *,
+             by: str = "thaw") -> dict[str, Any] | None:
     """Thaw the application unless it was; returns the thaw record.
 
     Raises
@@ -122,7 +128,16 @@ def thaw_app(checkpoint: Any, resource: Resource, *, by: str = "thaw") -> dict[s
     return _freeze.thaw(token_path(checkpoint, resource), by=by)
 
 
-def _thaw_hook(checkpoint: Any, resource: Resource) -> dict[str, Any]:
+# -- the hooks: each takes the call's HookArgs ---------------------------------------
+def _freeze_hook(args: HookArgs) -> dict[str, Any]:
+    checkpoint = require_checkpoint(args.checkpoint, args.resource)
+    return freeze_app(checkpoint, args.resource, args.parameters)
+
+
+def _thaw_hook(args: HookArgs) -> dict[str, Any]:
+    """Thaw the application, and check that the freeze held until now: the
+    children's snapshots were all taken while it was quiet."""
+    checkpoint, resource = require_checkpoint(args.checkpoint, args.resource), args.resource
     record = thaw_app(checkpoint, resource)
     if record is None:
         raise LocalPluginError(f"{resource.key}: it was not frozen (its prepare_begin did "
@@ -132,40 +147,38 @@ def _thaw_hook(checkpoint: Any, resource: Resource) -> dict[str, Any]:
             f"{resource.key}: the application was thawed before its children's snapshots "
             f"all finished ({record.get('by')}: {record.get('reason')}); they may not be "
             "consistent -- raise freeze_timeout or look for a crashed hook")
-    section = section_of(checkpoint, resource)
+    section = checkpoint.get_resource_bank_section(resource)
     saved = dict(section.get_object(FREEZE_RECORD))
     saved["thawed_at"] = record["at"]
     section.update_object(FREEZE_RECORD, saved)
     return {"thawed_at": record["at"], "frozen_seconds": record["at"] - saved["frozen_at"]}
 
 
-class AppProtectOperation(Operation):
-    # A freeze ends with the process that froze: a resume freezes again and
-    # snapshots the children again under the new freeze.
-    atomic_prepare = True
+def _delete_hook(args: HookArgs) -> None:
+    checkpoint = require_checkpoint(args.checkpoint, args.resource)
+    section = checkpoint.get_resource_bank_section(args.resource)
+    if section.has_object(FREEZE_RECORD):
+        section.delete_object(FREEZE_RECORD)
+    with contextlib.suppress(OSError):  # the local thaw record, on this machine
+        os.unlink(token_path(checkpoint, args.resource) + ".thawed")
 
+
+class AppProtectOperation(HookOperation):
     """Freeze in prepare_begin, thaw in prepare_finish."""
 
-    def on_prepare_begin(self, checkpoint: Any, resource: Resource, context: Any,
-                         parameters: dict[str, Any], **kwargs: Any) -> Any:
-        return freeze_app(checkpoint, resource, parameters)
+    #: A freeze ends with the process that froze: a resume freezes again and
+    #: snapshots the children again under the new freeze.
+    atomic_prepare = True
 
-    def on_prepare_finish(self, checkpoint: Any, resource: Resource, context: Any,
-                          parameters: dict[str, Any], **kwargs: Any) -> Any:
-        return _thaw_hook(checkpoint, resource)
+    def __init__(self) -> None:
+        super().__init__({"prepare_begin": _freeze_hook, "prepare_finish": _thaw_hook})
 
 
-class AppDeleteOperation(Operation):
+class AppDeleteOperation(HookOperation):
     """Drop the freeze records."""
 
-    def on_main(self, checkpoint: Any, resource: Resource, context: Any,
-                parameters: dict[str, Any], **kwargs: Any) -> Any:
-        section = section_of(checkpoint, resource)
-        if section.has_object(FREEZE_RECORD):
-            section.delete_object(FREEZE_RECORD)
-        with contextlib.suppress(OSError):  # the local thaw record, on this machine
-            os.unlink(token_path(checkpoint, resource) + ".thawed")
-        return None
+    def __init__(self) -> None:
+        super().__init__({"main": _delete_hook})
 
 
 class AppProtectionPlugin(ProtectionPlugin):
@@ -183,8 +196,8 @@ class AppProtectionPlugin(ProtectionPlugin):
     def get_delete_operation(self, resource: Resource) -> Operation:
         return AppDeleteOperation()
 
-    def on_failure(self, checkpoint: Any, resource: Resource, context: Any,
-                   parameters: dict[str, Any], **kwargs: Any) -> Any:
+    def on_failure(self, checkpoint: HookCheckpoint | None, resource: Resource,
+                   context: Any, parameters: dict[str, Any], **kwargs: Any) -> Any:
         """Thaw now if the application is still frozen; a no-op otherwise.
 
         Call it for every resource of a protect run that did not succeed
@@ -194,8 +207,10 @@ class AppProtectionPlugin(ProtectionPlugin):
         ------
         CommandError
             If the thaw command fails.
+        LocalPluginError
+            If there is no checkpoint.
         """
-        record = thaw_app(checkpoint, resource, by="on_failure")
+        record = thaw_app(require_checkpoint(checkpoint, resource), resource, by="on_failure")
         return {"thawed": bool(record and record.get("now"))}
 
     @classmethod

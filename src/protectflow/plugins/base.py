@@ -3,20 +3,61 @@
 A :class:`ProtectionPlugin` handles one or more resource types and returns, per
 operation, an :class:`Operation` with up to four hooks; a hook it does not
 implement is a no-op. A :class:`Protectable` discovers resources of one type
-and the resources they depend on.
+and the resources they depend on. A hook receives the checkpoint as a
+:class:`HookCheckpoint`. :class:`HookOperation` builds an Operation from one
+function per hook it implements.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from protectflow.dag.model import Resource
+import attrs
+
+from protectflow.dag.model import HOOKS, Resource
 from protectflow.plugins.contract import implemented_hooks, noop_hook
 
-__all__ = ["Operation", "Protectable", "ProtectionPlugin", "implemented_hooks"]
+if TYPE_CHECKING:  # annotations only: the compiler imports this module, not the bank
+    from protectflow.bank import Bank, BankSection
+
+__all__ = [
+    "HookArgs",
+    "HookCheckpoint",
+    "HookFunction",
+    "HookOperation",
+    "Operation",
+    "Protectable",
+    "ProtectionPlugin",
+    "implemented_hooks",
+]
 
 _ANY_OBJECT: dict[str, Any] = {"type": "object"}
+
+
+@runtime_checkable
+class HookCheckpoint(Protocol):
+    """What a hook may use of the checkpoint it receives (Karbor's API).
+
+    :class:`protectflow.bank.Checkpoint` is one. A hook gets ``None`` instead
+    when its run has no checkpoint (``protectflow run`` without a bank).
+    """
+
+    @property
+    def id(self) -> str:
+        """The checkpoint's id: one key segment, unique in its bank."""
+
+    @property
+    def bank(self) -> Bank:
+        """The bank holding the checkpoint (and the chunks its resources share)."""
+
+    @property
+    def bank_section(self) -> BankSection:
+        """The section for the whole checkpoint's plugin data."""
+
+    def get_resource_bank_section(self, resource_id: str | Resource, *,
+                                  read_only: bool = False) -> BankSection:
+        """The section for one resource's data (pass the Resource or its key)."""
 
 
 class Operation:
@@ -48,35 +89,119 @@ class Operation:
 
     @noop_hook
     def on_prepare_begin(
-        self, checkpoint: Any, resource: Resource, context: Any, parameters: dict[str, Any],
-        **kwargs: Any,
+        self, checkpoint: HookCheckpoint | None, resource: Resource, context: Any,
+        parameters: dict[str, Any], **kwargs: Any,
     ) -> Any:
         """Runs before any hook of this resource's dependents (its children)."""
         return None
 
     @noop_hook
     def on_prepare_finish(
-        self, checkpoint: Any, resource: Resource, context: Any, parameters: dict[str, Any],
-        **kwargs: Any,
+        self, checkpoint: HookCheckpoint | None, resource: Resource, context: Any,
+        parameters: dict[str, Any], **kwargs: Any,
     ) -> Any:
         """Runs after the prepare hooks of every child are complete."""
         return None
 
     @noop_hook
     def on_main(
-        self, checkpoint: Any, resource: Resource, context: Any, parameters: dict[str, Any],
-        **kwargs: Any,
+        self, checkpoint: HookCheckpoint | None, resource: Resource, context: Any,
+        parameters: dict[str, Any], **kwargs: Any,
     ) -> Any:
         """The heavy lifting; runs after this resource's prepare hooks."""
         return None
 
     @noop_hook
     def on_complete(
-        self, checkpoint: Any, resource: Resource, context: Any, parameters: dict[str, Any],
-        **kwargs: Any,
+        self, checkpoint: HookCheckpoint | None, resource: Resource, context: Any,
+        parameters: dict[str, Any], **kwargs: Any,
     ) -> Any:
         """Runs after this resource's main hook and every child's complete hook."""
         return None
+
+
+@attrs.frozen
+class HookArgs:
+    """One call of a hook, as a :class:`HookOperation`'s function receives it.
+
+    ``kwargs`` is the hook's own keyword arguments (``operation_log``,
+    ``attempt``, ``new_resources``, ``target_checkpoint``, ...).
+    """
+
+    hook: str
+    checkpoint: HookCheckpoint | None
+    resource: Resource
+    context: Any
+    parameters: dict[str, Any]
+    kwargs: dict[str, Any]
+
+    def publish(self, new_id: Any) -> None:
+        """Give the resource's parents its new id (a restored copy's path, say)
+        through ``new_resources``, when the operation passes one (restore,
+        verify)."""
+        new_resources = self.kwargs.get("new_resources")
+        if new_resources is not None:
+            new_resources[self.resource.key] = new_id
+
+
+#: A hook of a :class:`HookOperation`; what it returns is the hook's output.
+HookFunction = Callable[[HookArgs], Any]
+
+
+class HookOperation(Operation):
+    """An Operation built from one function per hook it implements.
+
+    ``hooks`` maps hook names (``prepare_begin``, ``prepare_finish``,
+    ``main``, ``complete``) to functions taking a :class:`HookArgs`; the
+    hooks it leaves out are no-ops that the compiler leaves out of the DAG
+    (:func:`implemented_hooks` sees exactly the hooks given). One function
+    may serve several hooks: it finds which one in ``HookArgs.hook``.
+
+    Raises
+    ------
+    ValueError
+        If a key of ``hooks`` is not a hook name.
+    """
+
+    def __init__(self, hooks: Mapping[str, HookFunction]) -> None:
+        unknown = sorted(set(hooks) - set(HOOKS))
+        if unknown:
+            raise ValueError(f"unknown hooks {', '.join(unknown)}; hooks are "
+                             f"{', '.join(HOOKS)}")
+        self.hooks = dict(hooks)
+        #: What :func:`implemented_hooks` reports: the hooks given, no others.
+        self.declared_hooks = frozenset(hooks)
+
+    def _call(self, hook: str, checkpoint: HookCheckpoint | None, resource: Resource,
+              context: Any, parameters: dict[str, Any], kwargs: dict[str, Any]) -> Any:
+        function = self.hooks.get(hook)
+        if function is None:
+            return None
+        return function(HookArgs(hook, checkpoint, resource, context, parameters, kwargs))
+
+    def on_prepare_begin(
+        self, checkpoint: HookCheckpoint | None, resource: Resource, context: Any,
+        parameters: dict[str, Any], **kwargs: Any,
+    ) -> Any:
+        return self._call("prepare_begin", checkpoint, resource, context, parameters, kwargs)
+
+    def on_prepare_finish(
+        self, checkpoint: HookCheckpoint | None, resource: Resource, context: Any,
+        parameters: dict[str, Any], **kwargs: Any,
+    ) -> Any:
+        return self._call("prepare_finish", checkpoint, resource, context, parameters, kwargs)
+
+    def on_main(
+        self, checkpoint: HookCheckpoint | None, resource: Resource, context: Any,
+        parameters: dict[str, Any], **kwargs: Any,
+    ) -> Any:
+        return self._call("main", checkpoint, resource, context, parameters, kwargs)
+
+    def on_complete(
+        self, checkpoint: HookCheckpoint | None, resource: Resource, context: Any,
+        parameters: dict[str, Any], **kwargs: Any,
+    ) -> Any:
+        return self._call("complete", checkpoint, resource, context, parameters, kwargs)
 
 
 class ProtectionPlugin:
@@ -90,11 +215,15 @@ class ProtectionPlugin:
     #: claims it, unless a provider names it (the built-in sim plugins are).
     fallback: ClassVar[bool] = False
 
-    #: The schemas the ``get_*_schema`` methods return for every type, unless
-    #: they are overridden (any object by default).
+    # The schemas the ``get_*_schema`` methods return for every resource type,
+    # unless they are overridden; any object by default.
+    #: The parameters of a protect (:meth:`get_options_schema`).
     options_schema: ClassVar[dict[str, Any]] = _ANY_OBJECT
+    #: What a checkpoint keeps about a resource (:meth:`get_saved_info_schema`).
     saved_info_schema: ClassVar[dict[str, Any]] = _ANY_OBJECT
+    #: The parameters of a restore (:meth:`get_restore_schema`).
     restore_schema: ClassVar[dict[str, Any]] = _ANY_OBJECT
+    #: The parameters of a verify (:meth:`get_verify_schema`).
     verify_schema: ClassVar[dict[str, Any]] = _ANY_OBJECT
 
     def get_protect_operation(self, resource: Resource) -> Operation:
@@ -141,8 +270,8 @@ class ProtectionPlugin:
         """JSON Schema of the parameters of a verify operation."""
         return cls.verify_schema
 
-    def on_failure(self, checkpoint: Any, resource: Resource, context: Any,
-                   parameters: dict[str, Any], **kwargs: Any) -> Any:
+    def on_failure(self, checkpoint: HookCheckpoint | None, resource: Resource,
+                   context: Any, parameters: dict[str, Any], **kwargs: Any) -> Any:
         """Undo what a failed or interrupted run left behind (thaw a frozen
         application, remove a temporary snapshot); a no-op by default.
 

@@ -177,7 +177,12 @@ def noop_hook(method: _F) -> _F:
 
 def implemented_hooks(operation: Any) -> tuple[str, ...]:
     """The hooks ``operation`` has, in hook order; a hook inherited unchanged
-    from :class:`protectflow.plugins.base.Operation` (a no-op) is not counted."""
+    from :class:`protectflow.plugins.base.Operation` (a no-op) is not counted.
+    An operation that names its hooks itself (``declared_hooks``, as a
+    ``HookOperation`` built from a table does) has exactly those."""
+    declared = getattr(operation, "declared_hooks", None)
+    if declared is not None:
+        return tuple(h for h in HOOKS if h in declared)
     cls = type(operation)
     out = []
     for hook in HOOKS:

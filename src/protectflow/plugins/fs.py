@@ -57,30 +57,38 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError, LocalPluginError
+from protectflow.errors import BankError
 from protectflow.plugins import _tree
-from protectflow.plugins._chunkfiles import copy_all, release_all, verify_all
+from protectflow.plugins._chunkfiles import verify_all
 from protectflow.plugins._fsprotect import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PACK_SIZE,
-    MANIFEST,
     latest_key,
     protect_tree,
     read_manifest,
-    store_of,
 )
 from protectflow.plugins._local import (
+    MANIFEST,
+    MainHooksPlugin,
+    check_destination,
     clear_destination,
+    copy_chunks,
     get_json,
     object_schema,
+    release_chunks,
+    require_checkpoint,
     restore_destination,
-    section_of,
+    store_of,
 )
-from protectflow.plugins.base import Operation, ProtectionPlugin
+from protectflow.plugins.base import (
+    HookArgs,
+    HookCheckpoint,
+    HookOperation,
+    Operation,
+)
 
 __all__ = ["DIRECTORY", "FsProtectionPlugin"]
 
@@ -118,7 +126,8 @@ SAVED_INFO_SCHEMA = {
 }
 
 
-def restore_tree(checkpoint: Any, resource: Resource, parameters: dict[str, Any]) -> str:
+def restore_tree(checkpoint: HookCheckpoint, resource: Resource,
+                 parameters: dict[str, Any]) -> str:
     """Rebuild the tree of ``resource`` at ``<target>/<id>``; returns that path.
 
     Raises
@@ -128,21 +137,19 @@ def restore_tree(checkpoint: Any, resource: Resource, parameters: dict[str, Any]
     ChunkError
         If a chunk is missing or corrupt.
     """
-    manifest = read_manifest(section_of(checkpoint, resource), resource)
+    manifest = read_manifest(checkpoint.get_resource_bank_section(resource), resource)
     dest = restore_destination(resource, parameters)
     entries = manifest["entries"]
     if _already_restored(dest, entries):
         return dest
     force = bool(parameters.get("force", False))
-    if os.path.lexists(dest) and not force:
-        clear_destination(dest, False, resource.key)  # refuses unless empty
-    store = store_of(checkpoint, resource)
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    check_destination(dest, force, resource.key)
     staging = os.path.join(os.path.dirname(dest),
                            f".{os.path.basename(dest)}.pf-restore-{checkpoint.id[:12]}")
     if os.path.lexists(staging):  # a crashed earlier attempt
         shutil.rmtree(staging)
-    _tree.build_tree(staging, entries, store.read, workers=int(parameters.get("workers", 4)))
+    _tree.build_tree(staging, entries, store_of(checkpoint, resource).read,
+                     workers=int(parameters.get("workers", 4)))
     clear_destination(dest, force, resource.key)
     os.rename(staging, dest)
     return dest
@@ -170,7 +177,7 @@ def manifest_slices(manifest: dict[str, Any]) -> dict[str, list[tuple[int, int, 
     return slices
 
 
-def verify_resource(checkpoint: Any, resource: Resource,
+def verify_resource(checkpoint: HookCheckpoint, resource: Resource,
                     parameters: dict[str, Any]) -> dict[str, Any]:
     """Re-read and hash every chunk of the resource's manifest, and every
     packed file's slice of its pack.
@@ -180,101 +187,65 @@ def verify_resource(checkpoint: Any, resource: Resource,
     ChunkError
         If a chunk is missing or corrupt.
     """
-    manifest = read_manifest(section_of(checkpoint, resource), resource)
+    manifest = read_manifest(checkpoint.get_resource_bank_section(resource), resource)
     chunks, nbytes = verify_all(store_of(checkpoint, resource), manifest_chunks(manifest),
                                 workers=int(parameters.get("workers", 4)),
                                 slices=manifest_slices(manifest))
     return {"chunks": chunks, "bytes": nbytes}
 
 
-def delete_resource(checkpoint: Any, resource: Resource) -> dict[str, Any]:
+def delete_resource(checkpoint: HookCheckpoint, resource: Resource) -> dict[str, Any]:
     """Release the resource's chunks, then its manifest; safe to rerun."""
-    section = section_of(checkpoint, resource)
+    section = checkpoint.get_resource_bank_section(resource)
     store = store_of(checkpoint, resource)
-    try:
-        digests = manifest_chunks(get_json(section, MANIFEST))
-    except BankError:  # no manifest: its protect died before the commit
-        digests = store.orphan_refs()
-    deleted = release_all(store, digests)
+    out = release_chunks(store, section, manifest_chunks)
     with contextlib.suppress(BankError):
         latest = store.bank.get_object(latest_key(resource))
         if latest.get("checkpoint") == checkpoint.id:
             store.bank.delete_object(latest_key(resource))
     with contextlib.suppress(BankError):
         section.delete_object(MANIFEST)
-    return {"released": len(set(digests)), "deleted_chunks": deleted}
+    return out
 
 
-def copy_chunks(checkpoint: Any, resource: Resource, digests: list[str],
-                kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Give the copy's target checkpoint (``kwargs["target_checkpoint"]``, in
-    another bank) the chunks ``digests``; the framework copies the manifest.
-
-    Raises
-    ------
-    LocalPluginError
-        If there is no target checkpoint.
-    """
-    target = kwargs.get("target_checkpoint")
-    if target is None:
-        raise LocalPluginError(f"{resource.key}: copy needs a target_checkpoint")
-    copied = copy_all(store_of(checkpoint, resource), store_of(target, resource, durable=False),
-                      digests)
-    return {"chunks": len(set(digests)), "copied_chunks": copied}
+# -- the hooks: each takes the call's HookArgs ---------------------------------------
+def _protect(args: HookArgs) -> Any:
+    if args.hook != args.parameters.get("snapshot_hook", "prepare_finish"):
+        return None  # the other of the two hooks does it
+    return protect_tree(require_checkpoint(args.checkpoint, args.resource), args.resource,
+                        args.parameters, args.kwargs.get("operation_log"))
 
 
-def _copy(checkpoint: Any, resource: Resource, parameters: dict[str, Any],
-          kwargs: dict[str, Any]) -> dict[str, Any]:
-    manifest = read_manifest(section_of(checkpoint, resource), resource)
-    return copy_chunks(checkpoint, resource, manifest_chunks(manifest), kwargs)
-
-
-class _Hook(Operation):
-    """An Operation running one function in one hook."""
-
-    def __init__(self, hook: str, run: Callable[..., Any]) -> None:
-        self.hook = hook
-        self.run = run
-
-    def _runs_in(self, hook: str, parameters: dict[str, Any]) -> bool:
-        return hook == self.hook
-
-    def _maybe(self, hook: str, checkpoint: Any, resource: Resource,
-               parameters: dict[str, Any], kwargs: dict[str, Any]) -> Any:
-        if not self._runs_in(hook, parameters):
-            return None
-        return self.run(checkpoint, resource, parameters, kwargs)
-
-    def on_prepare_finish(self, checkpoint: Any, resource: Resource, context: Any,
-                          parameters: dict[str, Any], **kwargs: Any) -> Any:
-        return self._maybe("prepare_finish", checkpoint, resource, parameters, kwargs)
-
-    def on_main(self, checkpoint: Any, resource: Resource, context: Any,
-                parameters: dict[str, Any], **kwargs: Any) -> Any:
-        return self._maybe("main", checkpoint, resource, parameters, kwargs)
-
-
-class FsProtectOperation(_Hook):
-    """Protect in ``prepare_finish`` or ``main``, as ``snapshot_hook`` says."""
-
-    def __init__(self) -> None:
-        super().__init__("prepare_finish", lambda c, r, p, k: protect_tree(
-            c, r, p, k.get("operation_log")))
-
-    def _runs_in(self, hook: str, parameters: dict[str, Any]) -> bool:
-        return bool(parameters.get("snapshot_hook", "prepare_finish") == hook)
-
-
-def _restore(checkpoint: Any, resource: Resource, parameters: dict[str, Any],
-             kwargs: dict[str, Any]) -> dict[str, Any]:
-    dest = restore_tree(checkpoint, resource, parameters)
-    new_resources = kwargs.get("new_resources")
-    if new_resources is not None:
-        new_resources[resource.key] = dest
+def _restore(args: HookArgs) -> dict[str, Any]:
+    dest = restore_tree(require_checkpoint(args.checkpoint, args.resource), args.resource,
+                        args.parameters)
+    args.publish(dest)
     return {"path": dest}
 
 
-class FsProtectionPlugin(ProtectionPlugin):
+def _verify(args: HookArgs) -> dict[str, Any]:
+    return verify_resource(require_checkpoint(args.checkpoint, args.resource), args.resource,
+                           args.parameters)
+
+
+def _copy(args: HookArgs) -> dict[str, Any]:
+    checkpoint = require_checkpoint(args.checkpoint, args.resource)
+    manifest = read_manifest(checkpoint.get_resource_bank_section(args.resource), args.resource)
+    return copy_chunks(checkpoint, args.resource, manifest_chunks(manifest), args.kwargs)
+
+
+def _delete(args: HookArgs) -> dict[str, Any]:
+    return delete_resource(require_checkpoint(args.checkpoint, args.resource), args.resource)
+
+
+class FsProtectOperation(HookOperation):
+    """Protect in ``prepare_finish`` or ``main``, as ``snapshot_hook`` says."""
+
+    def __init__(self) -> None:
+        super().__init__({"prepare_finish": _protect, "main": _protect})
+
+
+class FsProtectionPlugin(MainHooksPlugin):
     """Local directory trees, chunked and deduplicated in the bank."""
 
     supported_resource_types: ClassVar[tuple[str, ...]] = (DIRECTORY,)
@@ -283,20 +254,10 @@ class FsProtectionPlugin(ProtectionPlugin):
     verify_schema = VERIFY_SCHEMA
     saved_info_schema = SAVED_INFO_SCHEMA
 
+    main_hooks = {"restore": _restore, "verify": _verify, "copy": _copy, "delete": _delete}
+
     def get_protect_operation(self, resource: Resource) -> Operation:
         return FsProtectOperation()
-
-    def get_restore_operation(self, resource: Resource) -> Operation:
-        return _Hook("main", _restore)
-
-    def get_verify_operation(self, resource: Resource) -> Operation:
-        return _Hook("main", lambda c, r, p, k: verify_resource(c, r, p))
-
-    def get_copy_operation(self, resource: Resource) -> Operation:
-        return _Hook("main", _copy)
-
-    def get_delete_operation(self, resource: Resource) -> Operation:
-        return _Hook("main", lambda c, r, p, k: delete_resource(c, r))
 
     @classmethod
     def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:

@@ -13,10 +13,18 @@ publishes the new id in ``new_resources`` for the parents to read.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
+from protectflow.bank import BankSection
 from protectflow.dag.model import HOOKS, Resource
-from protectflow.plugins.base import Operation, Protectable, ProtectionPlugin
+from protectflow.plugins.base import (
+    HookArgs,
+    HookOperation,
+    Operation,
+    Protectable,
+    ProtectionPlugin,
+)
 
 __all__ = ["SIM_TYPES", "SimFailure", "SimOperation", "SimProtectionPlugin"]
 
@@ -63,63 +71,56 @@ class SimFailure(RuntimeError):
     """A failure a sim hook was asked for by its parameters."""
 
 
-class SimOperation(Operation):
+def _protect(args: HookArgs, section: BankSection | None) -> dict[str, Any]:
+    if section is not None:
+        section.update_object("data", b"\0" * args.parameters.get("payload_bytes", 0))
+        section.update_object("metadata", {"type": args.resource.type, "id": args.resource.id})
+    return {}
+
+
+def _restore(args: HookArgs, section: BankSection | None) -> dict[str, Any]:
+    args.publish(f"restored-{args.resource.id}")
+    return {} if section is None else {"metadata": section.get_object("metadata")}
+
+
+def _delete(args: HookArgs, section: BankSection | None) -> dict[str, Any]:
+    if section is not None:
+        for key in section.list_objects():
+            section.delete_object(key)
+    return {}
+
+
+#: What each operation's main hook does besides sleeping (verify and copy: nothing).
+_MAIN: dict[str, Callable[[HookArgs, BankSection | None], dict[str, Any]]] = {
+    "protect": _protect, "restore": _restore, "delete": _delete,
+}
+
+
+class SimOperation(HookOperation):
     """Every hook implemented: sleep, maybe fail, record."""
 
     def __init__(self, operation: str) -> None:
+        super().__init__(dict.fromkeys(HOOKS, self._run))
         self.operation = operation
 
-    def _run(self, hook: str, checkpoint: Any, resource: Resource,
-             parameters: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-        seconds = parameters.get(f"{hook}_seconds", 0)
+    def _run(self, args: HookArgs) -> dict[str, Any]:
+        seconds = args.parameters.get(f"{args.hook}_seconds", 0)
         if seconds:
             time.sleep(seconds)
-        attempt = kwargs.get("attempt", 1)
-        failing = attempt <= parameters.get("fail_attempts", attempt)
-        if hook in parameters.get("fail", ()) and failing:
+        attempt = args.kwargs.get("attempt", 1)
+        failing = attempt <= args.parameters.get("fail_attempts", attempt)
+        if args.hook in args.parameters.get("fail", ()) and failing:
             raise SimFailure(
-                f"sim: {self.operation} {hook} of {resource.key} failed as its parameters "
-                f"ask (attempt {attempt})"
+                f"sim: {self.operation} {args.hook} of {args.resource.key} failed as its "
+                f"parameters ask (attempt {attempt})"
             )
-        out: dict[str, Any] = {"resource": resource.key, "hook": hook}
-        if hook == "main":
-            self._main(checkpoint, resource, parameters, kwargs, out)
+        out: dict[str, Any] = {"resource": args.resource.key, "hook": args.hook}
+        main = _MAIN.get(self.operation)
+        if args.hook == "main" and main is not None:
+            section = (None if args.checkpoint is None
+                       else args.checkpoint.get_resource_bank_section(args.resource.key))
+            out.update(main(args, section))
         return out
-
-    def _main(self, checkpoint: Any, resource: Resource, parameters: dict[str, Any],
-              kwargs: dict[str, Any], out: dict[str, Any]) -> None:
-        section = None
-        if checkpoint is not None and hasattr(checkpoint, "get_resource_bank_section"):
-            section = checkpoint.get_resource_bank_section(resource.key)
-        if self.operation == "protect" and section is not None:
-            payload = b"\0" * parameters.get("payload_bytes", 0)
-            section.update_object("data", payload)
-            section.update_object("metadata", {"type": resource.type, "id": resource.id})
-        elif self.operation in ("restore", "verify"):
-            if section is not None and self.operation == "restore":
-                out["metadata"] = section.get_object("metadata")
-            new_resources = kwargs.get("new_resources")
-            if self.operation == "restore" and new_resources is not None:
-                new_resources[resource.key] = f"restored-{resource.id}"
-        elif self.operation == "delete" and section is not None:
-            for key in section.list_objects():
-                section.delete_object(key)
-
-    def on_prepare_begin(self, checkpoint: Any, resource: Resource, context: Any,
-                         parameters: dict[str, Any], **kwargs: Any) -> Any:
-        return self._run("prepare_begin", checkpoint, resource, parameters, kwargs)
-
-    def on_prepare_finish(self, checkpoint: Any, resource: Resource, context: Any,
-                          parameters: dict[str, Any], **kwargs: Any) -> Any:
-        return self._run("prepare_finish", checkpoint, resource, parameters, kwargs)
-
-    def on_main(self, checkpoint: Any, resource: Resource, context: Any,
-                parameters: dict[str, Any], **kwargs: Any) -> Any:
-        return self._run("main", checkpoint, resource, parameters, kwargs)
-
-    def on_complete(self, checkpoint: Any, resource: Resource, context: Any,
-                    parameters: dict[str, Any], **kwargs: Any) -> Any:
-        return self._run("complete", checkpoint, resource, parameters, kwargs)
 
 
 class SimProtectionPlugin(ProtectionPlugin):

@@ -21,7 +21,6 @@ database file (relative paths resolve as for the fs plugin).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import sqlite3
 import tempfile
@@ -31,24 +30,34 @@ from urllib.parse import quote
 
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError, LocalPluginError
-from protectflow.plugins._chunkfiles import release_all, store_file
-from protectflow.plugins._chunks import ChunkStore, owner_id, sha256
+from protectflow.plugins._chunkfiles import store_file
+from protectflow.plugins._chunks import ChunkStore, sha256
 from protectflow.plugins._local import (
-    bank_of,
+    MANIFEST,
+    MainHooksPlugin,
+    check_destination,
     clear_destination,
+    committed_manifest,
+    copy_chunks,
     get_json,
+    local_name,
     object_schema,
+    release_chunks,
+    require_checkpoint,
     resolve_path,
     restore_destination,
-    section_of,
+    store_of,
 )
-from protectflow.plugins.base import Operation, ProtectionPlugin
-from protectflow.plugins.fs import copy_chunks
+from protectflow.plugins.base import (
+    HookArgs,
+    HookCheckpoint,
+    HookOperation,
+    Operation,
+)
 
 __all__ = ["DATABASE", "SqliteProtectionPlugin", "integrity_check"]
 
 DATABASE = "protectflow::sqlite::Database"
-MANIFEST = "manifest"
 SNAPSHOT = "snapshot"
 DEFAULT_CHUNK_SIZE = 256 << 10
 
@@ -93,18 +102,15 @@ def _check(path: str, what: str) -> None:
         raise LocalPluginError(f"{what}: PRAGMA integrity_check did not return ok: {result}")
 
 
-def _store(checkpoint: Any, resource: Resource) -> ChunkStore:
-    return ChunkStore(bank_of(checkpoint, resource), owner_id(checkpoint.id, resource.key))
-
-
-def snapshot_path(checkpoint: Any, resource: Resource, parameters: dict[str, Any]) -> str:
+def snapshot_path(checkpoint: HookCheckpoint, resource: Resource,
+                  parameters: dict[str, Any]) -> str:
     """Where this checkpoint's snapshot of ``resource`` waits for ``main``."""
     folder = parameters.get("snapshot_dir") or tempfile.gettempdir()
-    name = hashlib.sha256(f"{checkpoint.id}\0{resource.key}".encode()).hexdigest()[:32]
-    return os.path.join(os.path.abspath(folder), f"protectflow-sqlite-{name}.db")
+    return os.path.join(os.path.abspath(folder),
+                        f"protectflow-sqlite-{local_name(checkpoint, resource)}.db")
 
 
-def take_snapshot(checkpoint: Any, resource: Resource,
+def take_snapshot(checkpoint: HookCheckpoint, resource: Resource,
                   parameters: dict[str, Any]) -> dict[str, Any]:
     """Copy the database with the backup API into its snapshot file.
 
@@ -134,13 +140,13 @@ def take_snapshot(checkpoint: Any, resource: Resource,
         raise LocalPluginError(f"{resource.key}: backup of {source} failed: {err}") from err
     os.replace(part, dest)
     taken_at = time.time()
-    section_of(checkpoint, resource).update_object(
+    checkpoint.get_resource_bank_section(resource).update_object(
         SNAPSHOT, {"path": dest, "source": source, "taken_at": taken_at})
     return {"snapshot": dest, "started_at": started, "taken_at": taken_at,
             "size": os.path.getsize(dest)}
 
 
-def store_snapshot(checkpoint: Any, resource: Resource,
+def store_snapshot(checkpoint: HookCheckpoint, resource: Resource,
                    parameters: dict[str, Any]) -> dict[str, Any]:
     """Check the snapshot, store it as chunks, commit the manifest; rerunnable.
 
@@ -149,7 +155,7 @@ def store_snapshot(checkpoint: Any, resource: Resource,
     LocalPluginError
         If the snapshot is gone (a rerun on another machine) or not intact.
     """
-    section = section_of(checkpoint, resource)
+    section = checkpoint.get_resource_bank_section(resource)
     info = get_json(section, SNAPSHOT)
     path = info["path"]
     if not os.path.exists(path):
@@ -159,7 +165,7 @@ def store_snapshot(checkpoint: Any, resource: Resource,
                                "is gone; run the protect again")
     _check(path, f"{resource.key}: snapshot {path}")
     chunk_size = int(parameters.get("chunk_size", DEFAULT_CHUNK_SIZE))
-    digests, new, new_bytes, size = store_file(_store(checkpoint, resource), path, chunk_size)
+    digests, new, new_bytes, size = store_file(store_of(checkpoint, resource), path, chunk_size)
     section.update_object(MANIFEST, {"version": 1, "source": info["source"], "size": size,
                                      "chunk_size": chunk_size, "chunks": digests,
                                      "taken_at": info["taken_at"]})
@@ -167,13 +173,9 @@ def store_snapshot(checkpoint: Any, resource: Resource,
     return {"bytes": size, "new_chunks": new, "new_bytes": new_bytes}
 
 
-def _manifest(checkpoint: Any, resource: Resource) -> dict[str, Any]:
-    try:
-        manifest: dict[str, Any] = get_json(section_of(checkpoint, resource), MANIFEST)
-    except BankError:
-        raise LocalPluginError(f"{resource.key}: the checkpoint holds no copy of it; its "
-                               "protect did not finish") from None
-    return manifest
+def _manifest(checkpoint: HookCheckpoint, resource: Resource) -> dict[str, Any]:
+    return committed_manifest(checkpoint.get_resource_bank_section(resource), resource,
+                              missing="no copy of it")
 
 
 def _write_copy(store: ChunkStore, manifest: dict[str, Any], path: str) -> None:
@@ -182,7 +184,7 @@ def _write_copy(store: ChunkStore, manifest: dict[str, Any], path: str) -> None:
             f.write(store.read(digest))
 
 
-def restore_database(checkpoint: Any, resource: Resource,
+def restore_database(checkpoint: HookCheckpoint, resource: Resource,
                      parameters: dict[str, Any]) -> str:
     """Write the stored database to ``<target>/<id>``; returns the path.
 
@@ -197,12 +199,10 @@ def restore_database(checkpoint: Any, resource: Resource,
     if os.path.isfile(dest) and _file_chunks(dest, manifest) == manifest["chunks"]:
         return dest  # restored by an earlier attempt
     force = bool(parameters.get("force", False))
-    if os.path.lexists(dest) and not force:
-        clear_destination(dest, False, resource.key)
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    check_destination(dest, force, resource.key)
     staging = f"{dest}.pf-restore-{checkpoint.id[:12]}"
     try:
-        _write_copy(_store(checkpoint, resource), manifest, staging)
+        _write_copy(store_of(checkpoint, resource), manifest, staging)
         _check(staging, f"{resource.key}: restored copy")
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -225,7 +225,7 @@ def _file_chunks(path: str, manifest: dict[str, Any]) -> list[str]:
     return out
 
 
-def verify_database(checkpoint: Any, resource: Resource) -> dict[str, Any]:
+def verify_database(checkpoint: HookCheckpoint, resource: Resource) -> dict[str, Any]:
     """Rebuild the stored copy in a temporary file and check it.
 
     Raises
@@ -238,31 +238,27 @@ def verify_database(checkpoint: Any, resource: Resource) -> dict[str, Any]:
     manifest = _manifest(checkpoint, resource)
     with tempfile.TemporaryDirectory(prefix="protectflow-verify-") as tmp:
         path = os.path.join(tmp, "copy.db")
-        _write_copy(_store(checkpoint, resource), manifest, path)
+        _write_copy(store_of(checkpoint, resource), manifest, path)
         _check(path, f"{resource.key}: stored copy")
     return {"bytes": manifest["size"], "chunks": len(manifest["chunks"]), "integrity": "ok"}
 
 
-def delete_database(checkpoint: Any, resource: Resource) -> dict[str, Any]:
+def delete_database(checkpoint: HookCheckpoint, resource: Resource) -> dict[str, Any]:
     """Release the stored copy's chunks, then its records; rerunnable."""
-    section = section_of(checkpoint, resource)
-    store = _store(checkpoint, resource)
-    try:
-        digests = get_json(section, MANIFEST)["chunks"]
-    except BankError:
-        digests = store.orphan_refs()
-    deleted = release_all(store, digests)
+    section = checkpoint.get_resource_bank_section(resource)
+    out = release_chunks(store_of(checkpoint, resource), section,
+                         lambda manifest: list(manifest["chunks"]))
     discard_snapshot(checkpoint, resource)
     for key in (MANIFEST, SNAPSHOT):
         with contextlib.suppress(BankError):
             section.delete_object(key)
-    return {"released": len(set(digests)), "deleted_chunks": deleted}
+    return out
 
 
-def discard_snapshot(checkpoint: Any, resource: Resource) -> bool:
+def discard_snapshot(checkpoint: HookCheckpoint, resource: Resource) -> bool:
     """Remove a snapshot file left by a protect that did not reach ``main``."""
     try:
-        path = get_json(section_of(checkpoint, resource), SNAPSHOT)["path"]
+        path = get_json(checkpoint.get_resource_bank_section(resource), SNAPSHOT)["path"]
     except (BankError, KeyError, TypeError):
         return False
     removed = False
@@ -273,43 +269,47 @@ def discard_snapshot(checkpoint: Any, resource: Resource) -> bool:
     return removed
 
 
-class _SqliteOperation(Operation):
-    def __init__(self, operation: str) -> None:
-        self.operation = operation
+# -- the hooks: each takes the call's HookArgs ---------------------------------------
+def _checkpoint(args: HookArgs) -> HookCheckpoint:
+    return require_checkpoint(args.checkpoint, args.resource)
 
 
-class SqliteProtectOperation(_SqliteOperation):
+def _snapshot(args: HookArgs) -> dict[str, Any]:
+    return take_snapshot(_checkpoint(args), args.resource, args.parameters)
+
+
+def _store(args: HookArgs) -> dict[str, Any]:
+    return store_snapshot(_checkpoint(args), args.resource, args.parameters)
+
+
+def _restore(args: HookArgs) -> dict[str, Any]:
+    dest = restore_database(_checkpoint(args), args.resource, args.parameters)
+    args.publish(dest)
+    return {"path": dest}
+
+
+def _verify(args: HookArgs) -> dict[str, Any]:
+    return verify_database(_checkpoint(args), args.resource)
+
+
+def _copy(args: HookArgs) -> dict[str, Any]:
+    checkpoint = _checkpoint(args)
+    return copy_chunks(checkpoint, args.resource, _manifest(checkpoint, args.resource)["chunks"],
+                       args.kwargs)
+
+
+def _delete(args: HookArgs) -> dict[str, Any]:
+    return delete_database(_checkpoint(args), args.resource)
+
+
+class SqliteProtectOperation(HookOperation):
     """Snapshot in prepare_finish, store in main."""
 
-    def on_prepare_finish(self, checkpoint: Any, resource: Resource, context: Any,
-                          parameters: dict[str, Any], **kwargs: Any) -> Any:
-        return take_snapshot(checkpoint, resource, parameters)
-
-    def on_main(self, checkpoint: Any, resource: Resource, context: Any,
-                parameters: dict[str, Any], **kwargs: Any) -> Any:
-        return store_snapshot(checkpoint, resource, parameters)
+    def __init__(self) -> None:
+        super().__init__({"prepare_finish": _snapshot, "main": _store})
 
 
-class SqliteMainOperation(_SqliteOperation):
-    """Restore, verify or delete, in main."""
-
-    def on_main(self, checkpoint: Any, resource: Resource, context: Any,
-                parameters: dict[str, Any], **kwargs: Any) -> Any:
-        if self.operation == "restore":
-            dest = restore_database(checkpoint, resource, parameters)
-            new_resources = kwargs.get("new_resources")
-            if new_resources is not None:
-                new_resources[resource.key] = dest
-            return {"path": dest}
-        if self.operation == "verify":
-            return verify_database(checkpoint, resource)
-        if self.operation == "copy":
-            return copy_chunks(checkpoint, resource,
-                               _manifest(checkpoint, resource)["chunks"], kwargs)
-        return delete_database(checkpoint, resource)
-
-
-class SqliteProtectionPlugin(ProtectionPlugin):
+class SqliteProtectionPlugin(MainHooksPlugin):
     """SQLite database files, copied online and stored as chunks."""
 
     supported_resource_types: ClassVar[tuple[str, ...]] = (DATABASE,)
@@ -318,24 +318,21 @@ class SqliteProtectionPlugin(ProtectionPlugin):
     verify_schema = VERIFY_SCHEMA
     saved_info_schema = SAVED_INFO_SCHEMA
 
+    main_hooks = {"restore": _restore, "verify": _verify, "copy": _copy, "delete": _delete}
+
     def get_protect_operation(self, resource: Resource) -> Operation:
-        return SqliteProtectOperation("protect")
+        return SqliteProtectOperation()
 
-    def get_restore_operation(self, resource: Resource) -> Operation:
-        return SqliteMainOperation("restore")
+    def on_failure(self, checkpoint: HookCheckpoint | None, resource: Resource,
+                   context: Any, parameters: dict[str, Any], **kwargs: Any) -> Any:
+        """Remove the snapshot file of a protect that failed before storing it.
 
-    def get_verify_operation(self, resource: Resource) -> Operation:
-        return SqliteMainOperation("verify")
-
-    def get_copy_operation(self, resource: Resource) -> Operation:
-        return SqliteMainOperation("copy")
-
-    def get_delete_operation(self, resource: Resource) -> Operation:
-        return SqliteMainOperation("delete")
-
-    def on_failure(self, checkpoint: Any, resource: Resource, context: Any,
-                   parameters: dict[str, Any], **kwargs: Any) -> Any:
-        """Remove the snapshot file of a protect that failed before storing it."""
+        Raises
+        ------
+        LocalPluginError
+            If there is no checkpoint.
+        """
+        checkpoint = require_checkpoint(checkpoint, resource)
         return {"discarded": discard_snapshot(checkpoint, resource)}
 
     @classmethod
