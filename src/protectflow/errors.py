@@ -13,6 +13,7 @@ __all__ = [
     "BankError",
     "ChunkError",
     "CommandError",
+    "ConfigError",
     "CycleError",
     "DagFormatError",
     "ExecutorError",
@@ -68,6 +69,16 @@ class PluginError(ProtectflowError, LookupError):
 
     def __str__(self) -> str:  # LookupError would repr() a single argument
         return str(self.args[0])
+
+
+class ConfigError(ProtectflowError, ValueError):
+    """A configuration file or environment setting that is not valid;
+    ``source`` names the file (or variable) and ``errors`` lists every problem."""
+
+    def __init__(self, source: str, errors: Sequence[str]) -> None:
+        self.source = source
+        self.errors = list(errors)
+        super().__init__(f"{source} is not valid:\n" + "\n".join(f"  - {e}" for e in errors))
 
 
 class DagFormatError(ProtectflowError, ValueError):

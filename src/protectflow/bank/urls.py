@@ -23,6 +23,7 @@ __all__ = [
     "is_local",
     "known_schemes",
     "require_backend",
+    "user_bank_url",
 ]
 
 #: The schemes named first in messages: those a bank is usually kept on.
@@ -43,8 +44,11 @@ def default_bank_url() -> str:
         ``$PROTECTFLOW_BANK`` if set, else ``<user data dir>/protectflow/bank``.
     """
     env = os.environ.get("PROTECTFLOW_BANK")
-    if env:
-        return env
+    return env if env else user_bank_url()
+
+
+def user_bank_url() -> str:
+    """``<user data dir>/protectflow/bank``: the bank when nothing names one."""
     import platformdirs  # a dependency; kept out of `import protectflow`
 
     return os.path.join(platformdirs.user_data_dir("protectflow"), "bank")
