@@ -25,6 +25,7 @@ __all__ = [
     "PluginError",
     "ProtectflowError",
     "RunFailed",
+    "Terminated",
 ]
 
 
@@ -138,3 +139,13 @@ class RunFailed(ProtectflowError):
     def __init__(self, message: str, report: object) -> None:
         self.report = report
         super().__init__(message)
+
+
+class Terminated(KeyboardInterrupt):
+    """A termination signal (SIGTERM, SIGHUP) taken as Ctrl-C, so that it
+    follows Ctrl-C's path: the run is cancelled, the checkpoint marked and the
+    lease released (see :mod:`protectflow.signals`); ``signum`` names it."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"terminated by signal {signum}")
