@@ -24,6 +24,7 @@ __all__ = [
     "PlanError",
     "PluginError",
     "ProtectflowError",
+    "RenderError",
     "RunFailed",
     "Terminated",
 ]
@@ -129,6 +130,12 @@ class CommandError(LocalPluginError):
         self.returncode = returncode
         self.stderr = stderr
         super().__init__(message)
+
+
+class RenderError(ProtectflowError, RuntimeError):
+    """Graphviz could not draw a DAG (it failed, or ran out of its time)."""
+
+    exit_code = 1
 
 
 class RunFailed(ProtectflowError):
