@@ -6,11 +6,14 @@ component of a lower layer, nothing else)::
 
     cli                       the command, a thin shell over the library
     protectflow (__init__)    the names a user imports
-    operations                protect / restore / verify / copy / delete / resume
+    results                   the --json documents, from the operations' results
+    operations | config       protect / restore / verify / copy / delete / resume;
+                              the config file and where each setting comes from
     compiler | executors      never each other
     plugins
     bank
     dag
+    signals | completion      SIGTERM as Ctrl-C; shell completion scripts
     states | errors | _util | _faults
 
 The import graph is read from the source with :mod:`ast`, so a module that is
@@ -37,11 +40,13 @@ PACKAGE = ROOT / "src" / "protectflow"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli", "testing"),  # the command line; the conformance kit for plugin authors
     ("protectflow",),  # the package's own __init__
-    ("operations",),
+    ("results",),
+    ("operations", "config"),
     ("compiler", "executors"),
     ("plugins",),
     ("bank",),
     ("dag",),
+    ("signals", "completion"),
     ("states", "errors", "_util", "_faults"),
 )
 RANK = {component: rank for rank, tier in enumerate(LAYERS) for component in tier}
@@ -50,7 +55,9 @@ RANK = {component: rank for rank, tier in enumerate(LAYERS) for component in tie
 #: where it needs them so that `import protectflow` stays light; nothing else is
 #: imported inside a function.
 LAZY_OK = frozenset({"dask", "distributed", "graphviz", "networkx", "fsspec", "platformdirs",
-                     "rich"})
+                     "rich",
+                     # 40 ms, and needed only when the shell asks for completions
+                     "argcomplete"})
 
 #: What `import protectflow` and its library subpackages must not import.
 HEAVY = ("dask", "distributed", "networkx", "rich", "fsspec", "graphviz")

@@ -13,6 +13,7 @@ __all__ = [
     "BankError",
     "ChunkError",
     "CommandError",
+    "ConfigError",
     "CycleError",
     "DagFormatError",
     "ExecutorError",
@@ -23,7 +24,9 @@ __all__ = [
     "PlanError",
     "PluginError",
     "ProtectflowError",
+    "RenderError",
     "RunFailed",
+    "Terminated",
 ]
 
 
@@ -68,6 +71,16 @@ class PluginError(ProtectflowError, LookupError):
 
     def __str__(self) -> str:  # LookupError would repr() a single argument
         return str(self.args[0])
+
+
+class ConfigError(ProtectflowError, ValueError):
+    """A configuration file or environment setting that is not valid;
+    ``source`` names the file (or variable) and ``errors`` lists every problem."""
+
+    def __init__(self, source: str, errors: Sequence[str]) -> None:
+        self.source = source
+        self.errors = list(errors)
+        super().__init__(f"{source} is not valid:\n" + "\n".join(f"  - {e}" for e in errors))
 
 
 class DagFormatError(ProtectflowError, ValueError):
@@ -119,6 +132,12 @@ class CommandError(LocalPluginError):
         super().__init__(message)
 
 
+class RenderError(ProtectflowError, RuntimeError):
+    """Graphviz could not draw a DAG (it failed, or ran out of its time)."""
+
+    exit_code = 1
+
+
 class RunFailed(ProtectflowError):
     """An operation's run ended with failed hooks; ``report`` holds every hook."""
 
@@ -127,3 +146,13 @@ class RunFailed(ProtectflowError):
     def __init__(self, message: str, report: object) -> None:
         self.report = report
         super().__init__(message)
+
+
+class Terminated(KeyboardInterrupt):
+    """A termination signal (SIGTERM, SIGHUP) taken as Ctrl-C, so that it
+    follows Ctrl-C's path: the run is cancelled, the checkpoint marked and the
+    lease released (see :mod:`protectflow.signals`); ``signum`` names it."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"terminated by signal {signum}")

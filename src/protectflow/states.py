@@ -22,6 +22,7 @@ __all__ = [
     "CHECKPOINT_STATUSES",
     "COPIED",
     "COPYING",
+    "CORRUPT",
     "DELETED",
     "DELETING",
     "DONE",
@@ -83,6 +84,9 @@ ERROR_DELETING: Final = "error_deleting"
 
 CHECKPOINT_STATUSES: Final = (PROTECTING, AVAILABLE, ERROR, COPYING, DELETING, DELETED,
                               ERROR_DELETING)
+#: Not a status a record holds: how a listing shows a checkpoint whose record
+#: cannot be read (``checkpoints show ID`` says why).
+CORRUPT: Final = "corrupt"
 #: Statuses an operation is still writing; gc resolves them once the lease expires.
 IN_PROGRESS_STATUSES: Final = (PROTECTING, COPYING, DELETING)
 

@@ -184,3 +184,56 @@ def test_first_page_opens_only_the_newest_shards(bank: Bank,
     assert [c.id for c in store.list(limit=3)] == [cid for _, cid in reversed(made)][:3]
     day_shards = [d for d in opened if d.count("/") == 4]  # index/by-date/YYYY/MM/DD
     assert len(day_shards) == 1, opened
+
+
+def _made(store: CheckpointStore, n: int) -> list[str]:
+    return [store.create({"name": "p"}, {}, "fp", "me").id for _ in range(n)]
+
+
+def test_resolve_takes_a_whole_id_and_any_unique_prefix(bank: Bank) -> None:
+    store = CheckpointStore(bank)
+    ids = _made(store, 5)
+    for checkpoint_id in ids:
+        assert store.resolve(checkpoint_id) == checkpoint_id
+        # The shortest prefix no other id shares resolves, and so does every longer one.
+        n = next(k for k in range(1, 33)
+                 if sum(i.startswith(checkpoint_id[:k]) for i in ids) == 1)
+        for k in range(n, 33):
+            assert store.resolve(checkpoint_id[:k]) == checkpoint_id
+
+
+def test_resolve_lists_every_candidate_of_an_ambiguous_prefix(bank: Bank) -> None:
+    store = CheckpointStore(bank)
+    ids = _made(store, 17)  # 16 hex digits: two ids share a first character
+    first = next(c for c in "0123456789abcdef" if sum(i[0] == c for i in ids) >= 2)
+    with pytest.raises(BankError, match="ambiguous") as info:
+        store.resolve(first)
+    listed = {line.strip() for line in str(info.value).splitlines()[1:]}
+    assert listed == {i for i in ids if i.startswith(first)}
+
+
+def test_resolve_suggests_close_ids_when_none_matches(bank: Bank) -> None:
+    store = CheckpointStore(bank)
+    ids = _made(store, 3)
+    target = ids[0]
+    typo = next(target[:7] + c for c in "0123456789abcdef"
+                if not any(i.startswith(target[:7] + c) for i in ids))
+    with pytest.raises(BankError, match=f"no checkpoint '{typo}'") as info:
+        store.resolve(typo)
+    assert f"did you mean {target}" in str(info.value)
+
+
+def test_resolve_ignores_removed_checkpoints_and_unrelated_prefixes(bank: Bank) -> None:
+    store = CheckpointStore(bank)
+    kept, removed = _made(store, 2)
+    store.remove(removed)
+    with pytest.raises(BankError, match="no checkpoint"):
+        store.resolve(removed)
+    assert store.resolve(kept[:12]) == kept
+    with pytest.raises(BankError, match="checkpoints list"):
+        store.resolve("zzzz")
+
+
+def test_resolve_refuses_an_id_with_a_slash(bank: Bank) -> None:
+    with pytest.raises(BankError, match="may not contain '/'"):
+        CheckpointStore(bank).resolve("ab/cd")

@@ -122,7 +122,8 @@ def test_dask_runners_are_kept_per_client_and_their_threads_end_when_idle(
         [address] = client.nthreads()
 
         def hook_threads() -> int:  # this worker's runner's, in this process
-            return sum(t.name == f"protectflow-hook {address}" for t in threading.enumerate())
+            return sum(t.name.startswith(f"protectflow-hook {address} #")
+                       for t in threading.enumerate())
 
         executor = get_executor("dask", client=client)
         first = executor.run(make_dag(flat(6)), RunOptions(registry=SPEC))

@@ -3,6 +3,7 @@ process, dask over two worker processes, dask on a separate scheduler)."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -257,6 +258,22 @@ def _max_overlap(intervals: list[tuple[float, float]]) -> int:
         now += step
         best = max(best, now)
     return best
+
+
+def test_each_trace_track_runs_one_hook_at_a_time(make_executor: MakeExecutor) -> None:
+    # Hooks that overlap in time ran on different threads, so they must be on
+    # different tracks: a track is one thread of one process.
+    dag = make_dag(flat(6), parameters={"OS::Cinder::Volume": {"main_seconds": 0.1}})
+    report = run(make_executor, dag)
+    trace = report.to_chrome_trace()["traceEvents"]
+    tracks: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    for e in trace:
+        if e["ph"] == "X":  # less 1 us: ts and dur are rounded to 0.1 us each
+            tracks.setdefault((e["pid"], e["tid"]), []).append(
+                (e["ts"], e["ts"] + e["dur"] - 1))
+    assert all(_max_overlap(spans) == 1 for spans in tracks.values())
+    processes = [e["args"]["name"] for e in trace if e["name"] == "process_name"]
+    assert processes and all(re.fullmatch(r"[^/]+:\d+", p) for p in processes)
 
 
 def test_limits_and_pools(make_executor: MakeExecutor) -> None:

@@ -3,7 +3,7 @@
 from protectflow.bank.checkpoint import Checkpoint
 from protectflow.bank.checkpoint_store import CheckpointStore
 from protectflow.bank.lease import Lease
-from protectflow.bank.objectstore import Bank, default_bank_url
+from protectflow.bank.objectstore import Bank, default_bank_url, open_existing_bank
 from protectflow.bank.record import STATUSES, allowed_transitions
 from protectflow.bank.runs import RunRecord
 from protectflow.bank.section import BankSection
@@ -18,4 +18,5 @@ __all__ = [
     "RunRecord",
     "allowed_transitions",
     "default_bank_url",
+    "open_existing_bank",
 ]

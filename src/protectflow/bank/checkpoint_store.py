@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import difflib
 import os
 import uuid
 from typing import Any
 
 from protectflow.bank._keys import segment
-from protectflow.bank.checkpoint import DEFAULT_LEASE_TTL, IN_PROGRESS, Checkpoint
+from protectflow.bank.checkpoint import CHECKPOINTS, DEFAULT_LEASE_TTL, IN_PROGRESS, Checkpoint
 from protectflow.bank.lease import Lease, LeaseKeeper
 from protectflow.bank.objectstore import Bank
 from protectflow.bank.record import check_checkpoint_id, new_record
@@ -39,6 +40,8 @@ __all__ = ["CheckpointStore"]
 
 BY_DATE = "index/by-date/"
 BY_PLAN = "index/by-plan/"
+#: The most candidates an ambiguous prefix's error lists.
+_SHOWN = 10
 
 
 def index_suffix(created_at: str, checkpoint_id: str) -> str:
@@ -138,6 +141,63 @@ class CheckpointStore:
             If there is no such checkpoint.
         """
         return Checkpoint(self.bank, checkpoint_id).reload()
+
+    def resolve(self, prefix: str) -> str:
+        """The id of the one checkpoint whose id starts with ``prefix``
+        (``restore 3c88f4``), as ``git`` and ``restic`` take unique prefixes.
+
+        Parameters
+        ----------
+        prefix : str
+            A whole checkpoint id or its first characters.
+
+        Returns
+        -------
+        str
+            The whole id.
+
+        Raises
+        ------
+        BankError
+            If the prefix is not a valid id segment; if it starts several
+            checkpoints' ids (the message lists them); or if it starts none
+            (the message suggests ids close to it).
+        """
+        check_checkpoint_id(prefix)
+        if self._exists(prefix):
+            return prefix
+        ids = self._ids()
+        matches = [i for i in ids if i.startswith(prefix) and self._exists(i)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            shown = "".join(f"\n  {i}" for i in matches[:_SHOWN])
+            more = f"\n  ... and {len(matches) - _SHOWN} more" if len(matches) > _SHOWN else ""
+            raise BankError(f"checkpoint id {prefix!r} is ambiguous in {self.bank.url}: "
+                            f"{len(matches)} checkpoints start with it; give more of the id:"
+                            + shown + more)
+        raise BankError(f"no checkpoint {prefix!r} in {self.bank.url}"
+                        + self._suggest(prefix, ids))
+
+    def _exists(self, checkpoint_id: str) -> bool:
+        return self.bank.has_object(f"{CHECKPOINTS}{checkpoint_id}/record")
+
+    def _ids(self) -> builtins.list[str]:
+        """Every checkpoint's id: one listing of the checkpoints' folder, no
+        record read (a folder whose record is gone is a removed checkpoint)."""
+        entries = self.bank.backend.listdir(CHECKPOINTS.rstrip("/"))
+        return sorted(name for name, is_dir in entries if is_dir)
+
+    def _suggest(self, prefix: str, ids: builtins.list[str]) -> str:
+        """``; did you mean ...?`` for the ids whose start is close to ``prefix``."""
+        heads: dict[str, builtins.list[str]] = {}
+        for checkpoint_id in ids:
+            heads.setdefault(checkpoint_id[:len(prefix)], []).append(checkpoint_id)
+        close = difflib.get_close_matches(prefix, heads, n=3, cutoff=0.6)
+        found = [i for head in close for i in heads[head] if self._exists(i)][:3]
+        if found:
+            return f"; did you mean {' or '.join(found)}?"
+        return "; `protectflow checkpoints list` lists the checkpoints of a bank"
 
     def list(
         self, plan: str | None = None, limit: int | None = 50, marker: str | None = None

@@ -25,33 +25,12 @@ from protectflow.bank._keys import (
     validate_key,
     validate_prefix,
 )
-from protectflow.errors import BankError
+from protectflow.bank.urls import check_bank_url, default_bank_url, is_local, require_backend
+from protectflow.errors import BankError, ProtectflowError
 
-__all__ = ["Bank", "default_bank_url"]
+__all__ = ["Bank", "default_bank_url", "open_existing_bank"]
 
 _SORT_DIRS = ("asc", "desc")
-
-
-def default_bank_url() -> str:
-    """The bank used when none is named.
-
-    Returns
-    -------
-    str
-        ``$PROTECTFLOW_BANK`` if set, else ``<user data dir>/protectflow/bank``.
-    """
-    env = os.environ.get("PROTECTFLOW_BANK")
-    if env:
-        return env
-    # Imported here, not at the top: only the default bank needs it, and it is
-    # not free to import (`import protectflow` stays light).
-    import platformdirs
-
-    return os.path.join(platformdirs.user_data_dir("protectflow"), "bank")
-
-
-def _is_local(url: str) -> bool:
-    return "://" not in url or url.startswith("file://")
 
 
 class Bank:
@@ -82,8 +61,8 @@ class Bank:
         fsync: bool = True,
         storage_options: dict[str, Any] | None = None,
     ) -> None:
-        url = os.fspath(url) if url is not None else default_bank_url()
-        if _is_local(url):
+        url = check_bank_url(os.fspath(url) if url is not None else default_bank_url())
+        if is_local(url):
             url = os.path.abspath(url.removeprefix("file://"))
         self.url = url
         self.fsync = fsync
@@ -113,17 +92,20 @@ class Bank:
         if self._backend is None:
             try:
                 self._backend = self._open_backend()
+            except ProtectflowError:
+                raise  # says what is missing already
             except (OSError, ValueError, ImportError) as err:
                 # fsspec raises ValueError for an unknown protocol, ImportError
                 # for one whose package is missing; a file in the way is OSError.
+                # memory:// is not suggested: its data ends with the process.
                 raise BankError(
                     f"cannot open the bank {self.url!r}: {err}; give a folder or an fsspec "
-                    "URL (s3://bucket/path, memory://name) with --bank or $PROTECTFLOW_BANK"
+                    "URL such as s3://bucket/path with --bank or $PROTECTFLOW_BANK"
                 ) from err
         return self._backend
 
     def _open_backend(self) -> LocalBackend | FsspecBackend:
-        if _is_local(self.url):
+        if is_local(self.url):
             if os.path.exists(self.url) and not os.path.isdir(self.url):
                 raise NotADirectoryError("it is a file, not a folder")
             # The folder is made by the first write: reading a bank that is
@@ -131,6 +113,7 @@ class Bank:
             return LocalBackend(self.url, fsync=self.fsync)
         # fsspec is imported here, not at the top: a local bank (the default,
         # and the fast path) never needs it, and it is slow to import.
+        require_backend(self.url)
         from fsspec.core import url_to_fs
 
         fs, root = url_to_fs(self.url, **self.storage_options)
@@ -151,6 +134,22 @@ class Bank:
                 os.makedirs(self.url, exist_ok=True)
             except OSError as err:
                 raise BankError(f"cannot open the bank {self.url!r}: {err}") from err
+
+    def exists(self) -> bool:
+        """Whether the bank's folder (or its prefix in an object store) is there.
+
+        Raises
+        ------
+        BankError
+            If the bank cannot be opened.
+        """
+        backend = self.backend
+        if isinstance(backend, LocalBackend):
+            return os.path.isdir(self.url)
+        try:
+            return bool(backend.fs.exists(backend.root or "/"))
+        except OSError as err:
+            raise BankError(f"cannot open the bank {self.url!r}: {err}") from err
 
     # -- the Karbor interface ---------------------------------------------------
     def update_object(self, key: str, value: Value) -> None:
@@ -379,6 +378,33 @@ class Bank:
             if not (head[:4] == MAGIC and head[5:6] == b"\n"):
                 f.seek(0)  # a foreign file: all payload
             yield f
+
+
+def open_existing_bank(
+    url: str | os.PathLike[str] | None = None,
+    *,
+    fsync: bool = True,
+    storage_options: dict[str, Any] | None = None,
+) -> Bank:
+    """The bank at ``url`` for a command that only reads it: one that is not
+    there is an error, never an empty bank (a mistyped ``--bank``).
+
+    Parameters are those of :class:`Bank`.
+
+    Raises
+    ------
+    BankError
+        If the URL is malformed, or no bank is there.
+    MissingDependencyError
+        If the URL's file system needs a package that is not installed.
+    """
+    bank = Bank(url, fsync=fsync, storage_options=storage_options)
+    if not bank.exists():
+        raise BankError(
+            f"there is no bank at {bank.url!r}: check the --bank given (or "
+            "$PROTECTFLOW_BANK, or the config file's bank); `protectflow protect` makes one"
+        )
+    return bank
 
 
 def _subtree_before_marker(directory: str, marker: str, reverse: bool) -> bool:

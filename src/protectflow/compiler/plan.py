@@ -20,8 +20,9 @@ import jsonschema
 import yaml
 
 from protectflow._util import paused_gc
+from protectflow.bank.urls import check_bank_url, is_local
 from protectflow.dag.model import Resource
-from protectflow.errors import PlanError
+from protectflow.errors import BankError, PlanError
 
 __all__ = ["Discovery", "Plan", "PlanResource", "load_plan", "parse_plan", "plan_schema"]
 
@@ -106,8 +107,9 @@ def _validator() -> Any:
 def load_plan(path: str | os.PathLike[str]) -> Plan:
     """Read and check the plan at ``path`` (``.json``, ``.yaml`` or ``.yml``).
 
-    Relative paths in a resource's ``extra_info`` mean relative to the plan's
-    folder: every resource with ``extra_info`` gets the folder, absolute, as
+    Relative paths mean relative to the plan's folder: a local ``bank`` is
+    made absolute against it (so that every command finds the same bank from
+    any folder), and every resource with ``extra_info`` gets the folder, absolute, as
     ``extra_info["base_dir"]`` unless it gives one (the local plugins resolve
     against it, in every process and at restore time).
 
@@ -127,6 +129,9 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
         raise PlanError(f"plan {source!r} is not UTF-8 text: {err}") from err
     plan = parse_plan(text, source=source)
     base = os.path.dirname(os.path.abspath(source))
+    if plan.bank and is_local(plan.bank):
+        local = os.path.expanduser(plan.bank.removeprefix("file://"))
+        plan = attrs.evolve(plan, bank=os.path.normpath(os.path.join(base, local)))
     if not any(pr.resource.extra_info for pr in plan.resources):
         return plan
     resources = tuple(
@@ -282,6 +287,11 @@ def _build(data: dict[str, Any], source: str) -> Plan:
                 )
             elif dep == pr.resource.key:
                 errors.append(f"resources[{index}] {dep} depends on itself")
+    if data.get("bank") is not None:
+        try:
+            check_bank_url(data["bank"])
+        except BankError as err:
+            errors.append(f"bank: {err}")
     if errors:
         raise PlanError(f"plan {source} is not valid:", errors)
     return Plan(

@@ -248,7 +248,8 @@ class _Runner:
 
         worker = get_worker()
         self._loop = worker.loop
-        self._name = f"protectflow-hook {worker.address}"  # its threads'
+        self._name = f"protectflow-hook {worker.address}"  # its threads', numbered
+        self._thread_numbers = itertools.count(1)  # each thread its own trace track
         self._threads = threads
         self._queue: queue.PriorityQueue[tuple[int, int, str, HookCall]] = \
             queue.PriorityQueue()
@@ -274,7 +275,8 @@ class _Runner:
             start = min(self._threads - self._running, len(calls))
             self._running += start
         for _ in range(start):
-            threading.Thread(target=self._work, name=self._name, daemon=True).start()
+            threading.Thread(target=self._work, daemon=True,
+                             name=f"{self._name} #{next(self._thread_numbers)}").start()
 
     async def results(self, wait: float = _POLL) -> list[tuple[str, HookResult]]:
         """The results not yet taken, once there is at least one, or none

@@ -51,6 +51,29 @@ def _probe(address: str, timeout: float) -> None:
         ) from err
 
 
+class _QuietShutdown(logging.Filter):
+    """Drop the scheduler's ``broadcast to ... failed: CommClosedError`` errors
+    while a LocalCluster of ours shuts down.
+
+    The runners' pending polls (``_dask_runners``) reach the workers through
+    the scheduler; when the workers close under them, the scheduler logs each
+    as an error, though nothing is lost: the run has ended. Installed only for
+    the shutdown, so the same error during a run is still seen.
+    """
+
+    _LOGGER = "distributed.scheduler"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("broadcast to") and "CommClosedError" in message)
+
+    def install(self) -> None:
+        logging.getLogger(self._LOGGER).addFilter(self)
+
+    def remove(self) -> None:
+        logging.getLogger(self._LOGGER).removeFilter(self)
+
+
 class DaskExecutor:
     """Run hooks on the workers of a dask cluster.
 
@@ -132,14 +155,20 @@ class DaskExecutor:
             with client:
                 yield client
         else:
-            with LocalCluster(  # type: ignore[no-untyped-call]
-                n_workers=self.workers, threads_per_worker=self.threads_per_worker,
-                # A dashboard on a free port, no log noise (workers closing at the end).
-                processes=self.processes, dashboard_address=":0", silence_logs=logging.ERROR,
-            ) as cluster, Client(  # type: ignore[no-untyped-call]
-                cluster, set_as_default=False
-            ) as client:
+            with contextlib.ExitStack() as stack:
+                quiet = _QuietShutdown()
+                stack.callback(quiet.remove)  # the first in is the last out
+                cluster = stack.enter_context(LocalCluster(  # type: ignore[no-untyped-call]
+                    n_workers=self.workers, threads_per_worker=self.threads_per_worker,
+                    # A dashboard on a free port, no log noise (workers closing at the end).
+                    processes=self.processes, dashboard_address=":0",
+                    silence_logs=logging.ERROR,
+                ))
+                stack.enter_context(client := Client(  # type: ignore[no-untyped-call]
+                    cluster, set_as_default=False))
+                stack.callback(quiet.install)  # the last in: runs first, before the closes
                 yield client
+
 
     def run(self, dag: HookDAG, options: RunOptions | None = None) -> RunReport:
         with self._connect() as client:

@@ -153,13 +153,17 @@ class RunReport:
     def to_chrome_trace(self) -> dict[str, Any]:
         """The run as Chrome trace events: a complete event (``ph: "X"``) per
         attempt, one process row per worker process and one thread row per
-        worker thread, times in microseconds from the run's start."""
+        worker thread, times in microseconds from the run's start.
+
+        An attempt's ``worker`` is ``HOST:PID/THREAD``; the thread's name may
+        hold slashes of its own (a dask worker's ``tcp://`` address), so the
+        first slash is the one that divides them."""
         pids: dict[str, int] = {}
         tids: dict[str, int] = {}
         events: list[dict[str, Any]] = []
         for record in self.hooks.values():
             for a in record.history:
-                process = a.worker.rpartition("/")[0]
+                process = a.worker.partition("/")[0]
                 pid = pids.setdefault(process, len(pids) + 1)
                 tid = tids.setdefault(a.worker, len(tids) + 1)
                 events.append({
@@ -173,9 +177,9 @@ class RunReport:
             events.append({"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
                            "args": {"name": process}})
         for worker, tid in tids.items():
-            process = worker.rpartition("/")[0]
+            process, _, thread = worker.partition("/")
             events.append({"name": "thread_name", "ph": "M", "pid": pids[process], "tid": tid,
-                           "args": {"name": worker.rpartition("/")[2]}})
+                           "args": {"name": thread}})
         return {"traceEvents": events, "displayTimeUnit": "ms",
                 "otherData": {"operation": self.operation, "executor": self.executor,
                               "state": self.state}}
