@@ -167,15 +167,17 @@ def _chain_run(dag: Any, *, capacity: int = 4, defer: bool = False,
     ``defer``, all but a batch's first in threads that wait for the halt);
     the second value lists the hooks of each chain that was handed over."""
     from protectflow.executors._loop import run_loop
+    from protectflow.executors.instances import Instances
     from protectflow.executors.invoke import invoke_chain
 
     chains: list[list[str]] = []
+    instances = Instances(SPEC)
     halted = threading.Event()
     threads: list[threading.Thread] = []
 
     def later(call: Any, done: Any) -> None:
         halted.wait(5)
-        invoke_chain(call, done, halted.is_set)
+        invoke_chain(call, done, halted.is_set, instances=instances)
 
     def submit(calls: list[Any], done: Any) -> None:
         for k, call in enumerate(calls):
@@ -184,7 +186,7 @@ def _chain_run(dag: Any, *, capacity: int = 4, defer: bool = False,
                 threads.append(threading.Thread(target=later, args=(call, done)))
                 threads[-1].start()
             else:
-                invoke_chain(call, done, halted.is_set)
+                invoke_chain(call, done, halted.is_set, instances=instances)
 
     report = run_loop(dag, RunOptions(registry=SPEC, **options), submit=submit,
                       capacity=capacity, executor="chains", chain=4, halt=halted.set)
