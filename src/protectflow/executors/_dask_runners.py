@@ -347,13 +347,17 @@ class _Runner:
                         self._running -= 1
                         return
                 continue
-            # Missing only for a run that ended: its hooks are skipped unrun.
-            instances = self._instances.get(token)
-            if instances is None:
-                instances = Instances(call.registry)
-            invoke_chain(call, functools.partial(self._report, token),
-                         functools.partial(self._halted.__contains__, token),
-                         instances=instances)
+            self._run(token, call)
+
+    def _run(self, token: str, call: HookCall) -> None:
+        # Its own frame: a thread waiting for work must not keep the last
+        # run's Operations alive.
+        instances = self._instances.get(token)
+        if instances is None:  # a run that ended: its hooks are skipped unrun
+            instances = Instances(call.registry)
+        invoke_chain(call, functools.partial(self._report, token),
+                     functools.partial(self._halted.__contains__, token),
+                     instances=instances)
 
     def _report(self, token: str, result: HookResult) -> None:
         if result.state in FAILED_STATES and token in self._fail_fast:
