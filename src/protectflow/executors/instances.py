@@ -39,9 +39,6 @@ class Instances:
         self._ops: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
-    def __len__(self) -> int:
-        return len(self._ops)
-
     def get(self, plugin: str, operation: str, resource: Resource) -> Any:
         """The Operation of ``plugin`` for ``operation`` on ``resource`` in this
         run, asking the plugin (resolved through this process's registry) the
