@@ -60,6 +60,9 @@ def test_protect_fsync_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
     shop = tmp_path / "shop"
     plan = make_shop.make_shop(str(shop))
+    bank_dir = tmp_path / "bank"
+    # The bank's key file is always made durable: make it before counting.
+    Bank(bank_dir).ensure_keyring()
     calls = {"fsync": 0, "syncfs": 0}
     real_fsync = os.fsync
 
@@ -93,12 +96,13 @@ def test_cli_protect_no_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     from protectflow import cli
 
     plan = make_shop.make_shop(str(tmp_path / "shop"))
+    bank = str(tmp_path / "bank")
+    Bank(bank).ensure_keyring()  # its key file is always made durable
     fsyncs = []
     monkeypatch.setattr(os, "fsync", fsyncs.append)
     from protectflow.bank import _backend
 
     monkeypatch.setattr(_backend, "_syncfs", lambda: None)  # then only os.fsync is left
-    bank = str(tmp_path / "bank")
     assert cli.main(["protect", plan, "--bank", bank, "--no-fsync",
                      "--executor", "serial"]) == 0
     assert fsyncs == []

@@ -57,7 +57,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from protectflow.dag.model import Resource
@@ -206,27 +206,47 @@ def delete_resource(checkpoint: Any, resource: Resource) -> dict[str, Any]:
 
 
 def copy_chunks(checkpoint: Any, resource: Resource, digests: list[str],
-                kwargs: dict[str, Any]) -> dict[str, Any]:
+                kwargs: dict[str, Any], *,
+                rename: Callable[[dict[str, Any], Mapping[str, str]], None]) -> dict[str, Any]:
     """Give the copy's target checkpoint (``kwargs["target_checkpoint"]``, in
-    another bank) the chunks ``digests``; the framework copies the manifest.
+    another bank) the chunks ``digests``, named under the target's key; then
+    rename them in the manifest the framework copied there
+    (``rename(manifest, {old: new})`` edits it in place).
 
     Raises
     ------
     LocalPluginError
-        If there is no target checkpoint.
+        If there is no target checkpoint, or it holds no manifest.
     """
     target = kwargs.get("target_checkpoint")
     if target is None:
         raise LocalPluginError(f"{resource.key}: copy needs a target_checkpoint")
-    copied = copy_all(store_of(checkpoint, resource), store_of(target, resource, durable=False),
-                      digests)
+    copied, names = copy_all(store_of(checkpoint, resource),
+                             store_of(target, resource, durable=False), digests)
+    section = section_of(target, resource)
+    try:
+        manifest: dict[str, Any] = get_json(section, MANIFEST)
+    except BankError:
+        raise LocalPluginError(f"{resource.key}: the copy's target holds no manifest") from None
+    rename(manifest, names)
+    section.update_object(MANIFEST, manifest)
     return {"chunks": len(set(digests)), "copied_chunks": copied}
+
+
+def rename_chunks(manifest: dict[str, Any], names: Mapping[str, str]) -> None:
+    """Rename the chunks and packs of a tree manifest (see :func:`copy_chunks`)."""
+    for e in manifest["entries"]:
+        if e["type"] == "file" and "chunks" in e:
+            e["chunks"] = [names[d] for d in e["chunks"]]
+        elif e["type"] == "file":
+            e["pack"] = names[e["pack"]]
 
 
 def _copy(checkpoint: Any, resource: Resource, parameters: dict[str, Any],
           kwargs: dict[str, Any]) -> dict[str, Any]:
     manifest = read_manifest(section_of(checkpoint, resource), resource)
-    return copy_chunks(checkpoint, resource, manifest_chunks(manifest), kwargs)
+    return copy_chunks(checkpoint, resource, manifest_chunks(manifest), kwargs,
+                       rename=rename_chunks)
 
 
 class _Hook(Operation):

@@ -26,13 +26,14 @@ import os
 import sqlite3
 import tempfile
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError, LocalPluginError
 from protectflow.plugins._chunkfiles import release_all, store_file
-from protectflow.plugins._chunks import ChunkStore, owner_id, sha256
+from protectflow.plugins._chunks import ChunkStore, owner_id
 from protectflow.plugins._local import (
     bank_of,
     clear_destination,
@@ -194,7 +195,8 @@ def restore_database(checkpoint: Any, resource: Resource,
     """
     manifest = _manifest(checkpoint, resource)
     dest = restore_destination(resource, parameters)
-    if os.path.isfile(dest) and _file_chunks(dest, manifest) == manifest["chunks"]:
+    if os.path.isfile(dest) and _file_chunks(_store(checkpoint, resource), dest,
+                                             manifest) == manifest["chunks"]:
         return dest  # restored by an earlier attempt
     force = bool(parameters.get("force", False))
     if os.path.lexists(dest) and not force:
@@ -216,13 +218,17 @@ def restore_database(checkpoint: Any, resource: Resource,
     return dest
 
 
-def _file_chunks(path: str, manifest: dict[str, Any]) -> list[str]:
+def _file_chunks(store: ChunkStore, path: str, manifest: dict[str, Any]) -> list[str]:
     size = manifest["chunk_size"]
     out = []
     with open(path, "rb") as f:
         while piece := f.read(size):
-            out.append(sha256(piece))
+            out.append(store.chunk_id(piece))
     return out
+
+
+def _rename_chunks(manifest: dict[str, Any], names: Mapping[str, str]) -> None:
+    manifest["chunks"] = [names[d] for d in manifest["chunks"]]
 
 
 def verify_database(checkpoint: Any, resource: Resource) -> dict[str, Any]:
@@ -305,7 +311,8 @@ class SqliteMainOperation(_SqliteOperation):
             return verify_database(checkpoint, resource)
         if self.operation == "copy":
             return copy_chunks(checkpoint, resource,
-                               _manifest(checkpoint, resource)["chunks"], kwargs)
+                               _manifest(checkpoint, resource)["chunks"], kwargs,
+                               rename=_rename_chunks)
         return delete_database(checkpoint, resource)
 
 
