@@ -58,7 +58,8 @@ _UNLOCKED: dict[tuple[str, bytes], Keyring] = {}  # one unlock per bank per proc
 _UNLOCK_LOCK = threading.Lock()
 
 
-def _b64(data: bytes) -> str:
+def b64(data: bytes) -> str:
+    """``data`` in base64."""
     return base64.b64encode(data).decode("ascii")
 
 
@@ -141,7 +142,7 @@ def write_key_file(bank_id: str, master: bytes, url: str) -> str:
         If the file exists or cannot be written.
     """
     path = key_file(bank_id)
-    text = json.dumps({"bank": bank_id, "url": url, "master_key": _b64(master)}, indent=1)
+    text = json.dumps({"bank": bank_id, "url": url, "master_key": b64(master)}, indent=1)
     try:
         private_makedirs(os.path.dirname(path))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -214,8 +215,8 @@ def wrap(master: bytes, password: str, bank_id: str) -> dict[str, Any]:
     salt, nonce = os.urandom(16), os.urandom(12)
     params = {"n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P}
     wrapped = AESGCM(_kek(password, salt, params)).encrypt(nonce, master, bank_id.encode())
-    return {"kdf": "scrypt", **params, "salt": _b64(salt), "nonce": _b64(nonce),
-            "wrapped": _b64(wrapped), "created_at": now_iso()}
+    return {"kdf": "scrypt", **params, "salt": b64(salt), "nonce": b64(nonce),
+            "wrapped": b64(wrapped), "created_at": now_iso()}
 
 
 def unwrap(entry: object, password: str, bank_id: str) -> bytes | None:
@@ -296,32 +297,52 @@ def unlock(backend: Any, url: str, *, prompt: bool = True) -> tuple[BankConfig, 
     with _UNLOCK_LOCK:
         cached = _UNLOCKED.get((url, config.raw))
         if cached is None:
-            cached = _find_key(backend, url, config, prompt=prompt)
+            master, _ = find_master(backend, url, config, prompt=prompt)
+            cached = check_master(config, master, url)
             _UNLOCKED[(url, config.raw)] = cached
     return config, cached
 
 
-def _find_key(backend: Any, url: str, config: BankConfig, *, prompt: bool) -> Keyring:
+def find_master(backend: Any, url: str, config: BankConfig, *,
+                prompt: bool = True) -> tuple[bytes, list[str]]:
+    """The bank's master key, and the ids of the password entries the
+    password opened (none when the key file held it).
+
+    Raises
+    ------
+    BankError
+        If no key is found or the password is wrong.
+    """
     master = read_key_file(key_file(config.id), config.id)
-    entries = password_entries(backend) if master is None else {}
-    if master is None and entries:
-        password = env_password()
-        if password is None and prompt and sys.stdin is not None and sys.stdin.isatty():
-            password = getpass.getpass(f"password of bank {url}: ")
-        if password is None:
-            raise BankError(f"bank {url} is locked by a password: set "
-                            f"${PASSWORD_ENV}, or ${PASSWORD_FILE_ENV} to a file holding it")
-        for entry in entries.values():
-            master = unwrap(entry, password, config.id)
-            if master is not None:
-                break
-        else:
-            raise BankError(f"wrong password for bank {url}: no key of the bank opens with it")
-    if master is None:
+    if master is not None:
+        return master, []
+    entries = password_entries(backend)
+    if not entries:
         raise BankError(
             f"no key for bank {url} (id {config.id}): its key file {key_file(config.id)} "
             "is missing and the bank holds no password-wrapped key; import the key you "
             "exported with `protectflow key import FILE`")
+    password = env_password()
+    if password is None and prompt and sys.stdin is not None and sys.stdin.isatty():
+        password = getpass.getpass(f"password of bank {url}: ")
+    if password is None:
+        raise BankError(f"bank {url} is locked by a password: set "
+                        f"${PASSWORD_ENV}, or ${PASSWORD_FILE_ENV} to a file holding it")
+    opened = {name: unwrap(entry, password, config.id) for name, entry in entries.items()}
+    found = [m for m in opened.values() if m is not None]
+    if not found:
+        raise BankError(f"wrong password for bank {url}: no key of the bank opens with it")
+    return found[0], sorted(name for name, m in opened.items() if m is not None)
+
+
+def check_master(config: BankConfig, master: bytes, url: str) -> Keyring:
+    """The keyring of ``master``, checked against the bank's config.
+
+    Raises
+    ------
+    BankError
+        If the key does not belong to the bank.
+    """
     keyring = Keyring.from_master(master)
     config.check(keyring, url)
     return keyring
