@@ -115,7 +115,7 @@ def test_missing_key_is_a_clear_error_and_exit_2(local_bank: Bank,
     key_file = keys.show_fingerprint(local_bank).key_file
     assert key_file is not None
     os.unlink(key_file)
-    with pytest.raises(BankError, match="no key for bank .* key import"):
+    with pytest.raises(BankError, match=r"no key for bank .* key import"):
         CheckpointStore(_forget(local_bank)).list()[0].record  # noqa: B018
     keystore.forget_unlocked()
     assert cli_main(["checkpoints", "list", "--bank", local_bank.url]) == 2
@@ -211,7 +211,7 @@ def test_a_bank_of_the_old_format_is_refused(tmp_path: Path,
     (old / "index" / "by-date" / "2024" / "01" / "01" / "000000000000-c1").write_bytes(b"")
     before = _all_bytes(old)
     bank = Bank(old)
-    with pytest.raises(BankError, match="older than bank format 2.*new bank"):
+    with pytest.raises(BankError, match=r"older than bank format 2.*new bank"):
         bank.get_object("checkpoints/c1/record")
     with pytest.raises(BankError, match="older than bank format 2"):
         bank.update_object("checkpoints/c1/other", b"x")
