@@ -158,7 +158,7 @@ def test_an_edited_record_or_journal_is_refused(protected: tuple[Bank, str, str]
 
 def test_an_edited_or_planted_chunk_is_refused(protected: tuple[Bank, str, str],
                                                tmp_path: Path) -> None:
-    bank, cid, other = protected
+    bank, cid, _ = protected
     chunks = bank.list_objects("chunks/")
     planted = bank.backend.read(chunks[1])  # a real chunk, under another chunk's name
     bank.backend.write(chunks[0], (planted,))
