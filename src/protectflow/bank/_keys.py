@@ -78,6 +78,14 @@ def validate_key(key: object, *, what: str = "key") -> str:
     return key
 
 
+def check_writable_key(key: str) -> None:
+    """Raise :class:`BankError` unless ``key`` is valid and not the bank's own."""
+    validate_key(key)
+    if key == "config" or key.startswith(RESERVED[1]):
+        raise BankError(f"invalid bank key {key!r}: 'config' and 'keys/' hold the bank's "
+                        "own key material")
+
+
 def validate_prefix(prefix: str | None) -> str:
     """Return a listing prefix ('' for None) if a key could start with it."""
     if prefix is None or prefix == "":

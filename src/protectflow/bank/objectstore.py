@@ -20,14 +20,14 @@ from typing import IO, Any
 from protectflow.bank import _keystore
 from protectflow.bank._backend import FsspecBackend, LocalBackend, private_makedirs
 from protectflow.bank._keys import (
-    RESERVED,
-    TEMP_PREFIX,
     Value,
+    check_writable_key,
     decode,
     encode_parts,
     validate_key,
     validate_prefix,
 )
+from protectflow.bank._listing import walk
 from protectflow.bank.crypto import Keyring
 from protectflow.errors import BankError
 
@@ -93,18 +93,17 @@ class Bank:
         self.storage_options = dict(storage_options or {})
         self._backend: LocalBackend | FsspecBackend | None = None
         self._keyring: Keyring | None = None
-        self._bank_id: str | None = None
         self._key_lock = threading.Lock()
 
     # -- pickling: the URL and keys travel, the file system does not --------------
     def __getstate__(self) -> dict[str, Any]:
         return {"url": self.url, "fsync": self.fsync, "storage_options": self.storage_options,
-                "keyring": self._keyring, "bank_id": self._bank_id}
+                "keyring": self._keyring}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["url"], fsync=state["fsync"],  # type: ignore[misc]
                       storage_options=state["storage_options"])
-        self._keyring, self._bank_id = state.get("keyring"), state.get("bank_id")
+        self._keyring = state.get("keyring")
 
     def __repr__(self) -> str:
         return f"Bank({self.url!r})"
@@ -176,21 +175,8 @@ class Bank:
                     if found is None:
                         raise BankError(f"the bank {self.url} holds nothing yet: no key to "
                                         "read it with")
-                    self._bank_id, self._keyring = found[0].id, found[1]
+                    self._keyring = found[1]
         return self._keyring
-
-    @property
-    def bank_id(self) -> str:
-        """The bank's id, from its config (names its key file).
-
-        Raises
-        ------
-        BankError
-            As :attr:`keyring`.
-        """
-        self.keyring  # noqa: B018 -- unlocking reads the id
-        assert self._bank_id is not None
-        return self._bank_id
 
     def ensure_keyring(self) -> Keyring:
         """The bank's keys, made if the bank has none yet (its first write).
@@ -214,13 +200,13 @@ class Bank:
                             lambda raw: backend.create_exclusive("config", (raw,)))
                 except OSError as err:
                     raise BankError(f"cannot make the bank {self.url}: {err}") from err
-                self._bank_id, self._keyring = found[0].id, found[1]
+                self._keyring = found[1]
         return self._keyring
 
     def forget_keys(self) -> None:
         """Drop the unlocked keys: the next use unlocks the bank again."""
         with self._key_lock:
-            self._keyring = self._bank_id = None
+            self._keyring = None
 
     # -- the Karbor interface ---------------------------------------------------
     def update_object(self, key: str, value: Value) -> None:
@@ -239,7 +225,7 @@ class Bank:
             If the key is invalid, the value of another type, or the store
             refuses the write.
         """
-        _check_writable_key(key)
+        check_writable_key(key)
         data = encode_parts(value, key, self.ensure_keyring())
         try:
             self.backend.write(key, data)
@@ -263,7 +249,7 @@ class Bank:
         BankError
             If the key is invalid or the store refuses the write.
         """
-        _check_writable_key(key)
+        check_writable_key(key)
         data = encode_parts(value, key, self.ensure_keyring())
         try:
             return self.backend.create_exclusive(key, data, durable)
@@ -329,7 +315,7 @@ class Bank:
         BankError
             If the key is invalid or holds no object.
         """
-        _check_writable_key(key)
+        check_writable_key(key)
         if not self.backend.delete(key):
             raise BankError(f"cannot delete bank object {key!r} in {self.url}: "
                             "there is no such object")
@@ -390,30 +376,7 @@ class Bank:
         """Yield the keys starting with ``prefix`` lazily, in order, after ``marker``."""
         # Start at the deepest directory every matching key lies in.
         start = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
-        yield from self._walk(start, prefix, marker, reverse)
-
-    def _walk(self, rel: str, prefix: str, marker: str | None, reverse: bool) -> Iterator[str]:
-        backend = self.backend
-        # Sorting a directory's name as 'name/' puts its subtree exactly where
-        # its keys fall in the lexicographic order of full keys ('a-b' < 'a/x').
-        entries = sorted(
-            ((rel + name + ("/" if is_dir else ""), is_dir)
-             for name, is_dir in backend.listdir(rel.rstrip("/"))
-             if not name.startswith(TEMP_PREFIX)
-             and not (rel == "" and (name + ("/" if is_dir else "")) in RESERVED)),
-            reverse=reverse,
-        )
-        for path, is_dir in entries:
-            if is_dir:
-                if not (path.startswith(prefix) or prefix.startswith(path)):
-                    continue
-                if marker is not None and _subtree_before_marker(path, marker, reverse):
-                    continue
-                yield from self._walk(path, prefix, marker, reverse)
-            elif path.startswith(prefix) and (
-                marker is None or (path < marker if reverse else path > marker)
-            ):
-                yield path
+        yield from walk(self.backend, start, prefix, marker, reverse)
 
     # -- streaming --------------------------------------------------------------
     @contextlib.contextmanager
@@ -429,7 +392,7 @@ class Bank:
         BankError
             If the key is invalid or the store refuses the write.
         """
-        _check_writable_key(key)
+        check_writable_key(key)
         buffer = io.BytesIO()
         yield buffer
         self.update_object(key, buffer.getbuffer())
@@ -450,20 +413,3 @@ class Bank:
             data = self.backend.read(key)
         with io.BytesIO(self.keyring.open(key, data)[1]) as f:
             yield f
-
-
-def _check_writable_key(key: str) -> None:
-    validate_key(key)
-    if key == "config" or key.startswith("keys/"):
-        raise BankError(f"invalid bank key {key!r}: 'config' and 'keys/' hold the bank's "
-                        "own key material")
-
-
-def _subtree_before_marker(directory: str, marker: str, reverse: bool) -> bool:
-    """Whether every key under ``directory`` (ending in '/') is at or before
-    ``marker`` in the listing order, so the walk may skip the directory."""
-    if marker.startswith(directory):
-        return False
-    # Not a prefix of the marker: all keys under the directory compare to the
-    # marker as the directory itself does.
-    return directory > marker if reverse else directory < marker
