@@ -158,13 +158,15 @@ def test_an_edited_record_or_journal_is_refused(protected: tuple[Bank, str, str]
 
 def test_an_edited_or_planted_chunk_is_refused(protected: tuple[Bank, str, str],
                                                tmp_path: Path) -> None:
-    bank, cid, _ = protected
+    bank, first, second = protected
     chunks = bank.list_objects("chunks/")
     planted = bank.backend.read(chunks[1])  # a real chunk, under another chunk's name
     bank.backend.write(chunks[0], (planted,))
     with pytest.raises(ProtectflowError, match="failed authentication"):
         bank.get_object(chunks[0])
-    assert not operations.verify(cid, bank=bank, executor="serial").ok
+    # every chunk belongs to one checkpoint or both: its verify fails
+    verified = [operations.verify(c, bank=bank, executor="serial").ok for c in (first, second)]
+    assert not all(verified)
 
 
 def test_random_bit_flips_are_harmless_or_detected(protected: tuple[Bank, str, str],
@@ -186,6 +188,8 @@ def test_random_bit_flips_are_harmless_or_detected(protected: tuple[Bank, str, s
     for n in range(60):
         kind = sorted(kinds)[n % len(kinds)]
         path = rng.choice(kinds[kind])
+        if not path.exists():  # an old lease generation, pruned by a restore since
+            continue
         original = path.read_bytes()
         if not original:
             continue
