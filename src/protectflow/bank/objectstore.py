@@ -1,30 +1,34 @@
 """The bank: a key/object store on a local folder or any fsspec file system.
 
 Keys are ``/``-separated relative paths (see :func:`_keys.validate_key`) and
-map one to one onto files under the bank's root, so a local bank can be read
-with ``ls`` and ``cat``. Each object starts with a 6-byte header recording its
-kind (bytes, str or JSON) -- see :mod:`protectflow.bank._keys`.
+map one to one onto files under the bank's root. Each object is compressed,
+encrypted and authenticated under the bank's key, bound to its own key (see
+:mod:`protectflow.bank.crypto`); the key is found or made by
+:mod:`protectflow.bank._keystore` on first use. A local bank's folders are
+0700 and its files 0600, whatever the umask.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import threading
 from collections.abc import Iterator
 from typing import IO, Any
 
-from protectflow.bank._backend import FsspecBackend, LocalBackend
+from protectflow.bank import _keystore
+from protectflow.bank._backend import FsspecBackend, LocalBackend, private_makedirs
 from protectflow.bank._keys import (
-    BYTES_HEADER,
-    HEADER_LEN,
-    MAGIC,
-    TEMP_PREFIX,
     Value,
+    check_writable_key,
     decode,
     encode_parts,
     validate_key,
     validate_prefix,
 )
+from protectflow.bank._listing import walk
+from protectflow.bank.crypto import Keyring
 from protectflow.errors import BankError
 
 __all__ = ["Bank", "default_bank_url"]
@@ -71,8 +75,9 @@ class Bank:
 
     Notes
     -----
-    A Bank pickles as its URL and options; the file system is reopened lazily
-    in the process that unpickles it (dask workers).
+    A Bank pickles as its URL and options, plus its derived keys once it is
+    unlocked (a dask worker gets them in memory, never from a file); the file
+    system is reopened lazily in the process that unpickles it.
     """
 
     def __init__(
@@ -89,14 +94,18 @@ class Bank:
         self.fsync = fsync
         self.storage_options = dict(storage_options or {})
         self._backend: LocalBackend | FsspecBackend | None = None
+        self._keyring: Keyring | None = None
+        self._key_lock = threading.Lock()
 
-    # -- pickling: the URL travels, the file system does not --------------------
+    # -- pickling: the URL and keys travel, the file system does not --------------
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "fsync": self.fsync, "storage_options": self.storage_options}
+        return {"url": self.url, "fsync": self.fsync, "storage_options": self.storage_options,
+                "keyring": self._keyring}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["url"], fsync=state["fsync"],  # type: ignore[misc]
                       storage_options=state["storage_options"])
+        self._keyring = state.get("keyring")
 
     def __repr__(self) -> str:
         return f"Bank({self.url!r})"
@@ -148,9 +157,60 @@ class Bank:
         backend = self.backend
         if isinstance(backend, LocalBackend):
             try:
-                os.makedirs(self.url, exist_ok=True)
+                private_makedirs(self.url)
             except OSError as err:
                 raise BankError(f"cannot open the bank {self.url!r}: {err}") from err
+
+    # -- keys -------------------------------------------------------------------
+    @property
+    def keyring(self) -> Keyring:
+        """The bank's keys, unlocked on first use (see :mod:`._keystore`).
+
+        Raises
+        ------
+        BankError
+            If the bank is not made yet or of the old format, its key is
+            missing or the password wrong.
+        """
+        if self._keyring is None:
+            with self._key_lock:
+                if self._keyring is None:
+                    found = _keystore.unlock(self.backend, self.url)
+                    if found is None:
+                        raise BankError(f"the bank {self.url} holds nothing yet: no key to "
+                                        "read it with")
+                    self._keyring = found[1]
+        return self._keyring
+
+    def ensure_keyring(self) -> Keyring:
+        """The bank's keys, made if the bank has none yet (its first write).
+
+        Raises
+        ------
+        BankError
+            As :attr:`keyring`, or if the key cannot be stored.
+        """
+        if self._keyring is not None:
+            return self._keyring
+        with self._key_lock:
+            if self._keyring is None:
+                backend = self.backend
+                try:
+                    found = _keystore.unlock(backend, self.url)
+                    if found is None:
+                        self.create_root()
+                        found = _keystore.create_bank(
+                            backend, self.url,
+                            lambda raw: backend.create_exclusive("config", (raw,)))
+                except OSError as err:
+                    raise BankError(f"cannot make the bank {self.url}: {err}") from err
+                self._keyring = found[1]
+        return self._keyring
+
+    def forget_keys(self) -> None:
+        """Drop the unlocked keys: the next use unlocks the bank again."""
+        with self._key_lock:
+            self._keyring = None
 
     # -- the Karbor interface ---------------------------------------------------
     def update_object(self, key: str, value: Value) -> None:
@@ -169,8 +229,8 @@ class Bank:
             If the key is invalid, the value of another type, or the store
             refuses the write.
         """
-        validate_key(key)
-        data = encode_parts(value)
+        check_writable_key(key)
+        data = encode_parts(value, key, self.ensure_keyring())
         try:
             self.backend.write(key, data)
         except OSError as err:
@@ -193,8 +253,8 @@ class Bank:
         BankError
             If the key is invalid or the store refuses the write.
         """
-        validate_key(key)
-        data = encode_parts(value)
+        check_writable_key(key)
+        data = encode_parts(value, key, self.ensure_keyring())
         try:
             return self.backend.create_exclusive(key, data, durable)
         except OSError as err:
@@ -217,17 +277,18 @@ class Bank:
             raise BankError(f"cannot sync the bank {self.url}: {err}") from err
 
     def get_object(self, key: str) -> Value:
-        """Return the value stored under ``key``.
+        """Return the value stored under ``key``, authenticated.
 
         Raises
         ------
         BankError
-            If the key is invalid or holds no object.
+            If the key is invalid or holds no object, or the object fails
+            authentication (the message names it).
         """
         validate_key(key)
         with self._reading(key):
             data = self.backend.read(key)
-        return decode(data, key)
+        return decode(data, key, self.keyring)
 
     @contextlib.contextmanager
     def _reading(self, key: str) -> Iterator[None]:
@@ -258,7 +319,7 @@ class Bank:
         BankError
             If the key is invalid or holds no object.
         """
-        validate_key(key)
+        check_writable_key(key)
         if not self.backend.delete(key):
             raise BankError(f"cannot delete bank object {key!r} in {self.url}: "
                             "there is no such object")
@@ -319,73 +380,40 @@ class Bank:
         """Yield the keys starting with ``prefix`` lazily, in order, after ``marker``."""
         # Start at the deepest directory every matching key lies in.
         start = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
-        yield from self._walk(start, prefix, marker, reverse)
-
-    def _walk(self, rel: str, prefix: str, marker: str | None, reverse: bool) -> Iterator[str]:
-        backend = self.backend
-        # Sorting a directory's name as 'name/' puts its subtree exactly where
-        # its keys fall in the lexicographic order of full keys ('a-b' < 'a/x').
-        entries = sorted(
-            ((rel + name + ("/" if is_dir else ""), is_dir)
-             for name, is_dir in backend.listdir(rel.rstrip("/"))
-             if not name.startswith(TEMP_PREFIX)),
-            reverse=reverse,
-        )
-        for path, is_dir in entries:
-            if is_dir:
-                if not (path.startswith(prefix) or prefix.startswith(path)):
-                    continue
-                if marker is not None and _subtree_before_marker(path, marker, reverse):
-                    continue
-                yield from self._walk(path, prefix, marker, reverse)
-            elif path.startswith(prefix) and (
-                marker is None or (path < marker if reverse else path > marker)
-            ):
-                yield path
+        yield from walk(self.backend, start, prefix, marker, reverse)
 
     # -- streaming --------------------------------------------------------------
     @contextlib.contextmanager
     def open_write(self, key: str) -> Iterator[IO[bytes]]:
-        """Stream a large bytes object into ``key``; it appears whole on exit.
+        """Write a bytes object into ``key`` as a stream; it appears whole on exit.
 
-        If the block raises, nothing is stored and the old object stays.
+        The object is sealed as a whole (one authentication tag), so the
+        stream is gathered in memory first. If the block raises, nothing is
+        stored and the old object stays.
 
         Raises
         ------
         BankError
             If the key is invalid or the store refuses the write.
         """
-        validate_key(key)
-        try:
-            with self.backend.open_write(key, BYTES_HEADER) as f:
-                yield f
-        except OSError as err:
-            raise BankError(f"cannot write bank object {key!r} in {self.url}: {err}") from err
+        check_writable_key(key)
+        buffer = io.BytesIO()
+        yield buffer
+        self.update_object(key, buffer.getbuffer())
 
     @contextlib.contextmanager
     def open_read(self, key: str) -> Iterator[IO[bytes]]:
-        """Stream the payload of ``key`` (after its header) in chunks.
+        """Read the object under ``key`` as a stream of its payload (a str's
+        UTF-8, a JSON value's text), authenticated whole before the first
+        byte is given out.
 
         Raises
         ------
         BankError
-            If the key is invalid or holds no object.
+            If the key is invalid, holds no object, or fails authentication.
         """
         validate_key(key)
         with self._reading(key):
-            f = self.backend.open_read(key)
-        with f:
-            head = f.read(HEADER_LEN)
-            if not (head[:4] == MAGIC and head[5:6] == b"\n"):
-                f.seek(0)  # a foreign file: all payload
+            data = self.backend.read(key)
+        with io.BytesIO(self.keyring.open(key, data)[1]) as f:
             yield f
-
-
-def _subtree_before_marker(directory: str, marker: str, reverse: bool) -> bool:
-    """Whether every key under ``directory`` (ending in '/') is at or before
-    ``marker`` in the listing order, so the walk may skip the directory."""
-    if marker.startswith(directory):
-        return False
-    # Not a prefix of the marker: all keys under the directory compare to the
-    # marker as the directory itself does.
-    return directory > marker if reverse else directory < marker
