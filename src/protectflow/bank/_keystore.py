@@ -17,7 +17,8 @@ to another machine.
 
 Unlocking tries, in order: the key file named after the bank's id; the
 password from ``PROTECTFLOW_PASSWORD`` or the file ``PROTECTFLOW_PASSWORD_FILE``
-names; a prompt, if standard input is a terminal. The config's ``mac`` (a
+names (``--password-file`` on the command line names one that comes first);
+a prompt, if standard input is a terminal. The config's ``mac`` (a
 keyed hash under the unlocked key) then proves that the config and the key
 belong together.
 """
@@ -180,26 +181,27 @@ def read_key_file(path: str, bank_id: str | None = None) -> bytes | None:
 
 
 # -- passwords ------------------------------------------------------------------------
-def env_password() -> str | None:
-    """The password from ``$PROTECTFLOW_PASSWORD`` or ``$PROTECTFLOW_PASSWORD_FILE``.
+def env_password(password_file: str | None = None) -> str | None:
+    """The password in ``password_file`` (``--password-file``) when given,
+    else ``$PROTECTFLOW_PASSWORD``, else in the file ``$PROTECTFLOW_PASSWORD_FILE`` names.
 
     Raises
     ------
     BankError
         If the password file cannot be read.
     """
-    password = os.environ.get(PASSWORD_ENV)
-    if password:
-        return password
-    path = os.environ.get(PASSWORD_FILE_ENV)
-    if not path:
-        return None
+    if password_file is None:
+        password = os.environ.get(PASSWORD_ENV)
+        if password:
+            return password
+        password_file = os.environ.get(PASSWORD_FILE_ENV)
+        if not password_file:
+            return None
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(password_file, encoding="utf-8") as f:
             return f.read().rstrip("\r\n")
     except OSError as err:
-        raise BankError(f"cannot read the password file {path} "
-                        f"(${PASSWORD_FILE_ENV}): {err}") from err
+        raise BankError(f"cannot read the password file {password_file}: {err}") from err
 
 
 def _kek(password: str, salt: bytes, params: dict[str, Any]) -> bytes:
@@ -279,9 +281,10 @@ def password_entries(backend: Any) -> dict[str, object]:
     return out
 
 
-def unlock(backend: Any, url: str, *, prompt: bool = True) -> tuple[BankConfig, Keyring] | None:
+def unlock(backend: Any, url: str, *, prompt: bool = True,
+           password_file: str | None = None) -> tuple[BankConfig, Keyring] | None:
     """The bank's config and keyring; None if the bank has no config and no
-    objects (a bank not made yet).
+    objects (a bank not made yet). ``password_file``: see :func:`env_password`.
 
     Raises
     ------
@@ -297,14 +300,15 @@ def unlock(backend: Any, url: str, *, prompt: bool = True) -> tuple[BankConfig, 
     with _UNLOCK_LOCK:
         cached = _UNLOCKED.get((url, config.raw))
         if cached is None:
-            master, _ = find_master(backend, url, config, prompt=prompt)
+            master, _ = find_master(backend, url, config, prompt=prompt,
+                                    password_file=password_file)
             cached = check_master(config, master, url)
             _UNLOCKED[(url, config.raw)] = cached
     return config, cached
 
 
-def find_master(backend: Any, url: str, config: BankConfig, *,
-                prompt: bool = True) -> tuple[bytes, list[str]]:
+def find_master(backend: Any, url: str, config: BankConfig, *, prompt: bool = True,
+                password_file: str | None = None) -> tuple[bytes, list[str]]:
     """The bank's master key, and the ids of the password entries the
     password opened (none when the key file held it).
 
@@ -322,12 +326,13 @@ def find_master(backend: Any, url: str, config: BankConfig, *,
             f"no key for bank {url} (id {config.id}): its key file {key_file(config.id)} "
             "is missing and the bank holds no password-wrapped key; import the key you "
             "exported with `protectflow key import FILE`")
-    password = env_password()
+    password = env_password(password_file)
     if password is None and prompt and sys.stdin is not None and sys.stdin.isatty():
         password = getpass.getpass(f"password of bank {url}: ")
     if password is None:
-        raise BankError(f"bank {url} is locked by a password: set "
-                        f"${PASSWORD_ENV}, or ${PASSWORD_FILE_ENV} to a file holding it")
+        raise BankError(f"bank {url} is locked by a password: set ${PASSWORD_ENV}, or "
+                        "give --password-file (or $" + PASSWORD_FILE_ENV + ") a file "
+                        "holding it")
     opened = {name: unwrap(entry, password, config.id) for name, entry in entries.items()}
     found = [m for m in opened.values() if m is not None]
     if not found:
@@ -348,7 +353,8 @@ def check_master(config: BankConfig, master: bytes, url: str) -> Keyring:
     return keyring
 
 
-def create_bank(backend: Any, url: str, write_config: Any) -> tuple[BankConfig, Keyring]:
+def create_bank(backend: Any, url: str, write_config: Any, *,
+                password_file: str | None = None) -> tuple[BankConfig, Keyring]:
     """Make a new bank's master key, its key (wrapped or in a key file), then
     its config; if another process made the config first, unlock theirs.
 
@@ -367,7 +373,7 @@ def create_bank(backend: Any, url: str, write_config: Any) -> tuple[BankConfig, 
                             "created_at": now_iso()}
     data["mac"] = keyring.mac(_mac_text(data))
     raw = json.dumps(data, sort_keys=True, indent=1).encode("utf-8")
-    password = env_password()
+    password = env_password(password_file)
     # The key first, then the config: a config never exists without its key.
     if password is not None:
         entry_key = KEYS + uuid.uuid4().hex[:16]
@@ -379,7 +385,7 @@ def create_bank(backend: Any, url: str, write_config: Any) -> tuple[BankConfig, 
     if not write_config(raw):  # lost a race with another process making the bank
         with contextlib.suppress(OSError):
             undo()
-        found = unlock(backend, url)
+        found = unlock(backend, url, password_file=password_file)
         if found is None:
             raise BankError(f"cannot make the bank {url}: its config vanished")
         return found

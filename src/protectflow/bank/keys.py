@@ -49,7 +49,8 @@ def _config(bank: Bank) -> _keystore.BankConfig:
 
 def _master(bank: Bank) -> tuple[_keystore.BankConfig, bytes, list[str]]:
     config = _config(bank)
-    master, opened = _keystore.find_master(bank.backend, bank.url, config)
+    master, opened = _keystore.find_master(bank.backend, bank.url, config,
+                                           password_file=bank.password_file)
     bank.keyring  # noqa: B018 -- checks that this key belongs to the config
     return config, master, opened
 

@@ -72,6 +72,10 @@ class Bank:
         against process crashes.
     storage_options : dict, optional
         Passed to fsspec for non-local URLs (credentials, endpoints).
+    password_file : str, optional
+        A file holding the bank's password, read when the bank is unlocked
+        or made; it comes before ``$PROTECTFLOW_PASSWORD`` (see
+        :mod:`protectflow.bank._keystore` for where a key is looked for).
 
     Notes
     -----
@@ -86,6 +90,7 @@ class Bank:
         *,
         fsync: bool = True,
         storage_options: dict[str, Any] | None = None,
+        password_file: str | os.PathLike[str] | None = None,
     ) -> None:
         url = os.fspath(url) if url is not None else default_bank_url()
         if _is_local(url):
@@ -93,6 +98,7 @@ class Bank:
         self.url = url
         self.fsync = fsync
         self.storage_options = dict(storage_options or {})
+        self.password_file = os.fspath(password_file) if password_file is not None else None
         self._backend: LocalBackend | FsspecBackend | None = None
         self._keyring: Keyring | None = None
         self._key_lock = threading.Lock()
@@ -100,11 +106,12 @@ class Bank:
     # -- pickling: the URL and keys travel, the file system does not --------------
     def __getstate__(self) -> dict[str, Any]:
         return {"url": self.url, "fsync": self.fsync, "storage_options": self.storage_options,
-                "keyring": self._keyring}
+                "password_file": self.password_file, "keyring": self._keyring}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["url"], fsync=state["fsync"],  # type: ignore[misc]
-                      storage_options=state["storage_options"])
+                      storage_options=state["storage_options"],
+                      password_file=state.get("password_file"))
         self._keyring = state.get("keyring")
 
     def __repr__(self) -> str:
@@ -175,7 +182,8 @@ class Bank:
         if self._keyring is None:
             with self._key_lock:
                 if self._keyring is None:
-                    found = _keystore.unlock(self.backend, self.url)
+                    found = _keystore.unlock(self.backend, self.url,
+                                             password_file=self.password_file)
                     if found is None:
                         raise BankError(f"the bank {self.url} holds nothing yet: no key to "
                                         "read it with")
@@ -196,12 +204,14 @@ class Bank:
             if self._keyring is None:
                 backend = self.backend
                 try:
-                    found = _keystore.unlock(backend, self.url)
+                    found = _keystore.unlock(backend, self.url,
+                                             password_file=self.password_file)
                     if found is None:
                         self.create_root()
                         found = _keystore.create_bank(
                             backend, self.url,
-                            lambda raw: backend.create_exclusive("config", (raw,)))
+                            lambda raw: backend.create_exclusive("config", (raw,)),
+                            password_file=self.password_file)
                 except OSError as err:
                     raise BankError(f"cannot make the bank {self.url}: {err}") from err
                 self._keyring = found[1]

@@ -4,8 +4,8 @@ to another machine (a thin shell over :mod:`protectflow.bank.keys`).
 
 The new password of ``add-password`` and ``change-password`` comes from
 ``$PROTECTFLOW_NEW_PASSWORD``, else a prompt (typed twice) on a terminal;
-the current one, where the bank needs it, from ``$PROTECTFLOW_PASSWORD`` (or
-``$PROTECTFLOW_PASSWORD_FILE``) or a prompt.
+the current one, where the bank needs it, from ``--password-file``, else
+``$PROTECTFLOW_PASSWORD`` (or ``$PROTECTFLOW_PASSWORD_FILE``), else a prompt.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import json
 import os
 import sys
 
-from protectflow.bank import Bank
 from protectflow.bank import keys as bank_keys
-from protectflow.cli.options import BANK_HELP, Subparsers
+from protectflow.cli.options import BANK_HELP, Subparsers, add_bank_args, bank_from_args
 from protectflow.errors import BankError
 
 __all__ = ["add_parsers", "key_command"]
@@ -40,8 +39,8 @@ def add_parsers(sub: Subparsers) -> None:
     p = actions.add_parser("import", help="install a key exported on another machine")
     p.add_argument("file", metavar="FILE")
     for action in actions.choices.values():
-        action.add_argument("--bank", help=BANK_HELP + " (default: $PROTECTFLOW_BANK, "
-                            "then a folder in your data directory)")
+        add_bank_args(action, BANK_HELP + " (default: $PROTECTFLOW_BANK, then a folder in "
+                      "your data directory)")
     parser.set_defaults(func=key_command)
 
 
@@ -65,7 +64,7 @@ def key_command(args: argparse.Namespace) -> int:
     BankError
         If the bank cannot be opened, the key found or the file written.
     """
-    bank = Bank(args.bank)
+    bank = bank_from_args(args)
     action = args.key_action
     if action == "show":
         info = bank_keys.show_fingerprint(bank)
