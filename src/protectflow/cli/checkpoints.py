@@ -9,7 +9,7 @@ from rich.table import Table
 
 from protectflow import operations
 from protectflow.bank import Checkpoint, CheckpointStore
-from protectflow.cli.options import BANK_HELP, Subparsers
+from protectflow.cli.options import Subparsers, add_bank_args, bank_from_args
 from protectflow.cli.output import print_json, print_statuses, stdout_console
 from protectflow.errors import BankError
 from protectflow.states import ERROR, PROTECTING
@@ -25,7 +25,7 @@ COLUMNS = ("id", "plan", "status", "created_at", "owner")
 def add_parsers(sub: Subparsers) -> None:
     """Add ``checkpoints`` and its actions to ``sub``."""
     p = sub.add_parser("checkpoints", help="list, show or clean up checkpoints")
-    p.add_argument("--bank", help=BANK_HELP)
+    add_bank_args(p)
     csub = p.add_subparsers(dest="action", metavar="ACTION")
     c = csub.add_parser("list", help="newest first")
     c.add_argument("--plan", help="only this plan's checkpoints")
@@ -39,13 +39,13 @@ def add_parsers(sub: Subparsers) -> None:
     c.add_argument("--delete", action="store_true", help="remove them instead of marking error")
     # `checkpoints list --bank X` as well as `checkpoints --bank X list`
     for c in csub.choices.values():
-        c.add_argument("--bank", default=argparse.SUPPRESS, help=BANK_HELP)
+        add_bank_args(c, suppress=True)
     p.set_defaults(func=checkpoints_command, action=None)
 
 
 def checkpoints_command(args: argparse.Namespace) -> int:
     """``protectflow checkpoints [list | show ID | gc]`` (list by default)."""
-    store = operations.open_store(args.bank)
+    store = operations.open_store(bank_from_args(args))
     if args.action == "show":
         checkpoint = store.get(args.checkpoint)
         if args.json:

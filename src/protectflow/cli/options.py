@@ -1,25 +1,49 @@
 """The options the commands share: the executor and its limits, retries and
-report files that every running command takes, the bank, and parameter files."""
+report files that every running command takes, the bank and where its
+password comes from, and parameter files."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 import yaml
 
+from protectflow.bank import Bank
 from protectflow.errors import ExecutorError, PlanError
 from protectflow.executors import Executor, get_executor
 
-__all__ = ["BANK_HELP", "Subparsers", "add_executor_args", "executor_from_args", "load_parameters",
-           "parse_limits"]
+__all__ = ["BANK_HELP", "Subparsers", "add_bank_args", "add_executor_args", "bank_from_args",
+           "executor_from_args", "load_parameters", "parse_limits"]
 
 BANK_HELP = "the bank URL or folder"
+PASSWORD_FILE_HELP = ("a file holding the bank's password (its first line); it comes before "
+                      "$PROTECTFLOW_PASSWORD, and is needed only where the bank has no key "
+                      "file on this machine")
 
 # argparse names the type of add_subparsers()' result only privately; the
 # command modules add their parsers to one.
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def add_bank_args(p: argparse.ArgumentParser, bank_help: str = BANK_HELP, *,
+                  suppress: bool = False) -> None:
+    """``--bank`` and ``--password-file``; with ``suppress``, an option not
+    given leaves the value a parent parser set (``checkpoints --bank X list``)."""
+    default: Any = argparse.SUPPRESS if suppress else None
+    p.add_argument("--bank", default=default, help=bank_help)
+    p.add_argument("--password-file", metavar="FILE", default=default, help=PASSWORD_FILE_HELP)
+
+
+def bank_from_args(args: argparse.Namespace, url: str | os.PathLike[str] | None = None, *,
+                   fsync: bool = True) -> Bank:
+    """The bank ``url`` (by default ``--bank``; none: the default bank),
+    unlocked with ``--password-file`` if given."""
+    if url is None:
+        url = args.bank
+    return Bank(url, fsync=fsync, password_file=args.password_file)
 
 
 def add_executor_args(p: argparse.ArgumentParser) -> None:

@@ -12,6 +12,12 @@ lease while it runs (:mod:`~protectflow.operations.lease`) and journals its
 hooks so that :func:`resume` can continue it
 (:mod:`~protectflow.operations.resume`). :func:`run` runs a plan or a
 HookDAG as it is, keeping no checkpoint.
+
+Checking a checkpoint comes in two depths, as restic's ``check``:
+:func:`check` authenticates every object of the checkpoint and makes sure
+every chunk it references exists, without reading any chunk (the metadata
+check); :func:`verify` runs that check first, then the plugins' verify hooks,
+which read and check every chunk (the full check, ``--read-data``).
 """
 
 from __future__ import annotations
@@ -20,7 +26,10 @@ import os
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
+import attrs
+
 from protectflow.bank import Bank, Checkpoint, CheckpointStore, default_bank_url
+from protectflow.bank.check import CheckReport, check_checkpoint
 from protectflow.bank.journal import JournalRun
 from protectflow.compiler import Plan, compile_plan, load_plan
 from protectflow.dag import HookDAG, jsonio
@@ -47,8 +56,10 @@ from protectflow.operations.scratch import Runnable, prepare_run, run_scratch
 from protectflow.states import ERROR, PROTECTING
 
 __all__ = [
+    "CheckReport",
     "OperationResult",
     "Runnable",
+    "check",
     "copy",
     "default_owner",
     "delete",
@@ -159,16 +170,58 @@ def verify(
     owner: str | None = None,
     **options: Any,
 ) -> OperationResult:
-    """Check that an ``available`` checkpoint's data is whole (see :func:`restore`).
+    """Check that an ``available`` checkpoint is whole: first the metadata
+    check (:func:`check`), whose every problem lands in the result's
+    ``problems``, then the plugins' verify hooks, which read every chunk.
+    The result is ``ok`` only when both found nothing.
 
     Raises
     ------
     BankError, PlanError, PluginError, ExecutorError
-        As :func:`restore`.
+        As :func:`restore`; a BankError raised after the metadata check
+        found problems (a record that fails authentication, say) lists them.
     """
-    return run_on_checkpoint("verify", open_store(bank).get(checkpoint_id), executor=executor,
-                             parameters=parameters, owner=owner or default_owner(),
-                             options=options)
+    store = open_store(bank)
+    found = check_checkpoint(store.bank, checkpoint_id)
+    try:
+        result = run_on_checkpoint("verify", store.get(checkpoint_id), executor=executor,
+                                   parameters=parameters, owner=owner or default_owner(),
+                                   options=options)
+    except BankError as err:
+        if found.ok:
+            raise
+        raise BankError(f"{err}; the metadata check of checkpoint {checkpoint_id} found: "
+                        + "; ".join(found.problems)) from err
+    return attrs.evolve(result, problems=found.problems)
+
+
+def check(
+    checkpoint_id: str,
+    *,
+    bank: BankLike | None = None,
+    read_data: bool = False,
+    workers: int = 4,
+) -> CheckReport:
+    """Authenticate every object of a checkpoint (record, statuses, runs,
+    journals, leases, the plugins' manifests) and make sure every chunk it
+    references exists, reporting every problem rather than the first; with
+    ``read_data``, also read every such chunk and check it against its name.
+    Nothing is written and no plugin runs, so this works on a checkpoint of
+    any status.
+
+    Returns
+    -------
+    CheckReport
+        What was checked and every problem found; ``ok`` when there are none.
+
+    Raises
+    ------
+    BankError
+        When the checkpoint has no objects at all, or the bank cannot be
+        unlocked (a missing key, a wrong password).
+    """
+    return check_checkpoint(open_store(bank).bank, checkpoint_id, read_data=read_data,
+                            workers=workers)
 
 
 def copy(
@@ -197,7 +250,7 @@ def copy(
     target_store = open_store(to)
     target_store.bank.create_root()  # an unusable --to fails before the source changes
     if target_store.bank == store.bank:
-        raise BankError(f"copy: {to} is checkpoint {checkpoint_id}'s own bank; "
+        raise BankError(f"copy: {target_store.bank.url} is checkpoint {checkpoint_id}'s own bank; "
                         "give another bank with --to")
     return copy_checkpoint(source, target_store, executor=executor,
                            owner=owner or default_owner(), options=options)

@@ -43,11 +43,14 @@ class OperationResult:
     resources: dict[str, dict[str, Any]]
     run: RunRecord | None = None
     target: Checkpoint | None = None
+    #: What a verify's metadata check found (see :func:`protectflow.operations.check`):
+    #: every object of the checkpoint that fails authentication, every chunk missing.
+    problems: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
-        """Whether every hook succeeded."""
-        return self.report.ok
+        """Whether every hook succeeded and the metadata check found no problem."""
+        return self.report.ok and not self.problems
 
     @property
     def new_resources(self) -> dict[str, Any]:

@@ -25,13 +25,14 @@ import os
 import sqlite3
 import tempfile
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError, LocalPluginError
 from protectflow.plugins._chunkfiles import store_file
-from protectflow.plugins._chunks import ChunkStore, sha256
+from protectflow.plugins._chunks import ChunkStore
 from protectflow.plugins._local import (
     MANIFEST,
     MainHooksPlugin,
@@ -196,7 +197,8 @@ def restore_database(checkpoint: HookCheckpoint, resource: Resource,
     """
     manifest = _manifest(checkpoint, resource)
     dest = restore_destination(resource, parameters)
-    if os.path.isfile(dest) and _file_chunks(dest, manifest) == manifest["chunks"]:
+    if os.path.isfile(dest) and _file_chunks(store_of(checkpoint, resource), dest,
+                                             manifest) == manifest["chunks"]:
         return dest  # restored by an earlier attempt
     force = bool(parameters.get("force", False))
     check_destination(dest, force, resource.key)
@@ -216,13 +218,17 @@ def restore_database(checkpoint: HookCheckpoint, resource: Resource,
     return dest
 
 
-def _file_chunks(path: str, manifest: dict[str, Any]) -> list[str]:
+def _file_chunks(store: ChunkStore, path: str, manifest: dict[str, Any]) -> list[str]:
     size = manifest["chunk_size"]
     out = []
     with open(path, "rb") as f:
         while piece := f.read(size):
-            out.append(sha256(piece))
+            out.append(store.chunk_id(piece))
     return out
+
+
+def _rename_chunks(manifest: dict[str, Any], names: Mapping[str, str]) -> None:
+    manifest["chunks"] = [names[d] for d in manifest["chunks"]]
 
 
 def verify_database(checkpoint: HookCheckpoint, resource: Resource) -> dict[str, Any]:
@@ -295,7 +301,7 @@ def _verify(args: HookArgs) -> dict[str, Any]:
 def _copy(args: HookArgs) -> dict[str, Any]:
     checkpoint = _checkpoint(args)
     return copy_chunks(checkpoint, args.resource, _manifest(checkpoint, args.resource)["chunks"],
-                       args.kwargs)
+                       args.kwargs, rename=_rename_chunks)
 
 
 def _delete(args: HookArgs) -> dict[str, Any]:
