@@ -19,6 +19,12 @@ thaws at once -- the operations layer calls it when a run fails, since a
 fail-fast executor never reaches the parent's ``prepare_finish`` after a
 child failed. A thaw hook that finds the guard thawed early fails: the
 children's snapshots were not all taken while the application was quiet.
+
+The freeze's local state (a token naming the guard) lives in a private
+per-user folder (:mod:`._private`): ``extra_info.state_dir`` if given, else
+``$XDG_RUNTIME_DIR/protectflow``, else ``<user cache dir>/protectflow/run``;
+a folder someone else could change is refused. The thaw command always comes
+from the plan, never from that state, and a run leaves none of it behind.
 """
 
 from __future__ import annotations
