@@ -19,13 +19,17 @@ thaws at once -- the operations layer calls it when a run fails, since a
 fail-fast executor never reaches the parent's ``prepare_finish`` after a
 child failed. A thaw hook that finds the guard thawed early fails: the
 children's snapshots were not all taken while the application was quiet.
+
+The freeze's local state (a token naming the guard) lives in a private
+per-user folder (:mod:`._private`): ``extra_info.state_dir`` if given, else
+``$XDG_RUNTIME_DIR/protectflow``, else ``<user cache dir>/protectflow/run``;
+a folder someone else could change is refused. The thaw command always comes
+from the plan, never from that state, and a run leaves none of it behind.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from typing import Any, ClassVar
 
 from protectflow.dag.model import Resource
@@ -39,6 +43,7 @@ from protectflow.plugins._local import (
     require_checkpoint,
     resolve_path,
 )
+from protectflow.plugins._private import default_state_dir, private_dir
 from protectflow.plugins.base import (
     HookArgs,
     HookCheckpoint,
@@ -63,10 +68,13 @@ OPTIONS_SCHEMA = object_schema("app protect parameters", {
 EMPTY_SCHEMA = object_schema("app parameters", {})
 SAVED_INFO_SCHEMA = {"type": "object", "properties": {
     "mode": {"enum": ["command", "lock"]}, "frozen_at": {"type": "number"},
-    "thawed_at": {"type": "number"}}}
+    "thawed_at": {"type": "number"}, "thawed_early": {"type": "object"}}}
 
 
-def _spec(resource: Resource, parameters: dict[str, Any]) -> dict[str, Any]:
+def _spec(checkpoint: HookCheckpoint, resource: Resource,
+          parameters: dict[str, Any]) -> dict[str, Any]:
+    """How to freeze and thaw ``resource``: from the operator's plan (its
+    ``extra_info``) and parameters, every time -- never from local state."""
     extra = resource.extra_info
     has_commands = "freeze" in extra or "thaw" in extra
     if has_commands == ("lock_file" in extra):
@@ -77,6 +85,7 @@ def _spec(resource: Resource, parameters: dict[str, Any]) -> dict[str, Any]:
         "command_timeout": float(parameters.get("command_timeout", 60)),
         "freeze_timeout": float(parameters.get("freeze_timeout", 600)),
         "resource": resource.key,
+        "env": {"PROTECTFLOW_CHECKPOINT": str(checkpoint.id), "PROTECTFLOW_RESOURCE": resource.key},
     }
     if has_commands:
         spec.update(mode="command", freeze=command_argv(extra.get("freeze"), resource, "freeze"),
@@ -87,11 +96,18 @@ def _spec(resource: Resource, parameters: dict[str, Any]) -> dict[str, Any]:
 
 
 def token_path(checkpoint: HookCheckpoint, resource: Resource) -> str:
-    """The local token file of this resource's freeze in ``checkpoint``."""
+    """The local token file of this resource's freeze in ``checkpoint``, in a
+    private folder: ``extra_info.state_dir`` if the plan gives one, else the
+    user's (:func:`._private.default_state_dir`).
+
+    Raises
+    ------
+    LocalPluginError
+        If the folder is not private (someone else could change it).
+    """
     state = resource.extra_info.get("state_dir")
-    folder = (resolve_path(resource, "state_dir") if state
-              else os.path.join(tempfile.gettempdir(), "protectflow-freeze"))
-    return os.path.join(folder, local_name(checkpoint, resource))
+    folder = resolve_path(resource, "state_dir") if state else default_state_dir()
+    return os.path.join(private_dir(folder), local_name(checkpoint, resource))
 
 
 def freeze_app(checkpoint: HookCheckpoint, resource: Resource,
@@ -105,9 +121,7 @@ def freeze_app(checkpoint: HookCheckpoint, resource: Resource,
     LocalPluginError
         If the extra_info is wrong or the lock cannot be taken in time.
     """
-    spec = _spec(resource, parameters)
-    spec["env"] = {"PROTECTFLOW_CHECKPOINT": str(checkpoint.id),
-                   "PROTECTFLOW_RESOURCE": resource.key}
+    spec = _spec(checkpoint, resource, parameters)
     section = checkpoint.get_resource_bank_section(resource)
     info = _freeze.freeze(token_path(checkpoint, resource), spec)
     section.update_object(FREEZE_RECORD, {"mode": spec["mode"], "frozen_at": info["frozen_at"],
@@ -116,16 +130,20 @@ def freeze_app(checkpoint: HookCheckpoint, resource: Resource,
     return {"frozen_at": info["frozen_at"], "mode": spec["mode"]}
 
 
-def thaw_app(checkpoint: HookCheckpoint, resource: Resource, *,
+def thaw_app(checkpoint: HookCheckpoint, resource: Resource, parameters: dict[str, Any], *,
              by: str = "thaw") -> dict[str, Any] | None:
-    """Thaw the application unless it was; returns the thaw record.
+    """Thaw the application unless it was; returns the thaw record. The thaw
+    command is the plan's (``resource``'s), whatever the local state holds.
 
     Raises
     ------
     CommandError
         If the thaw command fails.
+    LocalPluginError
+        If the extra_info is wrong or the local state folder is not private.
     """
-    return _freeze.thaw(token_path(checkpoint, resource), by=by)
+    return _freeze.thaw(token_path(checkpoint, resource),
+                        _spec(checkpoint, resource, parameters), by=by)
 
 
 # -- the hooks: each takes the call's HookArgs ---------------------------------------
@@ -138,17 +156,22 @@ def _thaw_hook(args: HookArgs) -> dict[str, Any]:
     """Thaw the application, and check that the freeze held until now: the
     children's snapshots were all taken while it was quiet."""
     checkpoint, resource = require_checkpoint(args.checkpoint, args.resource), args.resource
-    record = thaw_app(checkpoint, resource)
-    if record is None:
+    record = thaw_app(checkpoint, resource, args.parameters)
+    section = checkpoint.get_resource_bank_section(resource)
+    saved = dict(section.get_object(FREEZE_RECORD)) if section.has_object(FREEZE_RECORD) else {}
+    if record is None:  # no local state left: a rerun of this hook says what the first did
+        record = saved.get("thawed_early") or (
+            {"by": "thaw", "at": saved["thawed_at"]} if "thawed_at" in saved else None)
+    if record is None or not saved:
         raise LocalPluginError(f"{resource.key}: it was not frozen (its prepare_begin did "
                                "not run in this checkpoint)")
     if record.get("by") != "thaw":
+        if "thawed_early" not in saved:
+            section.update_object(FREEZE_RECORD, {**saved, "thawed_early": record})
         raise LocalPluginError(
             f"{resource.key}: the application was thawed before its children's snapshots "
             f"all finished ({record.get('by')}: {record.get('reason')}); they may not be "
             "consistent -- raise freeze_timeout or look for a crashed hook")
-    section = checkpoint.get_resource_bank_section(resource)
-    saved = dict(section.get_object(FREEZE_RECORD))
     saved["thawed_at"] = record["at"]
     section.update_object(FREEZE_RECORD, saved)
     return {"thawed_at": record["at"], "frozen_seconds": record["at"] - saved["frozen_at"]}
@@ -159,8 +182,8 @@ def _delete_hook(args: HookArgs) -> None:
     section = checkpoint.get_resource_bank_section(args.resource)
     if section.has_object(FREEZE_RECORD):
         section.delete_object(FREEZE_RECORD)
-    with contextlib.suppress(OSError):  # the local thaw record, on this machine
-        os.unlink(token_path(checkpoint, args.resource) + ".thawed")
+    # Nothing local to remove: a protect leaves no local state behind, and a
+    # path read back from the checkpoint is never one to unlink.
 
 
 class AppProtectOperation(HookOperation):
@@ -210,7 +233,12 @@ class AppProtectionPlugin(ProtectionPlugin):
         LocalPluginError
             If there is no checkpoint.
         """
-        record = thaw_app(require_checkpoint(checkpoint, resource), resource, by="on_failure")
+        checkpoint = require_checkpoint(checkpoint, resource)
+        try:
+            spec = _spec(checkpoint, resource, parameters)
+        except LocalPluginError:
+            return {"thawed": False}  # no freeze could have begun with this extra_info
+        record = _freeze.thaw(token_path(checkpoint, resource), spec, by="on_failure")
         return {"thawed": bool(record and record.get("now"))}
 
     @classmethod
