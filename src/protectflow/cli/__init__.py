@@ -2,9 +2,9 @@
 
 Each command group lives in a module of its own (:mod:`.graph`: compile,
 validate, plugins; :mod:`.run`; :mod:`.operations`: protect, restore, verify,
-copy, delete, resume; :mod:`.checkpoints`; :mod:`.key`), and each command is a call into
-the library's public API. Exit codes: 0 success, 1 an operation ran and
-failed, 2 bad input (a plan, a DAG file, a parameter, an option), 130
+copy, delete, resume; :mod:`.checkpoints`; :mod:`.protectables`; :mod:`.key`), and
+each command is a call into the library's public API. Exit codes: 0 success, 1 an
+operation ran and failed, 2 bad input (a plan, a DAG file, a parameter, an option), 130
 interrupted.
 """
 
@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from protectflow.cli import checkpoints, graph, key, operations, run
+from protectflow.cli import checkpoints, graph, key, operations, protectables, run
 from protectflow.errors import ProtectflowError
 
 __all__ = ["build_parser", "main"]
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Protect, restore, verify, copy and delete a graph of resources.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (graph, run, operations, checkpoints, key):
+    for group in (graph, run, operations, checkpoints, protectables, key):
         group.add_parsers(sub)
     return parser
 

@@ -1,17 +1,20 @@
-"""``protectflow checkpoints list | show | gc``: what a bank holds."""
+"""``protectflow checkpoints list | show | gc``: what a bank holds; ``show
+ID --resource TYPE#ID`` what a checkpoint keeps about one resource."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from rich.table import Table
 
-from protectflow import operations
+from protectflow import operations, results
 from protectflow.bank import Checkpoint, CheckpointStore
 from protectflow.cli.options import Subparsers, add_bank_args, bank_from_args
 from protectflow.cli.output import print_json, print_statuses, stdout_console
 from protectflow.errors import BankError
+from protectflow.plugins.queries import saved_info
 from protectflow.states import ERROR, PROTECTING
 
 __all__ = ["add_parsers"]
@@ -34,6 +37,8 @@ def add_parsers(sub: Subparsers) -> None:
     c.add_argument("--json", action="store_true")
     c = csub.add_parser("show", help="a checkpoint's record and per-resource status")
     c.add_argument("checkpoint", metavar="ID")
+    c.add_argument("--resource", metavar="TYPE#ID",
+                   help="print what the checkpoint keeps about this resource (its saved info)")
     c.add_argument("--json", action="store_true")
     c = csub.add_parser("gc", help="resolve checkpoints whose operation died")
     c.add_argument("--delete", action="store_true", help="remove them instead of marking error")
@@ -48,8 +53,10 @@ def checkpoints_command(args: argparse.Namespace) -> int:
     store = operations.open_store(bank_from_args(args))
     if args.action == "show":
         checkpoint = store.get(args.checkpoint)
-        if args.json:
-            print_json(checkpoint.to_json())
+        if args.resource is not None:
+            _show_saved_info(checkpoint, args.resource, as_json=args.json)
+        elif args.json:
+            print_json(results.checkpoint_show(checkpoint), sort_keys=False)
         else:
             _show(checkpoint)
         return 0
@@ -115,3 +122,20 @@ def _show(checkpoint: Checkpoint) -> None:
         print("runs:")
         for run in runs:
             print(f"  {run.id}  {run.operation:<8} {run.status:<8} {run.owner}")
+            # What the run's hooks reported (Karbor's update_resource_status).
+            for key, update in sorted(run.status_updates.items()):
+                why = f"  ({update['reason']})" if update.get("reason") else ""
+                print(f"      {key}  {update['status']}{why}")
+
+
+def _show_saved_info(checkpoint: Checkpoint, resource: str, *, as_json: bool) -> None:
+    """``checkpoints show ID --resource TYPE#ID``: the resource's saved info."""
+    saved = saved_info(checkpoint, resource)
+    if as_json:
+        print_json(results.saved_info_result(checkpoint, saved), sort_keys=False)
+        return
+    print(f"{saved.resource.key} in checkpoint {checkpoint.id} (plugin {saved.plugin})")
+    if saved.info is None:
+        print("  no saved info: the plugin keeps none it describes")
+        return
+    print(json.dumps(saved.info, indent=2, sort_keys=True, default=str))

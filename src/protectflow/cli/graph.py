@@ -15,7 +15,9 @@ from protectflow.cli.output import print_json, write_output
 from protectflow.compiler import compile_plan, load_plan
 from protectflow.dag import OPERATIONS, HookDAG, dot, jsonio, summary
 from protectflow.errors import ProtectflowError
-from protectflow.plugins import ProtectionPlugin, get_registry
+from protectflow.plugins import get_registry
+from protectflow.plugins.contract import parameters_schema, supported_types
+from protectflow.plugins.registry import ambiguity
 
 __all__ = ["FORMATS", "add_parsers"]
 
@@ -85,35 +87,41 @@ def validate_command(args: argparse.Namespace) -> int:
 
 
 def plugins_command(args: argparse.Namespace) -> int:
-    """``protectflow plugins``: a table, or every schema as JSON."""
+    """``protectflow plugins``: a table, or every schema as JSON. A type
+    several plugins claim with no default choice is marked, with how a plan
+    chooses (a provider)."""
     registry = get_registry()
     if args.json:
         print_json({name: _describe(plugin) for name, plugin in registry.protections.items()},
                    indent=2)
         return 0
+    conflicts = registry.conflicts()
     table = Table(title="protection plugins")
     for column in ("plugin", "resource type", "protectable", "protect options"):
         table.add_column(column)
     for name, plugin in registry.protections.items():
-        for rtype in plugin.get_supported_resources_types():
-            schema = plugin.get_options_schema(rtype)
+        for rtype in supported_types(plugin):
+            schema = parameters_schema(plugin, "protect", rtype)
             options = ", ".join(sorted(schema.get("properties", {}))) or "(any)"
-            has = "yes" if registry.protectable_for(rtype) else "-"
-            table.add_row(name, rtype, has, options)
+            has = "yes" if rtype in registry.protectables else "-"
+            shown = f"{rtype} (!)" if rtype in conflicts else rtype
+            table.add_row(name, shown, has, options)
     Console().print(table)
+    for rtype, names in conflicts.items():
+        print(f"(!) {ambiguity(rtype, names)}")
     print("full schemas: protectflow plugins --json")
     return 0
 
 
-def _describe(plugin: ProtectionPlugin) -> dict[str, Any]:
+def _describe(plugin: Any) -> dict[str, Any]:
     """A plugin's class, resource types and the schemas of protect, restore
     and verify per type."""
-    types = list(plugin.get_supported_resources_types())
+    types = list(supported_types(plugin))
     return {
         "class": f"{type(plugin).__module__}.{type(plugin).__qualname__}",
         "resource_types": types,
         "schemas": {
-            t: {op: plugin.get_parameters_schema(op, t) for op in OPERATIONS[:3]}
+            t: {op: parameters_schema(plugin, op, t) for op in OPERATIONS[:3]}
             for t in types
         },
     }

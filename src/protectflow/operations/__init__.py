@@ -38,7 +38,12 @@ from protectflow.executors import Executor, RunReport
 from protectflow.operations.journal import JournalMeta
 from protectflow.operations.lease import default_owner, lease_ttl
 from protectflow.operations.outcomes import OperationResult, next_steps
-from protectflow.operations.preflight import checkpoint_dag, graph_json, make_executor
+from protectflow.operations.preflight import (
+    checkpoint_dag,
+    graph_json,
+    make_executor,
+    plan_provider,
+)
 from protectflow.operations.resume import (
     broken_windows,
     check_resumable,
@@ -104,7 +109,9 @@ def protect(
 ) -> OperationResult:
     """Protect the resources of ``plan`` into a new checkpoint.
 
-    ``bank`` defaults to the plan's ``bank``, then to :func:`default_bank_url`;
+    ``bank`` defaults to the plan's ``bank``, then to its provider's, then
+    to :func:`default_bank_url`; the provider's plugin configuration reaches
+    its plugins;
     ``options`` go to :func:`protectflow.executors.run_dag` (``workers``,
     ``keep_going``, ``limits``, ``listeners``...). ``fsync=False`` writes a
     local bank without fsync (a bank given by name): as safe when the process
@@ -120,8 +127,11 @@ def protect(
     if not isinstance(plan, Plan):
         plan = load_plan(plan)
     dag = compile_plan(plan, "protect", parameters=parameters)
-    runner, run_options = make_executor(executor, options, dag, pools=plan.pools)
-    store = open_store(bank if bank is not None else plan.bank, fsync=fsync)
+    runner, run_options = make_executor(executor, options, dag, pools=plan.pools,
+                                        provider=plan.provider)
+    if bank is None:
+        bank = plan.bank or plan_provider(plan.provider, options).bank
+    store = open_store(bank, fsync=fsync)
     owner = owner or default_owner()
     plan_json = plan.to_json()
     if parameters is not None:
@@ -337,7 +347,8 @@ def _resume_protect(
     redo = broken_windows(dag, journaled, options.get("registry"))
     completed = {k: v for k, v in journaled.items() if k not in redo}
     runner, run_options = make_executor(executor, {**options, "completed": completed}, dag,
-                                        pools=checkpoint.plan.get("pools"))
+                                        pools=checkpoint.plan.get("pools"),
+                                        provider=checkpoint.plan.get("provider"))
     checkpoint.acquire("protect", owner, ttl=lease_ttl(), reclaim_dead=True)
     try:
         if checkpoint.status == ERROR:

@@ -31,10 +31,12 @@ __all__ = ["Runnable", "prepare_run", "run_scratch", "scratch_checkpoint"]
 
 @attrs.frozen
 class Runnable:
-    """A HookDAG ready to run, and the pools its limits may name (a plan's)."""
+    """A HookDAG ready to run, the pools its limits may name and the
+    provider configuring its plugins (a plan's)."""
 
     dag: HookDAG
     pools: Mapping[str, list[str]] = attrs.field(factory=dict, hash=False)
+    provider: str | dict[str, Any] | None = attrs.field(default=None, hash=False)
 
 
 def prepare_run(source: Runnable | Plan | HookDAG | str | os.PathLike[str], *,
@@ -54,7 +56,8 @@ def prepare_run(source: Runnable | Plan | HookDAG | str | os.PathLike[str], *,
         name = os.fspath(source)
         source = jsonio.load(name) if _is_hookdag(name) else load_plan(name)
     if isinstance(source, Plan):
-        return Runnable(compile_plan(source, operation or "protect"), dict(source.pools))
+        return Runnable(compile_plan(source, operation or "protect"), dict(source.pools),
+                        source.provider)
     runnable = source if isinstance(source, Runnable) else Runnable(source)
     if operation is not None and operation != runnable.dag.operation:
         raise ExecutorError(
@@ -69,7 +72,8 @@ def run_scratch(runnable: Runnable, executor: str | Executor,
     """Check the limits, make the executor, and run ``runnable`` with a
     scratch checkpoint for a protect's hooks."""
     dag = runnable.dag
-    runner, run_options = make_executor(executor, options, dag, pools=runnable.pools)
+    runner, run_options = make_executor(executor, options, dag, pools=runnable.pools,
+                                        provider=runnable.provider)
     with scratch_checkpoint(dag) as checkpoint:
         return run_dag(dag, runner, checkpoint=checkpoint, **run_options)
 
