@@ -33,6 +33,7 @@ from protectflow.bank.record import (
     creating_operation,
     history_entry,
     record_problems,
+    verification_entry,
 )
 from protectflow.bank.runs import RunRecord, new_run_id, now_iso
 from protectflow.bank.section import BankSection
@@ -172,6 +173,20 @@ class Checkpoint:
         record = self._load()
         record["operations"].append(entry)
         record["updated_at"] = now_iso()
+        self._write(record)
+
+    def set_verification(self, *, ok: bool, problems: int, summary: str | None) -> None:
+        """Record how a verify of the checkpoint just ended (its record's
+        ``verification``, shown by ``checkpoints show`` and ``list``).
+
+        Raises
+        ------
+        BankError
+            If the bank refuses the write.
+        """
+        record = self._load()
+        record["verification"] = dict(verification_entry(ok=ok, problems=problems,
+                                                         summary=summary))
         self._write(record)
 
     @property

@@ -22,19 +22,11 @@ from typing import Any
 
 from protectflow.bank._keys import segment
 from protectflow.bank.checkpoint import CHECKPOINTS, DEFAULT_LEASE_TTL, IN_PROGRESS, Checkpoint
-from protectflow.bank.lease import Lease, LeaseKeeper
+from protectflow.bank.gc import collect
 from protectflow.bank.objectstore import Bank
 from protectflow.bank.record import check_checkpoint_id, new_record
 from protectflow.bank.runs import now_iso
 from protectflow.errors import BankError
-from protectflow.states import (
-    AVAILABLE,
-    COPYING,
-    DELETING,
-    ERROR,
-    ERROR_DELETING,
-    PROTECTING,
-)
 
 __all__ = ["CheckpointStore"]
 
@@ -257,14 +249,28 @@ class CheckpointStore:
             with contextlib.suppress(BankError):
                 self.bank.delete_object(key)
 
+    def ensure_indexed(self, record: dict[str, Any]) -> None:
+        """Write the index entries of the checkpoint of ``record`` that are missing.
+
+        Raises
+        ------
+        BankError
+            If the bank refuses the write.
+        """
+        for key in self._index_keys(record["plan_name"], record["created_at"], record["id"]):
+            if not self.bank.has_object(key):
+                self.bank.update_object(key, b"")
+
     def gc(self, now: float | None = None, delete: bool = False) -> builtins.list[str]:
-        """Resolve checkpoints whose operation died: its lease expired.
+        """Resolve checkpoints whose operation died (see :mod:`protectflow.bank.gc`,
+        whose :func:`~protectflow.bank.gc.collect` also says what else it cleared).
 
         A checkpoint left ``protecting`` becomes ``error`` (or is removed with
-        ``delete=True``); a copy's target left ``copying`` becomes ``error``;
-        a copy's source left ``copying`` goes back to ``available``; a
-        checkpoint left ``deleting`` becomes ``error_deleting``, from which a
-        delete finishes the job (or is removed with ``delete=True``).
+        its data with ``delete=True``); a copy's target left ``copying``
+        becomes ``error``; a copy's source left ``copying`` goes back to
+        ``available``; a checkpoint left ``deleting`` becomes
+        ``error_deleting``, from which a delete finishes the job (or is
+        removed with ``delete=True``).
 
         Parameters
         ----------
@@ -278,51 +284,4 @@ class CheckpointStore:
         list of str
             The ids of the checkpoints changed or removed.
         """
-        changed = []
-        for key in self.bank.list_objects(IN_PROGRESS):
-            checkpoint_id = key[len(IN_PROGRESS):]
-            if self._collect(Checkpoint(self.bank, check_checkpoint_id(checkpoint_id)),
-                             now=now, delete=delete):
-                changed.append(checkpoint_id)
-        return changed
-
-    def _collect(self, checkpoint: Checkpoint, *, now: float | None, delete: bool) -> bool:
-        keeper = LeaseKeeper(self.bank, checkpoint.prefix + "lease", checkpoint.id)
-        if keeper.current(now) is not None:
-            return False  # still running
-        try:
-            record = checkpoint.reload().record
-        except BankError:  # died before writing its record
-            with contextlib.suppress(BankError):
-                self.bank.delete_object(IN_PROGRESS + checkpoint.id)
-            return False
-        try:
-            lease: Lease | None = keeper.acquire("gc", "protectflow-gc", ttl=60.0, now=now)
-        except BankError:
-            return False  # someone else is collecting it
-        try:
-            status = record["status"]
-            if status == COPYING and record.get("copied_from") is None:
-                target = AVAILABLE
-            elif status in (PROTECTING, COPYING):
-                target = ERROR
-            elif status == DELETING:  # a dead delete: delete it again to finish
-                target = ERROR_DELETING
-            else:  # a finished operation that died before its index clean-up
-                with contextlib.suppress(BankError):
-                    self.bank.delete_object(IN_PROGRESS + checkpoint.id)
-                return False
-            if delete and target in (ERROR, ERROR_DELETING):
-                self.remove(checkpoint.id)
-                lease = None  # removed with the rest
-                return True
-            checkpoint.transition(target, lease=lease,
-                                  reason=f"gc: the lease of {record['owner']} expired")
-            for key in self._index_keys(record["plan_name"], record["created_at"],
-                                        checkpoint.id):
-                if not self.bank.has_object(key):  # died before indexing
-                    self.bank.update_object(key, b"")
-            return True
-        finally:
-            if lease is not None:
-                keeper.release(lease)
+        return builtins.list(collect(self.bank, self, now=now, delete=delete).changed)

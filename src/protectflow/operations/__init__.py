@@ -37,7 +37,7 @@ from protectflow.errors import BankError
 from protectflow.executors import Executor, RunReport
 from protectflow.operations.journal import JournalMeta
 from protectflow.operations.lease import default_owner, lease_ttl
-from protectflow.operations.outcomes import OperationResult, next_steps
+from protectflow.operations.outcomes import OperationResult, next_steps, note_verification
 from protectflow.operations.preflight import checkpoint_dag, graph_json, make_executor
 from protectflow.operations.resume import (
     broken_windows,
@@ -192,7 +192,9 @@ def verify(
             raise
         raise BankError(f"{err}; the metadata check of checkpoint {checkpoint_id} found: "
                         + "; ".join(found.problems)) from err
-    return attrs.evolve(result, problems=found.problems)
+    result = attrs.evolve(result, problems=found.problems)
+    note_verification(result)
+    return result
 
 
 def check(
