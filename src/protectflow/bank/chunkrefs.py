@@ -161,10 +161,14 @@ def repair_refs(bank: Bank, checkpoint_id: str) -> tuple[list[str], list[str]]:
         if owner is None or (owner, name) in seen:
             continue
         seen.add((owner, name))
-        if not bank.has_object(chunk_key(name)):
-            problems.append(f"chunk {name} named by {key} is missing from bank {bank.url}")
-        elif bank.create_object(ref_key(name, owner), b""):
+        if bank.has_object(ref_key(name, owner)):
+            if not bank.has_object(chunk_key(name)):
+                problems.append(f"chunk {name} named by {key} is missing from bank {bank.url}")
+            continue
+        if ChunkStore(bank, owner).add_ref(name):
             made.append(ref_key(name, owner))
+        else:
+            problems.append(f"chunk {name} named by {key} is missing from bank {bank.url}")
     return sorted(made), sorted(problems)
 
 

@@ -221,6 +221,14 @@ class ChunkStore:
             self.bank.delete_object(bad_key(digest))
         return True
 
+    def add_ref(self, digest: str) -> bool:
+        """Reference chunk ``digest`` without bytes to store (a repair);
+        steps (1) and (2) of the protocol, then whether the chunk is there.
+        Whether this call created the ref is not said: both cases are fine."""
+        self.bank.create_object(self._ref_key(digest), b"", durable=self.durable)
+        self._wait_for_deleter(digest)
+        return bool(self.bank.has_object(chunk_key(digest)))
+
     def sync(self) -> None:
         """Make every ref and chunk added so far durable (group commit)."""
         if not self.durable:

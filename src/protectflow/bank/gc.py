@@ -152,6 +152,7 @@ def _collect(checkpoint: Checkpoint, catalog: Catalog, *, now: float | None,
             catalog.remove(checkpoint.id)
             lease = None  # removed with the rest
             return freed
+        checkpoint.drop_reserve()  # the dead operation's last writes will not come
         checkpoint.transition(target, lease=lease,
                               reason=f"gc: the lease of {record['owner']} expired"
                               if current is None else

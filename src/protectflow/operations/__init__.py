@@ -37,6 +37,7 @@ from protectflow.errors import BankError
 from protectflow.executors import Executor, RunReport
 from protectflow.operations.journal import JournalMeta
 from protectflow.operations.lease import default_owner, lease_ttl
+from protectflow.operations.maintenance import GcReport, RepairReport, gc, reindex, repair
 from protectflow.operations.outcomes import OperationResult, next_steps, note_verification
 from protectflow.operations.preflight import checkpoint_dag, graph_json, make_executor
 from protectflow.operations.resume import (
@@ -53,20 +54,25 @@ from protectflow.operations.runs import (
     run_on_checkpoint,
 )
 from protectflow.operations.scratch import Runnable, prepare_run, run_scratch
-from protectflow.states import ERROR, PROTECTING
+from protectflow.states import DELETING, ERROR, ERROR_DELETING, PROTECTING
 
 __all__ = [
     "CheckReport",
+    "GcReport",
     "OperationResult",
+    "RepairReport",
     "Runnable",
     "check",
     "copy",
     "default_owner",
     "delete",
+    "gc",
     "next_steps",
     "open_store",
     "prepare_run",
     "protect",
+    "reindex",
+    "repair",
     "restore",
     "resume",
     "run",
@@ -289,7 +295,8 @@ def resume(
 ) -> OperationResult:
     """Continue the interrupted or failed operation of a checkpoint from its journal.
 
-    Protect, restore and verify resume, on any executor: hooks the journal
+    Protect, restore and verify resume, on any executor; a delete is finished
+    (run again: it is idempotent); a copy is refused with what to do. Hooks the journal
     records as succeeded are not run again (their outputs and
     ``new_resources`` come from the journal); the others run, those that were
     running at the crash included. The lease of a crashed owner is taken over
@@ -316,9 +323,16 @@ def resume(
         return run_on_checkpoint(operation, checkpoint, executor=executor,
                                  parameters=meta["parameters"], owner=owner, options=options,
                                  runs=runs)
+    if operation == "delete" or checkpoint.status in (DELETING, ERROR_DELETING):
+        # a delete is finished, not resumed: it is idempotent
+        return delete_checkpoint(checkpoint, executor=executor, owner=owner, options=options)
     if operation != "protect" or checkpoint.record.get("copied_from") is not None:
-        raise BankError(f"cannot resume the {operation} of checkpoint {checkpoint_id}: only "
-                        f"protect, restore and verify resume; run the {operation} again")
+        raise BankError(
+            f"cannot resume the {operation} of checkpoint {checkpoint_id}: a copy starts "
+            f"again rather than resumes. `protectflow checkpoints gc` resolves the dead "
+            "copy (at once when its owner was a process of this host that is gone, else "
+            "once its lease expired): the source goes back to available and the "
+            f"unfinished target becomes error; then run the copy of {checkpoint_id} again")
     return _resume_protect(checkpoint, runs, executor=executor, plan=plan, owner=owner,
                            options=options)
 
