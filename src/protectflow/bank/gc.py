@@ -9,8 +9,9 @@ clear what faults leave behind.
   failed ones are removed, their data (refs and the chunks nobody else
   uses, :func:`~protectflow.bank.chunkrefs.free_checkpoint`) first, so a
   killed protect leaves no chunk behind.
-- A lease generation that cannot be read (corrupt) is removed: nobody can
-  tell who holds it, so it protects nothing and blocks everything.
+- A lease generation that cannot be read (corrupt) is replaced by a
+  released one: nobody can tell who holds it, so it protects nothing and
+  blocks everything.
 - Temporary files a killed writer left (``.pftmp-*``, see
   :mod:`protectflow.bank._backend`) older than ``temp_grace`` seconds are
   removed; a live writer's are seconds old.
@@ -58,7 +59,7 @@ class GcReport:
     changed: tuple[str, ...]
     #: Chunks deleted with the checkpoints removed.
     freed_chunks: int = 0
-    #: Corrupt lease generations removed.
+    #: Corrupt lease generations replaced by released ones.
     corrupt_leases: tuple[str, ...] = ()
     #: Stale temporary files removed.
     temp_files: int = 0

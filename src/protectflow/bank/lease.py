@@ -151,17 +151,21 @@ class LeaseKeeper:
                          f"{why}); `protectflow checkpoints gc` removes it")
 
     def remove_corrupt(self) -> list[str]:
-        """Delete the generations that cannot be read as leases (gc's
-        remedy: a lease nobody can read protects nothing); their keys."""
-        removed = []
+        """Replace each generation that cannot be read as a lease with a
+        released one (gc's remedy: a lease nobody can read protects nothing,
+        and deleting it would bring an older generation back); their keys."""
+        replaced = []
         for key in self.bank.list_objects(self.base):
             try:
                 Lease.from_json(self.bank.get_object(key))
             except (BankError, TypeError, ValueError, KeyError):
+                freed = Lease(owner="protectflow-gc", operation="gc", expires_at=0.0,
+                              generation=int(key.rsplit("/", 1)[1]), token=uuid.uuid4().hex,
+                              released=True)
                 with contextlib.suppress(BankError):
-                    self.bank.delete_object(key)
-                    removed.append(key)
-        return removed
+                    self.bank.update_object(key, freed.to_json())
+                    replaced.append(key)
+        return replaced
 
     def current(self, now: float | None = None) -> Lease | None:
         """The lease if someone holds it at ``now``, else None."""

@@ -54,7 +54,7 @@ from protectflow.operations.runs import (
     run_on_checkpoint,
 )
 from protectflow.operations.scratch import Runnable, prepare_run, run_scratch
-from protectflow.states import DELETING, ERROR, ERROR_DELETING, PROTECTING
+from protectflow.states import COPYING, DELETING, ERROR, ERROR_DELETING, PROTECTING
 
 __all__ = [
     "CheckReport",
@@ -315,26 +315,32 @@ def resume(
         (the message names what changed).
     """
     checkpoint = open_store(bank).get(checkpoint_id)
+    owner = owner or default_owner()
+    if checkpoint.status in (DELETING, ERROR_DELETING):
+        # a delete is finished, not resumed: it is idempotent
+        return delete_checkpoint(checkpoint, executor=executor, owner=owner, options=options)
+    if checkpoint.status == COPYING:
+        raise BankError(_COPY_ADVICE.format(id=checkpoint_id))
     runs = lineage(checkpoint, unfinished=checkpoint.status in (PROTECTING, ERROR))
     meta = runs[0].meta if runs else {}
     operation = meta.get("operation", "protect")  # no journal: a protect died early
-    owner = owner or default_owner()
     if operation in ("restore", "verify"):
         return run_on_checkpoint(operation, checkpoint, executor=executor,
                                  parameters=meta["parameters"], owner=owner, options=options,
                                  runs=runs)
-    if operation == "delete" or checkpoint.status in (DELETING, ERROR_DELETING):
-        # a delete is finished, not resumed: it is idempotent
-        return delete_checkpoint(checkpoint, executor=executor, owner=owner, options=options)
     if operation != "protect" or checkpoint.record.get("copied_from") is not None:
-        raise BankError(
-            f"cannot resume the {operation} of checkpoint {checkpoint_id}: a copy starts "
-            f"again rather than resumes. `protectflow checkpoints gc` resolves the dead "
-            "copy (at once when its owner was a process of this host that is gone, else "
-            "once its lease expired): the source goes back to available and the "
-            f"unfinished target becomes error; then run the copy of {checkpoint_id} again")
+        raise BankError(_COPY_ADVICE.format(id=checkpoint_id) if operation == "copy" else
+                        f"cannot resume the {operation} of checkpoint {checkpoint_id}: only "
+                        f"protect, restore and verify resume; run the {operation} again")
     return _resume_protect(checkpoint, runs, executor=executor, plan=plan, owner=owner,
                            options=options)
+
+
+_COPY_ADVICE = (
+    "cannot resume the copy of checkpoint {id}: a copy starts again rather than resumes. "
+    "`protectflow checkpoints gc` resolves the dead copy (at once when its owner was a "
+    "process of this host that is gone, else once its lease expired): the source goes back "
+    "to available and the unfinished target becomes error; then run the copy of {id} again")
 
 
 def _resume_protect(
