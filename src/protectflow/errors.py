@@ -117,6 +117,13 @@ class ChunkError(BankError):
     """A chunk that is missing or whose bytes do not hash to its name."""
 
 
+class BankFullError(BankError):
+    """The bank's storage ran out of space (or quota) during an operation:
+    the operation failed (exit 1), the input was not wrong."""
+
+    exit_code = 1
+
+
 class LocalPluginError(ProtectflowError, RuntimeError):
     """A local plugin's hook failed: a bad location, a refused target, bad data."""
 

@@ -154,9 +154,10 @@ def _row(checkpoint: Checkpoint) -> dict[str, Any]:
         record = checkpoint.record
     except BankError:
         return {"id": checkpoint.id, "plan": None, "status": CORRUPT, "created_at": None,
-                "owner": None}
+                "owner": None, "verification": None}
     return {"id": checkpoint.id, "plan": record.get("plan_name"), "status": checkpoint.status,
-            "created_at": checkpoint.created_at, "owner": checkpoint.owner}
+            "created_at": checkpoint.created_at, "owner": checkpoint.owner,
+            "verification": record.get("verification")}
 
 
 def checkpoint_page(store: CheckpointStore, *, plan: str | None = None, limit: int | None = 20,

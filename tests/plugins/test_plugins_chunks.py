@@ -14,6 +14,7 @@ from protectflow.bank import Bank, Checkpoint
 from protectflow.dag.model import Resource
 from protectflow.plugins import fs
 from protectflow.plugins._chunks import ChunkStore, chunk_key, sha256
+from protectflow.states import AVAILABLE, DELETING
 from tests.plugins.plugin_helpers import count_objects, new_checkpoint
 
 CHUNK = 4096
@@ -102,6 +103,9 @@ def test_concurrent_deletes_lose_nothing_still_referenced(tmp_path: Path, round_
     for i in range(0, 150, 2):  # c shares half the files with a and b
         (tree / f"f{i}").write_bytes(os.urandom(CHUNK * 2))
     fs.protect_tree(c, directory(tree), params)
+    for doomed in (a, b):  # as a delete does before its hooks run
+        doomed.transition(AVAILABLE)
+        doomed.transition(DELETING)
     _race((_delete, bank.url, a.id, str(tree)), (_delete, bank.url, b.id, str(tree)))
     assert fs.verify_resource(c, directory(tree), {})["chunks"] > 0
     needed = set(fs.manifest_chunks(fs.read_manifest(

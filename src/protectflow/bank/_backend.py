@@ -233,6 +233,22 @@ class LocalBackend:
         finally:
             os.close(fd)
 
+    def writable(self) -> bool:
+        """Whether files can be made in the bank's folder (False on a
+        read-only mount or a folder this user may not write): a probe file
+        made and removed at once. A folder not made yet counts as writable."""
+        if not os.path.isdir(self.root):
+            return True
+        probe = os.path.join(self.root, _temp_name())
+        try:
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as err:
+            if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                return False
+            raise
+        os.unlink(probe)
+        return True
+
     def delete(self, key: str) -> bool:
         try:
             os.unlink(self.path(key))

@@ -8,8 +8,15 @@ authenticates it and checks that its name is the keyed hash of its bytes.
 Nothing stops at the first problem: the report lists them all.
 
 Chunks are found through their refs (``refs/<h[:2]>/<h>/<checkpoint id>@...``,
-see :mod:`protectflow.plugins._chunks`), whatever plugin made them: a walk of
+see :mod:`protectflow.bank.chunks`), whatever plugin made them: a walk of
 every ref in the bank, the price of not trusting any one manifest's list.
+The refs are then checked against the manifests (see
+:mod:`protectflow.bank.chunkrefs` for how a manifest names chunks): a chunk a
+manifest names without its resource's ref is a problem even when the chunk
+is there -- a delete of another checkpoint sharing it could remove it (``protectflow
+checkpoints repair`` re-creates the refs) -- and a named chunk that is gone
+is one too. A chunk that fails its read is marked bad, so that the next
+protect of its data stores it again (the one write a check makes).
 
 Rollback -- what authentication does not catch: an object replaced by an
 *older authentic version of itself* (same key). Chunks, manifests, plans,
@@ -34,8 +41,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 
-from protectflow.bank._keys import segment
+from protectflow.bank._keys import segment, unsegment
 from protectflow.bank.checkpoint import CHECKPOINTS
+from protectflow.bank.chunkrefs import named_chunks
+from protectflow.bank.chunks import ChunkStore, chunk_key
 from protectflow.bank.objectstore import Bank
 from protectflow.bank.record import check_checkpoint_id
 from protectflow.errors import BankError
@@ -43,7 +52,6 @@ from protectflow.errors import BankError
 __all__ = ["CheckReport", "check_checkpoint"]
 
 _REFS = "refs/"
-_CHUNKS = "chunks/"
 
 
 @attrs.frozen
@@ -105,7 +113,9 @@ def check_checkpoint(bank: Bank, checkpoint_id: str, *, read_data: bool = False,
     def chunk(digest: str) -> int:
         return _check_chunk(bank, digest, read_data, problems)
 
-    digests = sorted(set(_referenced(bank, checkpoint_id)))
+    refs: set[tuple[str, str]] = set(_referenced(bank, checkpoint_id))
+    digests = sorted({digest for _, digest in refs}
+                     | set(_unreferenced(bank, checkpoint_id, refs, problems)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(authenticate, keys))
         nbytes = sum(pool.map(chunk, digests))
@@ -113,16 +123,37 @@ def check_checkpoint(bank: Bank, checkpoint_id: str, *, read_data: bool = False,
                        bytes_read=nbytes, problems=tuple(sorted(problems)))
 
 
-def _referenced(bank: Bank, checkpoint_id: str) -> Iterator[str]:
-    """The chunks the checkpoint holds a ref on."""
+def _referenced(bank: Bank, checkpoint_id: str) -> Iterator[tuple[str, str]]:
+    """``(owner, chunk)`` for each ref the checkpoint holds."""
     mark = "/" + segment(checkpoint_id) + "@"
     for key in bank.iter_objects(_REFS):
         if mark in key:
-            yield key.split("/")[2]
+            _, _, digest, owner = key.split("/", 3)
+            yield unsegment(owner), digest
+
+
+def _unreferenced(bank: Bank, checkpoint_id: str, refs: set[tuple[str, str]],
+                  problems: list[str]) -> Iterator[str]:
+    """The chunks the checkpoint's manifests name without their resource's
+    ref, each reported once."""
+    seen: set[tuple[str, str]] = set()
+    for key, owner, digest in named_chunks(bank, checkpoint_id):
+        if owner is None or (owner, digest) in refs or (owner, digest) in seen:
+            continue
+        seen.add((owner, digest))
+        if bank.has_object(chunk_key(digest)):
+            problems.append(
+                f"chunk {digest} named by {key} has no ref for its resource, so a delete "
+                "of another checkpoint sharing it could remove it: `protectflow "
+                f"checkpoints repair {checkpoint_id}` re-creates the refs")
+            yield digest
+        else:
+            problems.append(f"chunk {digest} named by {key} is missing from bank {bank.url} "
+                            "(and has no ref)")
 
 
 def _check_chunk(bank: Bank, digest: str, read_data: bool, problems: list[str]) -> int:
-    key = f"{_CHUNKS}{digest[:2]}/{digest}"
+    key = chunk_key(digest)
     if not read_data:
         if not bank.has_object(key):
             problems.append(f"chunk {digest} is missing from bank {bank.url}")
@@ -130,10 +161,14 @@ def _check_chunk(bank: Bank, digest: str, read_data: bool, problems: list[str]) 
     try:
         data = bank.get_object(key)
     except BankError as err:
-        problems.append(str(err) if bank.has_object(key)
-                        else f"chunk {digest} is missing from bank {bank.url}")
+        if not bank.has_object(key):
+            problems.append(f"chunk {digest} is missing from bank {bank.url}")
+            return 0
+        problems.append(str(err))
+        ChunkStore(bank, "check").mark_bad(digest, str(err))
         return 0
     if not isinstance(data, bytes) or bank.keyring.chunk_id(data) != digest:
         problems.append(f"chunk {digest} in bank {bank.url}: its bytes do not match its name")
+        ChunkStore(bank, "check").mark_bad(digest, "its bytes do not match its name")
         return 0
     return len(data)

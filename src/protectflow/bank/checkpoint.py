@@ -5,6 +5,7 @@ A checkpoint ``ID`` lives under ``checkpoints/ID/`` in the bank::
 
     record                  the record (JSON, see protectflow.bank.record)
     lease/<generation>      the busy flag (see protectflow.bank.lease)
+    reserve                 space kept for a protect's last writes (RESERVE)
     resources/<KEY>         per-resource status, one object each, so hooks in
                             several processes never rewrite each other's
     runs/<RUN-ID>           restore/verify/copy/delete run records
@@ -18,6 +19,8 @@ A checkpoint ``ID`` lives under ``checkpoints/ID/`` in the bank::
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -33,6 +36,7 @@ from protectflow.bank.record import (
     creating_operation,
     history_entry,
     record_problems,
+    verification_entry,
 )
 from protectflow.bank.runs import RunRecord, new_run_id, now_iso
 from protectflow.bank.section import BankSection
@@ -45,6 +49,11 @@ __all__ = ["FORMAT_VERSION", "STATUSES", "Checkpoint", "allowed_transitions"]
 CHECKPOINTS = "checkpoints/"
 IN_PROGRESS = "index/in-progress/"
 DEFAULT_LEASE_TTL = 300.0
+#: Space a new checkpoint holds until its operation's last writes: an object
+#: of random bytes (no compression shrinks it), deleted before those writes,
+#: so that a protect that filled the disk can still record that it failed.
+RESERVE = "reserve"
+RESERVE_SIZE = 64 << 10
 
 
 class Checkpoint:
@@ -106,11 +115,33 @@ class Checkpoint:
         """
         checkpoint = cls(bank, record["id"])
         operation = creating_operation(record["copied_from"])
-        lease = checkpoint._leases.acquire(operation, record["owner"], ttl=lease_ttl, now=now)
-        bank.update_object(IN_PROGRESS + checkpoint.id, b"")
-        checkpoint._write(dict(record))
+        # The reserve first: a full disk fails here, with nothing written.
+        bank.update_object(checkpoint.prefix + RESERVE, os.urandom(
+            RESERVE_SIZE + 2 * len(json.dumps(record, default=str))))
+        try:
+            lease = checkpoint._leases.acquire(operation, record["owner"], ttl=lease_ttl,
+                                               now=now)
+            bank.update_object(IN_PROGRESS + checkpoint.id, b"")
+            checkpoint._write(dict(record))
+        except BaseException:
+            checkpoint.abandon()
+            raise
         checkpoint._held = lease
         return checkpoint
+
+    def abandon(self) -> None:
+        """Delete every object of a checkpoint whose creation failed (deletes
+        only, so this works on a full disk too)."""
+        keys = [*self.bank.list_objects(self.prefix), IN_PROGRESS + self.id]
+        for key in keys:
+            with contextlib.suppress(BankError):
+                self.bank.delete_object(key)
+
+    def drop_reserve(self) -> None:
+        """Give back the space kept since creation for the last writes of a
+        protect or copy (its final status and history): the disk may be full."""
+        with contextlib.suppress(BankError):
+            self.bank.delete_object(self.prefix + RESERVE)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Checkpoint, (self.bank, self.id))
@@ -172,6 +203,20 @@ class Checkpoint:
         record = self._load()
         record["operations"].append(entry)
         record["updated_at"] = now_iso()
+        self._write(record)
+
+    def set_verification(self, *, ok: bool, problems: int, summary: str | None) -> None:
+        """Record how a verify of the checkpoint just ended (its record's
+        ``verification``, shown by ``checkpoints show`` and ``list``).
+
+        Raises
+        ------
+        BankError
+            If the bank refuses the write.
+        """
+        record = self._load()
+        record["verification"] = dict(verification_entry(ok=ok, problems=problems,
+                                                         summary=summary))
         self._write(record)
 
     @property

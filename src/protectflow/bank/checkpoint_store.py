@@ -7,7 +7,9 @@ objects whose keys sort by creation time, sharded by UTC day::
     index/by-plan/PLAN/YYYY/MM/DD/HHMMSSffffff-ID
     index/in-progress/ID            while protecting or copying (for gc)
 
-so the newest page is a descending prefix listing that opens only the newest
+The index is derived data: :meth:`CheckpointStore.reindex` rebuilds it from
+the records, and a listing rebuilds it when ``index/`` is gone altogether.
+So the newest page is a descending prefix listing that opens only the newest
 day shards, however many checkpoints the bank holds.
 """
 
@@ -22,19 +24,12 @@ from typing import Any
 
 from protectflow.bank._keys import segment
 from protectflow.bank.checkpoint import CHECKPOINTS, DEFAULT_LEASE_TTL, IN_PROGRESS, Checkpoint
-from protectflow.bank.lease import Lease, LeaseKeeper
+from protectflow.bank.gc import collect
 from protectflow.bank.objectstore import Bank
 from protectflow.bank.record import check_checkpoint_id, new_record
 from protectflow.bank.runs import now_iso
 from protectflow.errors import BankError
-from protectflow.states import (
-    AVAILABLE,
-    COPYING,
-    DELETING,
-    ERROR,
-    ERROR_DELETING,
-    PROTECTING,
-)
+from protectflow.states import IN_PROGRESS_STATUSES
 
 __all__ = ["CheckpointStore"]
 
@@ -128,8 +123,16 @@ class CheckpointStore:
                             resource_graph=resource_graph, dag_fingerprint=dag_fingerprint,
                             owner=owner, copied_from=copied_from, created_at=now_iso(now))
         checkpoint = Checkpoint.create(self.bank, record, lease_ttl=lease_ttl, now=now)
-        for key in self._index_keys(name, record["created_at"], checkpoint.id):
-            self.bank.update_object(key, b"")
+        keys = self._index_keys(name, record["created_at"], checkpoint.id)
+        try:
+            for key in keys:
+                self.bank.update_object(key, b"")
+        except BaseException:  # a full disk: leave nothing half made
+            for key in keys:
+                with contextlib.suppress(BankError):
+                    self.bank.delete_object(key)
+            checkpoint.abandon()
+            raise
         return checkpoint
 
     def get(self, checkpoint_id: str) -> Checkpoint:
@@ -228,12 +231,63 @@ class CheckpointStore:
         if marker is not None:
             record = self.get(marker).record
             marker_key = base + index_suffix(record["created_at"], marker)
-        keys = self.bank.list_objects(base, limit=limit, marker=marker_key, sort_dir="desc")
+        keys = self._listing(base, limit, marker_key)
         if keys:
             # A missing key or a wrong password is the bank's problem, not
             # each record's: say it once, before anyone reads a record.
             self.bank.keyring  # noqa: B018
         return [Checkpoint(self.bank, key.rsplit("-", 1)[1]) for key in keys]
+
+    def reindex(self) -> int:
+        """Rebuild the index from the checkpoints' records (an ``index/``
+        lost or damaged); a record that cannot be read is left out.
+
+        Returns
+        -------
+        int
+            How many index entries were missing and written.
+
+        Raises
+        ------
+        BankError
+            If the bank refuses a write.
+        """
+        written = 0
+        for key in self._index_from_records():
+            if not self.bank.has_object(key):
+                self.bank.update_object(key, b"")
+                written += 1
+        return written
+
+    def _index_from_records(self) -> builtins.list[str]:
+        """The index entries the records call for, in-progress marks included."""
+        keys: builtins.list[str] = []
+        for checkpoint_id in self._ids():
+            try:
+                record = Checkpoint(self.bank, checkpoint_id).reload().record
+            except BankError:
+                continue
+            keys.extend(self._index_keys(record["plan_name"], record["created_at"],
+                                         checkpoint_id))
+            if record["status"] in IN_PROGRESS_STATUSES:
+                keys.append(IN_PROGRESS + checkpoint_id)
+        return keys
+
+    def _listing(self, base: str, limit: int | None,
+                 marker_key: str | None) -> builtins.list[str]:
+        """The index keys of a page; with no index at all in a bank that
+        holds checkpoints (``index/`` deleted), the index is rebuilt first --
+        or, on a bank that cannot be written, read from the records."""
+        keys = self.bank.list_objects(base, limit=limit, marker=marker_key, sort_dir="desc")
+        if keys or self.bank.list_objects(BY_DATE, limit=1) or not self._ids():
+            return keys
+        try:
+            self.reindex()
+        except BankError:  # read-only: the records say it all the same
+            found = sorted((k for k in self._index_from_records() if k.startswith(base)
+                            and (marker_key is None or k < marker_key)), reverse=True)
+            return found if limit is None else found[:limit]
+        return self.bank.list_objects(base, limit=limit, marker=marker_key, sort_dir="desc")
 
     def remove(self, checkpoint_id: str) -> None:
         """Delete every object of a checkpoint: data, record, runs, index entries.
@@ -257,14 +311,28 @@ class CheckpointStore:
             with contextlib.suppress(BankError):
                 self.bank.delete_object(key)
 
+    def ensure_indexed(self, record: dict[str, Any]) -> None:
+        """Write the index entries of the checkpoint of ``record`` that are missing.
+
+        Raises
+        ------
+        BankError
+            If the bank refuses the write.
+        """
+        for key in self._index_keys(record["plan_name"], record["created_at"], record["id"]):
+            if not self.bank.has_object(key):
+                self.bank.update_object(key, b"")
+
     def gc(self, now: float | None = None, delete: bool = False) -> builtins.list[str]:
-        """Resolve checkpoints whose operation died: its lease expired.
+        """Resolve checkpoints whose operation died (see :mod:`protectflow.bank.gc`,
+        whose :func:`~protectflow.bank.gc.collect` also says what else it cleared).
 
         A checkpoint left ``protecting`` becomes ``error`` (or is removed with
-        ``delete=True``); a copy's target left ``copying`` becomes ``error``;
-        a copy's source left ``copying`` goes back to ``available``; a
-        checkpoint left ``deleting`` becomes ``error_deleting``, from which a
-        delete finishes the job (or is removed with ``delete=True``).
+        its data with ``delete=True``); a copy's target left ``copying``
+        becomes ``error``; a copy's source left ``copying`` goes back to
+        ``available``; a checkpoint left ``deleting`` becomes
+        ``error_deleting``, from which a delete finishes the job (or is
+        removed with ``delete=True``).
 
         Parameters
         ----------
@@ -278,51 +346,4 @@ class CheckpointStore:
         list of str
             The ids of the checkpoints changed or removed.
         """
-        changed = []
-        for key in self.bank.list_objects(IN_PROGRESS):
-            checkpoint_id = key[len(IN_PROGRESS):]
-            if self._collect(Checkpoint(self.bank, check_checkpoint_id(checkpoint_id)),
-                             now=now, delete=delete):
-                changed.append(checkpoint_id)
-        return changed
-
-    def _collect(self, checkpoint: Checkpoint, *, now: float | None, delete: bool) -> bool:
-        keeper = LeaseKeeper(self.bank, checkpoint.prefix + "lease", checkpoint.id)
-        if keeper.current(now) is not None:
-            return False  # still running
-        try:
-            record = checkpoint.reload().record
-        except BankError:  # died before writing its record
-            with contextlib.suppress(BankError):
-                self.bank.delete_object(IN_PROGRESS + checkpoint.id)
-            return False
-        try:
-            lease: Lease | None = keeper.acquire("gc", "protectflow-gc", ttl=60.0, now=now)
-        except BankError:
-            return False  # someone else is collecting it
-        try:
-            status = record["status"]
-            if status == COPYING and record.get("copied_from") is None:
-                target = AVAILABLE
-            elif status in (PROTECTING, COPYING):
-                target = ERROR
-            elif status == DELETING:  # a dead delete: delete it again to finish
-                target = ERROR_DELETING
-            else:  # a finished operation that died before its index clean-up
-                with contextlib.suppress(BankError):
-                    self.bank.delete_object(IN_PROGRESS + checkpoint.id)
-                return False
-            if delete and target in (ERROR, ERROR_DELETING):
-                self.remove(checkpoint.id)
-                lease = None  # removed with the rest
-                return True
-            checkpoint.transition(target, lease=lease,
-                                  reason=f"gc: the lease of {record['owner']} expired")
-            for key in self._index_keys(record["plan_name"], record["created_at"],
-                                        checkpoint.id):
-                if not self.bank.has_object(key):  # died before indexing
-                    self.bank.update_object(key, b"")
-            return True
-        finally:
-            if lease is not None:
-                keeper.release(lease)
+        return builtins.list(collect(self.bank, self, now=now, delete=delete).changed)

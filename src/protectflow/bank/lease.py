@@ -96,8 +96,21 @@ class Lease:
         return attrs.asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Lease:
-        return cls(**data)
+    def from_json(cls, data: Any) -> Lease:
+        """The lease stored as ``data``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If ``data`` is not a lease's JSON.
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"a {type(data).__name__}, not an object")
+        lease = cls(**data)
+        if not (isinstance(lease.owner, str) and isinstance(lease.generation, int)
+                and isinstance(lease.expires_at, (int, float))):
+            raise ValueError("a field of the wrong type")
+        return lease
 
 
 class LeaseKeeper:
@@ -112,13 +125,47 @@ class LeaseKeeper:
         return f"{self.base}{generation:012d}"
 
     def latest(self) -> Lease | None:
-        """The newest generation, held or not; None if there is none."""
+        """The newest generation, held or not; None if there is none.
+
+        Raises
+        ------
+        BankError
+            If the newest generation is corrupt: nobody can tell whether it
+            is held (``protectflow checkpoints gc`` removes it).
+        """
         for key in self.bank.list_objects(self.base, limit=3, sort_dir="desc"):
             try:
-                return Lease.from_json(self.bank.get_object(key))
-            except BankError:  # pruned between the listing and the read
-                continue
+                value = self.bank.get_object(key)
+            except BankError as err:
+                if not self.bank.has_object(key):
+                    continue  # pruned between the listing and the read
+                raise self._corrupt(key, str(err)) from None
+            try:
+                return Lease.from_json(value)
+            except (TypeError, ValueError, KeyError) as err:
+                raise self._corrupt(key, f"not a lease: {err}") from None
         return None
+
+    def _corrupt(self, key: str, why: str) -> BankError:
+        return BankError(f"the lease of {self.name} is corrupt ({key} in {self.bank.url}: "
+                         f"{why}); `protectflow checkpoints gc` removes it")
+
+    def remove_corrupt(self) -> list[str]:
+        """Replace each generation that cannot be read as a lease with a
+        released one (gc's remedy: a lease nobody can read protects nothing,
+        and deleting it would bring an older generation back); their keys."""
+        replaced = []
+        for key in self.bank.list_objects(self.base):
+            try:
+                Lease.from_json(self.bank.get_object(key))
+            except (BankError, TypeError, ValueError, KeyError):
+                freed = Lease(owner="protectflow-gc", operation="gc", expires_at=0.0,
+                              generation=int(key.rsplit("/", 1)[1]), token=uuid.uuid4().hex,
+                              released=True)
+                with contextlib.suppress(BankError):
+                    self.bank.update_object(key, freed.to_json())
+                    replaced.append(key)
+        return replaced
 
     def current(self, now: float | None = None) -> Lease | None:
         """The lease if someone holds it at ``now``, else None."""

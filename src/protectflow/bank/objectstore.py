@@ -11,6 +11,7 @@ encrypted and authenticated under the bank's key, bound to its own key (see
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import threading
@@ -30,7 +31,7 @@ from protectflow.bank._keys import (
 from protectflow.bank._listing import walk
 from protectflow.bank.crypto import Keyring
 from protectflow.bank.urls import check_bank_url, default_bank_url, is_local, require_backend
-from protectflow.errors import BankError, ProtectflowError
+from protectflow.errors import BankError, BankFullError, ProtectflowError
 
 __all__ = ["Bank", "default_bank_url", "open_existing_bank"]
 
@@ -167,6 +168,24 @@ class Bank:
         except OSError as err:
             raise BankError(f"cannot open the bank {self.url!r}: {err}") from err
 
+    def writable(self) -> bool:
+        """Whether the bank can be written: False for a local folder on a
+        read-only mount (a backup disk) or one this user may not write;
+        other stores are taken as writable (their writes say otherwise).
+
+        Raises
+        ------
+        BankError
+            If the bank cannot be opened or probed.
+        """
+        backend = self.backend
+        if not isinstance(backend, LocalBackend):
+            return True
+        try:
+            return backend.writable()
+        except OSError as err:
+            raise BankError(f"cannot write to the bank {self.url!r}: {err}") from err
+
     # -- keys -------------------------------------------------------------------
     @property
     def keyring(self) -> Keyring:
@@ -243,7 +262,7 @@ class Bank:
         try:
             self.backend.write(key, data)
         except OSError as err:
-            raise BankError(f"cannot write bank object {key!r} in {self.url}: {err}") from err
+            raise write_error(f"cannot write bank object {key!r} in {self.url}", err) from err
 
     def create_object(self, key: str, value: Value, *, durable: bool = True) -> bool:
         """Store ``value`` under ``key`` only if ``key`` holds nothing yet.
@@ -267,7 +286,7 @@ class Bank:
         try:
             return self.backend.create_exclusive(key, data, durable)
         except OSError as err:
-            raise BankError(f"cannot create bank object {key!r} in {self.url}: {err}") from err
+            raise write_error(f"cannot create bank object {key!r} in {self.url}", err) from err
 
     def sync(self) -> None:
         """Make every object written so far durable (see ``durable=False``).
@@ -283,7 +302,7 @@ class Bank:
         try:
             self.backend.sync()
         except OSError as err:
-            raise BankError(f"cannot sync the bank {self.url}: {err}") from err
+            raise write_error(f"cannot sync the bank {self.url}", err) from err
 
     def get_object(self, key: str) -> Value:
         """Return the value stored under ``key``, authenticated.
@@ -426,6 +445,16 @@ class Bank:
             data = self.backend.read(key)
         with io.BytesIO(self.keyring.open(key, data)[1]) as f:
             yield f
+
+
+def write_error(what: str, err: OSError) -> BankError:
+    """The bank's error for a write the store refused: :class:`BankFullError`
+    when it is out of space or quota (the operation failed; nothing was
+    wrong with the input), else :class:`BankError`."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return BankFullError(f"{what}: {err}; free space where the bank lives, then "
+                             "`protectflow checkpoints gc` clears what the failure left")
+    return BankError(f"{what}: {err}")
 
 
 def open_existing_bank(

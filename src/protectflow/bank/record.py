@@ -34,6 +34,7 @@ __all__ = [
     "history_entry",
     "new_record",
     "record_problems",
+    "verification_entry",
 ]
 
 FORMAT_VERSION = 1
@@ -50,11 +51,21 @@ _TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+class Verification(TypedDict):
+    """How the last verify of a checkpoint ended (the record's ``verification``)."""
+
+    at: str
+    ok: bool
+    problems: int
+    summary: str | None
+
+
 class CheckpointRecord(TypedDict):
     """The fields a new checkpoint's record holds.
 
-    A transition adds ``next_steps``; plugins and the framework never add
-    others. ``operations`` is the history: :func:`history_entry` items.
+    A transition adds ``next_steps``, a verify ``verification`` (a
+    :class:`Verification`, from :func:`verification_entry`); plugins and the
+    framework never add others. ``operations`` is the history: :func:`history_entry` items.
     """
 
     version: int
@@ -88,6 +99,14 @@ def history_entry(event: str, *, at: str | None = None, **fields: Any) -> dict[s
     ``owner``) or ``status`` (with ``from``, ``to`` and ``reason``).
     """
     return {"at": now_iso() if at is None else at, "event": event, **fields}
+
+
+def verification_entry(*, ok: bool, problems: int, summary: str | None,
+                       at: str | None = None) -> Verification:
+    """The record's ``verification``: when the last verify ran, whether it
+    found the checkpoint whole, how many problems it found and the first."""
+    return Verification(at=now_iso() if at is None else at, ok=ok, problems=problems,
+                        summary=summary)
 
 
 def creating_operation(copied_from: dict[str, Any] | None) -> str:

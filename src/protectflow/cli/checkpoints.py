@@ -1,5 +1,5 @@
-"""``protectflow checkpoints list | show | gc``: what a bank holds; ``show
-ID --resource TYPE#ID`` what a checkpoint keeps about one resource."""
+"""``protectflow checkpoints list | show | gc | repair | reindex``: what a bank
+holds; ``show ID --resource TYPE#ID`` what a checkpoint keeps about one resource."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ __all__ = ["add_parsers"]
 #: How a listing shows a checkpoint whose record cannot be read (no stored status).
 CORRUPT = "corrupt"
 #: The columns of a listing, in order.
-COLUMNS = ("id", "plan", "status", "created_at", "owner")
+COLUMNS = ("id", "plan", "status", "created_at", "owner", "verified")
 
 
 def add_parsers(sub: Subparsers) -> None:
@@ -41,7 +41,12 @@ def add_parsers(sub: Subparsers) -> None:
                    help="print what the checkpoint keeps about this resource (its saved info)")
     c.add_argument("--json", action="store_true")
     c = csub.add_parser("gc", help="resolve checkpoints whose operation died")
-    c.add_argument("--delete", action="store_true", help="remove them instead of marking error")
+    c.add_argument("--delete", action="store_true",
+                   help="remove them, and the data only they use, instead of marking error")
+    c = csub.add_parser("repair", help="re-create the chunk refs a checkpoint's manifests "
+                        "call for (those verify reports missing)")
+    c.add_argument("checkpoint", metavar="ID")
+    csub.add_parser("reindex", help="rebuild the checkpoint index from the records")
     # `checkpoints list --bank X` as well as `checkpoints --bank X list`
     for c in csub.choices.values():
         add_bank_args(c, suppress=True)
@@ -61,9 +66,21 @@ def checkpoints_command(args: argparse.Namespace) -> int:
             _show(checkpoint)
         return 0
     if args.action == "gc":
-        changed = store.gc(delete=args.delete)
-        verb = "removed" if args.delete else "marked error"
-        print(f"{len(changed)} checkpoint(s) {verb}" + "".join(f"\n  {c}" for c in changed))
+        done = operations.gc(store, delete=args.delete)
+        verb = "removed" if args.delete else "resolved"
+        print(f"{len(done.changed)} checkpoint(s) {verb}"
+              + "".join(f"\n  {c}" for c in done.changed))
+        print(f"{done.freed_chunks} chunk(s) freed, {len(done.corrupt_leases)} corrupt "
+              f"lease(s) and {done.temp_files} stale temporary file(s) removed")
+        return 0
+    if args.action == "repair":
+        fixed = operations.repair(store, store.resolve(args.checkpoint))
+        print(f"checkpoint {fixed.checkpoint}: {len(fixed.refs_made)} ref(s) re-created")
+        for problem in fixed.problems:
+            print(f"  problem: {problem}")
+        return 0 if fixed.ok else 1
+    if args.action == "reindex":
+        print(f"{operations.reindex(store)} index entr(ies) written")
         return 0
     return _list(store, args)
 
@@ -79,7 +96,7 @@ def _list(store: CheckpointStore, args: argparse.Namespace) -> int:
         return 0
     table = Table(title=f"checkpoints in {store.bank.url}")
     table.add_column("id", no_wrap=True, min_width=32)
-    for column in ("plan", "status", "created_at (UTC)", "owner"):
+    for column in ("plan", "status", "created_at (UTC)", "owner", "verified"):
         table.add_column(column)
     for row in rows:
         table.add_row(*(str(row[c]) for c in COLUMNS))
@@ -96,9 +113,21 @@ def _row(checkpoint: Checkpoint) -> dict[str, Any]:
         record = checkpoint.record
     except BankError:
         return {"id": checkpoint.id, "plan": None, "status": CORRUPT, "created_at": "",
-                "owner": ""}
+                "owner": "", "verified": ""}
     return {"id": checkpoint.id, "plan": record.get("plan_name"), "status": checkpoint.status,
-            "created_at": checkpoint.created_at[:19].replace("T", " "), "owner": checkpoint.owner}
+            "created_at": checkpoint.created_at[:19].replace("T", " "), "owner": checkpoint.owner,
+            "verified": verified(record.get("verification"))}
+
+
+def verified(entry: dict[str, Any] | None) -> str:
+    """How the last verify went, in a few words: ``ok 2024-...``, ``FAILED
+    2024-... (3 problems)`` or ``never``."""
+    if not entry:
+        return "never"
+    when = str(entry.get("at", ""))[:19].replace("T", " ")
+    if entry.get("ok"):
+        return f"ok {when}"
+    return f"FAILED {when} ({entry.get('problems', 0)} problem(s))"
 
 
 def _show(checkpoint: Checkpoint) -> None:
@@ -110,6 +139,10 @@ def _show(checkpoint: Checkpoint) -> None:
             print(f"  {field:<16} {record[field]}")
     if record.get("copied_from"):
         print(f"  {'copied_from':<16} {record['copied_from']}")
+    check = record.get("verification")
+    print(f"  {'verified':<16} {verified(check)}")
+    if check and not check.get("ok") and check.get("summary"):
+        print(f"  {'verify_problem':<16} {check['summary']}")
     lease = checkpoint.lease
     if lease is not None:
         print(f"  {'busy':<16} {lease.describe()}")

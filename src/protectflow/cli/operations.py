@@ -5,6 +5,7 @@ executor, live progress and report files the flags ask for."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -114,6 +115,8 @@ def _finish(result: OperationResult, what: str) -> int:
     """
     print_summary(result.report)
     print_statuses(result.resources)
+    for note in result.notes:  # not failures: what the user should know all the same
+        print(f"protectflow: note: {note}", file=sys.stderr)
     if not result.ok:
         raise RunFailed(f"{what} failed; `protectflow checkpoints show "
                         f"{result.checkpoint.id}` tells which resources and why", result.report)

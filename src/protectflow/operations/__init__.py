@@ -37,7 +37,8 @@ from protectflow.errors import BankError
 from protectflow.executors import Executor, RunReport
 from protectflow.operations.journal import JournalMeta
 from protectflow.operations.lease import default_owner, lease_ttl
-from protectflow.operations.outcomes import OperationResult, next_steps
+from protectflow.operations.maintenance import GcReport, RepairReport, gc, reindex, repair
+from protectflow.operations.outcomes import OperationResult, next_steps, note_verification
 from protectflow.operations.preflight import (
     checkpoint_dag,
     graph_json,
@@ -58,20 +59,25 @@ from protectflow.operations.runs import (
     run_on_checkpoint,
 )
 from protectflow.operations.scratch import Runnable, prepare_run, run_scratch
-from protectflow.states import ERROR, PROTECTING
+from protectflow.states import COPYING, DELETING, ERROR, ERROR_DELETING, PROTECTING
 
 __all__ = [
     "CheckReport",
+    "GcReport",
     "OperationResult",
+    "RepairReport",
     "Runnable",
     "check",
     "copy",
     "default_owner",
     "delete",
+    "gc",
     "next_steps",
     "open_store",
     "prepare_run",
     "protect",
+    "reindex",
+    "repair",
     "restore",
     "resume",
     "run",
@@ -202,7 +208,9 @@ def verify(
             raise
         raise BankError(f"{err}; the metadata check of checkpoint {checkpoint_id} found: "
                         + "; ".join(found.problems)) from err
-    return attrs.evolve(result, problems=found.problems)
+    result = attrs.evolve(result, problems=found.problems)
+    note_verification(result)
+    return result
 
 
 def check(
@@ -297,7 +305,8 @@ def resume(
 ) -> OperationResult:
     """Continue the interrupted or failed operation of a checkpoint from its journal.
 
-    Protect, restore and verify resume, on any executor: hooks the journal
+    Protect, restore and verify resume, on any executor; a delete is finished
+    (run again: it is idempotent); a copy is refused with what to do. Hooks the journal
     records as succeeded are not run again (their outputs and
     ``new_resources`` come from the journal); the others run, those that were
     running at the crash included. The lease of a crashed owner is taken over
@@ -316,19 +325,32 @@ def resume(
         (the message names what changed).
     """
     checkpoint = open_store(bank).get(checkpoint_id)
+    owner = owner or default_owner()
+    if checkpoint.status in (DELETING, ERROR_DELETING):
+        # a delete is finished, not resumed: it is idempotent
+        return delete_checkpoint(checkpoint, executor=executor, owner=owner, options=options)
+    if checkpoint.status == COPYING:
+        raise BankError(_COPY_ADVICE.format(id=checkpoint_id))
     runs = lineage(checkpoint, unfinished=checkpoint.status in (PROTECTING, ERROR))
     meta = runs[0].meta if runs else {}
     operation = meta.get("operation", "protect")  # no journal: a protect died early
-    owner = owner or default_owner()
     if operation in ("restore", "verify"):
         return run_on_checkpoint(operation, checkpoint, executor=executor,
                                  parameters=meta["parameters"], owner=owner, options=options,
                                  runs=runs)
     if operation != "protect" or checkpoint.record.get("copied_from") is not None:
-        raise BankError(f"cannot resume the {operation} of checkpoint {checkpoint_id}: only "
+        raise BankError(_COPY_ADVICE.format(id=checkpoint_id) if operation == "copy" else
+                        f"cannot resume the {operation} of checkpoint {checkpoint_id}: only "
                         f"protect, restore and verify resume; run the {operation} again")
     return _resume_protect(checkpoint, runs, executor=executor, plan=plan, owner=owner,
                            options=options)
+
+
+_COPY_ADVICE = (
+    "cannot resume the copy of checkpoint {id}: a copy starts again rather than resumes. "
+    "`protectflow checkpoints gc` resolves the dead copy (at once when its owner was a "
+    "process of this host that is gone, else once its lease expired): the source goes back "
+    "to available and the unfinished target becomes error; then run the copy of {id} again")
 
 
 def _resume_protect(

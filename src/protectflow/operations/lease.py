@@ -113,6 +113,8 @@ def failing_on_crash(checkpoint: Checkpoint, status: str) -> Iterator[None]:
     try:
         yield
     except BaseException as err:
+        if status == ERROR:  # the disk may be full: make room for the last writes
+            checkpoint.drop_reserve()
         # Already moved on, or the bank is gone: gc resolves it then.
         with suppress(BankError):
             checkpoint.transition(status, reason=f"interrupted: {type(err).__name__}: {err}")

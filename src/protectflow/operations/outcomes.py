@@ -7,12 +7,14 @@ The framework, not the plugins, decides the statuses, from the run report.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 import attrs
 
 from protectflow.bank import Checkpoint, RunRecord
 from protectflow.dag import HookDAG
+from protectflow.errors import BankError
 from protectflow.executors import RunReport
 from protectflow.plugins import get_registry
 from protectflow.plugins.contract import StatusUpdate, call_hook
@@ -27,8 +29,8 @@ from protectflow.states import (
     UPSTREAM_FAILED,
 )
 
-__all__ = ["OperationResult", "next_steps", "on_failure", "reason", "record_run", "status_updates",
-           "statuses"]
+__all__ = ["OperationResult", "next_steps", "note_verification", "on_failure", "reason",
+           "record_run", "status_updates", "statuses"]
 
 #: A run record's status when its run succeeded (``error`` otherwise).
 RUN_SUCCESS = "success"
@@ -48,6 +50,9 @@ class OperationResult:
     #: What a verify's metadata check found (see :func:`protectflow.operations.check`):
     #: every object of the checkpoint that fails authentication, every chunk missing.
     problems: tuple[str, ...] = ()
+    #: What the operation wants its user to know that is not a failure (a
+    #: read-only bank: it ran without its lease, journal or run record).
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -58,6 +63,19 @@ class OperationResult:
     def new_resources(self) -> dict[str, Any]:
         """What restore hooks published as the new resources' ids."""
         return dict(self.run.new_resources) if self.run is not None else {}
+
+
+def note_verification(result: OperationResult) -> None:
+    """Keep how a verify ended in its checkpoint's record, so that ``checkpoints
+    show`` and ``list`` tell a checkpoint that failed it; on a bank that cannot
+    be written (read-only) the result alone says."""
+    failures = [*result.problems, *(
+        f"{r.node}: {r.error.message if r.error else r.state}" for r in result.report.failed())]
+    with suppress(BankError):
+        result.checkpoint.set_verification(ok=result.ok, problems=len(failures),
+                                           summary=failures[0] if failures else (
+                                               None if result.ok
+                                               else f"run {result.report.state}"))
 
 
 def statuses(dag: HookDAG, report: RunReport) -> dict[str, dict[str, Any]]:

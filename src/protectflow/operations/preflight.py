@@ -14,13 +14,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from protectflow.bank import Checkpoint
+from protectflow.bank.lease import owner_is_dead
 from protectflow.compiler import ResourceGraph, compile_graph
 from protectflow.dag import HookDAG
 from protectflow.errors import BankError, ExecutorError, PlanError
 from protectflow.executors import Executor, get_executor
 from protectflow.plugins.providers import Provider, resolve_provider
 from protectflow.plugins.registry import configured_spec, get_registry
-from protectflow.states import AVAILABLE, ERROR, ERROR_DELETING
+from protectflow.states import AVAILABLE, DELETING, ERROR, ERROR_DELETING
 
 __all__ = ["check_limits", "checkpoint_dag", "graph_json", "make_executor", "plan_provider",
            "require_status", "with_provider_config"]
@@ -140,9 +141,14 @@ def require_status(checkpoint: Checkpoint, operation: str, *, resuming: bool = F
         Naming the status, or the operation that holds the checkpoint.
     """
     status = checkpoint.status
+    lease = checkpoint.lease
+    # A delete finishes a delete that died: at once when its owner is a
+    # process of this host that is gone, else once its lease expired.
+    reclaim = operation == "delete" and lease is not None and owner_is_dead(lease.owner)
     allowed = (AVAILABLE, ERROR) if operation == "delete" else (AVAILABLE,)
-    if operation == "delete" and status == ERROR_DELETING:
-        return  # a failed delete may be tried again
+    if operation == "delete" and (status == ERROR_DELETING or (
+            status == DELETING and (lease is None or reclaim))):
+        return  # a failed or dead delete may be tried again
     if status not in allowed:
         raise BankError(
             f"cannot {operation} checkpoint {checkpoint.id}: it is {status}"
@@ -150,7 +156,6 @@ def require_status(checkpoint: Checkpoint, operation: str, *, resuming: bool = F
                if checkpoint.record.get("status_reason") else "")
             + f"; {operation} needs a checkpoint that is {' or '.join(allowed)}"
         )
-    if checkpoint.busy and not resuming:
-        lease = checkpoint.lease
+    if lease is not None and not (resuming or reclaim):
         raise BankError(f"cannot {operation} checkpoint {checkpoint.id}: it is busy with "
-                        f"{lease.describe() if lease else 'another operation'}")
+                        f"{lease.describe()}")

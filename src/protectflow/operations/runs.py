@@ -13,7 +13,7 @@ from typing import Any
 from protectflow.bank import Checkpoint, CheckpointStore
 from protectflow.bank.journal import JournalRun
 from protectflow.dag import HookDAG, jsonio
-from protectflow.executors import Executor, RunReport
+from protectflow.executors import Executor, RunReport, run_dag
 from protectflow.operations.journal import JournalMeta, run_journaled
 from protectflow.operations.lease import failing_on_crash, holding, lease_ttl, renewing
 from protectflow.operations.outcomes import (
@@ -45,6 +45,7 @@ def protect_into(checkpoint: Checkpoint, dag: HookDAG, runner: Executor, *,
             cleanup = ({} if report is not None and report.ok
                        else on_failure(dag, checkpoint, options.get("registry")))
         resources = with_cleanup(statuses(dag, report), cleanup)
+        checkpoint.drop_reserve()  # its space is for these last writes
         checkpoint.set_resource_statuses(resources)
         checkpoint.transition(AVAILABLE if report.ok else ERROR, reason=reason(report),
                               next_steps=None if report.ok else next_steps(checkpoint.id))
@@ -65,6 +66,8 @@ def run_on_checkpoint(
         options = {**options, "completed": completed_hooks(runs)}
     runner, run_options = make_executor(executor, options, dag, pools=checkpoint.plan.get("pools"),
                                         provider=checkpoint.plan.get("provider"))
+    if runs is None and not checkpoint.bank.writable():
+        return _run_read_only(operation, checkpoint, dag, runner, run_options)
     meta = JournalMeta(owner, checkpoint.plan, parameters=parameters,
                        resumes=runs[-1].run_id if runs else None)
     with holding(checkpoint, operation, owner, reclaim_dead=runs is not None):
@@ -74,6 +77,18 @@ def run_on_checkpoint(
     return OperationResult(operation, checkpoint, report, resources, run)
 
 
+def _run_read_only(operation: str, checkpoint: Checkpoint, dag: HookDAG, runner: Executor,
+                   options: Mapping[str, Any]) -> OperationResult:
+    """A restore or verify on a bank that cannot be written (a mounted backup
+    disk): no lease, no journal, no run record -- it reads, it cannot be
+    resumed, and nothing stops a writer that shares the bank (a read-only
+    mount has none)."""
+    report = run_dag(dag, runner, checkpoint=checkpoint, **options)
+    note = (f"the bank {checkpoint.bank.url} is read-only: the {operation} ran without "
+            "taking the checkpoint's lease, keeping a journal or a run record")
+    return OperationResult(operation, checkpoint, report, statuses(dag, report), notes=(note,))
+
+
 def delete_checkpoint(checkpoint: Checkpoint, *, executor: str | Executor, owner: str,
                       options: Mapping[str, Any]) -> OperationResult:
     """Run the delete hooks of ``checkpoint``, then drop its own data."""
@@ -81,8 +96,10 @@ def delete_checkpoint(checkpoint: Checkpoint, *, executor: str | Executor, owner
     dag = checkpoint_dag(checkpoint, "delete", None)
     runner, run_options = make_executor(executor, options, dag, pools=checkpoint.plan.get("pools"),
                                         provider=checkpoint.plan.get("provider"))
-    with holding(checkpoint, "delete", owner), failing_on_crash(checkpoint, ERROR_DELETING):
-        checkpoint.transition(DELETING)
+    with holding(checkpoint, "delete", owner, reclaim_dead=True), \
+            failing_on_crash(checkpoint, ERROR_DELETING):
+        if checkpoint.status != DELETING:  # else a dead delete's, finished now
+            checkpoint.transition(DELETING)
         report = run_journaled(checkpoint, dag, runner, meta=JournalMeta(owner, checkpoint.plan),
                                options=run_options)
         resources = statuses(dag, report)
@@ -133,6 +150,7 @@ def _copy_to(source: Checkpoint, target_store: CheckpointStore, dag: HookDAG, ru
         copy_objects(source, target)
         report = run_journaled(source, dag, runner, meta=JournalMeta(owner, source.plan),
                                options={**options, "target_checkpoint": target})
+        target.drop_reserve()
         target.set_resource_statuses(source.resources)
         target.transition(AVAILABLE if report.ok else ERROR, reason=reason(report))
     return target, report

@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from protectflow.bank.chunkrefs import release_chunks
+from protectflow.bank.chunks import ChunkStore, sha256
 from protectflow.errors import ChunkError
-from protectflow.plugins._chunks import ChunkStore, sha256
 
 __all__ = ["copy_all", "release_all", "reuse_file", "store_file", "store_pack", "verify_all"]
 
@@ -138,11 +139,15 @@ def reuse_file(store: ChunkStore, path: str, digests: list[str],
 
 def verify_all(store: ChunkStore, digests: Iterable[str], *, workers: int = 4,
                slices: Mapping[str, Sequence[tuple[int, int, str, str]]] | None = None,
+               files: Iterable[tuple[str, int, Sequence[str]]] = (),
                ) -> tuple[int, int]:
     """Read back every chunk in ``digests`` and check its hash.
 
     ``slices`` maps a pack's digest to the ``(offset, length, sha256, name)``
-    of the files in it: each file's bytes are checked too.
+    of the files in it: each file's bytes are checked too. ``files`` gives
+    ``(name, size, chunk digests)`` of chunked files: their chunks' lengths
+    must add up to the size the manifest records. A chunk that fails its
+    check is marked bad (see :meth:`ChunkStore.mark_bad`).
 
     Returns
     -------
@@ -152,11 +157,12 @@ def verify_all(store: ChunkStore, digests: Iterable[str], *, workers: int = 4,
     Raises
     ------
     ChunkError
-        Naming every missing or corrupt chunk (the first ten).
+        Naming every missing or corrupt chunk and every size that does not
+        add up (the first ten).
     """
     unique = sorted(set(digests))
     errors: list[str] = []
-    total = 0
+    lengths: dict[str, int] = {}
 
     def check(digest: str) -> int:
         try:
@@ -164,6 +170,7 @@ def verify_all(store: ChunkStore, digests: Iterable[str], *, workers: int = 4,
         except ChunkError as err:
             errors.append(str(err))
             return 0
+        lengths[digest] = len(data)
         view = memoryview(data)
         for offset, length, digest_of, name in (slices or {}).get(digest, ()):
             piece = view[offset:offset + length]
@@ -173,18 +180,23 @@ def verify_all(store: ChunkStore, digests: Iterable[str], *, workers: int = 4,
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         total = sum(pool.map(check, unique))
+    for name, size, chunks in files:
+        if all(d in lengths for d in chunks) and sum(lengths[d] for d in chunks) != size:
+            errors.append(f"{name}: the manifest says {size} bytes, its chunks hold "
+                          f"{sum(lengths[d] for d in chunks)}")
     if errors:
         errors.sort()
         more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
-        raise ChunkError(f"{len(errors)} of {len(unique)} chunks failed verification:\n  "
+        raise ChunkError(f"{len(errors)} problems in {len(unique)} chunks:\n  "
                          + "\n  ".join(errors[:10]) + more)
     return len(unique), total
 
 
 def release_all(store: ChunkStore, digests: Iterable[str], *, workers: int = 4) -> int:
-    """Release every chunk in ``digests``; returns how many were deleted."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return sum(pool.map(store.release, sorted(set(digests))))
+    """Release every chunk in ``digests``, deleting those no ref and no live
+    manifest names (:func:`~protectflow.bank.chunkrefs.release_chunks`);
+    returns how many were deleted."""
+    return release_chunks(store, digests, workers=workers)
 
 
 def copy_all(source: ChunkStore, target: ChunkStore, digests: Iterable[str], *,

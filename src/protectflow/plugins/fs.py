@@ -191,7 +191,9 @@ def verify_resource(checkpoint: HookCheckpoint, resource: Resource,
     manifest = read_manifest(checkpoint.get_resource_bank_section(resource), resource)
     chunks, nbytes = verify_all(store_of(checkpoint, resource), manifest_chunks(manifest),
                                 workers=int(parameters.get("workers", 4)),
-                                slices=manifest_slices(manifest))
+                                slices=manifest_slices(manifest),
+                                files=[(e["path"], e["size"], e["chunks"])
+                                       for e in manifest["entries"] if "chunks" in e])
     return {"chunks": chunks, "bytes": nbytes}
 
 
