@@ -56,13 +56,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from typing import Any, ClassVar
 
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError
-from protectflow.plugins import _tree
+from protectflow.errors import BankError, LocalPluginError
 from protectflow.plugins._chunkfiles import verify_all
+from protectflow.plugins._fsbuild import Outcome, check_entries
 from protectflow.plugins._fsprotect import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PACK_SIZE,
@@ -70,11 +69,10 @@ from protectflow.plugins._fsprotect import (
     protect_tree,
     read_manifest,
 )
+from protectflow.plugins._fsrestore import restore_into
 from protectflow.plugins._local import (
     MANIFEST,
     MainHooksPlugin,
-    check_destination,
-    clear_destination,
     copy_chunks,
     get_json,
     object_schema,
@@ -93,6 +91,8 @@ from protectflow.plugins.base import (
 __all__ = ["DIRECTORY", "FsProtectionPlugin"]
 
 DIRECTORY = "protectflow::fs::Directory"
+#: The largest chunk a protect makes; a manifest naming more is refused.
+MAX_CHUNK_SIZE = 64 << 20
 _WORKERS = {"type": "integer", "minimum": 1, "maximum": 64, "default": 4,
             "description": "threads reading, hashing and storing chunks"}
 _PATTERNS = {"type": "array", "items": {"type": "string", "minLength": 1}, "default": []}
@@ -100,7 +100,7 @@ OPTIONS_SCHEMA = object_schema("fs protect parameters", {
     "include": {**_PATTERNS, "description": "keep only files matching one of these globs "
                 "(a pattern without '/' matches the name at any depth)"},
     "exclude": {**_PATTERNS, "description": "leave out files and folders matching these"},
-    "chunk_size": {"type": "integer", "minimum": 4096, "maximum": 64 << 20,
+    "chunk_size": {"type": "integer", "minimum": 4096, "maximum": MAX_CHUNK_SIZE,
                    "default": DEFAULT_CHUNK_SIZE, "description": "bytes per chunk"},
     "pack_size": {"type": "integer", "minimum": 0, "maximum": 64 << 20,
                   "default": DEFAULT_PACK_SIZE,
@@ -115,7 +115,10 @@ RESTORE_SCHEMA = object_schema("fs restore parameters", {
     "target": {"type": "string", "minLength": 1,
                "description": "folder to restore into: the tree goes to <target>/<id>"},
     "force": {"type": "boolean", "default": False,
-              "description": "replace a non-empty <target>/<id>"},
+              "description": "restore into a non-empty <target>/<id>: each entry of the "
+              "checkpoint replaces what is at its path, other files stay"},
+    "owners": {"type": "boolean", "description": "restore owners (numeric uid and gid) and "
+               "set-id bits; default: when running as root"},
     "workers": _WORKERS,
 }, required=["target"])
 VERIFY_SCHEMA = object_schema("fs verify parameters", {"workers": _WORKERS})
@@ -133,32 +136,40 @@ def restore_tree(checkpoint: HookCheckpoint, resource: Resource,
     Raises
     ------
     LocalPluginError
-        If the destination is not empty and ``force`` is not set.
+        If the manifest is refused, or the destination is not empty and
+        ``force`` is not set.
+    ChunkError
+        If a chunk is missing or corrupt.
+    """
+    return restore_with_outcome(checkpoint, resource, parameters)[0]
+
+
+def restore_with_outcome(checkpoint: HookCheckpoint, resource: Resource,
+                         parameters: dict[str, Any]) -> tuple[str, Outcome]:
+    """:func:`restore_tree`, and what the restore could not do exactly.
+
+    Raises
+    ------
+    LocalPluginError
+        If the manifest is refused, or the destination is not empty and
+        ``force`` is not set.
     ChunkError
         If a chunk is missing or corrupt.
     """
     manifest = read_manifest(checkpoint.get_resource_bank_section(resource), resource)
+    check_entries(manifest.get("entries"), resource.key)  # before anything is written
+    chunk_size = manifest.get("chunk_size")
+    if not isinstance(chunk_size, int) or not 0 < chunk_size <= MAX_CHUNK_SIZE:
+        raise LocalPluginError(f"{resource.key}: the manifest's chunk_size {chunk_size!r} is "
+                               "not valid; nothing was written")
     dest = restore_destination(resource, parameters)
-    entries = manifest["entries"]
-    if _already_restored(dest, entries):
-        return dest
-    force = bool(parameters.get("force", False))
-    check_destination(dest, force, resource.key)
-    staging = os.path.join(os.path.dirname(dest),
-                           f".{os.path.basename(dest)}.pf-restore-{checkpoint.id[:12]}")
-    if os.path.lexists(staging):  # a crashed earlier attempt
-        shutil.rmtree(staging)
-    _tree.build_tree(staging, entries, store_of(checkpoint, resource).read,
-                     workers=int(parameters.get("workers", 4)))
-    clear_destination(dest, force, resource.key)
-    os.rename(staging, dest)
-    return dest
-
-
-def _already_restored(dest: str, entries: list[dict[str, Any]]) -> bool:
-    if not os.path.isdir(dest) or os.path.islink(dest):
-        return False
-    return _tree.comparable(_tree.scan(dest)) == _tree.comparable(entries)
+    owners = parameters.get("owners")
+    outcome = restore_into(dest, manifest["entries"], store_of(checkpoint, resource).read,
+                           force=bool(parameters.get("force", False)),
+                           owners=os.geteuid() == 0 if owners is None else bool(owners),
+                           chunk_size=chunk_size, workers=int(parameters.get("workers", 4)),
+                           what=resource.key)
+    return dest, outcome or Outcome()
 
 
 def manifest_chunks(manifest: dict[str, Any]) -> list[str]:
@@ -217,10 +228,17 @@ def _protect(args: HookArgs) -> Any:
 
 
 def _restore(args: HookArgs) -> dict[str, Any]:
-    dest = restore_tree(require_checkpoint(args.checkpoint, args.resource), args.resource,
-                        args.parameters)
+    dest, outcome = restore_with_outcome(require_checkpoint(args.checkpoint, args.resource),
+                                         args.resource, args.parameters)
     args.publish(dest)
-    return {"path": dest}
+    log = args.kwargs.get("operation_log")
+    if log is not None:
+        if outcome.skipped:
+            log.warning(f"skipped {len(outcome.skipped)} devices (making one needs root): "
+                        + ", ".join(outcome.skipped[:10]))
+        for message in outcome.warnings[:20]:
+            log.warning(message)
+    return {"path": dest, "skipped": outcome.skipped, "warnings": outcome.warnings}
 
 
 def _verify(args: HookArgs) -> dict[str, Any]:
