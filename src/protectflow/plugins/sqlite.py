@@ -10,9 +10,15 @@ database file (relative paths resolve as for the fs plugin).
   ``PRAGMA integrity_check``, stores it in the bank's shared chunk store
   (fixed-size chunks: unchanged pages cost nothing in the next checkpoint)
   and removes the snapshot.
-- **restore** writes the database to ``<target>/<resource id>`` (through a
-  staging file, checked with ``integrity_check`` before it is renamed into
-  place; ``force`` replaces an existing file and its ``-wal``/``-shm``).
+- **restore** writes the database to ``<target>/<name>``, its own file name
+  when the resource id is that name's stem, else the id (through a staging
+  file made exclusively with a random name, checked with ``integrity_check``
+  before it is renamed into place; ``force`` replaces an existing file and
+  its ``-wal``/``-shm``), with its mode, mtime and, as root, owner.
+
+The snapshot waits in ``snapshot_dir`` or a private per-user folder
+(``<tmp>/protectflow-<uid>``, 0700, refused if someone else owns it), 0600;
+its path is derived from the parameters, never read back from the bank.
 - **verify** rebuilds the stored copy in a temporary file and runs
   ``integrity_check`` on it (which reads every chunk and checks its hash).
 - **copy** and **delete** handle its chunks as the fs plugin does.
@@ -22,7 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
+import stat
 import tempfile
 import time
 from typing import Any, ClassVar
@@ -60,6 +68,11 @@ __all__ = ["DATABASE", "SqliteProtectionPlugin", "integrity_check"]
 DATABASE = "protectflow::sqlite::Database"
 SNAPSHOT = "snapshot"
 DEFAULT_CHUNK_SIZE = 256 << 10
+#: Version 2 adds the database's mode, owner and mtime.
+MANIFEST_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+#: An extension the restored file may take from the stored source's name.
+_SUFFIX = re.compile(r"\.[A-Za-z0-9_+-]{1,16}")
 
 OPTIONS_SCHEMA = object_schema("sqlite protect parameters", {
     "chunk_size": {"type": "integer", "minimum": 4096, "maximum": 64 << 20,
@@ -75,6 +88,8 @@ RESTORE_SCHEMA = object_schema("sqlite restore parameters", {
                "description": "folder to restore into: the database goes to <target>/<id>"},
     "force": {"type": "boolean", "default": False,
               "description": "replace an existing <target>/<id> (and its -wal and -shm)"},
+    "owners": {"type": "boolean", "description": "restore the database's owner (numeric uid "
+               "and gid); default: when running as root"},
 }, required=["target"])
 VERIFY_SCHEMA = object_schema("sqlite verify parameters", {})
 SAVED_INFO_SCHEMA = {"type": "object", "properties": {
@@ -104,10 +119,42 @@ def _check(path: str, what: str) -> None:
 
 def snapshot_path(checkpoint: HookCheckpoint, resource: Resource,
                   parameters: dict[str, Any]) -> str:
-    """Where this checkpoint's snapshot of ``resource`` waits for ``main``."""
-    folder = parameters.get("snapshot_dir") or tempfile.gettempdir()
+    """Where this checkpoint's snapshot of ``resource`` waits for ``main``:
+    derived from the operator's parameters, never read from the bank.
+
+    Raises
+    ------
+    LocalPluginError
+        If the default folder (private, per user) is someone else's.
+    """
+    folder = parameters.get("snapshot_dir") or private_dir()
     return os.path.join(os.path.abspath(folder),
                         f"protectflow-sqlite-{local_name(checkpoint, resource)}.db")
+
+
+def private_dir() -> str:
+    """``<temporary folder>/protectflow-<uid>``: made 0700 if absent.
+
+    Raises
+    ------
+    LocalPluginError
+        If it is not a folder of this user's that only this user may enter.
+    """
+    path = os.path.join(tempfile.gettempdir(), f"protectflow-{os.geteuid()}")
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise LocalPluginError(f"{path} is not a private folder of this user (owner "
+                               f"{st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}); remove it "
+                               "or set snapshot_dir")
+    return path
+
+
+def _create_private(path: str) -> None:
+    """Create ``path`` empty, 0600, exclusively, not through a symlink."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o600))
 
 
 def take_snapshot(checkpoint: HookCheckpoint, resource: Resource,
@@ -126,8 +173,10 @@ def take_snapshot(checkpoint: HookCheckpoint, resource: Resource,
     part = dest + ".part"
     with contextlib.suppress(FileNotFoundError):
         os.unlink(part)
+    _create_private(part)  # sqlite would make it 0644 (and follow a planted link)
     timeout = float(parameters.get("busy_timeout", 30))
     started = time.time()
+    st = os.stat(source)
     try:
         src = sqlite3.connect(f"file:{quote(source)}?mode=rw", uri=True, timeout=timeout)
         dst = sqlite3.connect(part)
@@ -141,7 +190,8 @@ def take_snapshot(checkpoint: HookCheckpoint, resource: Resource,
     os.replace(part, dest)
     taken_at = time.time()
     checkpoint.get_resource_bank_section(resource).update_object(
-        SNAPSHOT, {"path": dest, "source": source, "taken_at": taken_at})
+        SNAPSHOT, {"source": source, "taken_at": taken_at, "mode": stat.S_IMODE(st.st_mode),
+                   "uid": st.st_uid, "gid": st.st_gid, "mtime_ns": st.st_mtime_ns})
     return {"snapshot": dest, "started_at": started, "taken_at": taken_at,
             "size": os.path.getsize(dest)}
 
@@ -157,7 +207,7 @@ def store_snapshot(checkpoint: HookCheckpoint, resource: Resource,
     """
     section = checkpoint.get_resource_bank_section(resource)
     info = get_json(section, SNAPSHOT)
-    path = info["path"]
+    path = snapshot_path(checkpoint, resource, parameters)
     if not os.path.exists(path):
         if section.has_object(MANIFEST):
             return {"stored": "earlier"}  # an earlier attempt finished the job
@@ -166,27 +216,53 @@ def store_snapshot(checkpoint: HookCheckpoint, resource: Resource,
     _check(path, f"{resource.key}: snapshot {path}")
     chunk_size = int(parameters.get("chunk_size", DEFAULT_CHUNK_SIZE))
     digests, new, new_bytes, size = store_file(store_of(checkpoint, resource), path, chunk_size)
-    section.update_object(MANIFEST, {"version": 1, "source": info["source"], "size": size,
-                                     "chunk_size": chunk_size, "chunks": digests,
-                                     "taken_at": info["taken_at"]})
+    section.update_object(MANIFEST, {
+        "version": MANIFEST_VERSION, "source": info["source"], "size": size,
+        "chunk_size": chunk_size, "chunks": digests, "taken_at": info["taken_at"],
+        **{k: info[k] for k in ("mode", "uid", "gid", "mtime_ns") if k in info}})
     os.unlink(path)
     return {"bytes": size, "new_chunks": new, "new_bytes": new_bytes}
 
 
 def _manifest(checkpoint: HookCheckpoint, resource: Resource) -> dict[str, Any]:
-    return committed_manifest(checkpoint.get_resource_bank_section(resource), resource,
-                              missing="no copy of it")
+    manifest = committed_manifest(checkpoint.get_resource_bank_section(resource), resource,
+                                  missing="no copy of it")
+    if manifest.get("version") not in _READABLE_VERSIONS:
+        raise LocalPluginError(
+            f"{resource.key}: its manifest has format version {manifest.get('version')!r}; "
+            f"this protectflow reads versions {', '.join(map(str, _READABLE_VERSIONS))} "
+            "-- upgrade it")
+    return manifest
 
 
-def _write_copy(store: ChunkStore, manifest: dict[str, Any], path: str) -> None:
-    with open(path, "wb") as f:
+def _write_copy(store: ChunkStore, manifest: dict[str, Any], fd: int) -> None:
+    with os.fdopen(os.dup(fd), "wb") as f:
         for digest in manifest["chunks"]:
             f.write(store.read(digest))
 
 
+def restore_name(resource: Resource, manifest: dict[str, Any]) -> str:
+    """The restored file's name: the database file's own name when the
+    resource id is that name or its stem (``orders`` of ``orders.db`` comes
+    back as ``orders.db``), else the id; only a plain extension is taken
+    from the bank."""
+    source = manifest.get("source")
+    stem, suffix = os.path.splitext(os.path.basename(source)) if isinstance(source, str) \
+        else ("", "")
+    if stem == resource.id and _SUFFIX.fullmatch(suffix):
+        return resource.id + suffix
+    return resource.id
+
+
 def restore_database(checkpoint: HookCheckpoint, resource: Resource,
                      parameters: dict[str, Any]) -> str:
-    """Write the stored database to ``<target>/<id>``; returns the path.
+    """Write the stored database to ``<target>/<name>`` (see
+    :func:`restore_name`) with its mode, mtime and, as root, owner; returns
+    the path.
+
+    The copy is written to a file created exclusively, 0600, at an
+    unpredictable name beside the destination, checked, then renamed into
+    place: a link planted in the target is replaced, never followed.
 
     Raises
     ------
@@ -195,19 +271,23 @@ def restore_database(checkpoint: HookCheckpoint, resource: Resource,
         ``integrity_check``.
     """
     manifest = _manifest(checkpoint, resource)
-    dest = restore_destination(resource, parameters)
-    if os.path.isfile(dest) and _file_chunks(dest, manifest) == manifest["chunks"]:
+    dest = os.path.join(os.path.dirname(restore_destination(resource, parameters)),
+                        restore_name(resource, manifest))
+    if _file_chunks(dest, manifest) == manifest["chunks"]:
         return dest  # restored by an earlier attempt
     force = bool(parameters.get("force", False))
     check_destination(dest, force, resource.key)
-    staging = f"{dest}.pf-restore-{checkpoint.id[:12]}"
+    fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.pf-restore-",
+                                   dir=os.path.dirname(dest))
     try:
-        _write_copy(store_of(checkpoint, resource), manifest, staging)
+        _write_copy(store_of(checkpoint, resource), manifest, fd)
         _check(staging, f"{resource.key}: restored copy")
+        _set_meta(fd, manifest, parameters)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(staging)
+        os.unlink(staging)
         raise
+    finally:
+        os.close(fd)
     clear_destination(dest, force, resource.key)
     for suffix in ("-wal", "-shm", "-journal"):  # they belong to the database replaced
         with contextlib.suppress(FileNotFoundError):
@@ -216,10 +296,29 @@ def restore_database(checkpoint: HookCheckpoint, resource: Resource,
     return dest
 
 
-def _file_chunks(path: str, manifest: dict[str, Any]) -> list[str]:
+def _set_meta(fd: int, manifest: dict[str, Any], parameters: dict[str, Any]) -> None:
+    """The database's owner (as root, or when asked), mode and mtime."""
+    owners = parameters.get("owners")
+    if (os.geteuid() == 0 if owners is None else owners) and "uid" in manifest:
+        os.fchown(fd, int(manifest["uid"]), int(manifest["gid"]))
+    if isinstance(manifest.get("mode"), int):
+        os.fchmod(fd, manifest["mode"] & 0o777)
+    if isinstance(manifest.get("mtime_ns"), int):
+        os.utime(fd, ns=(manifest["mtime_ns"], manifest["mtime_ns"]))
+
+
+def _file_chunks(path: str, manifest: dict[str, Any]) -> list[str] | None:
+    """The chunk digests of the file at ``path`` (not through a symlink), or
+    None if there is no such regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
     size = manifest["chunk_size"]
-    out = []
-    with open(path, "rb") as f:
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        out = []
         while piece := f.read(size):
             out.append(sha256(piece))
     return out
@@ -238,29 +337,40 @@ def verify_database(checkpoint: HookCheckpoint, resource: Resource) -> dict[str,
     manifest = _manifest(checkpoint, resource)
     with tempfile.TemporaryDirectory(prefix="protectflow-verify-") as tmp:
         path = os.path.join(tmp, "copy.db")
-        _write_copy(store_of(checkpoint, resource), manifest, path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            _write_copy(store_of(checkpoint, resource), manifest, fd)
+        finally:
+            os.close(fd)
         _check(path, f"{resource.key}: stored copy")
     return {"bytes": manifest["size"], "chunks": len(manifest["chunks"]), "integrity": "ok"}
 
 
-def delete_database(checkpoint: HookCheckpoint, resource: Resource) -> dict[str, Any]:
+def delete_database(checkpoint: HookCheckpoint, resource: Resource,
+                    parameters: dict[str, Any] | None = None) -> dict[str, Any]:
     """Release the stored copy's chunks, then its records; rerunnable."""
     section = checkpoint.get_resource_bank_section(resource)
     out = release_chunks(store_of(checkpoint, resource), section,
                          lambda manifest: list(manifest["chunks"]))
-    discard_snapshot(checkpoint, resource)
+    with contextlib.suppress(LocalPluginError):  # no private folder: no snapshot in it
+        discard_snapshot(checkpoint, resource, parameters or {})
     for key in (MANIFEST, SNAPSHOT):
         with contextlib.suppress(BankError):
             section.delete_object(key)
     return out
 
 
-def discard_snapshot(checkpoint: HookCheckpoint, resource: Resource) -> bool:
-    """Remove a snapshot file left by a protect that did not reach ``main``."""
-    try:
-        path = get_json(checkpoint.get_resource_bank_section(resource), SNAPSHOT)["path"]
-    except (BankError, KeyError, TypeError):
-        return False
+def discard_snapshot(checkpoint: HookCheckpoint, resource: Resource,
+                     parameters: dict[str, Any]) -> bool:
+    """Remove a snapshot file left by a protect that did not reach ``main``
+    (where ``parameters`` put it: the path is never read from the bank).
+
+    Raises
+    ------
+    LocalPluginError
+        If the default snapshot folder is not this user's private one.
+    """
+    path = snapshot_path(checkpoint, resource, parameters)
     removed = False
     for name in (path, path + ".part"):
         with contextlib.suppress(FileNotFoundError):
@@ -299,7 +409,7 @@ def _copy(args: HookArgs) -> dict[str, Any]:
 
 
 def _delete(args: HookArgs) -> dict[str, Any]:
-    return delete_database(_checkpoint(args), args.resource)
+    return delete_database(_checkpoint(args), args.resource, args.parameters)
 
 
 class SqliteProtectOperation(HookOperation):
@@ -333,7 +443,7 @@ class SqliteProtectionPlugin(MainHooksPlugin):
             If there is no checkpoint.
         """
         checkpoint = require_checkpoint(checkpoint, resource)
-        return {"discarded": discard_snapshot(checkpoint, resource)}
+        return {"discarded": discard_snapshot(checkpoint, resource, parameters)}
 
     @classmethod
     def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:
