@@ -10,7 +10,6 @@ import pwd
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,23 +34,6 @@ def bank(tmp_path: Path) -> Bank:
 
 def directory(path: Path, rid: str = "files") -> Resource:
     return Resource(fs.DIRECTORY, rid, extra_info={"path": str(path)})
-
-
-@pytest.fixture(scope="module")
-def second_user() -> Iterator[tuple[str, int, int]]:
-    """A real second user, made for these tests and removed after them."""
-    if not ROOT:
-        pytest.skip("creating a second user needs root")
-    if shutil.which("useradd") is None:
-        pytest.skip("useradd is not installed")
-    name = f"pft{os.getpid() % 100000}"
-    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                   check=True, capture_output=True)
-    try:
-        entry = pwd.getpwnam(name)
-        yield name, entry.pw_uid, entry.pw_gid
-    finally:
-        subprocess.run(["userdel", name], check=False, capture_output=True)
 
 
 def xattrs_supported(path: Path) -> bool:
