@@ -156,6 +156,18 @@ def test_access_and_modification_times_in_nanoseconds(bank: Bank, tmp_path: Path
                                                 1_300_000_000_987_654_321)
 
 
+def test_protect_leaves_the_access_times_it_records(bank: Bank, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f").write_bytes(os.urandom(1000))
+    (src / "big").write_bytes(os.urandom(3 << 20))
+    for path in (src / "sub" / "f", src / "big", src / "sub"):
+        os.utime(path, ns=(1_000_000_000_000_000_000, 1_500_000_000_000_000_000))
+    before = {p: os.stat(p).st_atime_ns for p in (src / "sub" / "f", src / "big", src / "sub")}
+    fs.protect_tree(new_checkpoint(bank), directory(src), {})
+    assert {p: os.stat(p).st_atime_ns for p in before} == before
+
+
 @needs_root
 def test_owners_and_setuid_come_back_as_root(
         bank: Bank, tmp_path: Path, second_user: tuple[str, int, int]) -> None:

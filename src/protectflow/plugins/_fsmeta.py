@@ -24,13 +24,16 @@ import pwd
 import stat
 from typing import Any
 
-__all__ = ["DirStack", "Metadata", "apply_meta", "meta_of", "open_dir", "read_xattrs", "remove",
-           "split"]
+__all__ = ["DirStack", "Metadata", "apply_meta", "meta_of", "open_dir", "open_quietly",
+           "read_xattrs", "remove", "split"]
 
 Metadata = dict[str, Any]
 
 #: Flags to open a directory on the way down: never through a symlink.
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Reads that leave access times alone (the owner's or root's): a protect
+#: must not change the atimes it records, or every run would differ.
+NOATIME = getattr(os, "O_NOATIME", 0)
 #: Mode bits a restore sets only when it also restores the owner (as tar -p).
 SET_ID_BITS = stat.S_ISUID | stat.S_ISGID
 _HAS_XATTR = hasattr(os, "listxattr")
@@ -110,6 +113,17 @@ def remove(dir_fd: int, name: str) -> None:
     finally:
         os.close(fd)
     os.rmdir(name, dir_fd=dir_fd)
+
+
+def open_quietly(path: str, flags: int, *, dir_fd: int | None = None) -> int:
+    """``os.open`` with :data:`NOATIME`, or without it where it is not
+    permitted (a file of another user's, as a user)."""
+    try:
+        return os.open(path, flags | NOATIME, dir_fd=dir_fd)
+    except PermissionError:
+        if not NOATIME:
+            raise
+        return os.open(path, flags, dir_fd=dir_fd)
 
 
 def split(rel: str) -> tuple[str, str]:

@@ -21,7 +21,7 @@ import stat
 from collections.abc import Iterator
 from typing import Any
 
-from protectflow.plugins._fsmeta import open_dir, split
+from protectflow.plugins._fsmeta import open_dir, open_quietly, split
 
 __all__ = ["ATTEMPTS", "clip", "data_extents", "open_scanned", "read_stream", "stat_key"]
 
@@ -62,7 +62,7 @@ def open_scanned(root: str, entry: dict[str, Any]) -> tuple[int, os.stat_result]
 def _open(root: str, rel: str) -> int:
     full = os.path.join(root, rel)
     if len(os.fsencode(full)) < _SHORT_PATH:
-        return os.open(full, READ_FLAGS)
+        return open_quietly(full, READ_FLAGS)
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         parent, name = split(rel)
@@ -70,7 +70,7 @@ def _open(root: str, rel: str) -> int:
     finally:
         os.close(root_fd)
     try:
-        return os.open(name, READ_FLAGS, dir_fd=dir_fd)
+        return open_quietly(name, READ_FLAGS, dir_fd=dir_fd)
     finally:
         os.close(dir_fd)
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
-from protectflow.plugins._fsmeta import DIR_FLAGS, meta_of
+from protectflow.plugins._fsmeta import DIR_FLAGS, meta_of, open_quietly
 
 __all__ = ["comparable", "scan", "selected"]
 
@@ -85,7 +85,7 @@ def scan(root: str, include: Sequence[str] = (), exclude: Sequence[str] = (),
     the others name it in ``link``. ``skipped`` is told the path of every
     entry left out, and why.
     """
-    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    root_fd = open_quietly(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         st = os.fstat(root_fd)
         entries: list[Entry] = [{"path": ".", "type": "dir",
@@ -121,7 +121,7 @@ def _walk(fd: int, rel_dir: str, entries: list[Entry], *, root: str, include: Se
         entries.append(entry)
         if kind == "dir":
             try:
-                sub = os.open(item.name, DIR_FLAGS, dir_fd=fd)
+                sub = open_quietly(item.name, DIR_FLAGS, dir_fd=fd)
             except OSError as err:  # replaced by a link or removed since the listing
                 entries.pop()
                 skipped(rel, f"changed during the scan: {err.strerror}")
