@@ -7,7 +7,7 @@ current directory).
 - **protect** stores each file as fixed-size chunks named by their SHA-256
   (``chunks/<h[:2]>/<h>``, shared by every checkpoint of the bank, created
   if absent; small files are packed several to a chunk, see below) and a
-  manifest -- paths, modes, mtimes, symlinks, empty folders -- in the
+  manifest -- paths, metadata, symlinks, empty folders, special files -- in the
   checkpoint's resource section. A file whose size, mtime, ctime and inode
   match the previous checkpoint of the same resource is not read again: its
   chunks (or pack slice) are referenced (and re-stored from the file only if
@@ -16,10 +16,19 @@ current directory).
   the disk writes as they hash) and once more before the manifest commits.
   The work runs in ``prepare_finish`` by default, so a parent application's
   freeze covers it, or in ``main`` (``snapshot_hook``).
-- **restore** rebuilds the tree at ``<target>/<resource id>``: into a staging
-  folder beside it, then renamed into place. A non-empty destination is
-  refused unless ``force`` (which replaces it); a destination that already
-  matches the manifest is left alone, so a rerun after a crash succeeds.
+  Files are opened without following symlinks and compared with the scan;
+  a file that changes while read is read again (a few times), reads stop at
+  the scanned size, and every such event is a warning in the manifest, the
+  hook's log and output, and the resource's status (see :mod:`._fsread`).
+- **restore** rebuilds the tree at ``<target>/<resource id>`` as exactly as
+  ``tar -p --xattrs --acls -S`` (see :mod:`._fsbuild`), confined to it: the
+  manifest is checked whole first, every entry is created relative to
+  directory descriptors in a private staging folder beside the destination,
+  renamed into place (removed if the restore fails). A non-empty destination
+  is refused unless ``force``, which puts each of the checkpoint's entries
+  over its path and leaves the user's other files; a destination whose
+  contents (hashed, not just stat) already match is left alone, so a rerun
+  after a crash succeeds (see :mod:`._fsrestore`).
 - **verify** reads every chunk the manifest names and checks its hash, and
   the hash of each packed file's slice.
 - **copy** (to another bank) gives the target checkpoint the chunks its
@@ -49,7 +58,9 @@ together into new packs (a one-byte change writes one small pack). The cost:
 a pack lives while any checkpoint still names one of its files, and a copy
 of the tree elsewhere dedups against packs only where the same files fall
 into the same packs (the same sorted run of changed small files).
-Manifest version 1 (no packs) is still read; a newer one is refused.
+Manifest version 3 adds owners, extended attributes, atimes, hard links,
+FIFOs, devices and data extents (:mod:`._tree`); versions 1 (no packs) and
+2 are still read; a newer one is refused.
 """
 
 from __future__ import annotations
