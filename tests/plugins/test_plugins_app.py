@@ -80,7 +80,7 @@ def test_freeze_before_and_thaw_after_every_child_snapshot(
     restored = tmp_path / "restored-shop"
     restored.mkdir()
     os.rename(tmp_path / "r" / "uploads", restored / "uploads")
-    os.rename(tmp_path / "r" / "orders", restored / "orders.db")
+    os.rename(tmp_path / "r" / "orders.db", restored / "orders.db")  # its own name
     assert shopctl.check(str(restored)) == []
     assert sq.integrity_check(str(restored / "orders.db")) == "ok"
 

@@ -4,6 +4,7 @@ restore, verify, copy, delete -- on every local executor."""
 from __future__ import annotations
 
 import filecmp
+import os
 import sqlite3
 from pathlib import Path
 
@@ -35,8 +36,10 @@ def test_shop_protect_restore_verify_copy_delete(tmp_path: Path, executor: str) 
     restored = operations.restore(cid, bank=bank, executor=executor, parameters=params)
     assert restored.ok, restored.report
     assert snapshot_tree(Path(target) / "uploads") == before
-    assert sq.integrity_check(f"{target}/orders") == "ok"
-    db = sqlite3.connect(f"{target}/orders")
+    assert sq.integrity_check(f"{target}/orders.db") == "ok"  # its own name, not the id
+    assert os.stat(f"{target}/orders.db").st_mode & 0o777 == os.stat(
+        shop / "orders.db").st_mode & 0o777
+    db = sqlite3.connect(f"{target}/orders.db")
     assert [r[0] for r in db.execute("SELECT customer FROM orders")] == ["alice", "bob", "carol"]
     db.close()
     assert not (shop / "FROZEN").exists() and shopctl.check(str(shop)) == []

@@ -63,7 +63,11 @@ def test_restore_refuses_non_empty_target_unless_forced(
     with pytest.raises(LocalPluginError, match=r"not empty.*force"):
         fs.restore_tree(cp, directory(tree), {"target": str(target)})
     fs.restore_tree(cp, directory(tree), {"target": str(target), "force": True})
-    assert snapshot_tree(target / "files") == snapshot_tree(tree)
+    # force replaces what the checkpoint holds and leaves the user's own file
+    assert (target / "files" / "stray").read_text() == "x"
+    restored, data = snapshot_tree(target / "files")
+    assert [e for e in restored if e[0] != "stray"] == snapshot_tree(tree)[0]
+    assert {k: v for k, v in data.items() if k != "stray"} == snapshot_tree(tree)[1]
     # a rerun (after a crash past the rename) finds the tree restored already
     fs.restore_tree(cp, directory(tree), {"target": str(target)})
     assert not [p for p in os.listdir(target) if p.startswith(".")]  # no staging left
@@ -188,20 +192,26 @@ def test_verify_checks_each_packed_file(bank: Bank, tree: Path) -> None:
         fs.verify_resource(cp, directory(tree), {})
 
 
-def test_manifest_versions(bank: Bank, tree: Path, tmp_path: Path) -> None:
-    """Version 1 (every file in its own chunks) is still read; newer is refused."""
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_manifest_versions_still_restore(
+        bank: Bank, tree: Path, tmp_path: Path, version: int) -> None:
+    """Versions 1 (every file in its own chunks) and 2 (no owners, attributes,
+    atimes, links, special files or holes) are still read; newer is refused."""
     cp = new_checkpoint(bank)
     fs.protect_tree(cp, directory(tree), {"pack_size": 0})
     section = cp.get_resource_bank_section(directory(tree))
     manifest = fs.read_manifest(section, directory(tree))
-    assert manifest["version"] == 2
-    section.update_object(fs.MANIFEST, {**manifest, "version": 1})
+    assert manifest["version"] == 3
+    new_fields = ("uid", "gid", "user", "group", "atime_ns", "xattrs", "dev")
+    old = {**manifest, "version": version, "entries": [
+        {k: v for k, v in e.items() if k not in new_fields} for e in manifest["entries"]]}
+    section.update_object(fs.MANIFEST, old)
     dest = fs.restore_tree(cp, directory(tree), {"target": str(tmp_path / "o")})
     assert snapshot_tree(Path(dest)) == snapshot_tree(tree)
-    # a protect after it reuses the version 1 entries
+    # a protect after it reuses the older entries
     assert fs.protect_tree(new_checkpoint(bank), directory(tree), {})["new_chunks"] == 0
-    section.update_object(fs.MANIFEST, {**manifest, "version": 3})
-    with pytest.raises(LocalPluginError, match=r"format version 3.*upgrade"):
+    section.update_object(fs.MANIFEST, {**manifest, "version": 4})
+    with pytest.raises(LocalPluginError, match=r"format version 4.*upgrade"):
         fs.verify_resource(cp, directory(tree), {})
 
 

@@ -94,7 +94,30 @@ def statuses(dag: HookDAG, report: RunReport) -> dict[str, dict[str, Any]]:
             why = "a hook it waits for failed" if record.state == UPSTREAM_FAILED else (
                 "the run was cancelled or stopped after a failure")
             entry.update(status=NOT_RUN, reason=f"{record.hook} not run: {why}")
+    for key, warnings in _warnings(report).items():
+        if out[key]["status"] == done:  # a failure's reason says more
+            out[key]["reason"] = _summary(warnings)
     return out
+
+
+#: Warnings a resource's reason spells out; the report holds them all.
+_SHOWN = 3
+
+
+def _warnings(report: RunReport) -> dict[str, list[str]]:
+    """Each resource's hook warnings (a file changed while read, a device
+    not restored...), in the order they were logged."""
+    out: dict[str, list[str]] = {}
+    for record in sorted(report.hooks.values(), key=lambda r: r.node):
+        for _, level, message in record.log:
+            if level == "warning":
+                out.setdefault(record.resource, []).append(message)
+    return out
+
+
+def _summary(warnings: list[str]) -> str:
+    more = f"; and {len(warnings) - _SHOWN} more (see --report)" if len(warnings) > _SHOWN else ""
+    return f"{len(warnings)} warning(s): " + "; ".join(warnings[:_SHOWN]) + more
 
 
 def with_cleanup(resources: dict[str, dict[str, Any]],

@@ -3,13 +3,14 @@ reference a file's earlier chunks, and verify, release or copy many chunks.
 
 Chunking is fixed-size per file: see :mod:`protectflow.plugins.fs` for why.
 Small files are packed: :func:`store_pack` concatenates several into one
-chunk (a *pack*), named by the hash of the whole like any chunk, so refs,
+chunk (a *pack*), named by the keyed hash of the whole like any chunk, so refs,
 dedup and delete-safety stay per chunk; the caller records each file's
 ``(offset, length, sha256)`` inside it, which :func:`verify_all` checks.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,7 +19,8 @@ from protectflow.bank.chunkrefs import release_chunks
 from protectflow.bank.chunks import ChunkStore, sha256
 from protectflow.errors import ChunkError
 
-__all__ = ["copy_all", "release_all", "reuse_file", "store_file", "store_pack", "verify_all"]
+__all__ = ["copy_all", "release_all", "reuse_file", "store_file", "store_pack", "store_pieces",
+           "verify_all"]
 
 
 def read_pieces(path: str, chunk_size: int) -> Iterable[memoryview]:
@@ -52,10 +54,12 @@ def _fill(f: Any, buffer: bytearray) -> int:
 
 
 def read_piece(path: str, index: int, chunk_size: int) -> bytes:
-    """Piece ``index`` of the file at ``path``."""
-    with open(path, "rb", buffering=0) as f:
-        f.seek(index * chunk_size)
-        return f.read(chunk_size)
+    """Piece ``index`` of the file at ``path`` (not through a symlink)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        return os.pread(fd, chunk_size, index * chunk_size)
+    finally:
+        os.close(fd)
 
 
 def store_file(store: ChunkStore, path: str,
@@ -67,9 +71,21 @@ def store_file(store: ChunkStore, path: str,
     tuple
         ``(chunk digests, chunks newly stored, bytes newly stored, bytes read)``.
     """
+    return store_pieces(store, read_pieces(path, chunk_size))
+
+
+def store_pieces(store: ChunkStore,
+                 pieces: Iterable[memoryview]) -> tuple[list[str], int, int, int]:
+    """Store each of ``pieces`` as a chunk of ``store``.
+
+    Returns
+    -------
+    tuple
+        ``(chunk digests, chunks newly stored, bytes newly stored, bytes read)``.
+    """
     digests: list[str] = []
     new = new_bytes = size = 0
-    for piece in read_pieces(path, chunk_size):
+    for piece in pieces:
         digest = store.chunk_id(piece)
         digests.append(digest)
         size += len(piece)
@@ -79,41 +95,17 @@ def store_file(store: ChunkStore, path: str,
     return digests, new, new_bytes, size
 
 
-def store_pack(store: ChunkStore, paths: list[str], size_hint: int = 0,
-               ) -> tuple[str | None, list[tuple[int, int, str] | None], int]:
-    """Concatenate the files at ``paths`` into one pack chunk in ``store``;
-    ``size_hint``: their bytes, as scanned.
+def store_pack(store: ChunkStore, pack: bytearray) -> tuple[str, int]:
+    """Store the concatenated small files ``pack`` as one chunk; the caller
+    records each file's ``(offset, length, sha256)`` in it.
 
     Returns
     -------
     tuple
-        ``(pack digest, slices, bytes newly stored)``: the digest is None if
-        every file vanished; ``slices[i]`` is ``(offset, length, sha256)`` of
-        file ``i`` in the pack, or None if it vanished since the scan.
+        ``(pack digest, bytes newly stored)``.
     """
-    pack = bytearray(size_hint)  # filled in place: no buffer per file
-    used = 0
-    slices: list[tuple[int, int, str] | None] = []
-    for path in paths:
-        start = used
-        try:
-            with open(path, "rb", buffering=0) as f:
-                while True:
-                    if used == len(pack):  # more than the scan saw: room for it
-                        pack.extend(bytes(max(1 << 16, len(pack) // 4)))
-                    got = f.readinto(memoryview(pack)[used:])
-                    if not got:
-                        break
-                    used += got
-        except FileNotFoundError:
-            slices.append(None)
-            continue
-        slices.append((start, used - start, sha256(memoryview(pack)[start:used])))
-    if all(piece is None for piece in slices):
-        return None, slices, 0
-    del pack[used:]
     digest = store.chunk_id(pack)
-    return digest, slices, len(pack) if store.add(digest, pack) else 0
+    return digest, len(pack) if store.add(digest, pack) else 0
 
 
 def reuse_file(store: ChunkStore, path: str, digests: list[str],

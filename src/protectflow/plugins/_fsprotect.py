@@ -16,8 +16,9 @@ from protectflow.bank import BankSection, Checkpoint
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError, ChunkError, LocalPluginError
 from protectflow.plugins import _tree
-from protectflow.plugins._chunkfiles import reuse_file, store_file, store_pack
+from protectflow.plugins._chunkfiles import release_all, reuse_file, store_pack
 from protectflow.plugins._chunks import ChunkStore, sha256
+from protectflow.plugins._fsstore import Stored, read_group, store_scanned
 from protectflow.plugins._local import (
     MANIFEST,
     committed_manifest,
@@ -30,8 +31,10 @@ from protectflow.plugins.base import HookCheckpoint
 __all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_PACK_SIZE", "latest_key", "protect_tree",
            "read_manifest"]
 
-MANIFEST_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+MANIFEST_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
+#: Warnings logged one by one; the manifest keeps them all.
+_LOGGED = 20
 #: 4 MiB: each chunk costs inodes (itself, its refs/ folder), which bound a
 #: first protect; an in-place edit of a large file re-stores one such chunk.
 DEFAULT_CHUNK_SIZE = 4 << 20
@@ -104,41 +107,70 @@ def protect_tree(checkpoint: HookCheckpoint, resource: Resource, parameters: dic
     pack_size = int(parameters.get("pack_size", DEFAULT_PACK_SIZE))
     started = time.time()
     previous = _previous_files(store.bank, resource, chunk_size)
-    entries = _scan(root, parameters, log)
-    files = [e for e in entries if e["type"] == "file"]
+    entries, scan_warnings = _scan(root, parameters)
+    files = [e for e in entries if e["type"] == "file" and "link" not in e]
     reused, repack = _reuse_packs(store, files, previous)
     large, to_pack = _split(files, previous, reused=reused, repack=repack,
                             small=min(pack_size // 4, chunk_size))
     # one job per large file and per pack, largest first, so that no big job
     # starts last and runs alone
-    jobs: list[tuple[int, Callable[[], tuple[int, int, int]]]] = [
+    jobs: list[tuple[int, Callable[[], Stored]]] = [
         (e["size"], functools.partial(_store_entry, store, root, e, previous.get(e["path"]),
                                       chunk_size)) for e in large]
     jobs += [(sum(e["size"] for e in group), functools.partial(_store_group, store, root, group))
              for group in _packs(to_pack, pack_size)]
     results = _run_jobs(store, jobs, int(parameters.get("workers", 4)))
-    vanished = {e["path"] for e in files if e.get("vanished")}
-    entries = [e for e in entries if e["path"] not in vanished]
+    entries = _without_vanished(entries)
+    _release_discarded(store, results, entries)
+    warnings = scan_warnings + [w for r in results for w in r.warnings]
+    _log_warnings(log, warnings)
     _commit(checkpoint, resource, store, {
         "version": MANIFEST_VERSION, "root": root, "chunk_size": chunk_size,
         "pack_size": pack_size, "checkpoint": checkpoint.id, "resource": resource.key,
-        "entries": entries})
-    return {"files": len(files) - len(vanished), "entries": len(entries),
-            "bytes": sum(e["size"] for e in entries if e["type"] == "file"),
-            "new_chunks": sum(r[0] for r in results), "new_bytes": sum(r[1] for r in results),
-            "reused_files": len(reused) + sum(r[2] for r in results),
+        "entries": entries, "warnings": warnings})
+    files = [e for e in entries if e["type"] == "file" and "link" not in e]
+    return {"files": len(files), "entries": len(entries),
+            "bytes": sum(e["size"] for e in files),
+            "new_chunks": sum(r.new for r in results),
+            "new_bytes": sum(r.new_bytes for r in results),
+            "reused_files": len(reused) + sum(r.reused for r in results),
             "packs": len({e["pack"] for e in entries if "pack" in e}),
-            "started_at": started, "finished_at": time.time()}
+            "warnings": warnings, "started_at": started, "finished_at": time.time()}
 
 
-def _scan(root: str, parameters: dict[str, Any], log: Any) -> list[dict[str, Any]]:
-    """The entries of the tree at ``root``, filtered; special files are logged."""
+def _scan(root: str, parameters: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The entries of the tree at ``root``, filtered, and what it left out."""
     skipped: list[str] = []
     entries = _tree.scan(root, parameters.get("include", ()), parameters.get("exclude", ()),
-                         skipped.append)
-    if skipped and log is not None:
-        log.warning(f"skipped {len(skipped)} special files, e.g. {skipped[0]}")
-    return entries
+                         lambda rel, why: skipped.append(f"{rel}: {why}; not stored"))
+    return entries, skipped
+
+
+def _without_vanished(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``entries`` without the files gone since the scan (and their hard links)."""
+    vanished = {e["path"] for e in entries if e.get("vanished")}
+    kept = [e for e in entries if e["path"] not in vanished and e.get("link") not in vanished]
+    for e in kept:
+        e.pop("holes", None)
+    return kept
+
+
+def _release_discarded(store: ChunkStore, results: list[Stored],
+                       entries: list[dict[str, Any]]) -> None:
+    """Drop the refs of chunks only an earlier read of a changing file made."""
+    discarded = {d for r in results for d in r.discarded}
+    if discarded:
+        kept = {d for e in entries for d in e.get("chunks", ())}
+        release_all(store, discarded - kept)
+
+
+def _log_warnings(log: Any, warnings: list[str]) -> None:
+    if log is None or not warnings:
+        return
+    for message in warnings[:_LOGGED]:
+        log.warning(message)
+    if len(warnings) > _LOGGED:
+        log.warning(f"... and {len(warnings) - _LOGGED} more (the manifest lists them all)")
 
 
 def _split(files: list[dict[str, Any]], previous: dict[str, Any], *, reused: set[str],
@@ -153,17 +185,16 @@ def _split(files: list[dict[str, Any]], previous: dict[str, Any], *, reused: set
         if e["path"] not in repack and old is not None and "chunks" in old \
                 and _unchanged(e, old):
             large.append(e)  # reuse its chunks (they need no reading)
-        elif e["size"] < small:
+        elif e["size"] < small and not e.get("holes"):  # sparse files keep their holes
             to_pack.append(e)
         else:
             large.append(e)
     return large, to_pack
 
 
-def _run_jobs(store: ChunkStore, jobs: list[tuple[int, Callable[[], tuple[int, int, int]]]],
-              workers: int) -> list[tuple[int, int, int]]:
-    """Run ``(size, job)`` pairs largest first; each job's ``(new chunks,
-    new bytes, files reused)``."""
+def _run_jobs(store: ChunkStore, jobs: list[tuple[int, Callable[[], Stored]]],
+              workers: int) -> list[Stored]:
+    """Run ``(size, job)`` pairs largest first; what each stored."""
     jobs = sorted(jobs, key=lambda job: -job[0])
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(job) for _, job in jobs]
@@ -226,35 +257,27 @@ def _packs(files: list[dict[str, Any]], pack_size: int) -> list[list[dict[str, A
     return groups
 
 
-def _store_group(store: ChunkStore, root: str,
-                 group: list[dict[str, Any]]) -> tuple[int, int, int]:
-    """Pack the files of ``group``; ``(new chunks, new bytes, files reused)``."""
-    digest, slices, new_bytes = store_pack(
-        store, [os.path.join(root, e["path"]) for e in group], sum(e["size"] for e in group))
-    for e, piece in zip(group, slices, strict=True):
-        if piece is None:
-            e["vanished"] = True  # deleted since the scan: not in this checkpoint
-            continue
-        e.pop("chunks", None)
-        e["pack"], (e["offset"], e["length"], e["sha256"]) = digest, piece
-        e["size"] = piece[1]  # what was read, should the file have changed since the scan
-    return (1 if new_bytes else 0), new_bytes, 0
+def _store_group(store: ChunkStore, root: str, group: list[dict[str, Any]]) -> Stored:
+    """Pack the files of ``group``."""
+    pack, warnings = read_group(root, group)
+    if not pack and all(e.get("vanished") for e in group):
+        return Stored(warnings=warnings)
+    digest, new_bytes = store_pack(store, pack)
+    for e in group:
+        if not e.get("vanished"):
+            e["pack"] = digest
+    return Stored(new=1 if new_bytes else 0, new_bytes=new_bytes, warnings=warnings)
 
 
 def _store_entry(store: ChunkStore, root: str, entry: dict[str, Any],
-                 old: dict[str, Any] | None, chunk_size: int) -> tuple[int, int, int]:
-    """Chunk one file into the store; ``(new chunks, new bytes, files reused)``."""
+                 old: dict[str, Any] | None, chunk_size: int) -> Stored:
+    """Chunk one file into the store."""
     path = os.path.join(root, entry["path"])
     if old is not None and "chunks" in old and _unchanged(entry, old):
         with contextlib.suppress(ChunkError, OSError):
             new, new_bytes = reuse_file(store, path, old["chunks"], chunk_size)
             entry["chunks"] = old["chunks"]
-            return new, new_bytes, 1
-    try:
-        digests, new, new_bytes, size = store_file(store, path, chunk_size)
-    except FileNotFoundError:
-        entry["vanished"] = True  # deleted since the scan: not in this checkpoint
-        return 0, 0, 0
-    entry["chunks"] = digests
-    entry["size"] = size  # what was read, should the file have changed since the scan
-    return new, new_bytes, 0
+            if "sparse" in old:
+                entry["sparse"] = old["sparse"]
+            return Stored(new=new, new_bytes=new_bytes, reused=1)
+    return store_scanned(store, root, entry, chunk_size)

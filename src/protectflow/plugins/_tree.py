@@ -1,28 +1,35 @@
-"""Directory trees as manifests: scanning one, rebuilding one.
+"""Directory trees as manifests: scanning one (rebuilding one is
+:mod:`._fsbuild`'s).
 
-A manifest entry is a dict: ``path`` (POSIX, relative to the root, ``"."``
-for the root itself), ``type`` (``dir``, ``file`` or ``symlink``), ``mode``
-(permission bits), ``mtime_ns``; files add ``size``, their content -- either
-``chunks`` (SHA-256 digests of fixed-size pieces) or, for a small file
-packed with others, ``pack`` (the pack chunk's digest), ``offset``,
-``length`` and ``sha256`` (of the file's bytes) -- and the ``ino``/
-``ctime_ns`` the next protect compares to skip re-reading an unchanged file;
-symlinks add ``target`` (stored as a link, never followed). Sockets, FIFOs and devices are skipped.
+A manifest entry (version 3) is a dict: ``path`` (POSIX, relative to the
+root, ``"."`` for the root itself), ``type`` (``dir``, ``file``,
+``symlink``, ``fifo``, ``chr`` or ``blk``), ``mode`` (permission and set-id
+bits), ``uid``/``gid`` (and ``user``/``group`` when the ids have names),
+``mtime_ns``, ``atime_ns``, ``xattrs`` (name -> base64 value; POSIX ACLs are
+the ``system.posix_acl_*`` ones) if any. Files add ``size``, their content
+-- either ``chunks`` (digests of fixed-size pieces of their data; with
+``sparse``, the ``[offset, length]`` data extents, the rest being holes) or,
+for a small file packed with others, ``pack`` (the pack chunk's digest),
+``offset``, ``length`` and ``sha256`` (of the file's bytes) -- and the
+``ino``/``dev``/``ctime_ns`` the next protect compares to skip re-reading an
+unchanged file. Symlinks add ``target`` (stored as a link, never followed),
+devices ``rdev`` (``[major, minor]``). The second and later names of a hard
+-linked inode have ``link``, the first name's path, and no content. Sockets
+are skipped. Versions 1 and 2 lack owners, attributes, atimes, links,
+special files and holes.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
-from protectflow.errors import ChunkError
-from protectflow.plugins._chunks import sha256
+from protectflow.plugins._fsmeta import DIR_FLAGS, meta_of, open_quietly
 
-__all__ = ["build_tree", "comparable", "scan", "selected"]
+__all__ = ["comparable", "scan", "selected"]
 
 Entry = dict[str, Any]
 
@@ -45,105 +52,109 @@ def selected(rel: str, is_dir: bool, include: Sequence[str], exclude: Sequence[s
     return is_dir or not include or match(include)
 
 
-def _entry(rel: str, st: os.stat_result) -> Entry:
-    return {"path": rel, "mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns}
+def _kind(st: os.stat_result) -> str | None:
+    mode = st.st_mode
+    for test, name in ((stat.S_ISDIR, "dir"), (stat.S_ISREG, "file"), (stat.S_ISLNK, "symlink"),
+                       (stat.S_ISFIFO, "fifo"), (stat.S_ISCHR, "chr"), (stat.S_ISBLK, "blk")):
+        if test(mode):
+            return name
+    return None  # a socket: nothing to restore (tar and rsync skip them too)
+
+
+def _entry(rel: str, st: os.stat_result, kind: str, *, dir_fd: int, name: str,
+           full: str) -> Entry:
+    entry: Entry = {"path": rel, "type": kind,
+                    **meta_of(st, dir_fd=dir_fd, name=name, full=full)}
+    if kind == "file":
+        entry.update(size=st.st_size, ino=st.st_ino, dev=st.st_dev, ctime_ns=st.st_ctime_ns)
+        if st.st_blocks * 512 < st.st_size:
+            entry["holes"] = True  # fewer blocks than bytes: read its data extents only
+    elif kind in ("chr", "blk"):
+        entry["rdev"] = [os.major(st.st_rdev), os.minor(st.st_rdev)]
+    if kind != "dir" and st.st_nlink > 1:
+        entry["_link_key"] = (st.st_dev, st.st_ino)
+    return entry
 
 
 def scan(root: str, include: Sequence[str] = (), exclude: Sequence[str] = (),
-         skipped: Callable[[str], None] | None = None) -> list[Entry]:
+         skipped: Callable[[str, str], None] | None = None) -> list[Entry]:
     """The entries of the tree at ``root``, sorted by path, files without chunks.
 
-    ``skipped`` is told the path of every special file left out.
+    The walk goes through directory descriptors (any depth, no symlink
+    followed). Of a group of hard links, the first path holds the data and
+    the others name it in ``link``. ``skipped`` is told the path of every
+    entry left out, and why.
     """
-    st = os.stat(root)
-    entries: list[Entry] = [{**_entry(".", st), "type": "dir"}]
-    stack = [""]
-    while stack:
-        rel_dir = stack.pop()
-        with os.scandir(os.path.join(root, rel_dir) if rel_dir else root) as it:
-            items = sorted(it, key=lambda e: e.name)
-        for item in items:
-            rel = f"{rel_dir}/{item.name}" if rel_dir else item.name
-            st = item.stat(follow_symlinks=False)
-            is_dir = stat.S_ISDIR(st.st_mode)
-            if not selected(rel, is_dir, include, exclude):
-                continue
-            if is_dir:
-                entries.append({**_entry(rel, st), "type": "dir"})
-                stack.append(rel)
-            elif stat.S_ISREG(st.st_mode):
-                entries.append({**_entry(rel, st), "type": "file", "size": st.st_size,
-                                "ino": st.st_ino, "ctime_ns": st.st_ctime_ns})
-            elif stat.S_ISLNK(st.st_mode):
-                entries.append({**_entry(rel, st), "type": "symlink",
-                                "target": os.readlink(item.path)})
-            elif skipped is not None:
-                skipped(rel)
+    root_fd = open_quietly(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(root_fd)
+        entries: list[Entry] = [{"path": ".", "type": "dir",
+                                 **meta_of(st, dir_fd=root_fd, name="", full=root)}]
+        _walk(root_fd, "", entries, root=root, include=include, exclude=exclude,
+              skipped=skipped or (lambda rel, why: None))
+    finally:
+        os.close(root_fd)
     entries.sort(key=lambda e: e["path"])
+    _link_groups(entries)
     return entries
 
 
+def _walk(fd: int, rel_dir: str, entries: list[Entry], *, root: str, include: Sequence[str],
+          exclude: Sequence[str], skipped: Callable[[str, str], None]) -> None:
+    with os.scandir(fd) as it:
+        items = sorted(it, key=lambda e: e.name)
+    for item in items:
+        rel = f"{rel_dir}/{item.name}" if rel_dir else item.name
+        try:
+            st = item.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # gone since the listing
+        kind = _kind(st)
+        if not selected(rel, kind == "dir", include, exclude):
+            continue
+        if kind is None:
+            skipped(rel, "a socket")
+            continue
+        entry = _entry(rel, st, kind, dir_fd=fd, name=item.name, full=os.path.join(root, rel))
+        if kind == "symlink":
+            entry["target"] = os.readlink(item.name, dir_fd=fd)
+        entries.append(entry)
+        if kind == "dir":
+            try:
+                sub = open_quietly(item.name, DIR_FLAGS, dir_fd=fd)
+            except OSError as err:  # replaced by a link or removed since the listing
+                entries.pop()
+                skipped(rel, f"changed during the scan: {err.strerror}")
+                continue
+            try:
+                _walk(sub, rel, entries, root=root, include=include, exclude=exclude,
+                      skipped=skipped)
+            finally:
+                os.close(sub)
+
+
+def _link_groups(entries: list[Entry]) -> None:
+    """Hard links: the first (by path) of each group of names for one inode
+    keeps its content; the others get ``link``, that first path."""
+    first: dict[tuple[int, int], str] = {}
+    for e in entries:
+        key = e.pop("_link_key", None)
+        if key is None:
+            continue
+        if key in first:
+            e["link"] = first[key]
+            for field in ("size", "holes"):
+                e.pop(field, None)
+        else:
+            first[key] = e["path"]
+
+
 def comparable(entries: Sequence[Entry]) -> list[tuple[Any, ...]]:
-    """What a faithful restore preserves of each entry, for comparing trees."""
+    """What a faithful restore preserves of each entry, for comparing trees
+    (not the access time: reading a file may change it)."""
     return sorted(
         (e["path"], e["type"], None if e["type"] == "symlink" else e["mode"],
-         e["mtime_ns"], e.get("size"), e.get("target"))
+         e["mtime_ns"], e.get("size"), e.get("target"), e.get("uid"), e.get("gid"),
+         tuple(sorted(e.get("xattrs", {}).items())), e.get("link"), tuple(e.get("rdev", ())))
         for e in entries
     )
-
-
-def build_tree(dest: str, entries: Sequence[Entry], read_chunk: Callable[[str], bytes],
-               *, workers: int = 4) -> None:
-    """Recreate the tree of ``entries`` at ``dest``, which must not exist.
-
-    Contents, modes, mtimes, symlinks and empty folders are restored; folder
-    modes and times are set last, deepest first, so that writing their
-    children neither fails (a read-only folder) nor changes their mtime.
-    """
-    os.mkdir(dest, 0o700)
-    dirs = [e for e in entries if e["type"] == "dir" and e["path"] != "."]
-    for e in dirs:  # sorted by path: parents come first
-        os.mkdir(os.path.join(dest, e["path"]), 0o700)
-    files = [e for e in entries if e["type"] == "file" and "pack" not in e]
-    packs: dict[str, list[Entry]] = {}
-    for e in entries:
-        if e["type"] == "file" and "pack" in e:
-            packs.setdefault(e["pack"], []).append(e)
-
-    def write_pack(digest: str) -> None:  # one read of the pack for all its files
-        view = memoryview(read_chunk(digest))
-        for e in packs[digest]:
-            piece = view[e["offset"]:e["offset"] + e["length"]]
-            if len(piece) != e["length"] or sha256(piece) != e["sha256"]:
-                raise ChunkError(f"{e['path']}: its bytes in pack {digest} do not match "
-                                 "its hash")
-            _write_file(dest, e, (piece,))
-
-    def write_chunks(e: Entry) -> None:
-        _write_file(dest, e, (read_chunk(digest) for digest in e["chunks"]))
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        jobs = [pool.submit(write_chunks, e) for e in files]
-        jobs += [pool.submit(write_pack, digest) for digest in packs]
-        for job in jobs:
-            job.result()
-    for e in entries:
-        if e["type"] == "symlink":
-            path = os.path.join(dest, e["path"])
-            os.symlink(e["target"], path)
-            os.utime(path, ns=(e["mtime_ns"], e["mtime_ns"]), follow_symlinks=False)
-    for e in sorted((e for e in entries if e["type"] == "dir"),
-                    key=lambda e: e["path"].count("/") + (e["path"] != "."), reverse=True):
-        path = os.path.join(dest, e["path"]) if e["path"] != "." else dest
-        os.chmod(path, e["mode"])
-        os.utime(path, ns=(e["mtime_ns"], e["mtime_ns"]))
-
-
-def _write_file(dest: str, entry: Entry, pieces: Iterable[bytes | memoryview]) -> None:
-    path = os.path.join(dest, entry["path"])
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        for piece in pieces:
-            f.write(piece)
-    os.chmod(path, entry["mode"])
-    os.utime(path, ns=(entry["mtime_ns"], entry["mtime_ns"]))

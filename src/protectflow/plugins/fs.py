@@ -4,10 +4,11 @@ Resource type ``protectflow::fs::Directory``; ``extra_info.path`` is the
 folder (relative paths resolve against ``extra_info.base_dir``, else the
 current directory).
 
-- **protect** stores each file as fixed-size chunks named by their SHA-256
-  (``chunks/<h[:2]>/<h>``, shared by every checkpoint of the bank, created
+- **protect** stores each file as fixed-size chunks named by their keyed
+  hash (:meth:`._chunks.ChunkStore.chunk_id`;
+  ``chunks/<h[:2]>/<h>``, shared by every checkpoint of the bank, created
   if absent; small files are packed several to a chunk, see below) and a
-  manifest -- paths, modes, mtimes, symlinks, empty folders -- in the
+  manifest -- paths, metadata, symlinks, empty folders, special files -- in the
   checkpoint's resource section. A file whose size, mtime, ctime and inode
   match the previous checkpoint of the same resource is not read again: its
   chunks (or pack slice) are referenced (and re-stored from the file only if
@@ -16,14 +17,24 @@ current directory).
   the disk writes as they hash) and once more before the manifest commits.
   The work runs in ``prepare_finish`` by default, so a parent application's
   freeze covers it, or in ``main`` (``snapshot_hook``).
-- **restore** rebuilds the tree at ``<target>/<resource id>``: into a staging
-  folder beside it, then renamed into place. A non-empty destination is
-  refused unless ``force`` (which replaces it); a destination that already
-  matches the manifest is left alone, so a rerun after a crash succeeds.
+  Files are opened without following symlinks and compared with the scan;
+  a file that changes while read is read again (a few times), reads stop at
+  the scanned size, and every such event is a warning in the manifest, the
+  hook's log and output, and the resource's status (see :mod:`._fsread`).
+- **restore** rebuilds the tree at ``<target>/<resource id>`` as exactly as
+  ``tar -p --xattrs --acls -S`` (see :mod:`._fsbuild`), confined to it: the
+  manifest is checked whole first, every entry is created relative to
+  directory descriptors in a private staging folder beside the destination,
+  renamed into place (removed if the restore fails). A non-empty destination
+  is refused unless ``force``, which puts each of the checkpoint's entries
+  over its path and leaves the user's other files; a destination whose
+  contents (hashed, not just stat) already match is left alone, so a rerun
+  after a crash succeeds (see :mod:`._fsrestore`).
 - **verify** reads every chunk the manifest names and checks its hash, and
   the hash of each packed file's slice.
 - **copy** (to another bank) gives the target checkpoint the chunks its
-  manifest names, storing those the target bank lacks.
+  manifest names, storing those the target bank lacks, and the manifest
+  with every chunk and pack renamed under the target bank's key.
 - **delete** drops the checkpoint's chunk references and the chunks nobody
   else references, then the manifest (see :mod:`._chunks` for the protocol
   and its guarantee under concurrent deletes and protects).
@@ -40,7 +51,7 @@ Packs: a chunk costs a few inodes (the chunk, its ``refs/`` folder), which
 dominates a first protect of many small files. So files under a quarter of
 ``pack_size`` (and under ``chunk_size``) that need storing are concatenated,
 in path order, into packs of about ``pack_size`` bytes; a pack is a chunk
-like any other (named by the hash of its bytes, referenced, released and
+like any other (named by the keyed hash of its bytes, referenced, released and
 deleted as one), and the manifest gives each such file its ``pack``,
 ``offset``, ``length`` and ``sha256``. Dedup: an unchanged file (stat
 match) keeps its previous entry, pack reference included, so a second
@@ -49,21 +60,22 @@ together into new packs (a one-byte change writes one small pack). The cost:
 a pack lives while any checkpoint still names one of its files, and a copy
 of the tree elsewhere dedups against packs only where the same files fall
 into the same packs (the same sorted run of changed small files).
-Manifest version 1 (no packs) is still read; a newer one is refused.
+Manifest version 3 adds owners, extended attributes, atimes, hard links,
+FIFOs, devices and data extents (:mod:`._tree`); versions 1 (no packs) and
+2 are still read; a newer one is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError
-from protectflow.plugins import _tree
+from protectflow.errors import BankError, LocalPluginError
 from protectflow.plugins._chunkfiles import verify_all
+from protectflow.plugins._fsbuild import Outcome, check_entries
 from protectflow.plugins._fsprotect import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PACK_SIZE,
@@ -71,11 +83,10 @@ from protectflow.plugins._fsprotect import (
     protect_tree,
     read_manifest,
 )
+from protectflow.plugins._fsrestore import restore_into
 from protectflow.plugins._local import (
     MANIFEST,
     MainHooksPlugin,
-    check_destination,
-    clear_destination,
     copy_chunks,
     get_json,
     object_schema,
@@ -94,6 +105,8 @@ from protectflow.plugins.base import (
 __all__ = ["DIRECTORY", "FsProtectionPlugin"]
 
 DIRECTORY = "protectflow::fs::Directory"
+#: The largest chunk a protect makes; a manifest naming more is refused.
+MAX_CHUNK_SIZE = 64 << 20
 _WORKERS = {"type": "integer", "minimum": 1, "maximum": 64, "default": 4,
             "description": "threads reading, hashing and storing chunks"}
 _PATTERNS = {"type": "array", "items": {"type": "string", "minLength": 1}, "default": []}
@@ -101,7 +114,7 @@ OPTIONS_SCHEMA = object_schema("fs protect parameters", {
     "include": {**_PATTERNS, "description": "keep only files matching one of these globs "
                 "(a pattern without '/' matches the name at any depth)"},
     "exclude": {**_PATTERNS, "description": "leave out files and folders matching these"},
-    "chunk_size": {"type": "integer", "minimum": 4096, "maximum": 64 << 20,
+    "chunk_size": {"type": "integer", "minimum": 4096, "maximum": MAX_CHUNK_SIZE,
                    "default": DEFAULT_CHUNK_SIZE, "description": "bytes per chunk"},
     "pack_size": {"type": "integer", "minimum": 0, "maximum": 64 << 20,
                   "default": DEFAULT_PACK_SIZE,
@@ -116,7 +129,10 @@ RESTORE_SCHEMA = object_schema("fs restore parameters", {
     "target": {"type": "string", "minLength": 1,
                "description": "folder to restore into: the tree goes to <target>/<id>"},
     "force": {"type": "boolean", "default": False,
-              "description": "replace a non-empty <target>/<id>"},
+              "description": "restore into a non-empty <target>/<id>: each entry of the "
+              "checkpoint replaces what is at its path, other files stay"},
+    "owners": {"type": "boolean", "description": "restore owners (numeric uid and gid) and "
+               "set-id bits; default: when running as root"},
     "workers": _WORKERS,
 }, required=["target"])
 VERIFY_SCHEMA = object_schema("fs verify parameters", {"workers": _WORKERS})
@@ -134,38 +150,47 @@ def restore_tree(checkpoint: HookCheckpoint, resource: Resource,
     Raises
     ------
     LocalPluginError
-        If the destination is not empty and ``force`` is not set.
+        If the manifest is refused, or the destination is not empty and
+        ``force`` is not set.
+    ChunkError
+        If a chunk is missing or corrupt.
+    """
+    return restore_with_outcome(checkpoint, resource, parameters)[0]
+
+
+def restore_with_outcome(checkpoint: HookCheckpoint, resource: Resource,
+                         parameters: dict[str, Any]) -> tuple[str, Outcome]:
+    """:func:`restore_tree`, and what the restore could not do exactly.
+
+    Raises
+    ------
+    LocalPluginError
+        If the manifest is refused, or the destination is not empty and
+        ``force`` is not set.
     ChunkError
         If a chunk is missing or corrupt.
     """
     manifest = read_manifest(checkpoint.get_resource_bank_section(resource), resource)
+    check_entries(manifest.get("entries"), resource.key)  # before anything is written
+    chunk_size = manifest.get("chunk_size")
+    if not isinstance(chunk_size, int) or not 0 < chunk_size <= MAX_CHUNK_SIZE:
+        raise LocalPluginError(f"{resource.key}: the manifest's chunk_size {chunk_size!r} is "
+                               "not valid; nothing was written")
     dest = restore_destination(resource, parameters)
-    entries = manifest["entries"]
-    if _already_restored(dest, entries):
-        return dest
-    force = bool(parameters.get("force", False))
-    check_destination(dest, force, resource.key)
-    staging = os.path.join(os.path.dirname(dest),
-                           f".{os.path.basename(dest)}.pf-restore-{checkpoint.id[:12]}")
-    if os.path.lexists(staging):  # a crashed earlier attempt
-        shutil.rmtree(staging)
-    _tree.build_tree(staging, entries, store_of(checkpoint, resource).read,
-                     workers=int(parameters.get("workers", 4)))
-    clear_destination(dest, force, resource.key)
-    os.rename(staging, dest)
-    return dest
-
-
-def _already_restored(dest: str, entries: list[dict[str, Any]]) -> bool:
-    if not os.path.isdir(dest) or os.path.islink(dest):
-        return False
-    return _tree.comparable(_tree.scan(dest)) == _tree.comparable(entries)
+    owners = parameters.get("owners")
+    outcome = restore_into(dest, manifest["entries"], store_of(checkpoint, resource),
+                           force=bool(parameters.get("force", False)),
+                           owners=os.geteuid() == 0 if owners is None else bool(owners),
+                           chunk_size=chunk_size, workers=int(parameters.get("workers", 4)),
+                           what=resource.key)
+    return dest, outcome or Outcome()
 
 
 def manifest_chunks(manifest: dict[str, Any]) -> list[str]:
-    """Every chunk digest a manifest names, packs included (with repeats)."""
+    """Every chunk digest a manifest names, packs included (with repeats); a
+    hard link's second name has no content of its own."""
     return [d for e in manifest["entries"] if e["type"] == "file"
-            for d in (e["chunks"] if "chunks" in e else (e["pack"],))]
+            for d in (e.get("chunks", ()) if "pack" not in e else (e["pack"],))]
 
 
 def manifest_slices(manifest: dict[str, Any]) -> dict[str, list[tuple[int, int, str, str]]]:
@@ -212,11 +237,16 @@ def delete_resource(checkpoint: HookCheckpoint, resource: Resource) -> dict[str,
 
 
 def rename_chunks(manifest: dict[str, Any], names: Mapping[str, str]) -> None:
-    """Rename the chunks and packs of a tree manifest (see :func:`copy_chunks`)."""
+    """Rename the chunks and packs of a tree manifest (see :func:`copy_chunks`).
+
+    Only chunk names change: a sparse file's extents are byte ranges of the
+    file, a hard link's ``link`` a path, a packed file's ``sha256`` the
+    plain hash of its bytes -- all the same in any bank.
+    """
     for e in manifest["entries"]:
-        if e["type"] == "file" and "chunks" in e:
+        if "chunks" in e:
             e["chunks"] = [names[d] for d in e["chunks"]]
-        elif e["type"] == "file":
+        if "pack" in e:
             e["pack"] = names[e["pack"]]
 
 
@@ -229,10 +259,17 @@ def _protect(args: HookArgs) -> Any:
 
 
 def _restore(args: HookArgs) -> dict[str, Any]:
-    dest = restore_tree(require_checkpoint(args.checkpoint, args.resource), args.resource,
-                        args.parameters)
+    dest, outcome = restore_with_outcome(require_checkpoint(args.checkpoint, args.resource),
+                                         args.resource, args.parameters)
     args.publish(dest)
-    return {"path": dest}
+    log = args.kwargs.get("operation_log")
+    if log is not None:
+        if outcome.skipped:
+            log.warning(f"skipped {len(outcome.skipped)} devices (making one needs root): "
+                        + ", ".join(outcome.skipped[:10]))
+        for message in outcome.warnings[:20]:
+            log.warning(message)
+    return {"path": dest, "skipped": outcome.skipped, "warnings": outcome.warnings}
 
 
 def _verify(args: HookArgs) -> dict[str, Any]:

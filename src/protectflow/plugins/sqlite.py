@@ -10,9 +10,15 @@ database file (relative paths resolve as for the fs plugin).
   ``PRAGMA integrity_check``, stores it in the bank's shared chunk store
   (fixed-size chunks: unchanged pages cost nothing in the next checkpoint)
   and removes the snapshot.
-- **restore** writes the database to ``<target>/<resource id>`` (through a
-  staging file, checked with ``integrity_check`` before it is renamed into
-  place; ``force`` replaces an existing file and its ``-wal``/``-shm``).
+- **restore** writes the database to ``<target>/<name>``, its own file name
+  when the resource id is that name's stem, else the id (through a staging
+  file made exclusively with a random name, checked with ``integrity_check``
+  before it is renamed into place; ``force`` replaces an existing file and
+  its ``-wal``/``-shm``), with its mode, mtime and, as root, owner.
+
+The snapshot waits in ``snapshot_dir`` or a private per-user folder
+(``<tmp>/protectflow-<uid>``, 0700, refused if someone else owns it), 0600;
+its path is derived from the parameters, never read back from the bank.
 - **verify** rebuilds the stored copy in a temporary file and runs
   ``integrity_check`` on it (which reads every chunk and checks its hash).
 - **copy** and **delete** handle its chunks as the fs plugin does.
@@ -23,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import tempfile
 import time
 from collections.abc import Mapping
@@ -32,13 +39,9 @@ from urllib.parse import quote
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError, LocalPluginError
 from protectflow.plugins._chunkfiles import store_file
-from protectflow.plugins._chunks import ChunkStore
 from protectflow.plugins._local import (
     MANIFEST,
     MainHooksPlugin,
-    check_destination,
-    clear_destination,
-    committed_manifest,
     copy_chunks,
     get_json,
     local_name,
@@ -46,8 +49,15 @@ from protectflow.plugins._local import (
     release_chunks,
     require_checkpoint,
     resolve_path,
-    restore_destination,
     store_of,
+)
+from protectflow.plugins._private import private_dir
+from protectflow.plugins._sqlitecopy import (
+    check,
+    integrity_check,
+    read_manifest,
+    restore_database,
+    verify_database,
 )
 from protectflow.plugins.base import (
     HookArgs,
@@ -56,11 +66,14 @@ from protectflow.plugins.base import (
     Operation,
 )
 
-__all__ = ["DATABASE", "SqliteProtectionPlugin", "integrity_check"]
+__all__ = ["DATABASE", "SqliteProtectionPlugin", "integrity_check", "restore_database",
+           "verify_database"]
 
 DATABASE = "protectflow::sqlite::Database"
 SNAPSHOT = "snapshot"
 DEFAULT_CHUNK_SIZE = 256 << 10
+#: Version 2 adds the database's mode, owner and mtime.
+MANIFEST_VERSION = 2
 
 OPTIONS_SCHEMA = object_schema("sqlite protect parameters", {
     "chunk_size": {"type": "integer", "minimum": 4096, "maximum": 64 << 20,
@@ -76,6 +89,8 @@ RESTORE_SCHEMA = object_schema("sqlite restore parameters", {
                "description": "folder to restore into: the database goes to <target>/<id>"},
     "force": {"type": "boolean", "default": False,
               "description": "replace an existing <target>/<id> (and its -wal and -shm)"},
+    "owners": {"type": "boolean", "description": "restore the database's owner (numeric uid "
+               "and gid); default: when running as root"},
 }, required=["target"])
 VERIFY_SCHEMA = object_schema("sqlite verify parameters", {})
 SAVED_INFO_SCHEMA = {"type": "object", "properties": {
@@ -83,32 +98,39 @@ SAVED_INFO_SCHEMA = {"type": "object", "properties": {
     "taken_at": {"type": "number"}}}
 
 
-def integrity_check(path: str) -> str:
-    """``PRAGMA integrity_check`` of the database at ``path``: ``"ok"`` or the problems."""
-    try:
-        # immutable: our copies have no WAL, and a check must leave no -wal/-shm behind
-        con = sqlite3.connect(f"file:{quote(path)}?immutable=1", uri=True)
-        try:
-            rows = con.execute("PRAGMA integrity_check").fetchall()
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as err:
-        return f"not a usable database: {err}"
-    return "; ".join(str(r[0]) for r in rows[:20])
-
-
-def _check(path: str, what: str) -> None:
-    result = integrity_check(path)
-    if result != "ok":
-        raise LocalPluginError(f"{what}: PRAGMA integrity_check did not return ok: {result}")
-
-
 def snapshot_path(checkpoint: HookCheckpoint, resource: Resource,
                   parameters: dict[str, Any]) -> str:
-    """Where this checkpoint's snapshot of ``resource`` waits for ``main``."""
-    folder = parameters.get("snapshot_dir") or tempfile.gettempdir()
+    """Where this checkpoint's snapshot of ``resource`` waits for ``main``:
+    derived from the operator's parameters, never read from the bank.
+
+    Raises
+    ------
+    LocalPluginError
+        If the default folder (private, per user) is someone else's.
+    """
+    folder = parameters.get("snapshot_dir") or snapshot_dir()
     return os.path.join(os.path.abspath(folder),
                         f"protectflow-sqlite-{local_name(checkpoint, resource)}.db")
+
+
+def snapshot_dir() -> str:
+    """``<temporary folder>/protectflow-<uid>``, private as
+    :func:`._private.private_dir` makes and checks it. Not the per-user state
+    folder the app plugin uses: that is often a small in-memory file system,
+    and a snapshot is a whole database.
+
+    Raises
+    ------
+    LocalPluginError
+        If it or a folder above it could be changed by another user.
+    """
+    return private_dir(os.path.join(tempfile.gettempdir(), f"protectflow-{os.geteuid()}"))
+
+
+def _create_private(path: str) -> None:
+    """Create ``path`` empty, 0600, exclusively, not through a symlink."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o600))
 
 
 def take_snapshot(checkpoint: HookCheckpoint, resource: Resource,
@@ -127,8 +149,10 @@ def take_snapshot(checkpoint: HookCheckpoint, resource: Resource,
     part = dest + ".part"
     with contextlib.suppress(FileNotFoundError):
         os.unlink(part)
+    _create_private(part)  # sqlite would make it 0644 (and follow a planted link)
     timeout = float(parameters.get("busy_timeout", 30))
     started = time.time()
+    st = os.stat(source)
     try:
         src = sqlite3.connect(f"file:{quote(source)}?mode=rw", uri=True, timeout=timeout)
         dst = sqlite3.connect(part)
@@ -142,7 +166,8 @@ def take_snapshot(checkpoint: HookCheckpoint, resource: Resource,
     os.replace(part, dest)
     taken_at = time.time()
     checkpoint.get_resource_bank_section(resource).update_object(
-        SNAPSHOT, {"path": dest, "source": source, "taken_at": taken_at})
+        SNAPSHOT, {"source": source, "taken_at": taken_at, "mode": stat.S_IMODE(st.st_mode),
+                   "uid": st.st_uid, "gid": st.st_gid, "mtime_ns": st.st_mtime_ns})
     return {"snapshot": dest, "started_at": started, "taken_at": taken_at,
             "size": os.path.getsize(dest)}
 
@@ -158,72 +183,34 @@ def store_snapshot(checkpoint: HookCheckpoint, resource: Resource,
     """
     section = checkpoint.get_resource_bank_section(resource)
     info = get_json(section, SNAPSHOT)
-    path = info["path"]
+    path = snapshot_path(checkpoint, resource, parameters)
     if not os.path.exists(path):
         if section.has_object(MANIFEST):
             return {"stored": "earlier"}  # an earlier attempt finished the job
         raise LocalPluginError(f"{resource.key}: the snapshot {path} taken in prepare_finish "
                                "is gone; run the protect again")
-    _check(path, f"{resource.key}: snapshot {path}")
+    check(path, f"{resource.key}: snapshot {path}")
     chunk_size = int(parameters.get("chunk_size", DEFAULT_CHUNK_SIZE))
     digests, new, new_bytes, size = store_file(store_of(checkpoint, resource), path, chunk_size)
-    section.update_object(MANIFEST, {"version": 1, "source": info["source"], "size": size,
-                                     "chunk_size": chunk_size, "chunks": digests,
-                                     "taken_at": info["taken_at"]})
+    section.update_object(MANIFEST, {
+        "version": MANIFEST_VERSION, "source": info["source"], "size": size,
+        "chunk_size": chunk_size, "chunks": digests, "taken_at": info["taken_at"],
+        **{k: info[k] for k in ("mode", "uid", "gid", "mtime_ns") if k in info}})
     os.unlink(path)
     return {"bytes": size, "new_chunks": new, "new_bytes": new_bytes}
 
 
-def _manifest(checkpoint: HookCheckpoint, resource: Resource) -> dict[str, Any]:
-    return committed_manifest(checkpoint.get_resource_bank_section(resource), resource,
-                              missing="no copy of it")
-
-
-def _write_copy(store: ChunkStore, manifest: dict[str, Any], path: str) -> None:
-    with open(path, "wb") as f:
-        for digest in manifest["chunks"]:
-            f.write(store.read(digest))
-
-
-def restore_database(checkpoint: HookCheckpoint, resource: Resource,
-                     parameters: dict[str, Any]) -> str:
-    """Write the stored database to ``<target>/<id>``; returns the path.
-
-    Raises
-    ------
-    LocalPluginError
-        If the destination exists (without ``force``) or the copy fails
-        ``integrity_check``.
-    """
-    manifest = _manifest(checkpoint, resource)
-    dest = restore_destination(resource, parameters)
-    if os.path.isfile(dest) and _file_chunks(store_of(checkpoint, resource), dest,
-                                             manifest) == manifest["chunks"]:
-        return dest  # restored by an earlier attempt
-    force = bool(parameters.get("force", False))
-    check_destination(dest, force, resource.key)
-    staging = f"{dest}.pf-restore-{checkpoint.id[:12]}"
-    try:
-        _write_copy(store_of(checkpoint, resource), manifest, staging)
-        _check(staging, f"{resource.key}: restored copy")
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(staging)
-        raise
-    clear_destination(dest, force, resource.key)
-    for suffix in ("-wal", "-shm", "-journal"):  # they belong to the database replaced
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(dest + suffix)
-    os.replace(staging, dest)
-    return dest
-
-
-def _file_chunks(store: ChunkStore, path: str, manifest: dict[str, Any]) -> list[str]:
-    size = manifest["chunk_size"]
-    out = []
-    with open(path, "rb") as f:
-        while piece := f.read(size):
-            out.append(store.chunk_id(piece))
+def delete_database(checkpoint: HookCheckpoint, resource: Resource,
+                    parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Release the stored copy's chunks, then its records; rerunnable."""
+    section = checkpoint.get_resource_bank_section(resource)
+    out = release_chunks(store_of(checkpoint, resource), section,
+                         lambda manifest: list(manifest["chunks"]))
+    with contextlib.suppress(LocalPluginError):  # no private folder: no snapshot in it
+        discard_snapshot(checkpoint, resource, parameters or {})
+    for key in (MANIFEST, SNAPSHOT):
+        with contextlib.suppress(BankError):
+            section.delete_object(key)
     return out
 
 
@@ -231,42 +218,17 @@ def _rename_chunks(manifest: dict[str, Any], names: Mapping[str, str]) -> None:
     manifest["chunks"] = [names[d] for d in manifest["chunks"]]
 
 
-def verify_database(checkpoint: HookCheckpoint, resource: Resource) -> dict[str, Any]:
-    """Rebuild the stored copy in a temporary file and check it.
+def discard_snapshot(checkpoint: HookCheckpoint, resource: Resource,
+                     parameters: dict[str, Any]) -> bool:
+    """Remove a snapshot file left by a protect that did not reach ``main``
+    (where ``parameters`` put it: the path is never read from the bank).
 
     Raises
     ------
     LocalPluginError
-        If it fails ``integrity_check``.
-    ChunkError
-        If a chunk is missing or corrupt.
+        If the default snapshot folder is not this user's private one.
     """
-    manifest = _manifest(checkpoint, resource)
-    with tempfile.TemporaryDirectory(prefix="protectflow-verify-") as tmp:
-        path = os.path.join(tmp, "copy.db")
-        _write_copy(store_of(checkpoint, resource), manifest, path)
-        _check(path, f"{resource.key}: stored copy")
-    return {"bytes": manifest["size"], "chunks": len(manifest["chunks"]), "integrity": "ok"}
-
-
-def delete_database(checkpoint: HookCheckpoint, resource: Resource) -> dict[str, Any]:
-    """Release the stored copy's chunks, then its records; rerunnable."""
-    section = checkpoint.get_resource_bank_section(resource)
-    out = release_chunks(store_of(checkpoint, resource), section,
-                         lambda manifest: list(manifest["chunks"]))
-    discard_snapshot(checkpoint, resource)
-    for key in (MANIFEST, SNAPSHOT):
-        with contextlib.suppress(BankError):
-            section.delete_object(key)
-    return out
-
-
-def discard_snapshot(checkpoint: HookCheckpoint, resource: Resource) -> bool:
-    """Remove a snapshot file left by a protect that did not reach ``main``."""
-    try:
-        path = get_json(checkpoint.get_resource_bank_section(resource), SNAPSHOT)["path"]
-    except (BankError, KeyError, TypeError):
-        return False
+    path = snapshot_path(checkpoint, resource, parameters)
     removed = False
     for name in (path, path + ".part"):
         with contextlib.suppress(FileNotFoundError):
@@ -300,12 +262,12 @@ def _verify(args: HookArgs) -> dict[str, Any]:
 
 def _copy(args: HookArgs) -> dict[str, Any]:
     checkpoint = _checkpoint(args)
-    return copy_chunks(checkpoint, args.resource, _manifest(checkpoint, args.resource)["chunks"],
-                       args.kwargs, rename=_rename_chunks)
+    chunks = read_manifest(checkpoint, args.resource)["chunks"]
+    return copy_chunks(checkpoint, args.resource, chunks, args.kwargs, rename=_rename_chunks)
 
 
 def _delete(args: HookArgs) -> dict[str, Any]:
-    return delete_database(_checkpoint(args), args.resource)
+    return delete_database(_checkpoint(args), args.resource, args.parameters)
 
 
 class SqliteProtectOperation(HookOperation):
@@ -339,7 +301,7 @@ class SqliteProtectionPlugin(MainHooksPlugin):
             If there is no checkpoint.
         """
         checkpoint = require_checkpoint(checkpoint, resource)
-        return {"discarded": discard_snapshot(checkpoint, resource)}
+        return {"discarded": discard_snapshot(checkpoint, resource, parameters)}
 
     @classmethod
     def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:
