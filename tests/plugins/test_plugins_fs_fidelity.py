@@ -288,7 +288,8 @@ def test_a_copy_keeps_holes_hard_links_and_xattrs(tmp_path: Path) -> None:
         copied.target.get_resource_bank_section(directory(src)), directory(src))["entries"]}
     assert entries["sub/big-again.bin"]["link"] == "big.bin"
     assert "pack" in entries["small.txt"] and len(entries["disk.img"]["sparse"]) == 2
-    assert operations.verify(copied.target.id, bank=other, executor="serial").ok
+    checked = operations.verify(copied.target.id, bank=other, executor="serial")
+    assert checked.ok, (checked.problems, checked.resources)
     assert operations.delete(cid, bank=bank, executor="serial").ok
     assert bank.list_objects("chunks/") == []
     params = {fs.DIRECTORY: {"target": str(tmp_path / "out")}}

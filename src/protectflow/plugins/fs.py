@@ -217,9 +217,18 @@ def verify_resource(checkpoint: HookCheckpoint, resource: Resource,
     chunks, nbytes = verify_all(store_of(checkpoint, resource), manifest_chunks(manifest),
                                 workers=int(parameters.get("workers", 4)),
                                 slices=manifest_slices(manifest),
-                                files=[(e["path"], e["size"], e["chunks"])
+                                files=[(e["path"], _stored_size(e), e["chunks"])
                                        for e in manifest["entries"] if "chunks" in e])
     return {"chunks": chunks, "bytes": nbytes}
+
+
+def _stored_size(entry: Mapping[str, Any]) -> int:
+    """The bytes a file's chunks hold: its size, or for a sparse file only its
+    data extents (the holes are not stored)."""
+    extents = entry.get("sparse")
+    if extents is None:
+        return int(entry["size"])
+    return sum(int(length) for _offset, length in extents)
 
 
 def delete_resource(checkpoint: HookCheckpoint, resource: Resource) -> dict[str, Any]:
