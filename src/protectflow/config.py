@@ -229,27 +229,46 @@ def resolve_settings(
         bank name that is also a folder here (write ``./NAME`` for the folder).
     """
     environ = os.environ if environ is None else environ
-    file = f"the config file {config.source}"
-    origins: dict[str, str] = {}
-
-    def pick(name: str, flag: Any, default: Any, first: tuple[str, Any] | None = None) -> Any:
-        options = [("flag", flag), *([first] if first else []),
-                   (ENV[name], environ.get(ENV[name]) or None),
-                   (file, getattr(config, name)), ("default", default)]
-        origin, value = next((o, v) for o, v in options if v is not None or o == "default")
-        origins[name] = origin
-        return value
-
-    url = pick("bank", bank, user_bank_url(), ("plan", plan_bank))
-    raw_workers = pick("workers", workers, None)
-    if origins["workers"] == ENV["workers"]:
-        raw_workers = _env_workers(raw_workers)
+    picked = {  # in the order of Settings.origins
+        name: _first_given(name, flag, default, config=config, environ=environ, plan=plan)
+        for name, flag, default, plan in [("bank", bank, user_bank_url(), plan_bank),
+                                          ("workers", workers, None, None),
+                                          ("executor", executor, DEFAULT_EXECUTOR, None),
+                                          ("password_file", password_file, None, None)]
+    }
+    value = {name: v for name, (_, v) in picked.items()}
     return Settings(
-        bank=check_bank_url(_named_bank(url, config)), executor=pick("executor", executor,
-                                                                     DEFAULT_EXECUTOR),
-        workers=raw_workers, password_file=_expand(pick("password_file", password_file, None)),
-        origins=origins,
+        bank=check_bank_url(_named_bank(value["bank"], config)), executor=value["executor"],
+        workers=value["workers"], password_file=_expand(value["password_file"]),
+        origins={name: origin for name, (origin, _) in picked.items()},
     )
+
+
+def _first_given(
+    name: str,
+    flag: Any,
+    default: Any,
+    *,
+    config: Config,
+    environ: Mapping[str, str],
+    plan: Any = None,
+) -> tuple[str, Any]:
+    """Where setting ``name`` comes from and its value: the first given of the
+    flag, the plan's (only the bank has one), the environment, the config
+    file, and the default.
+
+    Raises
+    ------
+    ConfigError
+        For a ``PROTECTFLOW_WORKERS`` that is not a whole number >= 1.
+    """
+    options = [("flag", flag), ("plan", plan), (ENV[name], environ.get(ENV[name]) or None),
+               (f"the config file {config.source}", getattr(config, name)),
+               ("default", default)]
+    origin, value = next((o, v) for o, v in options if v is not None or o == "default")
+    if name == "workers" and origin == ENV[name]:  # the environment gives text
+        value = _env_workers(value)
+    return origin, value
 
 
 def _expand(path: str | None) -> str | None:

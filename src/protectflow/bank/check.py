@@ -102,25 +102,28 @@ def check_checkpoint(bank: Bank, checkpoint_id: str, *, read_data: bool = False,
     if not keys:
         raise BankError(f"no checkpoint {checkpoint_id!r} in bank {bank.url}")
     problems: list[str] = []
-
-    def authenticate(key: str) -> int:
-        try:
-            bank.get_object(key)
-        except BankError as err:
-            problems.append(str(err))
-        return 0
-
-    def chunk(digest: str) -> int:
-        return _check_chunk(bank, digest, read_data, problems)
-
-    refs: set[tuple[str, str]] = set(_referenced(bank, checkpoint_id))
-    digests = sorted({digest for _, digest in refs}
-                     | set(_unreferenced(bank, checkpoint_id, refs, problems)))
+    digests = _chunks_to_check(bank, checkpoint_id, problems)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(authenticate, keys))
-        nbytes = sum(pool.map(chunk, digests))
+        list(pool.map(lambda key: _authenticate(bank, key, problems), keys))
+        nbytes = sum(pool.map(lambda digest: _check_chunk(bank, digest, read_data, problems),
+                              digests))
     return CheckReport(checkpoint=checkpoint_id, objects=len(keys), chunks=len(digests),
                        bytes_read=nbytes, problems=tuple(sorted(problems)))
+
+
+def _authenticate(bank: Bank, key: str, problems: list[str]) -> None:
+    """Read one object, which authenticates it; a failure is a problem."""
+    try:
+        bank.get_object(key)
+    except BankError as err:
+        problems.append(str(err))
+
+
+def _chunks_to_check(bank: Bank, checkpoint_id: str, problems: list[str]) -> list[str]:
+    """The chunks the checkpoint holds refs on or its manifests name, sorted."""
+    refs: set[tuple[str, str]] = set(_referenced(bank, checkpoint_id))
+    return sorted({digest for _, digest in refs}
+                  | set(_unreferenced(bank, checkpoint_id, refs, problems)))
 
 
 def _referenced(bank: Bank, checkpoint_id: str) -> Iterator[tuple[str, str]]:

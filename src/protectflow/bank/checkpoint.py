@@ -14,6 +14,13 @@ A checkpoint ``ID`` lives under ``checkpoints/ID/`` in the bank::
     data/resources/<ID>/    one resource's data: ``get_resource_bank_section``
 
 ``KEY`` and ``ID`` are escaped into one key segment (``%2F`` for ``/``).
+
+This module is past the ~400-line guide on purpose: it is the one class
+operations hold, and each part with a protocol of its own already lives apart
+(:mod:`~protectflow.bank.record`, :mod:`~protectflow.bank.lease`,
+:mod:`~protectflow.bank.runs`, :mod:`~protectflow.bank.section`); what remains
+are short methods sharing the cached record, the held lease and the prefix, so
+a second module would split the class or repeat its API as wrappers.
 """
 
 from __future__ import annotations

@@ -123,7 +123,13 @@ class CheckpointStore:
                             resource_graph=resource_graph, dag_fingerprint=dag_fingerprint,
                             owner=owner, copied_from=copied_from, created_at=now_iso(now))
         checkpoint = Checkpoint.create(self.bank, record, lease_ttl=lease_ttl, now=now)
-        keys = self._index_keys(name, record["created_at"], checkpoint.id)
+        self._index_new(checkpoint, name, record["created_at"])
+        return checkpoint
+
+    def _index_new(self, checkpoint: Checkpoint, plan: str, created_at: str) -> None:
+        """Write the index entries of a checkpoint just made; if the bank
+        refuses one, take back the entries and the checkpoint and re-raise."""
+        keys = self._index_keys(plan, created_at, checkpoint.id)
         try:
             for key in keys:
                 self.bank.update_object(key, b"")
@@ -133,7 +139,6 @@ class CheckpointStore:
                     self.bank.delete_object(key)
             checkpoint.abandon()
             raise
-        return checkpoint
 
     def get(self, checkpoint_id: str) -> Checkpoint:
         """The checkpoint ``checkpoint_id``, its record read.

@@ -174,19 +174,30 @@ def build_resource_graph(
     PlanError
         When a protectable fails.
     """
-    resources: dict[str, Resource] = {}
-    children: dict[str, set[str]] = {}
-    pending: list[Resource] = []
-    for pr in plan.resources:
-        resources[pr.resource.key] = pr.resource
-        children[pr.resource.key] = set(pr.depends_on)
-        pending.append(pr.resource)
+    _check_plan_resources(plan)
+    resources = {pr.resource.key: pr.resource for pr in plan.resources}
+    children = {pr.resource.key: set(pr.depends_on) for pr in plan.resources}
+    for resource in discover_resources(plan, registry, context=context):
+        if resource.key not in resources:  # a resource the plan lists keeps its depends_on
+            resources[resource.key] = resource
+            children[resource.key] = set()
+    if not resources:
+        raise PlanError(f"plan {plan.source} has no resources: its discoveries found none")
+    _expand_dependents(resources, children, registry, context=context)
+    return from_edges(resources.values(),
+                      [(parent, child) for parent, cs in children.items() for child in cs])
+
+
+def _check_plan_resources(plan: Plan) -> None:
+    """Refuse a plan whose ``depends_on`` names no resource of it, or whose
+    resources no checkpoint can hold."""
+    known = {pr.resource.key for pr in plan.resources}
     # parse_plan checks this; a Plan built in Python has not been through it.
     dangling = [
         f"{pr.resource.key} depends on {dep}, which is not a resource of the plan"
         for pr in plan.resources
         for dep in pr.depends_on
-        if dep not in resources
+        if dep not in known
     ]
     if dangling:
         raise PlanError(f"plan {plan.source} is not valid:", dangling)
@@ -194,13 +205,18 @@ def build_resource_graph(
     unfit = [p for pr in plan.resources for p in resource_problems(pr.resource)]
     if unfit:
         raise PlanError(f"plan {plan.source} is not valid:", unfit)
-    for resource in discover_resources(plan, registry, context=context):
-        if resource.key not in resources:  # a resource the plan lists keeps its depends_on
-            resources[resource.key] = resource
-            children[resource.key] = set()
-            pending.append(resource)
-    if not resources:
-        raise PlanError(f"plan {plan.source} has no resources: its discoveries found none")
+
+
+def _expand_dependents(
+    resources: dict[str, Resource],
+    children: dict[str, set[str]],
+    registry: Registry,
+    *,
+    context: Any,
+) -> None:
+    """Add, in place, every dependent the protectables list for ``resources``,
+    recursively, asking each protectable once per resource."""
+    pending = list(resources.values())
     expanded: set[str] = set()
     while pending:
         resource = pending.pop()
@@ -225,12 +241,3 @@ def build_resource_graph(
                 resources[child.key] = child
                 children[child.key] = set()
                 pending.append(child)
-    ordered = sorted(resources.values(), key=lambda r: r.key)
-    graph = ResourceGraph(
-        {r.key: r for r in ordered},
-        {r.key: tuple(sorted(children[r.key])) for r in ordered},
-    )
-    cycle = find_cycle(graph.children)
-    if cycle:
-        raise CycleError(cycle)
-    return graph
