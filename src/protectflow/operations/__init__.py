@@ -29,7 +29,12 @@ from protectflow.executors import Executor, RunReport
 from protectflow.operations.journal import JournalMeta
 from protectflow.operations.lease import default_owner, lease_ttl
 from protectflow.operations.outcomes import OperationResult, next_steps
-from protectflow.operations.preflight import checkpoint_dag, graph_json, make_executor
+from protectflow.operations.preflight import (
+    check_resources,
+    checkpoint_dag,
+    graph_json,
+    make_executor,
+)
 from protectflow.operations.resume import (
     broken_windows,
     check_resumable,
@@ -103,6 +108,9 @@ def protect(
     ------
     PlanError, PluginError
         Before anything is written, for a bad plan or bad parameters.
+    PreflightError
+        Before anything is written, listing every resource a plugin's checks
+        found unready (a folder that is not there, a command not on PATH).
     ExecutorError
         Before anything is written, for an unknown executor.
     """
@@ -110,6 +118,7 @@ def protect(
         plan = load_plan(plan)
     dag = compile_plan(plan, "protect", parameters=parameters)
     runner, run_options = make_executor(executor, options, dag, pools=plan.pools)
+    check_resources(dag, registry=options.get("registry"))
     store = open_store(bank if bank is not None else plan.bank, fsync=fsync)
     owner = owner or default_owner()
     plan_json = plan.to_json()

@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
+import shutil
 import tempfile
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from protectflow.dag.model import Resource
@@ -84,6 +87,39 @@ def _spec(resource: Resource, parameters: dict[str, Any]) -> dict[str, Any]:
     else:
         spec.update(mode="lock", lock_file=resolve_path(resource, "lock_file"))
     return spec
+
+
+def command_problems(resource: Resource, parameters: Mapping[str, Any]) -> list[str]:
+    """Why the freeze or thaw command of ``resource`` could not start: bad
+    extra_info, or a program that is not on PATH (or, given with a folder,
+    not an executable file there)."""
+    try:
+        spec = _spec(resource, dict(parameters))
+    except LocalPluginError as err:
+        return [str(err)]
+    if spec["mode"] != "command":
+        return []
+    problems = []
+    for field in ("freeze", "thaw"):
+        command = spec[field]
+        try:
+            argv = shlex.split(command) if isinstance(command, str) else command
+        except ValueError as err:
+            problems.append(f"{resource.key}: extra_info.{field} is not a shell command: {err}")
+            continue
+        if not argv or (isinstance(command, str) and "=" in argv[0]):
+            continue  # a shell string starting with VAR=value: the shell finds the program
+        program = argv[0]
+        if os.sep in program:
+            found = os.access(os.path.join(spec["cwd"], program), os.X_OK)
+        else:
+            found = shutil.which(program) is not None
+        if not found:
+            problems.append(f"{resource.key}: the {field} command's program {program!r} is "
+                            f"not {'an executable file' if os.sep in program else 'on PATH'} "
+                            f"(run from {spec['cwd']}); install it or fix extra_info.{field} "
+                            "in the plan")
+    return problems
 
 
 def token_path(checkpoint: HookCheckpoint, resource: Resource) -> str:
@@ -195,6 +231,11 @@ class AppProtectionPlugin(ProtectionPlugin):
 
     def get_delete_operation(self, resource: Resource) -> Operation:
         return AppDeleteOperation()
+
+    def preflight(self, operation: str, resource: Resource, parameters: Mapping[str, Any], *,
+                  checkpoint: HookCheckpoint | None = None) -> list[str]:
+        """A protect needs its freeze and thaw commands."""
+        return command_problems(resource, parameters) if operation == "protect" else []
 
     def on_failure(self, checkpoint: HookCheckpoint | None, resource: Resource,
                    context: Any, parameters: dict[str, Any], **kwargs: Any) -> Any:

@@ -57,10 +57,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError
+from protectflow.errors import BankError, LocalPluginError
 from protectflow.plugins import _tree
 from protectflow.plugins._chunkfiles import verify_all
 from protectflow.plugins._fsprotect import (
@@ -76,11 +77,13 @@ from protectflow.plugins._local import (
     check_destination,
     clear_destination,
     copy_chunks,
+    destination_problems,
     get_json,
     object_schema,
     release_chunks,
     require_checkpoint,
     restore_destination,
+    source_problems,
     store_of,
 )
 from protectflow.plugins.base import (
@@ -153,6 +156,17 @@ def restore_tree(checkpoint: HookCheckpoint, resource: Resource,
     clear_destination(dest, force, resource.key)
     os.rename(staging, dest)
     return dest
+
+
+def _restored(checkpoint: HookCheckpoint | None, resource: Resource, dest: str) -> bool:
+    """Whether ``dest`` already holds the tree ``checkpoint`` keeps of ``resource``."""
+    if checkpoint is None:
+        return False
+    try:
+        manifest = read_manifest(checkpoint.get_resource_bank_section(resource), resource)
+    except (BankError, LocalPluginError):
+        return False  # the restore itself will say what is wrong with the checkpoint
+    return _already_restored(dest, manifest["entries"])
 
 
 def _already_restored(dest: str, entries: list[dict[str, Any]]) -> bool:
@@ -258,6 +272,17 @@ class FsProtectionPlugin(MainHooksPlugin):
 
     def get_protect_operation(self, resource: Resource) -> Operation:
         return FsProtectOperation()
+
+    def preflight(self, operation: str, resource: Resource, parameters: Mapping[str, Any], *,
+                  checkpoint: HookCheckpoint | None = None) -> list[str]:
+        """A protect needs the folder; a restore, a destination that is empty
+        (or ``force``, or already this tree)."""
+        if operation == "protect":
+            return source_problems(resource, "folder")
+        if operation == "restore":
+            return destination_problems(resource, parameters,
+                                        lambda dest: _restored(checkpoint, resource, dest))
+        return []
 
     @classmethod
     def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:

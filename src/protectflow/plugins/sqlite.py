@@ -25,6 +25,7 @@ import os
 import sqlite3
 import tempfile
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -39,6 +40,7 @@ from protectflow.plugins._local import (
     clear_destination,
     committed_manifest,
     copy_chunks,
+    destination_problems,
     get_json,
     local_name,
     object_schema,
@@ -46,6 +48,7 @@ from protectflow.plugins._local import (
     require_checkpoint,
     resolve_path,
     restore_destination,
+    source_problems,
     store_of,
 )
 from protectflow.plugins.base import (
@@ -216,6 +219,17 @@ def restore_database(checkpoint: HookCheckpoint, resource: Resource,
     return dest
 
 
+def _restored(checkpoint: HookCheckpoint | None, resource: Resource, dest: str) -> bool:
+    """Whether ``dest`` already holds the database ``checkpoint`` keeps of ``resource``."""
+    if checkpoint is None or not os.path.isfile(dest):
+        return False
+    try:
+        manifest = _manifest(checkpoint, resource)
+    except (BankError, LocalPluginError):
+        return False  # the restore itself will say what is wrong with the checkpoint
+    return bool(_file_chunks(dest, manifest) == manifest["chunks"])
+
+
 def _file_chunks(path: str, manifest: dict[str, Any]) -> list[str]:
     size = manifest["chunk_size"]
     out = []
@@ -322,6 +336,17 @@ class SqliteProtectionPlugin(MainHooksPlugin):
 
     def get_protect_operation(self, resource: Resource) -> Operation:
         return SqliteProtectOperation()
+
+    def preflight(self, operation: str, resource: Resource, parameters: Mapping[str, Any], *,
+                  checkpoint: HookCheckpoint | None = None) -> list[str]:
+        """A protect needs the database file; a restore, a destination that
+        is free (or ``force``, or already this database)."""
+        if operation == "protect":
+            return source_problems(resource, "file")
+        if operation == "restore":
+            return destination_problems(resource, parameters,
+                                        lambda dest: _restored(checkpoint, resource, dest))
+        return []
 
     def on_failure(self, checkpoint: HookCheckpoint | None, resource: Resource,
                    context: Any, parameters: dict[str, Any], **kwargs: Any) -> Any:
