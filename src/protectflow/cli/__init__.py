@@ -23,6 +23,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from protectflow import __version__, completion
 from protectflow.cli import checkpoints, graph, operations, run, shell
@@ -35,6 +36,15 @@ __all__ = ["build_parser", "main"]
 
 #: The exit code after the reader of stdout went away (128 + SIGPIPE).
 CLOSED_PIPE = 141
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors look like every other error:
+    ``protectflow: error: ...`` first, then the command's usage (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"protectflow: error: {message}\n{self.format_usage()}"
+                     f"`{self.prog} -h` tells more\n")
 
 
 def _add_verbosity(p: argparse.ArgumentParser, *, top: bool) -> None:
@@ -61,7 +71,7 @@ def _every_parser(parser: argparse.ArgumentParser) -> list[argparse.ArgumentPars
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="protectflow",
         description="Protect, restore, verify, copy and delete a graph of resources.",
         epilog="exit codes: 0 success, 1 the operation failed, 2 bad input (nothing "
