@@ -148,7 +148,7 @@ def test_the_next_page_hint_keeps_the_plan_the_limit_and_the_bank(tmp_path: Path
                         "--limit", "2"]).stdout
     hint = re.search(r"next page: (protectflow .*)", text)
     assert hint is not None, text
-    follow = hint.group(1).split()[1:] + ["--json"]
+    follow = [*hint.group(1).split()[1:], "--json"]
     last = json.loads(protectflow(follow).stdout)
     assert len(last["checkpoints"]) == 1 and last["next_marker"] is None
     everything = json.loads(protectflow(["checkpoints", "list", "--bank", str(bank), "--all",
