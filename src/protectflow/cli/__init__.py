@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OperationInterrupted as err:
         return interrupted_error(args, err)
     except KeyboardInterrupt:
-        print("protectflow: interrupted; nothing was left half-done", file=sys.stderr)
+        print("protectflow: interrupted", file=sys.stderr)
         return INTERRUPTED
     return code
 
