@@ -35,6 +35,7 @@ __all__ = [
     "plan_dicts",
     "plans",
     "plugin_for",
+    "refused_ids",
     "registry_plugins",
     "resource_ids",
     "resource_types",
@@ -47,23 +48,34 @@ _PLAN_TYPE = re.compile(r"[^#\s]+")
 #: Any text a JSON document can carry and UTF-8 can encode (no lone surrogates).
 any_text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=8)
 
+#: Text with no control character (a resource's key and a plan's name may have none).
+_printable = st.characters(blacklist_categories=("Cs", "Cc"))
+
 #: Resource types: the sim ones, or odd strings a plan's schema still accepts
 #: (no '#', no whitespace; a '#' in a type would make two keys collide).
 resource_types = st.one_of(
     st.sampled_from(SIM_TYPES),
-    any_text.filter(lambda t: _PLAN_TYPE.fullmatch(t) is not None),
+    st.text(_printable, min_size=1, max_size=8).filter(
+        lambda t: _PLAN_TYPE.fullmatch(t) is not None),
 )
 
-#: Resource ids: anything but a newline ('.' in the plan schema's TYPE#ID
-#: pattern does not match one, so such a resource could not be depended on);
-#: '#', '/', quotes, backslashes and non-ASCII included on purpose.
+#: Resource ids: anything a plan accepts (protectflow.compiler.names: no control
+#: character, no '/', not '.' or '..'); '#', spaces, quotes, backslashes and
+#: non-ASCII included on purpose.
 resource_ids = st.one_of(
-    st.sampled_from(["a", "b", "web-1", "x#y", "a/main", 'q"uote', "back\\slash", "é ü 名"]),
-    st.text(
-        st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"),
-        min_size=1,
-        max_size=8,
-    ),
+    st.sampled_from(["a", "b", "web-1", "x#y", "a.main", 'q"uote', "back\\slash", "é ü 名",
+                     "...", ".hidden", "%2F", "a b"]),
+    st.text(_printable, min_size=1, max_size=8).filter(
+        lambda i: "/" not in i and i not in (".", "..")),
+)
+
+#: Resource ids no operation could store and restore, each refused by name.
+refused_ids = st.one_of(
+    st.sampled_from([".", "..", "a/b", "/", "a\x00b", "tab\tbed", "new\nline", "\x7f",
+                     "x" * 256, "é" * 50, "\ud800"]),
+    st.builds(lambda head, bad, tail: head + bad + tail, st.text(_printable, max_size=4),
+              st.sampled_from(["/", "\x00", "\x1b", "\r", "\x85"]),
+              st.text(_printable, max_size=4)),
 )
 
 

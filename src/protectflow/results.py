@@ -23,10 +23,13 @@ from referencing import Resource as SchemaResource
 
 from protectflow.bank import Checkpoint, CheckpointStore
 from protectflow.dag import OPERATIONS, HookDAG
+from protectflow.dag.model import Resource
 from protectflow.errors import BankError, PlanError, ProtectflowError
 from protectflow.executors import RunReport
 from protectflow.operations import OperationResult
 from protectflow.plugins import Registry
+from protectflow.plugins.contract import parameters_schema, supported_types
+from protectflow.plugins.queries import SavedInfo
 from protectflow.states import CORRUPT
 
 __all__ = [
@@ -36,7 +39,9 @@ __all__ = [
     "checkpoint_show",
     "operation_result",
     "plugins_result",
+    "protectables_result",
     "run_result",
+    "saved_info_result",
     "schema",
     "validation_result",
 ]
@@ -50,6 +55,8 @@ SCHEMAS = {
     "checkpoint-show": "cli-checkpoint-show.schema.json",
     "plugins": "cli-plugins.schema.json",
     "validate": "cli-validate.schema.json",
+    "saved-info": "cli-saved-info.schema.json",
+    "protectables": "cli-protectables.schema.json",
 }
 #: The failures a result lists in full; the counts say how many there were.
 _FAILURES_SHOWN = 100
@@ -204,18 +211,21 @@ def checkpoint_show(checkpoint: Checkpoint) -> dict[str, Any]:
 
 
 def plugins_result(registry: Registry) -> dict[str, Any]:
-    """``plugins``: every protection plugin, its types, protectables and schemas."""
+    """``plugins``: every protection plugin, its types, protectables and
+    schemas, and the types several plugins claim with no default choice
+    (``conflicts``: a plan using one needs a provider that chooses)."""
     plugins = {}
     for name, plugin in sorted(registry.protections.items()):
-        types = sorted(plugin.get_supported_resources_types())
+        types = sorted(supported_types(plugin))
         plugins[name] = {
             "class": f"{type(plugin).__module__}.{type(plugin).__qualname__}",
             "resource_types": types,
-            "protectable": {t: registry.protectable_for(t) is not None for t in types},
-            "schemas": {t: {op: plugin.get_parameters_schema(op, t) for op in OPERATIONS[:3]}
+            "protectable": {t: t in registry.protectables for t in types},
+            "schemas": {t: {op: parameters_schema(plugin, op, t) for op in OPERATIONS[:3]}
                         for t in types},
         }
-    return {"format": "protectflow.plugins", "version": VERSION, "plugins": plugins}
+    return {"format": "protectflow.plugins", "version": VERSION, "plugins": plugins,
+            "conflicts": {t: list(names) for t, names in sorted(registry.conflicts().items())}}
 
 
 def validation_result(plan: str, outcomes: Mapping[str, HookDAG | ProtectflowError]
@@ -241,3 +251,16 @@ def validation_result(plan: str, outcomes: Mapping[str, HookDAG | ProtectflowErr
                                      "resources": None, "hooks": None}
     return {"format": "protectflow.validation", "version": VERSION, "plan": plan,
             "valid": all(o["valid"] for o in operations.values()), "operations": operations}
+
+
+def saved_info_result(checkpoint: Checkpoint, saved: SavedInfo) -> dict[str, Any]:
+    """``checkpoints show ID --resource TYPE#ID``: what the checkpoint keeps
+    about one resource, as its plugin's ``get_saved_info`` gives it."""
+    return {"format": "protectflow.saved-info", "version": VERSION, "bank": checkpoint.bank.url,
+            "checkpoint": checkpoint.id, **saved.to_json()}
+
+
+def protectables_result(resource_type: str, resources: list[Resource]) -> dict[str, Any]:
+    """``protectables TYPE [ID]``: what the type's protectable lists (or shows)."""
+    return {"format": "protectflow.protectables", "version": VERSION, "type": resource_type,
+            "resources": [r.to_json() for r in sorted(resources, key=lambda r: r.key)]}

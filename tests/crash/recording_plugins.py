@@ -19,6 +19,7 @@ from typing import Any
 
 from protectflow.dag.model import Resource
 from protectflow.plugins import Operation, ProtectionPlugin, Registry
+from protectflow.plugins.contract import get_operation, implemented_hooks
 
 SPEC = "tests.crash.recording_plugins:registry"
 RECORDS = "PF_TEST_HOOK_RECORDS"
@@ -58,6 +59,8 @@ class RecordingOperation(Operation):
         self.retry_delay = inner.retry_delay  # type: ignore[misc]
         self.timeout = inner.timeout  # type: ignore[misc]
         self.atomic_prepare = inner.atomic_prepare  # type: ignore[misc]
+        # The same hooks as inner's, so the compiled DAG is the uninstrumented one.
+        self.declared_hooks = frozenset(implemented_hooks(inner))
 
     def _hook(self, hook: str, checkpoint: Any, resource: Resource, context: Any,
               parameters: dict[str, Any], kwargs: dict[str, Any]) -> Any:
@@ -91,8 +94,21 @@ class RecordingPlugin(ProtectionPlugin):
     def __init__(self, inner: ProtectionPlugin) -> None:
         self.inner = inner
 
-    def get_operation(self, operation: str, resource: Resource) -> Operation:
-        return RecordingOperation(self.inner.get_operation(operation, resource))
+    # The framework asks for each operation by the guide's name.
+    def get_protect_operation(self, resource: Resource) -> Operation:
+        return RecordingOperation(get_operation(self.inner, "protect", resource))
+
+    def get_restore_operation(self, resource: Resource) -> Operation:
+        return RecordingOperation(get_operation(self.inner, "restore", resource))
+
+    def get_verify_operation(self, resource: Resource) -> Operation:
+        return RecordingOperation(get_operation(self.inner, "verify", resource))
+
+    def get_copy_operation(self, resource: Resource) -> Operation:
+        return RecordingOperation(get_operation(self.inner, "copy", resource))
+
+    def get_delete_operation(self, resource: Resource) -> Operation:
+        return RecordingOperation(get_operation(self.inner, "delete", resource))
 
     def on_failure(self, checkpoint: Any, resource: Resource, context: Any,
                    parameters: dict[str, Any], **kwargs: Any) -> Any:

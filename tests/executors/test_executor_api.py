@@ -10,11 +10,13 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protectflow.errors import ExecutorError, MissingDependencyError
 from protectflow.executors import RunOptions, available_executors, get_executor, run_dag
 from protectflow.executors._views import Views
-from tests.executors.dags import ancestors, flat, make_dag
+from tests.executors.dags import ancestors, flat, make_dag, resource_graphs
 from tests.executors.executor_plugins import SPEC
 
 
@@ -168,15 +170,17 @@ def _chain_run(dag: Any, *, capacity: int = 4, defer: bool = False,
     ``defer``, all but a batch's first in threads that wait for the halt);
     the second value lists the hooks of each chain that was handed over."""
     from protectflow.executors._loop import run_loop
+    from protectflow.executors.instances import Instances
     from protectflow.executors.invoke import invoke_chain
 
     chains: list[list[str]] = []
+    instances = Instances(SPEC)
     halted = threading.Event()
     threads: list[threading.Thread] = []
 
     def later(call: Any, done: Any) -> None:
         halted.wait(5)
-        invoke_chain(call, done, halted.is_set)
+        invoke_chain(call, done, halted.is_set, instances=instances)
 
     def submit(calls: list[Any], done: Any) -> None:
         for k, call in enumerate(calls):
@@ -185,7 +189,7 @@ def _chain_run(dag: Any, *, capacity: int = 4, defer: bool = False,
                 threads.append(threading.Thread(target=later, args=(call, done)))
                 threads[-1].start()
             else:
-                invoke_chain(call, done, halted.is_set)
+                invoke_chain(call, done, halted.is_set, instances=instances)
 
     report = run_loop(dag, RunOptions(registry=SPEC, **options), submit=submit,
                       capacity=capacity, executor="chains", chain=4, halt=halted.set)
@@ -214,6 +218,22 @@ def test_chains_fuse_single_predecessor_hooks_and_keep_views() -> None:
         assert set(seen) == wrote, node
 
 
+@settings(max_examples=25, deadline=None)
+@given(resources=resource_graphs(), operation=st.sampled_from(["protect", "restore"]))
+def test_chains_keep_each_resource_on_one_runner(resources: list[dict[str, Any]],
+                                                 operation: str) -> None:
+    # A chain runs where its head's resource lives (the dask executor's
+    # runners): it may take in a resource none of whose hooks went anywhere
+    # yet, never one that lives with another chain's runner.
+    dag = make_dag(resources, operation)
+    report, chains = _chain_run(dag)
+    assert report.state == "succeeded"
+    resource = {n.id: n.resource.key for n in dag.nodes}
+    home: dict[str, int] = {}
+    for number, chain in enumerate(chains):
+        where = home.get(resource[chain[0]], number)
+        for node in chain:
+            assert home.setdefault(resource[node], where) == where, (chain, home)
 
 
 def test_chains_stop_at_failure_and_after_halt() -> None:

@@ -67,7 +67,7 @@ def test_tenant_outputs_identical_to_serial(make_executor: MakeExecutor) -> None
 
     dag = compile_plan(load_plan("examples/tenant.yaml"), "restore",
                        registry=get_registry(SPEC), parameters={})
-    timing = ("start", "end", "pid", "thread")
+    timing = ("start", "end", "pid", "thread", "op")
 
     def outputs(report: RunReport) -> dict[str, Any]:
         return {n: {k: v for k, v in r.output.items() if k not in timing}

@@ -39,8 +39,8 @@ class GatedOperation(SimOperation):
 
 
 class GatedPlugin(SimProtectionPlugin):
-    def get_operation(self, operation: str, resource: Resource) -> Operation:
-        return GatedOperation(operation)
+    def get_protect_operation(self, resource: Resource) -> Operation:
+        return GatedOperation("protect")
 
 
 def registry() -> Registry:

@@ -111,6 +111,18 @@ def test_guard_thaws_at_the_deadline(bank: Bank, shop: Path) -> None:
         app.AppProtectOperation().on_prepare_finish(cp, resource, None, {})
 
 
+def test_freeze_timeout_counts_from_when_the_application_is_frozen(
+        bank: Bank, tmp_path: Path) -> None:
+    # A freeze command slower than freeze_timeout: the guard must not thaw
+    # while it runs (it did when the clock started before the guard did).
+    resource = Resource(app.APPLICATION, "slow", extra_info={
+        "base_dir": str(tmp_path), "state_dir": str(tmp_path / "state"),
+        "freeze": "sleep 1.5 && echo frozen >> events", "thaw": "echo thawed >> events"})
+    app.freeze_app(new_checkpoint(bank), resource, {"freeze_timeout": 1.0})
+    assert (tmp_path / "events").read_text() == "frozen\n"
+    _wait_until(lambda: (tmp_path / "events").read_text() == "frozen\nthawed\n", 20)
+
+
 def test_guard_thaws_when_the_freezing_process_dies(shop: Path, tmp_path: Path) -> None:
     data = shop_plan(shop, **logging_commands(shop))
     code = f"""

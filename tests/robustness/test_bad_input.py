@@ -53,6 +53,16 @@ def _fill(text: str, values: dict[str, str]) -> str:
     return text
 
 
+def _plant_record(bank_dir: Path, checkpoint: str, raw: bytes) -> None:
+    """Seal a bad record under the bank's own key, as a writer with the key
+    (a bug, an older release) could have written it: the corpus files are
+    ``PFB1`` + kind + newline + body; a file without that header is bytes."""
+    key = f"checkpoints/{checkpoint}/record"
+    kind, body = (raw[4:5], raw[6:]) if raw[:4] == b"PFB1" else (b"b", raw)
+    bank = Bank(bank_dir)
+    bank.backend.write(key, bank.keyring.seal(key, kind, body))
+
+
 def _run_case(case: dict[str, Any], root: Path, bank: Path, checkpoint: str,
               closed_port: int) -> Outcome:
     folder = root / case["id"]
@@ -60,8 +70,7 @@ def _run_case(case: dict[str, Any], root: Path, bank: Path, checkpoint: str,
     shutil.copytree(bank, case_bank)
     tmp.mkdir()
     if "record" in case:
-        record = case_bank / "checkpoints" / checkpoint / "record"
-        record.write_bytes((DATA / case["record"]).read_bytes())
+        _plant_record(case_bank, checkpoint, (DATA / case["record"]).read_bytes())
     values = {"data": str(DATA), "bank": str(case_bank), "ckpt": checkpoint,
               "out": str(tmp / "out.json"), "tmp": str(tmp), "closed_port": str(closed_port)}
     args = [_fill(a, values) for a in case["args"]]

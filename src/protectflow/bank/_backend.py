@@ -28,6 +28,10 @@ local folder: the object is written whole under a temporary name, then
 ``os.link``-ed onto the key, which fails if the key exists. On ``memory://``
 it is atomic within the process; on other file systems it is a check then a
 put, atomic only as far as the store offers.
+
+Privacy: a local bank's folders are made 0700 and its files 0600 (modes given
+to ``mkdir`` and ``open``, which a umask can only narrow), so another local
+user can read nothing in it.
 """
 
 from __future__ import annotations
@@ -36,13 +40,11 @@ import contextlib
 import ctypes
 import errno
 import functools
-import io
 import os
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any
 
 from protectflow import _faults
 from protectflow.bank._keys import TEMP_PREFIX, Parts
@@ -52,6 +54,23 @@ _ATOMIC_PUT = frozenset({"memory", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfs
 _EXCLUSIVE_LOCK = threading.Lock()
 #: Objects up to this size created with ``durable=False`` share an inode.
 _SHARED_MAX = 64
+
+
+def private_makedirs(path: str) -> None:
+    """Make ``path`` and its missing parents as folders of mode 0700.
+
+    ``os.makedirs(path, 0o700)`` would give the parents the umask's mode.
+    """
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, 0o700)
 
 
 def _temp_name() -> str:
@@ -96,10 +115,10 @@ class LocalBackend:
         temp = os.path.join(directory, _temp_name())
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
         try:
-            return os.open(temp, flags, 0o644), temp
+            return os.open(temp, flags, 0o600), temp
         except FileNotFoundError:
-            os.makedirs(directory, exist_ok=True)
-            return os.open(temp, flags, 0o644), temp
+            private_makedirs(directory)
+            return os.open(temp, flags, 0o600), temp
 
     def _write_temp(self, path: str, data: Parts, durable: bool = True) -> str:
         fd, temp = self._open_temp(path)
@@ -151,7 +170,7 @@ class LocalBackend:
 
     def _create_excl_fallback(self, path: str, data: Parts) -> bool:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             return False
         with os.fdopen(fd, "wb") as f:
@@ -173,7 +192,7 @@ class LocalBackend:
                 if not os.path.exists(template):  # removed by a sync: make another
                     self._drop_template(data, template)
                 else:
-                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    private_makedirs(os.path.dirname(path))
             except OSError as err:
                 if err.errno != errno.EMLINK:
                     return None
@@ -214,29 +233,6 @@ class LocalBackend:
         finally:
             os.close(fd)
 
-    @contextlib.contextmanager
-    def open_write(self, key: str, header: bytes) -> Iterator[IO[bytes]]:
-        path = self.path(key)
-        fd, temp = self._open_temp(path)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(header)
-                yield f if _faults.write_budget() is None else _FaultyFile(f)  # type: ignore[misc]
-                f.flush()
-                if self.fsync:
-                    os.fsync(f.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
-
-    def open_read(self, key: str) -> IO[bytes]:
-        path = self.path(key)
-        if os.path.isdir(path):
-            raise FileNotFoundError(key)
-        return open(path, "rb")
-
     def delete(self, key: str) -> bool:
         try:
             os.unlink(self.path(key))
@@ -260,27 +256,6 @@ def _faulty_write(fd: int, view: memoryview, budget: int) -> memoryview:
         head = head[os.write(fd, head):]
     _faults.wrote(min(budget, len(view)))
     return view[budget:]
-
-
-class _FaultyFile:
-    """A streamed write that counts its bytes for the kill-mid-write test hook."""
-
-    def __init__(self, f: IO[bytes]) -> None:
-        self._f = f
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        budget = _faults.write_budget() or 0
-        if budget < len(view):
-            self._f.write(view[:budget])
-            self._f.flush()  # half an object on disk, in the temporary file
-            _faults.wrote(budget)
-        n = self._f.write(view)
-        _faults.wrote(n)
-        return n
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._f, name)
 
 
 class FsspecBackend:
@@ -324,35 +299,6 @@ class FsspecBackend:
                 return False
             self.write(key, data)
             return True
-
-    @contextlib.contextmanager
-    def open_write(self, key: str, header: bytes) -> Iterator[IO[bytes]]:
-        if self.memory:  # spool, then one atomic put
-            buffer = io.BytesIO()
-            buffer.write(header)
-            yield buffer
-            self.fs.pipe_file(self.path(key), buffer.getvalue())
-            return
-        path = self.path(key)
-        parent = path.rsplit("/", 1)[0]
-        self.fs.makedirs(parent, exist_ok=True)
-        temp = f"{parent}/{_temp_name()}"
-        try:
-            with self.fs.open(temp, "wb") as f:
-                f.write(header)
-                yield f
-            self.fs.mv(temp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                self.fs.rm_file(temp)
-            raise
-
-    def open_read(self, key: str) -> IO[bytes]:
-        path = self.path(key)
-        if not self.fs.isfile(path):
-            raise FileNotFoundError(key)
-        f: IO[bytes] = self.fs.open(path, "rb")
-        return f
 
     def delete(self, key: str) -> bool:
         path = self.path(key)

@@ -1,16 +1,16 @@
 """Bank keys and values: validation, escaping and the object header.
 
-A key is a ``/``-separated relative path. Every stored object starts with a
-6-byte header, ``b"PFB1"`` + a kind byte + ``b"\\n"``, so that a round trip
-gives back the type that was stored:
+A key is a ``/``-separated relative path. Every stored object records its
+kind, so that a round trip gives back the type that was stored:
 
 - ``b`` -- :class:`bytes`, returned as they were;
 - ``s`` -- :class:`str`, stored as UTF-8;
 - ``j`` -- a dict or list (or a JSON scalar: number, bool, None), stored
   as JSON (UTF-8, sorted keys).
 
-A file without the header (dropped into a local bank by another tool) reads
-as bytes.
+and is sealed under the bank's keyring (:mod:`protectflow.bank.crypto`): a
+file that does not authenticate (dropped into a bank by another tool, or
+edited) is refused.
 """
 
 from __future__ import annotations
@@ -21,15 +21,20 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, unquote
 
+from protectflow.bank.crypto import KIND_MARKER, Keyring
 from protectflow.errors import BankError
 
 #: The name prefix of a temporary file; listing skips it, keys may not use it.
 TEMP_PREFIX = ".pftmp-"
 
-MAGIC = b"PFB1"
-HEADER_LEN = 6
 KIND_BYTES, KIND_STR, KIND_JSON = b"b", b"s", b"j"
-BYTES_HEADER = MAGIC + KIND_BYTES + b"\n"
+#: Keys the bank keeps for itself (its config and password entries).
+RESERVED = ("config", "keys/")
+#: Areas whose objects are empty markers by design (chunk refs, index
+#: entries: their existence is their meaning, they are listed, not read): an
+#: empty value there is stored as its area's marker (see
+#: :mod:`protectflow.bank.crypto`), the same bytes for every key.
+MARKER_AREAS = ("refs/", "index/")
 
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 # Segments that do not start with '.' and are not empty: nothing more to check.
@@ -73,6 +78,14 @@ def validate_key(key: object, *, what: str = "key") -> str:
     return key
 
 
+def check_writable_key(key: str) -> None:
+    """Raise :class:`BankError` unless ``key`` is valid and not the bank's own."""
+    validate_key(key)
+    if key == "config" or key.startswith(RESERVED[1]):
+        raise BankError(f"invalid bank key {key!r}: 'config' and 'keys/' hold the bank's "
+                        "own key material")
+
+
 def validate_prefix(prefix: str | None) -> str:
     """Return a listing prefix ('' for None) if a key could start with it."""
     if prefix is None or prefix == "":
@@ -102,40 +115,56 @@ def unsegment(quoted: str) -> str:
 Parts = Sequence[bytes | memoryview]
 
 
-def encode_parts(value: Value) -> Parts:
-    """Serialise ``value`` with its header, in pieces: bytes are not copied
-    behind their header (a chunk of several MiB is written from the caller's
-    buffer)."""
+def encode_parts(value: Value, key: str, keyring: Keyring) -> Parts:
+    """Serialise ``value`` and seal it under bank key ``key`` (see
+    :mod:`protectflow.bank.crypto`), in pieces: bytes are compressed or
+    encrypted straight from the caller's buffer (a chunk of several MiB is
+    not copied first).
+
+    Raises
+    ------
+    BankError
+        If ``value`` is of a type a bank cannot store.
+    """
+    kind, body = encode_body(value)
+    if not body and key.startswith(MARKER_AREAS):
+        return (keyring.marker(key.split("/", 1)[0]),)
+    return keyring.seal(key, kind, body)
+
+
+def encode_body(value: Value) -> tuple[bytes, bytes | memoryview]:
+    """``(kind, body)`` of ``value``: its type tag and its serialised bytes."""
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return (BYTES_HEADER, memoryview(value).cast("B"))
-    return (_encode_text(value),)
-
-
-def _encode_text(value: Value) -> bytes:
+        return KIND_BYTES, memoryview(value).cast("B")
     if isinstance(value, str):
-        return MAGIC + KIND_STR + b"\n" + value.encode("utf-8")
+        return KIND_STR, value.encode("utf-8")
     if value is None or isinstance(value, (dict, list, int, float)):
         try:
             text = json.dumps(value, sort_keys=True, separators=(",", ":"))
         except (TypeError, ValueError) as err:
             raise BankError(f"cannot store {type(value).__name__} as JSON: {err}") from err
-        return MAGIC + KIND_JSON + b"\n" + text.encode("utf-8")
+        return KIND_JSON, text.encode("utf-8")
     raise BankError(f"cannot store a {type(value).__name__}: a bank object is bytes, "
                     "str, or JSON (a dict, a list, a number, a bool or None)")
 
 
-def decode(data: bytes, key: str) -> Value:
-    """Deserialise what :func:`encode_parts` wrote; ``key`` names it in errors."""
-    if len(data) < HEADER_LEN or data[:4] != MAGIC or data[5:6] != b"\n":
-        return data
-    kind, body = data[4:5], data[HEADER_LEN:]
+def decode(data: bytes, key: str, keyring: Keyring) -> Value:
+    """Authenticate and deserialise what :func:`encode_parts` wrote under ``key``.
+
+    Raises
+    ------
+    BankError
+        Naming ``key``, if the object fails authentication or does not parse.
+    """
+    if data[4:5] == KIND_MARKER and key.startswith(MARKER_AREAS):
+        keyring.open_marker(key, key.split("/", 1)[0], data)
+        return b""
+    kind, body = keyring.open(key, data)
     try:
         if kind == KIND_BYTES:
             return body
         if kind == KIND_STR:
             return body.decode("utf-8")
-        if kind == KIND_JSON:
-            return json.loads(body)
+        return json.loads(body)
     except (UnicodeDecodeError, ValueError) as err:
         raise BankError(f"bank object {key!r} is corrupt: {err}") from err
-    raise BankError(f"bank object {key!r} has an unknown kind {kind!r}")

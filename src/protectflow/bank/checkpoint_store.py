@@ -222,7 +222,7 @@ class CheckpointStore:
         Raises
         ------
         BankError
-            If ``marker`` names no checkpoint.
+            If ``marker`` names no checkpoint, or the bank cannot be unlocked.
         """
         base = BY_DATE if plan is None else f"{BY_PLAN}{segment(plan)}/"
         marker_key = None
@@ -230,6 +230,10 @@ class CheckpointStore:
             record = self.get(marker).record
             marker_key = base + index_suffix(record["created_at"], marker)
         keys = self.bank.list_objects(base, limit=limit, marker=marker_key, sort_dir="desc")
+        if keys:
+            # A missing key or a wrong password is the bank's problem, not
+            # each record's: say it once, before anyone reads a record.
+            self.bank.keyring  # noqa: B018
         return [Checkpoint(self.bank, key.rsplit("-", 1)[1]) for key in keys]
 
     def remove(self, checkpoint_id: str) -> None:

@@ -53,7 +53,8 @@ class JournalEntry(_Entry, total=False):
     A start (``event`` is ``started``) holds ``node``, ``event``, ``attempt``
     and ``time``; an end (``succeeded``, ``failed`` or ``timed_out``) adds
     ``worker``, and ``output`` and ``new_resources`` for a success, ``error``
-    and ``retrying`` otherwise. ``inexact`` marks a success whose output would
+    and ``retrying`` otherwise, and ``status_updates`` when the attempt
+reported resource statuses (restore, verify, copy). ``inexact`` marks a success whose output would
     not go into JSON: its ``output`` and ``new_resources`` are stored as their
     ``repr``, and a resume runs that hook again.
     """
@@ -64,6 +65,7 @@ class JournalEntry(_Entry, total=False):
     error: dict[str, str] | None
     retrying: bool
     inexact: bool
+    status_updates: list[dict[str, Any]]
 
 
 class BankJournal:

@@ -1,30 +1,34 @@
 """The bank: a key/object store on a local folder or any fsspec file system.
 
 Keys are ``/``-separated relative paths (see :func:`_keys.validate_key`) and
-map one to one onto files under the bank's root, so a local bank can be read
-with ``ls`` and ``cat``. Each object starts with a 6-byte header recording its
-kind (bytes, str or JSON) -- see :mod:`protectflow.bank._keys`.
+map one to one onto files under the bank's root. Each object is compressed,
+encrypted and authenticated under the bank's key, bound to its own key (see
+:mod:`protectflow.bank.crypto`); the key is found or made by
+:mod:`protectflow.bank._keystore` on first use. A local bank's folders are
+0700 and its files 0600, whatever the umask.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import threading
 from collections.abc import Iterator
 from typing import IO, Any
 
-from protectflow.bank._backend import FsspecBackend, LocalBackend
+from protectflow.bank import _keystore
+from protectflow.bank._backend import FsspecBackend, LocalBackend, private_makedirs
 from protectflow.bank._keys import (
-    BYTES_HEADER,
-    HEADER_LEN,
-    MAGIC,
-    TEMP_PREFIX,
     Value,
+    check_writable_key,
     decode,
     encode_parts,
     validate_key,
     validate_prefix,
 )
+from protectflow.bank._listing import walk
+from protectflow.bank.crypto import Keyring
 from protectflow.bank.urls import check_bank_url, default_bank_url, is_local, require_backend
 from protectflow.errors import BankError, ProtectflowError
 
@@ -47,11 +51,16 @@ class Bank:
         against process crashes.
     storage_options : dict, optional
         Passed to fsspec for non-local URLs (credentials, endpoints).
+    password_file : str, optional
+        A file holding the bank's password, read when the bank is unlocked
+        or made; it comes before ``$PROTECTFLOW_PASSWORD`` (see
+        :mod:`protectflow.bank._keystore` for where a key is looked for).
 
     Notes
     -----
-    A Bank pickles as its URL and options; the file system is reopened lazily
-    in the process that unpickles it (dask workers).
+    A Bank pickles as its URL and options, plus its derived keys once it is
+    unlocked (a dask worker gets them in memory, never from a file); the file
+    system is reopened lazily in the process that unpickles it.
     """
 
     def __init__(
@@ -60,6 +69,7 @@ class Bank:
         *,
         fsync: bool = True,
         storage_options: dict[str, Any] | None = None,
+        password_file: str | os.PathLike[str] | None = None,
     ) -> None:
         url = check_bank_url(os.fspath(url) if url is not None else default_bank_url())
         if is_local(url):
@@ -67,15 +77,21 @@ class Bank:
         self.url = url
         self.fsync = fsync
         self.storage_options = dict(storage_options or {})
+        self.password_file = os.fspath(password_file) if password_file is not None else None
         self._backend: LocalBackend | FsspecBackend | None = None
+        self._keyring: Keyring | None = None
+        self._key_lock = threading.Lock()
 
-    # -- pickling: the URL travels, the file system does not --------------------
+    # -- pickling: the URL and keys travel, the file system does not --------------
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "fsync": self.fsync, "storage_options": self.storage_options}
+        return {"url": self.url, "fsync": self.fsync, "storage_options": self.storage_options,
+                "password_file": self.password_file, "keyring": self._keyring}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["url"], fsync=state["fsync"],  # type: ignore[misc]
-                      storage_options=state["storage_options"])
+                      storage_options=state["storage_options"],
+                      password_file=state.get("password_file"))
+        self._keyring = state.get("keyring")
 
     def __repr__(self) -> str:
         return f"Bank({self.url!r})"
@@ -131,7 +147,7 @@ class Bank:
         backend = self.backend
         if isinstance(backend, LocalBackend):
             try:
-                os.makedirs(self.url, exist_ok=True)
+                private_makedirs(self.url)
             except OSError as err:
                 raise BankError(f"cannot open the bank {self.url!r}: {err}") from err
 
@@ -151,6 +167,60 @@ class Bank:
         except OSError as err:
             raise BankError(f"cannot open the bank {self.url!r}: {err}") from err
 
+    # -- keys -------------------------------------------------------------------
+    @property
+    def keyring(self) -> Keyring:
+        """The bank's keys, unlocked on first use (see :mod:`._keystore`).
+
+        Raises
+        ------
+        BankError
+            If the bank is not made yet or of the old format, its key is
+            missing or the password wrong.
+        """
+        if self._keyring is None:
+            with self._key_lock:
+                if self._keyring is None:
+                    found = _keystore.unlock(self.backend, self.url,
+                                             password_file=self.password_file)
+                    if found is None:
+                        raise BankError(f"the bank {self.url} holds nothing yet: no key to "
+                                        "read it with")
+                    self._keyring = found[1]
+        return self._keyring
+
+    def ensure_keyring(self) -> Keyring:
+        """The bank's keys, made if the bank has none yet (its first write).
+
+        Raises
+        ------
+        BankError
+            As :attr:`keyring`, or if the key cannot be stored.
+        """
+        if self._keyring is not None:
+            return self._keyring
+        with self._key_lock:
+            if self._keyring is None:
+                backend = self.backend
+                try:
+                    found = _keystore.unlock(backend, self.url,
+                                             password_file=self.password_file)
+                    if found is None:
+                        self.create_root()
+                        found = _keystore.create_bank(
+                            backend, self.url,
+                            lambda raw: backend.create_exclusive("config", (raw,)),
+                            password_file=self.password_file)
+                except OSError as err:
+                    raise BankError(f"cannot make the bank {self.url}: {err}") from err
+                self._keyring = found[1]
+        return self._keyring
+
+    def forget_keys(self) -> None:
+        """Drop the unlocked keys: the next use unlocks the bank again."""
+        with self._key_lock:
+            self._keyring = None
+
     # -- the Karbor interface ---------------------------------------------------
     def update_object(self, key: str, value: Value) -> None:
         """Store ``value`` under ``key``, atomically replacing any old value.
@@ -168,8 +238,8 @@ class Bank:
             If the key is invalid, the value of another type, or the store
             refuses the write.
         """
-        validate_key(key)
-        data = encode_parts(value)
+        check_writable_key(key)
+        data = encode_parts(value, key, self.ensure_keyring())
         try:
             self.backend.write(key, data)
         except OSError as err:
@@ -192,8 +262,8 @@ class Bank:
         BankError
             If the key is invalid or the store refuses the write.
         """
-        validate_key(key)
-        data = encode_parts(value)
+        check_writable_key(key)
+        data = encode_parts(value, key, self.ensure_keyring())
         try:
             return self.backend.create_exclusive(key, data, durable)
         except OSError as err:
@@ -216,17 +286,18 @@ class Bank:
             raise BankError(f"cannot sync the bank {self.url}: {err}") from err
 
     def get_object(self, key: str) -> Value:
-        """Return the value stored under ``key``.
+        """Return the value stored under ``key``, authenticated.
 
         Raises
         ------
         BankError
-            If the key is invalid or holds no object.
+            If the key is invalid or holds no object, or the object fails
+            authentication (the message names it).
         """
         validate_key(key)
         with self._reading(key):
             data = self.backend.read(key)
-        return decode(data, key)
+        return decode(data, key, self.keyring)
 
     @contextlib.contextmanager
     def _reading(self, key: str) -> Iterator[None]:
@@ -257,7 +328,7 @@ class Bank:
         BankError
             If the key is invalid or holds no object.
         """
-        validate_key(key)
+        check_writable_key(key)
         if not self.backend.delete(key):
             raise BankError(f"cannot delete bank object {key!r} in {self.url}: "
                             "there is no such object")
@@ -318,65 +389,42 @@ class Bank:
         """Yield the keys starting with ``prefix`` lazily, in order, after ``marker``."""
         # Start at the deepest directory every matching key lies in.
         start = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
-        yield from self._walk(start, prefix, marker, reverse)
-
-    def _walk(self, rel: str, prefix: str, marker: str | None, reverse: bool) -> Iterator[str]:
-        backend = self.backend
-        # Sorting a directory's name as 'name/' puts its subtree exactly where
-        # its keys fall in the lexicographic order of full keys ('a-b' < 'a/x').
-        entries = sorted(
-            ((rel + name + ("/" if is_dir else ""), is_dir)
-             for name, is_dir in backend.listdir(rel.rstrip("/"))
-             if not name.startswith(TEMP_PREFIX)),
-            reverse=reverse,
-        )
-        for path, is_dir in entries:
-            if is_dir:
-                if not (path.startswith(prefix) or prefix.startswith(path)):
-                    continue
-                if marker is not None and _subtree_before_marker(path, marker, reverse):
-                    continue
-                yield from self._walk(path, prefix, marker, reverse)
-            elif path.startswith(prefix) and (
-                marker is None or (path < marker if reverse else path > marker)
-            ):
-                yield path
+        yield from walk(self.backend, start, prefix, marker, reverse)
 
     # -- streaming --------------------------------------------------------------
     @contextlib.contextmanager
     def open_write(self, key: str) -> Iterator[IO[bytes]]:
-        """Stream a large bytes object into ``key``; it appears whole on exit.
+        """Write a bytes object into ``key`` as a stream; it appears whole on exit.
 
-        If the block raises, nothing is stored and the old object stays.
+        The object is sealed as a whole (one authentication tag), so the
+        stream is gathered in memory first. If the block raises, nothing is
+        stored and the old object stays.
 
         Raises
         ------
         BankError
             If the key is invalid or the store refuses the write.
         """
-        validate_key(key)
-        try:
-            with self.backend.open_write(key, BYTES_HEADER) as f:
-                yield f
-        except OSError as err:
-            raise BankError(f"cannot write bank object {key!r} in {self.url}: {err}") from err
+        check_writable_key(key)
+        buffer = io.BytesIO()
+        yield buffer
+        self.update_object(key, buffer.getbuffer())
 
     @contextlib.contextmanager
     def open_read(self, key: str) -> Iterator[IO[bytes]]:
-        """Stream the payload of ``key`` (after its header) in chunks.
+        """Read the object under ``key`` as a stream of its payload (a str's
+        UTF-8, a JSON value's text), authenticated whole before the first
+        byte is given out.
 
         Raises
         ------
         BankError
-            If the key is invalid or holds no object.
+            If the key is invalid, holds no object, or fails authentication.
         """
         validate_key(key)
         with self._reading(key):
-            f = self.backend.open_read(key)
-        with f:
-            head = f.read(HEADER_LEN)
-            if not (head[:4] == MAGIC and head[5:6] == b"\n"):
-                f.seek(0)  # a foreign file: all payload
+            data = self.backend.read(key)
+        with io.BytesIO(self.keyring.open(key, data)[1]) as f:
             yield f
 
 
@@ -385,6 +433,7 @@ def open_existing_bank(
     *,
     fsync: bool = True,
     storage_options: dict[str, Any] | None = None,
+    password_file: str | os.PathLike[str] | None = None,
 ) -> Bank:
     """The bank at ``url`` for a command that only reads it: one that is not
     there is an error, never an empty bank (a mistyped ``--bank``).
@@ -398,7 +447,8 @@ def open_existing_bank(
     MissingDependencyError
         If the URL's file system needs a package that is not installed.
     """
-    bank = Bank(url, fsync=fsync, storage_options=storage_options)
+    bank = Bank(url, fsync=fsync, storage_options=storage_options,
+                password_file=password_file)
     if not bank.exists():
         raise BankError(
             f"there is no bank at {bank.url!r}: check the --bank given (or "
@@ -406,12 +456,3 @@ def open_existing_bank(
         )
     return bank
 
-
-def _subtree_before_marker(directory: str, marker: str, reverse: bool) -> bool:
-    """Whether every key under ``directory`` (ending in '/') is at or before
-    ``marker`` in the listing order, so the walk may skip the directory."""
-    if marker.startswith(directory):
-        return False
-    # Not a prefix of the marker: all keys under the directory compare to the
-    # marker as the directory itself does.
-    return directory > marker if reverse else directory < marker

@@ -41,6 +41,11 @@ class RunRecord:
         ``{resource key: {"status": ..., "reason": ...}}``.
     new_resources : dict
         For restore: ``{resource key: new resource id}``.
+    status_updates : dict
+        What the hooks reported through Karbor's ``restore``, ``verify`` or
+        ``checkpoint_copy`` object: ``{resource key: {"status", "reason",
+        "time"}}``, the last report of each resource (a record written
+        before these were kept has none).
     started_at, finished_at : str or None
         ISO 8601 UTC.
     """
@@ -52,12 +57,20 @@ class RunRecord:
     status: str = "running"
     resources: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     new_resources: dict[str, str] = attrs.field(factory=dict)
+    status_updates: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     started_at: str = attrs.field(factory=now_iso)
     finished_at: str | None = None
 
     def set_resource(self, key: str, status: str, reason: str | None = None) -> None:
         """Record the outcome for one resource."""
         self.resources[key] = {"status": status, "reason": reason}
+
+    def report_status(self, key: str, status: str, reason: str | None, time: float) -> None:
+        """Keep a hook's report of resource ``key``'s ``status``; a later
+        report (by ``time``, epoch seconds) replaces an earlier one."""
+        known = self.status_updates.get(key)
+        if known is None or known["time"] <= time:
+            self.status_updates[key] = {"status": status, "reason": reason, "time": time}
 
     def finish(self, status: str) -> None:
         """Mark the run finished with ``status`` (``success`` or ``error``)."""

@@ -2,8 +2,9 @@
 
 Each command group lives in a module of its own (:mod:`.graph`: compile,
 validate, plugins; :mod:`.run`; :mod:`.operations`: protect, restore, verify,
-copy, delete, resume; :mod:`.checkpoints`; :mod:`.shell`: completion), and
-each command is a call into the library's public API.
+copy, delete, resume; :mod:`.checkpoints`; :mod:`.protectables`; :mod:`.key`;
+:mod:`.shell`: completion), and each command is a call into the library's
+public API.
 
 Exit codes, the same on every command and executor:
 
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from protectflow import __version__, completion
-from protectflow.cli import checkpoints, graph, operations, run, shell
+from protectflow.cli import checkpoints, graph, key, operations, protectables, run, shell
 from protectflow.cli.outcome import INTERRUPTED, interrupted_error
 from protectflow.config import load_config
 from protectflow.errors import OperationInterrupted, ProtectflowError
@@ -80,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"protectflow {__version__}")
     _add_verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (graph, run, operations, checkpoints, shell):
+    for group in (graph, run, operations, checkpoints, protectables, key, shell):
         group.add_parsers(sub)
     for child in _every_parser(parser):
         _add_verbosity(child, top=False)

@@ -47,7 +47,7 @@ def read_store(args: argparse.Namespace) -> CheckpointStore:
     """
     plan = plan_file(getattr(args, "plan", None))
     chosen = settings(args, plan.bank if plan is not None else None)
-    return CheckpointStore(open_existing_bank(chosen.bank))
+    return CheckpointStore(open_existing_bank(chosen.bank, password_file=chosen.password_file))
 
 
 def resolve_checkpoint(args: argparse.Namespace) -> CheckpointStore:

@@ -1,4 +1,5 @@
-"""``protectflow checkpoints list | show | gc``: what a bank holds.
+"""``protectflow checkpoints list | show | gc``: what a bank holds; ``show
+ID --resource TYPE#ID`` what a checkpoint keeps about one resource.
 
 The bank is found as every reading command finds it (:mod:`.banks`): a bank
 that is not there is an error, not an empty listing; ``--plan`` takes a
@@ -8,6 +9,7 @@ plan's name (a filter) or a plan file (its bank, and its name as the filter).
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from rich.table import Table
@@ -15,8 +17,9 @@ from rich.table import Table
 from protectflow import operations, results
 from protectflow.bank import Checkpoint, CheckpointStore
 from protectflow.cli.banks import command, plan_file, read_store, resolve_checkpoint
-from protectflow.cli.options import BANK_HELP, Subparsers, count
+from protectflow.cli.options import Subparsers, add_bank_args, count
 from protectflow.cli.output import print_json, print_statuses, stdout_console
+from protectflow.plugins.queries import saved_info
 from protectflow.states import ERROR, PROTECTING
 
 __all__ = ["add_parsers"]
@@ -30,7 +33,7 @@ PAGE = 20
 def add_parsers(sub: Subparsers) -> None:
     """Add ``checkpoints`` and its actions to ``sub``."""
     p = sub.add_parser("checkpoints", help="list, show or clean up checkpoints")
-    p.add_argument("--bank", help=BANK_HELP)
+    add_bank_args(p)
     csub = p.add_subparsers(dest="action", metavar="ACTION")
     c = csub.add_parser("list", help="newest first, a page at a time")
     c.add_argument("--plan", help="only this plan's checkpoints: its name, or its file (whose "
@@ -43,13 +46,15 @@ def add_parsers(sub: Subparsers) -> None:
     c = csub.add_parser("show", help="a checkpoint's record and per-resource status")
     c.add_argument("checkpoint", metavar="ID", help="a checkpoint id, or its first characters")
     c.add_argument("--plan", metavar="PLAN", help="a plan file: its bank is the checkpoint's")
+    c.add_argument("--resource", metavar="TYPE#ID",
+                   help="print what the checkpoint keeps about this resource (its saved info)")
     c.add_argument("--json", action="store_true")
     c = csub.add_parser("gc", help="resolve checkpoints whose operation died")
     c.add_argument("--plan", metavar="PLAN", help="a plan file: clean up its bank")
     c.add_argument("--delete", action="store_true", help="remove them instead of marking error")
     # `checkpoints list --bank X` as well as `checkpoints --bank X list`
     for c in csub.choices.values():
-        c.add_argument("--bank", default=argparse.SUPPRESS, help=BANK_HELP)
+        add_bank_args(c, suppress=True)
     p.set_defaults(func=checkpoints_command, action=None)
 
 
@@ -58,7 +63,9 @@ def checkpoints_command(args: argparse.Namespace) -> int:
     if args.action == "show":
         store = resolve_checkpoint(args)
         checkpoint = store.get(args.checkpoint)
-        if args.json:
+        if args.resource is not None:
+            _show_saved_info(checkpoint, args.resource, as_json=args.json)
+        elif args.json:
             print_json(results.checkpoint_show(checkpoint), sort_keys=False)
         else:
             _show(checkpoint)
@@ -129,3 +136,20 @@ def _show(checkpoint: Checkpoint) -> None:
         print("runs:")
         for run in runs:
             print(f"  {run.id}  {run.operation:<8} {run.status:<8} {run.owner}")
+            # What the run's hooks reported (Karbor's update_resource_status).
+            for key, update in sorted(run.status_updates.items()):
+                why = f"  ({update['reason']})" if update.get("reason") else ""
+                print(f"      {key}  {update['status']}{why}")
+
+
+def _show_saved_info(checkpoint: Checkpoint, resource: str, *, as_json: bool) -> None:
+    """``checkpoints show ID --resource TYPE#ID``: the resource's saved info."""
+    saved = saved_info(checkpoint, resource)
+    if as_json:
+        print_json(results.saved_info_result(checkpoint, saved), sort_keys=False)
+        return
+    print(f"{saved.resource.key} in checkpoint {checkpoint.id} (plugin {saved.plugin})")
+    if saved.info is None:
+        print("  no saved info: the plugin keeps none it describes")
+        return
+    print(json.dumps(saved.info, indent=2, sort_keys=True, default=str))

@@ -24,6 +24,8 @@ from protectflow.dag import OPERATIONS, HookDAG, dot, jsonio, summary
 from protectflow.errors import PreflightError, ProtectflowError
 from protectflow.operations.preflight import resource_problems
 from protectflow.plugins import get_registry
+from protectflow.plugins.contract import parameters_schema, supported_types
+from protectflow.plugins.registry import ambiguity
 
 __all__ = ["FORMATS", "add_parsers", "operation_parameters"]
 
@@ -124,20 +126,26 @@ def validate_command(args: argparse.Namespace) -> int:
 
 
 def plugins_command(args: argparse.Namespace) -> int:
-    """``protectflow plugins``: a table, or every schema as JSON."""
+    """``protectflow plugins``: a table, or every schema as JSON. A type
+    several plugins claim with no default choice is marked, with how a plan
+    chooses (a provider)."""
     registry = get_registry()
     if args.json:
         print_json(results.plugins_result(registry), sort_keys=False)
         return 0
+    conflicts = registry.conflicts()
     table = Table(title="protection plugins")
     for column in ("plugin", "resource type", "protectable", "protect options"):
         table.add_column(column, overflow="fold")
     for name, plugin in registry.protections.items():
-        for rtype in plugin.get_supported_resources_types():
-            schema = plugin.get_options_schema(rtype)
+        for rtype in supported_types(plugin):
+            schema = parameters_schema(plugin, "protect", rtype)
             options = ", ".join(sorted(schema.get("properties", {}))) or "(any)"
-            has = "yes" if registry.protectable_for(rtype) else "-"
-            table.add_row(name, rtype, has, options)
+            has = "yes" if rtype in registry.protectables else "-"
+            shown = f"{rtype} (!)" if rtype in conflicts else rtype
+            table.add_row(name, shown, has, options)
     stdout_console().print(table)
+    for rtype, names in conflicts.items():
+        print(f"(!) {ambiguity(rtype, names)}")
     print("full schemas: protectflow plugins --json")
     return 0

@@ -10,12 +10,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from protectflow import operations
-from protectflow.bank import CheckpointStore
+from protectflow.bank import Bank, CheckpointStore
 from protectflow.cli.banks import plan_file, resolve_checkpoint
 from protectflow.cli.options import (
     BANK_HELP,
     Subparsers,
+    add_bank_args,
     add_executor_args,
+    bank_from_args,
     executor_from_args,
     load_parameters,
     settings,
@@ -25,6 +27,7 @@ from protectflow.cli.output import write_report_files
 from protectflow.cli.progress import progress
 from protectflow.compiler import load_plan
 from protectflow.operations import OperationResult
+from protectflow.operations.preflight import plan_provider
 from protectflow.plugins import get_registry
 
 __all__ = ["add_parsers"]
@@ -34,7 +37,7 @@ def add_parsers(sub: Subparsers) -> None:
     """Add the operation commands to ``sub``."""
     p = sub.add_parser("protect", help="protect a plan's resources into a new checkpoint")
     p.add_argument("plan", metavar="PLAN")
-    p.add_argument("--bank", help=BANK_HELP.replace("(default: ", "(default: the plan's, "))
+    add_bank_args(p, BANK_HELP.replace("(default: ", "(default: the plan's or its provider's, "))
     p.add_argument("--no-fsync", dest="fsync", action="store_false",
                    help="write a local bank without fsync: faster, as safe if the process "
                    "dies, but a power loss may take the checkpoint with it")
@@ -51,11 +54,21 @@ def add_parsers(sub: Subparsers) -> None:
                            "the 'target' parameter of every plugin that takes one)")
             p.add_argument("--force", action="store_true",
                            help="replace what is already at a resource's destination")
+        else:
+            depth = p.add_mutually_exclusive_group()
+            depth.add_argument("--read-data", dest="read_data", action="store_true",
+                               default=True, help="the full check (the default): every "
+                               "object authenticated, then the plugins read every chunk")
+            depth.add_argument("--metadata-only", dest="read_data", action="store_false",
+                               help="authenticate every object and find every chunk, "
+                               "reading none (like `restic check`); runs no plugin")
         add_executor_args(p)
         p.set_defaults(func=restore_or_verify_command, operation=name)
 
     p = _checkpoint_parser(sub, "copy", "copy a checkpoint into another bank")
     p.add_argument("--to", required=True, metavar="URL", help="the bank to copy into")
+    p.add_argument("--to-password-file", metavar="FILE",
+                   help="as --password-file, for the bank copied into")
     add_executor_args(p)
     p.set_defaults(func=copy_command)
 
@@ -79,7 +92,7 @@ def _checkpoint_parser(sub: Subparsers, name: str, helptext: str, *,
     and ``--plan`` (its own options and the executor's follow)."""
     p = sub.add_parser(name, help=helptext)
     p.add_argument("checkpoint", metavar="ID", help="a checkpoint id, or its first characters")
-    p.add_argument("--bank", help=BANK_HELP)
+    add_bank_args(p)
     p.add_argument("--plan", metavar="PLAN", help=plan_help)
     return p
 
@@ -101,8 +114,10 @@ def _run(args: argparse.Namespace, call: Callable[..., OperationResult], *call_a
 def protect_command(args: argparse.Namespace) -> int:
     """``protectflow protect PLAN``."""
     plan = load_plan(args.plan)
-    bank = settings(args, plan.bank).bank
-    result = _run(args, operations.protect, plan, bank=bank, fsync=args.fsync)
+    # The plan's bank, else its provider's, ranks as the plan's (after --bank).
+    plan_bank = plan.bank or plan_provider(plan.provider, {}).bank
+    bank = bank_from_args(args, settings(args, plan_bank).bank, fsync=args.fsync)
+    result = _run(args, operations.protect, plan, bank=bank)
     return finish(args, result, f"protect of {plan.name}")
 
 
@@ -117,12 +132,34 @@ def _store(args: argparse.Namespace) -> CheckpointStore:
 def restore_or_verify_command(args: argparse.Namespace) -> int:
     """``protectflow restore ID`` and ``protectflow verify ID``."""
     store = _store(args)
+    if args.operation == "verify" and not args.read_data:
+        return check_command(args, store.bank)
     parameters = load_parameters(args.parameters)
     if getattr(args, "target", None):
         parameters = _with_target(args, store, parameters)
     call = operations.restore if args.operation == "restore" else operations.verify
     result = _run(args, call, args.checkpoint, bank=store.bank, parameters=parameters)
+    if not args.json:
+        _print_problems(result.problems)
     return finish(args, result, f"{args.operation} of checkpoint {args.checkpoint}")
+
+
+def check_command(args: argparse.Namespace, bank: Bank) -> int:
+    """``protectflow verify ID --metadata-only``: every problem printed; 1 if any."""
+    found = operations.check(args.checkpoint, bank=bank)
+    print(f"checkpoint {args.checkpoint}: {found.objects} object(s) authenticated, "
+          f"{found.chunks} chunk(s) found")
+    _print_problems(found.problems)
+    if found.problems:
+        print(f"metadata check failed: {len(found.problems)} problem(s)")
+        return 1
+    print("metadata check passed (no chunk read: run without --metadata-only to read them)")
+    return 0
+
+
+def _print_problems(problems: tuple[str, ...]) -> None:
+    for problem in problems:
+        print(f"problem: {problem}")
 
 
 def _with_target(args: argparse.Namespace, store: CheckpointStore,
@@ -148,7 +185,8 @@ def _with_target(args: argparse.Namespace, store: CheckpointStore,
 def copy_command(args: argparse.Namespace) -> int:
     """``protectflow copy ID --to URL``."""
     store = _store(args)
-    result = _run(args, operations.copy, args.checkpoint, bank=store.bank, to=args.to)
+    to = Bank(args.to, password_file=args.to_password_file)
+    result = _run(args, operations.copy, args.checkpoint, bank=store.bank, to=to)
     return finish(args, result, f"copy of checkpoint {args.checkpoint}")
 
 

@@ -1,7 +1,7 @@
 """The options the commands share: the executor and its limits, retries and
-report files that every running command takes, the bank, parameter files,
-and where each setting comes from (flag, plan, environment, config file:
-:func:`protectflow.config.resolve_settings`).
+report files that every running command takes, the bank and where its
+password comes from, parameter files, and where each setting comes from
+(flag, plan, environment, config file: :func:`protectflow.config.resolve_settings`).
 
 Numbers are checked as they are parsed (``--workers 0`` is a usage error,
 exit code 2), so every command refuses them the same way."""
@@ -10,21 +10,28 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
 import yaml
 
+from protectflow.bank import Bank
 from protectflow.config import Config, Settings, resolve_settings
 from protectflow.errors import ExecutorError, PlanError
 from protectflow.executors import Executor, get_executor
 
-__all__ = ["BANK_HELP", "Subparsers", "add_executor_args", "count", "executor_from_args",
-           "load_parameters", "parse_limits", "seconds", "settings"]
+__all__ = ["BANK_HELP", "Subparsers", "add_bank_args", "add_executor_args", "bank_from_args",
+           "count", "executor_from_args", "load_parameters", "parse_limits", "seconds",
+           "settings"]
 
 BANK_HELP = ("the bank: a folder, an fsspec URL or a [banks] name of the config file "
              "(default: $PROTECTFLOW_BANK, the config file's, then a folder in your data "
              "directory)")
+PASSWORD_FILE_HELP = ("a file holding the bank's password (its first line); it comes before "
+                      "$PROTECTFLOW_PASSWORD, and is needed only where the bank has no key "
+                      "file on this machine (default: $PROTECTFLOW_PASSWORD_FILE, then the "
+                      "config file's password_file)")
 
 # argparse names the type of add_subparsers()' result only privately; the
 # command modules add their parsers to one.
@@ -55,6 +62,31 @@ def seconds(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"{text} is not a number of seconds > 0")
     return value
+
+
+def add_bank_args(p: argparse.ArgumentParser, bank_help: str = BANK_HELP, *,
+                  suppress: bool = False) -> None:
+    """``--bank`` and ``--password-file``; with ``suppress``, an option not
+    given leaves the value a parent parser set (``checkpoints --bank X list``)."""
+    default: Any = argparse.SUPPRESS if suppress else None
+    p.add_argument("--bank", default=default, help=bank_help)
+    p.add_argument("--password-file", metavar="FILE", default=default, help=PASSWORD_FILE_HELP)
+
+
+def bank_from_args(args: argparse.Namespace, url: str | os.PathLike[str] | None = None, *,
+                   fsync: bool = True) -> Bank:
+    """The bank ``url`` (by default the one the settings name: ``--bank``, the
+    environment, the config file), unlocked with the password file the
+    settings name.
+
+    Raises
+    ------
+    BankError, ConfigError
+        For a malformed bank URL or a bad setting.
+    """
+    chosen = settings(args)
+    return Bank(url if url is not None else chosen.bank, fsync=fsync,
+                password_file=chosen.password_file)
 
 
 def add_executor_args(p: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from protectflow.compiler.names import resource_problems
 from protectflow.compiler.plan import Plan
 from protectflow.dag.graphs import find_cycle
 from protectflow.dag.model import Resource
@@ -145,8 +146,17 @@ def discover_resources(plan: Plan, registry: Registry, *, context: Any = None) -
             if not isinstance(item, Resource) or item.type != discovery.type:
                 raise PlanError(f"{where}: the protectable listed {item!r}, not a resource "
                                 f"of type {discovery.type}")
+            _check_found(item, where)
         found.extend(listed)
     return found
+
+
+def _check_found(resource: Resource, where: str) -> None:
+    """Refuse a resource a protectable found that no operation could store
+    (the plan's own resources are checked when it is read)."""
+    problems = resource_problems(resource)
+    if problems:
+        raise PlanError(f"{where}: it listed a resource no checkpoint can hold:", problems)
 
 
 def build_resource_graph(
@@ -180,6 +190,10 @@ def build_resource_graph(
     ]
     if dangling:
         raise PlanError(f"plan {plan.source} is not valid:", dangling)
+    # parse_plan checks these too, with each resource's place in the document.
+    unfit = [p for pr in plan.resources for p in resource_problems(pr.resource)]
+    if unfit:
+        raise PlanError(f"plan {plan.source} is not valid:", unfit)
     for resource in discover_resources(plan, registry, context=context):
         if resource.key not in resources:  # a resource the plan lists keeps its depends_on
             resources[resource.key] = resource
@@ -204,6 +218,8 @@ def build_resource_graph(
                 f"{resource.key}: {err}"
             ) from err
         for child in found:
+            _check_found(child, f"the protectable for {resource.type}, listing the "
+                         f"dependents of {resource.key}")
             children[resource.key].add(child.key)
             if child.key not in resources:
                 resources[child.key] = child

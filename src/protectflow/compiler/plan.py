@@ -17,10 +17,11 @@ from typing import Any
 
 import attrs
 import jsonschema
-import yaml
 
 from protectflow._util import paused_gc
-from protectflow.bank.urls import check_bank_url, is_local
+from protectflow.bank.urls import check_bank_url
+from protectflow.compiler.documents import parse_document
+from protectflow.compiler.names import plan_name_problems, resource_problems
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError, PlanError
 
@@ -107,11 +108,12 @@ def _validator() -> Any:
 def load_plan(path: str | os.PathLike[str]) -> Plan:
     """Read and check the plan at ``path`` (``.json``, ``.yaml`` or ``.yml``).
 
-    Relative paths mean relative to the plan's folder: a local ``bank`` is
-    made absolute against it (so that every command finds the same bank from
-    any folder), and every resource with ``extra_info`` gets the folder, absolute, as
-    ``extra_info["base_dir"]`` unless it gives one (the local plugins resolve
-    against it, in every process and at restore time).
+    Relative paths in the plan mean relative to the plan's folder, not to the
+    current one: its ``bank`` (and an inline provider's), and those in a
+    resource's ``extra_info``, for which every resource with ``extra_info``
+    gets the folder, absolute, as ``extra_info["base_dir"]`` unless it gives
+    one (the local plugins resolve against it, in every process and at
+    restore time).
 
     Raises
     ------
@@ -129,9 +131,10 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
         raise PlanError(f"plan {source!r} is not UTF-8 text: {err}") from err
     plan = parse_plan(text, source=source)
     base = os.path.dirname(os.path.abspath(source))
-    if plan.bank and is_local(plan.bank):
-        local = os.path.expanduser(plan.bank.removeprefix("file://"))
-        plan = attrs.evolve(plan, bank=os.path.normpath(os.path.join(base, local)))
+    provider = plan.provider
+    if isinstance(provider, dict) and isinstance(provider.get("bank"), str):
+        provider = {**provider, "bank": _local_url(provider["bank"], base)}
+    plan = attrs.evolve(plan, bank=plan.bank and _local_url(plan.bank, base), provider=provider)
     if not any(pr.resource.extra_info for pr in plan.resources):
         return plan
     resources = tuple(
@@ -143,10 +146,30 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     return attrs.evolve(plan, resources=resources)
 
 
+def _local_url(url: str, base: str) -> str:
+    """``url`` with a relative local folder made absolute against ``base``;
+    other URLs (``s3://...``, ``memory://...``) as they are."""
+    scheme = "file://" if url.startswith("file://") else ""
+    if "://" in url and not scheme:
+        return url
+    folder = os.path.expanduser(url.removeprefix(scheme))
+    return scheme + os.path.normpath(os.path.join(base, folder))
+
+
 def parse_plan(text: str, *, source: str = "<plan>") -> Plan:
-    """Parse and check a plan given as YAML or JSON text."""
+    """Parse and check a plan given as YAML or JSON text (JSON when ``source``
+    ends in ``.json``).
+
+    Raises
+    ------
+    PlanError
+        When the text is not well-formed (see
+        :func:`~protectflow.compiler.documents.parse_document`), breaks the
+        schema, or names what no operation could store and restore (see
+        :mod:`protectflow.compiler.names`); ``errors`` lists every problem.
+    """
     with paused_gc():
-        data = _parse_document(text, source)
+        data = parse_document(text, source)
     errors = [] if _plainly_valid(data) else [_describe(e) for e in _validator().iter_errors(data)]
     if errors:
         raise PlanError(f"plan {source} is not valid:", sorted(errors))
@@ -193,38 +216,6 @@ def _plainly_valid(data: Any) -> bool:
     return True
 
 
-@cache
-def _loader() -> type:
-    """YAML's safe loader, except that dates stay strings: a plan is JSON data,
-    and a date would pass an "any object" schema only to break the DAG file."""
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    resolvers = {
-        first: [(tag, regexp) for tag, regexp in entries if tag != "tag:yaml.org,2002:timestamp"]
-        for first, entries in base.yaml_implicit_resolvers.items()
-    }
-    return type("PlanLoader", (base,), {"yaml_implicit_resolvers": resolvers})
-
-
-def _parse_document(text: str, source: str) -> Any:
-    if source.endswith(".json"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as err:
-            raise PlanError(
-                f"plan {source} is not valid JSON: {err.msg} "
-                f"{'' if err.msg.endswith(' at') else 'at '}line {err.lineno}, column {err.colno}"
-            ) from err
-    try:
-        return yaml.load(text, Loader=_loader())
-    except yaml.YAMLError as err:
-        where = ""
-        mark = getattr(err, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(err, "problem", None) or str(err)
-        raise PlanError(f"plan {source} is not valid YAML: {problem}{where}") from err
-
-
 def _path(error: jsonschema.ValidationError) -> str:
     out = ""
     for part in error.absolute_path:
@@ -260,7 +251,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 def _build(data: dict[str, Any], source: str) -> Plan:
     seen: dict[str, int] = {}
-    errors: list[str] = []
+    errors = [f"name: {problem}" for problem in plan_name_problems(data["name"])]
     items: list[PlanResource] = []
     found: list[Discovery] = []
     for index, raw in enumerate(data["resources"]):
@@ -268,6 +259,7 @@ def _build(data: dict[str, Any], source: str) -> Plan:
             found.append(Discovery(raw["discover"]["type"], raw["discover"].get("parameters", {})))
             continue
         resource = Resource(raw["type"], raw["id"], raw.get("name", ""), raw.get("extra_info"))
+        errors.extend(f"resources[{index}]: {problem}" for problem in resource_problems(resource))
         if resource.key in seen:
             errors.append(
                 f"resources[{index}]: {resource.key} is listed twice "

@@ -9,6 +9,14 @@ runs dry; a call to an actor goes to its worker alone, carries a whole batch,
 and the loop hands each runner only what its threads can start soon. The
 runners of a client are kept for its next runs; their threads end after
 ``_IDLE`` seconds without work.
+
+A runner keeps each run's Operations (one per resource) until the client
+ends the run, so all hooks of a resource go to the runner its first hook
+went to (the one with the most room then); the loop's critical order holds
+within each runner's queue. The cost: a resource's later hooks cannot move
+to a runner that runs dry, and with no-op hooks a hook's successor waits on
+the runner that is busy reporting its predecessor (about 20% more per-hook
+overhead over worker processes; lost in the noise once hooks take 10 ms).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from typing import Any
 
 from protectflow.errors import ExecutorError
 from protectflow.executors._loop import Done
+from protectflow.executors.instances import Instances
 from protectflow.executors.invoke import HookCall, HookResult, failed_result, invoke_chain
 from protectflow.executors.options import RunOptions
 from protectflow.states import FAILED_STATES, SUCCEEDED
@@ -152,6 +161,9 @@ class PoolRun:
         # all back. Under the runners' lock (the loop's thread and the
         # client's event loop both touch it).
         self.chains: dict[str, dict[int, _Chain]] = {h.address: {} for h in self.handles}
+        #: (plugin, resource key) -> the runner its hooks go to: the one
+        #: holding its Operation (see :mod:`protectflow.executors.instances`).
+        self.homes: dict[tuple[str, str], _Handle] = {}
         self.stopping = False
 
     def submit(self, calls: list[HookCall], done: Done) -> None:
@@ -163,7 +175,7 @@ class PoolRun:
                 if not live:
                     lost.append(call)
                     continue
-                handle = max(live, key=lambda h: self.room[h.address])
+                handle = self._home(call, live)
                 chain = _Chain([call, *call.then], done)
                 self.room[handle.address] -= len(chain.calls)
                 for c in chain.calls:
@@ -177,6 +189,23 @@ class PoolRun:
         for call in lost:
             done(failed_result(call, ExecutorError("no dask worker is left to run it"),
                                worker="dask"))
+
+    def _home(self, call: HookCall, live: list[_Handle]) -> _Handle:
+        """The runner of ``call``'s chain: that of its resource once one of
+        its hooks went somewhere, else the one with the most room; every
+        resource of the chain now lives there (the loop chains no hook of a
+        resource that lives elsewhere). Under the runners' lock.
+
+        A resource whose runner was lost moves to a live one, where its next
+        hook gets a new Operation, as after a resume.
+        """
+        homes = self.homes
+        handle = homes.get(_home_key(call))
+        if handle is None or not handle.alive:
+            handle = max(live, key=lambda h: self.room[h.address])
+        for c in (call, *call.then):
+            homes[_home_key(c)] = handle
+        return handle
 
     def deliver(self, handle: _Handle, result: HookResult) -> None:
         # Under the runners' lock, on the client's event loop.
@@ -212,6 +241,14 @@ class PoolRun:
             self.runners.runs.pop(self.token, None)
         if any(self.chains.values()):  # hooks still queued: do not start them
             self.halt()
+        # The run's Operations end with it, on every runner it used.
+        for handle in {id(h): h for h in self.homes.values()}.values():
+            if handle.alive:
+                handle.actor.end(self.token)
+
+
+def _home_key(call: HookCall) -> tuple[str, str]:
+    return call.node.plugin, call.node.resource.key
 
 
 class _Chain:
@@ -259,6 +296,8 @@ class _Runner:
         self._done: list[tuple[str, HookResult]] = []
         self._ready = asyncio.Event()
         self._halted: set[str] = set()  # tokens of stopped runs (a few bytes each)
+        #: Token -> the Operations of that run here, until the client ends it.
+        self._instances: dict[str, Instances] = {}
         #: Token of a fail-fast run -> its retries (None: each Operation's).
         self._fail_fast: dict[str, int | None] = {}
 
@@ -269,6 +308,8 @@ class _Runner:
         once, as the loop will once it hears of it."""
         if fail_fast:
             self._fail_fast[token] = retries
+        if token not in self._halted and calls:
+            self._instances.setdefault(token, Instances(calls[0].registry))
         for call in calls:
             self._queue.put((call.rank, next(self._seq), token, call))
         with self._lock:
@@ -299,6 +340,13 @@ class _Runner:
         self._halted.add(token)
         self._fail_fast.pop(token, None)
 
+    async def end(self, token: str) -> None:
+        """The run is over: drop its Operations (hooks it abandoned still
+        running keep theirs), and start none of its hooks."""
+        self._halted.add(token)
+        self._fail_fast.pop(token, None)
+        self._instances.pop(token, None)
+
     def _work(self) -> None:
         while True:
             try:
@@ -309,8 +357,17 @@ class _Runner:
                         self._running -= 1
                         return
                 continue
-            invoke_chain(call, functools.partial(self._report, token),
-                         functools.partial(self._halted.__contains__, token))
+            self._run(token, call)
+
+    def _run(self, token: str, call: HookCall) -> None:
+        # Its own frame: a thread waiting for work must not keep the last
+        # run's Operations alive.
+        instances = self._instances.get(token)
+        if instances is None:  # a run that ended: its hooks are skipped unrun
+            instances = Instances(call.registry)
+        invoke_chain(call, functools.partial(self._report, token),
+                     functools.partial(self._halted.__contains__, token),
+                     instances=instances)
 
     def _report(self, token: str, result: HookResult) -> None:
         if result.state in FAILED_STATES and token in self._fail_fast:

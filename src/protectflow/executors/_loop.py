@@ -47,7 +47,6 @@ from protectflow.executors._limits import Limits
 from protectflow.executors._order import adjacency, critical_order
 from protectflow.executors._views import Views
 from protectflow.executors.invoke import (
-    NEW_RESOURCES_OPERATIONS,
     SKIPPED,
     HookCall,
     HookResult,
@@ -56,6 +55,7 @@ from protectflow.executors.invoke import (
 )
 from protectflow.executors.options import RunOptions
 from protectflow.executors.report import Attempt, Event, HookRecord, Recorded, RunReport
+from protectflow.plugins.contract import NEW_RESOURCES_OPERATIONS
 from protectflow.states import (
     CANCELLED,
     CANCELLING,
@@ -150,7 +150,8 @@ class _Run:
         self.link_journal = journal if isinstance(journal, LinkJournal) else None
         length = max(1, chain) if journal is None or self.link_journal is not None else 1
         self.chains = Chains(length, self.succs, self.waiting, self.limits.groups, self.rank,
-                             self._chainable)
+                             self._chainable,
+                             home=[(n.plugin, n.resource.key) for n in dag.nodes])
 
     # -- events -----------------------------------------------------------
 
@@ -303,6 +304,7 @@ class _Run:
             record = records[j]
             record.state, record.resumed = SUCCEEDED, True
             record.output, record.new_resources = done.output, done.new_resources
+            record.status_updates.extend(done.status_updates)
             self.emit(SUCCEEDED, j, 0, "recorded by an earlier run")
             if self.views is not None:
                 self.views.done(j, done.new_resources)
@@ -390,6 +392,7 @@ class _Run:
         record = self.records[i]
         record.history.append(Attempt(r.attempt, r.state, r.start, r.end, r.worker))
         record.log.extend(r.log)
+        record.status_updates.extend(r.status_updates)
         if record.start is None:
             record.start = r.start
         record.end = r.end

@@ -2,15 +2,20 @@
 takes and returns.
 
 :func:`invoke_hook` runs wherever the executor sends it (the scheduling
-thread, a pool thread, a dask worker in another process). It resolves the
-node's plugin by name through the registry of *that* process, so only names
-and plain data travel: the node, its parameters, the caller's ``checkpoint``
-and ``context``, and the ``new_resources`` the node's ancestors wrote. It never
-raises: a failure comes back as a value (dask's ``(key, result, failed)``).
+thread, a pool thread, a dask worker in another process). It takes the
+node's Operation from the run's :class:`~protectflow.executors.instances.Instances`
+of *that* process (one per resource per run, its plugin resolved by name
+there), so only names and plain data travel: the node, its parameters, the
+caller's ``checkpoint`` and ``context``, and the ``new_resources`` the node's
+ancestors wrote. The hook is called by keyword through
+:func:`protectflow.plugins.contract.call_hook`, the one place hooks are
+called. It never raises: a failure comes back as a value (dask's
+``(key, result, failed)``).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import threading
@@ -24,14 +29,22 @@ import attrs
 from protectflow.bank.journal import JournalEntry
 from protectflow.dag.model import HookNode
 from protectflow.executors._journal import LinkJournal
-from protectflow.plugins.registry import get_registry
+from protectflow.executors.instances import Instances
+from protectflow.plugins.contract import (
+    NEW_RESOURCES_OPERATIONS,
+    OperationSettings,
+    StatusRecorder,
+    StatusUpdate,
+    call_hook,
+    hook_extras,
+    operation_settings,
+)
 from protectflow.states import FAILED, STARTED, SUCCEEDED, TIMED_OUT
 
 __all__ = ["SKIPPED", "ErrorInfo", "HookCall", "HookResult", "OperationLog", "ended_entry",
            "failed_result", "invoke_chain", "invoke_hook", "started_entry"]
 
-#: Operations whose hooks get ``new_resources``.
-NEW_RESOURCES_OPERATIONS = frozenset(("restore", "verify"))
+_DEFAULT_SETTINGS = OperationSettings()
 
 #: The state of a chained hook that was not started: the run was stopping.
 SKIPPED = "skipped"
@@ -133,39 +146,52 @@ class HookResult:
     #: The worker recorded this success in the run's journal before it
     #: started the next hook of its chain: it is durable already.
     journaled: bool = False
+    #: What the hook reported through its ``restore``, ``verify`` or
+    #: ``checkpoint_copy`` object (``update_resource_status``), in order.
+    status_updates: tuple[StatusUpdate, ...] = ()
 
 
-def invoke_hook(call: HookCall) -> HookResult:
-    """Run one attempt of ``call``'s hook; never raises an ``Exception``.
+def invoke_hook(call: HookCall, instances: Instances) -> HookResult:
+    """Run one attempt of ``call``'s hook on the run's Operation for its
+    resource (from ``instances``); never raises an ``Exception``.
 
-    A hook with a timeout runs in a helper daemon thread: when it overstays,
-    the result says ``timed_out`` and the thread is left behind (Python cannot
-    stop a thread), still running until the hook returns by itself.
+    The hook is called through :func:`~protectflow.plugins.contract.call_hook`,
+    by keyword, with the operation's extras. A hook with a timeout runs in a
+    helper daemon thread: when it overstays, the result says ``timed_out``
+    and the thread is left behind (Python cannot stop a thread), still
+    running until the hook returns by itself.
     """
     worker = f"{_PROCESS}/{threading.current_thread().name}"
     log = OperationLog()
     start = time.time()
-    retries, delay = 0, 0.1
+    settings = _DEFAULT_SETTINGS
+    recorder: StatusRecorder | None = None
     try:
         node = call.node
-        op = get_registry(call.registry).plugin(node.plugin).get_operation(
-            call.operation, node.resource)
-        retries, delay = int(op.retries), float(op.retry_delay)
-        timeout = op.timeout if call.timeout is None else call.timeout
-        kwargs, new = _kwargs(call, log)
-        args = (call.checkpoint, node.resource, call.context, call.parameters)
-        done, output = _call_hook(getattr(op, "on_" + node.hook), args, kwargs, timeout)
+        op = instances.get(node.plugin, call.operation, node.resource)
+        settings = operation_settings(op)
+        timeout = settings.timeout if call.timeout is None else call.timeout
+        new = dict(call.view or {}) if call.operation in NEW_RESOURCES_OPERATIONS else None
+        extras, recorder = hook_extras(call.operation, operation_log=log, attempt=call.attempt,
+                                       new_resources=new,
+                                       target_checkpoint=call.target_checkpoint)
+        hook = functools.partial(call_hook, op, node.hook, checkpoint=call.checkpoint,
+                                 resource=node.resource, context=call.context,
+                                 parameters=call.parameters, **extras)
+        done, output = _call_hook(hook, timeout)
         if not done:
             return HookResult(
                 call.index, call.attempt, TIMED_OUT, start, time.time(), worker,
                 error=ErrorInfo("TimeoutError", f"{node.id} ran over its {timeout} s timeout"),
-                log=tuple(log.messages), retries=retries, retry_delay=delay,
+                log=tuple(log.messages), retries=settings.retries,
+                retry_delay=settings.retry_delay, status_updates=_updates(recorder),
             )
     except (Exception, SystemExit) as err:
         return HookResult(
             call.index, call.attempt, FAILED, start, time.time(), worker,
             error=ErrorInfo.from_exception(err), log=tuple(log.messages),
-            retries=retries, retry_delay=delay,
+            retries=settings.retries, retry_delay=settings.retry_delay,
+            status_updates=_updates(recorder),
         )
     end = time.time()
     if output is not None and not isinstance(output, Mapping):
@@ -175,28 +201,22 @@ def invoke_hook(call: HookCall) -> HookResult:
         call.index, call.attempt, SUCCEEDED, start, end, worker,
         output=dict(output) if output is not None else None,
         writes=_writes(call.view, new), log=tuple(log.messages),
-        retries=retries, retry_delay=delay,
+        retries=settings.retries, retry_delay=settings.retry_delay,
+        status_updates=_updates(recorder),
     )
 
 
-def _kwargs(call: HookCall, log: OperationLog) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The hook's keyword arguments, and the ``new_resources`` copy among them."""
-    kwargs: dict[str, Any] = {"operation_log": log, "attempt": call.attempt}
-    if call.target_checkpoint is not None:
-        kwargs["target_checkpoint"] = call.target_checkpoint
-    new: dict[str, Any] | None = None
-    if call.operation in NEW_RESOURCES_OPERATIONS:
-        new = kwargs["new_resources"] = dict(call.view or {})
-    return kwargs, new
+def _updates(recorder: StatusRecorder | None) -> tuple[StatusUpdate, ...]:
+    # A copy: a timed-out hook's thread may still be adding to the list.
+    return () if recorder is None else tuple(recorder.updates)
 
 
-def _call_hook(hook: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-               timeout: float | None) -> tuple[bool, Any]:
+def _call_hook(hook: Callable[[], Any], timeout: float | None) -> tuple[bool, Any]:
     """``(True, output)``, or ``(False, None)`` when ``timeout`` ran out first;
     the hook's own exception propagates."""
     if not timeout:
-        return True, hook(*args, **kwargs)
-    done, box = _run_with_timeout(hook, args, kwargs, timeout)
+        return True, hook()
+    done, box = _run_with_timeout(hook, timeout)
     if not done:
         return False, None
     if "error" in box:
@@ -205,9 +225,11 @@ def _call_hook(hook: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
 
 
 def invoke_chain(
-    call: HookCall, report: Callable[[HookResult], None], halted: Callable[[], bool]
+    call: HookCall, report: Callable[[HookResult], None], halted: Callable[[], bool], *,
+    instances: Instances,
 ) -> list[HookResult]:
-    """Run ``call``, then each of ``call.then`` while the one before succeeded.
+    """Run ``call``, then each of ``call.then`` while the one before succeeded,
+    on the run's Operations in ``instances``.
 
     ``report`` gets each result as it comes. Once ``halted()`` is true, the
     next hook is not started but reported ``skipped``, and the chain ends;
@@ -226,7 +248,7 @@ def invoke_chain(
     results: list[HookResult] = []
     links = iter(call.then)
     while True:
-        last = invoke_hook(call)
+        last = invoke_hook(call, instances)
         link = next(links, None) if last.state == SUCCEEDED else None
         if link is not None and not halted():
             failure = None if journal is None else _journal_link(journal, call, last, link)
@@ -274,24 +296,28 @@ def started_entry(node: str, attempt: int) -> JournalEntry:
 def ended_entry(node: str, result: HookResult, *, retrying: bool = False) -> JournalEntry:
     """The journal entry of ``result``, the attempt of ``node`` that ended:
     its output and writes for a success, else its error and whether it will
-    be ``retrying``."""
+    be ``retrying``; and the resource statuses it reported, if any."""
+    entry: JournalEntry
     if result.state == SUCCEEDED:
-        return {"node": node, "event": SUCCEEDED, "attempt": result.attempt,
-                "time": result.end, "worker": result.worker, "output": result.output,
-                "new_resources": result.writes}
-    return {"node": node, "event": result.state, "attempt": result.attempt,
-            "time": result.end, "worker": result.worker,
-            "error": result.error.to_json() if result.error else None, "retrying": retrying}
+        entry = {"node": node, "event": SUCCEEDED, "attempt": result.attempt,
+                 "time": result.end, "worker": result.worker, "output": result.output,
+                 "new_resources": result.writes}
+    else:
+        entry = {"node": node, "event": result.state, "attempt": result.attempt,
+                 "time": result.end, "worker": result.worker,
+                 "error": result.error.to_json() if result.error else None,
+                 "retrying": retrying}
+    if result.status_updates:
+        entry["status_updates"] = [u.to_json() for u in result.status_updates]
+    return entry
 
 
-def _run_with_timeout(
-    hook: Any, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float
-) -> tuple[bool, dict[str, Any]]:
+def _run_with_timeout(hook: Callable[[], Any], timeout: float) -> tuple[bool, dict[str, Any]]:
     box: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            box["output"] = hook(*args, **kwargs)
+            box["output"] = hook()
         except BaseException as err:  # carried back to the calling thread
             box["error"] = err
 

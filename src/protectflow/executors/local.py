@@ -8,6 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from protectflow.dag.model import HookDAG
 from protectflow.errors import ExecutorError
 from protectflow.executors._loop import Done, run_loop
+from protectflow.executors.instances import Instances
 from protectflow.executors.invoke import HookCall, HookResult, failed_result, invoke_hook
 from protectflow.executors.options import RunOptions
 from protectflow.executors.report import RunReport
@@ -25,12 +26,15 @@ class SerialExecutor:
     name = "serial"
 
     def run(self, dag: HookDAG, options: RunOptions | None = None) -> RunReport:
+        options = options or RunOptions()
+        # The run's Operations, dropped when it returns.
+        instances = Instances(options.registry)
+
         def submit(calls: list[HookCall], done: Done) -> None:
             for call in calls:  # one at a time: the loop's capacity is 1
-                done(invoke_hook(call))
+                done(invoke_hook(call, instances))
 
-        return run_loop(dag, options or RunOptions(), submit=submit, capacity=1,
-                        executor=self.name)
+        return run_loop(dag, options, submit=submit, capacity=1, executor=self.name)
 
 
 class ThreadsExecutor:
@@ -50,16 +54,20 @@ class ThreadsExecutor:
         self.workers = workers or 8
 
     def run(self, dag: HookDAG, options: RunOptions | None = None) -> RunReport:
+        options = options or RunOptions()
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="protectflow")
+        # The run's Operations, dropped when it returns (an abandoned hook
+        # still holds its own).
+        instances = Instances(options.registry)
 
         def submit(calls: list[HookCall], done: Done) -> None:
             for call in calls:
-                future = pool.submit(invoke_hook, call)
+                future = pool.submit(invoke_hook, call, instances)
                 future.add_done_callback(functools.partial(_finished, call, done))
 
         try:
-            return run_loop(dag, options or RunOptions(), submit=submit,
-                            capacity=self.workers, executor=self.name)
+            return run_loop(dag, options, submit=submit, capacity=self.workers,
+                            executor=self.name)
         finally:
             # Abandoned hooks (a cancel's grace period ran out) may still run.
             pool.shutdown(wait=False, cancel_futures=True)

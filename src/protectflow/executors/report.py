@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from protectflow.executors.invoke import ErrorInfo
+from protectflow.plugins.contract import StatusUpdate
 from protectflow.states import CANCELLED, FAILED_STATES, HOOK_STATES, SUCCEEDED
 
 __all__ = [
@@ -52,6 +53,8 @@ class Recorded:
 
     output: Any = None
     new_resources: dict[str, Any] | None = None
+    #: The resource statuses the hook reported (restore, verify, copy).
+    status_updates: tuple[StatusUpdate, ...] = ()
 
 
 @attrs.frozen
@@ -84,6 +87,10 @@ class HookRecord:
     history: list[Attempt] = attrs.field(factory=list)
     #: Taken from the journal of an earlier run, not run again.
     resumed: bool = False
+    #: Every ``update_resource_status`` call the hook made through its
+    #: ``restore``, ``verify`` or ``checkpoint_copy`` object, over all its
+    #: attempts, in order (the last one per resource is its status).
+    status_updates: list[StatusUpdate] = attrs.field(factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -98,6 +105,7 @@ class HookRecord:
             "output": self.output,
             "new_resources": self.new_resources,
             "resumed": self.resumed,
+            "status_updates": [u.to_json() for u in self.status_updates],
             "log": [{"time": t, "level": lv, "message": m} for t, lv, m in self.log],
         }
 

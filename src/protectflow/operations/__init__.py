@@ -12,6 +12,12 @@ lease while it runs (:mod:`~protectflow.operations.lease`) and journals its
 hooks so that :func:`resume` can continue it
 (:mod:`~protectflow.operations.resume`). :func:`run` runs a plan or a
 HookDAG as it is, keeping no checkpoint.
+
+Checking a checkpoint comes in two depths, as restic's ``check``:
+:func:`check` authenticates every object of the checkpoint and makes sure
+every chunk it references exists, without reading any chunk (the metadata
+check); :func:`verify` runs that check first, then the plugins' verify hooks,
+which read and check every chunk (the full check, ``--read-data``).
 """
 
 from __future__ import annotations
@@ -20,7 +26,10 @@ import os
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
+import attrs
+
 from protectflow.bank import Bank, Checkpoint, CheckpointStore, default_bank_url
+from protectflow.bank.check import CheckReport, check_checkpoint
 from protectflow.bank.journal import JournalRun
 from protectflow.compiler import Plan, compile_plan, load_plan
 from protectflow.dag import HookDAG, jsonio
@@ -34,6 +43,7 @@ from protectflow.operations.preflight import (
     checkpoint_dag,
     graph_json,
     make_executor,
+    plan_provider,
 )
 from protectflow.operations.resume import (
     broken_windows,
@@ -52,8 +62,10 @@ from protectflow.operations.scratch import Runnable, prepare_run, run_scratch
 from protectflow.states import ERROR, PROTECTING
 
 __all__ = [
+    "CheckReport",
     "OperationResult",
     "Runnable",
+    "check",
     "copy",
     "default_owner",
     "delete",
@@ -98,7 +110,9 @@ def protect(
 ) -> OperationResult:
     """Protect the resources of ``plan`` into a new checkpoint.
 
-    ``bank`` defaults to the plan's ``bank``, then to :func:`default_bank_url`;
+    ``bank`` defaults to the plan's ``bank``, then to its provider's, then
+    to :func:`default_bank_url`; the provider's plugin configuration reaches
+    its plugins;
     ``options`` go to :func:`protectflow.executors.run_dag` (``workers``,
     ``keep_going``, ``limits``, ``listeners``...). ``fsync=False`` writes a
     local bank without fsync (a bank given by name): as safe when the process
@@ -117,9 +131,12 @@ def protect(
     if not isinstance(plan, Plan):
         plan = load_plan(plan)
     dag = compile_plan(plan, "protect", parameters=parameters)
-    runner, run_options = make_executor(executor, options, dag, pools=plan.pools)
-    check_resources(dag, registry=options.get("registry"))
-    store = open_store(bank if bank is not None else plan.bank, fsync=fsync)
+    runner, run_options = make_executor(executor, options, dag, pools=plan.pools,
+                                        provider=plan.provider)
+    check_resources(dag, registry=run_options.get("registry"))
+    if bank is None:
+        bank = plan.bank or plan_provider(plan.provider, options).bank
+    store = open_store(bank, fsync=fsync)
     owner = owner or default_owner()
     plan_json = plan.to_json()
     if parameters is not None:
@@ -168,16 +185,58 @@ def verify(
     owner: str | None = None,
     **options: Any,
 ) -> OperationResult:
-    """Check that an ``available`` checkpoint's data is whole (see :func:`restore`).
+    """Check that an ``available`` checkpoint is whole: first the metadata
+    check (:func:`check`), whose every problem lands in the result's
+    ``problems``, then the plugins' verify hooks, which read every chunk.
+    The result is ``ok`` only when both found nothing.
 
     Raises
     ------
     BankError, PlanError, PluginError, ExecutorError
-        As :func:`restore`.
+        As :func:`restore`; a BankError raised after the metadata check
+        found problems (a record that fails authentication, say) lists them.
     """
-    return run_on_checkpoint("verify", open_store(bank).get(checkpoint_id), executor=executor,
-                             parameters=parameters, owner=owner or default_owner(),
-                             options=options)
+    store = open_store(bank)
+    found = check_checkpoint(store.bank, checkpoint_id)
+    try:
+        result = run_on_checkpoint("verify", store.get(checkpoint_id), executor=executor,
+                                   parameters=parameters, owner=owner or default_owner(),
+                                   options=options)
+    except BankError as err:
+        if found.ok:
+            raise
+        raise BankError(f"{err}; the metadata check of checkpoint {checkpoint_id} found: "
+                        + "; ".join(found.problems)) from err
+    return attrs.evolve(result, problems=found.problems)
+
+
+def check(
+    checkpoint_id: str,
+    *,
+    bank: BankLike | None = None,
+    read_data: bool = False,
+    workers: int = 4,
+) -> CheckReport:
+    """Authenticate every object of a checkpoint (record, statuses, runs,
+    journals, leases, the plugins' manifests) and make sure every chunk it
+    references exists, reporting every problem rather than the first; with
+    ``read_data``, also read every such chunk and check it against its name.
+    Nothing is written and no plugin runs, so this works on a checkpoint of
+    any status.
+
+    Returns
+    -------
+    CheckReport
+        What was checked and every problem found; ``ok`` when there are none.
+
+    Raises
+    ------
+    BankError
+        When the checkpoint has no objects at all, or the bank cannot be
+        unlocked (a missing key, a wrong password).
+    """
+    return check_checkpoint(open_store(bank).bank, checkpoint_id, read_data=read_data,
+                            workers=workers)
 
 
 def copy(
@@ -206,7 +265,7 @@ def copy(
     target_store = open_store(to)
     target_store.bank.create_root()  # an unusable --to fails before the source changes
     if target_store.bank == store.bank:
-        raise BankError(f"copy: {to} is checkpoint {checkpoint_id}'s own bank; "
+        raise BankError(f"copy: {target_store.bank.url} is checkpoint {checkpoint_id}'s own bank; "
                         "give another bank with --to")
     return copy_checkpoint(source, target_store, executor=executor,
                            owner=owner or default_owner(), options=options)
@@ -293,7 +352,8 @@ def _resume_protect(
     redo = broken_windows(dag, journaled, options.get("registry"))
     completed = {k: v for k, v in journaled.items() if k not in redo}
     runner, run_options = make_executor(executor, {**options, "completed": completed}, dag,
-                                        pools=checkpoint.plan.get("pools"))
+                                        pools=checkpoint.plan.get("pools"),
+                                        provider=checkpoint.plan.get("provider"))
     checkpoint.acquire("protect", owner, ttl=lease_ttl(), reclaim_dead=True)
     try:
         if checkpoint.status == ERROR:

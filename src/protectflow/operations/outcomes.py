@@ -19,6 +19,7 @@ from protectflow.dag import HookDAG
 from protectflow.errors import OperationInterrupted
 from protectflow.executors import RunReport
 from protectflow.plugins import get_registry
+from protectflow.plugins.contract import StatusUpdate, call_hook
 from protectflow.states import (
     DONE,
     ERROR,
@@ -31,7 +32,7 @@ from protectflow.states import (
 )
 
 __all__ = ["OperationResult", "naming_interrupts", "next_steps", "on_failure", "reason",
-           "record_run", "statuses"]
+           "record_run", "status_updates", "statuses"]
 
 #: A run record's status when its run succeeded (``error`` otherwise).
 RUN_SUCCESS = "success"
@@ -48,11 +49,14 @@ class OperationResult:
     resources: dict[str, dict[str, Any]]
     run: RunRecord | None = None
     target: Checkpoint | None = None
+    #: What a verify's metadata check found (see :func:`protectflow.operations.check`):
+    #: every object of the checkpoint that fails authentication, every chunk missing.
+    problems: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
-        """Whether every hook succeeded."""
-        return self.report.ok
+        """Whether every hook succeeded and the metadata check found no problem."""
+        return self.report.ok and not self.problems
 
     @property
     def new_resources(self) -> dict[str, Any]:
@@ -94,21 +98,36 @@ def record_run(
     resources: dict[str, dict[str, Any]],
 ) -> RunRecord:
     """Save the run record of a run on ``checkpoint``: who ran it, how each
-    resource ended, and the new resources its hooks published."""
+    resource ended, the new resources its hooks published, and the statuses
+    they reported through Karbor's ``restore``, ``verify`` or
+    ``checkpoint_copy`` object (the last report of each resource, across
+    hooks, wins)."""
     run = checkpoint.start_run(operation, owner)
     for key, value in resources.items():
         run.set_resource(key, value["status"], value["reason"])
     for record in report.hooks.values():
         run.new_resources.update(record.new_resources or {})
+    for update in status_updates(report):
+        run.report_status(update.key, update.status, update.reason, update.time)
     run.finish(RUN_SUCCESS if report.ok else ERROR)
     checkpoint.save_run(run)
     return run
 
 
+def status_updates(report: RunReport) -> list[StatusUpdate]:
+    """Every status update the run's hooks reported, oldest first (ties in
+    the order of the hooks' nodes, so the same report gives the same list)."""
+    found = [(update.time, node, index, update)
+             for node, record in sorted(report.hooks.items())
+             for index, update in enumerate(record.status_updates)]
+    return [update for *_, update in sorted(found, key=lambda item: item[:3])]
+
+
 def on_failure(dag: HookDAG, checkpoint: Checkpoint, registry_spec: str | None) -> dict[str, str]:
     """Call every plugin's ``on_failure`` for each resource of a run that did
-    not succeed (a frozen application is thawed now, not at its deadline);
-    returns the clean-ups that failed, by resource key."""
+    not succeed (a frozen application is thawed now, not at its deadline),
+    by keyword as every hook is called (a plugin without one has nothing to
+    undo); returns the clean-ups that failed, by resource key."""
     registry = get_registry(registry_spec)
     plugins = {n.resource.key: n.plugin for n in dag.nodes}
     errors: dict[str, str] = {}
@@ -116,8 +135,9 @@ def on_failure(dag: HookDAG, checkpoint: Checkpoint, registry_spec: str | None) 
         if resource.key not in plugins:
             continue
         try:
-            registry.plugin(plugins[resource.key]).on_failure(
-                checkpoint, resource, None, dag.parameters.get(resource.key, {}))
+            call_hook(registry.plugin(plugins[resource.key]), "failure", checkpoint=checkpoint,
+                      resource=resource, context=None,
+                      parameters=dag.parameters.get(resource.key, {}))
         except Exception as err:  # one failed clean-up must not stop the others
             errors[resource.key] = f"clean-up after the failure failed: {err}"
     return errors

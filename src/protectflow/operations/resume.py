@@ -18,10 +18,11 @@ from protectflow.bank import Checkpoint
 from protectflow.bank.journal import JournalRun, read_journal
 from protectflow.compiler import Plan, load_plan
 from protectflow.dag import HookDAG, jsonio
-from protectflow.errors import BankError, PlanError
+from protectflow.errors import BankError, PlanError, PluginError
 from protectflow.executors.report import Recorded
 from protectflow.operations.journal import plan_fingerprint, plugin_versions
 from protectflow.plugins import get_registry
+from protectflow.plugins.contract import StatusUpdate, get_operation, operation_settings
 from protectflow.states import SUCCEEDED
 
 __all__ = ["broken_windows", "check_resumable", "completed_hooks", "lineage", "plan_to_check"]
@@ -121,8 +122,29 @@ def completed_hooks(runs: list[JournalRun]) -> dict[str, Recorded]:
     done: dict[str, Recorded] = {}
     for run in runs:
         for node, entry in run.succeeded().items():
-            done[node] = Recorded(entry.get("output"), entry.get("new_resources"))
+            done[node] = Recorded(entry.get("output"), entry.get("new_resources"),
+                                  _updates(entry.get("status_updates"), node))
     return done
+
+
+def _updates(raw: Any, node: str) -> tuple[StatusUpdate, ...]:
+    """The status updates a journal entry recorded (none in an entry written
+    before they were journaled).
+
+    Raises
+    ------
+    BankError
+        When they are not what the journal writes.
+    """
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise BankError(f"the journal entry of {node} holds status updates that are not a "
+                        f"list: {raw!r}")
+    try:
+        return tuple(StatusUpdate.from_json(item) for item in raw)
+    except PluginError as err:
+        raise BankError(f"the journal entry of {node}: {err}") from err
 
 
 def broken_windows(dag: HookDAG, done: Mapping[str, Any], registry: str | None) -> set[str]:
@@ -138,8 +160,8 @@ def broken_windows(dag: HookDAG, done: Mapping[str, Any], registry: str | None) 
             continue
         if f"{node.resource.key}/prepare_finish" in done:
             continue
-        op = plugins.plugin(node.plugin).get_operation(dag.operation, node.resource)
-        if not getattr(op, "atomic_prepare", False):
+        op = get_operation(plugins.plugin(node.plugin), dag.operation, node.resource)
+        if not operation_settings(op).atomic_prepare:
             continue
         stack = [node.id]
         while stack:

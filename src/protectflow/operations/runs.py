@@ -78,9 +78,10 @@ def run_on_checkpoint(
     if runs is not None:
         check_resumable(runs[0], dag, checkpoint.plan, checkpoint=checkpoint)
         options = {**options, "completed": completed_hooks(runs)}
-    runner, run_options = make_executor(executor, options, dag, pools=checkpoint.plan.get("pools"))
+    runner, run_options = make_executor(executor, options, dag, pools=checkpoint.plan.get("pools"),
+                                        provider=checkpoint.plan.get("provider"))
     if runs is None:  # a resumed restore finds its targets part-written, by itself
-        check_resources(dag, checkpoint=checkpoint, registry=options.get("registry"))
+        check_resources(dag, checkpoint=checkpoint, registry=run_options.get("registry"))
     meta = JournalMeta(owner, checkpoint.plan, parameters=parameters,
                        resumes=runs[-1].run_id if runs else None)
     with naming_interrupts(checkpoint, operation), \
@@ -96,7 +97,8 @@ def delete_checkpoint(checkpoint: Checkpoint, *, executor: str | Executor, owner
     """Run the delete hooks of ``checkpoint``, then drop its own data."""
     require_status(checkpoint, "delete")
     dag = checkpoint_dag(checkpoint, "delete", None)
-    runner, run_options = make_executor(executor, options, dag, pools=checkpoint.plan.get("pools"))
+    runner, run_options = make_executor(executor, options, dag, pools=checkpoint.plan.get("pools"),
+                                        provider=checkpoint.plan.get("provider"))
     with naming_interrupts(checkpoint, "delete"), holding(checkpoint, "delete", owner), \
             failing_on_crash(checkpoint, ERROR_DELETING):
         checkpoint.transition(DELETING)
@@ -118,8 +120,10 @@ def copy_checkpoint(source: Checkpoint, target_store: CheckpointStore, *,
     """Copy ``source`` into ``target_store``: its own objects, then its copy
     hooks. Whatever happens to the copy, the source ends ``available``."""
     require_status(source, "copy")
-    dag = checkpoint_dag(source, "copy", None)
-    runner, run_options = make_executor(executor, options, dag, pools=source.plan.get("pools"))
+    # As in Karbor, copy hooks get the plan's parameters.
+    dag = checkpoint_dag(source, "copy", source.plan.get("parameters"))
+    runner, run_options = make_executor(executor, options, dag, pools=source.plan.get("pools"),
+                                        provider=source.plan.get("provider"))
     with naming_interrupts(source, "copy"), holding(source, "copy", owner):
         source.transition(COPYING)
         outcome = "copy interrupted"

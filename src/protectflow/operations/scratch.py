@@ -31,10 +31,12 @@ __all__ = ["Runnable", "prepare_run", "run_scratch", "scratch_checkpoint"]
 
 @attrs.frozen
 class Runnable:
-    """A HookDAG ready to run, and the pools its limits may name (a plan's)."""
+    """A HookDAG ready to run, the pools its limits may name and the
+    provider configuring its plugins (a plan's)."""
 
     dag: HookDAG
     pools: Mapping[str, list[str]] = attrs.field(factory=dict, hash=False)
+    provider: str | dict[str, Any] | None = attrs.field(default=None, hash=False)
 
 
 def prepare_run(source: Runnable | Plan | HookDAG | str | os.PathLike[str], *,
@@ -63,7 +65,7 @@ def prepare_run(source: Runnable | Plan | HookDAG | str | os.PathLike[str], *,
         if parameters is None:
             parameters = source.parameters if operation == "protect" else {}
         return Runnable(compile_plan(source, operation, parameters=parameters),
-                        dict(source.pools))
+                        dict(source.pools), source.provider)
     if parameters is not None:
         raise ExecutorError(f"{name} is a compiled DAG: its parameters are in it; drop "
                             "--parameters, or compile the plan with them")
@@ -81,7 +83,8 @@ def run_scratch(runnable: Runnable, executor: str | Executor,
     """Check the limits, make the executor, and run ``runnable`` with a
     scratch checkpoint for a protect's hooks."""
     dag = runnable.dag
-    runner, run_options = make_executor(executor, options, dag, pools=runnable.pools)
+    runner, run_options = make_executor(executor, options, dag, pools=runnable.pools,
+                                        provider=runnable.provider)
     with scratch_checkpoint(dag) as checkpoint:
         return run_dag(dag, runner, checkpoint=checkpoint, **run_options)
 

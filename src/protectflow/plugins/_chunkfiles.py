@@ -69,7 +69,7 @@ def store_file(store: ChunkStore, path: str,
     digests: list[str] = []
     new = new_bytes = size = 0
     for piece in read_pieces(path, chunk_size):
-        digest = sha256(piece)
+        digest = store.chunk_id(piece)
         digests.append(digest)
         size += len(piece)
         if store.add(digest, piece):
@@ -111,7 +111,7 @@ def store_pack(store: ChunkStore, paths: list[str], size_hint: int = 0,
     if all(piece is None for piece in slices):
         return None, slices, 0
     del pack[used:]
-    digest = sha256(pack)
+    digest = store.chunk_id(pack)
     return digest, slices, len(pack) if store.add(digest, pack) else 0
 
 
@@ -188,23 +188,29 @@ def release_all(store: ChunkStore, digests: Iterable[str], *, workers: int = 4) 
 
 
 def copy_all(source: ChunkStore, target: ChunkStore, digests: Iterable[str], *,
-             workers: int = 4) -> int:
+             workers: int = 4) -> tuple[int, dict[str, str]]:
     """Reference every chunk in ``target``, copying those its bank lacks.
+
+    Each bank names chunks under its own key, so every chunk is read from
+    the source (authenticated there) and named afresh in the target; the
+    caller renames the chunks in what it copies (a manifest) with the map.
 
     Returns
     -------
-    int
-        How many chunks were copied.
+    tuple
+        ``(chunks copied, {source name: target name})``.
 
     Raises
     ------
     ChunkError
         If a source chunk is missing or corrupt.
     """
-    def one(digest: str) -> bool:
-        return target.add(digest, load=lambda: source.read(digest))
+    def one(digest: str) -> tuple[str, str, bool]:
+        data = source.read(digest)
+        renamed = target.chunk_id(data)
+        return digest, renamed, target.add(renamed, data)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        copied = sum(pool.map(one, sorted(set(digests))))
-    target.sync()  # before the framework copies the manifest naming them
-    return copied
+        done = list(pool.map(one, sorted(set(digests))))
+    target.sync()  # before the manifest naming them is renamed
+    return sum(stored for _, _, stored in done), {old: new for old, new, _ in done}

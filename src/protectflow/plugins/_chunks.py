@@ -2,7 +2,7 @@
 
 Layout (bank-wide, outside any checkpoint)::
 
-    chunks/<h[:2]>/<h>            a chunk: its bytes; ``h`` is their SHA-256
+    chunks/<h[:2]>/<h>            a chunk: its bytes; ``h`` is their keyed hash
     refs/<h[:2]>/<h>/<owner>      empty: ``owner`` (a checkpoint's resource) uses h
     locks/chunks/<h[:2]>/<h>      a deleter's marker while it may delete h
 
@@ -37,6 +37,11 @@ manifest naming a chunk, or relying on a ref, that is not durably stored.
 The protocol above needs only that objects be visible to other processes,
 which they are as soon as they are created.
 
+A chunk's name ``h`` is the keyed hash of its bytes under the bank's id key
+(:meth:`ChunkStore.chunk_id`, HMAC-SHA256): equal data dedups, and without
+the key the names say nothing about the data. Reads check it again after the
+bank has authenticated the chunk's object.
+
 Files in and out of the store: :mod:`protectflow.plugins._chunkfiles`.
 """
 
@@ -62,7 +67,7 @@ _POLL = 0.005
 
 
 def sha256(data: bytes | bytearray | memoryview) -> str:
-    """The hex SHA-256 of ``data``."""
+    """The hex SHA-256 of ``data`` (not a chunk's name: see :meth:`ChunkStore.chunk_id`)."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -107,6 +112,17 @@ class ChunkStore:
         self.stale_after = stale_after
         self.durable = durable
 
+    def chunk_id(self, data: bytes | bytearray | memoryview) -> str:
+        """The name of a chunk holding ``data``: its keyed hash in this bank.
+
+        Raises
+        ------
+        BankError
+            If the bank's key cannot be found or made.
+        """
+        digest: str = self.bank.ensure_keyring().chunk_id(data)
+        return digest
+
     def _ref_key(self, digest: str) -> str:
         return _ref_prefix(digest) + segment(self.owner)
 
@@ -115,8 +131,8 @@ class ChunkStore:
             load: Callable[[], bytes] | None = None) -> bool:
         """Reference chunk ``digest``; store its bytes if the bank lacks them.
 
-        ``data`` are the bytes, which the caller has just hashed to
-        ``digest`` (they are not hashed again), or ``load`` reads them when
+        ``data`` are the bytes, which the caller has just named ``digest``
+        with :meth:`chunk_id` (they are not hashed again), or ``load`` reads them when
         needed (a protect that reuses an earlier manifest has not read the
         file): those are checked.
 
@@ -140,7 +156,7 @@ class ChunkStore:
                 raise ChunkError(f"chunk {digest} is missing from {self.bank.url} and "
                                  "there is no source to store it from")
             data = load()
-            if sha256(data) != digest:
+            if self.chunk_id(data) != digest:
                 raise ChunkError(f"chunk {digest}: its source changed while it was read")
         return bool(self.bank.create_object(key, data, durable=self.durable))
 
@@ -176,7 +192,7 @@ class ChunkStore:
             data = self.bank.get_object(chunk_key(digest))
         except BankError:
             raise ChunkError(f"chunk {digest} is missing from bank {self.bank.url}") from None
-        if not isinstance(data, bytes) or sha256(data) != digest:
+        if not isinstance(data, bytes) or self.chunk_id(data) != digest:
             raise ChunkError(f"chunk {digest} in bank {self.bank.url} is corrupt: "
                              "its bytes do not match its hash")
         return data

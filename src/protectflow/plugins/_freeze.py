@@ -1,30 +1,37 @@
 """Freezing an application so that it is always thawed again.
 
-:func:`freeze` writes a *token* file (what to run to thaw, the deadline) and
-starts a guard process (``python -m protectflow.plugins._freeze TOKEN``)
-before freezing anything. The guard:
+:func:`freeze` starts a guard process (:mod:`._guard`) before freezing
+anything and hands it the freeze's *spec* (the thaw command or the lock
+file) through a pipe: the guard keeps it in memory, and no command is ever
+read back from a file. The guard:
 
 - in ``lock`` mode takes the application's advisory lock (``fcntl.flock``
   on ``lock_file``, waiting for the application to finish what it holds it
   for) and keeps it -- holding it *is* the freeze;
-- then watches: when the token vanishes, a thaw hook claimed it and the guard
-  exits (releasing the lock). When the deadline passes, or the process that
-  froze exits (a crash, a kill, a fail-fast run that never reached thaw),
-  the guard claims the token itself and thaws: runs the ``thaw`` command,
-  or releases the lock.
+- creates the *token* file, which says only that the application is frozen
+  and by which guard (its pid), and reports ``ready``;
+- then watches: when the token vanishes, a thaw claimed it and the guard
+  exits (releasing the lock). When the freeze outlives ``freeze_timeout``,
+  or the process that froze exits (a crash, a kill, a fail-fast run that
+  never reached thaw), the guard claims the token itself and thaws: runs
+  the ``thaw`` command, or releases the lock.
 
 Whoever thaws first *claims* the token by renaming it (atomic: exactly one
-claimant wins), so the thaw runs once. The outcome is written to
-``TOKEN.thawed`` so that a later thaw hook knows whether the application
-was thawed early (the freeze then did not cover the children's snapshots).
-Token files live in ``state_dir``, local to the machine running the app's
-hooks.
+claimant wins), so the thaw runs once; a thaw command that fails puts the
+token back, so that the guard keeps guarding and a retry thaws. A caller of
+:func:`thaw` runs the thaw command of *its own* spec (derived from the
+operator's plan), never one it read. When the guard thawed while the
+process that froze lives on, it leaves ``TOKEN.thawed`` (how and why) for
+the thaw hook to consume, so that it knows the freeze did not cover the
+children's snapshots, and removes it when that process exits.
+
+Token files live in a private folder (:mod:`._private`) on the machine that
+runs the app's hooks, ``0600``, and every one is removed on every way out.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import select
@@ -36,29 +43,29 @@ from typing import Any
 from protectflow.errors import CommandError, LocalPluginError
 from protectflow.plugins._commands import run_command
 
-__all__ = ["freeze", "thaw", "thaw_record"]
+__all__ = ["FROZEN", "GUARD_MODULE", "alive", "claim", "claimant", "claims", "freeze",
+           "read_json", "run_phase", "thaw"]
 
+#: The guard's module, run as ``python -m GUARD_MODULE TOKEN``.
+GUARD_MODULE = "protectflow.plugins._guard"
+#: What the freezing process tells its guard once the application is frozen.
+FROZEN = b"frozen\n"
 _POLL = 0.02
 _GUARDS: dict[str, subprocess.Popen[bytes]] = {}  # token -> guard started here
 
 
-def _write_json(path: str, data: dict[str, Any]) -> None:
-    temp = f"{path}.tmp{os.getpid()}"
-    with open(temp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.replace(temp, path)
-
-
-def _read_json(path: str) -> dict[str, Any] | None:
+def read_json(path: str) -> dict[str, Any] | None:
+    """The JSON object in ``path`` (not through a symlink); None if there is none."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data: dict[str, Any] = json.load(f)
-            return data
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, encoding="utf-8") as f:
+            data = json.load(f)
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
-def _claim(token: str) -> str | None:
+def claim(token: str) -> str | None:
     """Rename the token to a name only the caller knows; None if gone."""
     claimed = f"{token}.claimed{os.getpid()}-{time.monotonic_ns()}"
     try:
@@ -68,10 +75,26 @@ def _claim(token: str) -> str | None:
     return claimed
 
 
-def _alive(pid: int, token: str) -> bool:
-    proc = _GUARDS.get(token)
-    if proc is not None and proc.pid == pid:
-        return proc.poll() is None
+def claims(token: str) -> list[str]:
+    """The claimed tokens of ``token``: thaws under way (or whose claimant died)."""
+    folder, name = os.path.split(token)
+    try:
+        return [os.path.join(folder, n) for n in os.listdir(folder)
+                if n.startswith(name + ".claimed")]
+    except FileNotFoundError:
+        return []
+
+
+def claimant(claimed: str) -> int:
+    """The pid of the process that holds ``claimed``."""
+    try:
+        return int(claimed.rsplit(".claimed", 1)[1].split("-", 1)[0])
+    except (IndexError, ValueError):
+        return 0
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -85,26 +108,50 @@ def _alive(pid: int, token: str) -> bool:
         return True
 
 
-def _env(info: dict[str, Any], phase: str) -> dict[str, str]:
-    return {**info.get("env", {}), "PROTECTFLOW_PHASE": phase}
+def _is_guard(pid: int, token: str) -> bool:
+    """Whether ``pid`` is alive and is the guard of ``token`` (not a process
+    that was given its number since)."""
+    proc = _GUARDS.get(token)
+    if proc is not None and proc.pid == pid:
+        return proc.poll() is None
+    if pid <= 0 or not alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return True  # no /proc: trust the number
+    return GUARD_MODULE.encode() in argv and os.fsencode(token) in argv
 
 
-def thaw_record(token: str) -> dict[str, Any] | None:
-    """How the freeze of ``token`` ended, if it did."""
-    return _read_json(token + ".thawed")
+def _env(spec: dict[str, Any], phase: str) -> dict[str, str]:
+    return {**spec.get("env", {}), "PROTECTFLOW_PHASE": phase}
 
 
-def freeze(token: str, info: dict[str, Any]) -> dict[str, Any]:
-    """Freeze as ``info`` says, guarded; safe to call again while frozen.
+def run_phase(spec: dict[str, Any], phase: str) -> None:
+    """Run ``spec``'s ``freeze`` or ``thaw`` command.
 
-    ``info`` holds ``mode`` (``command`` or ``lock``), ``freeze``/``thaw``
+    Raises
+    ------
+    CommandError
+        If it fails.
+    """
+    run_command(spec[phase], cwd=spec["cwd"], timeout=spec["command_timeout"],
+                env=_env(spec, phase), what=phase)
+
+
+def freeze(token: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Freeze as ``spec`` says, guarded; safe to call again while frozen.
+
+    ``spec`` holds ``mode`` (``command`` or ``lock``), ``freeze``/``thaw``
     (commands) or ``lock_file``, ``cwd``, ``env``, ``command_timeout`` and
-    ``freeze_timeout`` (seconds until the guard thaws by itself).
+    ``freeze_timeout`` (seconds the freeze may last before the guard thaws
+    by itself). The token's folder must be private (:mod:`._private`).
 
     Returns
     -------
     dict
-        The token's contents, with the guard's ``pid``.
+        ``pid`` (the guard's), ``frozen_at`` and ``deadline``.
 
     Raises
     ------
@@ -113,168 +160,113 @@ def freeze(token: str, info: dict[str, Any]) -> dict[str, Any]:
     LocalPluginError
         If the guard cannot start or the lock cannot be taken in time.
     """
-    current = _read_json(token)
-    if current is not None and _alive(int(current.get("pid", 0)), token):
-        return current  # frozen by an earlier attempt of this hook
-    if current is not None:  # its guard died: thaw, then freeze afresh
-        thaw(token, by="freeze-retry")
-    os.makedirs(os.path.dirname(token), exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(token + ".thawed")
-    info = {**info, "deadline": time.time() + float(info["freeze_timeout"]),
-            "frozen_at": time.time()}
-    _write_json(token, info)
-    proc = subprocess.Popen([sys.executable, "-m", "protectflow.plugins._freeze", token],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            start_new_session=True)
+    current = read_json(token)
+    if current is not None and _is_guard(int(current.get("pid", 0)), token):
+        return {**current, "deadline": current["frozen_at"] + spec["freeze_timeout"]}
+    if current is not None or claims(token):  # its guard died: thaw, then freeze afresh
+        thaw(token, spec, by="freeze-retry")
+    _consume_record(token)  # a stale one, from a freeze that ended long ago
+    proc = subprocess.Popen([sys.executable, "-m", GUARD_MODULE, token], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, start_new_session=True)
     _GUARDS[token] = proc
-    info["pid"] = proc.pid
-    _write_json(token, info)  # the guard reads only the fields it needs, before
-    _await_ready(proc, token, float(info["command_timeout"]) + 10)
-    if info["mode"] == "command":
+    _await_ready(proc, token, spec)
+    if spec["mode"] == "command":
         try:
-            run_command(info["freeze"], cwd=info["cwd"], timeout=info["command_timeout"],
-                        env=_env(info, "freeze"), what="freeze")
+            run_phase(spec, "freeze")
         except CommandError:
             with contextlib.suppress(CommandError):
-                thaw(token, by="failed-freeze")
+                thaw(token, spec, by="failed-freeze")
             raise
-    return info
+    frozen_at = time.time()
+    _tell(proc, FROZEN)
+    return {"pid": proc.pid, "frozen_at": frozen_at,
+            "deadline": frozen_at + spec["freeze_timeout"]}
 
 
-def _await_ready(proc: subprocess.Popen[bytes], token: str, timeout: float) -> None:
+def _tell(proc: subprocess.Popen[bytes], message: bytes) -> None:
+    assert proc.stdin is not None
+    with contextlib.suppress(OSError):  # a guard that is gone has thawed
+        proc.stdin.write(message)
+        proc.stdin.flush()
+
+
+def _await_ready(proc: subprocess.Popen[bytes], token: str, spec: dict[str, Any]) -> None:
     assert proc.stdout is not None
+    _tell(proc, json.dumps(spec).encode() + b"\n")
+    timeout = float(spec["command_timeout"]) + 10  # taking the lock may take that long
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     line = proc.stdout.readline().decode(errors="replace").strip() if ready else ""
     proc.stdout.close()
     if line != "ready":
         with contextlib.suppress(OSError):
             proc.kill()
-        claimed = _claim(token)
+        proc.wait()
+        _GUARDS.pop(token, None)
+        claimed = claim(token)
         if claimed:
             os.unlink(claimed)
         raise LocalPluginError(f"freeze guard failed: {line or 'no answer in time'}")
 
 
-def thaw(token: str, *, by: str) -> dict[str, Any] | None:
-    """Thaw the freeze of ``token`` unless someone did; ``by`` names the caller.
+def thaw(token: str, spec: dict[str, Any], *, by: str) -> dict[str, Any] | None:
+    """Thaw the freeze of ``token`` with ``spec``'s thaw, unless someone did;
+    ``by`` names the caller.
 
     Returns
     -------
     dict or None
         The thaw record (``by``, ``reason``, ``ok``, ``at``, and ``now`` if
-        this call thawed); None if nothing was ever frozen under ``token``.
+        this call thawed); None if nothing is frozen under ``token``.
 
     Raises
     ------
     CommandError
-        If the thaw command fails; calling again retries it.
+        If the thaw command fails; the application stays guarded, and
+        calling again retries it.
     """
-    claimed = _claim(token)
-    if claimed is None:
-        _await_other_thaw(token)
-        record = thaw_record(token)
-        if record is None or record.get("ok", True):
+    give_up = time.time() + float(spec.get("command_timeout", 60)) + 60
+    claimed = claim(token)
+    while claimed is None:
+        record = _consume_record(token)
+        if record is not None:  # the guard thawed
             return record
-        claimed = _claim(token + ".thawed")  # a failed thaw: try it again
-        if claimed is None:
-            return thaw_record(token)
-    info = _read_json(claimed) or {}
+        if not claims(token) and not os.path.exists(token):
+            return None  # never frozen, or thawed and done with
+        if time.time() > give_up:
+            raise LocalPluginError(f"{spec.get('resource', token)}: another thaw of this "
+                                   "application has not finished in time")
+        time.sleep(_POLL)  # another claimant is thawing, or put the token back
+        claimed = claim(token)
     try:
-        _undo(info, token)
-    except CommandError as err:
-        _write_json(token + ".thawed", {**info, "by": by, "ok": False, "at": time.time(),
-                                        "error": str(err)})
+        _undo(spec, claimed, token)
+    except CommandError:
+        os.rename(claimed, token)  # still frozen: the guard keeps guarding
         raise
-    finally:
-        os.unlink(claimed)
-    record = {"by": by, "ok": True, "at": time.time(), "reason": by}
-    _write_json(token + ".thawed", record)
-    return {**record, "now": True}
+    os.unlink(claimed)
+    _consume_record(token)
+    proc = _GUARDS.pop(token, None)
+    if proc is not None and proc.stdin is not None:
+        proc.stdin.close()
+    return {"by": by, "reason": by, "ok": True, "at": time.time(), "now": True}
 
 
-def _await_other_thaw(token: str, seconds: float = 120.0) -> None:
-    """Wait while another claimant (the guard) is thawing, for its record."""
-    folder, name = os.path.split(token)
-    give_up = time.time() + seconds
-    while time.time() < give_up and not os.path.exists(token + ".thawed") and any(
-            n.startswith(name + ".claimed") for n in os.listdir(folder or ".")):
-        time.sleep(_POLL)
+def _consume_record(token: str) -> dict[str, Any] | None:
+    """The guard's account of a thaw it did, removed as it is read."""
+    record = read_json(token + ".thawed")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(token + ".thawed")
+    return record
 
 
-def _undo(info: dict[str, Any], token: str) -> None:
-    if info.get("mode") == "command":
-        run_command(info["thaw"], cwd=info["cwd"], timeout=info["command_timeout"],
-                    env=_env(info, "thaw"), what="thaw")
+def _undo(spec: dict[str, Any], claimed: str, token: str) -> None:
+    if spec.get("mode") == "command":
+        run_phase(spec, "thaw")
         return
-    pid = int(info.get("pid", 0))  # lock mode: the guard sees the token gone and exits
+    # lock mode: the guard sees the token gone and exits, which releases the lock
+    pid = int((read_json(claimed) or {}).get("pid", 0))
     give_up = time.time() + 10
-    while pid and _alive(pid, token) and time.time() < give_up:
+    while _is_guard(pid, token) and time.time() < give_up:
         time.sleep(_POLL)
-    if pid and _alive(pid, token):
+    if _is_guard(pid, token):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)  # its exit closes the lock file: the lock goes with it
-    _GUARDS.pop(token, None)
-
-
-def _take_lock(path: str, timeout: float) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    give_up = time.time() + timeout
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.time() > give_up:
-                os.close(fd)
-                raise LocalPluginError(f"could not lock {path} in {timeout} s: the "
-                                       "application holds it") from None
-            time.sleep(_POLL / 4)
-
-
-def _guard(token: str) -> int:
-    parent = os.getppid()
-    info = _read_json(token) or {}
-    fd = None
-    try:
-        if info.get("mode") == "lock":
-            fd = _take_lock(info["lock_file"], float(info["command_timeout"]))
-    except (LocalPluginError, OSError) as err:
-        print(f"error: {err}", flush=True)
-        return 1
-    print("ready", flush=True)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    while os.path.exists(token):
-        if os.getppid() != parent:
-            reason = "the process that froze the application exited"
-        elif time.time() > float(info["deadline"]):
-            reason = f"the freeze outlived its {info['freeze_timeout']} s freeze_timeout"
-        else:
-            time.sleep(_POLL)
-            continue
-        claimed = _claim(token)
-        if claimed is not None:
-            _guard_thaw(token, claimed, info, fd, reason)
-        break
-    return 0
-
-
-def _guard_thaw(token: str, claimed: str, info: dict[str, Any], fd: int | None,
-                reason: str) -> None:
-    record: dict[str, Any] = {**info, "by": "guard", "reason": reason, "ok": True}
-    try:
-        if fd is not None:
-            os.close(fd)
-        if info.get("mode") == "command":
-            run_command(info["thaw"], cwd=info["cwd"], timeout=info["command_timeout"],
-                        env=_env(info, "thaw"), what="thaw")
-    except CommandError as err:
-        record.update(ok=False, error=str(err))
-    record["at"] = time.time()
-    _write_json(token + ".thawed", record)
-    os.unlink(claimed)
-
-
-if __name__ == "__main__":
-    sys.exit(_guard(sys.argv[1]))

@@ -160,22 +160,34 @@ def committed_manifest(section: BankSection, resource: Resource, *,
 
 
 def copy_chunks(checkpoint: HookCheckpoint, resource: Resource, digests: list[str],
-                kwargs: Mapping[str, Any]) -> dict[str, Any]:
+                kwargs: Mapping[str, Any], *,
+                rename: Callable[[dict[str, Any], Mapping[str, str]], None]) -> dict[str, Any]:
     """Give the copy's target checkpoint (``kwargs["target_checkpoint"]``, in
-    another bank) the chunks ``digests``; the framework copies the manifest.
+    another bank) the chunks ``digests``, named under the target's key, and
+    the resource's manifest with the chunks renamed
+    (``rename(manifest, {old: new})`` edits it in place).
+
+    Each bank names chunks by a hash keyed with its own key, so a chunk's
+    name in the source means nothing in the target: the manifest copied
+    verbatim would name chunks the target does not hold. The target's
+    manifest is always made from the source's, never renamed where it lies,
+    so a second call (a retry, a resumed copy) writes the same manifest.
 
     Raises
     ------
     LocalPluginError
-        If there is no target checkpoint.
+        If there is no target checkpoint, or the source holds no manifest.
     ChunkError
         If a source chunk is missing or corrupt.
     """
     target = kwargs.get("target_checkpoint")
     if not isinstance(target, HookCheckpoint):
         raise LocalPluginError(f"{resource.key}: copy needs a target_checkpoint")
-    copied = copy_all(store_of(checkpoint, resource), store_of(target, resource, durable=False),
-                      digests)
+    manifest = committed_manifest(checkpoint.get_resource_bank_section(resource), resource)
+    copied, names = copy_all(store_of(checkpoint, resource),
+                             store_of(target, resource, durable=False), digests)
+    rename(manifest, names)
+    target.get_resource_bank_section(resource).update_object(MANIFEST, manifest)
     return {"chunks": len(set(digests)), "copied_chunks": copied}
 
 

@@ -19,15 +19,19 @@ thaws at once -- the operations layer calls it when a run fails, since a
 fail-fast executor never reaches the parent's ``prepare_finish`` after a
 child failed. A thaw hook that finds the guard thawed early fails: the
 children's snapshots were not all taken while the application was quiet.
+
+The freeze's local state (a token naming the guard) lives in a private
+per-user folder (:mod:`._private`): ``extra_info.state_dir`` if given, else
+``$XDG_RUNTIME_DIR/protectflow``, else ``<user cache dir>/protectflow/run``;
+a folder someone else could change is refused. The thaw command always comes
+from the plan, never from that state, and a run leaves none of it behind.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import shutil
-import tempfile
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -42,6 +46,7 @@ from protectflow.plugins._local import (
     require_checkpoint,
     resolve_path,
 )
+from protectflow.plugins._private import default_state_dir, private_dir
 from protectflow.plugins.base import (
     HookArgs,
     HookCheckpoint,
@@ -66,10 +71,13 @@ OPTIONS_SCHEMA = object_schema("app protect parameters", {
 EMPTY_SCHEMA = object_schema("app parameters", {})
 SAVED_INFO_SCHEMA = {"type": "object", "properties": {
     "mode": {"enum": ["command", "lock"]}, "frozen_at": {"type": "number"},
-    "thawed_at": {"type": "number"}}}
+    "thawed_at": {"type": "number"}, "thawed_early": {"type": "object"}}}
 
 
-def _spec(resource: Resource, parameters: dict[str, Any]) -> dict[str, Any]:
+def _spec(checkpoint: HookCheckpoint, resource: Resource,
+          parameters: dict[str, Any]) -> dict[str, Any]:
+    """How to freeze and thaw ``resource``: from the operator's plan (its
+    ``extra_info``) and parameters, every time -- never from local state."""
     extra = resource.extra_info
     has_commands = "freeze" in extra or "thaw" in extra
     if has_commands == ("lock_file" in extra):
@@ -80,6 +88,7 @@ def _spec(resource: Resource, parameters: dict[str, Any]) -> dict[str, Any]:
         "command_timeout": float(parameters.get("command_timeout", 60)),
         "freeze_timeout": float(parameters.get("freeze_timeout", 600)),
         "resource": resource.key,
+        "env": {"PROTECTFLOW_CHECKPOINT": str(checkpoint.id), "PROTECTFLOW_RESOURCE": resource.key},
     }
     if has_commands:
         spec.update(mode="command", freeze=command_argv(extra.get("freeze"), resource, "freeze"),
@@ -89,19 +98,24 @@ def _spec(resource: Resource, parameters: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def command_problems(resource: Resource, parameters: Mapping[str, Any]) -> list[str]:
+def command_problems(resource: Resource) -> list[str]:
     """Why the freeze or thaw command of ``resource`` could not start: bad
     extra_info, or a program that is not on PATH (or, given with a folder,
     not an executable file there)."""
-    try:
-        spec = _spec(resource, dict(parameters))
-    except LocalPluginError as err:
-        return [str(err)]
-    if spec["mode"] != "command":
+    extra = resource.extra_info
+    if ("freeze" in extra or "thaw" in extra) == ("lock_file" in extra):
+        return [f"{resource.key}: extra_info needs either 'freeze' and 'thaw' commands or a "
+                "'lock_file', not both nor neither"]
+    if "lock_file" in extra:
         return []
+    cwd = base_dir(resource)
     problems = []
     for field in ("freeze", "thaw"):
-        command = spec[field]
+        try:
+            command = command_argv(extra.get(field), resource, field)
+        except LocalPluginError as err:
+            problems.append(str(err))
+            continue
         try:
             argv = shlex.split(command) if isinstance(command, str) else command
         except ValueError as err:
@@ -111,23 +125,30 @@ def command_problems(resource: Resource, parameters: Mapping[str, Any]) -> list[
             continue  # a shell string starting with VAR=value: the shell finds the program
         program = argv[0]
         if os.sep in program:
-            found = os.access(os.path.join(spec["cwd"], program), os.X_OK)
+            found = os.access(os.path.join(cwd, program), os.X_OK)
         else:
             found = shutil.which(program) is not None
         if not found:
             problems.append(f"{resource.key}: the {field} command's program {program!r} is "
                             f"not {'an executable file' if os.sep in program else 'on PATH'} "
-                            f"(run from {spec['cwd']}); install it or fix extra_info.{field} "
+                            f"(run from {cwd}); install it or fix extra_info.{field} "
                             "in the plan")
     return problems
 
 
 def token_path(checkpoint: HookCheckpoint, resource: Resource) -> str:
-    """The local token file of this resource's freeze in ``checkpoint``."""
+    """The local token file of this resource's freeze in ``checkpoint``, in a
+    private folder: ``extra_info.state_dir`` if the plan gives one, else the
+    user's (:func:`._private.default_state_dir`).
+
+    Raises
+    ------
+    LocalPluginError
+        If the folder is not private (someone else could change it).
+    """
     state = resource.extra_info.get("state_dir")
-    folder = (resolve_path(resource, "state_dir") if state
-              else os.path.join(tempfile.gettempdir(), "protectflow-freeze"))
-    return os.path.join(folder, local_name(checkpoint, resource))
+    folder = resolve_path(resource, "state_dir") if state else default_state_dir()
+    return os.path.join(private_dir(folder), local_name(checkpoint, resource))
 
 
 def freeze_app(checkpoint: HookCheckpoint, resource: Resource,
@@ -141,9 +162,7 @@ def freeze_app(checkpoint: HookCheckpoint, resource: Resource,
     LocalPluginError
         If the extra_info is wrong or the lock cannot be taken in time.
     """
-    spec = _spec(resource, parameters)
-    spec["env"] = {"PROTECTFLOW_CHECKPOINT": str(checkpoint.id),
-                   "PROTECTFLOW_RESOURCE": resource.key}
+    spec = _spec(checkpoint, resource, parameters)
     section = checkpoint.get_resource_bank_section(resource)
     info = _freeze.freeze(token_path(checkpoint, resource), spec)
     section.update_object(FREEZE_RECORD, {"mode": spec["mode"], "frozen_at": info["frozen_at"],
@@ -152,16 +171,20 @@ def freeze_app(checkpoint: HookCheckpoint, resource: Resource,
     return {"frozen_at": info["frozen_at"], "mode": spec["mode"]}
 
 
-def thaw_app(checkpoint: HookCheckpoint, resource: Resource, *,
+def thaw_app(checkpoint: HookCheckpoint, resource: Resource, parameters: dict[str, Any], *,
              by: str = "thaw") -> dict[str, Any] | None:
-    """Thaw the application unless it was; returns the thaw record.
+    """Thaw the application unless it was; returns the thaw record. The thaw
+    command is the plan's (``resource``'s), whatever the local state holds.
 
     Raises
     ------
     CommandError
         If the thaw command fails.
+    LocalPluginError
+        If the extra_info is wrong or the local state folder is not private.
     """
-    return _freeze.thaw(token_path(checkpoint, resource), by=by)
+    return _freeze.thaw(token_path(checkpoint, resource),
+                        _spec(checkpoint, resource, parameters), by=by)
 
 
 # -- the hooks: each takes the call's HookArgs ---------------------------------------
@@ -174,17 +197,22 @@ def _thaw_hook(args: HookArgs) -> dict[str, Any]:
     """Thaw the application, and check that the freeze held until now: the
     children's snapshots were all taken while it was quiet."""
     checkpoint, resource = require_checkpoint(args.checkpoint, args.resource), args.resource
-    record = thaw_app(checkpoint, resource)
-    if record is None:
+    record = thaw_app(checkpoint, resource, args.parameters)
+    section = checkpoint.get_resource_bank_section(resource)
+    saved = dict(section.get_object(FREEZE_RECORD)) if section.has_object(FREEZE_RECORD) else {}
+    if record is None:  # no local state left: a rerun of this hook says what the first did
+        record = saved.get("thawed_early") or (
+            {"by": "thaw", "at": saved["thawed_at"]} if "thawed_at" in saved else None)
+    if record is None or not saved:
         raise LocalPluginError(f"{resource.key}: it was not frozen (its prepare_begin did "
                                "not run in this checkpoint)")
     if record.get("by") != "thaw":
+        if "thawed_early" not in saved:
+            section.update_object(FREEZE_RECORD, {**saved, "thawed_early": record})
         raise LocalPluginError(
             f"{resource.key}: the application was thawed before its children's snapshots "
             f"all finished ({record.get('by')}: {record.get('reason')}); they may not be "
             "consistent -- raise freeze_timeout or look for a crashed hook")
-    section = checkpoint.get_resource_bank_section(resource)
-    saved = dict(section.get_object(FREEZE_RECORD))
     saved["thawed_at"] = record["at"]
     section.update_object(FREEZE_RECORD, saved)
     return {"thawed_at": record["at"], "frozen_seconds": record["at"] - saved["frozen_at"]}
@@ -195,8 +223,8 @@ def _delete_hook(args: HookArgs) -> None:
     section = checkpoint.get_resource_bank_section(args.resource)
     if section.has_object(FREEZE_RECORD):
         section.delete_object(FREEZE_RECORD)
-    with contextlib.suppress(OSError):  # the local thaw record, on this machine
-        os.unlink(token_path(checkpoint, args.resource) + ".thawed")
+    # Nothing local to remove: a protect leaves no local state behind, and a
+    # path read back from the checkpoint is never one to unlink.
 
 
 class AppProtectOperation(HookOperation):
@@ -235,7 +263,7 @@ class AppProtectionPlugin(ProtectionPlugin):
     def preflight(self, operation: str, resource: Resource, parameters: Mapping[str, Any], *,
                   checkpoint: HookCheckpoint | None = None) -> list[str]:
         """A protect needs its freeze and thaw commands."""
-        return command_problems(resource, parameters) if operation == "protect" else []
+        return command_problems(resource) if operation == "protect" else []
 
     def on_failure(self, checkpoint: HookCheckpoint | None, resource: Resource,
                    context: Any, parameters: dict[str, Any], **kwargs: Any) -> Any:
@@ -251,7 +279,12 @@ class AppProtectionPlugin(ProtectionPlugin):
         LocalPluginError
             If there is no checkpoint.
         """
-        record = thaw_app(require_checkpoint(checkpoint, resource), resource, by="on_failure")
+        checkpoint = require_checkpoint(checkpoint, resource)
+        try:
+            spec = _spec(checkpoint, resource, parameters)
+        except LocalPluginError:
+            return {"thawed": False}  # no freeze could have begun with this extra_info
+        record = _freeze.thaw(token_path(checkpoint, resource), spec, by="on_failure")
         return {"thawed": bool(record and record.get("now"))}
 
     @classmethod

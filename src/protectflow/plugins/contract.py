@@ -310,6 +310,26 @@ class StatusUpdate:
         return {"resource": self.key, "status": self.status, "reason": self.reason,
                 "time": self.time}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StatusUpdate:
+        """The update :meth:`to_json` wrote (a run journal's, read back).
+
+        Raises
+        ------
+        PluginError
+            When ``data`` is not such an object.
+        """
+        try:
+            rtype, sep, rid = str(data["resource"]).partition("#")
+            reason = data.get("reason")
+            update = cls(rtype, rid, str(data["status"]),
+                         None if reason is None else str(reason), float(data["time"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise PluginError(f"not a resource status update: {data!r} ({err!r})") from err
+        if not (sep and rtype and rid and update.status):
+            raise PluginError(f"not a resource status update: {data!r}")
+        return update
+
 
 class StatusRecorder:
     """Karbor's ``restore``, ``verify`` and ``checkpoint_copy`` objects: a hook

@@ -222,6 +222,15 @@ def delete_resource(checkpoint: HookCheckpoint, resource: Resource) -> dict[str,
     return out
 
 
+def rename_chunks(manifest: dict[str, Any], names: Mapping[str, str]) -> None:
+    """Rename the chunks and packs of a tree manifest (see :func:`copy_chunks`)."""
+    for e in manifest["entries"]:
+        if e["type"] == "file" and "chunks" in e:
+            e["chunks"] = [names[d] for d in e["chunks"]]
+        elif e["type"] == "file":
+            e["pack"] = names[e["pack"]]
+
+
 # -- the hooks: each takes the call's HookArgs ---------------------------------------
 def _protect(args: HookArgs) -> Any:
     if args.hook != args.parameters.get("snapshot_hook", "prepare_finish"):
@@ -245,7 +254,8 @@ def _verify(args: HookArgs) -> dict[str, Any]:
 def _copy(args: HookArgs) -> dict[str, Any]:
     checkpoint = require_checkpoint(args.checkpoint, args.resource)
     manifest = read_manifest(checkpoint.get_resource_bank_section(args.resource), args.resource)
-    return copy_chunks(checkpoint, args.resource, manifest_chunks(manifest), args.kwargs)
+    return copy_chunks(checkpoint, args.resource, manifest_chunks(manifest), args.kwargs,
+                       rename=rename_chunks)
 
 
 def _delete(args: HookArgs) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from typing import Any
 from protectflow.errors import PluginError
 from protectflow.plugins.contract import supported_types
 
-__all__ = ["PROTECTABLES", "PROTECTIONS", "Registry", "ambiguity", "get_registry",
-           "load_entry_points", "using_registry"]
+__all__ = ["PROTECTABLES", "PROTECTIONS", "Registry", "ambiguity", "configured_spec",
+           "get_registry", "load_entry_points", "using_registry"]
 
 PROTECTIONS = "protectflow.protections"
 PROTECTABLES = "protectflow.protectables"
@@ -72,6 +72,7 @@ class Registry:
             if len(chosen := _preferred(ps)) == 1
         }
         self._configured: dict[tuple[str, str], Any] = {}
+        self._with_config: dict[str, Registry] = {}
         self._configured_lock = threading.Lock()
 
     @classmethod
@@ -180,6 +181,40 @@ class Registry:
                 self._configured[key] = made
         return made
 
+    def with_config(self, config: Mapping[str, Mapping[str, Any]]) -> Registry:
+        """This registry with each plugin that ``config`` names made with its
+        configuration (:meth:`configured`): a provider's ``config`` put where
+        the executors look plugins up. One registry per configuration.
+
+        Raises
+        ------
+        PluginError
+            As :meth:`configured`.
+        """
+        config = {name: body for name, body in config.items() if body}
+        if not config:
+            return self
+        key = json.dumps(config, sort_keys=True, default=str)
+        made = self._with_config.get(key)
+        if made is None:
+            for name in config:
+                self.plugin(name)  # a configured plugin that is not installed
+            protections = {name: self._configured_as_claimed(name, config[name])
+                           if name in config else plugin
+                           for name, plugin in self.protections.items()}
+            protectables = [p for ps in self._protectable_claims.values() for p in ps]
+            made = Registry(protections, protectables)
+            with self._configured_lock:
+                made = self._with_config.setdefault(key, made)
+        return made
+
+    def _configured_as_claimed(self, name: str, config: Mapping[str, Any]) -> Any:
+        """:meth:`configured`, claiming no more types than the plugin does here."""
+        plugin, made = self.plugin(name), self.configured(name, config)
+        if isinstance(plugin, _Restricted):
+            return _Restricted(made, tuple(plugin.get_supported_resources_types()))
+        return made
+
     def protectable_for(self, resource_type: str) -> Any:
         """The protectable of ``resource_type``, or ``None``.
 
@@ -237,13 +272,41 @@ _cache: dict[str | None, Registry] = {}
 _overrides: list[Registry] = []
 
 
+#: How a registry spec that carries plugins' configuration starts.
+_CONFIGURED = "configured:"
+
+
+def configured_spec(spec: str | None, config: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """A registry spec for :func:`get_registry` naming the registry ``spec``
+    names with ``config`` applied (:meth:`Registry.with_config`): how a
+    provider's configuration reaches plugins in other processes, where only
+    names travel. ``spec`` itself when nothing is configured.
+    """
+    config = {name: dict(body) for name, body in config.items() if body}
+    if not config:
+        return spec
+    return _CONFIGURED + json.dumps({"registry": spec, "config": config}, sort_keys=True,
+                                    default=str)
+
+
 def get_registry(spec: str | None = None) -> Registry:
     """The registry of this process, built once and cached.
 
     ``spec`` is ``None`` for the installed entry points, or ``"module:function"``
     naming a function that returns a :class:`Registry`: the way a program (or a
-    test) hands its own plugins to executors in other processes, by name.
+    test) hands its own plugins to executors in other processes, by name; or
+    what :func:`configured_spec` made of either.
+
+    Raises
+    ------
+    PluginError
+        When ``spec`` names no registry.
     """
+    if spec is not None and spec.startswith(_CONFIGURED):
+        body = json.loads(spec[len(_CONFIGURED):])
+        # On the registry of this process (an override included); with_config
+        # keeps what it made, so a plugin is configured once per registry.
+        return get_registry(body["registry"]).with_config(body["config"])
     with _lock:
         if spec is None and _overrides:
             return _overrides[-1]

@@ -32,7 +32,7 @@ from urllib.parse import quote
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError, LocalPluginError
 from protectflow.plugins._chunkfiles import store_file
-from protectflow.plugins._chunks import ChunkStore, sha256
+from protectflow.plugins._chunks import ChunkStore
 from protectflow.plugins._local import (
     MANIFEST,
     MainHooksPlugin,
@@ -199,7 +199,8 @@ def restore_database(checkpoint: HookCheckpoint, resource: Resource,
     """
     manifest = _manifest(checkpoint, resource)
     dest = restore_destination(resource, parameters)
-    if os.path.isfile(dest) and _file_chunks(dest, manifest) == manifest["chunks"]:
+    if os.path.isfile(dest) and _file_chunks(store_of(checkpoint, resource), dest,
+                                             manifest) == manifest["chunks"]:
         return dest  # restored by an earlier attempt
     force = bool(parameters.get("force", False))
     check_destination(dest, force, resource.key)
@@ -227,16 +228,21 @@ def _restored(checkpoint: HookCheckpoint | None, resource: Resource, dest: str) 
         manifest = _manifest(checkpoint, resource)
     except (BankError, LocalPluginError):
         return False  # the restore itself will say what is wrong with the checkpoint
-    return bool(_file_chunks(dest, manifest) == manifest["chunks"])
+    chunks = _file_chunks(store_of(checkpoint, resource), dest, manifest)
+    return bool(chunks == manifest["chunks"])
 
 
-def _file_chunks(path: str, manifest: dict[str, Any]) -> list[str]:
+def _file_chunks(store: ChunkStore, path: str, manifest: dict[str, Any]) -> list[str]:
     size = manifest["chunk_size"]
     out = []
     with open(path, "rb") as f:
         while piece := f.read(size):
-            out.append(sha256(piece))
+            out.append(store.chunk_id(piece))
     return out
+
+
+def _rename_chunks(manifest: dict[str, Any], names: Mapping[str, str]) -> None:
+    manifest["chunks"] = [names[d] for d in manifest["chunks"]]
 
 
 def verify_database(checkpoint: HookCheckpoint, resource: Resource) -> dict[str, Any]:
@@ -309,7 +315,7 @@ def _verify(args: HookArgs) -> dict[str, Any]:
 def _copy(args: HookArgs) -> dict[str, Any]:
     checkpoint = _checkpoint(args)
     return copy_chunks(checkpoint, args.resource, _manifest(checkpoint, args.resource)["chunks"],
-                       args.kwargs)
+                       args.kwargs, rename=_rename_chunks)
 
 
 def _delete(args: HookArgs) -> dict[str, Any]:
