@@ -20,6 +20,7 @@ from protectflow.compiler import ResourceGraph, compile_graph
 from protectflow.dag import HookDAG
 from protectflow.errors import BankError, ExecutorError, PlanError, PreflightError
 from protectflow.executors import Executor, get_executor
+from protectflow.plugins.contract import preflight_problems
 from protectflow.plugins.providers import Provider, resolve_provider
 from protectflow.plugins.registry import configured_spec, get_registry
 from protectflow.states import AVAILABLE, ERROR, ERROR_DELETING
@@ -175,9 +176,9 @@ def resource_problems(dag: HookDAG, *, checkpoint: Checkpoint | None = None,
         if name is None:
             continue
         try:
-            problems += plugins.plugin(name).preflight(
-                dag.operation, resource, dag.parameters.get(resource.key, {}),
-                checkpoint=checkpoint)
+            problems += preflight_problems(
+                plugins.plugin(name), dag.operation, resource,
+                dag.parameters.get(resource.key, {}), checkpoint=checkpoint)
         except Exception as err:  # one broken check must not hide the others
             problems.append(f"{resource.key}: the {name} plugin's checks failed: {err!r}")
     return problems
