@@ -20,9 +20,11 @@ __all__ = [
     "GraphExportError",
     "LocalPluginError",
     "MissingDependencyError",
+    "OperationInterrupted",
     "ParameterError",
     "PlanError",
     "PluginError",
+    "PreflightError",
     "ProtectflowError",
     "RenderError",
     "RunFailed",
@@ -45,6 +47,12 @@ class PlanError(ProtectflowError, ValueError):
         if errors:
             message = message + "\n" + "\n".join(f"  - {e}" for e in errors)
         super().__init__(message)
+
+
+class PreflightError(PlanError):
+    """What an operation's checks before it writes anything found: a source
+    that is not there, a command not on PATH, a restore target that is not
+    empty. ``errors`` lists every problem with its fix; nothing was written."""
 
 
 class CycleError(PlanError):
@@ -163,3 +171,17 @@ class Terminated(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         self.signum = signum
         super().__init__(f"terminated by signal {signum}")
+
+
+class OperationInterrupted(KeyboardInterrupt):
+    """An operation on a checkpoint interrupted by Ctrl-C or a termination
+    signal (the original interrupt is its ``__cause__``), after it marked the
+    checkpoint and released its lease: ``operation``, ``checkpoint_id`` and
+    ``bank`` say what to resume."""
+
+    def __init__(self, operation: str, checkpoint_id: str, bank: str) -> None:
+        self.operation = operation
+        self.checkpoint_id = checkpoint_id
+        self.bank = bank
+        super().__init__(f"the {operation} of checkpoint {checkpoint_id} in {bank} "
+                         "was interrupted")

@@ -31,7 +31,7 @@ def test_a_corrupt_record_is_listed_as_corrupt_not_a_reason_to_list_nothing(
     record = Path(bank.url.removeprefix("file://")) / "checkpoints" / bad.id / "record"
     record.write_bytes(b"\x00garbage")
     assert cli.main(["checkpoints", "list", "--json", "--bank", bank.url]) == 0
-    rows = {r["id"]: r["status"] for r in json.loads(capsys.readouterr().out)}
+    rows = {r["id"]: r["status"] for r in json.loads(capsys.readouterr().out)["checkpoints"]}
     assert rows == {good.id: "available", bad.id: "corrupt"}
     assert cli.main(["checkpoints", "show", bad.id, "--bank", bank.url]) == 2
     assert "corrupt record" in capsys.readouterr().err

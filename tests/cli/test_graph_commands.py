@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from protectflow import results
 from protectflow.cli import main
 from protectflow.dag import jsonio
 from protectflow.plugins.sim import SIM_TYPES
@@ -150,9 +151,12 @@ def test_plugins_table(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_plugins_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plugins", "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
+    document = json.loads(capsys.readouterr().out)
+    assert results.check("plugins", document) == []
+    data = document["plugins"]
     assert "sim" in data and list(data) == sorted(data)
     sim = data["sim"]
+    assert sim["protectable"]["OS::Nova::Server"] is True
     assert sim["class"] == "protectflow.plugins.sim.SimProtectionPlugin"
     assert sorted(sim["resource_types"]) == sorted(SIM_TYPES)
     schema = sim["schemas"]["OS::Cinder::Volume"]["protect"]

@@ -146,4 +146,4 @@ def test_plugins_marks_a_type_several_plugins_claim(
     assert document["plugins"]["notes-a"]["schemas"][NOTE]["protect"]["properties"] == {
         "tag": {"type": "string"}}
     assert cli.main(["plugins", "--json"]) == 0
-    assert NOTE in json.loads(capsys.readouterr().out)["notes-b"]["resource_types"]
+    assert NOTE in json.loads(capsys.readouterr().out)["plugins"]["notes-b"]["resource_types"]

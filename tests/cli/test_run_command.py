@@ -66,7 +66,15 @@ def test_hookdag_file(tmp_path: Path) -> None:
     (["--executor", "daks"], "unknown executor 'daks'; available: dask, serial, threads"),
     (["--limit", "OS::Cinder::Volume=two"], "bad --limit"),
     (["--limit", "OS::Cinder::Volum=2"], "is no resource type or pool"),
-    (["--scheduler", "tcp://127.0.0.1:1"], "--scheduler needs --executor dask"),
+    (["--scheduler", "tcp://127.0.0.1:1", "--executor", "threads"],
+     "--scheduler is for the dask executor, not threads"),
+    # --scheduler alone means dask: the scheduler is tried, not refused
+    (["--scheduler", "tcp://127.0.0.1:1"], "cannot reach the dask scheduler"),
+    (["--workers", "0"], "argument --workers: 0 is below 1"),
+    (["--retries", "-1"], "argument --retries: -1 is below 0"),
+    (["--timeout", "-5"], "argument --timeout: -5 is not a number of seconds > 0"),
+    (["--timeout", "nan"], "argument --timeout: nan is not a number of seconds > 0"),
+    (["--limit", "OS::Cinder::Volume=0"], "bad --limit"),
 ])
 def test_bad_input_exits_2(args: list[str], message: str) -> None:
     out = cli(EXAMPLE, *args)

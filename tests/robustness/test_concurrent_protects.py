@@ -56,7 +56,7 @@ def test_eight_protects_at_once(session_bank: tuple[Path, str], tmp_path: Path) 
 
     listed = protectflow(["checkpoints", "list", "--json", "--limit", "100"], bank=bank)
     assert listed.returncode == 0, listed.stderr
-    rows = json.loads(listed.stdout)
+    rows = json.loads(listed.stdout)["checkpoints"]
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids)) == N + 1
     assert session_bank[1] in ids

@@ -205,7 +205,8 @@ class CheckpointStore:
         found = [i for head in close for i in heads[head] if self._exists(i)][:3]
         if found:
             return f"; did you mean {' or '.join(found)}?"
-        return "; `protectflow checkpoints list` lists the checkpoints of a bank"
+        return (f"; `protectflow checkpoints list --bank {self.bank.url}` lists its "
+                "checkpoints (is it the bank you meant?)")
 
     def list(
         self, plan: str | None = None, limit: int | None = 50, marker: str | None = None

@@ -2,45 +2,122 @@
 
 Each command group lives in a module of its own (:mod:`.graph`: compile,
 validate, plugins; :mod:`.run`; :mod:`.operations`: protect, restore, verify,
-copy, delete, resume; :mod:`.checkpoints`; :mod:`.protectables`; :mod:`.key`), and
-each command is a call into the library's public API. Exit codes: 0 success, 1 an
-operation ran and failed, 2 bad input (a plan, a DAG file, a parameter, an option), 130
-interrupted.
+copy, delete, resume; :mod:`.checkpoints`; :mod:`.protectables`; :mod:`.key`;
+:mod:`.shell`: completion), and each command is a call into the library's
+public API.
+
+Exit codes, the same on every command and executor:
+
+- 0: success (and ``protectflow`` alone, which lists the commands);
+- 1: an operation ran and failed (or Graphviz could not draw);
+- 2: bad input -- a plan, a DAG file, a parameter, an option, a bank that is
+  not there, a preflight problem -- and nothing was written;
+- 130: interrupted by Ctrl-C, SIGTERM or SIGHUP (the checkpoint and the
+  command that resumes it are printed);
+- 141: the reader of the output went away (``| head``), as for a command
+  killed by SIGPIPE; nothing else is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-from protectflow.cli import checkpoints, graph, key, operations, protectables, run
-from protectflow.errors import ProtectflowError
+from protectflow import __version__, completion
+from protectflow.cli import checkpoints, graph, key, operations, protectables, run, shell
+from protectflow.cli.outcome import INTERRUPTED, interrupted_error
+from protectflow.config import load_config
+from protectflow.errors import OperationInterrupted, ProtectflowError
+from protectflow.signals import terminate_as_interrupt
 
 __all__ = ["build_parser", "main"]
+
+#: The exit code after the reader of stdout went away (128 + SIGPIPE).
+CLOSED_PIPE = 141
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors look like every other error:
+    ``protectflow: error: ...`` first, then the command's usage (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"protectflow: error: {message}\n{self.format_usage()}"
+                     f"`{self.prog} -h` tells more\n")
+
+
+def _add_verbosity(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """``-q`` and ``-v``: on the top parser with their defaults, on each
+    command without (so that ``protectflow -v protect`` and ``protectflow
+    protect -v`` both count)."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true",
+                       default=False if top else argparse.SUPPRESS,
+                       help="print nothing but errors (no progress, no summary)")
+    group.add_argument("-v", "--verbose", action="count", default=0 if top else argparse.SUPPRESS,
+                       help="print more: every resource's status")
+
+
+def _every_parser(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser``'s commands, and their actions, depth first."""
+    found = []
+    for action in parser._actions:  # argparse has no public walk of its subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                found += [child, *_every_parser(child)]
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="protectflow",
         description="Protect, restore, verify, copy and delete a graph of resources.",
+        epilog="exit codes: 0 success, 1 the operation failed, 2 bad input (nothing "
+        "written), 130 interrupted. `protectflow COMMAND -h` tells more.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (graph, run, operations, checkpoints, protectables, key):
+    parser.add_argument("--version", action="version", version=f"protectflow {__version__}")
+    _add_verbosity(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for group in (graph, run, operations, checkpoints, protectables, key, shell):
         group.add_parsers(sub)
+    for child in _every_parser(parser):
+        _add_verbosity(child, top=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit code (see the module)."""
+    parser = build_parser()
+    completion.answer(parser)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()  # the command list: asking for nothing is asking what there is
+        return 0
     try:
-        code: int = args.func(args)
+        args.config = load_config()
+        with terminate_as_interrupt():
+            code: int = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+    except BrokenPipeError:
+        return _closed_pipe()
     except ProtectflowError as err:
         print(f"protectflow: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OperationInterrupted as err:
+        return interrupted_error(args, err)
     except KeyboardInterrupt:
         print("protectflow: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     return code
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away: stop quietly. stdout now points at
+    /dev/null, so that the interpreter's last flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return CLOSED_PIPE

@@ -1,5 +1,10 @@
 """``protectflow checkpoints list | show | gc | repair | reindex``: what a bank
-holds; ``show ID --resource TYPE#ID`` what a checkpoint keeps about one resource."""
+holds; ``show ID --resource TYPE#ID`` what a checkpoint keeps about one resource.
+
+The bank is found as every reading command finds it (:mod:`.banks`): a bank
+that is not there is an error, not an empty listing; ``--plan`` takes a
+plan's name (a filter) or a plan file (its bank, and its name as the filter).
+"""
 
 from __future__ import annotations
 
@@ -11,18 +16,18 @@ from rich.table import Table
 
 from protectflow import operations, results
 from protectflow.bank import Checkpoint, CheckpointStore
-from protectflow.cli.options import Subparsers, add_bank_args, bank_from_args
+from protectflow.cli.banks import command, plan_file, read_store, resolve_checkpoint
+from protectflow.cli.options import Subparsers, add_bank_args, count
 from protectflow.cli.output import print_json, print_statuses, stdout_console
-from protectflow.errors import BankError
 from protectflow.plugins.queries import saved_info
 from protectflow.states import ERROR, PROTECTING
 
 __all__ = ["add_parsers"]
 
-#: How a listing shows a checkpoint whose record cannot be read (no stored status).
-CORRUPT = "corrupt"
 #: The columns of a listing, in order.
-COLUMNS = ("id", "plan", "status", "created_at", "owner", "verified")
+COLUMNS = ("id", "plan", "status", "created_at", "owner", "verification")
+#: The page size of a listing.
+PAGE = 20
 
 
 def add_parsers(sub: Subparsers) -> None:
@@ -30,23 +35,30 @@ def add_parsers(sub: Subparsers) -> None:
     p = sub.add_parser("checkpoints", help="list, show or clean up checkpoints")
     add_bank_args(p)
     csub = p.add_subparsers(dest="action", metavar="ACTION")
-    c = csub.add_parser("list", help="newest first")
-    c.add_argument("--plan", help="only this plan's checkpoints")
-    c.add_argument("--limit", type=int, default=20)
-    c.add_argument("--marker", help="the last id of the previous page")
+    c = csub.add_parser("list", help="newest first, a page at a time")
+    c.add_argument("--plan", help="only this plan's checkpoints: its name, or its file (whose "
+                   "bank is then listed)")
+    c.add_argument("--limit", type=count(1), default=PAGE, metavar="N",
+                   help=f"checkpoints per page (default {PAGE})")
+    c.add_argument("--all", action="store_true", help="every checkpoint, in one page")
+    c.add_argument("--marker", help="the next_marker of the previous page")
     c.add_argument("--json", action="store_true")
     c = csub.add_parser("show", help="a checkpoint's record and per-resource status")
-    c.add_argument("checkpoint", metavar="ID")
+    c.add_argument("checkpoint", metavar="ID", help="a checkpoint id, or its first characters")
+    c.add_argument("--plan", metavar="PLAN", help="a plan file: its bank is the checkpoint's")
     c.add_argument("--resource", metavar="TYPE#ID",
                    help="print what the checkpoint keeps about this resource (its saved info)")
     c.add_argument("--json", action="store_true")
     c = csub.add_parser("gc", help="resolve checkpoints whose operation died")
+    c.add_argument("--plan", metavar="PLAN", help="a plan file: clean up its bank")
     c.add_argument("--delete", action="store_true",
                    help="remove them, and the data only they use, instead of marking error")
     c = csub.add_parser("repair", help="re-create the chunk refs a checkpoint's manifests "
                         "call for (those verify reports missing)")
-    c.add_argument("checkpoint", metavar="ID")
-    csub.add_parser("reindex", help="rebuild the checkpoint index from the records")
+    c.add_argument("checkpoint", metavar="ID", help="a checkpoint id, or its first characters")
+    c.add_argument("--plan", metavar="PLAN", help="a plan file: its bank is the checkpoint's")
+    c = csub.add_parser("reindex", help="rebuild the checkpoint index from the records")
+    c.add_argument("--plan", metavar="PLAN", help="a plan file: reindex its bank")
     # `checkpoints list --bank X` as well as `checkpoints --bank X list`
     for c in csub.choices.values():
         add_bank_args(c, suppress=True)
@@ -55,8 +67,8 @@ def add_parsers(sub: Subparsers) -> None:
 
 def checkpoints_command(args: argparse.Namespace) -> int:
     """``protectflow checkpoints [list | show ID | gc]`` (list by default)."""
-    store = operations.open_store(bank_from_args(args))
     if args.action == "show":
+        store = resolve_checkpoint(args)
         checkpoint = store.get(args.checkpoint)
         if args.resource is not None:
             _show_saved_info(checkpoint, args.resource, as_json=args.json)
@@ -65,10 +77,11 @@ def checkpoints_command(args: argparse.Namespace) -> int:
         else:
             _show(checkpoint)
         return 0
+    store = read_store(args)
     if args.action == "gc":
         done = operations.gc(store, delete=args.delete)
         verb = "removed" if args.delete else "resolved"
-        print(f"{len(done.changed)} checkpoint(s) {verb}"
+        print(f"{len(done.changed)} checkpoint(s) in {store.bank.url} {verb}"
               + "".join(f"\n  {c}" for c in done.changed))
         print(f"{done.freed_chunks} chunk(s) freed, {len(done.corrupt_leases)} corrupt "
               f"lease(s) and {done.temp_files} stale temporary file(s) removed")
@@ -80,43 +93,44 @@ def checkpoints_command(args: argparse.Namespace) -> int:
             print(f"  problem: {problem}")
         return 0 if fixed.ok else 1
     if args.action == "reindex":
-        print(f"{operations.reindex(store)} index entr(ies) written")
+        print(f"{operations.reindex(store)} index entr(ies) written in {store.bank.url}")
         return 0
     return _list(store, args)
 
 
 def _list(store: CheckpointStore, args: argparse.Namespace) -> int:
     # Without an action (`checkpoints`), list's own options are not set.
-    limit = getattr(args, "limit", 20)
-    page = store.list(plan=getattr(args, "plan", None), limit=limit,
-                      marker=getattr(args, "marker", None))
-    rows = [_row(c) for c in page]
+    given = getattr(args, "plan", None)
+    plan = plan_file(given)
+    name = plan.name if plan is not None else given
+    limit = None if getattr(args, "all", False) else getattr(args, "limit", PAGE)
+    page = results.checkpoint_page(store, plan=name, limit=limit,
+                                   marker=getattr(args, "marker", None))
     if getattr(args, "json", False):
-        print_json(rows, sort_keys=False)
+        print_json(page, sort_keys=False)
         return 0
-    table = Table(title=f"checkpoints in {store.bank.url}")
+    table = Table(title=f"checkpoints in {store.bank.url}" + (f" of {name}" if name else ""))
     table.add_column("id", no_wrap=True, min_width=32)
     for column in ("plan", "status", "created_at (UTC)", "owner", "verified"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(str(row[c]) for c in COLUMNS))
+        table.add_column(column, overflow="fold")
+    for row in page["checkpoints"]:
+        table.add_row(*(_cell(row, c) for c in COLUMNS))
     stdout_console().print(table)
-    if len(rows) == limit:
-        print(f"next page: protectflow checkpoints list --marker {rows[-1]['id']}")
+    if page["next_marker"] is not None:
+        words = ["checkpoints", "list", *(["--plan", given] if given else []),
+                 *(["--limit", str(limit)] if limit != PAGE else []),
+                 "--marker", page["next_marker"]]
+        print(f"next page: {command(*words, bank=store.bank)}")
     return 0
 
 
-def _row(checkpoint: Checkpoint) -> dict[str, Any]:
-    """A listing row; a checkpoint whose record is corrupt is listed as such
-    (``checkpoints show ID`` says what is wrong), not a reason to list nothing."""
-    try:
-        record = checkpoint.record
-    except BankError:
-        return {"id": checkpoint.id, "plan": None, "status": CORRUPT, "created_at": "",
-                "owner": "", "verified": ""}
-    return {"id": checkpoint.id, "plan": record.get("plan_name"), "status": checkpoint.status,
-            "created_at": checkpoint.created_at[:19].replace("T", " "), "owner": checkpoint.owner,
-            "verified": verified(record.get("verification"))}
+def _cell(row: dict[str, Any], column: str) -> str:
+    value = row[column]
+    if column == "created_at" and value:
+        return str(value)[:19].replace("T", " ")
+    if column == "verification":
+        return verified(value) if row.get("created_at") else ""
+    return "" if value is None else str(value)
 
 
 def verified(entry: dict[str, Any] | None) -> str:
@@ -132,13 +146,15 @@ def verified(entry: dict[str, Any] | None) -> str:
 
 def _show(checkpoint: Checkpoint) -> None:
     record = checkpoint.record
-    print(f"checkpoint {checkpoint.id}")
+    print(f"checkpoint {checkpoint.id}, in the bank {checkpoint.bank.url}")
     for field in ("plan_name", "status", "status_reason", "next_steps", "created_at",
                   "updated_at", "owner", "dag_fingerprint"):
         if record.get(field) is not None:
             print(f"  {field:<16} {record[field]}")
-    if record.get("copied_from"):
-        print(f"  {'copied_from':<16} {record['copied_from']}")
+    copied = record.get("copied_from")
+    if isinstance(copied, dict):
+        print(f"  {'copied_from':<16} bank {copied.get('bank')}, checkpoint "
+              f"{copied.get('checkpoint')}")
     check = record.get("verification")
     print(f"  {'verified':<16} {verified(check)}")
     if check and not check.get("ok") and check.get("summary"):
@@ -148,7 +164,7 @@ def _show(checkpoint: Checkpoint) -> None:
         print(f"  {'busy':<16} {lease.describe()}")
     if record.get("status") in (PROTECTING, ERROR) and not record.get("next_steps"):
         print(f"  {'next_steps':<16} " + ("if its operation died: " if lease else "")
-              + operations.next_steps(checkpoint.id))
+              + operations.next_steps(checkpoint.id, checkpoint.bank.url))
     print_statuses(checkpoint.resources)
     runs = checkpoint.list_runs()
     if runs:

@@ -1,27 +1,52 @@
 """``protectflow compile``, ``validate`` and ``plugins``: the commands that
-look at plans and plugins and run nothing."""
+look at plans and plugins and run nothing.
+
+A plan's ``parameters`` are its protect's; the other operations take theirs
+from ``--parameters FILE`` (none without it), so that a plan with protect
+parameters compiles for restore and verify too. ``validate`` also runs the
+plugins' preflight checks (sources there, commands on PATH, restore targets
+free) and reports every problem at once."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
+from protectflow import results
 from protectflow.cli.options import Subparsers, load_parameters
-from protectflow.cli.output import print_json, write_output
-from protectflow.compiler import compile_plan, load_plan
+from protectflow.cli.output import print_json, stdout_console, write_output
+from protectflow.compiler import Plan, compile_plan, load_plan
 from protectflow.dag import OPERATIONS, HookDAG, dot, jsonio, summary
-from protectflow.errors import ProtectflowError
+from protectflow.errors import PreflightError, ProtectflowError
+from protectflow.operations.preflight import resource_problems
 from protectflow.plugins import get_registry
 from protectflow.plugins.contract import parameters_schema, supported_types
 from protectflow.plugins.registry import ambiguity
 
-__all__ = ["FORMATS", "add_parsers"]
+__all__ = ["FORMATS", "add_parsers", "operation_parameters"]
 
 FORMATS = ("json", "dot", "svg", "png", "text")
+PARAMETERS_HELP = ("YAML or JSON parameters keyed by TYPE or TYPE#ID for restore and verify "
+                   "(protect's are the plan's unless given)")
+
+
+def operation_parameters(plan: Plan, operation: str, path: str | None
+                         ) -> Mapping[str, Mapping[str, Any]]:
+    """The parameters ``operation`` compiles with: the file's when given,
+    else the plan's for protect and none for the other operations.
+
+    Raises
+    ------
+    PlanError
+        When the file cannot be read or is not a mapping of parameters.
+    """
+    if path is not None:
+        return load_parameters(path)
+    return plan.parameters if operation == "protect" else {}
 
 
 def add_parsers(sub: Subparsers) -> None:
@@ -32,13 +57,14 @@ def add_parsers(sub: Subparsers) -> None:
     p.add_argument("--format", default="json", choices=FORMATS)
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     p.add_argument("--prune", action="store_true", help="drop hooks the plugins do not implement")
+    p.add_argument("--parameters", metavar="FILE", help=PARAMETERS_HELP)
     p.set_defaults(func=compile_command)
 
     p = sub.add_parser("validate", help="check a plan and its parameters, running nothing")
     p.add_argument("plan", metavar="PLAN")
     p.add_argument("--operation", default="protect", choices=(*OPERATIONS, "all"))
-    p.add_argument("--parameters", metavar="FILE",
-                   help="parameters of the other operations (protect's are the plan's)")
+    p.add_argument("--parameters", metavar="FILE", help=PARAMETERS_HELP)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=validate_command)
 
     p = sub.add_parser("plugins", help="list the installed plugins, their types and schemas")
@@ -48,7 +74,9 @@ def add_parsers(sub: Subparsers) -> None:
 
 def compile_command(args: argparse.Namespace) -> int:
     """``protectflow compile PLAN``."""
-    dag = compile_plan(load_plan(args.plan), args.operation, prune=args.prune)
+    plan = load_plan(args.plan)
+    parameters = operation_parameters(plan, args.operation, args.parameters)
+    dag = compile_plan(plan, args.operation, parameters=parameters, prune=args.prune)
     write_output(_render(dag, args.format), args.output)
     return 0
 
@@ -64,25 +92,36 @@ def _render(dag: HookDAG, fmt: str) -> str | bytes:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    """``protectflow validate PLAN``: every error of every operation asked for,
-    on stderr."""
+    """``protectflow validate PLAN``: every error of every operation asked
+    for, the plugins' preflight problems included, on stderr (or as JSON)."""
     plan = load_plan(args.plan)
     operations = OPERATIONS if args.operation == "all" else (args.operation,)
     extra = load_parameters(args.parameters)
-    failures: dict[str, list[str]] = {}  # message -> the operations it fails
+    outcomes: dict[str, HookDAG | ProtectflowError] = {}
     for operation in operations:
         # The plan's parameters are protect's; the others take theirs from a file.
         parameters = plan.parameters if operation == "protect" else extra
         try:
             dag = compile_plan(plan, operation, parameters=parameters)
+            problems = resource_problems(dag)
+            outcomes[operation] = dag if not problems else PreflightError(
+                f"the {operation} could not start:", problems)
         except ProtectflowError as err:
-            failures.setdefault(str(err), []).append(operation)
+            outcomes[operation] = err
+    if args.json:
+        print_json(results.validation_result(args.plan, outcomes), sort_keys=False)
+    failures: dict[str, list[str]] = {}  # message -> the operations it fails
+    for operation, outcome in outcomes.items():
+        if isinstance(outcome, ProtectflowError):
+            failures.setdefault(str(outcome), []).append(operation)
     if failures:
         for message, ops in failures.items():
             print(f"{', '.join(ops)}: {message}", file=sys.stderr)
         return 2
-    print(f"{args.plan}: valid for {', '.join(operations)} "
-          f"({len(dag.resources)} resources, {len(dag.nodes)} hooks)")
+    if not args.json:
+        dags = [o for o in outcomes.values() if isinstance(o, HookDAG)]
+        print(f"{args.plan}: valid for {', '.join(operations)} "
+              f"({len(dags[-1].resources)} resources, {len(dags[-1].nodes)} hooks)")
     return 0
 
 
@@ -92,13 +131,12 @@ def plugins_command(args: argparse.Namespace) -> int:
     chooses (a provider)."""
     registry = get_registry()
     if args.json:
-        print_json({name: _describe(plugin) for name, plugin in registry.protections.items()},
-                   indent=2)
+        print_json(results.plugins_result(registry), sort_keys=False)
         return 0
     conflicts = registry.conflicts()
     table = Table(title="protection plugins")
     for column in ("plugin", "resource type", "protectable", "protect options"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for name, plugin in registry.protections.items():
         for rtype in supported_types(plugin):
             schema = parameters_schema(plugin, "protect", rtype)
@@ -106,22 +144,8 @@ def plugins_command(args: argparse.Namespace) -> int:
             has = "yes" if rtype in registry.protectables else "-"
             shown = f"{rtype} (!)" if rtype in conflicts else rtype
             table.add_row(name, shown, has, options)
-    Console().print(table)
+    stdout_console().print(table)
     for rtype, names in conflicts.items():
         print(f"(!) {ambiguity(rtype, names)}")
     print("full schemas: protectflow plugins --json")
     return 0
-
-
-def _describe(plugin: Any) -> dict[str, Any]:
-    """A plugin's class, resource types and the schemas of protect, restore
-    and verify per type."""
-    types = list(supported_types(plugin))
-    return {
-        "class": f"{type(plugin).__module__}.{type(plugin).__qualname__}",
-        "resource_types": types,
-        "schemas": {
-            t: {op: parameters_schema(plugin, op, t) for op in OPERATIONS[:3]}
-            for t in types
-        },
-    }

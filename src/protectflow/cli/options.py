@@ -1,31 +1,67 @@
 """The options the commands share: the executor and its limits, retries and
 report files that every running command takes, the bank and where its
-password comes from, and parameter files."""
+password comes from, parameter files, and where each setting comes from
+(flag, plan, environment, config file: :func:`protectflow.config.resolve_settings`).
+
+Numbers are checked as they are parsed (``--workers 0`` is a usage error,
+exit code 2), so every command refuses them the same way."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
 import yaml
 
 from protectflow.bank import Bank
+from protectflow.config import Config, Settings, resolve_settings
 from protectflow.errors import ExecutorError, PlanError
 from protectflow.executors import Executor, get_executor
 
 __all__ = ["BANK_HELP", "Subparsers", "add_bank_args", "add_executor_args", "bank_from_args",
-           "executor_from_args", "load_parameters", "parse_limits"]
+           "count", "executor_from_args", "load_parameters", "parse_limits", "seconds",
+           "settings"]
 
-BANK_HELP = "the bank URL or folder"
+BANK_HELP = ("the bank: a folder, an fsspec URL or a [banks] name of the config file "
+             "(default: $PROTECTFLOW_BANK, the config file's, then a folder in your data "
+             "directory)")
 PASSWORD_FILE_HELP = ("a file holding the bank's password (its first line); it comes before "
                       "$PROTECTFLOW_PASSWORD, and is needed only where the bank has no key "
-                      "file on this machine")
+                      "file on this machine (default: $PROTECTFLOW_PASSWORD_FILE, then the "
+                      "config file's password_file)")
 
 # argparse names the type of add_subparsers()' result only privately; the
 # command modules add their parsers to one.
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}: give a whole "
+                                             f"number >= {minimum}")
+        return value
+    parse.__name__ = f"whole number >= {minimum}"  # argparse names the type in its errors
+    return parse
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds > 0")
+    return value
 
 
 def add_bank_args(p: argparse.ArgumentParser, bank_help: str = BANK_HELP, *,
@@ -39,46 +75,81 @@ def add_bank_args(p: argparse.ArgumentParser, bank_help: str = BANK_HELP, *,
 
 def bank_from_args(args: argparse.Namespace, url: str | os.PathLike[str] | None = None, *,
                    fsync: bool = True) -> Bank:
-    """The bank ``url`` (by default ``--bank``; none: the default bank),
-    unlocked with ``--password-file`` if given."""
-    if url is None:
-        url = args.bank
-    return Bank(url, fsync=fsync, password_file=args.password_file)
+    """The bank ``url`` (by default the one the settings name: ``--bank``, the
+    environment, the config file), unlocked with the password file the
+    settings name.
+
+    Raises
+    ------
+    BankError, ConfigError
+        For a malformed bank URL or a bad setting.
+    """
+    chosen = settings(args)
+    return Bank(url if url is not None else chosen.bank, fsync=fsync,
+                password_file=chosen.password_file)
 
 
 def add_executor_args(p: argparse.ArgumentParser) -> None:
     """The options of every command that runs hooks."""
-    p.add_argument("--executor", default="threads", help="serial, threads or dask")
-    p.add_argument("--workers", type=int, metavar="N", help="threads, or dask worker processes")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="a running dask scheduler")
+    p.add_argument("--executor", help="serial, threads or dask (default: $PROTECTFLOW_EXECUTOR, "
+                   "the config file's, then threads)")
+    p.add_argument("--workers", type=count(1), metavar="N",
+                   help="threads, or dask worker processes")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a running dask scheduler (implies --executor dask)")
     p.add_argument("--keep-going", action="store_true",
                    help="run every hook not downstream of a failed one")
     p.add_argument("--limit", action="append", default=[], metavar="TYPE=N",
                    help="at most N hooks at once of a resource type or pool (repeatable)")
-    p.add_argument("--retries", type=int, metavar="N", help="retries per hook")
-    p.add_argument("--timeout", type=float, metavar="S", help="seconds per hook attempt")
+    p.add_argument("--retries", type=count(0), metavar="N", help="retries per hook")
+    p.add_argument("--timeout", type=seconds, metavar="S", help="seconds per hook attempt")
     p.add_argument("--report", metavar="FILE", help="write the run report (JSON) here")
     p.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace here")
+    p.add_argument("--json", action="store_true",
+                   help="print the result as JSON (see the README for its fields)")
 
 
-def executor_from_args(args: argparse.Namespace) -> tuple[Executor, dict[str, Any]]:
+def settings(args: argparse.Namespace, plan_bank: str | None = None) -> Settings:
+    """The bank, executor and workers this command runs with: its flags, the
+    plan's bank, the environment, the config file (``args.config``), the defaults.
+
+    Raises
+    ------
+    ConfigError, BankError
+        As :func:`protectflow.config.resolve_settings`.
+    """
+    config: Config = getattr(args, "config", None) or Config()
+    executor = getattr(args, "executor", None)
+    if executor is None and getattr(args, "scheduler", None) is not None:
+        executor = "dask"  # a scheduler address means dask
+    return resolve_settings(config, bank=getattr(args, "bank", None), plan_bank=plan_bank,
+                            executor=executor, workers=getattr(args, "workers", None),
+                            password_file=getattr(args, "password_file", None))
+
+
+def executor_from_args(args: argparse.Namespace,
+                       chosen: Settings | None = None) -> tuple[Executor, dict[str, Any]]:
     """The executor and the run options the executor flags ask for.
 
     Raises
     ------
     ExecutorError
-        For an unknown executor, a bad ``--limit`` or ``--scheduler`` without dask.
+        For an unknown executor, a bad ``--limit`` or ``--scheduler`` with
+        another executor than dask.
     """
+    chosen = chosen or settings(args)
     executor_options: dict[str, Any] = {}
-    if args.workers is not None:
-        if args.workers < 1:
-            raise ExecutorError(f"bad --workers {args.workers}: give a number >= 1")
-        executor_options["workers"] = args.workers
+    # Workers from the environment or the config file are for the executors
+    # that take them; serial refuses only a --workers given on its command line.
+    if chosen.workers is not None and (chosen.executor != "serial"
+                                       or chosen.origins.get("workers") == "flag"):
+        executor_options["workers"] = chosen.workers
     if args.scheduler is not None:
-        if args.executor != "dask":
-            raise ExecutorError("--scheduler needs --executor dask")
+        if chosen.executor != "dask":
+            raise ExecutorError(f"--scheduler is for the dask executor, not {chosen.executor}: "
+                                "drop --executor, or give --executor dask")
         executor_options["scheduler"] = args.scheduler
-    executor = get_executor(args.executor, **executor_options)
+    executor = get_executor(chosen.executor, **executor_options)
     options: dict[str, Any] = {"keep_going": args.keep_going}
     for name in ("retries", "timeout"):
         if getattr(args, name) is not None:

@@ -1,33 +1,31 @@
-"""What the commands print and write: output files written whole, JSON, the
-live progress of a run, its summary, its report and trace files, and tables
-of resource statuses."""
+"""What the commands print and write: output files written whole, JSON, a
+run's counts and failures, its report and trace files, and tables of
+resource statuses. Into a pipe nothing is folded, cut or coloured."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from protectflow.errors import ProtectflowError
-from protectflow.executors import Event, RunReport
-from protectflow.states import FAILED_STATES, HOOK_STATES, RETRIED
+from protectflow.executors import RunReport
+from protectflow.states import NOT_RUN
 
-__all__ = ["print_json", "print_statuses", "print_summary", "progress", "stdout_console",
-           "write_output", "write_report_files"]
+__all__ = ["duration", "hook_counts", "print_failures", "print_json", "print_statuses", "say",
+           "stdout_console", "write_output", "write_report_files"]
 
-#: A run listener, as :class:`~protectflow.executors.RunOptions` takes them.
-Listener = Callable[[Event], None]
-
-#: Events the progress prints as they happen.
-_NOTEWORTHY = FAILED_STATES | {RETRIED}
+#: Into a pipe or a file, a table is as wide as its content, up to this.
+_PIPE_WIDTH = 4000
+#: Without -v, more not-run resources than this are a count, not rows.
+_NOT_RUN_SHOWN = 10
 
 
 def write_output(data: str | bytes, output: str | None) -> None:
@@ -65,50 +63,47 @@ def print_json(data: Any, *, indent: int = 1, sort_keys: bool = True) -> None:
 
 
 def stdout_console() -> Console:
-    """A console for tables on stdout: the terminal's width, or 160 columns
-    into a pipe or a file (rich would fold long ids at 80)."""
-    return Console(width=None if sys.stdout.isatty() else 160)
+    """A console for tables on stdout: the terminal's width, or, into a pipe
+    or a file, wide enough that nothing is folded or cut, and no colour."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=_PIPE_WIDTH, no_color=True, highlight=False)
 
 
-@contextmanager
-def progress(description: str, total: int | None = None) -> Iterator[Listener | None]:
-    """A run listener that draws a live progress bar on a terminal (stderr),
-    and prints failures and retries as they happen; ``None`` off a terminal."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    console = Console(stderr=True)
-    with Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console, transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-
-        def listener(event: Event) -> None:
-            if event.kind in HOOK_STATES and event.node is not None:
-                bar.advance(task)
-            if event.kind in _NOTEWORTHY:
-                console.print(f"{event.kind} {event.node}: {event.message}", highlight=False)
-
-        yield listener
+def say(text: str) -> None:
+    """A line on stderr; nothing if stderr is gone (the work goes on)."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
 
 
-def print_summary(report: RunReport) -> None:
-    """A run report's summary table (and its first failures), to stderr."""
-    console = Console(stderr=True)
-    table = Table(title=f"{report.operation} on {report.executor}: {report.state} "
-                        f"in {report.duration:.2f} s")
-    table.add_column("state")
-    table.add_column("hooks", justify="right")
-    for state, n in report.counts().items():
-        if n:
-            table.add_row(state, str(n))
-    console.print(table)
-    for record in report.failed()[:10]:
+def duration(seconds: float) -> str:
+    """A duration for people: ``0.42 s``, ``12 s``, ``3 min 05 s``, ``2 h 01 min``."""
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def hook_counts(report: RunReport) -> str:
+    """``12 hooks: 9 succeeded, 1 failed, 2 cancelled`` (the states that occur)."""
+    counts = [f"{n} {state}" for state, n in report.counts().items() if n]
+    return f"{len(report.hooks)} hooks" + (f": {', '.join(counts)}" if counts else "")
+
+
+def print_failures(report: RunReport, limit: int = 10) -> None:
+    """The first ``limit`` failed hooks and their errors, on stderr."""
+    failed = report.failed()
+    for record in failed[:limit]:
         error = record.error
-        console.print(f"[red]{record.state}[/red] {record.node}: "
-                      f"{error.type if error else ''}: {error.message if error else ''}",
-                      markup=True, highlight=False)
+        say(f"  {record.state} {record.node}: "
+            f"{error.type + ': ' + error.message if error else ''}")
+    if len(failed) > limit:
+        say(f"  ... and {len(failed) - limit} more (--report FILE has them all)")
 
 
 def write_report_files(report: RunReport, args: argparse.Namespace) -> None:
@@ -125,13 +120,27 @@ def write_report_files(report: RunReport, args: argparse.Namespace) -> None:
         write_output(json.dumps(report.to_chrome_trace()) + "\n", args.trace)
 
 
-def print_statuses(resources: Mapping[str, Mapping[str, Any]]) -> None:
-    """A table of each resource's status and reason, on stdout."""
-    if not resources:
-        return
-    table = Table()
-    for column in ("resource", "status", "reason"):
-        table.add_column(column)
-    for key, value in sorted(resources.items()):
-        table.add_row(key, value["status"], value.get("reason") or "")
-    stdout_console().print(table)
+def print_statuses(resources: Mapping[str, Mapping[str, Any]], *,
+                   everything: bool = True) -> None:
+    """A table of each resource's status and reason, on stdout.
+
+    Without ``everything``, only the resources that have a reason (failed,
+    not run), and the not-run ones as a count when there are many of them
+    (an interrupted run of a thousand resources is not a thousand rows)."""
+    rows = sorted(resources.items())
+    hidden = 0
+    if not everything:
+        rows = [(k, v) for k, v in rows if v.get("reason")]
+        not_run = sum(1 for _, v in rows if v["status"] == NOT_RUN)
+        if not_run > _NOT_RUN_SHOWN:
+            rows = [(k, v) for k, v in rows if v["status"] != NOT_RUN]
+            hidden = not_run
+    if rows:
+        table = Table()
+        for column in ("resource", "status", "reason"):
+            table.add_column(column, overflow="fold")
+        for key, value in rows:
+            table.add_row(key, value["status"], value.get("reason") or "")
+        stdout_console().print(table)
+    if hidden:
+        print(f"{hidden} resources not run (-v lists them)")

@@ -40,6 +40,7 @@ from protectflow.operations.lease import default_owner, lease_ttl
 from protectflow.operations.maintenance import GcReport, RepairReport, gc, reindex, repair
 from protectflow.operations.outcomes import OperationResult, next_steps, note_verification
 from protectflow.operations.preflight import (
+    check_resources,
     checkpoint_dag,
     graph_json,
     make_executor,
@@ -127,6 +128,9 @@ def protect(
     ------
     PlanError, PluginError
         Before anything is written, for a bad plan or bad parameters.
+    PreflightError
+        Before anything is written, listing every resource a plugin's checks
+        found unready (a folder that is not there, a command not on PATH).
     ExecutorError
         Before anything is written, for an unknown executor.
     """
@@ -135,6 +139,7 @@ def protect(
     dag = compile_plan(plan, "protect", parameters=parameters)
     runner, run_options = make_executor(executor, options, dag, pools=plan.pools,
                                         provider=plan.provider)
+    check_resources(dag, registry=run_options.get("registry"))
     if bank is None:
         bank = plan.bank or plan_provider(plan.provider, options).bank
     store = open_store(bank, fsync=fsync)

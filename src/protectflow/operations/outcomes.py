@@ -7,14 +7,16 @@ The framework, not the plugins, decides the statuses, from the run report.
 
 from __future__ import annotations
 
-from contextlib import suppress
+import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import attrs
 
 from protectflow.bank import Checkpoint, RunRecord
 from protectflow.dag import HookDAG
-from protectflow.errors import BankError
+from protectflow.errors import BankError, OperationInterrupted
 from protectflow.executors import RunReport
 from protectflow.plugins import get_registry
 from protectflow.plugins.contract import StatusUpdate, call_hook
@@ -29,7 +31,8 @@ from protectflow.states import (
     UPSTREAM_FAILED,
 )
 
-__all__ = ["OperationResult", "next_steps", "note_verification", "on_failure", "reason",
+__all__ = ["OperationResult", "naming_interrupts", "next_steps", "note_verification",
+           "on_failure", "reason",
            "record_run", "status_updates", "statuses"]
 
 #: A run record's status when its run succeeded (``error`` otherwise).
@@ -194,13 +197,42 @@ def reason(report: RunReport) -> str | None:
     return f"{head} ({n_failed} failed, {n_not_run} not run)"
 
 
-def next_steps(checkpoint_id: str) -> str:
+def next_steps(checkpoint_id: str, bank: str | None = None) -> str:
     """What to do after a failed or interrupted operation.
+
+    Parameters
+    ----------
+    checkpoint_id : str
+        The checkpoint.
+    bank : str, optional
+        Its bank, named in the commands (so that they work from anywhere).
 
     Returns
     -------
     str
         The commands that resume or delete the checkpoint.
     """
-    return (f"resume with `protectflow resume {checkpoint_id}` (after fixing the cause), "
-            f"or delete with `protectflow delete {checkpoint_id}`")
+    where = ["--bank", bank] if bank is not None else []
+    resume = shlex.join(["protectflow", "resume", checkpoint_id, *where])
+    delete = shlex.join(["protectflow", "delete", checkpoint_id, *where])
+    return f"resume with `{resume}` (after fixing the cause), or delete with `{delete}`"
+
+
+@contextmanager
+def naming_interrupts(checkpoint: Checkpoint, operation: str) -> Iterator[None]:
+    """Turn a Ctrl-C or termination signal that ends the block into
+    :class:`~protectflow.errors.OperationInterrupted`, naming the checkpoint,
+    so that the caller can say what to resume. Put it outside the blocks that
+    mark the checkpoint and release its lease: they have run when it raises.
+
+    Raises
+    ------
+    OperationInterrupted
+        From the interrupt, as its cause.
+    """
+    try:
+        yield
+    except OperationInterrupted:
+        raise
+    except KeyboardInterrupt as err:
+        raise OperationInterrupted(operation, checkpoint.id, checkpoint.bank.url) from err

@@ -1,9 +1,11 @@
 """The checks an operation runs before it writes anything: the executor
 (made now, so a bad name fails early), the limits against the DAG, the
-checkpoint's status and lease, the plan's provider, and the DAG over a
+checkpoint's status and lease, the plan's provider, the DAG over a
 checkpoint's saved graph (compiled with the provider the plan named when it
 was protected, so that a later restore, verify, copy or delete runs the
-plugins its protect ran).
+plugins its protect ran), and the plugins' own checks of every resource
+(:func:`check_resources`: sources that are there, commands on PATH, restore
+targets that are free), every problem of every resource reported at once.
 
 Each returns what it checked or made and changes none of its arguments.
 """
@@ -17,14 +19,15 @@ from protectflow.bank import Checkpoint
 from protectflow.bank.lease import owner_is_dead
 from protectflow.compiler import ResourceGraph, compile_graph
 from protectflow.dag import HookDAG
-from protectflow.errors import BankError, ExecutorError, PlanError
+from protectflow.errors import BankError, ExecutorError, PlanError, PreflightError
 from protectflow.executors import Executor, get_executor
+from protectflow.plugins.contract import preflight_problems
 from protectflow.plugins.providers import Provider, resolve_provider
 from protectflow.plugins.registry import configured_spec, get_registry
 from protectflow.states import AVAILABLE, DELETING, ERROR, ERROR_DELETING
 
-__all__ = ["check_limits", "checkpoint_dag", "graph_json", "make_executor", "plan_provider",
-           "require_status", "with_provider_config"]
+__all__ = ["check_limits", "check_resources", "checkpoint_dag", "graph_json", "make_executor",
+           "plan_provider", "require_status", "resource_problems", "with_provider_config"]
 
 #: Run options that make the executor rather than the run.
 EXECUTOR_OPTIONS = ("workers", "scheduler", "client")
@@ -158,4 +161,44 @@ def require_status(checkpoint: Checkpoint, operation: str, *, resuming: bool = F
         )
     if lease is not None and not (resuming or reclaim):
         raise BankError(f"cannot {operation} checkpoint {checkpoint.id}: it is busy with "
-                        f"{lease.describe()}")
+                        f"{lease.describe() if lease else 'another operation'}")
+
+
+def resource_problems(dag: HookDAG, *, checkpoint: Checkpoint | None = None,
+                      registry: str | None = None) -> list[str]:
+    """What each resource's plugin says would make ``dag`` fail
+    (:meth:`~protectflow.plugins.ProtectionPlugin.preflight`), in resource order.
+
+    ``checkpoint`` is the checkpoint a restore, verify, copy or delete works
+    on (None for a protect); ``registry`` as :func:`~protectflow.plugins.get_registry`'s.
+    A plugin whose check raises is reported as a problem, not raised.
+    """
+    plugins = get_registry(registry)
+    names = {n.resource.key: n.plugin for n in dag.nodes}
+    problems: list[str] = []
+    for resource in dag.resources:
+        name = names.get(resource.key)
+        if name is None:
+            continue
+        try:
+            problems += preflight_problems(
+                plugins.plugin(name), dag.operation, resource,
+                dag.parameters.get(resource.key, {}), checkpoint=checkpoint)
+        except Exception as err:  # one broken check must not hide the others
+            problems.append(f"{resource.key}: the {name} plugin's checks failed: {err!r}")
+    return problems
+
+
+def check_resources(dag: HookDAG, *, checkpoint: Checkpoint | None = None,
+                    registry: str | None = None) -> None:
+    """Refuse ``dag`` when its plugins find problems (:func:`resource_problems`).
+
+    Raises
+    ------
+    PreflightError
+        Listing every problem of every resource, each with its fix.
+    """
+    problems = resource_problems(dag, checkpoint=checkpoint, registry=registry)
+    if problems:
+        raise PreflightError(f"the {dag.operation} of {dag.plan or 'the plan'} cannot start; "
+                             "nothing was written:", problems)

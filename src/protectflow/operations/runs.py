@@ -18,6 +18,7 @@ from protectflow.operations.journal import JournalMeta, run_journaled
 from protectflow.operations.lease import failing_on_crash, holding, lease_ttl, renewing
 from protectflow.operations.outcomes import (
     OperationResult,
+    naming_interrupts,
     next_steps,
     on_failure,
     reason,
@@ -25,7 +26,12 @@ from protectflow.operations.outcomes import (
     statuses,
     with_cleanup,
 )
-from protectflow.operations.preflight import checkpoint_dag, make_executor, require_status
+from protectflow.operations.preflight import (
+    check_resources,
+    checkpoint_dag,
+    make_executor,
+    require_status,
+)
 from protectflow.operations.resume import check_resumable, completed_hooks
 from protectflow.states import AVAILABLE, COPYING, DELETED, DELETING, ERROR, ERROR_DELETING
 
@@ -34,8 +40,16 @@ __all__ = ["copy_checkpoint", "delete_checkpoint", "protect_into", "run_on_check
 
 def protect_into(checkpoint: Checkpoint, dag: HookDAG, runner: Executor, *,
                  meta: JournalMeta, options: Mapping[str, Any]) -> OperationResult:
-    """Run a protect DAG into a checkpoint this process holds (new or resumed)."""
-    with renewing(checkpoint), failing_on_crash(checkpoint, ERROR):
+    """Run a protect DAG into a checkpoint this process holds (new or resumed).
+
+    Raises
+    ------
+    OperationInterrupted
+        On Ctrl-C or a termination signal outside the run of hooks (a run
+        interrupted inside it ends cancelled, in the result).
+    """
+    with naming_interrupts(checkpoint, "protect"), renewing(checkpoint), \
+            failing_on_crash(checkpoint, ERROR):
         checkpoint.bank.update_object(checkpoint.prefix + "dag.json", jsonio.dumps(dag))
         report = None
         try:
@@ -47,8 +61,9 @@ def protect_into(checkpoint: Checkpoint, dag: HookDAG, runner: Executor, *,
         resources = with_cleanup(statuses(dag, report), cleanup)
         checkpoint.drop_reserve()  # its space is for these last writes
         checkpoint.set_resource_statuses(resources)
+        hint = None if report.ok else next_steps(checkpoint.id, checkpoint.bank.url)
         checkpoint.transition(AVAILABLE if report.ok else ERROR, reason=reason(report),
-                              next_steps=None if report.ok else next_steps(checkpoint.id))
+                              next_steps=hint)
     return OperationResult("protect", checkpoint, report, resources)
 
 
@@ -67,10 +82,14 @@ def run_on_checkpoint(
     runner, run_options = make_executor(executor, options, dag, pools=checkpoint.plan.get("pools"),
                                         provider=checkpoint.plan.get("provider"))
     if runs is None and not checkpoint.bank.writable():
+        check_resources(dag, checkpoint=checkpoint, registry=run_options.get("registry"))
         return _run_read_only(operation, checkpoint, dag, runner, run_options)
+    if runs is None:  # a resumed restore finds its targets part-written, by itself
+        check_resources(dag, checkpoint=checkpoint, registry=run_options.get("registry"))
     meta = JournalMeta(owner, checkpoint.plan, parameters=parameters,
                        resumes=runs[-1].run_id if runs else None)
-    with holding(checkpoint, operation, owner, reclaim_dead=runs is not None):
+    with naming_interrupts(checkpoint, operation), \
+            holding(checkpoint, operation, owner, reclaim_dead=runs is not None):
         report = run_journaled(checkpoint, dag, runner, meta=meta, options=run_options)
     resources = statuses(dag, report)
     run = record_run(checkpoint, operation, owner, report, resources)
@@ -96,7 +115,8 @@ def delete_checkpoint(checkpoint: Checkpoint, *, executor: str | Executor, owner
     dag = checkpoint_dag(checkpoint, "delete", None)
     runner, run_options = make_executor(executor, options, dag, pools=checkpoint.plan.get("pools"),
                                         provider=checkpoint.plan.get("provider"))
-    with holding(checkpoint, "delete", owner, reclaim_dead=True), \
+    with naming_interrupts(checkpoint, "delete"), \
+            holding(checkpoint, "delete", owner, reclaim_dead=True), \
             failing_on_crash(checkpoint, ERROR_DELETING):
         if checkpoint.status != DELETING:  # else a dead delete's, finished now
             checkpoint.transition(DELETING)
@@ -122,7 +142,7 @@ def copy_checkpoint(source: Checkpoint, target_store: CheckpointStore, *,
     dag = checkpoint_dag(source, "copy", source.plan.get("parameters"))
     runner, run_options = make_executor(executor, options, dag, pools=source.plan.get("pools"),
                                         provider=source.plan.get("provider"))
-    with holding(source, "copy", owner):
+    with naming_interrupts(source, "copy"), holding(source, "copy", owner):
         source.transition(COPYING)
         outcome = "copy interrupted"
         try:

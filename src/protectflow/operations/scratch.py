@@ -40,9 +40,14 @@ class Runnable:
 
 
 def prepare_run(source: Runnable | Plan | HookDAG | str | os.PathLike[str], *,
-                operation: str | None = None) -> Runnable:
+                operation: str | None = None,
+                parameters: Mapping[str, Mapping[str, Any]] | None = None) -> Runnable:
     """A HookDAG (object or ``.json`` file) as it is, or a plan (object or
     file) compiled for ``operation`` (default: protect), with its pools.
+
+    A plan compiles with ``parameters`` when given, else with its own for a
+    protect and with none for the other operations (a plan's parameters are
+    its protect's). A HookDAG holds its parameters: giving any is an error.
 
     Raises
     ------
@@ -56,8 +61,14 @@ def prepare_run(source: Runnable | Plan | HookDAG | str | os.PathLike[str], *,
         name = os.fspath(source)
         source = jsonio.load(name) if _is_hookdag(name) else load_plan(name)
     if isinstance(source, Plan):
-        return Runnable(compile_plan(source, operation or "protect"), dict(source.pools),
-                        source.provider)
+        operation = operation or "protect"
+        if parameters is None:
+            parameters = source.parameters if operation == "protect" else {}
+        return Runnable(compile_plan(source, operation, parameters=parameters),
+                        dict(source.pools), source.provider)
+    if parameters is not None:
+        raise ExecutorError(f"{name} is a compiled DAG: its parameters are in it; drop "
+                            "--parameters, or compile the plan with them")
     runnable = source if isinstance(source, Runnable) else Runnable(source)
     if operation is not None and operation != runnable.dag.operation:
         raise ExecutorError(

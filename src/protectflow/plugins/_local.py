@@ -41,6 +41,7 @@ __all__ = [
     "clear_destination",
     "committed_manifest",
     "copy_chunks",
+    "destination_problems",
     "get_json",
     "local_name",
     "object_schema",
@@ -48,6 +49,7 @@ __all__ = [
     "require_checkpoint",
     "resolve_path",
     "restore_destination",
+    "source_problems",
     "store_of",
 ]
 
@@ -55,6 +57,10 @@ __all__ = [
 MANIFEST = "manifest"
 
 _SCHEMA = "https://json-schema.org/draft/2020-12/schema"
+
+#: How to get past a restore target that is not empty, as the command says it.
+FORCE_HINT = ("choose another target (--target), or restore with --force (the 'force' "
+              "parameter) to replace it")
 
 
 def object_schema(title: str, properties: Mapping[str, Any],
@@ -242,12 +248,53 @@ def clear_destination(dest: str, force: bool, what: str) -> None:
         return
     empty_dir = os.path.isdir(dest) and not os.path.islink(dest) and not os.listdir(dest)
     if not (empty_dir or force):
-        raise LocalPluginError(f"{what}: restore target {dest} is not empty; choose "
-                               "another target or pass force: true to replace it")
+        raise LocalPluginError(f"{what}: restore target {dest} is not empty; {FORCE_HINT}")
     if os.path.isdir(dest) and not os.path.islink(dest):
         shutil.rmtree(dest)
     else:
         os.unlink(dest)
+
+
+def source_problems(resource: Resource, kind: str) -> list[str]:
+    """Why ``extra_info.path`` of ``resource`` is not the ``kind`` (``folder``
+    or ``file``) a protect reads, with the fix: ``extra_info.missing_hint``
+    when the plan gives one (how to build the source), else where to set the path."""
+    try:
+        path = resolve_path(resource)
+    except LocalPluginError as err:
+        return [str(err)]
+    found = os.path.isdir(path) if kind == "folder" else os.path.isfile(path)
+    if found:
+        return []
+    what = "does not exist" if not os.path.lexists(path) else f"is not a {kind}"
+    hint = resource.extra_info.get("missing_hint")
+    fix = hint if isinstance(hint, str) and hint else (
+        f"create it, or set the {kind} in the plan's extra_info.path")
+    return [f"{resource.key}: the {kind} {path} {what}; {fix}"]
+
+
+def destination_problems(resource: Resource, parameters: Mapping[str, Any],
+                         restored: Callable[[str], bool], *,
+                         dest: str | None = None) -> list[str]:
+    """Why a restore of ``resource`` could not write ``dest`` (by default
+    ``<target>/<id>``): a target that is not a folder, or a destination that
+    holds something (unless ``force``, or ``restored(dest)`` says an earlier
+    attempt already restored it there)."""
+    try:
+        dest = dest or restore_destination(resource, parameters)
+    except LocalPluginError as err:
+        return [str(err)]
+    target = os.path.dirname(dest)
+    if os.path.lexists(target) and not os.path.isdir(target):
+        return [f"{resource.key}: the restore target {target} is not a folder; "
+                "give a folder with --target"]
+    if not os.path.lexists(dest) or parameters.get("force"):
+        return []
+    if os.path.isdir(dest) and not os.path.islink(dest) and not os.listdir(dest):
+        return []
+    if restored(dest):
+        return []
+    return [f"{resource.key}: restore target {dest} is not empty; {FORCE_HINT}"]
 
 
 class MainHooksPlugin(ProtectionPlugin):

@@ -30,8 +30,8 @@ from protectflow.plugins._local import (
 )
 from protectflow.plugins.base import HookCheckpoint
 
-__all__ = ["check", "integrity_check", "read_manifest", "restore_database", "restore_name",
-           "verify_database"]
+__all__ = ["check", "file_chunks", "integrity_check", "read_manifest", "restore_database",
+           "restore_name", "verify_database"]
 
 _READABLE_VERSIONS = (1, 2)
 #: An extension the restored file may take from the stored source's name.
@@ -114,7 +114,7 @@ def restore_database(checkpoint: HookCheckpoint, resource: Resource,
     manifest = read_manifest(checkpoint, resource)
     dest = os.path.join(os.path.dirname(restore_destination(resource, parameters)),
                         restore_name(resource, manifest))
-    if _file_chunks(store_of(checkpoint, resource), dest, manifest) == manifest["chunks"]:
+    if file_chunks(store_of(checkpoint, resource), dest, manifest) == manifest["chunks"]:
         return dest  # restored by an earlier attempt
     force = bool(parameters.get("force", False))
     check_destination(dest, force, resource.key)
@@ -148,7 +148,7 @@ def _set_meta(fd: int, manifest: dict[str, Any], parameters: dict[str, Any]) -> 
         os.utime(fd, ns=(manifest["mtime_ns"], manifest["mtime_ns"]))
 
 
-def _file_chunks(store: ChunkStore, path: str, manifest: dict[str, Any]) -> list[str] | None:
+def file_chunks(store: ChunkStore, path: str, manifest: dict[str, Any]) -> list[str] | None:
     """The chunk names in ``store`` of the file at ``path`` (not through a
     symlink), or None if there is no such regular file."""
     try:

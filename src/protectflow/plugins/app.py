@@ -30,6 +30,9 @@ from the plan, never from that state, and a run leaves none of it behind.
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from protectflow.dag.model import Resource
@@ -93,6 +96,44 @@ def _spec(checkpoint: HookCheckpoint, resource: Resource,
     else:
         spec.update(mode="lock", lock_file=resolve_path(resource, "lock_file"))
     return spec
+
+
+def command_problems(resource: Resource) -> list[str]:
+    """Why the freeze or thaw command of ``resource`` could not start: bad
+    extra_info, or a program that is not on PATH (or, given with a folder,
+    not an executable file there)."""
+    extra = resource.extra_info
+    if ("freeze" in extra or "thaw" in extra) == ("lock_file" in extra):
+        return [f"{resource.key}: extra_info needs either 'freeze' and 'thaw' commands or a "
+                "'lock_file', not both nor neither"]
+    if "lock_file" in extra:
+        return []
+    cwd = base_dir(resource)
+    problems = []
+    for field in ("freeze", "thaw"):
+        try:
+            command = command_argv(extra.get(field), resource, field)
+        except LocalPluginError as err:
+            problems.append(str(err))
+            continue
+        try:
+            argv = shlex.split(command) if isinstance(command, str) else command
+        except ValueError as err:
+            problems.append(f"{resource.key}: extra_info.{field} is not a shell command: {err}")
+            continue
+        if not argv or (isinstance(command, str) and "=" in argv[0]):
+            continue  # a shell string starting with VAR=value: the shell finds the program
+        program = argv[0]
+        if os.sep in program:
+            found = os.access(os.path.join(cwd, program), os.X_OK)
+        else:
+            found = shutil.which(program) is not None
+        if not found:
+            problems.append(f"{resource.key}: the {field} command's program {program!r} is "
+                            f"not {'an executable file' if os.sep in program else 'on PATH'} "
+                            f"(run from {cwd}); install it or fix extra_info.{field} "
+                            "in the plan")
+    return problems
 
 
 def token_path(checkpoint: HookCheckpoint, resource: Resource) -> str:
@@ -218,6 +259,11 @@ class AppProtectionPlugin(ProtectionPlugin):
 
     def get_delete_operation(self, resource: Resource) -> Operation:
         return AppDeleteOperation()
+
+    def preflight(self, operation: str, resource: Resource, parameters: Mapping[str, Any], *,
+                  checkpoint: HookCheckpoint | None = None) -> list[str]:
+        """A protect needs its freeze and thaw commands."""
+        return command_problems(resource) if operation == "protect" else []
 
     def on_failure(self, checkpoint: HookCheckpoint | None, resource: Resource,
                    context: Any, parameters: dict[str, Any], **kwargs: Any) -> Any:

@@ -283,6 +283,26 @@ class ProtectionPlugin:
         """
         return None
 
+    def preflight(self, operation: str, resource: Resource, parameters: Mapping[str, Any], *,
+                  checkpoint: HookCheckpoint | None = None) -> list[str]:
+        """What would make ``operation`` fail on ``resource``, found before
+        anything is written: a source that is not there, a command not on
+        PATH, a restore target that is not empty. None by default.
+
+        Not in the Karbor guide: protectflow calls it for every resource of an
+        operation before its checkpoint exists (protect) or before its first
+        hook runs (``checkpoint``: the checkpoint a restore reads), and
+        reports every problem of every resource at once. It must write
+        nothing.
+
+        Returns
+        -------
+        list of str
+            One line per problem, naming the resource, what is wrong and how
+            to fix it.
+        """
+        return []
+
     def get_operation(self, operation: str, resource: Resource) -> Operation:
         """The Operation for ``operation`` (``protect``, ``restore``, ...)."""
         getter = getattr(self, f"get_{operation}_operation")

@@ -47,6 +47,7 @@ __all__ = [
     "noop_hook",
     "operation_settings",
     "parameters_schema",
+    "preflight_problems",
     "supported_types",
 ]
 
@@ -163,6 +164,27 @@ def parameters_schema(plugin: Any, operation: str, resource_type: str) -> dict[s
         return _ANY_OBJECT
     schema: dict[str, Any] = getter(resource_type)
     return schema
+
+
+def preflight_problems(plugin: Any, operation: str, resource: Resource,
+                       parameters: Mapping[str, Any], *, checkpoint: Any = None) -> list[str]:
+    """What ``plugin``'s ``preflight`` finds would make ``operation`` fail on
+    ``resource`` (not in the Karbor guide: a plugin without one finds nothing).
+
+    Raises
+    ------
+    PluginError
+        When ``preflight`` returns something that is not a list of strings.
+    """
+    method = getattr(plugin, "preflight", None)
+    if method is None:
+        return []
+    found = method(operation, resource, parameters, checkpoint=checkpoint)
+    if isinstance(found, str) or not all(isinstance(p, str) for p in found):
+        name = type(plugin).__qualname__
+        raise PluginError(f"{name}.preflight() returned {found!r}; it must return a list of "
+                          "problems, each a string", name)
+    return list(found)
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])

@@ -83,16 +83,18 @@ from protectflow.plugins._fsprotect import (
     protect_tree,
     read_manifest,
 )
-from protectflow.plugins._fsrestore import restore_into
+from protectflow.plugins._fsrestore import matches, restore_into
 from protectflow.plugins._local import (
     MANIFEST,
     MainHooksPlugin,
     copy_chunks,
+    destination_problems,
     get_json,
     object_schema,
     release_chunks,
     require_checkpoint,
     restore_destination,
+    source_problems,
     store_of,
 )
 from protectflow.plugins.base import (
@@ -184,6 +186,28 @@ def restore_with_outcome(checkpoint: HookCheckpoint, resource: Resource,
                            chunk_size=chunk_size, workers=int(parameters.get("workers", 4)),
                            what=resource.key)
     return dest, outcome or Outcome()
+
+
+def _restored(checkpoint: HookCheckpoint | None, resource: Resource, dest: str) -> bool:
+    """Whether ``dest`` already holds the tree ``checkpoint`` keeps of
+    ``resource``, contents compared by hash (a rerun of a restore is fine)."""
+    if checkpoint is None:
+        return False
+    try:
+        manifest = read_manifest(checkpoint.get_resource_bank_section(resource), resource)
+        check_entries(manifest.get("entries"), resource.key)
+    except (BankError, LocalPluginError):
+        return False  # the restore itself will say what is wrong with the checkpoint
+    parent, name = os.path.split(os.path.abspath(dest))
+    try:
+        parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return matches(parent_fd, name, manifest["entries"], chunk_size=manifest["chunk_size"],
+                       owners=False, chunk_id=store_of(checkpoint, resource).chunk_id)
+    finally:
+        os.close(parent_fd)
 
 
 def manifest_chunks(manifest: dict[str, Any]) -> list[str]:
@@ -317,6 +341,17 @@ class FsProtectionPlugin(MainHooksPlugin):
 
     def get_protect_operation(self, resource: Resource) -> Operation:
         return FsProtectOperation()
+
+    def preflight(self, operation: str, resource: Resource, parameters: Mapping[str, Any], *,
+                  checkpoint: HookCheckpoint | None = None) -> list[str]:
+        """A protect needs the folder; a restore, a destination that is empty
+        (or ``force``, or already this tree)."""
+        if operation == "protect":
+            return source_problems(resource, "folder")
+        if operation == "restore":
+            return destination_problems(resource, parameters,
+                                        lambda dest: _restored(checkpoint, resource, dest))
+        return []
 
     @classmethod
     def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:

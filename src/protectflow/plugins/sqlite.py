@@ -43,20 +43,25 @@ from protectflow.plugins._local import (
     MANIFEST,
     MainHooksPlugin,
     copy_chunks,
+    destination_problems,
     get_json,
     local_name,
     object_schema,
     release_chunks,
     require_checkpoint,
     resolve_path,
+    restore_destination,
+    source_problems,
     store_of,
 )
 from protectflow.plugins._private import private_dir
 from protectflow.plugins._sqlitecopy import (
     check,
+    file_chunks,
     integrity_check,
     read_manifest,
     restore_database,
+    restore_name,
     verify_database,
 )
 from protectflow.plugins.base import (
@@ -214,6 +219,27 @@ def delete_database(checkpoint: HookCheckpoint, resource: Resource,
     return out
 
 
+def _restore_problems(checkpoint: HookCheckpoint | None, resource: Resource,
+                      parameters: Mapping[str, Any]) -> list[str]:
+    """:func:`destination_problems` at the path the restore will write: the
+    database's own file name, which the checkpoint's manifest knows."""
+    manifest: dict[str, Any] | None = None
+    dest = None
+    if checkpoint is not None:
+        with contextlib.suppress(BankError, LocalPluginError):
+            manifest = read_manifest(checkpoint, resource)
+            dest = os.path.join(os.path.dirname(restore_destination(resource, parameters)),
+                                restore_name(resource, manifest))
+
+    def restored(path: str) -> bool:
+        if checkpoint is None or manifest is None:
+            return False
+        chunks = file_chunks(store_of(checkpoint, resource), path, manifest)
+        return bool(chunks == manifest["chunks"])
+
+    return destination_problems(resource, parameters, restored, dest=dest)
+
+
 def _rename_chunks(manifest: dict[str, Any], names: Mapping[str, str]) -> None:
     manifest["chunks"] = [names[d] for d in manifest["chunks"]]
 
@@ -290,6 +316,16 @@ class SqliteProtectionPlugin(MainHooksPlugin):
 
     def get_protect_operation(self, resource: Resource) -> Operation:
         return SqliteProtectOperation()
+
+    def preflight(self, operation: str, resource: Resource, parameters: Mapping[str, Any], *,
+                  checkpoint: HookCheckpoint | None = None) -> list[str]:
+        """A protect needs the database file; a restore, a destination that
+        is free (or ``force``, or already this database)."""
+        if operation == "protect":
+            return source_problems(resource, "file")
+        if operation == "restore":
+            return _restore_problems(checkpoint, resource, parameters)
+        return []
 
     def on_failure(self, checkpoint: HookCheckpoint | None, resource: Resource,
                    context: Any, parameters: dict[str, Any], **kwargs: Any) -> Any:

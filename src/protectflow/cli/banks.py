@@ -1,0 +1,71 @@
+"""Which bank a command works on, said the same way everywhere.
+
+A command that reads checkpoints takes its bank from ``--bank``, else from
+the ``bank:`` of the plan given with ``--plan``, else from the environment,
+the config file or the default (:func:`protectflow.config.resolve_settings`),
+and refuses a bank that is not there (exit code 2) rather than show an
+empty one. Checkpoint ids may be given by a unique prefix. Every hint the
+commands print names the bank it was given, so that following it works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+
+from protectflow.bank import Bank, CheckpointStore, open_existing_bank
+from protectflow.cli.options import settings
+from protectflow.compiler import Plan, load_plan
+
+__all__ = ["command", "plan_file", "read_store", "resolve_checkpoint"]
+
+
+def plan_file(value: str | None) -> Plan | None:
+    """The plan ``--plan`` names when it is a file; None for no ``--plan``
+    or a plan's name.
+
+    Raises
+    ------
+    PlanError
+        When the file is not a valid plan.
+    """
+    if value is None or not os.path.isfile(value):
+        return None
+    return load_plan(value)
+
+
+def read_store(args: argparse.Namespace) -> CheckpointStore:
+    """The checkpoints of the bank this reading command names (see the module).
+
+    Raises
+    ------
+    BankError
+        For a malformed bank URL, or no bank there.
+    MissingDependencyError
+        When the bank's file system needs a package that is not installed.
+    """
+    plan = plan_file(getattr(args, "plan", None))
+    chosen = settings(args, plan.bank if plan is not None else None)
+    return CheckpointStore(open_existing_bank(chosen.bank, password_file=chosen.password_file))
+
+
+def resolve_checkpoint(args: argparse.Namespace) -> CheckpointStore:
+    """:func:`read_store`, and ``args.checkpoint`` (an id or its unique
+    prefix) replaced by the whole id.
+
+    Raises
+    ------
+    BankError
+        As :func:`read_store`; for an ambiguous prefix (listing the ids it
+        starts) or an unknown id (suggesting close ones).
+    """
+    store = read_store(args)
+    args.checkpoint = store.resolve(args.checkpoint)
+    return store
+
+
+def command(*words: str, bank: Bank | str) -> str:
+    """A ``protectflow`` command line naming ``bank``, quoted for a shell."""
+    url = bank.url if isinstance(bank, Bank) else bank
+    return shlex.join(["protectflow", *words, "--bank", url])

@@ -1,0 +1,117 @@
+"""What an operation command says when it ends, and its exit code.
+
+- success (0): one or two lines -- what ran, counts, time, the checkpoint
+  and the bank -- and the per-resource table only with ``-v``; nothing
+  with ``-q``;
+- failure (1): the counts, the first failures, the resources that failed
+  (those not run as a count, unless ``-v``), and the command that shows why;
+- interrupted (130), by Ctrl-C or SIGTERM: the checkpoint, its status, and
+  the exact command that resumes it, with the ``--bank`` it is in.
+
+With ``--json`` the result document (:func:`protectflow.results.operation_result`)
+is printed on stdout whatever the outcome, and the exit code is the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from protectflow import results
+from protectflow.cli.banks import command
+from protectflow.cli.output import (
+    duration,
+    hook_counts,
+    print_failures,
+    print_json,
+    print_statuses,
+    say,
+)
+from protectflow.errors import OperationInterrupted, RunFailed
+from protectflow.operations import OperationResult
+from protectflow.states import CANCELLED
+
+__all__ = ["INTERRUPTED", "finish", "interrupted", "interrupted_error", "next_command"]
+
+#: The exit code of an interrupted command (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
+#: The operations a `resume` continues; the others are run again.
+_RESUMABLE = ("protect", "restore", "verify")
+
+
+def next_command(args: argparse.Namespace, operation: str, checkpoint_id: str,
+                 bank: str) -> str:
+    """The command that continues ``operation`` on the checkpoint: ``resume``,
+    or the same command again for copy and delete."""
+    if operation in _RESUMABLE:
+        return command("resume", checkpoint_id, bank=bank)
+    extra = ["--to", args.to] if operation == "copy" else []
+    return command(operation, checkpoint_id, *extra, bank=bank)
+
+
+def interrupted(args: argparse.Namespace, operation: str, checkpoint_id: str, bank: str,
+                status: str | None = None) -> int:
+    """Say that the operation was interrupted and how to continue it, on stderr."""
+    state = f"; the checkpoint is {status}" if status else ""
+    verb = "resume it" if operation in _RESUMABLE else "run it again"
+    say(f"protectflow: interrupted: the {operation} of checkpoint {checkpoint_id} in "
+        f"{bank} stopped{state}\n{verb} with: "
+        f"{next_command(args, operation, checkpoint_id, bank)}")
+    return INTERRUPTED
+
+
+def interrupted_error(args: argparse.Namespace, err: OperationInterrupted) -> int:
+    """:func:`interrupted` for an interrupt that ended the operation outside its run."""
+    return interrupted(args, err.operation, err.checkpoint_id, err.bank)
+
+
+def finish(args: argparse.Namespace, result: OperationResult, what: str) -> int:
+    """Print the outcome of ``result`` as the flags ask; returns the exit code.
+
+    Raises
+    ------
+    RunFailed
+        When the operation failed (exit code 1), naming the command that shows why.
+    """
+    checkpoint = result.checkpoint.reload()
+    bank = checkpoint.bank.url
+    report = result.report
+    for note in result.notes:  # not failures: what the user should know all the same
+        print(f"protectflow: note: {note}", file=sys.stderr)
+    if args.json:
+        print_json(results.operation_result(result), sort_keys=False)
+    if report.state == CANCELLED:
+        return interrupted(args, result.operation, checkpoint.id, bank, checkpoint.status)
+    if result.ok:
+        if not args.json and not args.quiet:
+            _summary(args, result, what, checkpoint.status)
+        return 0
+    if not args.json:
+        print(f"{what} failed: {hook_counts(report)}, in {duration(report.duration)} "
+              f"({report.executor})")
+        print_failures(report)
+        print_statuses(result.resources, everything=args.verbose > 0)
+    raise RunFailed(f"{what} failed; `{command('checkpoints', 'show', checkpoint.id, bank=bank)}`"
+                    " tells which resources and why", report)
+
+
+def _summary(args: argparse.Namespace, result: OperationResult, what: str, status: str) -> None:
+    """The lines of a success: what ran, the checkpoint and the bank."""
+    report = result.report
+    resumed = sum(r.resumed for r in report.hooks.values())
+    taken = f", {resumed} taken from the journal" if resumed else ""
+    print(f"{what} succeeded: {len(result.resources)} resources, {len(report.hooks)} hooks"
+          f"{taken}, in {duration(report.duration)} ({report.executor})")
+    print(f"checkpoint {result.checkpoint.id}: {status}, in the bank {result.checkpoint.bank.url}")
+    if result.target is not None:
+        print(f"copied as checkpoint {result.target.id}, in the bank {result.target.bank.url}")
+    new = result.new_resources
+    if new and (args.verbose or len(new) <= 10):
+        print("new resources:")
+        for key, value in sorted(new.items()):
+            print(f"  {key} -> {value}")
+    elif new:
+        print(f"{len(new)} new resources (-v lists them; --json gives them all)")
+    if args.verbose:
+        print_statuses(result.resources)
+    sys.stdout.flush()
