@@ -18,6 +18,10 @@ Checking a checkpoint comes in two depths, as restic's ``check``:
 every chunk it references exists, without reading any chunk (the metadata
 check); :func:`verify` runs that check first, then the plugins' verify hooks,
 which read and check every chunk (the full check, ``--read-data``).
+
+Past 400 lines on purpose: this module is the operations' whole public
+surface, one short entry point each, as the package layout promises; the
+work behind them lives in the modules named above and in ``runs``.
 """
 
 from __future__ import annotations

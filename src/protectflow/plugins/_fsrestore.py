@@ -68,7 +68,8 @@ def restore_into(dest: str, entries: Sequence[Entry], store: ChunkStore, *,
         full = _occupied(parent_fd, name)
         if full and not force:
             raise LocalPluginError(f"{what}: restore target {dest} is not empty; choose "
-                                   "another target or pass force: true to replace it")
+                                   "another target (--target), or restore with --force (the "
+                                   "'force' parameter) to replace what the checkpoint holds")
         staging = os.path.basename(tempfile.mkdtemp(prefix=f".{name}.pf-restore-", dir=parent))
         try:
             staging_fd = os.open(staging, DIR_FLAGS, dir_fd=parent_fd)

@@ -17,6 +17,10 @@ The extras Karbor passes are built by :func:`hook_extras`: ``restore``,
 ``update_resource_status(resource_type, resource_id, status, reason=None)``
 calls are collected (picklable, so they travel back from a worker) for the
 run record.
+
+A little over 400 lines on purpose: being the one place that reads a plugin
+is the point, and the cached signatures, the defaults and the extras are
+read together on every hook call.
 """
 
 from __future__ import annotations
