@@ -50,7 +50,7 @@ def validate_key(key: object, *, what: str = "key") -> str:
     The rules: a non-empty ``str``; relative (no leading ``/``); no empty
     segment (``a//b``, a trailing ``/``); no ``.`` or ``..`` segment; no
     backslash; no control character; no segment starting with ``.pftmp-``
-    (reserved for temporary files).
+    (reserved for temporary files); valid Unicode (no lone surrogate).
     """
     if not isinstance(key, str) or not key:
         raise BankError(f"invalid bank {what} {key!r}: it must be a non-empty string")
@@ -63,6 +63,12 @@ def validate_key(key: object, *, what: str = "key") -> str:
     if bad is not None:
         raise BankError(f"invalid bank {what} {key!r}: control character {bad.group()!r} "
                         "is not allowed")
+    if not key.isascii():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: nothing can name it
+            raise BankError(f"invalid bank {what} {key!r}: it is not valid Unicode (a lone "
+                            "surrogate); use valid UTF-8 text") from None
     if _PLAIN_SEGMENTS.match(key):  # the common case: no segment can break a rule
         return key
     for segment in key.split("/"):
