@@ -81,10 +81,8 @@ def test_the_progress_bar_shows_its_total(tmp_path: Path) -> None:
 @pytest.mark.parametrize("executor, how", [
     ("serial", "sigint"), ("threads", "sigint"), ("threads", "sigterm"),
     # A terminal's Ctrl-C also reaches a local dask cluster's worker processes
-    # (one process group), which die at once; their hooks may then fail before
-    # the command sees its own SIGINT (exit 1). Until the workers ignore SIGINT,
-    # the command's own process is interrupted here.
-    ("dask", "kill-int"), ("dask", "sigterm"),
+    # (one process group): they ignore it, so the command's own stop wins.
+    ("dask", "sigint"), ("dask", "kill-int"), ("dask", "sigterm"),
 ])
 def test_an_interrupted_protect_says_how_to_resume_and_resume_succeeds(
         tmp_path: Path, executor: str, how: str) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import signal
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +28,29 @@ __all__ = ["DaskExecutor"]
 
 _MISSING = "the dask executor needs 'distributed': pip install 'protectflow[dask]'"
 _runs = itertools.count()
+
+
+@contextlib.contextmanager
+def _workers_ignore_sigint() -> Iterator[None]:
+    """Start a local cluster's worker processes with SIGINT ignored.
+
+    A terminal's Ctrl-C goes to its whole foreground process group, the
+    worker processes of a local cluster included: they would die at once and
+    fail their hooks before this process, which owns the run, turns its own
+    SIGINT into a clean stop (exit 130, the checkpoint marked, the resume
+    command printed). An ignored signal stays ignored across the workers'
+    exec, and Python then installs no KeyboardInterrupt handler in them; the
+    client stops them itself. Ctrl-C is ignored for the second or two the
+    workers take to start, then this process's handler is back.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may change signal handlers
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _probe(address: str, timeout: float) -> None:
@@ -158,12 +183,13 @@ class DaskExecutor:
             with contextlib.ExitStack() as stack:
                 quiet = _QuietShutdown()
                 stack.callback(quiet.remove)  # the first in is the last out
-                cluster = stack.enter_context(LocalCluster(  # type: ignore[no-untyped-call]
-                    n_workers=self.workers, threads_per_worker=self.threads_per_worker,
-                    # A dashboard on a free port, no log noise (workers closing at the end).
-                    processes=self.processes, dashboard_address=":0",
-                    silence_logs=logging.ERROR,
-                ))
+                with _workers_ignore_sigint():
+                    cluster = stack.enter_context(LocalCluster(  # type: ignore[no-untyped-call]
+                        n_workers=self.workers, threads_per_worker=self.threads_per_worker,
+                        # A dashboard on a free port, no log noise (workers closing at the end).
+                        processes=self.processes, dashboard_address=":0",
+                        silence_logs=logging.ERROR,
+                    ))
                 stack.enter_context(client := Client(  # type: ignore[no-untyped-call]
                     cluster, set_as_default=False))
                 stack.callback(quiet.install)  # the last in: runs first, before the closes
