@@ -75,10 +75,10 @@ _MIN_COMPRESS = 64
 _MIN_SAVING = 32
 #: Bodies above this size are probed first: :data:`_PROBES` slices of
 #: :data:`_PROBE_LEN` bytes spread over the body are compressed together, and
-#: the body is compressed whole only if they shrink. zstd runs at about the
-#: speed of AES-GCM plus HMAC on data that does not compress (random bytes,
-#: media, archives -- most of a tree's bytes), so without the probe a chunk
-#: of such data would cost a third more than it needs to.
+#: the body is compressed whole only if they shrink. On data that does not
+#: compress (random bytes, media, archives -- most of a tree's bytes) zstd
+#: takes longer than AES-GCM and the chunk's HMAC together (about 6 ms
+#: against 2.5 ms per 4 MiB here); the probe costs 1/64 of that.
 _PROBE_ABOVE = 256 << 10
 _PROBES, _PROBE_LEN = 8, 8 << 10
 
