@@ -56,6 +56,22 @@ def test_no_stored_byte_reveals_a_secret(bank: Bank) -> None:
     assert a_size < len(SECRET) * 20  # compressed before it was sealed
 
 
+def test_large_objects_are_compressed_only_where_a_sample_shrinks(bank: Bank) -> None:
+    random_bytes = os.urandom(1 << 20)
+    text = (SECRET + b" order shipped 2024-05-17 EUR ") * 40_000
+    # random and text in 16 KiB runs, as a pack of small files is
+    mixed = b"".join(random_bytes[i:i + 16384] + text[i:i + 16384]
+                     for i in range(0, 1 << 20, 32768))
+    for key, body in (("data/random", random_bytes), ("data/text", text),
+                      ("data/mixed", mixed)):
+        bank.update_object(key, body)
+        assert bank.get_object(key) == body
+    stored = {key: bank.backend.read(key) for key in ("data/random", "data/text", "data/mixed")}
+    assert stored["data/random"][5:6] == b"-"  # stored as is: its sample did not shrink
+    assert len(stored["data/text"]) < len(text) // 10
+    assert len(stored["data/mixed"]) < len(mixed) * 3 // 4
+
+
 def test_an_object_moved_to_another_key_fails_authentication(bank: Bank) -> None:
     bank.update_object("checkpoints/a/record", {"status": "available"})
     bank.update_object("checkpoints/b/record", {"status": "deleted"})

@@ -40,8 +40,14 @@ which they are as soon as they are created.
 
 A chunk's name ``h`` is the keyed hash of its bytes under the bank's id key
 (:meth:`ChunkStore.chunk_id`, HMAC-SHA256): equal data dedups, and without
-the key the names say nothing about the data. Reads check it again after the
-bank has authenticated the chunk's object.
+the key the names say nothing about the data. Every read authenticates the
+chunk's object, whose tag binds its bytes to its key ``chunks/<h[:2]>/<h>``
+under the bank's key: no one without the key can make bytes that read back
+under a name, nor move a chunk to another name, and bit rot fails the tag, so
+a restore trusts what authenticates. A verify (``read(..., rehash=True)``)
+also hashes the bytes again, which catches what the tag cannot: a writer
+that sealed wrong bytes under a name (a bug, or a holder of the key) -- at
+the cost of a second pass over every byte, which a restore does not pay.
 
 Bad chunks: a read that finds a chunk corrupt (its bytes no longer match
 its name: bit rot, a truncated file) records it in ``bad/chunks/``. A protect
@@ -249,8 +255,9 @@ class ChunkStore:
             time.sleep(_POLL)
 
     # -- read -------------------------------------------------------------------------
-    def read(self, digest: str) -> bytes:
-        """The bytes of chunk ``digest``, checked against their hash.
+    def read(self, digest: str, *, rehash: bool = False) -> bytes:
+        """The bytes of chunk ``digest``, authenticated (see the module's notes);
+        ``rehash``: checked against their name too, as a verify does.
 
         Raises
         ------
@@ -264,7 +271,7 @@ class ChunkStore:
                 raise ChunkError(f"chunk {digest} is missing from bank {self.bank.url}") from None
             self.mark_bad(digest, str(err))
             raise ChunkError(f"chunk {digest} in bank {self.bank.url} is corrupt: {err}") from None
-        if not isinstance(data, bytes) or self.chunk_id(data) != digest:
+        if not isinstance(data, bytes) or (rehash and self.chunk_id(data) != digest):
             self.mark_bad(digest, "its bytes do not match its name")
             raise ChunkError(f"chunk {digest} in bank {self.bank.url} is corrupt: "
                              "its bytes do not match its hash")

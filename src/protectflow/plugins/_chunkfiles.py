@@ -158,7 +158,7 @@ def verify_all(store: ChunkStore, digests: Iterable[str], *, workers: int = 4,
 
     def check(digest: str) -> int:
         try:
-            data = store.read(digest)
+            data = store.read(digest, rehash=True)
         except ChunkError as err:
             errors.append(str(err))
             return 0
