@@ -58,7 +58,8 @@ def _plan(tmp_path: Path) -> Path:
     return path
 
 
-def _terminated_protect(tmp_path: Path, executor: str, use: bool) -> subprocess.Popen[str]:
+def _terminated_protect(tmp_path: Path, executor: str,
+                        use: bool) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-c", SCRIPT, str(_plan(tmp_path)), str(tmp_path / "bank"), executor,
          "1" if use else "0"],
@@ -67,8 +68,9 @@ def _terminated_protect(tmp_path: Path, executor: str, use: bool) -> subprocess.
     line = proc.stdout.readline()
     assert line == "started\n", proc.stderr.read() if proc.stderr else ""
     proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=120)
-    return proc
+    # communicate, not wait: a child blocked on a full stderr pipe never ends.
+    out, err = proc.communicate(timeout=120)
+    return proc, out + err
 
 
 def _only_checkpoint(bank: Path) -> tuple[str, object, object]:
@@ -79,10 +81,9 @@ def _only_checkpoint(bank: Path) -> tuple[str, object, object]:
 @pytest.mark.parametrize("executor", ["serial", "threads"])
 def test_sigterm_marks_the_checkpoint_and_releases_the_lease(tmp_path: Path,
                                                             executor: str) -> None:
-    proc = _terminated_protect(tmp_path, executor, use=True)
-    assert proc.stdout is not None
-    out = json.loads(proc.stdout.read())
-    assert proc.returncode == 130
+    proc, text = _terminated_protect(tmp_path, executor, use=True)
+    out = json.loads(text.splitlines()[0])
+    assert proc.returncode == 130, text
     # The run is cancelled (the signal lands in it: its hooks take seconds);
     # "interrupted" if a loaded machine delays it past the run's end.
     assert out["state"] in ("cancelled", "interrupted")
@@ -94,8 +95,8 @@ def test_sigterm_marks_the_checkpoint_and_releases_the_lease(tmp_path: Path,
 
 def test_without_the_helper_sigterm_leaves_the_checkpoint_held(tmp_path: Path) -> None:
     # The control: the test above would fail without terminate_as_interrupt.
-    proc = _terminated_protect(tmp_path, "threads", use=False)
-    assert proc.returncode == -signal.SIGTERM
+    proc, text = _terminated_protect(tmp_path, "threads", use=False)
+    assert proc.returncode == -signal.SIGTERM, text
     status, lease, _ = _only_checkpoint(tmp_path / "bank")
     assert status == PROTECTING and lease is not None
 

@@ -6,6 +6,11 @@ encrypted and authenticated under the bank's key, bound to its own key (see
 :mod:`protectflow.bank.crypto`); the key is found or made by
 :mod:`protectflow.bank._keystore` on first use. A local bank's folders are
 0700 and its files 0600, whatever the umask.
+
+Past 400 lines on purpose: :class:`Bank` is one class whose methods (the
+Karbor interface, streaming, the keys) share its backend, its keyring and
+its read guard; what stands apart already lives beside it (``_listing``,
+``_backend``, ``crypto``, ``_keystore``).
 """
 
 from __future__ import annotations
