@@ -22,6 +22,7 @@ from referencing import Registry as SchemaRegistry
 from referencing import Resource as SchemaResource
 
 from protectflow.bank import Checkpoint, CheckpointStore
+from protectflow.bank.check import CheckReport
 from protectflow.dag import OPERATIONS, HookDAG
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError, PlanError, ProtectflowError
@@ -35,6 +36,7 @@ from protectflow.states import CORRUPT
 __all__ = [
     "SCHEMAS",
     "check",
+    "check_result",
     "checkpoint_page",
     "checkpoint_show",
     "operation_result",
@@ -57,6 +59,7 @@ SCHEMAS = {
     "validate": "cli-validate.schema.json",
     "saved-info": "cli-saved-info.schema.json",
     "protectables": "cli-protectables.schema.json",
+    "check": "cli-check.schema.json",
 }
 #: The failures a result lists in full; the counts say how many there were.
 _FAILURES_SHOWN = 100
@@ -227,6 +230,13 @@ def plugins_result(registry: Registry) -> dict[str, Any]:
         }
     return {"format": "protectflow.plugins", "version": VERSION, "plugins": plugins,
             "conflicts": {t: list(names) for t, names in sorted(registry.conflicts().items())}}
+
+
+def check_result(report: CheckReport, bank: str) -> dict[str, Any]:
+    """``verify ID --metadata-only --json``: what the metadata check found."""
+    return {"format": "protectflow.check", "version": VERSION, "checkpoint": report.checkpoint,
+            "bank": bank, "ok": report.ok, "objects": report.objects, "chunks": report.chunks,
+            "problems": list(report.problems)}
 
 
 def validation_result(plan: str, outcomes: Mapping[str, HookDAG | ProtectflowError]

@@ -4,11 +4,12 @@ exit 2 when the key is missing or the password wrong."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from protectflow import cli, operations
+from protectflow import cli, operations, results
 from protectflow.bank import Bank, keys
 from protectflow.bank import _keystore as keystore
 from tests.plugins.plugin_helpers import make_shop
@@ -73,6 +74,10 @@ def test_verify_metadata_only_reports_every_problem(
     assert sum("Directory#uploads/manifest" in p for p in problems) == 1
     assert sum("Database#orders/manifest" in p for p in problems) == 1
     assert sum(chunk.name in p and "missing" in p for p in problems) == 1
+    assert cli.main([*verify, "--json"]) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert results.check("check", document) == []
+    assert document["ok"] is False and len(document["problems"]) == 3
     assert _files(bank) == before  # a metadata check writes nothing
 
 

@@ -9,7 +9,7 @@ import argparse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from protectflow import operations
+from protectflow import operations, results
 from protectflow.bank import Bank, CheckpointStore
 from protectflow.cli.banks import plan_file, resolve_checkpoint
 from protectflow.cli.options import (
@@ -23,7 +23,7 @@ from protectflow.cli.options import (
     settings,
 )
 from protectflow.cli.outcome import finish
-from protectflow.cli.output import write_report_files
+from protectflow.cli.output import print_json, write_report_files
 from protectflow.cli.progress import progress
 from protectflow.compiler import load_plan
 from protectflow.operations import OperationResult
@@ -147,6 +147,9 @@ def restore_or_verify_command(args: argparse.Namespace) -> int:
 def check_command(args: argparse.Namespace, bank: Bank) -> int:
     """``protectflow verify ID --metadata-only``: every problem printed; 1 if any."""
     found = operations.check(args.checkpoint, bank=bank)
+    if args.json:
+        print_json(results.check_result(found, bank.url), sort_keys=False)
+        return 1 if found.problems else 0
     print(f"checkpoint {args.checkpoint}: {found.objects} object(s) authenticated, "
           f"{found.chunks} chunk(s) found")
     _print_problems(found.problems)
