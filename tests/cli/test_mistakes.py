@@ -133,6 +133,32 @@ def test_compile_and_run_take_parameters_for_restore_and_verify(
     assert results.check("validate", json.loads(valid.stdout)) == []
 
 
+def test_one_parameters_file_serves_validate_of_every_operation(
+        shop: tuple[Path, Path, str], tmp_path: Path) -> None:
+    """A file keyed by operation gives restore its target and verify none, so
+    ``validate --operation all`` passes (one flat file would fail verify)."""
+    plan, _, _ = shop
+    flat = tmp_path / "flat.yaml"
+    flat.write_text(f"protectflow::fs::Directory: {{target: {tmp_path}}}\n")
+    refused = protectflow(["validate", str(plan), "--operation", "all", "--parameters",
+                           str(flat)])
+    assert refused.returncode == 2 and "verify" in refused.stderr, refused.stderr
+    split = tmp_path / "split.yaml"
+    split.write_text(f"restore:\n  protectflow::fs::Directory: {{target: {tmp_path}}}\n"
+                     f"  protectflow::sqlite::Database: {{target: {tmp_path}}}\n"
+                     "verify: {}\n")
+    valid = protectflow(["validate", str(plan), "--operation", "all", "--parameters",
+                         str(split), "--json"])
+    assert valid.returncode == 0, valid.stderr
+    assert set(json.loads(valid.stdout)["operations"]) == {
+        "protect", "restore", "verify", "copy", "delete"}
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("restore: {}\nrestore: {}\n")
+    bad = protectflow(["validate", str(plan), "--operation", "restore", "--parameters",
+                       str(twice)])
+    assert bad.returncode == 2 and "restore" in bad.stderr, bad.stderr
+
+
 def test_the_next_page_hint_keeps_the_plan_the_limit_and_the_bank(tmp_path: Path) -> None:
     bank = tmp_path / "bank"
     plan = tmp_path / "plan.yaml"

@@ -45,7 +45,7 @@ def operation_parameters(plan: Plan, operation: str, path: str | None
         When the file cannot be read or is not a mapping of parameters.
     """
     if path is not None:
-        return load_parameters(path)
+        return load_parameters(path, operation)
     return plan.parameters if operation == "protect" else {}
 
 
@@ -96,11 +96,11 @@ def validate_command(args: argparse.Namespace) -> int:
     for, the plugins' preflight problems included, on stderr (or as JSON)."""
     plan = load_plan(args.plan)
     operations = OPERATIONS if args.operation == "all" else (args.operation,)
-    extra = load_parameters(args.parameters)
     outcomes: dict[str, HookDAG | ProtectflowError] = {}
     for operation in operations:
         # The plan's parameters are protect's; the others take theirs from a file.
-        parameters = plan.parameters if operation == "protect" else extra
+        parameters = (plan.parameters if operation == "protect"
+                      else load_parameters(args.parameters, operation))
         try:
             dag = compile_plan(plan, operation, parameters=parameters)
             problems = resource_problems(dag)

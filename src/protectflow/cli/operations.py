@@ -134,7 +134,7 @@ def restore_or_verify_command(args: argparse.Namespace) -> int:
     store = _store(args)
     if args.operation == "verify" and not args.read_data:
         return check_command(args, store.bank)
-    parameters = load_parameters(args.parameters)
+    parameters = load_parameters(args.parameters, args.operation)
     if getattr(args, "target", None):
         parameters = _with_target(args, store, parameters)
     call = operations.restore if args.operation == "restore" else operations.verify

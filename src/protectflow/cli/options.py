@@ -14,10 +14,10 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
-import yaml
-
 from protectflow.bank import Bank
+from protectflow.compiler.documents import parse_document
 from protectflow.config import Config, Settings, resolve_settings
+from protectflow.dag import OPERATIONS
 from protectflow.errors import ExecutorError, PlanError
 from protectflow.executors import Executor, get_executor
 
@@ -179,23 +179,43 @@ def parse_limits(items: Sequence[str]) -> dict[str, int]:
     return limits
 
 
-def load_parameters(path: str | None) -> dict[str, dict[str, Any]]:
+def load_parameters(path: str | None, operation: str | None = None
+                    ) -> dict[str, dict[str, Any]]:
     """The parameters in a YAML or JSON file, keyed by TYPE or TYPE#ID; none
     without a file.
+
+    A file may also give each operation its own, keyed by operation name
+    (``restore: {TYPE: {...}}``, ``verify: {...}``): then ``operation``'s
+    are returned (none if it has no section), so one file serves
+    ``validate --operation all``.
 
     Raises
     ------
     PlanError
-        When the file cannot be read or is not such a mapping.
+        When the file cannot be read, is malformed (duplicate keys, alias
+        bombs, deep nesting: see :func:`parse_document`) or is not such a
+        mapping.
     """
     if path is None:
         return {}
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as err:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as err:
         raise PlanError(f"cannot read parameters {path!r}: {err}") from err
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise PlanError(f"parameters {path!r} must map TYPE or TYPE#ID to an object of "
-                        "parameters, e.g. {'OS::Cinder::Volume': {'main_seconds': 1}}")
-    return data
+    data = parse_document(text, path, what="parameters")
+    if isinstance(data, dict) and data and set(data) <= set(OPERATIONS):
+        _check_parameters(path, list(data.values()))
+        section: dict[str, dict[str, Any]] = data.get(operation, {}) if operation else {}
+        return section
+    _check_parameters(path, [data])
+    mapping: dict[str, dict[str, Any]] = data
+    return mapping
+
+
+def _check_parameters(path: str, mappings: list[Any]) -> None:
+    for data in mappings:
+        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+            raise PlanError(f"parameters {path!r} must map TYPE or TYPE#ID to an object of "
+                            "parameters, e.g. {'OS::Cinder::Volume': {'main_seconds': 1}}, or "
+                            "an operation (restore, verify...) to such a mapping")

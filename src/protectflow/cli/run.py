@@ -49,7 +49,8 @@ def run_command(args: argparse.Namespace) -> int:
     RunFailed
         When a hook failed (exit code 1).
     """
-    parameters = load_parameters(args.parameters) if args.parameters is not None else None
+    parameters = (load_parameters(args.parameters, args.operation or "protect")
+                  if args.parameters is not None else None)
     runnable = operations.prepare_run(args.plan, operation=args.operation, parameters=parameters)
     dag = runnable.dag
     executor, options = executor_from_args(args)
