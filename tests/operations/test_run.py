@@ -9,7 +9,7 @@ import pytest
 from protectflow import operations
 from protectflow.compiler import compile_plan, load_plan
 from protectflow.dag import jsonio
-from protectflow.errors import ExecutorError
+from protectflow.errors import ExecutorError, PreflightError
 
 TENANT = str(Path(__file__).resolve().parents[2] / "examples" / "tenant.yaml")
 
@@ -42,3 +42,16 @@ def test_a_hookdag_file_runs_as_it_is_and_refuses_another_operation(tmp_path: Pa
 def test_limits_that_name_nothing_are_refused() -> None:
     with pytest.raises(ExecutorError, match="is no resource type or pool"):
         operations.run(TENANT, executor="threads", limits={"OS::Cinder::Volum": 2})
+
+
+def test_a_protect_run_of_missing_sources_is_refused_before_any_hook(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("name: gone\nresources:\n"
+                    "  - {type: 'protectflow::fs::Directory', id: a, extra_info: {path: nowhere}}\n"
+                    "  - {type: 'protectflow::sqlite::Database', id: b, "
+                    "extra_info: {path: none.db}}\n")
+    started: list[object] = []
+    with pytest.raises(PreflightError) as info:
+        operations.run(str(plan), executor="serial", listeners=[started.append])
+    assert started == []  # nothing ran: not even the run's start
+    assert "nowhere" in str(info.value) and "none.db" in str(info.value)  # every problem

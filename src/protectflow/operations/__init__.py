@@ -415,5 +415,8 @@ def run(
     ExecutorError
         Before anything runs, for an unknown executor, a limit that names no
         resource type or pool, or an ``operation`` that is not the DAG's.
+    PreflightError
+        Before anything runs, for a protect whose sources the plugins find
+        missing (every problem at once).
     """
     return run_scratch(prepare_run(source, operation=operation), executor, options)

@@ -24,7 +24,7 @@ from protectflow.dag import HookDAG, jsonio
 from protectflow.errors import ExecutorError
 from protectflow.executors import Executor, RunReport, run_dag
 from protectflow.operations.lease import default_owner
-from protectflow.operations.preflight import graph_json, make_executor
+from protectflow.operations.preflight import check_resources, graph_json, make_executor
 
 __all__ = ["Runnable", "prepare_run", "run_scratch", "scratch_checkpoint"]
 
@@ -80,11 +80,21 @@ def prepare_run(source: Runnable | Plan | HookDAG | str | os.PathLike[str], *,
 
 def run_scratch(runnable: Runnable, executor: str | Executor,
                 options: Mapping[str, Any]) -> RunReport:
-    """Check the limits, make the executor, and run ``runnable`` with a
-    scratch checkpoint for a protect's hooks."""
+    """Check the limits and (for a protect) what the plugins can check of the
+    sources, make the executor, and run ``runnable`` with a scratch checkpoint
+    for a protect's hooks.
+
+    Raises
+    ------
+    PreflightError
+        Listing every problem the plugins find with a protect's sources,
+        before anything runs.
+    """
     dag = runnable.dag
     runner, run_options = make_executor(executor, options, dag, pools=runnable.pools,
                                         provider=runnable.provider)
+    if dag.operation == "protect":  # the others have no checkpoint to check against
+        check_resources(dag, registry=run_options.get("registry"))
     with scratch_checkpoint(dag) as checkpoint:
         return run_dag(dag, runner, checkpoint=checkpoint, **run_options)
 
