@@ -37,12 +37,9 @@ _NOTEWORTHY = FAILED_STATES | {RETRIED}
 
 
 def hooks_total(event: Event) -> int | None:
-    """The number of hooks of a run, from its ``run_started`` event (whose
-    message is ``"N hooks on EXECUTOR"``); None for any other event."""
-    if event.kind != RUN_STARTED:
-        return None
-    first = event.message.split(" ", 1)[0]
-    return int(first) if first.isdigit() else None
+    """The number of hooks of a run, from its ``run_started`` event; None for
+    any other event."""
+    return event.total if event.kind == RUN_STARTED else None
 
 
 @contextmanager

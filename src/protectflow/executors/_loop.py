@@ -155,11 +155,12 @@ class _Run:
 
     # -- events -----------------------------------------------------------
 
-    def emit(self, kind: str, i: int | None = None, attempt: int = 0, message: str = "") -> None:
+    def emit(self, kind: str, i: int | None = None, attempt: int = 0, message: str = "",
+             total: int = 0) -> None:
         if not self.listeners:
             return
         event = Event(kind, time.time(), None if i is None else self.dag.nodes[i].id,
-                      attempt, message)
+                      attempt, message, total)
         for listener in self.listeners:
             try:
                 listener(event)
@@ -170,7 +171,8 @@ class _Run:
 
     def run(self, submit: Submit, abandon: Abandon | None) -> RunReport:
         start = time.time()
-        self.emit(RUN_STARTED, message=f"{len(self.records)} hooks on {self.executor}")
+        self.emit(RUN_STARTED, message=f"{len(self.records)} hooks on {self.executor}",
+                  total=len(self.records))
         if self.options.journal is not None:
             self.journal = JournalWriter(self.options.journal, self.queue.put)
         # The roots first, then enqueue: taking a resumed hook's recorded

@@ -32,7 +32,8 @@ class Event:
     ``cancelling`` (the run stops starting hooks) and ``run_finished``;
     ``node`` is ``None`` for the run's own events.
     ``started`` means handed to the executor; the hook's own start time, taken
-    where it ran, is in the report.
+    where it ran, is in the report. ``total`` is the run's number of hooks,
+    on ``run_started`` (a progress bar's total); 0 on the other events.
     """
 
     kind: str
@@ -40,6 +41,7 @@ class Event:
     node: str | None = None
     attempt: int = 0
     message: str = ""
+    total: int = 0
 
 
 @attrs.frozen
