@@ -106,15 +106,17 @@ def test_an_interrupted_protect_says_how_to_resume_and_resume_succeeds(
     assert store.get(checkpoint_id).status == AVAILABLE
 
 
-@pytest.mark.parametrize("how", ["sigint", "sigterm"])
+@pytest.mark.parametrize("executor, how", [
+    ("serial", "sigint"), ("serial", "sigterm"), ("threads", "sigint"), ("dask", "sigint")])
 def test_an_interrupted_restore_says_how_to_resume_and_resume_succeeds(
-        tmp_path: Path, how: str) -> None:
+        tmp_path: Path, executor: str, how: str) -> None:
     checkpoint_id = _available(tmp_path)
     params = tmp_path / "restore.yaml"
     params.write_text("OS::Cinder::Volume: {main_seconds: 1.5}\n")
     bank = str(tmp_path / "bank")
+    workers = [] if executor == "serial" else ["--workers", "2"]
     child = _spawn(["restore", checkpoint_id[:8], "--bank", bank, "--parameters", str(params),
-                    "--executor", "serial"], tmp_path)
+                    "--executor", executor, *workers], tmp_path)
     out = _interrupt(child, how)
     assert child.exitstatus == 130, out
     found = RESUME.search(out)
@@ -124,9 +126,10 @@ def test_an_interrupted_restore_says_how_to_resume_and_resume_succeeds(
     assert "resumed restore of checkpoint" in resumed.stdout
 
 
-@pytest.mark.parametrize("executor", ["serial", "threads"])
+@pytest.mark.parametrize("executor", ["serial", "threads", "dask"])
 def test_an_interrupted_run_exits_130(tmp_path: Path, executor: str) -> None:
-    child = _spawn(["run", str(_plan(tmp_path)), "--executor", executor], tmp_path)
+    workers = ["--workers", "2"] if executor == "dask" else []
+    child = _spawn(["run", str(_plan(tmp_path)), "--executor", executor, *workers], tmp_path)
     out = _interrupt(child, "sigint")
     assert child.exitstatus == 130, out
     assert "interrupted: the protect run stopped" in out
