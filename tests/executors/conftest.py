@@ -1,32 +1,20 @@
 """Fixtures for the executor suite: every executor, dask clusters included.
 
 The dask clusters are session-scoped: one in-process LocalCluster, one of two
-worker processes, and one scheduler plus worker started here as separate
-``dask scheduler`` / ``dask worker`` processes on 127.0.0.1.
+worker processes, and (``dask_remote``, in ``tests/conftest.py``, shared with
+the command tests) one scheduler plus worker as separate ``dask scheduler`` /
+``dask worker`` processes on 127.0.0.1.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from tests.scripts import ROOT
-
 EXECUTORS = ("serial", "threads", "dask-inproc", "dask-procs", "dask-remote")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
@@ -45,37 +33,6 @@ def dask_procs() -> Iterator[Any]:
     with LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
                       dashboard_address=":0") as cluster, Client(cluster) as client:
         yield client
-
-
-@pytest.fixture(scope="session")
-def dask_remote() -> Iterator[str]:
-    """The address of a scheduler with one worker, both subprocesses."""
-    from distributed import Client
-
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    # The worker imports the test plugins by name (tests.executors.executor_plugins).
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
-    scheduler = subprocess.Popen(
-        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-         "--port", str(port), "--no-dashboard"], **quiet)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "2",
-         "--nworkers", "1", "--host", "127.0.0.1", "--no-dashboard"], **quiet)
-    try:
-        with Client(address, timeout=30) as client:
-            client.wait_for_workers(1, timeout=30)
-        yield address
-    finally:
-        for proc in (worker, scheduler):
-            proc.terminate()
-        for proc in (worker, scheduler):
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 @pytest.fixture(scope="session")
