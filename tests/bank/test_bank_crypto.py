@@ -16,6 +16,7 @@ import pytest
 
 from protectflow.bank import Bank, CheckpointStore, keys
 from protectflow.bank import _keystore as keystore
+from protectflow.bank._backend import ReadBuffers
 from protectflow.bank.check import check_checkpoint
 from protectflow.cli import main as cli_main
 from protectflow.errors import BankError
@@ -295,3 +296,29 @@ def test_check_reports_every_problem(local_bank: Bank) -> None:
     report = check_checkpoint(local_bank, cp.id, read_data=True)
     assert not report.ok and len(report.problems) == 3
     assert sum("failed authentication" in p for p in report.problems) == 2
+
+
+def test_reads_into_reused_buffers_authenticate_as_reads_do(bank: Bank) -> None:
+    """The restore's read path (one thread's buffers, reused object after
+    object) gives what get_object gives, and refuses what it refuses."""
+    bodies = {"data/small": b"x", "data/text": SECRET * 5000, "data/big": os.urandom(3 << 20),
+              "data/after": os.urandom(1 << 20)}
+    for key, body in bodies.items():
+        bank.update_object(key, body)
+    buffers = ReadBuffers()
+    for key, body in bodies.items():  # buffers grow for the big one, then are reused
+        assert bytes(bank.get_bytes_into(key, buffers)) == body
+    assert len(buffers.plain) >= 3 << 20
+    bank.update_object("data/json", {"a": 1})
+    with pytest.raises(BankError, match=r"'data/json' .*does not hold bytes"):
+        bank.get_bytes_into("data/json", buffers)
+    sealed = bytearray(bank.backend.read("data/big"))
+    sealed[-1] ^= 0x01
+    bank.backend.write("data/big", (bytes(sealed),))
+    with pytest.raises(BankError, match="'data/big' failed authentication"):
+        bank.get_bytes_into("data/big", buffers)
+    bank.backend.write("data/big", (bytes(sealed[:20]),))  # truncated below a header
+    with pytest.raises(BankError, match="'data/big' failed authentication"):
+        bank.get_bytes_into("data/big", buffers)
+    with pytest.raises(BankError, match="no bank object 'data/none'"):
+        bank.get_bytes_into("data/none", buffers)

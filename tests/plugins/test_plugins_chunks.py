@@ -12,6 +12,7 @@ import pytest
 
 from protectflow.bank import Bank, Checkpoint
 from protectflow.dag.model import Resource
+from protectflow.errors import ChunkError
 from protectflow.plugins import fs
 from protectflow.plugins._chunks import ChunkStore, chunk_key, sha256
 from protectflow.states import AVAILABLE, DELETING
@@ -129,3 +130,40 @@ def test_delete_racing_a_protect_of_the_same_data(
     _race((_delete, bank.url, old.id, str(tree)),
           (_protect, bank.url, new.id, str(tree), params))
     assert fs.verify_resource(new, directory(tree), {})["chunks"] == chunks
+
+
+def test_a_reader_gives_each_thread_its_own_buffers(tmp_path: Path) -> None:
+    """Many threads reading through one reader each get their own chunk's
+    bytes (the buffers are per thread), and a damaged chunk is reported and
+    marked bad as a plain read does."""
+    bank = Bank(tmp_path / "bank", fsync=False)
+    store = ChunkStore(bank, "owner")
+    chunks = {}
+    for i in range(16):
+        data = os.urandom(4096 + i * 70_000)
+        chunks[store.chunk_id(data)] = data
+        store.add(store.chunk_id(data), data)
+    read = store.reader()
+    wrong: list[str] = []
+
+    def check(digest: str) -> None:
+        for _ in range(20):
+            if bytes(read(digest)) != chunks[digest]:
+                wrong.append(digest)
+
+    threads = [threading.Thread(target=check, args=(d,)) for d in chunks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong
+    bad = next(iter(chunks))
+    sealed = bytearray(bank.backend.read(chunk_key(bad)))
+    sealed[40] ^= 0x01
+    bank.backend.write(chunk_key(bad), (bytes(sealed),))
+    with pytest.raises(ChunkError, match=f"chunk {bad} .* is corrupt"):
+        read(bad)
+    assert store.known_bad(bad)
+    bank.delete_object(chunk_key(bad))
+    with pytest.raises(ChunkError, match=f"chunk {bad} is missing"):
+        read(bad)

@@ -69,14 +69,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
+from protectflow.bank._backend import ReadBuffers
 from protectflow.bank._keys import segment
 from protectflow.errors import BankError, ChunkError
 
 __all__ = ["ChunkStore", "bad_key", "chunk_key", "owner_id", "ref_key", "sha256"]
+
+_T = TypeVar("_T")
 
 CHUNKS = "chunks/"
 REFS = "refs/"
@@ -264,18 +268,44 @@ class ChunkStore:
         ChunkError
             If the chunk is missing or corrupt.
         """
-        try:
-            data = self.bank.get_object(chunk_key(digest))
-        except BankError as err:
-            if not self.bank.has_object(chunk_key(digest)):
-                raise ChunkError(f"chunk {digest} is missing from bank {self.bank.url}") from None
-            self.mark_bad(digest, str(err))
-            raise ChunkError(f"chunk {digest} in bank {self.bank.url} is corrupt: {err}") from None
+        data = self._checked(digest, self.bank.get_object)
         if not isinstance(data, bytes) or (rehash and self.chunk_id(data) != digest):
             self.mark_bad(digest, "its bytes do not match its name")
             raise ChunkError(f"chunk {digest} in bank {self.bank.url} is corrupt: "
                              "its bytes do not match its hash")
         return data
+
+    def reader(self) -> Callable[[str], bytes | memoryview]:
+        """A :meth:`read` for one restore's threads that reuses each thread's
+        buffers: what it returns is valid until that thread's next read.
+
+        Raises (the returned function)
+        ------
+        ChunkError
+            If the chunk is missing or corrupt.
+        """
+        local = threading.local()
+
+        def read(digest: str) -> bytes | memoryview:
+            buffers = getattr(local, "buffers", None)
+            if buffers is None:
+                buffers = local.buffers = ReadBuffers()
+
+            def fetch(key: str) -> bytes | memoryview:
+                body: bytes | memoryview = self.bank.get_bytes_into(key, buffers)
+                return body
+            return self._checked(digest, fetch)
+        return read
+
+    def _checked(self, digest: str, fetch: Callable[[str], _T]) -> _T:
+        """``fetch`` of the chunk's object, its errors as the chunk's."""
+        try:
+            return fetch(chunk_key(digest))
+        except BankError as err:
+            if not self.bank.has_object(chunk_key(digest)):
+                raise ChunkError(f"chunk {digest} is missing from bank {self.bank.url}") from None
+            self.mark_bad(digest, str(err))
+            raise ChunkError(f"chunk {digest} in bank {self.bank.url} is corrupt: {err}") from None
 
     # -- delete -----------------------------------------------------------------------
     def release(self, digest: str) -> bool:

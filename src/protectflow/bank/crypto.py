@@ -188,17 +188,48 @@ class Keyring:
             keyring and key: corrupt, tampered with, moved from another key,
             or sealed under another bank's key.
         """
+        header, nonce, sealed = self._split(key, data)
+        try:
+            payload = self._aead.decrypt(nonce, sealed, header + key.encode("utf-8"))
+        except InvalidTag:
+            raise self._failed(key, "its authentication tag does not match") from None
+        kind, body = self._unpack(key, header, payload)
+        return kind, body if isinstance(body, bytes) else bytes(body)  # always bytes here
+
+    def open_into(self, key: str, data: bytes | bytearray | memoryview, out: bytearray,
+                  ) -> tuple[bytes, bytes | memoryview]:
+        """:meth:`open`, decrypting into ``out`` (at least ``len(data)``
+        bytes): no allocation per object for a reader that reuses its
+        buffers. The body is a view of ``out`` (a new ``bytes`` if it was
+        compressed), valid until ``out`` is used again.
+
+        Raises
+        ------
+        BankError
+            Naming ``key``, as :meth:`open`.
+        """
+        header, nonce, sealed = self._split(key, data)
+        plain = memoryview(out)[:len(sealed) - TAG_LEN]
+        try:
+            self._aead.decrypt_into(nonce, sealed, header + key.encode("utf-8"), plain)
+        except InvalidTag:
+            raise self._failed(key, "its authentication tag does not match") from None
+        return self._unpack(key, header, plain)
+
+    def _split(self, key: str, data: bytes | bytearray | memoryview,
+               ) -> tuple[bytes, bytes, memoryview]:
+        """``(header, nonce, ciphertext and tag)`` of a sealed object."""
         header = bytes(data[:HEADER_LEN])
         if len(data) < OVERHEAD or header[:4] != MAGIC:
             raise self._failed(key, "it is not a sealed object of bank format 2")
-        kind, codec = header[4:5], header[5:6]
-        nonce = data[HEADER_LEN:HEADER_LEN + NONCE_LEN]
-        try:
-            payload = self._aead.decrypt(nonce, memoryview(data)[HEADER_LEN + NONCE_LEN:],
-                                         header + key.encode("utf-8"))
-        except InvalidTag:
-            raise self._failed(key, "its authentication tag does not match") from None
+        nonce = bytes(data[HEADER_LEN:HEADER_LEN + NONCE_LEN])
+        return header, nonce, memoryview(data)[HEADER_LEN + NONCE_LEN:]
+
+    def _unpack(self, key: str, header: bytes, payload: bytes | memoryview,
+                ) -> tuple[bytes, bytes | memoryview]:
+        """``(kind, body)`` of an authenticated payload: decompressed if it was."""
         # The header is authenticated now; these can only fail for a writer's bug.
+        kind, codec = header[4:5], header[5:6]
         if kind not in KINDS or codec not in (CODEC_RAW, CODEC_ZSTD):
             raise self._failed(key, f"unknown kind {kind!r} or codec {codec!r}")
         if codec == CODEC_ZSTD:

@@ -24,8 +24,9 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from protectflow.bank import _keystore
-from protectflow.bank._backend import FsspecBackend, LocalBackend, private_makedirs
+from protectflow.bank._backend import FsspecBackend, LocalBackend, ReadBuffers, private_makedirs
 from protectflow.bank._keys import (
+    KIND_BYTES,
     Value,
     check_writable_key,
     decode,
@@ -322,6 +323,25 @@ class Bank:
         with self._reading(key):
             data = self.backend.read(key)
         return decode(data, key, self.keyring)
+
+    def get_bytes_into(self, key: str, buffers: ReadBuffers) -> bytes | memoryview:
+        """:meth:`get_object` of a bytes object, read and decrypted into
+        ``buffers`` (one thread's, reused from object to object): a view,
+        valid until ``buffers`` serve the next read.
+
+        Raises
+        ------
+        BankError
+            As :meth:`get_object`, and if the object does not hold bytes.
+        """
+        validate_key(key)
+        with self._reading(key):
+            data = self.backend.read_into(key, buffers)
+        buffers.plain = ReadBuffers.at_least(buffers.plain, len(data))
+        kind, body = self.keyring.open_into(key, data, buffers.plain)
+        if kind != KIND_BYTES:
+            raise BankError(f"bank object {key!r} in {self.url} does not hold bytes")
+        return body
 
     @contextlib.contextmanager
     def _reading(self, key: str) -> Iterator[None]:

@@ -32,7 +32,9 @@ from protectflow.plugins._fsmeta import DirStack, apply_meta, split
 __all__ = ["Outcome", "build", "check_entries"]
 
 Entry = dict[str, Any]
-ReadChunk = Callable[[str], bytes]
+#: A chunk's bytes by digest: a view that may be valid only until the calling
+#: thread's next call (:meth:`ChunkStore.reader` reuses its buffers).
+ReadChunk = Callable[[str], bytes | memoryview]
 #: Flags creating a file: exclusive, never through a symlink.
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _TYPES = frozenset(("dir", "file", "symlink", "fifo", "chr", "blk"))

@@ -74,7 +74,7 @@ def restore_into(dest: str, entries: Sequence[Entry], store: ChunkStore, *,
         try:
             staging_fd = os.open(staging, DIR_FLAGS, dir_fd=parent_fd)
             try:
-                outcome = build(staging_fd, entries, store.read, owners=owners, workers=workers)
+                outcome = build(staging_fd, entries, store.reader(), owners=owners, workers=workers)
                 if full:
                     _merge(staging_fd, parent_fd, name, entries, owners=owners)
             finally:

@@ -77,9 +77,10 @@ def read_manifest(checkpoint: HookCheckpoint, resource: Resource) -> dict[str, A
 
 
 def _write_copy(store: ChunkStore, manifest: dict[str, Any], fd: int) -> None:
+    read = store.reader()
     with os.fdopen(os.dup(fd), "wb") as f:
         for digest in manifest["chunks"]:
-            f.write(store.read(digest))
+            f.write(read(digest))
 
 
 def restore_name(resource: Resource, manifest: dict[str, Any]) -> str:
