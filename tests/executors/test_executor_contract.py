@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -139,9 +139,12 @@ def test_resource_hooks_run_in_one_process_on_worker_processes(
     for record in report.hooks.values():
         pids[record.resource].add(record.output["pid"])
     assert all(len(p) == 1 for p in pids.values()), pids
-    # Both worker processes were used: the affinity did not pin everything
-    # to one of them.
-    assert len(set().union(*pids.values())) == 2
+    # Both worker processes were used, about evenly: a new resource goes to
+    # the runner with the least work committed (its resources' hooks not yet
+    # back), so the affinity neither pins everything to one nor skews the load.
+    per_process = Counter(next(iter(p)) for p in pids.values())
+    assert len(per_process) == 2
+    assert all(8 <= n <= 16 for n in per_process.values()), per_process
 
 
 # -- hooks by keyword, the extras, a plain plugin ---------------------------------------------

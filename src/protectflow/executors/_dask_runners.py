@@ -12,8 +12,11 @@ runners of a client are kept for its next runs; their threads end after
 
 A runner keeps each run's Operations (one per resource) until the client
 ends the run, so all hooks of a resource go to the runner its first hook
-went to (the one with the most room then); the loop's critical order holds
-within each runner's queue. The cost: a resource's later hooks cannot move
+went to: the one with the least work committed per thread then, counting
+every hook not yet back of the resources living there, those not yet
+submitted too (placing by the calls queued at the time, as before, let one
+runner collect the later hooks of more resources and finish last); the
+loop's critical order holds within each runner's queue. The cost: a resource's later hooks cannot move
 to a runner that runs dry, and with no-op hooks a hook's successor waits on
 the runner that is busy reporting its predecessor (about 20% more per-hook
 overhead over worker processes; lost in the noise once hooks take 10 ms).
@@ -26,9 +29,11 @@ import functools
 import itertools
 import queue
 import threading
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from protectflow.dag.model import HookDAG
 from protectflow.errors import ExecutorError
 from protectflow.executors._loop import Done
 from protectflow.executors.instances import Instances
@@ -150,8 +155,9 @@ class PoolRun:
     """One run's share of the runners: what it handed to which."""
 
     def __init__(self, runners: _Runners, token: str, nthreads: dict[str, int],
-                 prefetch: int, options: RunOptions) -> None:
+                 prefetch: int, options: RunOptions, dag: HookDAG | None = None) -> None:
         self.runners, self.token = runners, token
+        self.nthreads = nthreads
         self.fail_fast, self.retries = not options.keep_going, options.retries
         with runners.lock:
             self.handles = [runners.handles[w] for w in sorted(nthreads)]
@@ -164,6 +170,12 @@ class PoolRun:
         #: (plugin, resource key) -> the runner its hooks go to: the one
         #: holding its Operation (see :mod:`protectflow.executors.instances`).
         self.homes: dict[tuple[str, str], _Handle] = {}
+        #: (plugin, resource key) -> its hooks not yet back, and per runner
+        #: the sum of that over the resources living there: the work a runner
+        #: is committed to, which places each new resource (see :meth:`_home`).
+        self.left: Counter[tuple[str, str]] = Counter(
+            (n.plugin, n.resource.key) for n in (dag.nodes if dag is not None else ()))
+        self.load = dict.fromkeys(self.room, 0)
         self.stopping = False
 
     def submit(self, calls: list[HookCall], done: Done) -> None:
@@ -192,9 +204,12 @@ class PoolRun:
 
     def _home(self, call: HookCall, live: list[_Handle]) -> _Handle:
         """The runner of ``call``'s chain: that of its resource once one of
-        its hooks went somewhere, else the one with the most room; every
-        resource of the chain now lives there (the loop chains no hook of a
-        resource that lives elsewhere). Under the runners' lock.
+        its hooks went somewhere, else the least loaded per thread -- load
+        being the hooks not yet back of every resource living there, those
+        not yet submitted included, since they will run there too (the most
+        room breaks ties). Every resource of the chain now lives there (the
+        loop chains no hook of a resource that lives elsewhere). Under the
+        runners' lock.
 
         A resource whose runner was lost moves to a live one, where its next
         hook gets a new Operation, as after a resume.
@@ -202,16 +217,29 @@ class PoolRun:
         homes = self.homes
         handle = homes.get(_home_key(call))
         if handle is None or not handle.alive:
-            handle = max(live, key=lambda h: self.room[h.address])
+            handle = min(live, key=lambda h: (self.load[h.address] / self.nthreads[h.address],
+                                              -self.room[h.address]))
         for c in (call, *call.then):
-            homes[_home_key(c)] = handle
+            key = _home_key(c)
+            if homes.get(key) is not handle:
+                homes[key] = handle
+                self.load[handle.address] += self.left[key]
         return handle
 
     def deliver(self, handle: _Handle, result: HookResult) -> None:
         # Under the runners' lock, on the client's event loop.
         chains = self.chains[handle.address]
         chain = chains.get(result.index)
-        if chain is not None and chain.deliver(result):
+        if chain is None:
+            return
+        call = chain.calls[chain.next] if chain.next < len(chain.calls) else None
+        finished = chain.deliver(result)
+        if call is not None and call.index == result.index and result.state == SUCCEEDED:
+            key = _home_key(call)
+            if self.left[key] > 0:
+                self.left[key] -= 1
+                self.load[handle.address] -= 1
+        if finished:
             for c in chain.calls:
                 chains.pop(c.index, None)
             self.room[handle.address] += len(chain.calls)

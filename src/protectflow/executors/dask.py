@@ -209,7 +209,7 @@ class DaskExecutor:
              nthreads: dict[str, int]) -> RunReport:
         pool = runners(client, nthreads, self.connect_timeout)
         run = PoolRun(pool, f"protectflow-{next(_runs)}-{id(dag):x}", nthreads,
-                      self.prefetch, options)
+                      self.prefetch, options, dag)
         try:
             return run_loop(dag, options, submit=run.submit,
                             capacity=sum(nthreads.values()) * self.prefetch,
