@@ -12,11 +12,17 @@ runners of a client are kept for its next runs; their threads end after
 
 A runner keeps each run's Operations (one per resource) until the client
 ends the run, so all hooks of a resource go to the runner its first hook
-went to: the one with the least work committed per thread then, counting
-every hook not yet back of the resources living there, those not yet
-submitted too (placing by the calls queued at the time, as before, let one
-runner collect the later hooks of more resources and finish last); the
-loop's critical order holds within each runner's queue. The cost: a resource's later hooks cannot move
+went to. Where that is depends on how long hooks take (their mean so far):
+hooks longer than :data:`_BALANCE_ABOVE` (about a round trip to a worker
+process and back) go to the runner with the least work committed per
+thread, counting every hook not yet back of the resources living there,
+those not yet submitted too -- placing by the calls queued at the moment let
+one runner collect more of the later, long hooks and finish last; shorter
+hooks go to the runner with the most room, which is the one that just
+reported, so a resource lands beside those whose results freed it (placing
+no-op hooks by committed work scattered them, and cost 45% more per hook
+over two worker processes). The loop's critical order holds within each
+runner's queue. The cost: a resource's later hooks cannot move
 to a runner that runs dry, and with no-op hooks a hook's successor waits on
 the runner that is busy reporting its predecessor (about 20% more per-hook
 overhead over worker processes; lost in the noise once hooks take 10 ms).
@@ -46,6 +52,9 @@ __all__ = ["PoolRun", "runners"]
 _keys = itertools.count()
 _IDLE = 30.0  # seconds a runner's thread waits for work before it ends
 _POLL = 10.0  # seconds a poll of a runner waits for results before it asks again
+#: Mean hook seconds above which a new resource goes to the runner with the
+#: least committed work rather than the one with the most room (see above).
+_BALANCE_ABOVE = 0.002
 
 
 #: Client id -> its runners, kept for its next runs (those of closed
@@ -176,6 +185,7 @@ class PoolRun:
         self.left: Counter[tuple[str, str]] = Counter(
             (n.plugin, n.resource.key) for n in (dag.nodes if dag is not None else ()))
         self.load = dict.fromkeys(self.room, 0)
+        self.hook_seconds, self.hooks_back = 0.0, 0  # for the mean hook time
         self.stopping = False
 
     def submit(self, calls: list[HookCall], done: Done) -> None:
@@ -204,12 +214,10 @@ class PoolRun:
 
     def _home(self, call: HookCall, live: list[_Handle]) -> _Handle:
         """The runner of ``call``'s chain: that of its resource once one of
-        its hooks went somewhere, else the least loaded per thread -- load
-        being the hooks not yet back of every resource living there, those
-        not yet submitted included, since they will run there too (the most
-        room breaks ties). Every resource of the chain now lives there (the
-        loop chains no hook of a resource that lives elsewhere). Under the
-        runners' lock.
+        its hooks went somewhere, else the least loaded per thread (if hooks
+        are long) or the one with the most room (see the module's notes).
+        Every resource of the chain now lives there (the loop chains no hook
+        of a resource that lives elsewhere). Under the runners' lock.
 
         A resource whose runner was lost moves to a live one, where its next
         hook gets a new Operation, as after a resume.
@@ -217,8 +225,11 @@ class PoolRun:
         homes = self.homes
         handle = homes.get(_home_key(call))
         if handle is None or not handle.alive:
-            handle = min(live, key=lambda h: (self.load[h.address] / self.nthreads[h.address],
-                                              -self.room[h.address]))
+            if self.hook_seconds > _BALANCE_ABOVE * self.hooks_back > 0:
+                handle = min(live, key=lambda h: (
+                    self.load[h.address] / self.nthreads[h.address], -self.room[h.address]))
+            else:
+                handle = max(live, key=lambda h: self.room[h.address])
         for c in (call, *call.then):
             key = _home_key(c)
             if homes.get(key) is not handle:
@@ -234,6 +245,9 @@ class PoolRun:
             return
         call = chain.calls[chain.next] if chain.next < len(chain.calls) else None
         finished = chain.deliver(result)
+        if call is not None and call.index == result.index:
+            self.hook_seconds += max(0.0, result.end - result.start)
+            self.hooks_back += 1
         if call is not None and call.index == result.index and result.state == SUCCEEDED:
             key = _home_key(call)
             if self.left[key] > 0:
