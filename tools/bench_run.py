@@ -125,15 +125,29 @@ def taskflow_run(dag: Any, workers: int) -> tuple[float, float] | None:
     return t1 - t0, t2 - t1
 
 
-def lower_bound(dag: Any, workers: int) -> float:
-    """max(longest path, total work / workers) of the sleeping DAG."""
-    weight = {n.id: SLEEPS[n.hook] for n in dag.nodes}
+def lower_bound(dag: Any, workers: int, seconds: dict[str, float] | None = None) -> float:
+    """max(longest path, total work / workers) of the sleeping DAG: with each
+    hook's nominal sleep, or with ``seconds``, what each hook took."""
+    weight = seconds or {n.id: SLEEPS[n.hook] for n in dag.nodes}
     preds = dag.predecessors()
     finish: dict[str, float] = {}
     order = _topological(dag)
     for nid in order:
         finish[nid] = weight[nid] + max((finish[p] for p in preds[nid]), default=0.0)
     return max(max(finish.values()), sum(weight.values()) / workers)
+
+
+def sleep_run(dag: Any, executor: Any, workers: int) -> tuple[float, float]:
+    """(makespan, the lower bound of the hooks as they ran) of one run."""
+    from protectflow.executors import run_dag
+
+    t0 = time.perf_counter()
+    report = run_dag(dag, executor)
+    elapsed = time.perf_counter() - t0
+    if not report.ok:
+        raise SystemExit(f"the run failed: {report.counts()}")
+    took = {nid: r.end - r.start for nid, r in report.hooks.items()}
+    return elapsed, lower_bound(dag, workers, took)
 
 
 def _topological(dag: Any) -> list[str]:
@@ -205,24 +219,29 @@ def section_noop(args: argparse.Namespace) -> None:
 
 
 def section_sleep(args: argparse.Namespace) -> None:
+    """Makespans against two lower bounds: the nominal one (each hook's
+    sleep as asked) and the one of the hooks as they ran -- a 10 ms sleep
+    takes 10.1-10.2 ms here (timer slack, wake-up), which no executor can
+    win back, so the nominal bound is below what any schedule reaches."""
     from protectflow.executors import get_executor
 
     dag = tenant_dag(args.sleep_resources, args.seed, sleeping=True)
     workers = args.sleep_workers
     bound = lower_bound(dag, workers)
     print(f"\n== sleeping hooks: {args.sleep_resources} resources, {len(dag.nodes)} hooks, "
-          f"{workers} workers; lower bound {bound:.3f} s; best of {args.repeat} ==")
+          f"{workers} workers; nominal lower bound {bound:.3f} s; best of {args.repeat} ==")
     threads = get_executor("threads", workers=workers)
-    results = {"threads": best(lambda: run_protectflow(dag, threads), args.repeat)}
+    results = {"threads": min(sleep_run(dag, threads, workers) for _ in range(args.repeat))}
     for label, procs in ((f"dask, 1 worker x {workers} threads", 1),
                          (f"dask, 2 processes x {workers // 2} threads", 2)):
         with cluster(procs, workers // procs) as client:
             executor = get_executor("dask", client=client)
-            run_protectflow(dag, executor)  # warm the workers' imports and runners
-            results[label] = best(lambda executor=executor: run_protectflow(dag, executor),
-                                  args.repeat)
-    for name, seconds in results.items():
-        print(f"  {name:<32} makespan {seconds:7.3f} s  = {seconds / bound:5.3f} x lower bound"
+            sleep_run(dag, executor, workers)  # warm the workers' imports and runners
+            results[label] = min(sleep_run(dag, executor, workers)
+                                 for _ in range(args.repeat))
+    for name, (seconds, as_run) in results.items():
+        print(f"  {name:<32} makespan {seconds:7.3f} s  = {seconds / bound:5.3f} x nominal "
+              f"bound, {seconds / as_run:5.3f} x bound as run ({as_run:.3f} s)"
               "  (target <= 1.05)")
 
 
