@@ -18,8 +18,10 @@ times, side by side and into fresh repositories:
   ``restic restore latest`` and protectflow restore of the checkpoint just
   made; each restored tree's file count is checked (outside the timing).
 
-Every tool starts after a ``sync`` (none pays for another's writes) and each
-round starts at the next tool, so that a tool's place in the order does not
+Every tool starts after a ``sync`` (none pays for another's writes), every
+round's output is kept until all rounds are done (deleting 400,000 files
+would tax the next round's creates: see ``DEFERRED`` in ``bench_protect.py``),
+and each round starts at the next tool, so that a tool's place in the order does not
 favour it. The tree is read warm from the page cache by every tool alike.
 It reports per tool the median with the spread (min-max) over ``--rounds``,
 and the ratios pf/tar, pf/tar+fsync and pf/restic (protect) and pf/tar -x
@@ -241,8 +243,9 @@ def one_round(tree: str, work: str, files: int, *, rep: int,
         print("  restore: " + ", ".join(f"{t} {restore[t]:.2f} s" for t in RESTORE_TOOLS)
               + f"  (order: {', '.join(order)})")
         rnd.check_restores(files)
-    finally:
+    except BaseException:
         shutil.rmtree(base, ignore_errors=True)
+        raise
     return {"protect": protect, "restore": restore}
 
 
@@ -286,6 +289,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {rep + 1}:")
             rounds.append(one_round(tree, work, args.files, rep=rep, executor=args.executor))
         report(rounds)
+        # Only now: a round's 400,000 deleted inodes would tax the next
+        # round's creates (see DEFERRED in bench_protect.py).
+        for rep in range(args.rounds):
+            shutil.rmtree(os.path.join(work, f"round-{rep}"), ignore_errors=True)
     finally:
         if not args.work and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
