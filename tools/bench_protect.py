@@ -403,11 +403,15 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.repeat):
             print(f"round {rep + 1}:")
             rwork = os.path.join(work, f"round-{rep + 1}")
+            shutil.rmtree(rwork, ignore_errors=True)  # left by a killed run
             os.makedirs(rwork)
             rounds.append(one_round(tree, rwork, paths, rep, has_restic, args.baseline))
             if not defer:
                 shutil.rmtree(rwork)
         report(rounds)
+        if not args.keep:  # the tree of a --dir stays for the next run
+            for rep in range(args.repeat):
+                shutil.rmtree(os.path.join(work, f"round-{rep + 1}"), ignore_errors=True)
     finally:
         if not args.keep and not args.dir:
             shutil.rmtree(work, ignore_errors=True)
