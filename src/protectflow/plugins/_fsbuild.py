@@ -258,9 +258,16 @@ def _write_files(root_fd: int, entries: Sequence[Entry], read_chunk: ReadChunk, 
         with DirStack(root_fd) as dirs:
             return _write_file(dirs, e, (read_chunk(d) for d in e["chunks"]), owners=owners)
 
+    def write_packs() -> list[str]:
+        return [problem for digest in packs for problem in write_pack(digest)]
+
+    # Packs (small files) in one thread, started first: their work is
+    # system calls, several per file, and threads doing those at once mostly
+    # hand the GIL to each other (a 100,000-file tree: 6.6-6.9 s on four
+    # threads, 4.7 s on one). Large files share the other threads.
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        jobs = [pool.submit(write_chunks, e) for e in files if "pack" not in e]
-        jobs += [pool.submit(write_pack, digest) for digest in packs]
+        jobs = [pool.submit(write_packs)] if packs else []
+        jobs += [pool.submit(write_chunks, e) for e in files if "pack" not in e]
         for job in jobs:
             outcome.warnings += job.result()
 
