@@ -322,3 +322,20 @@ def test_reads_into_reused_buffers_authenticate_as_reads_do(bank: Bank) -> None:
         bank.get_bytes_into("data/big", buffers)
     with pytest.raises(BankError, match="no bank object 'data/none'"):
         bank.get_bytes_into("data/none", buffers)
+
+
+def test_a_read_into_buffers_takes_an_object_that_grew_since_its_fstat(
+        local_bank: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Objects are replaced, never grown, but a read must not cut one short
+    if its file is longer than its fstat said: it reads to the end, and the
+    bytes then authenticate as usual."""
+    body = os.urandom(200_000)
+    local_bank.update_object("data/x", body)
+    real_fstat = os.fstat
+
+    class Short:
+        def __init__(self, st: os.stat_result) -> None:
+            self.st_size = st.st_size // 3
+
+    monkeypatch.setattr("protectflow.bank._backend.os.fstat", lambda fd: Short(real_fstat(fd)))
+    assert bytes(local_bank.get_bytes_into("data/x", ReadBuffers())) == body

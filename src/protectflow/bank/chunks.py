@@ -72,15 +72,13 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 from protectflow.bank._backend import ReadBuffers
 from protectflow.bank._keys import segment
 from protectflow.errors import BankError, ChunkError
 
 __all__ = ["ChunkStore", "bad_key", "chunk_key", "owner_id", "ref_key", "sha256"]
-
-_T = TypeVar("_T")
 
 CHUNKS = "chunks/"
 REFS = "refs/"
@@ -268,7 +266,8 @@ class ChunkStore:
         ChunkError
             If the chunk is missing or corrupt.
         """
-        data = self._checked(digest, self.bank.get_object)
+        with self._chunk_errors(digest):
+            data = self.bank.get_object(chunk_key(digest))
         if not isinstance(data, bytes) or (rehash and self.chunk_id(data) != digest):
             self.mark_bad(digest, "its bytes do not match its name")
             raise ChunkError(f"chunk {digest} in bank {self.bank.url} is corrupt: "
@@ -290,17 +289,17 @@ class ChunkStore:
             buffers = getattr(local, "buffers", None)
             if buffers is None:
                 buffers = local.buffers = ReadBuffers()
-
-            def fetch(key: str) -> bytes | memoryview:
-                body: bytes | memoryview = self.bank.get_bytes_into(key, buffers)
-                return body
-            return self._checked(digest, fetch)
+            with self._chunk_errors(digest):
+                body: bytes | memoryview = self.bank.get_bytes_into(chunk_key(digest), buffers)
+            return body
         return read
 
-    def _checked(self, digest: str, fetch: Callable[[str], _T]) -> _T:
-        """``fetch`` of the chunk's object, its errors as the chunk's."""
+    @contextlib.contextmanager
+    def _chunk_errors(self, digest: str) -> Iterator[None]:
+        """A read of the chunk's object, its errors as the chunk's: missing,
+        or corrupt (and then marked bad)."""
         try:
-            return fetch(chunk_key(digest))
+            yield
         except BankError as err:
             if not self.bank.has_object(chunk_key(digest)):
                 raise ChunkError(f"chunk {digest} is missing from bank {self.bank.url}") from None

@@ -43,6 +43,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Sequence
+from typing import cast
 
 import zstandard
 from cryptography.exceptions import InvalidTag
@@ -194,7 +195,7 @@ class Keyring:
         except InvalidTag:
             raise self._failed(key, "its authentication tag does not match") from None
         kind, body = self._unpack(key, header, payload)
-        return kind, body if isinstance(body, bytes) else bytes(body)  # always bytes here
+        return kind, cast(bytes, body)  # decrypted or decompressed: bytes either way
 
     def open_into(self, key: str, data: bytes | bytearray | memoryview, out: bytearray,
                   ) -> tuple[bytes, bytes | memoryview]:
