@@ -21,8 +21,8 @@ from protectflow.compiler import compile_plan
 from protectflow.compiler.plan import Plan, PlanResource
 from protectflow.dag.model import HOOKS, OPERATIONS, HookDAG, Resource
 from protectflow.plugins.base import Operation, ProtectionPlugin
+from protectflow.plugins.builtin.sim import SIM_TYPES
 from protectflow.plugins.registry import Registry
-from protectflow.plugins.sim import SIM_TYPES
 
 __all__ = [
     "Spec",

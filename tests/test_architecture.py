@@ -4,16 +4,20 @@ function-local import of the package's own modules, and a light ``import protect
 The layers, top to bottom (a module may import its own component and any
 component of a lower layer, nothing else)::
 
-    cli                       the command, a thin shell over the library
+    cli | testing             the command (its config file, --json documents and
+                              completion included); the plugin authors' kit
     protectflow (__init__)    the names a user imports
-    results                   the --json documents, from the operations' results
-    operations | config       protect / restore / verify / copy / delete / resume;
-                              the config file and where each setting comes from
+    operations                protect / restore / verify / copy / delete / resume
     compiler | executors      never each other
-    plugins
-    bank
+    plugins.builtin           fs, sqlite, app, sim: plugins like any other
+    plugins                   the framework: interfaces, contract, registry, providers
+    bank                      the bank's public names, over its three layers:
+    bank.catalog                checkpoints: records, leases, journals, runs, gc
+    bank.chunks                 the content-addressed chunk store and its refs
+    bank.objects                the object store, its crypto and its keys
     dag
-    signals | completion      SIGTERM as Ctrl-C; shell completion scripts
+    signals | _paths | _urls  SIGTERM as Ctrl-C; object paths and bank URLs, which
+                              the compiler needs without loading the bank
     states | errors | _util | _faults
 
 The import graph is read from the source with :mod:`ast`, so a module that is
@@ -40,15 +44,20 @@ PACKAGE = ROOT / "src" / "protectflow"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli", "testing"),  # the command line; the conformance kit for plugin authors
     ("protectflow",),  # the package's own __init__
-    ("results",),
-    ("operations", "config"),
+    ("operations",),
     ("compiler", "executors"),
+    ("plugins.builtin",),
     ("plugins",),
     ("bank",),
+    ("bank.catalog",),
+    ("bank.chunks",),
+    ("bank.objects",),
     ("dag",),
-    ("signals", "completion"),
+    ("signals", "_paths", "_urls"),
     ("states", "errors", "_util", "_faults"),
 )
+#: Subpackages that are layers of their own inside their component.
+SUBLAYERS = {"bank": ("objects", "chunks", "catalog"), "plugins": ("builtin",)}
 RANK = {component: rank for rank, tier in enumerate(LAYERS) for component in tier}
 
 #: Third-party modules slow to import (or optional), which a function may import
@@ -154,8 +163,11 @@ def package_imports(root: Path = PACKAGE) -> list[Import]:
 
 
 def component(module: str) -> str:
-    """``cli`` for ``protectflow.cli.run``; ``protectflow`` for the root package."""
+    """``cli`` for ``protectflow.cli.run``, ``bank.catalog`` for
+    ``protectflow.bank.catalog.gc``; ``protectflow`` for the root package."""
     parts = module.split(".")
+    if len(parts) > 2 and parts[2] in SUBLAYERS.get(parts[1], ()):
+        return f"{parts[1]}.{parts[2]}"
     return parts[1] if len(parts) > 1 else parts[0]
 
 
@@ -248,6 +260,32 @@ def test_importing_the_library_imports_nothing_heavy() -> None:
         "protectflow.bank, protectflow.plugins, protectflow.executors, protectflow.operations")
     assert "protectflow" in loaded  # the import did happen
     assert [m for m in HEAVY if m in loaded] == []
+
+
+def test_the_compiler_imports_nothing_of_the_bank(imports: list[Import]) -> None:
+    wrong = [f"{i.source} (line {i.line}) imports {i.target}" for i in ours(imports)
+             if component(i.source) == "compiler" and component(i.target).startswith("bank")]
+    assert wrong == []
+
+
+def test_reading_a_plan_loads_no_cryptography_nor_zstandard() -> None:
+    # Compiling it loads the installed plugins, which may keep data in a bank;
+    # the compiler itself needs none of the bank's crypto.
+    plan = ROOT / "examples" / "tenant.yaml"
+    loaded = _imported_after(
+        f"from protectflow.compiler import load_plan\nload_plan({str(plan)!r})")
+    assert "protectflow" in loaded
+    assert [m for m in ("cryptography", "zstandard") if m in loaded] == []
+
+
+def test_the_bank_layers_import_downwards_only(imports: list[Import]) -> None:
+    # objects < chunks < catalog: spelled out, so that a reorder of LAYERS shows here
+    order = {"bank.objects": 0, "bank.chunks": 1, "bank.catalog": 2}
+    wrong = [f"{i.source} imports {i.target}" for i in ours(imports)
+             if component(i.source) in order and component(i.target) in order
+             and order[component(i.target)] > order[component(i.source)]]
+    assert wrong == []
+    assert {component(i.source) for i in ours(imports)} >= set(order)
 
 
 def test_importing_the_cli_imports_no_dask_nor_networkx() -> None:

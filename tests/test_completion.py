@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from protectflow.completion import SHELLS, completion_script
+from protectflow.cli.completion import SHELLS, completion_script
 
 # A stand-in for the installed command: completion answered first, as the CLI will.
 COMMAND = f"""#!{sys.executable}
 from protectflow.cli import build_parser
-from protectflow.completion import answer
+from protectflow.cli.completion import answer
 answer(build_parser())
 raise SystemExit("not a completion request")
 """

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from protectflow.bank.urls import user_bank_url
-from protectflow.config import (
+from protectflow._urls import user_bank_url
+from protectflow.cli.config import (
     CONFIG_ENV,
     DEFAULT_EXECUTOR,
     ENV,
@@ -151,7 +151,7 @@ def test_bad_environment_values_are_errors_naming_the_variable() -> None:
 
 def test_importing_protectflow_reads_no_config(tmp_path: Path) -> None:
     bad = _write(tmp_path, "not toml at all = = =\n")
-    code = "import protectflow, protectflow.config, protectflow.bank; print('ok')"
+    code = "import protectflow, protectflow.cli.config, protectflow.bank; print('ok')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, CONFIG_ENV: str(bad)}, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from protectflow import operations, results
+from protectflow import operations
 from protectflow.bank import Bank, CheckpointStore
+from protectflow.cli import results
 from protectflow.compiler import compile_plan, parse_plan
 from protectflow.errors import BankError, PlanError
 from protectflow.executors import get_executor, run_dag
@@ -66,7 +67,7 @@ def test_a_failed_protect_and_its_resume_follow_the_schema(tmp_path: Path) -> No
     assert (doc["ok"], doc["status"], doc["run"]["state"]) == (False, "error", "failed")
     (failure,) = doc["run"]["failures"]
     assert failure["node"] == "OS::Cinder::Volume#root/main"
-    assert failure["error"] == "protectflow.plugins.sim.SimFailure"
+    assert failure["error"] == "protectflow.plugins.builtin.sim.SimFailure"
     resumed = operations.resume(failed.checkpoint.id, bank=bank)
     again = _valid("result", results.operation_result(resumed))
     assert again["run"]["resumed"] > 0  # the prepare hooks came from the journal

@@ -21,11 +21,11 @@ from collections.abc import Callable
 from typing import Any
 
 from protectflow.bank import Bank, CheckpointStore
-from protectflow.bank._keys import encode_parts
-from protectflow.bank.checkpoint import CHECKPOINTS
-from protectflow.bank.checkpoint_store import BY_DATE, BY_PLAN, index_suffix
-from protectflow.bank.record import new_record
-from protectflow.bank.runs import now_iso
+from protectflow.bank.catalog.checkpoint import CHECKPOINTS
+from protectflow.bank.catalog.record import new_record
+from protectflow.bank.catalog.runs import now_iso
+from protectflow.bank.catalog.store import BY_DATE, BY_PLAN, index_suffix
+from protectflow.bank.objects._header import encode_parts
 from protectflow.states import AVAILABLE
 
 MB = 1 << 20

@@ -158,7 +158,7 @@ class Protector:
     def __call__(self) -> dict[str, Any]:
         from protectflow.bank import Bank, CheckpointStore
         from protectflow.dag.model import Resource
-        from protectflow.plugins.fs import FsProtectOperation
+        from protectflow.plugins.builtin.fs import FsProtectOperation
 
         bank = Bank(self.bank_dir, fsync=self.fsync)
         if self.operations is not None:

@@ -248,7 +248,7 @@ def section_sleep(args: argparse.Namespace) -> None:
 def bank_journal(folder: str) -> Any:
     """A fresh journal in a new checkpoint of a local bank in ``folder``."""
     from protectflow.bank import CheckpointStore
-    from protectflow.bank.journal import BankJournal
+    from protectflow.bank.catalog.journal import BankJournal
 
     checkpoint = CheckpointStore(folder).create({"name": "bench"}, {}, "-", "bench")
     return BankJournal.start(checkpoint, {"operation": "bench"})

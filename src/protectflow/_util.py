@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 
-__all__ = ["paused_gc"]
+__all__ = ["now_iso", "paused_gc"]
 
 
 @contextmanager
@@ -24,3 +26,9 @@ def paused_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def now_iso(now: float | None = None) -> str:
+    """UTC time as ``2024-05-17T13:45:01.123456Z`` (sorts as it reads)."""
+    ts = time.time() if now is None else now
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from protectflow.bank import Bank, CheckpointStore, keys
-from protectflow.bank import _keystore as keystore
-from protectflow.bank._backend import ReadBuffers
-from protectflow.bank.check import check_checkpoint
+from protectflow.bank import Bank, CheckpointStore
+from protectflow.bank.catalog.check import check_checkpoint
+from protectflow.bank.objects import _keystore as keystore
+from protectflow.bank.objects import keys
+from protectflow.bank.objects._backend import ReadBuffers
 from protectflow.cli import main as cli_main
 from protectflow.errors import BankError
 
@@ -337,5 +338,6 @@ def test_a_read_into_buffers_takes_an_object_that_grew_since_its_fstat(
         def __init__(self, st: os.stat_result) -> None:
             self.st_size = st.st_size // 3
 
-    monkeypatch.setattr("protectflow.bank._backend.os.fstat", lambda fd: Short(real_fstat(fd)))
+    monkeypatch.setattr("protectflow.bank.objects._backend.os.fstat",
+                        lambda fd: Short(real_fstat(fd)))
     assert bytes(local_bank.get_bytes_into("data/x", ReadBuffers())) == body

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from protectflow.bank import Bank, _backend
+from protectflow.bank import Bank
+from protectflow.bank.objects import _backend
 
 
 @pytest.mark.parametrize("fsync", [True, False])

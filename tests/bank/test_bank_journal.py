@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from protectflow.bank import Bank
-from protectflow.bank.journal import BankJournal, read_journal
+from protectflow.bank.catalog.journal import BankJournal, read_journal
 from protectflow.errors import BankError
 
 

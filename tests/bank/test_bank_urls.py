@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from protectflow._urls import check_bank_url, require_backend
 from protectflow.bank import Bank, CheckpointStore, open_existing_bank
-from protectflow.bank.urls import check_bank_url, require_backend
 from protectflow.compiler import load_plan
 from protectflow.errors import BankError, MissingDependencyError, PlanError
 

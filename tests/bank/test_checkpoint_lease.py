@@ -8,7 +8,7 @@ import time
 import pytest
 
 from protectflow.bank import Bank, Checkpoint, CheckpointStore
-from protectflow.bank.checkpoint import IN_PROGRESS
+from protectflow.bank.catalog.checkpoint import IN_PROGRESS
 from protectflow.errors import BankError
 from tests.bank.bank_helpers import race_for_lease
 

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from protectflow import cli, operations, results
-from protectflow.bank import Bank, keys
-from protectflow.bank import _keystore as keystore
+from protectflow import cli, operations
+from protectflow.bank import Bank
+from protectflow.bank.objects import _keystore as keystore
+from protectflow.bank.objects import keys
+from protectflow.cli import results
 from tests.plugins.plugin_helpers import make_shop
 
 PASSWORD = "a long and secret password"

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from protectflow import results
-from protectflow.cli import main
+from protectflow.cli import main, results
 from protectflow.dag import jsonio
-from protectflow.plugins.sim import SIM_TYPES
+from protectflow.plugins.builtin.sim import SIM_TYPES
 
 REPO = Path(__file__).resolve().parents[2]
 TENANT = str(REPO / "examples" / "tenant.yaml")
@@ -157,7 +156,7 @@ def test_plugins_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert "sim" in data and list(data) == sorted(data)
     sim = data["sim"]
     assert sim["protectable"]["OS::Nova::Server"] is True
-    assert sim["class"] == "protectflow.plugins.sim.SimProtectionPlugin"
+    assert sim["class"] == "protectflow.plugins.builtin.sim.SimProtectionPlugin"
     assert sorted(sim["resource_types"]) == sorted(SIM_TYPES)
     schema = sim["schemas"]["OS::Cinder::Volume"]["protect"]
     assert schema["additionalProperties"] is False and "main_seconds" in schema["properties"]

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from protectflow import cli, operations, results
+from protectflow import cli, operations
+from protectflow.cli import results
 from protectflow.plugins import Registry
 from protectflow.plugins.registry import using_registry
 from tests.operations import guide_plugins

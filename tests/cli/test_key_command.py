@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from protectflow import cli
-from protectflow.bank import Bank, keys
-from protectflow.bank import _keystore as keystore
+from protectflow.bank import Bank
+from protectflow.bank.objects import _keystore as keystore
+from protectflow.bank.objects import keys
 
 
 @pytest.fixture(autouse=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from protectflow import results
 from protectflow.bank import Bank, CheckpointStore
+from protectflow.cli import results
 from tests.robustness.robust_helpers import COMMAND, protectflow, tree_digest
 
 ROOT = Path(__file__).resolve().parents[2]

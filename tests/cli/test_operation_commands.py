@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from protectflow import cli, operations
-from protectflow.bank import Bank, _backend
+from protectflow.bank import Bank
+from protectflow.bank.objects import _backend
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ from protectflow.compiler import compile_plan, parse_plan
 from protectflow.dag import Resource
 from protectflow.errors import ParameterError, PlanError, PluginError
 from protectflow.plugins import ProtectionPlugin, Registry
-from protectflow.plugins.sim import SimProtectionPlugin
+from protectflow.plugins.builtin.sim import SimProtectionPlugin
 
 VOL = "OS::Cinder::Volume"
 SRV = "OS::Nova::Server"

@@ -21,7 +21,7 @@ from protectflow.compiler.documents import MAX_ALIAS_EXPANSION, MAX_DEPTH, parse
 from protectflow.compiler.names import MAX_SEGMENT_BYTES
 from protectflow.dag import Resource
 from protectflow.errors import PlanError
-from protectflow.plugins.sim import VOLUME
+from protectflow.plugins.builtin.sim import VOLUME
 from tests.strategies import refused_ids, resource_ids
 
 _printable = st.characters(blacklist_categories=("Cs", "Cc"))

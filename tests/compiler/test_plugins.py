@@ -18,7 +18,7 @@ from protectflow.plugins import (
     get_registry,
     implemented_hooks,
 )
-from protectflow.plugins.sim import SIM_TYPES, SimFailure, SimProtectionPlugin
+from protectflow.plugins.builtin.sim import SIM_TYPES, SimFailure, SimProtectionPlugin
 from tests.strategies import full_registry, operation_class
 
 

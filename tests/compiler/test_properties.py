@@ -221,7 +221,7 @@ from protectflow.compiler import compile_plan, parse_plan
 from protectflow.dag import dot, jsonio
 from protectflow.dag.model import Resource
 from protectflow.plugins.registry import Registry
-from protectflow.plugins.sim import SimProtectionPlugin, ServerProtectable
+from protectflow.plugins.builtin.sim import SimProtectionPlugin, ServerProtectable
 import json
 
 class Discovering(ServerProtectable):

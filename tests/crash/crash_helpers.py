@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from protectflow.bank import Bank, Checkpoint, CheckpointStore
-from protectflow.bank.journal import read_journal
+from protectflow.bank.catalog.journal import read_journal
 from protectflow.compiler import compile_plan, load_plan
 from tests.crash.recording_plugins import RECORDS, SPEC  # noqa: F401 (SPEC: for the tests)
 from tests.scripts import ROOT, load_script

@@ -16,8 +16,8 @@ import pytest
 
 from protectflow import cli, operations
 from protectflow.bank import Bank, CheckpointStore
-from protectflow.bank.journal import read_journal
-from protectflow.bank.lease import owner_is_dead
+from protectflow.bank.catalog.journal import read_journal
+from protectflow.bank.catalog.lease import owner_is_dead
 from protectflow.errors import BankError
 from tests.crash.crash_helpers import (
     RECORDS,

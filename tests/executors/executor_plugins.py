@@ -22,7 +22,7 @@ from typing import Any
 
 from protectflow.dag.model import Resource
 from protectflow.plugins import HookArgs, Operation, Registry
-from protectflow.plugins.sim import (
+from protectflow.plugins.builtin.sim import (
     DatabaseProtectable,
     ImageProtectable,
     NetworkProtectable,

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from protectflow.bank import Bank
-from protectflow.bank.journal import BankJournal, read_journal
+from protectflow.bank.catalog.journal import BankJournal, read_journal
 from protectflow.executors import run_dag
 from tests.executors.dags import flat, make_dag
 from tests.executors.executor_plugins import SPEC

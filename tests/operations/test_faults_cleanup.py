@@ -21,10 +21,10 @@ import pytest
 
 from protectflow import cli, operations
 from protectflow.bank import Bank, CheckpointStore
-from protectflow.bank.lease import owner_is_dead
+from protectflow.bank.catalog.lease import owner_is_dead
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError
-from protectflow.plugins import fs
+from protectflow.plugins.builtin import fs
 from protectflow.states import AVAILABLE, COPYING, DELETED, DELETING, ERROR, PROTECTING
 from tests.operations.test_repository_checks import bank_files, restored, tree_plan
 

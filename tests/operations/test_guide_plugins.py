@@ -16,7 +16,7 @@ import pytest
 
 from protectflow import operations
 from protectflow.bank import Bank, CheckpointStore, RunRecord
-from protectflow.bank.journal import JournalRun
+from protectflow.bank.catalog.journal import JournalRun
 from protectflow.compiler import compile_plan, parse_plan
 from protectflow.dag.model import Resource
 from protectflow.errors import PluginError

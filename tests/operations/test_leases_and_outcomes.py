@@ -17,7 +17,7 @@ from protectflow.compiler import parse_plan
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError
 from protectflow.plugins import Operation, Registry
-from protectflow.plugins.sim import SimOperation, SimProtectionPlugin
+from protectflow.plugins.builtin.sim import SimOperation, SimProtectionPlugin
 
 VOLUME = "OS::Cinder::Volume"
 #: The plugins of this module, by name, for the executors to resolve.

@@ -11,7 +11,7 @@ from typing import Any
 from protectflow.bank import Bank, Checkpoint, CheckpointStore
 from protectflow.compiler import compile_plan, parse_plan
 from protectflow.plugins import get_registry
-from protectflow.plugins._tree import comparable, scan
+from protectflow.plugins.builtin.fs._tree import comparable, scan
 from tests.scripts import ROOT, load_script
 
 SHOP = ROOT / "examples" / "shop"

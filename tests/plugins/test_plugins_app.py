@@ -17,8 +17,8 @@ import pytest
 from protectflow.bank import Bank
 from protectflow.dag.model import Resource
 from protectflow.errors import CommandError, LocalPluginError
-from protectflow.plugins import app, fs
-from protectflow.plugins import sqlite as sq
+from protectflow.plugins.builtin import app, fs
+from protectflow.plugins.builtin import sqlite as sq
 from tests.plugins.plugin_helpers import make_shop, new_checkpoint, plan_from, run_dag, shopctl
 from tests.scripts import ROOT
 
@@ -129,7 +129,7 @@ def test_guard_thaws_when_the_freezing_process_dies(shop: Path, tmp_path: Path) 
 import json, os
 from tests.plugins.plugin_helpers import new_checkpoint, plan_from
 from protectflow.bank import Bank
-from protectflow.plugins import app
+from protectflow.plugins.builtin import app
 resource = plan_from(json.loads({json.dumps(json.dumps(data))})).resources[0].resource
 app.freeze_app(new_checkpoint(Bank({str(tmp_path / "bank")!r})), resource, {{}})
 os._exit(9)  # a crash: no thaw hook, no on_failure

@@ -23,7 +23,7 @@ import pytest
 from protectflow.bank import Bank
 from protectflow.dag.model import Resource
 from protectflow.errors import LocalPluginError
-from protectflow.plugins import _private, app
+from protectflow.plugins.builtin import _private, app
 from tests.plugins.plugin_helpers import new_checkpoint
 from tests.scripts import ROOT
 
@@ -196,7 +196,7 @@ def test_nothing_is_left_after_the_freezing_process_is_killed(
 import os, sys
 from protectflow.bank import Bank
 from protectflow.dag.model import Resource
-from protectflow.plugins import app
+from protectflow.plugins.builtin import app
 from tests.plugins.plugin_helpers import new_checkpoint
 resource = Resource(app.APPLICATION, "shop", extra_info={{"base_dir": {str(tmp_path)!r},
     "freeze": "touch FROZEN", "thaw": "rm FROZEN && touch THAWED"}})

@@ -13,8 +13,8 @@ import pytest
 from protectflow.bank import Bank, Checkpoint
 from protectflow.dag.model import Resource
 from protectflow.errors import ChunkError
-from protectflow.plugins import fs
-from protectflow.plugins._chunks import ChunkStore, chunk_key, sha256
+from protectflow.plugins.builtin import fs
+from protectflow.plugins.builtin._chunks import ChunkStore, chunk_key, sha256
 from protectflow.states import AVAILABLE, DELETING
 from tests.plugins.plugin_helpers import count_objects, new_checkpoint
 

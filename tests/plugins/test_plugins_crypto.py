@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from protectflow import operations
-from protectflow.bank import Bank, keys
-from protectflow.bank import _keystore as keystore
+from protectflow.bank import Bank
+from protectflow.bank.objects import _keystore as keystore
+from protectflow.bank.objects import keys
 from protectflow.errors import ProtectflowError
 from tests.plugins.plugin_helpers import make_shop, snapshot_tree
 

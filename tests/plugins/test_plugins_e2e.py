@@ -12,7 +12,7 @@ import pytest
 
 from protectflow import operations
 from protectflow.bank import Bank
-from protectflow.plugins import sqlite as sq
+from protectflow.plugins.builtin import sqlite as sq
 from tests.plugins.plugin_helpers import make_shop, shopctl, snapshot_tree
 
 
@@ -76,7 +76,7 @@ def test_protect_fsync_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", counting_fsync)
-    from protectflow.bank import _backend
+    from protectflow.bank.objects import _backend
 
     real_syncfs = _backend._syncfs()
     if real_syncfs is not None:

@@ -14,8 +14,8 @@ from protectflow.bank import Bank
 from protectflow.compiler import parse_plan
 from protectflow.dag.model import Resource
 from protectflow.errors import ChunkError, LocalPluginError
-from protectflow.plugins import fs
-from protectflow.plugins._chunks import ChunkStore, owner_id, sha256
+from protectflow.plugins.builtin import fs
+from protectflow.plugins.builtin._chunks import ChunkStore, owner_id, sha256
 from tests.plugins.plugin_helpers import count_objects, make_tree, new_checkpoint, snapshot_tree
 
 

@@ -17,9 +17,10 @@ from protectflow import operations
 from protectflow.bank import Bank
 from protectflow.compiler import parse_plan
 from protectflow.dag.model import Resource
-from protectflow.plugins import _fsstore, fs
-from protectflow.plugins._chunks import ChunkStore, owner_id
-from protectflow.plugins._fsread import ATTEMPTS
+from protectflow.plugins.builtin import fs
+from protectflow.plugins.builtin._chunks import ChunkStore, owner_id
+from protectflow.plugins.builtin.fs import _store as _fsstore
+from protectflow.plugins.builtin.fs._read import ATTEMPTS
 from tests.plugins.plugin_helpers import Log, new_checkpoint
 
 KEY = f"{fs.DIRECTORY}#files"

@@ -17,9 +17,10 @@ import pytest
 from protectflow.bank import Bank
 from protectflow.dag.model import Resource
 from protectflow.errors import ChunkError, LocalPluginError
-from protectflow.plugins import _fsrestore, fs
-from protectflow.plugins import sqlite as sq
-from protectflow.plugins._chunks import chunk_key
+from protectflow.plugins.builtin import fs
+from protectflow.plugins.builtin import sqlite as sq
+from protectflow.plugins.builtin._chunks import chunk_key
+from protectflow.plugins.builtin.fs import _restore as _fsrestore
 from tests.plugins.plugin_helpers import make_tree, new_checkpoint, snapshot_tree
 
 

@@ -18,8 +18,8 @@ from protectflow import operations
 from protectflow.bank import Bank
 from protectflow.compiler import parse_plan
 from protectflow.dag.model import Resource
-from protectflow.plugins import fs
-from protectflow.plugins._fsmeta import open_dir
+from protectflow.plugins.builtin import fs
+from protectflow.plugins.builtin.fs._meta import open_dir
 from tests.plugins.plugin_helpers import new_checkpoint, snapshot_tree
 
 ROOT = os.geteuid() == 0

@@ -13,8 +13,8 @@ import pytest
 from protectflow.compiler import compile_plan, parse_plan
 from protectflow.errors import PlanError, PluginError
 from protectflow.plugins import ProtectionPlugin, Registry
+from protectflow.plugins.builtin.sim import IMAGE, SERVER, ImageProtectable, SimProtectionPlugin
 from protectflow.plugins.providers import Provider, load_providers, resolve_provider
-from protectflow.plugins.sim import IMAGE, SERVER, ImageProtectable, SimProtectionPlugin
 
 
 class Glance(ProtectionPlugin):

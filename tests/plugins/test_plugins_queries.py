@@ -15,11 +15,11 @@ from protectflow.compiler import parse_plan
 from protectflow.dag import Resource
 from protectflow.errors import BankError, LocalPluginError, PluginError
 from protectflow.plugins import Registry, get_registry
-from protectflow.plugins.fs import DIRECTORY
+from protectflow.plugins.builtin.fs import DIRECTORY
+from protectflow.plugins.builtin.sim import SERVER, ServerProtectable, SimProtectionPlugin
+from protectflow.plugins.builtin.sqlite import DATABASE
 from protectflow.plugins.queries import list_resources, saved_info, show_resource
 from protectflow.plugins.registry import using_registry
-from protectflow.plugins.sim import SERVER, ServerProtectable, SimProtectionPlugin
-from protectflow.plugins.sqlite import DATABASE
 
 
 def fs_plan(root: Path) -> Any:

@@ -18,9 +18,9 @@ from protectflow.compiler import parse_plan
 from protectflow.dag.model import Resource
 from protectflow.errors import LocalPluginError
 from protectflow.executors import Event
-from protectflow.plugins import sqlite as sq
-from protectflow.plugins._chunkfiles import store_file
-from protectflow.plugins._chunks import ChunkStore, owner_id
+from protectflow.plugins.builtin import sqlite as sq
+from protectflow.plugins.builtin._chunkfiles import store_file
+from protectflow.plugins.builtin._chunks import ChunkStore, owner_id
 from tests.plugins.plugin_helpers import new_checkpoint
 
 WRITER = """

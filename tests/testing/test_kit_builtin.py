@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from protectflow.dag import Resource
-from protectflow.plugins.fs import DIRECTORY
-from protectflow.plugins.sqlite import DATABASE
+from protectflow.plugins.builtin.fs import DIRECTORY
+from protectflow.plugins.builtin.sqlite import DATABASE
 from protectflow.testing import PluginConformance, PluginSubject
 
 pytest_plugins = ["protectflow.testing"]

@@ -26,10 +26,19 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from protectflow import __version__, completion
-from protectflow.cli import checkpoints, graph, key, operations, protectables, run, shell
+from protectflow import __version__
+from protectflow.cli import (
+    checkpoints,
+    completion,
+    graph,
+    key,
+    operations,
+    protectables,
+    run,
+    shell,
+)
+from protectflow.cli.config import load_config
 from protectflow.cli.outcome import INTERRUPTED, interrupted_error
-from protectflow.config import load_config
 from protectflow.errors import OperationInterrupted, ProtectflowError
 from protectflow.signals import terminate_as_interrupt
 

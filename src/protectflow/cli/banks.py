@@ -2,7 +2,7 @@
 
 A command that reads checkpoints takes its bank from ``--bank``, else from
 the ``bank:`` of the plan given with ``--plan``, else from the environment,
-the config file or the default (:func:`protectflow.config.resolve_settings`),
+the config file or the default (:func:`protectflow.cli.config.resolve_settings`),
 and refuses a bank that is not there (exit code 2) rather than show an
 empty one. Checkpoint ids may be given by a unique prefix. Every hint the
 commands print names the bank it was given, so that following it works.

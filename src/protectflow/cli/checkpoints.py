@@ -14,8 +14,9 @@ from typing import Any
 
 from rich.table import Table
 
-from protectflow import operations, results
+from protectflow import operations
 from protectflow.bank import Checkpoint, CheckpointStore
+from protectflow.cli import results
 from protectflow.cli.banks import command, plan_file, read_store, resolve_checkpoint
 from protectflow.cli.options import Subparsers, add_bank_args, count
 from protectflow.cli.output import print_json, print_statuses, stdout_console

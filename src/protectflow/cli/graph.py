@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.table import Table
 
-from protectflow import results
+from protectflow.cli import results
 from protectflow.cli.options import Subparsers, load_parameters
 from protectflow.cli.output import print_json, stdout_console, write_output
 from protectflow.compiler import Plan, compile_plan, load_plan

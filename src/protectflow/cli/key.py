@@ -1,6 +1,6 @@
 """``protectflow key show | add-password | change-password | export FILE |
 import FILE``: a bank's key fingerprint, its passwords, and its key carried
-to another machine (a thin shell over :mod:`protectflow.bank.keys`).
+to another machine (a thin shell over :mod:`protectflow.bank.objects.keys`).
 
 The new password of ``add-password`` and ``change-password`` comes from
 ``$PROTECTFLOW_NEW_PASSWORD``, else a prompt (typed twice) on a terminal;
@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from protectflow.bank import keys as bank_keys
+from protectflow.bank.objects import keys as bank_keys
 from protectflow.cli.options import BANK_HELP, Subparsers, add_bank_args, bank_from_args
 from protectflow.errors import BankError
 

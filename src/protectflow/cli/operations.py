@@ -9,8 +9,9 @@ import argparse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from protectflow import operations, results
+from protectflow import operations
 from protectflow.bank import Bank, CheckpointStore
+from protectflow.cli import results
 from protectflow.cli.banks import plan_file, resolve_checkpoint
 from protectflow.cli.options import (
     BANK_HELP,

@@ -1,7 +1,7 @@
 """The options the commands share: the executor and its limits, retries and
 report files that every running command takes, the bank and where its
 password comes from, parameter files, and where each setting comes from
-(flag, plan, environment, config file: :func:`protectflow.config.resolve_settings`).
+(flag, plan, environment, config file: :func:`protectflow.cli.config.resolve_settings`).
 
 Numbers are checked as they are parsed (``--workers 0`` is a usage error,
 exit code 2), so every command refuses them the same way."""
@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
 from protectflow.bank import Bank
+from protectflow.cli.config import Config, Settings, resolve_settings
 from protectflow.compiler.documents import parse_document
-from protectflow.config import Config, Settings, resolve_settings
 from protectflow.dag import OPERATIONS
 from protectflow.errors import ExecutorError, PlanError
 from protectflow.executors import Executor, get_executor
@@ -116,7 +116,7 @@ def settings(args: argparse.Namespace, plan_bank: str | None = None) -> Settings
     Raises
     ------
     ConfigError, BankError
-        As :func:`protectflow.config.resolve_settings`.
+        As :func:`protectflow.cli.config.resolve_settings`.
     """
     config: Config = getattr(args, "config", None) or Config()
     executor = getattr(args, "executor", None)

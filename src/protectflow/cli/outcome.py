@@ -8,7 +8,7 @@
 - interrupted (130), by Ctrl-C or SIGTERM: the checkpoint, its status, and
   the exact command that resumes it, with the ``--bank`` it is in.
 
-With ``--json`` the result document (:func:`protectflow.results.operation_result`)
+With ``--json`` the result document (:func:`protectflow.cli.results.operation_result`)
 is printed on stdout whatever the outcome, and the exit code is the same.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from protectflow import results
+from protectflow.cli import results
 from protectflow.cli.banks import command
 from protectflow.cli.output import (
     duration,

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from rich.table import Table
 
-from protectflow import results
+from protectflow.cli import results
 from protectflow.cli.options import Subparsers
 from protectflow.cli.output import print_json, stdout_console
 from protectflow.dag.model import Resource

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from protectflow import operations, results
+from protectflow import operations
+from protectflow.cli import results
 from protectflow.cli.options import (
     Subparsers,
     add_executor_args,

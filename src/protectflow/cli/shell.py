@@ -1,12 +1,12 @@
 """``protectflow completion SHELL``: the shell code that completes the
-command's arguments (:mod:`protectflow.completion`, from argcomplete)."""
+command's arguments (:mod:`protectflow.cli.completion`, from argcomplete)."""
 
 from __future__ import annotations
 
 import argparse
 
+from protectflow.cli.completion import SHELLS, completion_script
 from protectflow.cli.options import Subparsers
-from protectflow.completion import SHELLS, completion_script
 
 __all__ = ["add_parsers"]
 

@@ -3,7 +3,7 @@ and restore, checked when the plan is read, before anything is written.
 
 A resource's key ``TYPE#ID`` names its record and its data in a checkpoint
 (``resources/KEY``, ``data/resources/KEY/``), escaped into one bank key
-segment (:func:`protectflow.bank._keys.segment`), and the local plugins
+segment (:func:`protectflow._paths.segment`), and the local plugins
 restore a resource to ``TARGET/ID``. A plan's name names its index folder
 (``index/by-plan/NAME/``), escaped the same way. Hence the rules:
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from protectflow.bank._keys import segment
+from protectflow._paths import segment
 from protectflow.dag.model import Resource
 
 __all__ = ["MAX_SEGMENT_BYTES", "plan_name_problems", "resource_problems"]

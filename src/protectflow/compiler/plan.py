@@ -18,8 +18,8 @@ from typing import Any
 import attrs
 import jsonschema
 
+from protectflow._urls import check_bank_url
 from protectflow._util import paused_gc
-from protectflow.bank.urls import check_bank_url
 from protectflow.compiler.documents import parse_document
 from protectflow.compiler.names import plan_name_problems, resource_problems
 from protectflow.dag.model import Resource

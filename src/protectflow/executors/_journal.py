@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
-from protectflow.bank.journal import JournalEntry
+from protectflow.bank.catalog.journal import JournalEntry
 
 __all__ = ["Flushed", "Journal", "JournalWriter", "LinkJournal"]
 

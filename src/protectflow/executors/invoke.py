@@ -26,7 +26,7 @@ from typing import Any
 
 import attrs
 
-from protectflow.bank.journal import JournalEntry
+from protectflow.bank.catalog.journal import JournalEntry
 from protectflow.dag.model import HookNode
 from protectflow.executors._journal import LinkJournal
 from protectflow.executors.instances import Instances

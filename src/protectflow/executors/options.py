@@ -64,7 +64,7 @@ class RunOptions:
         ``target_checkpoint`` when set.
     journal
         A :class:`Journal` recording every hook's state changes (a bank
-        journal: :class:`protectflow.bank.journal.BankJournal`); ``None``
+        journal: :class:`protectflow.bank.catalog.journal.BankJournal`); ``None``
         for none. Chains (an executor's ``chain``) need a
         :class:`LinkJournal`, or none.
     completed

@@ -33,8 +33,8 @@ from typing import Any, TypeAlias
 import attrs
 
 from protectflow.bank import Bank, Checkpoint, CheckpointStore, default_bank_url
-from protectflow.bank.check import CheckReport, check_checkpoint
-from protectflow.bank.journal import JournalRun
+from protectflow.bank.catalog.check import CheckReport, check_checkpoint
+from protectflow.bank.catalog.journal import JournalRun
 from protectflow.compiler import Plan, compile_plan, load_plan
 from protectflow.dag import HookDAG, jsonio
 from protectflow.errors import BankError

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from protectflow.bank import Checkpoint
-from protectflow.bank.journal import BankJournal
+from protectflow.bank.catalog.journal import BankJournal
 from protectflow.dag import HookDAG, jsonio
 from protectflow.executors import Executor, RunReport, run_dag
 from protectflow.plugins.registry import PROTECTIONS

@@ -8,8 +8,8 @@ from __future__ import annotations
 import attrs
 
 from protectflow.bank import CheckpointStore
-from protectflow.bank.chunkrefs import repair_refs
-from protectflow.bank.gc import TEMP_GRACE, GcReport, collect
+from protectflow.bank.catalog.gc import TEMP_GRACE, GcReport, collect
+from protectflow.bank.chunks.refs import repair_refs
 from protectflow.errors import BankError
 from protectflow.states import DELETED, DELETING, ERROR_DELETING
 
@@ -34,7 +34,7 @@ def gc(store: CheckpointStore, *, delete: bool = False, now: float | None = None
        temp_grace: float = TEMP_GRACE) -> GcReport:
     """Resolve the checkpoints whose operation died, freeing the data of
     those removed, and clear corrupt leases and stale temporary files (see
-    :mod:`protectflow.bank.gc`).
+    :mod:`protectflow.bank.catalog.gc`).
 
     Raises
     ------

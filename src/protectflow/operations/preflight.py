@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from protectflow.bank import Checkpoint
-from protectflow.bank.lease import owner_is_dead
+from protectflow.bank.catalog.lease import owner_is_dead
 from protectflow.compiler import ResourceGraph, compile_graph
 from protectflow.dag import HookDAG
 from protectflow.errors import BankError, ExecutorError, PlanError, PreflightError

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from protectflow.bank import Checkpoint
-from protectflow.bank.journal import JournalRun, read_journal
+from protectflow.bank.catalog.journal import JournalRun, read_journal
 from protectflow.compiler import Plan, load_plan
 from protectflow.dag import HookDAG, jsonio
 from protectflow.errors import BankError, PlanError, PluginError

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from protectflow.bank import Checkpoint, CheckpointStore
-from protectflow.bank.journal import JournalRun
+from protectflow.bank.catalog.journal import JournalRun
 from protectflow.dag import HookDAG, jsonio
 from protectflow.executors import Executor, RunReport, run_dag
 from protectflow.operations.journal import JournalMeta, run_journaled

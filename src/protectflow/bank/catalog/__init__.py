@@ -1,0 +1,8 @@
+"""The bank's third layer: the checkpoint catalog.
+
+A checkpoint's record and status machine (:mod:`.record`), the checkpoint
+itself (:mod:`.checkpoint`), the catalog that creates, finds and lists them
+(:mod:`.store`), leases (:mod:`.lease`), operation journals (:mod:`.journal`),
+run records (:mod:`.runs`), garbage collection (:mod:`.gc`) and the
+metadata check (:mod:`.check`).
+"""

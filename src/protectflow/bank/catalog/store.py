@@ -1,0 +1,360 @@
+"""The checkpoint catalog: create, find, list and garbage-collect checkpoints.
+
+Listing never reads checkpoint records. Each checkpoint has two empty index
+objects whose keys sort by creation time, sharded by UTC day::
+
+    index/by-date/YYYY/MM/DD/HHMMSSffffff-ID
+    index/by-plan/PLAN/YYYY/MM/DD/HHMMSSffffff-ID
+    index/in-progress/ID            while protecting or copying (for gc)
+
+The index is derived data: :meth:`CheckpointStore.reindex` rebuilds it from
+the records, and a listing rebuilds it when ``index/`` is gone altogether.
+So the newest page is a descending prefix listing that opens only the newest
+day shards, however many checkpoints the bank holds.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import difflib
+import os
+import uuid
+from typing import Any
+
+from protectflow._paths import segment
+from protectflow._util import now_iso
+from protectflow.bank.catalog.checkpoint import (
+    CHECKPOINTS,
+    DEFAULT_LEASE_TTL,
+    IN_PROGRESS,
+    Checkpoint,
+)
+from protectflow.bank.catalog.gc import collect
+from protectflow.bank.catalog.record import check_checkpoint_id, new_record
+from protectflow.bank.objects.store import Bank
+from protectflow.errors import BankError
+from protectflow.states import IN_PROGRESS_STATUSES
+
+__all__ = ["CheckpointStore"]
+
+BY_DATE = "index/by-date/"
+BY_PLAN = "index/by-plan/"
+#: The most candidates an ambiguous prefix's error lists.
+_SHOWN = 10
+
+
+def index_suffix(created_at: str, checkpoint_id: str) -> str:
+    """``YYYY/MM/DD/HHMMSSffffff-ID`` from an ISO time ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
+    day, clock = created_at.rstrip("Z").split("T")
+    return "{}/{}-{}".format(day.replace("-", "/"), clock.replace(":", "").replace(".", ""),
+                             checkpoint_id)
+
+
+def plan_name(plan: dict[str, Any]) -> str:
+    """The name a plan is indexed by: its ``name``."""
+    name = plan.get("name")
+    if not isinstance(name, str) or not name:
+        raise BankError(f"a checkpoint's plan needs a non-empty 'name'; got {name!r}")
+    return name
+
+
+class CheckpointStore:
+    """The checkpoints of one bank.
+
+    Parameters
+    ----------
+    bank : Bank or str, optional
+        The bank or its URL; :func:`default_bank_url` if omitted.
+    """
+
+    def __init__(self, bank: Bank | str | os.PathLike[str] | None = None) -> None:
+        self.bank = bank if isinstance(bank, Bank) else Bank(bank)
+        # Open it now: an unusable URL (a copy's --to) must fail before an
+        # operation has written anything to another bank.
+        self.bank.backend  # noqa: B018
+
+    def __repr__(self) -> str:
+        return f"CheckpointStore({self.bank!r})"
+
+    def _index_keys(self, plan: str, created_at: str, checkpoint_id: str) -> tuple[str, str]:
+        suffix = index_suffix(created_at, checkpoint_id)
+        return BY_DATE + suffix, f"{BY_PLAN}{segment(plan)}/{suffix}"
+
+    def create(
+        self,
+        plan: dict[str, Any],
+        resource_graph: dict[str, Any],
+        dag_fingerprint: str,
+        owner: str,
+        *,
+        copied_from: dict[str, Any] | None = None,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        now: float | None = None,
+    ) -> Checkpoint:
+        """Create a checkpoint, held by ``owner``'s lease until released.
+
+        Parameters
+        ----------
+        plan : dict
+            The plan, with its parameters; its ``name`` indexes the checkpoint.
+        resource_graph : dict
+            The resource graph as JSON.
+        dag_fingerprint : str
+            The fingerprint of the HookDAG that fills the checkpoint.
+        owner : str
+            Who runs the operation (a user, a host, a process).
+        copied_from : dict, optional
+            For a copy's target: the source (e.g. bank URL and checkpoint id).
+            The checkpoint then starts in ``copying`` instead of ``protecting``.
+        lease_ttl : float
+            Seconds the operation's lease lasts unless renewed.
+        now : float, optional
+            The creation time (epoch seconds); the current time if omitted.
+
+        Returns
+        -------
+        Checkpoint
+            Holding the ``protect`` (or ``copy``) lease: call ``transition``
+            then ``release`` when the operation ends.
+
+        Raises
+        ------
+        BankError
+            If the plan has no name or the bank refuses the writes.
+        """
+        name = plan_name(plan)
+        record = new_record(uuid.uuid4().hex, plan=plan, plan_name=name,
+                            resource_graph=resource_graph, dag_fingerprint=dag_fingerprint,
+                            owner=owner, copied_from=copied_from, created_at=now_iso(now))
+        checkpoint = Checkpoint.create(self.bank, record, lease_ttl=lease_ttl, now=now)
+        self._index_new(checkpoint, name, record["created_at"])
+        return checkpoint
+
+    def _index_new(self, checkpoint: Checkpoint, plan: str, created_at: str) -> None:
+        """Write the index entries of a checkpoint just made; if the bank
+        refuses one, take back the entries and the checkpoint and re-raise."""
+        keys = self._index_keys(plan, created_at, checkpoint.id)
+        try:
+            for key in keys:
+                self.bank.update_object(key, b"")
+        except BaseException:  # a full disk: leave nothing half made
+            for key in keys:
+                with contextlib.suppress(BankError):
+                    self.bank.delete_object(key)
+            checkpoint.abandon()
+            raise
+
+    def get(self, checkpoint_id: str) -> Checkpoint:
+        """The checkpoint ``checkpoint_id``, its record read.
+
+        Raises
+        ------
+        BankError
+            If there is no such checkpoint.
+        """
+        return Checkpoint(self.bank, checkpoint_id).reload()
+
+    def resolve(self, prefix: str) -> str:
+        """The id of the one checkpoint whose id starts with ``prefix``
+        (``restore 3c88f4``), as ``git`` and ``restic`` take unique prefixes.
+
+        Parameters
+        ----------
+        prefix : str
+            A whole checkpoint id or its first characters.
+
+        Returns
+        -------
+        str
+            The whole id.
+
+        Raises
+        ------
+        BankError
+            If the prefix is not a valid id segment; if it starts several
+            checkpoints' ids (the message lists them); or if it starts none
+            (the message suggests ids close to it).
+        """
+        check_checkpoint_id(prefix)
+        if self._exists(prefix):
+            return prefix
+        ids = self._ids()
+        matches = [i for i in ids if i.startswith(prefix) and self._exists(i)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            shown = "".join(f"\n  {i}" for i in matches[:_SHOWN])
+            more = f"\n  ... and {len(matches) - _SHOWN} more" if len(matches) > _SHOWN else ""
+            raise BankError(f"checkpoint id {prefix!r} is ambiguous in {self.bank.url}: "
+                            f"{len(matches)} checkpoints start with it; give more of the id:"
+                            + shown + more)
+        raise BankError(f"no checkpoint {prefix!r} in {self.bank.url}"
+                        + self._suggest(prefix, ids))
+
+    def _exists(self, checkpoint_id: str) -> bool:
+        return self.bank.has_object(f"{CHECKPOINTS}{checkpoint_id}/record")
+
+    def _ids(self) -> builtins.list[str]:
+        """Every checkpoint's id: one listing of the checkpoints' folder, no
+        record read (a folder whose record is gone is a removed checkpoint)."""
+        entries = self.bank.backend.listdir(CHECKPOINTS.rstrip("/"))
+        return sorted(name for name, is_dir in entries if is_dir)
+
+    def _suggest(self, prefix: str, ids: builtins.list[str]) -> str:
+        """``; did you mean ...?`` for the ids whose start is close to ``prefix``."""
+        heads: dict[str, builtins.list[str]] = {}
+        for checkpoint_id in ids:
+            heads.setdefault(checkpoint_id[:len(prefix)], []).append(checkpoint_id)
+        close = difflib.get_close_matches(prefix, heads, n=3, cutoff=0.6)
+        found = [i for head in close for i in heads[head] if self._exists(i)][:3]
+        if found:
+            return f"; did you mean {' or '.join(found)}?"
+        return (f"; `protectflow checkpoints list --bank {self.bank.url}` lists its "
+                "checkpoints (is it the bank you meant?)")
+
+    def list(
+        self, plan: str | None = None, limit: int | None = 50, marker: str | None = None
+    ) -> builtins.list[Checkpoint]:
+        """Checkpoints newest first, one page at a time, without reading records.
+
+        Parameters
+        ----------
+        plan : str, optional
+            Only the checkpoints of the plan with this name.
+        limit : int, optional
+            The page size (None: all).
+        marker : str, optional
+            The id of the last checkpoint of the previous page.
+
+        Returns
+        -------
+        list of Checkpoint
+            Their records are read only when used.
+
+        Raises
+        ------
+        BankError
+            If ``marker`` names no checkpoint, or the bank cannot be unlocked.
+        """
+        base = BY_DATE if plan is None else f"{BY_PLAN}{segment(plan)}/"
+        marker_key = None
+        if marker is not None:
+            record = self.get(marker).record
+            marker_key = base + index_suffix(record["created_at"], marker)
+        keys = self._listing(base, limit, marker_key)
+        if keys:
+            # A missing key or a wrong password is the bank's problem, not
+            # each record's: say it once, before anyone reads a record.
+            self.bank.keyring  # noqa: B018
+        return [Checkpoint(self.bank, key.rsplit("-", 1)[1]) for key in keys]
+
+    def reindex(self) -> int:
+        """Rebuild the index from the checkpoints' records (an ``index/``
+        lost or damaged); a record that cannot be read is left out.
+
+        Returns
+        -------
+        int
+            How many index entries were missing and written.
+
+        Raises
+        ------
+        BankError
+            If the bank refuses a write.
+        """
+        written = 0
+        for key in self._index_from_records():
+            if not self.bank.has_object(key):
+                self.bank.update_object(key, b"")
+                written += 1
+        return written
+
+    def _index_from_records(self) -> builtins.list[str]:
+        """The index entries the records call for, in-progress marks included."""
+        keys: builtins.list[str] = []
+        for checkpoint_id in self._ids():
+            try:
+                record = Checkpoint(self.bank, checkpoint_id).reload().record
+            except BankError:
+                continue
+            keys.extend(self._index_keys(record["plan_name"], record["created_at"],
+                                         checkpoint_id))
+            if record["status"] in IN_PROGRESS_STATUSES:
+                keys.append(IN_PROGRESS + checkpoint_id)
+        return keys
+
+    def _listing(self, base: str, limit: int | None,
+                 marker_key: str | None) -> builtins.list[str]:
+        """The index keys of a page; with no index at all in a bank that
+        holds checkpoints (``index/`` deleted), the index is rebuilt first --
+        or, on a bank that cannot be written, read from the records."""
+        keys = self.bank.list_objects(base, limit=limit, marker=marker_key, sort_dir="desc")
+        if keys or self.bank.list_objects(BY_DATE, limit=1) or not self._ids():
+            return keys
+        try:
+            self.reindex()
+        except BankError:  # read-only: the records say it all the same
+            found = sorted((k for k in self._index_from_records() if k.startswith(base)
+                            and (marker_key is None or k < marker_key)), reverse=True)
+            return found if limit is None else found[:limit]
+        return self.bank.list_objects(base, limit=limit, marker=marker_key, sort_dir="desc")
+
+    def remove(self, checkpoint_id: str) -> None:
+        """Delete every object of a checkpoint: data, record, runs, index entries.
+
+        Raises
+        ------
+        BankError
+            If there is no such checkpoint.
+        """
+        checkpoint = self.get(checkpoint_id)
+        record = checkpoint.record
+        keys = [*self._index_keys(record["plan_name"], record["created_at"], checkpoint_id),
+                IN_PROGRESS + checkpoint_id]
+        # The record last but one and the lease last: a crash midway leaves a
+        # checkpoint that get() still finds and remove() can finish.
+        owned = self.bank.list_objects(checkpoint.prefix)
+        record_key = checkpoint.prefix + "record"
+        lease_keys = [k for k in owned if k.startswith(checkpoint.prefix + "lease/")]
+        rest = [k for k in owned if k != record_key and k not in lease_keys]
+        for key in [*keys, *rest, record_key, *lease_keys]:
+            with contextlib.suppress(BankError):
+                self.bank.delete_object(key)
+
+    def ensure_indexed(self, record: dict[str, Any]) -> None:
+        """Write the index entries of the checkpoint of ``record`` that are missing.
+
+        Raises
+        ------
+        BankError
+            If the bank refuses the write.
+        """
+        for key in self._index_keys(record["plan_name"], record["created_at"], record["id"]):
+            if not self.bank.has_object(key):
+                self.bank.update_object(key, b"")
+
+    def gc(self, now: float | None = None, delete: bool = False) -> builtins.list[str]:
+        """Resolve checkpoints whose operation died (see :mod:`protectflow.bank.catalog.gc`,
+        whose :func:`~protectflow.bank.catalog.gc.collect` also says what else it cleared).
+
+        A checkpoint left ``protecting`` becomes ``error`` (or is removed with
+        its data with ``delete=True``); a copy's target left ``copying``
+        becomes ``error``; a copy's source left ``copying`` goes back to
+        ``available``; a checkpoint left ``deleting`` becomes
+        ``error_deleting``, from which a delete finishes the job (or is
+        removed with ``delete=True``).
+
+        Parameters
+        ----------
+        now : float, optional
+            The time leases are judged at (epoch seconds).
+        delete : bool
+            Remove failed checkpoints instead of marking them ``error``.
+
+        Returns
+        -------
+        list of str
+            The ids of the checkpoints changed or removed.
+        """
+        return builtins.list(collect(self.bank, self, now=now, delete=delete).changed)

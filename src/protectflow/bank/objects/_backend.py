@@ -1,0 +1,387 @@
+"""Where bank bytes go: a local folder through ``os``, anything else through fsspec.
+
+Both back-ends write atomically per object:
+
+- local folder: the data goes to ``.pftmp-<random>`` in the object's own
+  directory, is flushed and ``fsync``-ed, then ``os.replace``-d onto the key,
+  so a reader -- or a later process after a crash mid-write -- sees the old
+  object or the new one, never half of one. A crash leaves the temporary file
+  behind; listing ignores it.
+- ``memory://`` and object stores (s3, gcs, azure): one put is atomic already,
+  so a whole value is put directly (streamed writes go through a temporary
+  object there too).
+- other fsspec file systems: temporary object then ``fs.mv``.
+
+Group commit (local folder, Linux): ``create_exclusive(..., durable=False)``
+skips the per-object ``fsync``; :meth:`LocalBackend.sync` then makes every
+write so far durable at once with ``syncfs(2)`` on the bank's file system
+(one journal commit, also covering the directory entries ``os.link`` made
+and objects other processes created without a sync). Where ``syncfs`` is
+missing, ``durable=False`` is ignored and each object is fsync-ed as usual.
+Tiny objects created that way (chunk refs) are hard links to one hidden
+template file per payload: on ext4 a new inode is the dear part of a create
+(0.3-0.5 ms here), a link is not. Objects are never changed in place -- a
+write replaces the file -- so sharing an inode is invisible to readers.
+
+Create-if-absent (:meth:`create_exclusive`) is atomic across processes on a
+local folder: the object is written whole under a temporary name, then
+``os.link``-ed onto the key, which fails if the key exists. On ``memory://``
+it is atomic within the process; on other file systems it is a check then a
+put, atomic only as far as the store offers.
+
+Privacy: a local bank's folders are made 0700 and its files 0600 (modes given
+to ``mkdir`` and ``open``, which a umask can only narrow), so another local
+user can read nothing in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import functools
+import os
+import sys
+import threading
+import uuid
+from typing import Any
+
+from protectflow import _faults
+from protectflow._paths import TEMP_PREFIX
+from protectflow.bank.objects._header import Parts
+
+#: Protocols whose single put is atomic, so no temporary object is needed.
+_ATOMIC_PUT = frozenset({"memory", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+_EXCLUSIVE_LOCK = threading.Lock()
+#: Objects up to this size created with ``durable=False`` share an inode.
+_SHARED_MAX = 64
+#: The most bytes given to one ``write(2)``: here (Linux 6, ext4) a 4 MiB
+#: write into a new file cost 1.5 to 8 times the system time of the same
+#: bytes in 1 MiB writes (the kernel's page-cache allocation for a large
+#: write), which made writing a first protect's chunks its dearest part.
+_WRITE_MAX = 1 << 20
+
+
+def private_makedirs(path: str) -> None:
+    """Make ``path`` and its missing parents as folders of mode 0700.
+
+    ``os.makedirs(path, 0o700)`` would give the parents the umask's mode.
+    """
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, 0o700)
+
+
+def _temp_name() -> str:
+    return TEMP_PREFIX + uuid.uuid4().hex
+
+
+@functools.cache
+def _syncfs() -> Any:
+    """libc's ``syncfs`` (Linux), or None: then writes stay fsync-ed one by one."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+class ReadBuffers:
+    """Two buffers one thread reuses, object after object, to read an
+    object's stored bytes and its plaintext (see :meth:`Bank.get_bytes_into`):
+    no fresh allocation, hence no fresh page faults, per object."""
+
+    __slots__ = ("plain", "raw")
+
+    def __init__(self) -> None:
+        self.raw = bytearray()
+        self.plain = bytearray()
+
+    @staticmethod
+    def at_least(buf: bytearray, size: int) -> bytearray:
+        """``buf`` if it holds ``size`` bytes, else a new buffer that does (a
+        buffer with views on it cannot be resized in place)."""
+        return buf if len(buf) >= size else bytearray(max(size, 2 * len(buf)))
+
+
+class LocalBackend:
+    """A bank in a local folder, through ``os`` calls (the fast path)."""
+
+    def __init__(self, root: str, *, fsync: bool = True) -> None:
+        self.root = root
+        self.fsync = fsync
+        self._templates: dict[bytes, str] = {}
+        self._templates_lock = threading.Lock()
+
+    def path(self, key: str) -> str:
+        return os.path.join(self.root, *key.split("/")) if key else self.root
+
+    def read(self, key: str) -> bytes:
+        try:
+            with open(self.path(key), "rb") as f:
+                return f.read()
+        except IsADirectoryError:
+            raise FileNotFoundError(key) from None
+
+    def read_into(self, key: str, buffers: ReadBuffers) -> memoryview:
+        """The object's bytes, read into ``buffers.raw`` (grown as needed)."""
+        try:
+            with open(self.path(key), "rb", buffering=0) as f:
+                size = os.fstat(f.fileno()).st_size
+                buffers.raw = buf = ReadBuffers.at_least(buffers.raw, size + 1)
+                got = 0
+                while n := f.readinto(memoryview(buf)[got:]):
+                    got += n
+                    if got == len(buf):  # it grew since the fstat: read the rest as it comes
+                        return memoryview(bytes(buf) + f.read())
+                return memoryview(buf)[:got]
+        except IsADirectoryError:
+            raise FileNotFoundError(key) from None
+
+    def exists(self, key: str) -> bool:
+        return os.path.isfile(self.path(key))
+
+    def _open_temp(self, path: str) -> tuple[int, str]:
+        directory = os.path.dirname(path)
+        temp = os.path.join(directory, _temp_name())
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        try:
+            return os.open(temp, flags, 0o600), temp
+        except FileNotFoundError:
+            private_makedirs(directory)
+            return os.open(temp, flags, 0o600), temp
+
+    def _write_temp(self, path: str, data: Parts, durable: bool = True) -> str:
+        fd, temp = self._open_temp(path)
+        try:
+            for part in data:
+                view = memoryview(part)
+                budget = _faults.write_budget()  # a test hook: None unless asked for
+                if budget is not None:
+                    view = _faulty_write(fd, view, budget)
+                while view:
+                    view = view[os.write(fd, view[:_WRITE_MAX]):]
+            if self.fsync and (durable or _syncfs() is None):
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(temp)
+            raise
+        os.close(fd)
+        return temp
+
+    def write(self, key: str, data: Parts) -> None:
+        path = self.path(key)
+        temp = self._write_temp(path, data)
+        try:
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+
+    def create_exclusive(self, key: str, data: Parts, durable: bool = True) -> bool:
+        path = self.path(key)
+        if not durable and sum(map(len, data)) <= _SHARED_MAX and (
+                not self.fsync or _syncfs() is not None):
+            created = self._link_shared(path, b"".join(data))
+            if created is not None:
+                return created
+        temp = self._write_temp(path, data, durable)
+        try:
+            os.link(temp, path)  # atomic: fails if the key exists
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here (some FUSE/SMB mounts): O_EXCL
+            return self._create_excl_fallback(path, data)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+
+    def _create_excl_fallback(self, path: str, data: Parts) -> bool:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            for part in data:
+                f.write(part)
+        return True
+
+    def _link_shared(self, path: str, data: bytes) -> bool | None:
+        """Create ``path`` as a link to the template holding ``data``: whether
+        it did (False: the key exists), or None if links fail here."""
+        for _ in range(4):
+            template = self._template(data)
+            try:
+                os.link(template, path)  # atomic: fails if the key exists
+                return True
+            except FileExistsError:
+                return False
+            except FileNotFoundError:
+                if not os.path.exists(template):  # removed by a sync: make another
+                    self._drop_template(data, template)
+                else:
+                    private_makedirs(os.path.dirname(path))
+            except OSError as err:
+                if err.errno != errno.EMLINK:
+                    return None
+                self._drop_template(data, template)  # the inode's link count is full
+        return None
+
+    def _template(self, data: bytes) -> str:
+        with self._templates_lock:
+            template = self._templates.get(data)
+            if template is None:
+                template = self._write_temp(os.path.join(self.root, "-"), (data,), False)
+                self._templates[data] = template
+            return template
+
+    def _drop_template(self, data: bytes, template: str) -> None:
+        with self._templates_lock:
+            if self._templates.get(data) == template:
+                del self._templates[data]
+        with contextlib.suppress(OSError):
+            os.unlink(template)
+
+    def sync(self) -> None:
+        """Make every write so far to the bank's file system durable; drop
+        the templates (the next tiny object makes a fresh one)."""
+        with self._templates_lock:
+            templates, self._templates = list(self._templates.values()), {}
+        for template in templates:  # the links made from them stay
+            with contextlib.suppress(OSError):
+                os.unlink(template)
+        syncfs = _syncfs()
+        if not self.fsync or syncfs is None:
+            return  # then every object was fsync-ed already
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            if syncfs(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"syncfs: {os.strerror(err)}", self.root)
+        finally:
+            os.close(fd)
+
+    def writable(self) -> bool:
+        """Whether files can be made in the bank's folder (False on a
+        read-only mount or a folder this user may not write): a probe file
+        made and removed at once. A folder not made yet counts as writable."""
+        if not os.path.isdir(self.root):
+            return True
+        probe = os.path.join(self.root, _temp_name())
+        try:
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as err:
+            if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                return False
+            raise
+        os.unlink(probe)
+        return True
+
+    def delete(self, key: str) -> bool:
+        try:
+            os.unlink(self.path(key))
+            return True
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return False
+
+    def listdir(self, rel: str) -> list[tuple[str, bool]]:
+        try:
+            with os.scandir(self.path(rel)) as it:
+                return [(e.name, e.is_dir()) for e in it]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+
+def _faulty_write(fd: int, view: memoryview, budget: int) -> memoryview:
+    """Write up to ``budget`` bytes; if that is not all, count them (and die:
+    the kill-mid-write test hook of :mod:`protectflow._faults`)."""
+    head = view[:budget]
+    while head:
+        head = head[os.write(fd, head):]
+    _faults.wrote(min(budget, len(view)))
+    return view[budget:]
+
+
+class FsspecBackend:
+    """A bank on any fsspec file system (``memory://``, ``s3://``, ...)."""
+
+    def __init__(self, fs: Any, root: str) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/")
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        self.atomic_put = protocol in _ATOMIC_PUT
+        self.memory = protocol == "memory"
+
+    def path(self, key: str) -> str:
+        return f"{self.root}/{key}" if key else (self.root or "/")
+
+    def read(self, key: str) -> bytes:
+        try:
+            data: bytes = self.fs.cat_file(self.path(key))
+        except (IsADirectoryError, NotADirectoryError):
+            raise FileNotFoundError(key) from None
+        return data
+
+    def read_into(self, key: str, buffers: ReadBuffers) -> memoryview:
+        """The object's bytes (a remote store hands over its own buffer)."""
+        return memoryview(self.read(key))
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.isfile(self.path(key)))
+
+    def write(self, key: str, parts: Parts) -> None:
+        path = self.path(key)
+        data = b"".join(parts)
+        if self.atomic_put:
+            self.fs.pipe_file(path, data)
+            return
+        parent = path.rsplit("/", 1)[0]
+        self.fs.makedirs(parent, exist_ok=True)
+        temp = f"{parent}/{_temp_name()}"
+        self.fs.pipe_file(temp, data)
+        self.fs.mv(temp, path)
+
+    def create_exclusive(self, key: str, data: Parts, durable: bool = True) -> bool:
+        with _EXCLUSIVE_LOCK:
+            if self.exists(key):
+                return False
+            self.write(key, data)
+            return True
+
+    def delete(self, key: str) -> bool:
+        path = self.path(key)
+        if not self.fs.isfile(path):
+            return False
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def sync(self) -> None:
+        """Nothing to do: each put is as durable as the store makes it."""
+
+    def listdir(self, rel: str) -> list[tuple[str, bool]]:
+        path = self.path(rel)
+        try:
+            entries = self.fs.ls(path, detail=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        out = []
+        for entry in entries:
+            name = entry["name"].rstrip("/")
+            if name == path.rstrip("/"):  # ls of a file lists the file itself
+                continue
+            out.append((name.rsplit("/", 1)[-1], entry["type"] == "directory"))
+        return out

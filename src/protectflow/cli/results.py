@@ -1,0 +1,277 @@
+"""What ``--json`` prints: each command's result as a dict, built in one place
+from the library's objects, and the JSON Schemas they follow (shipped in the
+package as ``schemas/cli-*.schema.json``).
+
+Times are ISO 8601 UTC strings and durations seconds; resource and hook lists
+are sorted, so the same run prints the same document. Every document names
+its ``format`` and ``version``; a field is added, never changed, within one
+version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from functools import cache
+from importlib import resources as importlib_resources
+from typing import Any
+
+import jsonschema
+from referencing import Registry as SchemaRegistry
+from referencing import Resource as SchemaResource
+
+from protectflow.bank import Checkpoint, CheckpointStore
+from protectflow.bank.catalog.check import CheckReport
+from protectflow.dag import OPERATIONS, HookDAG
+from protectflow.dag.model import Resource
+from protectflow.errors import BankError, PlanError, ProtectflowError
+from protectflow.executors import RunReport
+from protectflow.operations import OperationResult
+from protectflow.plugins import Registry
+from protectflow.plugins.contract import parameters_schema, supported_types
+from protectflow.plugins.queries import SavedInfo
+from protectflow.states import CORRUPT
+
+__all__ = [
+    "SCHEMAS",
+    "check",
+    "check_result",
+    "checkpoint_page",
+    "checkpoint_show",
+    "operation_result",
+    "plugins_result",
+    "protectables_result",
+    "run_result",
+    "saved_info_result",
+    "schema",
+    "validation_result",
+]
+
+VERSION = 1
+#: Document kind -> the schema file it follows.
+SCHEMAS = {
+    "result": "cli-result.schema.json",
+    "run": "cli-run.schema.json",
+    "checkpoints-list": "cli-checkpoints-list.schema.json",
+    "checkpoint-show": "cli-checkpoint-show.schema.json",
+    "plugins": "cli-plugins.schema.json",
+    "validate": "cli-validate.schema.json",
+    "saved-info": "cli-saved-info.schema.json",
+    "protectables": "cli-protectables.schema.json",
+    "check": "cli-check.schema.json",
+}
+#: The failures a result lists in full; the counts say how many there were.
+_FAILURES_SHOWN = 100
+
+
+@cache
+def schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema of the ``kind`` document (a key of :data:`SCHEMAS`).
+
+    Raises
+    ------
+    KeyError
+        For an unknown kind.
+    """
+    text = importlib_resources.files("protectflow").joinpath(f"schemas/{SCHEMAS[kind]}")
+    loaded: dict[str, Any] = json.loads(text.read_text(encoding="utf-8"))
+    return loaded
+
+
+@cache
+def _schemas() -> SchemaRegistry[Any]:
+    """Every shipped result schema by its ``$id``: they refer to each other."""
+    return SchemaRegistry().with_resources(
+        (schema(k)["$id"], SchemaResource.from_contents(schema(k))) for k in SCHEMAS)
+
+
+def check(kind: str, document: Mapping[str, Any]) -> list[str]:
+    """Every way ``document`` breaks the schema of ``kind`` (empty: it is valid).
+
+    Raises
+    ------
+    KeyError
+        For an unknown kind.
+    """
+    validator = jsonschema.Draft202012Validator(schema(kind), registry=_schemas())
+    return sorted(f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+                  for e in validator.iter_errors(document))
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _run(report: RunReport) -> dict[str, Any]:
+    """The part of a result that describes the run of hooks."""
+    failures = [
+        {"node": r.node, "state": r.state, "attempts": r.attempts,
+         "error": r.error.type if r.error else None,
+         "message": r.error.message if r.error else None}
+        for r in report.failed()[:_FAILURES_SHOWN]
+    ]
+    return {
+        "state": report.state, "executor": report.executor, "plan": report.plan,
+        "started_at": _iso(report.start), "ended_at": _iso(report.end),
+        "duration": round(report.duration, 6), "hooks": len(report.hooks),
+        "counts": report.counts(), "resumed": sum(r.resumed for r in report.hooks.values()),
+        "failures": failures,
+    }
+
+
+def operation_result(result: OperationResult) -> dict[str, Any]:
+    """The ``--json`` document of protect, restore, verify, copy, delete or
+    resume; the checkpoint's record is read once for its current status.
+
+    Raises
+    ------
+    BankError
+        If the checkpoint's record cannot be read.
+    """
+    checkpoint = result.checkpoint.reload()
+    resources = [{"resource": key, "status": value["status"], "reason": value.get("reason")}
+                 for key, value in sorted(result.resources.items())]
+    target = result.target
+    return {
+        "format": "protectflow.result", "version": VERSION, "operation": result.operation,
+        "ok": result.ok, "checkpoint": checkpoint.id, "bank": checkpoint.bank.url,
+        "status": checkpoint.status, "run": _run(result.report), "resources": resources,
+        "new_resources": dict(sorted(result.new_resources.items())),
+        "target": None if target is None else {"checkpoint": target.id,
+                                               "bank": target.bank.url},
+    }
+
+
+def run_result(report: RunReport) -> dict[str, Any]:
+    """The ``--json`` document of ``run`` (a DAG run with no checkpoint kept)."""
+    return {"format": "protectflow.run", "version": VERSION, "operation": report.operation,
+            "ok": report.ok, "run": _run(report)}
+
+
+def _row(checkpoint: Checkpoint) -> dict[str, Any]:
+    """A listing row; a corrupt record is listed as such, not a reason to list nothing."""
+    try:
+        record = checkpoint.record
+    except BankError:
+        return {"id": checkpoint.id, "plan": None, "status": CORRUPT, "created_at": None,
+                "owner": None, "verification": None}
+    return {"id": checkpoint.id, "plan": record.get("plan_name"), "status": checkpoint.status,
+            "created_at": checkpoint.created_at, "owner": checkpoint.owner,
+            "verification": record.get("verification")}
+
+
+def checkpoint_page(store: CheckpointStore, *, plan: str | None = None, limit: int | None = 20,
+                    marker: str | None = None) -> dict[str, Any]:
+    """One page of ``checkpoints list``, newest first, with the marker of the
+    next page when there is one (``None`` on the last page: never a silent cap).
+
+    Parameters
+    ----------
+    store : CheckpointStore
+        The bank's checkpoints.
+    plan, marker : str, optional
+        As :meth:`CheckpointStore.list`.
+    limit : int, optional
+        The page size; None lists every checkpoint.
+
+    Raises
+    ------
+    BankError
+        If ``marker`` names no checkpoint, or ``limit`` is below 1.
+    """
+    if limit is not None and limit < 1:
+        raise BankError(f"a page holds at least 1 checkpoint, not {limit}")
+    # One more than asked: whether it exists says whether there is a next page.
+    found = store.list(plan=plan, limit=None if limit is None else limit + 1, marker=marker)
+    page = found if limit is None else found[:limit]
+    more = limit is not None and len(found) > limit
+    return {"format": "protectflow.checkpoints", "version": VERSION, "bank": store.bank.url,
+            "plan": plan, "checkpoints": [_row(c) for c in page],
+            "next_marker": page[-1].id if more else None}
+
+
+def checkpoint_show(checkpoint: Checkpoint) -> dict[str, Any]:
+    """``checkpoints show``: the record, the resources' statuses, the lease and the runs.
+
+    Raises
+    ------
+    BankError
+        If the record cannot be read.
+    """
+    record = checkpoint.to_json()
+    resources = record.pop("resources")
+    lease = checkpoint.lease
+    return {
+        "format": "protectflow.checkpoint", "version": VERSION, "bank": checkpoint.bank.url,
+        "checkpoint": record,
+        "resources": [{"resource": k, "status": v["status"], "reason": v.get("reason")}
+                      for k, v in sorted(resources.items())],
+        "busy": None if lease is None else lease.describe(),
+        "runs": [run.to_json() for run in checkpoint.list_runs()],
+    }
+
+
+def plugins_result(registry: Registry) -> dict[str, Any]:
+    """``plugins``: every protection plugin, its types, protectables and
+    schemas, and the types several plugins claim with no default choice
+    (``conflicts``: a plan using one needs a provider that chooses)."""
+    plugins = {}
+    for name, plugin in sorted(registry.protections.items()):
+        types = sorted(supported_types(plugin))
+        plugins[name] = {
+            "class": f"{type(plugin).__module__}.{type(plugin).__qualname__}",
+            "resource_types": types,
+            "protectable": {t: t in registry.protectables for t in types},
+            "schemas": {t: {op: parameters_schema(plugin, op, t) for op in OPERATIONS[:3]}
+                        for t in types},
+        }
+    return {"format": "protectflow.plugins", "version": VERSION, "plugins": plugins,
+            "conflicts": {t: list(names) for t, names in sorted(registry.conflicts().items())}}
+
+
+def check_result(report: CheckReport, bank: str) -> dict[str, Any]:
+    """``verify ID --metadata-only --json``: what the metadata check found."""
+    return {"format": "protectflow.check", "version": VERSION, "checkpoint": report.checkpoint,
+            "bank": bank, "ok": report.ok, "objects": report.objects, "chunks": report.chunks,
+            "problems": list(report.problems)}
+
+
+def validation_result(plan: str, outcomes: Mapping[str, HookDAG | ProtectflowError]
+                      ) -> dict[str, Any]:
+    """``validate``: per operation, the compiled DAG's size or every error found.
+
+    Parameters
+    ----------
+    plan : str
+        The plan file, as given.
+    outcomes : mapping
+        Operation -> its compiled DAG, or the error compiling it raised.
+    """
+    operations: dict[str, Any] = {}
+    for operation, outcome in sorted(outcomes.items()):
+        if isinstance(outcome, HookDAG):
+            operations[operation] = {"valid": True, "errors": [],
+                                     "resources": len(outcome.resources),
+                                     "hooks": len(outcome.nodes)}
+        else:
+            errors = outcome.errors if isinstance(outcome, PlanError) else [str(outcome)]
+            operations[operation] = {"valid": False, "errors": list(errors),
+                                     "resources": None, "hooks": None}
+    return {"format": "protectflow.validation", "version": VERSION, "plan": plan,
+            "valid": all(o["valid"] for o in operations.values()), "operations": operations}
+
+
+def saved_info_result(checkpoint: Checkpoint, saved: SavedInfo) -> dict[str, Any]:
+    """``checkpoints show ID --resource TYPE#ID``: what the checkpoint keeps
+    about one resource, as its plugin's ``get_saved_info`` gives it."""
+    return {"format": "protectflow.saved-info", "version": VERSION, "bank": checkpoint.bank.url,
+            "checkpoint": checkpoint.id, **saved.to_json()}
+
+
+def protectables_result(resource_type: str, resources: list[Resource]) -> dict[str, Any]:
+    """``protectables TYPE [ID]``: what the type's protectable lists (or shows)."""
+    return {"format": "protectflow.protectables", "version": VERSION, "type": resource_type,
+            "resources": [r.to_json() for r in sorted(resources, key=lambda r: r.key)]}

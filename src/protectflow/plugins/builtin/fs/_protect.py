@@ -1,0 +1,283 @@
+"""The fs plugin's protect: a tree into the chunk store, and its manifest
+(see :mod:`protectflow.plugins.builtin.fs` for the format and the choices behind it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any
+
+from protectflow.bank import BankSection, Checkpoint
+from protectflow.dag.model import Resource
+from protectflow.errors import BankError, ChunkError, LocalPluginError
+from protectflow.plugins.base import HookCheckpoint
+from protectflow.plugins.builtin._chunkfiles import release_all, reuse_file, store_pack
+from protectflow.plugins.builtin._chunks import ChunkStore, sha256
+from protectflow.plugins.builtin._local import (
+    MANIFEST,
+    committed_manifest,
+    get_json,
+    resolve_path,
+    store_of,
+)
+from protectflow.plugins.builtin.fs import _tree
+from protectflow.plugins.builtin.fs._store import Stored, read_group, store_scanned
+
+__all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_PACK_SIZE", "latest_key", "protect_tree",
+           "read_manifest"]
+
+MANIFEST_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
+#: Warnings logged one by one; the manifest keeps them all.
+_LOGGED = 20
+#: 4 MiB: each chunk costs inodes (itself, its refs/ folder), which bound a
+#: first protect; an in-place edit of a large file re-stores one such chunk.
+DEFAULT_CHUNK_SIZE = 4 << 20
+DEFAULT_PACK_SIZE = 4 << 20
+_LATEST = "plugins/fs/latest/"
+#: Seconds between the syncs a protect makes while its workers still write.
+_EARLY_SYNC = 0.25
+
+
+def latest_key(resource: Resource) -> str:
+    """The bank key naming the last checkpoint that committed ``resource``."""
+    return _LATEST + sha256(resource.key.encode())[:32]
+
+
+def read_manifest(section: BankSection, resource: Resource) -> dict[str, Any]:
+    """The manifest a protect committed for ``resource``, in a version this
+    protectflow reads.
+
+    Raises
+    ------
+    LocalPluginError
+        If the checkpoint holds none, or one of a version it cannot read.
+    """
+    manifest = committed_manifest(section, resource)
+    _check_version(manifest, resource)
+    return manifest
+
+
+def _check_version(manifest: dict[str, Any], resource: Resource) -> None:
+    version = manifest.get("version")
+    if version not in _READABLE_VERSIONS:
+        raise LocalPluginError(
+            f"{resource.key}: its manifest has format version {version!r}; this protectflow "
+            f"reads versions {', '.join(map(str, _READABLE_VERSIONS))} -- upgrade it")
+
+
+def _previous_files(bank: Any, resource: Resource, chunk_size: int) -> dict[str, Any]:
+    """Path -> file entry of the last manifest committed for ``resource``."""
+    try:
+        latest = bank.get_object(latest_key(resource))
+        old = Checkpoint(bank, latest["checkpoint"]).get_resource_bank_section(resource)
+        manifest = get_json(old, MANIFEST)
+    except (BankError, KeyError, TypeError):
+        return {}
+    if (manifest.get("chunk_size") != chunk_size
+            or manifest.get("version") not in _READABLE_VERSIONS):
+        return {}
+    return {e["path"]: e for e in manifest["entries"] if e["type"] == "file"}
+
+
+def _unchanged(entry: dict[str, Any], old: dict[str, Any] | None) -> bool:
+    return old is not None and all(
+        old.get(k) == entry[k] for k in ("size", "mtime_ns", "ctime_ns", "ino", "mode"))
+
+
+def protect_tree(checkpoint: HookCheckpoint, resource: Resource, parameters: dict[str, Any],
+                 log: Any = None) -> dict[str, Any]:
+    """Store the tree of ``resource`` in ``checkpoint``; returns statistics.
+
+    Raises
+    ------
+    LocalPluginError
+        If the path is not a folder.
+    """
+    root = resolve_path(resource)
+    if not os.path.isdir(root):
+        raise LocalPluginError(f"{resource.key}: {root} is not a folder")
+    store = store_of(checkpoint, resource, durable=False)  # one sync before the manifest
+    chunk_size = int(parameters.get("chunk_size", DEFAULT_CHUNK_SIZE))
+    pack_size = int(parameters.get("pack_size", DEFAULT_PACK_SIZE))
+    started = time.time()
+    previous = _previous_files(store.bank, resource, chunk_size)
+    entries, scan_warnings = _scan(root, parameters)
+    files = [e for e in entries if e["type"] == "file" and "link" not in e]
+    reused, repack = _reuse_packs(store, files, previous)
+    large, to_pack = _split(files, previous, reused=reused, repack=repack,
+                            small=min(pack_size // 4, chunk_size))
+    # one job per large file and per pack, largest first, so that no big job
+    # starts last and runs alone
+    jobs: list[tuple[int, Callable[[], Stored]]] = [
+        (e["size"], functools.partial(_store_entry, store, root, e, previous.get(e["path"]),
+                                      chunk_size)) for e in large]
+    jobs += [(sum(e["size"] for e in group), functools.partial(_store_group, store, root, group))
+             for group in _packs(to_pack, pack_size)]
+    results = _run_jobs(store, jobs, int(parameters.get("workers", 4)))
+    entries = _without_vanished(entries)
+    _release_discarded(store, results, entries)
+    warnings = scan_warnings + [w for r in results for w in r.warnings]
+    _log_warnings(log, warnings)
+    _commit(checkpoint, resource, store, {
+        "version": MANIFEST_VERSION, "root": root, "chunk_size": chunk_size,
+        "pack_size": pack_size, "checkpoint": checkpoint.id, "resource": resource.key,
+        "entries": entries, "warnings": warnings})
+    files = [e for e in entries if e["type"] == "file" and "link" not in e]
+    return {"files": len(files), "entries": len(entries),
+            "bytes": sum(e["size"] for e in files),
+            "new_chunks": sum(r.new for r in results),
+            "new_bytes": sum(r.new_bytes for r in results),
+            "reused_files": len(reused) + sum(r.reused for r in results),
+            "packs": len({e["pack"] for e in entries if "pack" in e}),
+            "warnings": warnings, "started_at": started, "finished_at": time.time()}
+
+
+def _scan(root: str, parameters: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The entries of the tree at ``root``, filtered, and what it left out."""
+    skipped: list[str] = []
+    entries = _tree.scan(root, parameters.get("include", ()), parameters.get("exclude", ()),
+                         lambda rel, why: skipped.append(f"{rel}: {why}; not stored"))
+    return entries, skipped
+
+
+def _without_vanished(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``entries`` without the files gone since the scan (and their hard links)."""
+    vanished = {e["path"] for e in entries if e.get("vanished")}
+    kept = [e for e in entries if e["path"] not in vanished and e.get("link") not in vanished]
+    for e in kept:
+        e.pop("holes", None)
+    return kept
+
+
+def _release_discarded(store: ChunkStore, results: list[Stored],
+                       entries: list[dict[str, Any]]) -> None:
+    """Drop the refs of chunks only an earlier read of a changing file made."""
+    discarded = {d for r in results for d in r.discarded}
+    if discarded:
+        kept = {d for e in entries for d in e.get("chunks", ())}
+        release_all(store, discarded - kept)
+
+
+def _log_warnings(log: Any, warnings: list[str]) -> None:
+    if log is None or not warnings:
+        return
+    for message in warnings[:_LOGGED]:
+        log.warning(message)
+    if len(warnings) > _LOGGED:
+        log.warning(f"... and {len(warnings) - _LOGGED} more (the manifest lists them all)")
+
+
+def _split(files: list[dict[str, Any]], previous: dict[str, Any], *, reused: set[str],
+           repack: set[str], small: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The files to store one by one and those to pack (all but ``reused``)."""
+    large: list[dict[str, Any]] = []
+    to_pack: list[dict[str, Any]] = []
+    for e in files:
+        if e["path"] in reused:
+            continue
+        old = previous.get(e["path"])
+        if e["path"] not in repack and old is not None and "chunks" in old \
+                and _unchanged(e, old):
+            large.append(e)  # reuse its chunks (they need no reading)
+        elif e["size"] < small and not e.get("holes"):  # sparse files keep their holes
+            to_pack.append(e)
+        else:
+            large.append(e)
+    return large, to_pack
+
+
+def _run_jobs(store: ChunkStore, jobs: list[tuple[int, Callable[[], Stored]]],
+              workers: int) -> list[Stored]:
+    """Run ``(size, job)`` pairs largest first; what each stored."""
+    jobs = sorted(jobs, key=lambda job: -job[0])
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(job) for _, job in jobs]
+        # meanwhile, flush what is written so far: the disk works while the
+        # workers hash, and the final sync has little left to do
+        while wait(futures, timeout=_EARLY_SYNC).not_done:
+            store.sync()
+        return [f.result() for f in futures]
+
+
+def _commit(checkpoint: HookCheckpoint, resource: Resource, store: ChunkStore,
+            manifest: dict[str, Any]) -> None:
+    store.sync()  # every ref and chunk durable before the manifest that names them
+    checkpoint.get_resource_bank_section(resource).update_object(MANIFEST, manifest)
+    store.bank.update_object(latest_key(resource), {"checkpoint": checkpoint.id})
+
+
+_PACKED = ("pack", "offset", "length", "sha256")
+
+
+def _reuse_packs(store: ChunkStore, files: list[dict[str, Any]],
+                 previous: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """Give unchanged packed files their previous pack slice, referencing each
+    pack once; returns ``(paths reused, paths whose pack the bank lost)``."""
+    by_pack: dict[str, list[dict[str, Any]]] = {}
+    for e in files:
+        old = previous.get(e["path"])
+        if old is not None and "pack" in old and _unchanged(e, old):
+            by_pack.setdefault(old["pack"], []).append(e)
+    reused: set[str] = set()
+    lost: set[str] = set()
+    for digest, group in by_pack.items():
+        try:
+            store.add(digest)  # no source to re-store it from: lost means repack
+        except ChunkError:
+            with contextlib.suppress(BankError):
+                store.release(digest)  # drop the ref just made
+            lost.update(e["path"] for e in group)
+            continue
+        for e in group:
+            old = previous[e["path"]]
+            e.update({k: old[k] for k in _PACKED})
+            reused.add(e["path"])
+    return reused, lost
+
+
+def _packs(files: list[dict[str, Any]], pack_size: int) -> list[list[dict[str, Any]]]:
+    """``files`` (sorted by path) in consecutive groups of about ``pack_size`` bytes."""
+    groups: list[list[dict[str, Any]]] = []
+    group: list[dict[str, Any]] = []
+    total = 0
+    for e in files:
+        group.append(e)
+        total += e["size"]
+        if total >= pack_size:
+            groups.append(group)
+            group, total = [], 0
+    if group:
+        groups.append(group)
+    return groups
+
+
+def _store_group(store: ChunkStore, root: str, group: list[dict[str, Any]]) -> Stored:
+    """Pack the files of ``group``."""
+    pack, warnings = read_group(root, group)
+    if not pack and all(e.get("vanished") for e in group):
+        return Stored(warnings=warnings)
+    digest, new_bytes = store_pack(store, pack)
+    for e in group:
+        if not e.get("vanished"):
+            e["pack"] = digest
+    return Stored(new=1 if new_bytes else 0, new_bytes=new_bytes, warnings=warnings)
+
+
+def _store_entry(store: ChunkStore, root: str, entry: dict[str, Any],
+                 old: dict[str, Any] | None, chunk_size: int) -> Stored:
+    """Chunk one file into the store."""
+    path = os.path.join(root, entry["path"])
+    if old is not None and "chunks" in old and _unchanged(entry, old):
+        with contextlib.suppress(ChunkError, OSError):
+            new, new_bytes = reuse_file(store, path, old["chunks"], chunk_size)
+            entry["chunks"] = old["chunks"]
+            if "sparse" in old:
+                entry["sparse"] = old["sparse"]
+            return Stored(new=new, new_bytes=new_bytes, reused=1)
+    return store_scanned(store, root, entry, chunk_size)
