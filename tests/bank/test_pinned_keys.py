@@ -205,3 +205,20 @@ def test_the_environments_password_comes_before_its_password_file(
     monkeypatch.delenv("PROTECTFLOW_PASSWORD")
     with pytest.raises(BankError, match="wrong password"):
         Bank(_copy(bank, "second")).get_object("a")
+
+
+def test_the_command_takes_the_environments_password_before_a_password_file_not_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the README orders them: --password-file, $PROTECTFLOW_PASSWORD, then
+    the file $PROTECTFLOW_PASSWORD_FILE (or the config file) names."""
+    bank = _locked_bank(tmp_path, monkeypatch)
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not the password\n")
+    config = tmp_path / "config.toml"
+    config.write_text(f'password_file = "{wrong}"\n')
+    monkeypatch.setenv("PROTECTFLOW_PASSWORD", PASSWORD)
+    monkeypatch.setenv("PROTECTFLOW_PASSWORD_FILE", str(wrong))
+    assert cli.main(["key", "show", "--bank", str(_copy(bank, "env-file"))]) == 0
+    monkeypatch.delenv("PROTECTFLOW_PASSWORD_FILE")
+    monkeypatch.setenv("PROTECTFLOW_CONFIG", str(config))
+    assert cli.main(["key", "show", "--bank", str(_copy(bank, "config-file"))]) == 0
