@@ -15,7 +15,7 @@ import json
 import pickle
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -87,7 +87,8 @@ def test_chunks_are_named_under_a_key_of_their_own(tmp_path: Path) -> None:
     bank = Bank(tmp_path / "bank", fsync=False)
     bank.update_object("data/x", b"sealed")
     # A keyring ships as its derived keys (what a dask worker is sent).
-    _, (encryption, naming, mac, _) = bank.keyring.__reduce__()
+    shipped = bank.keyring.__reduce__()[1]
+    encryption, naming, mac, _ = cast(tuple[bytes, bytes, bytes, str], shipped)
     sealed = bank.backend.read("data/x")
     payload = AESGCM(encryption).decrypt(_nonce(sealed), sealed[HEADER + NONCE:],
                                          sealed[:HEADER] + b"data/x")
