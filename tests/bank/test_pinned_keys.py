@@ -106,16 +106,16 @@ def test_chunks_are_named_under_a_key_of_their_own(tmp_path: Path) -> None:
 # Costs above the bounds are kept small otherwise (n=2^14, r=1), so that a
 # broken check costs a test run a few hundred MiB, not gigabytes.
 @pytest.mark.parametrize("costs", [
-    {"n": 1 << 10},                  # far cheaper than protectflow writes
-    {"n": (1 << 15) + 1},            # not a power of two: scrypt itself would fail
-    {"n": 1 << 21, "r": 1},          # above the bound on n
-    {"n": 1 << 14, "r": 33},
-    {"n": 1 << 14, "r": 1, "p": 17},
-    {"n": "32768"},
-    {"n": 32768.0},
-    {"n": True},
-    {"n": 1e400},            # JSON's way to say infinity
-    {"r": None},
+    pytest.param({"n": 1 << 10}, id="n-below"),  # far cheaper than protectflow writes
+    pytest.param({"n": (1 << 15) + 1}, id="n-not-a-power-of-2"),  # scrypt would fail
+    pytest.param({"n": 1 << 21, "r": 1}, id="n-above"),
+    pytest.param({"n": 1 << 14, "r": 33}, id="r-above"),
+    pytest.param({"n": 1 << 14, "r": 1, "p": 17}, id="p-above"),
+    pytest.param({"n": "32768"}, id="n-a-string"),
+    pytest.param({"n": 32768.0}, id="n-a-float"),
+    pytest.param({"n": True}, id="n-a-bool"),
+    pytest.param({"n": 1e400}, id="n-infinite"),  # JSON's way to say infinity
+    pytest.param({"r": None}, id="r-null"),
 ])
 def test_a_password_entry_asking_for_other_scrypt_costs_is_refused(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, costs: dict[str, Any]) -> None:
