@@ -21,7 +21,8 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from protectflow import cli
-from protectflow.bank import Bank, keys
+from protectflow.bank import Bank
+from protectflow.bank.objects import keys
 from protectflow.errors import BankError
 
 PASSWORD = "correct horse battery staple"

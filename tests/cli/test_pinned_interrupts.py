@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from protectflow import cli, results
+from protectflow import cli
 from protectflow.bank import Bank
+from protectflow.cli import results
 from protectflow.errors import Terminated
 from protectflow.plugins import get_registry
 from tests.robustness.robust_helpers import COMMAND, tree_digest
