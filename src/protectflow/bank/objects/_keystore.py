@@ -213,7 +213,8 @@ def _kek(password: str, salt: bytes, params: dict[str, Any]) -> bytes:
             and 1 << 14 <= n <= 1 << 20 and 1 <= r <= 32 and 1 <= p <= 16):
         raise BankError(f"a password entry asks for scrypt n={n!r}, r={r!r}, p={p!r}: "
                         f"refused (protectflow writes n={SCRYPT_N}, r={SCRYPT_R}, "
-                        f"p={SCRYPT_P}); remove that entry from the bank's keys/")
+                        f"p={SCRYPT_P}): the entry was changed; restore the bank's keys/ "
+                        "from a copy")
     return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(password.encode("utf-8"))
 
 
