@@ -14,6 +14,8 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
+import attrs
+
 from protectflow.bank import Bank
 from protectflow.cli.config import Config, Settings, resolve_settings
 from protectflow.compiler.documents import parse_document
@@ -30,8 +32,11 @@ BANK_HELP = ("the bank: a folder, an fsspec URL or a [banks] name of the config 
              "directory)")
 PASSWORD_FILE_HELP = ("a file holding the bank's password (its first line); it comes before "
                       "$PROTECTFLOW_PASSWORD, and is needed only where the bank has no key "
-                      "file on this machine (default: $PROTECTFLOW_PASSWORD_FILE, then the "
-                      "config file's password_file)")
+                      "file on this machine (default: after $PROTECTFLOW_PASSWORD, "
+                      "$PROTECTFLOW_PASSWORD_FILE, then the config file's password_file)")
+
+#: The bank's password itself (see ``PASSWORD_FILE_HELP`` for where it ranks).
+PASSWORD_ENV = "PROTECTFLOW_PASSWORD"
 
 # argparse names the type of add_subparsers()' result only privately; the
 # command modules add their parsers to one.
@@ -122,9 +127,15 @@ def settings(args: argparse.Namespace, plan_bank: str | None = None) -> Settings
     executor = getattr(args, "executor", None)
     if executor is None and getattr(args, "scheduler", None) is not None:
         executor = "dask"  # a scheduler address means dask
-    return resolve_settings(config, bank=getattr(args, "bank", None), plan_bank=plan_bank,
-                            executor=executor, workers=getattr(args, "workers", None),
-                            password_file=getattr(args, "password_file", None))
+    chosen = resolve_settings(config, bank=getattr(args, "bank", None), plan_bank=plan_bank,
+                              executor=executor, workers=getattr(args, "workers", None),
+                              password_file=getattr(args, "password_file", None))
+    if chosen.origins["password_file"] != "flag" and os.environ.get(PASSWORD_ENV):
+        # The README's order: --password-file, then $PROTECTFLOW_PASSWORD, then
+        # $PROTECTFLOW_PASSWORD_FILE (or the config file's): a bank given no
+        # password file reads them in that order itself.
+        chosen = attrs.evolve(chosen, password_file=None)
+    return chosen
 
 
 def executor_from_args(args: argparse.Namespace,

@@ -8,7 +8,9 @@ clear what faults leave behind.
   left ``deleting`` becomes ``error_deleting``. With ``delete=True`` the
   failed ones are removed, their data (refs and the chunks nobody else
   uses, :func:`~protectflow.bank.chunks.refs.free_checkpoint`) first, so a
-  killed protect leaves no chunk behind.
+  killed protect or delete leaves no chunk behind.
+- Dead operations are found by their in-progress marks in ``index/``: an
+  ``index/`` lost altogether is rebuilt from the records first.
 - A lease generation that cannot be read (corrupt) is replaced by a
   released one: nobody can tell who holds it, so it protects nothing and
   blocks everything.
@@ -50,6 +52,8 @@ class Catalog(Protocol):
 
     def ensure_indexed(self, record: dict[str, Any]) -> None: ...
 
+    def ensure_index(self) -> None: ...
+
 
 @attrs.frozen
 class GcReport:
@@ -87,6 +91,7 @@ def collect(bank: Bank, catalog: Catalog, *, now: float | None = None, delete: b
     GcReport
         What was done.
     """
+    catalog.ensure_index()  # a lost index/ would hide the in-progress marks used below
     corrupt = tuple(_remove_corrupt_leases(bank))
     changed: list[str] = []
     freed = 0

@@ -8,7 +8,7 @@ objects whose keys sort by creation time, sharded by UTC day::
     index/in-progress/ID            while protecting or copying (for gc)
 
 The index is derived data: :meth:`CheckpointStore.reindex` rebuilds it from
-the records, and a listing rebuilds it when ``index/`` is gone altogether.
+the records, and a listing or gc rebuilds it when ``index/`` is gone altogether.
 So the newest page is a descending prefix listing that opens only the newest
 day shards, however many checkpoints the bank holds.
 """
@@ -284,13 +284,26 @@ class CheckpointStore:
                 keys.append(IN_PROGRESS + checkpoint_id)
         return keys
 
+    def _index_lost(self) -> bool:
+        """Whether ``index/`` is gone altogether from a bank that holds checkpoints."""
+        return not self.bank.list_objects(BY_DATE, limit=1) and bool(self._ids())
+
+    def ensure_index(self) -> None:
+        """Rebuild the index if ``index/`` is gone altogether (as a listing
+        does), in-progress marks included: gc finds the checkpoints to
+        resolve by those marks. Quietly nothing on a bank that cannot be
+        written, where gc can resolve nothing either."""
+        if self._index_lost():
+            with contextlib.suppress(BankError):
+                self.reindex()
+
     def _listing(self, base: str, limit: int | None,
                  marker_key: str | None) -> builtins.list[str]:
         """The index keys of a page; with no index at all in a bank that
         holds checkpoints (``index/`` deleted), the index is rebuilt first --
         or, on a bank that cannot be written, read from the records."""
         keys = self.bank.list_objects(base, limit=limit, marker=marker_key, sort_dir="desc")
-        if keys or self.bank.list_objects(BY_DATE, limit=1) or not self._ids():
+        if keys or not self._index_lost():
             return keys
         try:
             self.reindex()

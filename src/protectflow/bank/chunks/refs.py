@@ -12,8 +12,9 @@ what a restore reads. So:
   named gets its missing refs back instead of being deleted;
 - :func:`repair_refs` re-creates the refs a checkpoint's manifests call for
   (``protectflow checkpoints repair``);
-- :func:`free_checkpoint` releases every ref a checkpoint holds, whatever
-  plugin made it, for gc removing a protect that died.
+- :func:`free_checkpoint` releases every chunk a checkpoint holds a ref on
+  or names, whatever plugin made it, for gc removing a protect or a delete
+  that died.
 
 The naming convention every chunk-storing plugin follows: a manifest names
 its chunks in lists under a ``"chunks"`` key and in strings under a
@@ -173,14 +174,19 @@ def repair_refs(bank: Bank, checkpoint_id: str) -> tuple[list[str], list[str]]:
 
 
 def free_checkpoint(bank: Bank, checkpoint_id: str) -> int:
-    """Release every ref ``checkpoint_id`` holds, whatever made it (a
-    protect that died before its manifests), deleting the chunks nobody
-    else uses; returns how many chunks were deleted."""
+    """Release every chunk ``checkpoint_id`` holds a ref on or its manifests
+    name, whatever made them, deleting the chunks nobody else uses: a
+    protect that died before its manifests has only refs, a delete that died
+    after dropping its refs has only manifests. Returns how many chunks were
+    deleted."""
     mark = "/" + checkpoint_id + "@"
-    by_owner: dict[str, list[str]] = {}
+    by_owner: dict[str, set[str]] = {}
     for key in bank.iter_objects(REFS):
         if mark in key:
             _, _, digest, owner = key.split("/", 3)
-            by_owner.setdefault(unsegment(owner), []).append(digest)
+            by_owner.setdefault(unsegment(owner), set()).add(digest)
+    for _key, named_by, digest in named_chunks(bank, checkpoint_id):
+        if named_by is not None:  # the checkpoint's own data holds no refs
+            by_owner.setdefault(named_by, set()).add(digest)
     return sum(release_chunks(ChunkStore(bank, owner), digests)
                for owner, digests in sorted(by_owner.items()))

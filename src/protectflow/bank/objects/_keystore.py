@@ -33,7 +33,7 @@ import os
 import sys
 import threading
 import uuid
-from typing import Any
+from typing import Any, TypeGuard
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -205,11 +205,21 @@ def env_password(password_file: str | None = None) -> str | None:
 
 
 def _kek(password: str, salt: bytes, params: dict[str, Any]) -> bytes:
-    n, r, p = int(params.get("n", 0)), int(params.get("r", 0)), int(params.get("p", 0))
-    if not (1 << 14 <= n <= 1 << 20 and 1 <= r <= 32 and 1 <= p <= 16):
-        # Checked before deriving: a tampered entry could ask for terabytes.
-        raise BankError(f"a password entry asks for scrypt n={n}, r={r}, p={p}: refused")
+    n, r, p = (params.get(k) for k in ("n", "r", "p"))
+    # Checked before deriving: a tampered entry could ask for terabytes, and
+    # what is not a whole power of two (a string, a float, 1e400) is nothing
+    # protectflow wrote -- never converted, so nothing reaches scrypt unchecked.
+    if not (_whole(n) and _whole(r) and _whole(p) and n & (n - 1) == 0
+            and 1 << 14 <= n <= 1 << 20 and 1 <= r <= 32 and 1 <= p <= 16):
+        raise BankError(f"a password entry asks for scrypt n={n!r}, r={r!r}, p={p!r}: "
+                        f"refused (protectflow writes n={SCRYPT_N}, r={SCRYPT_R}, "
+                        f"p={SCRYPT_P}): the entry was changed; restore the bank's keys/ "
+                        "from a copy")
     return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(password.encode("utf-8"))
+
+
+def _whole(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def wrap(master: bytes, password: str, bank_id: str) -> dict[str, Any]:

@@ -91,8 +91,11 @@ def _path_problem(path: Any, kind: Any, kinds: dict[str, str]) -> str | None:
         return None if kind == "dir" else "the root is not a folder"
     if "\0" in path or path.startswith("/"):
         return "an absolute path or one holding NUL"
-    if any(part in ("", ".", "..") for part in path.split("/")):
-        return "an empty, '.' or '..' component"
+    parts = path.split("/")
+    if ".." in parts:  # said for what it is, never left to mkdir's EEXIST
+        return "a '..' component: a stored path may not climb out of its folder"
+    if "" in parts or "." in parts:
+        return "an empty or '.' component"
     if path in kinds:
         return "a duplicate path"
     parent = split(path)[0] or "."
