@@ -37,7 +37,7 @@ from protectflow.bank.catalog.check import CheckReport, check_checkpoint
 from protectflow.bank.catalog.journal import JournalRun
 from protectflow.compiler import Plan, compile_plan, load_plan
 from protectflow.dag import HookDAG, jsonio
-from protectflow.errors import BankError
+from protectflow.errors import BankError, CorruptObjectError, NotResumableError
 from protectflow.executors import Executor, RunReport
 from protectflow.operations.journal import JournalMeta
 from protectflow.operations.lease import default_owner, lease_ttl
@@ -203,8 +203,10 @@ def verify(
     Raises
     ------
     BankError, PlanError, PluginError, ExecutorError
-        As :func:`restore`; a BankError raised after the metadata check
-        found problems (a record that fails authentication, say) lists them.
+        As :func:`restore`.
+    CorruptObjectError
+        For a BankError raised after the metadata check found problems (a
+        record that fails authentication, say), listing them.
     """
     store = open_store(bank)
     found = check_checkpoint(store.bank, checkpoint_id)
@@ -215,8 +217,8 @@ def verify(
     except BankError as err:
         if found.ok:
             raise
-        raise BankError(f"{err}; the metadata check of checkpoint {checkpoint_id} found: "
-                        + "; ".join(found.problems)) from err
+        raise CorruptObjectError(f"{err}; the metadata check of checkpoint {checkpoint_id} "
+                                 "found: " + "; ".join(found.problems)) from err
     result = attrs.evolve(result, problems=found.problems)
     note_verification(result)
     return result
@@ -327,11 +329,14 @@ def resume(
 
     Raises
     ------
-    BankError
-        When there is nothing to resume, the operation cannot be resumed, a
-        live operation holds the checkpoint, or the plan, the plugins'
-        versions or the compiled DAG changed since the journal was written
-        (the message names what changed).
+    NotResumableError
+        When there is nothing to resume, the operation cannot be resumed, or
+        the plan, the plugins' versions or the compiled DAG changed since the
+        journal was written (the message names what changed).
+    CheckpointBusyError
+        When a live operation holds the checkpoint.
+    CheckpointNotFoundError
+        When there is no such checkpoint.
     """
     checkpoint = open_store(bank).get(checkpoint_id)
     owner = owner or default_owner()
@@ -339,7 +344,7 @@ def resume(
         # a delete is finished, not resumed: it is idempotent
         return delete_checkpoint(checkpoint, executor=executor, owner=owner, options=options)
     if checkpoint.status == COPYING:
-        raise BankError(_COPY_ADVICE.format(id=checkpoint_id))
+        raise NotResumableError(_COPY_ADVICE.format(id=checkpoint_id))
     runs = lineage(checkpoint, unfinished=checkpoint.status in (PROTECTING, ERROR))
     meta = runs[0].meta if runs else {}
     operation = meta.get("operation", "protect")  # no journal: a protect died early
@@ -348,9 +353,10 @@ def resume(
                                  parameters=meta["parameters"], owner=owner, options=options,
                                  runs=runs)
     if operation != "protect" or checkpoint.record.get("copied_from") is not None:
-        raise BankError(_COPY_ADVICE.format(id=checkpoint_id) if operation == "copy" else
-                        f"cannot resume the {operation} of checkpoint {checkpoint_id}: only "
-                        f"protect, restore and verify resume; run the {operation} again")
+        raise NotResumableError(
+            _COPY_ADVICE.format(id=checkpoint_id) if operation == "copy" else
+            f"cannot resume the {operation} of checkpoint {checkpoint_id}: only protect, "
+            f"restore and verify resume; run the {operation} again")
     return _resume_protect(checkpoint, runs, executor=executor, plan=plan, owner=owner,
                            options=options)
 
@@ -368,8 +374,8 @@ def _resume_protect(
 ) -> OperationResult:
     """Continue the protect of ``checkpoint`` after the journal ``runs``."""
     if checkpoint.status not in (PROTECTING, ERROR):
-        raise BankError(f"cannot resume the protect of checkpoint {checkpoint.id}: it is "
-                        f"{checkpoint.status}, not {PROTECTING} or {ERROR}")
+        raise NotResumableError(f"cannot resume the protect of checkpoint {checkpoint.id}: "
+                                f"it is {checkpoint.status}, not {PROTECTING} or {ERROR}")
     meta = runs[0].meta if runs else {}
     plan_json = plan_to_check(plan, meta, checkpoint.plan)
     dag = checkpoint_dag(checkpoint, "protect", checkpoint.plan.get("parameters"))

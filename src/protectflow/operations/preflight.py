@@ -19,7 +19,13 @@ from protectflow.bank import Checkpoint
 from protectflow.bank.catalog.lease import owner_is_dead
 from protectflow.compiler import ResourceGraph, compile_graph
 from protectflow.dag import HookDAG
-from protectflow.errors import BankError, ExecutorError, PlanError, PreflightError
+from protectflow.errors import (
+    BankError,
+    CheckpointBusyError,
+    ExecutorError,
+    PlanError,
+    PreflightError,
+)
 from protectflow.executors import Executor, get_executor
 from protectflow.plugins.contract import preflight_problems
 from protectflow.plugins.providers import Provider, resolve_provider
@@ -141,7 +147,9 @@ def require_status(checkpoint: Checkpoint, operation: str, *, resuming: bool = F
     Raises
     ------
     BankError
-        Naming the status, or the operation that holds the checkpoint.
+        Naming the status.
+    CheckpointBusyError
+        Naming the operation that holds the checkpoint.
     """
     status = checkpoint.status
     lease = checkpoint.lease
@@ -160,8 +168,8 @@ def require_status(checkpoint: Checkpoint, operation: str, *, resuming: bool = F
             + f"; {operation} needs a checkpoint that is {' or '.join(allowed)}"
         )
     if lease is not None and not (resuming or reclaim):
-        raise BankError(f"cannot {operation} checkpoint {checkpoint.id}: it is busy with "
-                        f"{lease.describe() if lease else 'another operation'}")
+        raise CheckpointBusyError(f"cannot {operation} checkpoint {checkpoint.id}: it is busy "
+                                  f"with {lease.describe()}")
 
 
 def resource_problems(dag: HookDAG, *, checkpoint: Checkpoint | None = None,

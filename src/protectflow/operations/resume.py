@@ -18,7 +18,7 @@ from protectflow.bank import Checkpoint
 from protectflow.bank.catalog.journal import JournalRun, read_journal
 from protectflow.compiler import Plan, load_plan
 from protectflow.dag import HookDAG, jsonio
-from protectflow.errors import BankError, PlanError, PluginError
+from protectflow.errors import BankError, NotResumableError, PlanError, PluginError
 from protectflow.executors.report import Recorded
 from protectflow.operations.journal import plan_fingerprint, plugin_versions
 from protectflow.plugins import get_registry
@@ -35,7 +35,7 @@ def lineage(checkpoint: Checkpoint, *, unfinished: bool = False) -> list[Journal
 
     Raises
     ------
-    BankError
+    NotResumableError
         If its newest run ended well.
     """
     runs = {r.run_id: r for r in read_journal(checkpoint)}
@@ -43,7 +43,7 @@ def lineage(checkpoint: Checkpoint, *, unfinished: bool = False) -> list[Journal
         return []  # died before its journal began: nothing ran
     last = runs[max(runs)]
     if not unfinished and last.end is not None and last.end.get("state") == SUCCEEDED:
-        raise BankError(f"nothing to resume: the last operation on checkpoint "
+        raise NotResumableError(f"nothing to resume: the last operation on checkpoint "
                         f"{checkpoint.id} ({last.meta['operation']}, run {last.run_id}) "
                         "succeeded")
     runs_back = [last]
@@ -59,7 +59,7 @@ def check_resumable(first: JournalRun | None, dag: HookDAG, plan_json: Mapping[s
 
     Raises
     ------
-    BankError
+    NotResumableError
         Naming what changed, and what to do instead.
     """
     if first is None:  # only the checkpoint's record to go by
@@ -70,7 +70,7 @@ def check_resumable(first: JournalRun | None, dag: HookDAG, plan_json: Mapping[s
     meta = first.meta
     changed = _changes(meta, dag, plan_json)
     if changed:
-        raise BankError(f"cannot resume the {meta['operation']} of run {first.run_id}: "
+        raise NotResumableError(f"cannot resume the {meta['operation']} of run {first.run_id}: "
                         + "; ".join(changed) + f". Start a new {meta['operation']} instead"
                         + (" (and delete the unfinished checkpoint)"
                            if meta["operation"] == "protect" else ""))

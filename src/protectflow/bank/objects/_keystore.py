@@ -43,7 +43,7 @@ from protectflow._paths import TEMP_PREFIX
 from protectflow._util import now_iso
 from protectflow.bank.objects._backend import private_makedirs
 from protectflow.bank.objects.crypto import MASTER_KEY_LEN, Keyring
-from protectflow.errors import BankError
+from protectflow.errors import BankError, BankLockedError, CorruptObjectError
 
 __all__ = ["CONFIG", "KEYS", "BankConfig", "create_bank", "unlock"]
 
@@ -94,8 +94,8 @@ class BankConfig:
             data = None
         if not isinstance(data, dict) or data.get("format") != BANK_FORMAT \
                 or not isinstance(data.get("id"), str) or not data["id"].isalnum():
-            raise BankError(f"the bank {url} has a damaged config object; restore it from "
-                            "a copy of the bank")
+            raise CorruptObjectError(f"the bank {url} has a damaged config object; restore "
+                                     "it from a copy of the bank", key=CONFIG)
         if data.get("version") != BANK_VERSION:
             raise BankError(f"the bank {url} has format version {data.get('version')!r}; "
                             f"this protectflow reads version {BANK_VERSION}: use the "
@@ -107,13 +107,14 @@ class BankConfig:
 
         Raises
         ------
-        BankError
+        BankLockedError
             If the key does not belong to this config.
         """
         if self.data.get("mac") != keyring.mac(_mac_text(self.data)):
-            raise BankError(f"the key found for bank {url} (fingerprint "
-                            f"{keyring.fingerprint}) does not match its config: the config "
-                            "was changed, or the key belongs to another bank")
+            raise BankLockedError(f"the key found for bank {url} (fingerprint "
+                                  f"{keyring.fingerprint}) does not match its config: the "
+                                  "config was changed, or the key belongs to another bank",
+                                  BankLockedError.WRONG)
 
 
 def _mac_text(data: dict[str, Any]) -> bytes:
@@ -161,8 +162,8 @@ def read_key_file(path: str, bank_id: str | None = None) -> bytes | None:
 
     Raises
     ------
-    BankError
-        If the file is damaged or belongs to another bank.
+    BankLockedError
+        If the file cannot be read, is damaged or belongs to another bank.
     """
     try:
         with open(path, encoding="utf-8") as f:
@@ -170,13 +171,19 @@ def read_key_file(path: str, bank_id: str | None = None) -> bytes | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:
-        raise BankError(f"cannot read the key file {path}: {err}") from err
+        raise BankLockedError(f"cannot read the key file {path}: {err}",
+                              BankLockedError.MISSING if isinstance(err, OSError)
+                              else BankLockedError.WRONG) from err
     if not isinstance(data, dict) or (bank_id is not None and data.get("bank") != bank_id):
-        raise BankError(f"the key file {path} is not the key of bank {bank_id}")
-    master = _unb64(data.get("master_key"), f"the key file {path}")
+        raise BankLockedError(f"the key file {path} is not the key of bank {bank_id}",
+                              BankLockedError.WRONG)
+    try:
+        master = _unb64(data.get("master_key"), f"the key file {path}")
+    except BankError as err:
+        raise BankLockedError(str(err), BankLockedError.WRONG) from err
     if len(master) != MASTER_KEY_LEN:
-        raise BankError(f"the key file {path} is damaged: its key is not "
-                        f"{MASTER_KEY_LEN} bytes")
+        raise BankLockedError(f"the key file {path} is damaged: its key is not "
+                              f"{MASTER_KEY_LEN} bytes", BankLockedError.WRONG)
     return master
 
 
@@ -187,7 +194,7 @@ def env_password(password_file: str | None = None) -> str | None:
 
     Raises
     ------
-    BankError
+    BankLockedError
         If the password file cannot be read.
     """
     if password_file is None:
@@ -201,14 +208,16 @@ def env_password(password_file: str | None = None) -> str | None:
         with open(password_file, encoding="utf-8") as f:
             return f.read().rstrip("\r\n")
     except OSError as err:
-        raise BankError(f"cannot read the password file {password_file}: {err}") from err
+        raise BankLockedError(f"cannot read the password file {password_file}: {err}"
+                              ) from err
 
 
 def _kek(password: str, salt: bytes, params: dict[str, Any]) -> bytes:
     n, r, p = int(params.get("n", 0)), int(params.get("r", 0)), int(params.get("p", 0))
     if not (1 << 14 <= n <= 1 << 20 and 1 <= r <= 32 and 1 <= p <= 16):
         # Checked before deriving: a tampered entry could ask for terabytes.
-        raise BankError(f"a password entry asks for scrypt n={n}, r={r}, p={p}: refused")
+        raise CorruptObjectError(f"a password entry asks for scrypt n={n}, r={r}, p={p}: "
+                                 "refused")
     return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(password.encode("utf-8"))
 
 
@@ -289,8 +298,11 @@ def unlock(backend: Any, url: str, *, prompt: bool = True,
     Raises
     ------
     BankError
-        If the bank is of the old format, its key is missing or the password
-        wrong.
+        If the bank is of the old format.
+    BankLockedError
+        If its key is missing or the password wrong.
+    CorruptObjectError
+        If its config is damaged.
     """
     config = read_config(backend, url)
     if config is None:
@@ -314,15 +326,16 @@ def find_master(backend: Any, url: str, config: BankConfig, *, prompt: bool = Tr
 
     Raises
     ------
-    BankError
-        If no key is found or the password is wrong.
+    BankLockedError
+        If no key is found (``problem`` "missing") or the password is wrong
+        ("wrong").
     """
     master = read_key_file(key_file(config.id), config.id)
     if master is not None:
         return master, []
     entries = password_entries(backend)
     if not entries:
-        raise BankError(
+        raise BankLockedError(
             f"no key for bank {url} (id {config.id}): its key file {key_file(config.id)} "
             "is missing and the bank holds no password-wrapped key; import the key you "
             "exported with `protectflow key import FILE`")
@@ -330,13 +343,14 @@ def find_master(backend: Any, url: str, config: BankConfig, *, prompt: bool = Tr
     if password is None and prompt and sys.stdin is not None and sys.stdin.isatty():
         password = getpass.getpass(f"password of bank {url}: ")
     if password is None:
-        raise BankError(f"bank {url} is locked by a password: set ${PASSWORD_ENV}, or "
-                        "give --password-file (or $" + PASSWORD_FILE_ENV + ") a file "
-                        "holding it")
+        raise BankLockedError(f"bank {url} is locked by a password: set ${PASSWORD_ENV}, "
+                              "or give --password-file (or $" + PASSWORD_FILE_ENV + ") a "
+                              "file holding it")
     opened = {name: unwrap(entry, password, config.id) for name, entry in entries.items()}
     found = [m for m in opened.values() if m is not None]
     if not found:
-        raise BankError(f"wrong password for bank {url}: no key of the bank opens with it")
+        raise BankLockedError(f"wrong password for bank {url}: no key of the bank opens "
+                              "with it", BankLockedError.WRONG)
     return found[0], sorted(name for name, m in opened.items() if m is not None)
 
 
@@ -345,7 +359,7 @@ def check_master(config: BankConfig, master: bytes, url: str) -> Keyring:
 
     Raises
     ------
-    BankError
+    BankLockedError
         If the key does not belong to the bank.
     """
     keyring = Keyring.from_master(master)

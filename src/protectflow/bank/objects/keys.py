@@ -18,7 +18,7 @@ import attrs
 from protectflow.bank.objects import _keystore
 from protectflow.bank.objects.crypto import fingerprint_of
 from protectflow.bank.objects.store import Bank
-from protectflow.errors import BankError
+from protectflow.errors import BankError, BankNotFoundError
 
 __all__ = ["KeyInfo", "add_password", "change_password", "export_key", "import_key",
            "show_fingerprint"]
@@ -43,7 +43,7 @@ def _config(bank: Bank) -> _keystore.BankConfig:
     if config is None:
         if _keystore.has_foreign_objects(bank.backend):
             raise _keystore.old_format_error(bank.url)
-        raise BankError(f"there is no bank at {bank.url} yet: a first protect makes it")
+        raise BankNotFoundError(f"there is no bank at {bank.url} yet: a first protect makes it")
     return config
 
 
