@@ -13,11 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["Fail", "Fields"]
+__all__ = ["Fail", "Fields", "within"]
 
 T = TypeVar("T")
 #: Makes the error that refuses a document, from why it is refused.
 Fail = Callable[[str], Exception]
+
+
+def within(fail: Fail, where: str) -> Fail:
+    """``fail`` for a part of the document: its message starts with ``where``
+    (``operations[2]``, ``resources[0]``)."""
+    return lambda why: fail(f"{where}: {why}")
 
 
 def _fits(value: object, kind: type) -> bool:

@@ -20,7 +20,11 @@ from protectflow.bank.objects import _keystore as keystore
 from protectflow.bank.objects import keys
 from protectflow.bank.objects._backend import ReadBuffers
 from protectflow.cli import main as cli_main
+from protectflow.dag import Plan, ResourceGraph
 from protectflow.errors import BankError
+
+#: A checkpoint of no resources, for tests of the catalog itself.
+NO_GRAPH = ResourceGraph({}, {})
 
 SECRET = b"card 4111-1111-1111-1111 exp 12/29"
 
@@ -127,7 +131,7 @@ def test_a_new_bank_keeps_its_key_in_a_private_key_file(local_bank: Bank) -> Non
 
 def test_missing_key_is_a_clear_error_and_exit_2(local_bank: Bank,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    CheckpointStore(local_bank).create({"name": "p"}, {}, "f", "me").release()
+    CheckpointStore(local_bank).create(Plan("p", ()), NO_GRAPH, "f", "me").release()
     key_file = keys.show_fingerprint(local_bank).key_file
     assert key_file is not None
     os.unlink(key_file)
@@ -141,7 +145,7 @@ def test_missing_key_is_a_clear_error_and_exit_2(local_bank: Bank,
 def test_a_password_locked_bank(local_bank: Bank, monkeypatch: pytest.MonkeyPatch,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("PROTECTFLOW_PASSWORD", "correct horse")
-    CheckpointStore(local_bank).create({"name": "p"}, {}, "f", "me").release()
+    CheckpointStore(local_bank).create(Plan("p", ()), NO_GRAPH, "f", "me").release()
     info = keys.show_fingerprint(local_bank)
     assert info.key_file is None and len(info.passwords) == 1
     assert b"correct horse" not in _all_bytes(Path(local_bank.url))
@@ -156,7 +160,7 @@ def test_a_password_locked_bank(local_bank: Bank, monkeypatch: pytest.MonkeyPatc
     password_file = Path(local_bank.url).parent / "pw"
     password_file.write_text("correct horse\n")
     monkeypatch.setenv("PROTECTFLOW_PASSWORD_FILE", str(password_file))
-    assert CheckpointStore(_forget(local_bank)).list()[0].record["plan_name"] == "p"
+    assert CheckpointStore(_forget(local_bank)).list()[0].record.plan_name == "p"
 
 
 def test_add_and_change_a_password(local_bank: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -281,7 +285,7 @@ def test_a_second_local_user_reads_nothing(tmp_path: Path) -> None:
 
 def test_check_reports_every_problem(local_bank: Bank) -> None:
     store = CheckpointStore(local_bank)
-    cp = store.create({"name": "p"}, {}, "f", "me")
+    cp = store.create(Plan("p", ()), NO_GRAPH, "f", "me")
     section = cp.get_resource_bank_section("fs#x")
     section.update_object("manifest", {"entries": []})
     section.update_object("other", b"y")

@@ -7,16 +7,21 @@ import time
 
 import pytest
 
-from protectflow.bank import Bank, Checkpoint, CheckpointStore
+from protectflow.bank import Bank, Checkpoint, CheckpointStore, CopiedFrom
 from protectflow.bank.catalog.checkpoint import IN_PROGRESS
+from protectflow.bank.catalog.record import LeaseEvent
+from protectflow.dag import Plan, ResourceGraph
 from protectflow.errors import BankError
 from tests.bank.bank_helpers import race_for_lease
 
-PLAN = {"name": "p"}
+#: A checkpoint of no resources, for tests of the catalog itself.
+NO_GRAPH = ResourceGraph({}, {})
+
+PLAN = Plan("p", ())
 
 
 def _available(bank: Bank) -> Checkpoint:
-    checkpoint = CheckpointStore(bank).create(PLAN, {}, "fp", "creator")
+    checkpoint = CheckpointStore(bank).create(PLAN, NO_GRAPH, "fp", "creator")
     checkpoint.transition("available")
     checkpoint.release()
     assert not checkpoint.busy
@@ -41,7 +46,8 @@ def test_second_operation_is_refused(bank: Bank) -> None:
         assert lease.operation == "delete"
         other.transition("deleting")
         other.transition("deleted")
-    events = [(e["event"], e.get("operation"), e.get("to")) for e in other.reload().operations]
+    events = [(e.event, e.operation, None) if isinstance(e, LeaseEvent)
+              else ("status", None, e.to_status) for e in other.reload().operations]
     assert events == [("start", "protect", None), ("status", None, "available"),
                       ("end", "protect", None), ("start", "restore", None),
                       ("end", "restore", None), ("start", "delete", None),
@@ -95,16 +101,16 @@ def test_lease_taken_over_cannot_be_renewed(bank: Bank) -> None:
 
 def test_gc_marks_dead_protect_as_error(bank: Bank) -> None:
     store = CheckpointStore(bank)
-    dead = store.create(PLAN, {}, "fp", "crashed-host", lease_ttl=60)
-    alive = store.create(PLAN, {}, "fp", "live-host", lease_ttl=60)
-    finished = store.create(PLAN, {}, "fp", "done-host", lease_ttl=60)
+    dead = store.create(PLAN, NO_GRAPH, "fp", "crashed-host", lease_ttl=60)
+    alive = store.create(PLAN, NO_GRAPH, "fp", "live-host", lease_ttl=60)
+    finished = store.create(PLAN, NO_GRAPH, "fp", "done-host", lease_ttl=60)
     finished.transition("available")
     finished.release()
     alive.renew(ttl=3600)
     # Judged 10 minutes later: 'dead' never renewed.
     assert store.gc(now=time.time() + 600) == [dead.id]
     assert dead.reload().status == "error"
-    assert "crashed-host expired" in dead.record["status_reason"]
+    assert "crashed-host expired" in (dead.record.status_reason or "")
     assert alive.reload().status == "protecting"
     assert finished.reload().status == "available"
     assert not dead.busy
@@ -114,8 +120,9 @@ def test_gc_marks_dead_protect_as_error(bank: Bank) -> None:
 
 def test_gc_delete_and_copies(bank: Bank) -> None:
     store = CheckpointStore(bank)
-    dead = store.create(PLAN, {}, "fp", "crashed", lease_ttl=1)
-    target = store.create(PLAN, {}, "fp", "copier", lease_ttl=1, copied_from={"id": "x"})
+    dead = store.create(PLAN, NO_GRAPH, "fp", "crashed", lease_ttl=1)
+    target = store.create(PLAN, NO_GRAPH, "fp", "copier", lease_ttl=1,
+                          copied_from=CopiedFrom("memory://b", "x"))
     source = _available(bank)
     source.acquire("copy", "copier", ttl=1)
     source.transition("copying")
@@ -130,7 +137,7 @@ def test_gc_delete_and_copies(bank: Bank) -> None:
 
 def test_gc_cleans_up_a_create_that_died_before_its_record(bank: Bank) -> None:
     store = CheckpointStore(bank)
-    checkpoint = store.create(PLAN, {}, "fp", "crashed", lease_ttl=1)
+    checkpoint = store.create(PLAN, NO_GRAPH, "fp", "crashed", lease_ttl=1)
     bank.delete_object(checkpoint.prefix + "record")
     assert store.gc(now=time.time() + 60) == []
     assert bank.list_objects(IN_PROGRESS) == []

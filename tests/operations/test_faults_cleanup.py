@@ -22,11 +22,15 @@ import pytest
 from protectflow import cli, operations
 from protectflow.bank import Bank, CheckpointStore
 from protectflow.bank.catalog.lease import owner_is_dead
+from protectflow.dag import ResourceGraph
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError
 from protectflow.plugins.builtin import fs
 from protectflow.states import AVAILABLE, COPYING, DELETED, DELETING, ERROR, PROTECTING
 from tests.operations.test_repository_checks import bank_files, restored, tree_plan
+
+#: A checkpoint of no resources, for tests of the catalog itself.
+NO_GRAPH = ResourceGraph({}, {})
 
 
 def dead_owner() -> str:
@@ -48,7 +52,7 @@ def test_gc_delete_of_a_killed_protect_leaves_no_chunk_behind(tmp_path: Path) ->
     bank = Bank(tmp_path / "bank")
     store = CheckpointStore(bank)
     # a protect that stored its data and died before its status changed
-    killed = store.create(plan.to_json(), {}, "fingerprint", "someone@elsewhere:1",
+    killed = store.create(plan, NO_GRAPH, "fingerprint", "someone@elsewhere:1",
                           lease_ttl=0.5)
     fs.protect_tree(killed, src_resource(tmp_path), {})
     assert bank_files(bank, "chunks") and bank_files(bank, "refs")
@@ -62,7 +66,7 @@ def test_gc_delete_of_a_killed_protect_leaves_no_chunk_behind(tmp_path: Path) ->
 def test_gc_without_delete_marks_error_and_keeps_the_data_for_resume(tmp_path: Path) -> None:
     bank = Bank(tmp_path / "bank")
     store = CheckpointStore(bank)
-    killed = store.create(tree_plan(tmp_path).to_json(), {}, "fingerprint", "x@elsewhere:1",
+    killed = store.create(tree_plan(tmp_path), NO_GRAPH, "fingerprint", "x@elsewhere:1",
                           lease_ttl=0.5)
     fs.protect_tree(killed, src_resource(tmp_path), {})
     chunks = bank_files(bank, "chunks")
@@ -75,7 +79,7 @@ def test_gc_delete_keeps_chunks_another_checkpoint_uses(tmp_path: Path) -> None:
     bank = Bank(tmp_path / "bank")
     kept = operations.protect(plan, bank=bank, executor="serial").checkpoint.id
     store = CheckpointStore(bank)
-    killed = store.create(plan.to_json(), {}, "fingerprint", "x@elsewhere:1", lease_ttl=0.5)
+    killed = store.create(plan, NO_GRAPH, "fingerprint", "x@elsewhere:1", lease_ttl=0.5)
     fs.protect_tree(killed, src_resource(tmp_path), {})
     chunks = bank_files(bank, "chunks")
     assert operations.gc(store, delete=True, now=time.time() + 1).changed == (killed.id,)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from rich.table import Table
@@ -134,9 +135,10 @@ def _cell(row: dict[str, Any], column: str) -> str:
     return "" if value is None else str(value)
 
 
-def verified(entry: dict[str, Any] | None) -> str:
+def verified(entry: Mapping[str, Any] | None) -> str:
     """How the last verify went, in a few words: ``ok 2024-...``, ``FAILED
-    2024-... (3 problems)`` or ``never``."""
+    2024-... (3 problems)`` or ``never``; ``entry`` is a listing row's
+    ``verification`` (a :class:`~protectflow.bank.catalog.record.Verification`'s JSON)."""
     if not entry:
         return "never"
     when = str(entry.get("at", ""))[:19].replace("T", " ")
@@ -150,20 +152,19 @@ def _show(checkpoint: Checkpoint) -> None:
     print(f"checkpoint {checkpoint.id}, in the bank {checkpoint.bank.url}")
     for field in ("plan_name", "status", "status_reason", "next_steps", "created_at",
                   "updated_at", "owner", "dag_fingerprint"):
-        if record.get(field) is not None:
-            print(f"  {field:<16} {record[field]}")
-    copied = record.get("copied_from")
-    if isinstance(copied, dict):
-        print(f"  {'copied_from':<16} bank {copied.get('bank')}, checkpoint "
-              f"{copied.get('checkpoint')}")
-    check = record.get("verification")
-    print(f"  {'verified':<16} {verified(check)}")
-    if check and not check.get("ok") and check.get("summary"):
-        print(f"  {'verify_problem':<16} {check['summary']}")
+        if getattr(record, field) is not None:
+            print(f"  {field:<16} {getattr(record, field)}")
+    copied = record.copied_from
+    if copied is not None:
+        print(f"  {'copied_from':<16} bank {copied.bank}, checkpoint {copied.checkpoint}")
+    check = record.verification
+    print(f"  {'verified':<16} {verified(None if check is None else check.to_json())}")
+    if check is not None and not check.ok and check.summary:
+        print(f"  {'verify_problem':<16} {check.summary}")
     lease = checkpoint.lease
     if lease is not None:
         print(f"  {'busy':<16} {lease.describe()}")
-    if record.get("status") in (PROTECTING, ERROR) and not record.get("next_steps"):
+    if record.status in (PROTECTING, ERROR) and not record.next_steps:
         print(f"  {'next_steps':<16} " + ("if its operation died: " if lease else "")
               + operations.next_steps(checkpoint.id, checkpoint.bank.url))
     print_statuses(checkpoint.resources)
@@ -174,8 +175,8 @@ def _show(checkpoint: Checkpoint) -> None:
             print(f"  {run.id}  {run.operation:<8} {run.status:<8} {run.owner}")
             # What the run's hooks reported (Karbor's update_resource_status).
             for key, update in sorted(run.status_updates.items()):
-                why = f"  ({update['reason']})" if update.get("reason") else ""
-                print(f"      {key}  {update['status']}{why}")
+                why = f"  ({update.reason})" if update.reason else ""
+                print(f"      {key}  {update.status}{why}")
 
 
 def _show_saved_info(checkpoint: Checkpoint, resource: str, *, as_json: bool) -> None:

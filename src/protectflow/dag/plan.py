@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from protectflow._fields import Fail, Fields
+from protectflow._fields import Fail, Fields, within
 from protectflow.dag.model import Resource
 from protectflow.errors import PlanError
 
@@ -101,7 +101,7 @@ class Plan:
         resources: list[PlanResource] = []
         found: list[Discovery] = []
         for index, raw in enumerate(fields.get("resources", list)):
-            item = Fields(raw, "resource", _at(fail, f"resources[{index}]"))
+            item = Fields(raw, "resource", within(fail, f"resources[{index}]"))
             if "discover" in item:
                 found.append(_discovery(item.get("discover", dict), item.fail))
             else:
@@ -113,11 +113,6 @@ class Plan:
             description=fields.default("description", str, ""), source=source,
             provider=_provider(fields), discover=tuple(found),
         )
-
-
-def _at(fail: Fail, where: str) -> Fail:
-    """``fail``, its message starting with ``where`` in the document."""
-    return lambda why: fail(f"{where}: {why}")
 
 
 def _resource(item: Fields) -> Resource:

@@ -31,6 +31,7 @@ from typing import Any
 
 import attrs
 
+from protectflow._fields import Fail, Fields
 from protectflow.bank.objects.store import Bank
 from protectflow.errors import BankError, CheckpointBusyError, CorruptObjectError
 
@@ -96,21 +97,19 @@ class Lease:
         return attrs.asdict(self)
 
     @classmethod
-    def from_json(cls, data: Any) -> Lease:
-        """The lease stored as ``data``.
+    def from_json(cls, data: object, fail: Fail) -> Lease:
+        """The lease :meth:`to_json` wrote.
 
         Raises
         ------
-        TypeError, ValueError
-            If ``data`` is not a lease's JSON.
+        Exception
+            What ``fail`` makes, naming the field missing or of the wrong type.
         """
-        if not isinstance(data, dict):
-            raise TypeError(f"a {type(data).__name__}, not an object")
-        lease = cls(**data)
-        if not (isinstance(lease.owner, str) and isinstance(lease.generation, int)
-                and isinstance(lease.expires_at, (int, float))):
-            raise ValueError("a field of the wrong type")
-        return lease
+        fields = Fields(data, "lease", fail)
+        return cls(owner=fields.get("owner", str), operation=fields.get("operation", str),
+                   expires_at=float(fields.get("expires_at", float)),
+                   generation=fields.get("generation", int), token=fields.get("token", str),
+                   released=fields.default("released", bool, False))
 
 
 class LeaseKeeper:
@@ -140,11 +139,11 @@ class LeaseKeeper:
                 if not self.bank.has_object(key):
                     continue  # pruned between the listing and the read
                 raise self._corrupt(key, str(err)) from None
-            try:
-                return Lease.from_json(value)
-            except (TypeError, ValueError, KeyError) as err:
-                raise self._corrupt(key, f"not a lease: {err}") from None
+            return Lease.from_json(value, self._failing(key))
         return None
+
+    def _failing(self, key: str) -> Fail:
+        return lambda why: self._corrupt(key, f"not a lease: {why}")
 
     def _corrupt(self, key: str, why: str) -> CorruptObjectError:
         return CorruptObjectError(f"the lease of {self.name} is corrupt ({key} in "
@@ -158,8 +157,8 @@ class LeaseKeeper:
         replaced = []
         for key in self.bank.list_objects(self.base):
             try:
-                Lease.from_json(self.bank.get_object(key))
-            except (BankError, TypeError, ValueError, KeyError):
+                Lease.from_json(self.bank.get_object(key), self._failing(key))
+            except BankError:
                 freed = Lease(owner="protectflow-gc", operation="gc", expires_at=0.0,
                               generation=int(key.rsplit("/", 1)[1]), token=uuid.uuid4().hex,
                               released=True)
