@@ -12,7 +12,7 @@ import pytest
 from protectflow.bank import Bank, Checkpoint, CheckpointStore
 from protectflow.dag import Plan, ResourceGraph, ResourceStatus, StatusUpdate
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError
+from protectflow.errors import BankError, CheckpointNotFoundError
 from tests.bank.bank_helpers import create_many, use_checkpoint
 
 #: A checkpoint of no resources, for tests of the catalog itself.
@@ -79,7 +79,7 @@ def test_listing_reads_no_record(bank: Bank, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_bad_marker(bank: Bank) -> None:
-    with pytest.raises(BankError, match="no checkpoint 'gone'"):
+    with pytest.raises(CheckpointNotFoundError, match="'gone'"):
         CheckpointStore(bank).list(marker="gone")
 
 
@@ -225,7 +225,7 @@ def test_resolve_suggests_close_ids_when_none_matches(bank: Bank) -> None:
     target = ids[0]
     typo = next(target[:7] + c for c in "0123456789abcdef"
                 if not any(i.startswith(target[:7] + c) for i in ids))
-    with pytest.raises(BankError, match=f"no checkpoint '{typo}'") as info:
+    with pytest.raises(CheckpointNotFoundError, match=f"no checkpoint '{typo}'") as info:
         store.resolve(typo)
     assert f"did you mean {target}" in str(info.value)
 
@@ -234,10 +234,10 @@ def test_resolve_ignores_removed_checkpoints_and_unrelated_prefixes(bank: Bank) 
     store = CheckpointStore(bank)
     kept, removed = _made(store, 2)
     store.remove(removed)
-    with pytest.raises(BankError, match="no checkpoint"):
+    with pytest.raises(CheckpointNotFoundError):
         store.resolve(removed)
     assert store.resolve(kept[:12]) == kept
-    with pytest.raises(BankError, match="checkpoints list"):
+    with pytest.raises(CheckpointNotFoundError, match="checkpoints list"):
         store.resolve("zzzz")
 
 

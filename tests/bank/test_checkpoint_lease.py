@@ -11,7 +11,7 @@ from protectflow.bank import Bank, Checkpoint, CheckpointStore, CopiedFrom
 from protectflow.bank.catalog.checkpoint import IN_PROGRESS
 from protectflow.bank.catalog.record import LeaseEvent
 from protectflow.dag import Plan, ResourceGraph
-from protectflow.errors import BankError
+from protectflow.errors import BankError, CheckpointBusyError, CheckpointNotFoundError
 from tests.bank.bank_helpers import race_for_lease
 
 #: A checkpoint of no resources, for tests of the catalog itself.
@@ -34,10 +34,10 @@ def test_second_operation_is_refused(bank: Bank) -> None:
     assert checkpoint.busy and checkpoint.lease == lease
     other = Checkpoint(bank, checkpoint.id)  # another client of the same bank
     for operation in ("verify", "copy", "delete"):
-        with pytest.raises(BankError, match=f"checkpoint {checkpoint.id} is busy: "
+        with pytest.raises(CheckpointBusyError, match=f"checkpoint {checkpoint.id} is busy: "
                                             "restore by alice"):
             other.acquire(operation, "bob")
-    with pytest.raises(BankError, match="busy with restore by alice"):
+    with pytest.raises(CheckpointBusyError, match="busy with restore by alice"):
         other.transition("deleting")
     assert other.reload().status == "available"
     checkpoint.release()
@@ -67,7 +67,7 @@ def test_expired_lease_frees_the_checkpoint(bank: Bank) -> None:
     checkpoint = _available(bank)
     checkpoint.acquire("restore", "alice", ttl=0.2)
     other = Checkpoint(bank, checkpoint.id)
-    with pytest.raises(BankError, match="busy"):
+    with pytest.raises(CheckpointBusyError):
         other.acquire("verify", "bob")
     time.sleep(0.25)
     assert not other.busy
@@ -95,7 +95,7 @@ def test_lease_taken_over_cannot_be_renewed(bank: Bank) -> None:
     lease = checkpoint.acquire("copy", "alice", ttl=60)
     other = Checkpoint(bank, checkpoint.id)
     other.acquire("gc", "gc", now=time.time() + 120)  # judged after alice's expiry
-    with pytest.raises(BankError, match="it was lost; now held by gc by gc"):
+    with pytest.raises(CheckpointBusyError, match="it was lost; now held by gc by gc"):
         checkpoint.renew(lease)
 
 
@@ -128,7 +128,7 @@ def test_gc_delete_and_copies(bank: Bank) -> None:
     source.transition("copying")
     later = time.time() + 60
     assert sorted(store.gc(now=later, delete=True)) == sorted([dead.id, target.id, source.id])
-    with pytest.raises(BankError, match="no checkpoint"):
+    with pytest.raises(CheckpointNotFoundError):
         store.get(dead.id)
     assert not bank.list_objects(dead.prefix)
     assert [c.id for c in store.list()] == [source.id]  # the copy target was removed too

@@ -24,7 +24,7 @@ from protectflow.bank import Bank, CheckpointStore
 from protectflow.bank.catalog.lease import owner_is_dead
 from protectflow.dag import ResourceGraph
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError
+from protectflow.errors import BankError, CorruptObjectError, NotResumableError
 from protectflow.plugins.builtin import fs
 from protectflow.states import AVAILABLE, COPYING, DELETED, DELETING, ERROR, PROTECTING
 from tests.operations.test_repository_checks import bank_files, restored, tree_plan
@@ -219,7 +219,7 @@ def test_a_corrupt_lease_is_a_clear_error_that_gc_resolves(
     cid = operations.protect(tree_plan(tmp_path), bank=bank, executor="serial").checkpoint.id
     leases = sorted((tmp_path / "bank" / "checkpoints" / cid / "lease").iterdir())
     leases[-1].write_bytes(b"not a lease at all")
-    with pytest.raises(BankError, match=r"lease .* is corrupt.*checkpoints gc"):
+    with pytest.raises(CorruptObjectError, match=r"lease .* is corrupt.*checkpoints gc"):
         operations.verify(cid, bank=bank, executor="serial")
     assert cli.main(["checkpoints", "show", cid, "--bank", bank.url]) == 2
     assert "corrupt" in capsys.readouterr().err
@@ -259,7 +259,7 @@ def test_a_dead_copy_is_resolved_at_once_and_resume_says_what_works(tmp_path: Pa
     checkpoint = operations.open_store(bank).get(cid)
     checkpoint.acquire("copy", dead_owner(), ttl=3600)
     checkpoint.transition(COPYING)
-    with pytest.raises(BankError, match=r"checkpoints gc.*run the copy .* again"):
+    with pytest.raises(NotResumableError, match=r"checkpoints gc.*run the copy .* again"):
         operations.resume(cid, bank=bank, executor="serial")
     assert operations.gc(operations.open_store(bank)).changed == (cid,)
     assert operations.open_store(bank).get(cid).status == AVAILABLE

@@ -215,7 +215,8 @@ def checkpoint_show(checkpoint: Checkpoint) -> dict[str, Any]:
         "checkpoint": _sorted(record.to_json()),
         "resources": _statuses(checkpoint.resources),
         "busy": None if lease is None else lease.describe(),
-        "runs": [run.to_json() for run in checkpoint.list_runs()],
+        "runs": [{k: _sorted(v) for k, v in run.to_json().items()}
+                 for run in checkpoint.list_runs()],
     }
 
 
