@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from protectflow import cli, operations
@@ -79,9 +80,11 @@ def test_resume_refuses_a_changed_plan(tmp_path: Path) -> None:
 
 def test_resume_refuses_a_changed_dag(tmp_path: Path) -> None:
     _, bank, checkpoint = killed(tmp_path)
-    record = checkpoint.bank.get_object(checkpoint.prefix + "record")
-    record["plan"]["parameters"]["OS::Cinder::Volume"]["main_seconds"] = 0
-    checkpoint.bank.update_object(checkpoint.prefix + "record", record)
+    record = checkpoint.reload().record
+    parameters = {**record.plan.parameters, "OS::Cinder::Volume": {
+        **record.plan.parameters["OS::Cinder::Volume"], "main_seconds": 0}}
+    changed = attrs.evolve(record, plan=attrs.evolve(record.plan, parameters=parameters))
+    checkpoint.bank.update_object(checkpoint.prefix + "record", changed.to_json())
     with pytest.raises(NotResumableError, match="compiled protect DAG differs"):
         operations.resume(checkpoint.id, bank=bank, plan=None)
 
@@ -89,10 +92,9 @@ def test_resume_refuses_a_changed_dag(tmp_path: Path) -> None:
 def test_resume_refuses_changed_plugin_versions(tmp_path: Path) -> None:
     _, bank, checkpoint = killed(tmp_path)
     run = read_journal(checkpoint)[0]
-    key = f"{checkpoint.prefix}journal/{run.run_id}/meta"
-    meta = checkpoint.bank.get_object(key)
-    meta["plugin_versions"]["sim"] = "protectflow 0.0.1"
-    checkpoint.bank.update_object(key, meta)
+    versions = {**run.meta.plugin_versions, "sim": "protectflow 0.0.1"}
+    checkpoint.bank.update_object(f"{checkpoint.prefix}journal/{run.run_id}/meta",
+                                  attrs.evolve(run.meta, plugin_versions=versions).to_json())
     with pytest.raises(NotResumableError, match=r"plugin 'sim' was protectflow 0\.0\.1, is now"):
         operations.resume(checkpoint.id, bank=bank)
 

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from rich.table import Table
 
 from protectflow import operations
 from protectflow.bank import Checkpoint, CheckpointStore
+from protectflow.bank.catalog.record import Verification
 from protectflow.cli import results
 from protectflow.cli.banks import command, plan_file, read_store, resolve_checkpoint
 from protectflow.cli.options import Subparsers, add_bank_args, count
 from protectflow.cli.output import print_json, print_statuses, stdout_console
+from protectflow.errors import BankError
 from protectflow.plugins.queries import saved_info
 from protectflow.states import ERROR, PROTECTING
 
@@ -130,21 +131,21 @@ def _cell(row: dict[str, Any], column: str) -> str:
     value = row[column]
     if column == "created_at" and value:
         return str(value)[:19].replace("T", " ")
-    if column == "verification":
-        return verified(value) if row.get("created_at") else ""
+    if column == "verification":  # the row's is a Verification's JSON (results._row)
+        check = None if value is None else Verification.from_json(value, BankError)
+        return verified(check) if row.get("created_at") else ""
     return "" if value is None else str(value)
 
 
-def verified(entry: Mapping[str, Any] | None) -> str:
+def verified(check: Verification | None) -> str:
     """How the last verify went, in a few words: ``ok 2024-...``, ``FAILED
-    2024-... (3 problems)`` or ``never``; ``entry`` is a listing row's
-    ``verification`` (a :class:`~protectflow.bank.catalog.record.Verification`'s JSON)."""
-    if not entry:
+    2024-... (3 problems)`` or ``never``."""
+    if check is None:
         return "never"
-    when = str(entry.get("at", ""))[:19].replace("T", " ")
-    if entry.get("ok"):
+    when = check.at[:19].replace("T", " ")
+    if check.ok:
         return f"ok {when}"
-    return f"FAILED {when} ({entry.get('problems', 0)} problem(s))"
+    return f"FAILED {when} ({check.problems} problem(s))"
 
 
 def _show(checkpoint: Checkpoint) -> None:
@@ -158,7 +159,7 @@ def _show(checkpoint: Checkpoint) -> None:
     if copied is not None:
         print(f"  {'copied_from':<16} bank {copied.bank}, checkpoint {copied.checkpoint}")
     check = record.verification
-    print(f"  {'verified':<16} {verified(None if check is None else check.to_json())}")
+    print(f"  {'verified':<16} {verified(check)}")
     if check is not None and not check.ok and check.summary:
         print(f"  {'verify_problem':<16} {check.summary}")
     lease = checkpoint.lease
