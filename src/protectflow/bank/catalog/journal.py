@@ -239,7 +239,7 @@ class BankJournal:
         """
         ended = self._ended + sum(e.event in END_EVENTS for e in entries)
         _faults.before_journal(ended)
-        batch = [_jsonable(e) for e in entries]
+        batch = _stored(entries)
         self.checkpoint.bank.update_object(f"{self.prefix}e/{self._seq:012d}", batch)
         self._seq += 1
         self._ended = ended
@@ -255,12 +255,22 @@ class BankJournal:
         BankError
             If the bank refuses the write.
         """
-        batch = [_jsonable(e) for e in entries]
-        self.checkpoint.bank.update_object(f"{self.prefix}w/{name}", batch)
+        self.checkpoint.bank.update_object(f"{self.prefix}w/{name}", _stored(entries))
 
     def finish(self, state: str) -> None:
         """Record how the run ended (``succeeded``, ``failed``, ``cancelled``)."""
         self.checkpoint.bank.update_object(self.prefix + "end", JournalEnd(state).to_json())
+
+
+def _stored(entries: list[JournalEntry]) -> list[dict[str, Any]]:
+    """The JSON of a batch of ``entries``, each as :func:`_jsonable` makes it
+    (checked once for the batch: the common case has nothing to fix)."""
+    batch = [entry.to_json() for entry in entries]
+    try:
+        json.dumps(batch)
+    except (TypeError, ValueError):
+        return [_jsonable(entry) for entry in entries]
+    return batch
 
 
 def _jsonable(entry: JournalEntry) -> dict[str, Any]:
