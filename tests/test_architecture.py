@@ -15,10 +15,12 @@ component of a lower layer, nothing else)::
     bank.catalog                checkpoints: records, leases, journals, runs, gc
     bank.chunks                 the content-addressed chunk store and its refs
     bank.objects                the object store, its crypto and its keys
-    dag
+    dag                       the HookDAG, and the plan and resource graph a
+                              checkpoint keeps (pure data and their JSON)
     signals | _paths | _urls  SIGTERM as Ctrl-C; object paths and bank URLs, which
                               the compiler needs without loading the bank
-    states | errors | _util | _faults
+    states | errors | _util | _faults | _fields
+                              (_fields: reading stored JSON, its types checked)
 
 The import graph is read from the source with :mod:`ast`, so a module that is
 never imported by a test is checked all the same.
@@ -54,7 +56,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("bank.objects",),
     ("dag",),
     ("signals", "_paths", "_urls"),
-    ("states", "errors", "_util", "_faults"),
+    ("states", "errors", "_util", "_faults", "_fields"),
 )
 #: Subpackages that are layers of their own inside their component.
 SUBLAYERS = {"bank": ("objects", "chunks", "catalog"), "plugins": ("builtin",)}

@@ -21,6 +21,7 @@ from protectflow.cli.config import (
     parse_config,
     resolve_settings,
 )
+from protectflow.cli.outcome import exit_code
 from protectflow.errors import BankError, ConfigError
 
 FULL = """\
@@ -57,7 +58,7 @@ def test_unknown_keys_are_named_with_the_file_and_a_guess(tmp_path: Path) -> Non
     assert "unknown key 'bnak'; did you mean 'bank'?" in message
     assert "unknown key 'colour'" in message
     assert "workers: 0 is less than the minimum of 1" in message
-    assert info.value.exit_code == 2
+    assert exit_code(info.value) == 2
     assert len(info.value.errors) == 3
 
 

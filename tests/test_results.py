@@ -13,9 +13,13 @@ from protectflow import operations
 from protectflow.bank import Bank, CheckpointStore
 from protectflow.cli import results
 from protectflow.compiler import compile_plan, parse_plan
+from protectflow.dag import Plan, ResourceGraph
 from protectflow.errors import BankError, PlanError
 from protectflow.executors import get_executor, run_dag
 from protectflow.plugins import get_registry
+
+#: A checkpoint of no resources, for tests of the catalog itself.
+NO_GRAPH = ResourceGraph({}, {})
 
 PLAN: dict[str, Any] = {
     "name": "json-tenant",
@@ -81,7 +85,7 @@ def test_a_run_result_follows_the_schema() -> None:
 
 def test_paging_gives_a_marker_until_the_last_page(tmp_path: Path) -> None:
     store = CheckpointStore(Bank(tmp_path / "bank"))
-    made = [store.create({"name": "p"}, {}, "fp", "me").id for _ in range(5)]
+    made = [store.create(Plan("p", ()), NO_GRAPH, "fp", "me").id for _ in range(5)]
     seen: list[str] = []
     marker = None
     while True:
@@ -101,7 +105,7 @@ def test_paging_gives_a_marker_until_the_last_page(tmp_path: Path) -> None:
 
 def test_a_corrupt_checkpoint_is_a_valid_row(tmp_path: Path) -> None:
     store = CheckpointStore(Bank(tmp_path / "bank"))
-    bad = store.create({"name": "p"}, {}, "fp", "me")
+    bad = store.create(Plan("p", ()), NO_GRAPH, "fp", "me")
     (tmp_path / "bank" / "checkpoints" / bad.id / "record").write_bytes(b"\0junk")
     (row,) = _valid("checkpoints-list", results.checkpoint_page(store))["checkpoints"]
     assert row["status"] == "corrupt"
@@ -114,7 +118,7 @@ def test_checkpoint_show_follows_the_schema(tmp_path: Path) -> None:
     doc = _valid("checkpoint-show", results.checkpoint_show(CheckpointStore(bank).get(cid)))
     assert doc["checkpoint"]["id"] == cid and doc["busy"] is None
     assert [run["operation"] for run in doc["runs"]] == ["verify"]
-    held = CheckpointStore(bank).create({"name": "p"}, {}, "fp", "me")
+    held = CheckpointStore(bank).create(Plan("p", ()), NO_GRAPH, "fp", "me")
     assert _valid("checkpoint-show", results.checkpoint_show(held))["busy"].startswith("protect")
 
 

@@ -75,7 +75,7 @@ def _terminated_protect(tmp_path: Path, executor: str,
 
 def _only_checkpoint(bank: Path) -> tuple[str, object, object]:
     (checkpoint,) = CheckpointStore(Bank(bank)).list(limit=None)
-    return checkpoint.status, checkpoint.lease, checkpoint.record.get("next_steps")
+    return checkpoint.status, checkpoint.lease, checkpoint.record.next_steps
 
 
 @pytest.mark.parametrize("executor", ["serial", "threads"])

@@ -20,13 +20,19 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
+from protectflow._paths import segment
+from protectflow._util import now_iso
 from protectflow.bank import Bank, CheckpointStore
 from protectflow.bank.catalog.checkpoint import CHECKPOINTS
 from protectflow.bank.catalog.record import new_record
-from protectflow.bank.catalog.runs import now_iso
 from protectflow.bank.catalog.store import BY_DATE, BY_PLAN, index_suffix
-from protectflow.bank.objects._header import encode_parts
+from protectflow.dag import Plan, ResourceGraph
 from protectflow.states import AVAILABLE
+
+#: The checkpoints listed hold no resources: a listing never reads them.
+NO_GRAPH = ResourceGraph({}, {})
 
 MB = 1 << 20
 
@@ -149,24 +155,25 @@ def fill_checkpoints(bank: Bank, count: int, plans: int, via_api: int) -> None:
     step = 365 * 86_400 / count  # a year of checkpoints, oldest first
     start = time.perf_counter()
     for i in range(via_api):
-        cp = store.create({"name": f"plan-{i % plans}"}, {}, "fp", "bench", now=now - i * step)
+        cp = store.create(Plan(f"plan-{i % plans}", ()), NO_GRAPH, "fp", "bench",
+                          now=now - i * step)
         cp.transition("available")
         cp.release()
     api_s = time.perf_counter() - start
-    backend = Bank(bank.url, fsync=False).backend
-    empty = encode_parts(b"")
+    fast = Bank(bank.url, fsync=False)
     start = time.perf_counter()
     for i in range(via_api, count):
         cid = uuid.uuid4().hex
         created = now_iso(now - i * step)
         plan = f"plan-{i % plans}"
-        record = new_record(cid, plan={"name": plan}, plan_name=plan, resource_graph={},
+        record = new_record(cid, plan=Plan(plan, ()), resource_graph=NO_GRAPH,
                             dag_fingerprint="fp", owner="bench", created_at=created)
-        record.update(status=AVAILABLE, operations=[])  # born finished, with no history
-        backend.write(f"{CHECKPOINTS}{cid}/record", encode_parts(record))
+        # born finished, with no history
+        record = attrs.evolve(record, status=AVAILABLE, operations=())
+        fast.update_object(f"{CHECKPOINTS}{cid}/record", record.to_json())
         suffix = index_suffix(created, cid)
-        backend.write(BY_DATE + suffix, empty)
-        backend.write(f"{BY_PLAN}{plan}/{suffix}", empty)
+        fast.update_object(BY_DATE + suffix, b"")
+        fast.update_object(f"{BY_PLAN}{segment(plan)}/{suffix}", b"")
     direct_s = time.perf_counter() - start
     print(f"  setup: {via_api:,} via CheckpointStore.create ({via_api / api_s:,.0f}/s, fsync on); "
           f"{count - via_api:,} written directly (record + 2 index objects, "

@@ -248,10 +248,14 @@ def section_sleep(args: argparse.Namespace) -> None:
 def bank_journal(folder: str) -> Any:
     """A fresh journal in a new checkpoint of a local bank in ``folder``."""
     from protectflow.bank import CheckpointStore
-    from protectflow.bank.catalog.journal import BankJournal
+    from protectflow.bank.catalog.journal import BankJournal, RunMeta
+    from protectflow.dag import Plan, ResourceGraph
 
-    checkpoint = CheckpointStore(folder).create({"name": "bench"}, {}, "-", "bench")
-    return BankJournal.start(checkpoint, {"operation": "bench"})
+    checkpoint = CheckpointStore(folder).create(Plan("bench", ()), ResourceGraph({}, {}), "-",
+                                                "bench")
+    return BankJournal.start(checkpoint, RunMeta(
+        operation="bench", dag_fingerprint="-", plan_fingerprint="-", plugin_versions={},
+        executor="bench", owner="bench"))
 
 
 def section_journal(args: argparse.Namespace) -> None:

@@ -11,15 +11,22 @@ from collections.abc import Sequence
 
 __all__ = [
     "BankError",
+    "BankFullError",
+    "BankLockedError",
+    "BankNotFoundError",
+    "CheckpointBusyError",
+    "CheckpointNotFoundError",
     "ChunkError",
     "CommandError",
     "ConfigError",
+    "CorruptObjectError",
     "CycleError",
     "DagFormatError",
     "ExecutorError",
     "GraphExportError",
     "LocalPluginError",
     "MissingDependencyError",
+    "NotResumableError",
     "OperationInterrupted",
     "ParameterError",
     "PlanError",
@@ -33,10 +40,8 @@ __all__ = [
 
 
 class ProtectflowError(Exception):
-    """Base of every error protectflow raises on purpose."""
-
-    #: The process exit code the CLI uses for this error: 2 is bad input.
-    exit_code = 2
+    """Base of every error protectflow raises on purpose (the exit code the
+    command line gives each kind is chosen in :mod:`protectflow.cli.outcome`)."""
 
 
 class PlanError(ProtectflowError, ValueError):
@@ -118,7 +123,50 @@ class MissingDependencyError(ProtectflowError, ImportError):
 
 class BankError(ProtectflowError, ValueError):
     """A bank operation that was refused: a bad key, a read-only section, a
-    missing object or an illegal checkpoint transition."""
+    missing object or an illegal checkpoint transition. What a caller must
+    tell apart has a class of its own below; each keeps its message."""
+
+
+class BankNotFoundError(BankError):
+    """There is no bank where one was expected (a mistyped ``--bank``), or
+    nothing in it yet to read."""
+
+
+class BankLockedError(BankError):
+    """A bank that cannot be unlocked. ``problem`` says which: ``"missing"``
+    (no key file and no password given) or ``"wrong"`` (a password no key
+    opens with, a key of another bank). Nothing in the bank is damaged."""
+
+    MISSING = "missing"
+    WRONG = "wrong"
+
+    def __init__(self, message: str, problem: str = MISSING) -> None:
+        self.problem = problem
+        super().__init__(message)
+
+
+class CheckpointNotFoundError(BankError, LookupError):
+    """No checkpoint of that id (or id prefix) in the bank."""
+
+
+class CheckpointBusyError(BankError):
+    """Another operation holds the checkpoint's lease (or took it over)."""
+
+
+class CorruptObjectError(BankError):
+    """An object of the bank that fails authentication or does not read as
+    what it should be (a damaged record, journal or lease); ``key`` names
+    it when known. Restoring it from a copy of the bank is the fix."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+class NotResumableError(BankError):
+    """A checkpoint's operation that ``resume`` cannot continue: nothing to
+    resume, an operation that is run again instead, or a plan, plugin or
+    DAG that changed since its journal was written."""
 
 
 class ChunkError(BankError):
@@ -127,15 +175,11 @@ class ChunkError(BankError):
 
 class BankFullError(BankError):
     """The bank's storage ran out of space (or quota) during an operation:
-    the operation failed (exit 1), the input was not wrong."""
-
-    exit_code = 1
+    the operation failed, the input was not wrong."""
 
 
 class LocalPluginError(ProtectflowError, RuntimeError):
     """A local plugin's hook failed: a bad location, a refused target, bad data."""
-
-    exit_code = 1
 
 
 class CommandError(LocalPluginError):
@@ -150,15 +194,11 @@ class CommandError(LocalPluginError):
 class RenderError(ProtectflowError, RuntimeError):
     """Graphviz could not draw a DAG (it failed, or ran out of its time)."""
 
-    exit_code = 1
-
 
 class RunFailed(ProtectflowError):
     """An operation's run ended with failed hooks; ``report`` holds every hook."""
 
-    exit_code = 1
-
-    def __init__(self, message: str, report: object) -> None:
+    def __init__(self, message: str, report: object = None) -> None:
         self.report = report
         super().__init__(message)
 

@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from protectflow.bank import Bank
+from protectflow.dag import Plan, ResourceGraph
+
+#: A checkpoint of no resources, for tests of the catalog itself.
+NO_GRAPH = ResourceGraph({}, {})
 
 
 def make_bank(kind: str, tmp_path: Path) -> Bank:
@@ -25,7 +29,7 @@ def create_many(url: str, plan: str, count: int, out: Any) -> None:
     store = CheckpointStore(url)
     ids = []
     for _ in range(count):
-        checkpoint = store.create({"name": plan}, {}, "fp", f"pid-{os.getpid()}")
+        checkpoint = store.create(Plan(plan, ()), NO_GRAPH, "fp", f"pid-{os.getpid()}")
         checkpoint.transition("available")
         checkpoint.release()
         ids.append(checkpoint.id)

@@ -10,9 +10,13 @@ from typing import Any
 import pytest
 
 from protectflow.bank import Bank, Checkpoint, CheckpointStore
+from protectflow.dag import Plan, ResourceGraph, ResourceStatus, StatusUpdate
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError
+from protectflow.errors import BankError, CheckpointNotFoundError
 from tests.bank.bank_helpers import create_many, use_checkpoint
+
+#: A checkpoint of no resources, for tests of the catalog itself.
+NO_GRAPH = ResourceGraph({}, {})
 
 DAY = 86_400.0
 T0 = 1_700_000_000.0  # 2023-11-14
@@ -24,7 +28,8 @@ def _populate(store: CheckpointStore) -> list[tuple[str, str]]:
     for i in range(30):
         plan = "a" if i % 3 else "b/with slash"
         # A few per day, some in the same second, spanning day boundaries.
-        checkpoint = store.create({"name": plan}, {}, "fp", "me", now=T0 + i * DAY / 6 + i % 2)
+        checkpoint = store.create(Plan(plan, ()), NO_GRAPH, "fp", "me",
+                                  now=T0 + i * DAY / 6 + i % 2)
         made.append((plan, checkpoint.id))
     return made
 
@@ -74,7 +79,7 @@ def test_listing_reads_no_record(bank: Bank, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_bad_marker(bank: Bank) -> None:
-    with pytest.raises(BankError, match="no checkpoint 'gone'"):
+    with pytest.raises(CheckpointNotFoundError, match="'gone'"):
         CheckpointStore(bank).list(marker="gone")
 
 
@@ -101,7 +106,7 @@ def test_concurrent_creation_from_processes(local_bank: Bank) -> None:
 
 
 def test_pickled_checkpoint_used_in_another_process(local_bank: Bank) -> None:
-    checkpoint = CheckpointStore(local_bank).create({"name": "p"}, {}, "fp", "me")
+    checkpoint = CheckpointStore(local_bank).create(Plan("p", ()), NO_GRAPH, "fp", "me")
     assert checkpoint.status == "protecting"  # record loaded here...
     clone = pickle.loads(pickle.dumps(checkpoint))
     assert clone == checkpoint and clone._record is None  # ...but not shipped
@@ -115,11 +120,11 @@ def test_pickled_checkpoint_used_in_another_process(local_bank: Bank) -> None:
     section = checkpoint.get_resource_bank_section(Resource("sim.volume", "vol/1"))
     assert section.get_object("meta") == {"size": 10}
     assert len(section.get_object("data")) == 100_000
-    assert checkpoint.resources == {"sim.volume#vol/1": {"status": "available", "reason": None}}
+    assert checkpoint.resources == {"sim.volume#vol/1": ResourceStatus("available", None)}
 
 
 def test_resource_sections_are_separate(bank: Bank) -> None:
-    checkpoint = CheckpointStore(bank).create({"name": "p"}, {}, "fp", "me")
+    checkpoint = CheckpointStore(bank).create(Plan("p", ()), NO_GRAPH, "fp", "me")
     server = checkpoint.get_resource_bank_section(Resource("sim.server", "1"))
     volume = checkpoint.get_resource_bank_section(Resource("sim.volume", "1"))
     by_id = checkpoint.get_resource_bank_section("1")
@@ -138,17 +143,19 @@ def test_resource_sections_are_separate(bank: Bank) -> None:
 
 
 def test_run_records(bank: Bank) -> None:
-    checkpoint = CheckpointStore(bank).create({"name": "p"}, {}, "fp", "me")
+    checkpoint = CheckpointStore(bank).create(Plan("p", ()), NO_GRAPH, "fp", "me")
     first = checkpoint.start_run("restore", "alice")
     time.sleep(0.002)
     second = checkpoint.start_run("verify", "bob")
-    first.set_resource("sim.server#1", "success")
-    first.new_resources["sim.server#1"] = "new-1"
-    first.finish("success")
+    update = StatusUpdate("sim.server", "1", "restored", "by a", 1.5)
+    first = first.finished("success", resources={"sim.server#1": ResourceStatus("success")},
+                           new_resources={"sim.server#1": "new-1"},
+                           status_updates={update.key: update})
     checkpoint.save_run(first)
     got = Checkpoint(bank, checkpoint.id).get_run(first.id)
     assert got == first and got.finished_at is not None
-    assert got.resources == {"sim.server#1": {"status": "success", "reason": None}}
+    assert got.resources == {"sim.server#1": ResourceStatus("success", None)}
+    assert got.status_updates == {"sim.server#1": update}
     assert [r.id for r in checkpoint.list_runs()] == [second.id, first.id]
     assert checkpoint.list_runs(limit=1)[0].status == "running"
     with pytest.raises(BankError, match="no bank object"):
@@ -157,8 +164,8 @@ def test_run_records(bank: Bank) -> None:
 
 def test_remove(bank: Bank) -> None:
     store = CheckpointStore(bank)
-    keep = store.create({"name": "p"}, {}, "fp", "me")
-    gone = store.create({"name": "p"}, {}, "fp", "me")
+    keep = store.create(Plan("p", ()), NO_GRAPH, "fp", "me")
+    gone = store.create(Plan("p", ()), NO_GRAPH, "fp", "me")
     gone.get_resource_bank_section("x").update_object("k", b"1")
     gone.start_run("verify", "me")
     store.remove(gone.id)
@@ -187,7 +194,7 @@ def test_first_page_opens_only_the_newest_shards(bank: Bank,
 
 
 def _made(store: CheckpointStore, n: int) -> list[str]:
-    return [store.create({"name": "p"}, {}, "fp", "me").id for _ in range(n)]
+    return [store.create(Plan("p", ()), NO_GRAPH, "fp", "me").id for _ in range(n)]
 
 
 def test_resolve_takes_a_whole_id_and_any_unique_prefix(bank: Bank) -> None:
@@ -218,7 +225,7 @@ def test_resolve_suggests_close_ids_when_none_matches(bank: Bank) -> None:
     target = ids[0]
     typo = next(target[:7] + c for c in "0123456789abcdef"
                 if not any(i.startswith(target[:7] + c) for i in ids))
-    with pytest.raises(BankError, match=f"no checkpoint '{typo}'") as info:
+    with pytest.raises(CheckpointNotFoundError, match=f"no checkpoint '{typo}'") as info:
         store.resolve(typo)
     assert f"did you mean {target}" in str(info.value)
 
@@ -227,10 +234,10 @@ def test_resolve_ignores_removed_checkpoints_and_unrelated_prefixes(bank: Bank) 
     store = CheckpointStore(bank)
     kept, removed = _made(store, 2)
     store.remove(removed)
-    with pytest.raises(BankError, match="no checkpoint"):
+    with pytest.raises(CheckpointNotFoundError):
         store.resolve(removed)
     assert store.resolve(kept[:12]) == kept
-    with pytest.raises(BankError, match="checkpoints list"):
+    with pytest.raises(CheckpointNotFoundError, match="checkpoints list"):
         store.resolve("zzzz")
 
 

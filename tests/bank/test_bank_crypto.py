@@ -20,7 +20,11 @@ from protectflow.bank.objects import _keystore as keystore
 from protectflow.bank.objects import keys
 from protectflow.bank.objects._backend import ReadBuffers
 from protectflow.cli import main as cli_main
-from protectflow.errors import BankError
+from protectflow.dag import Plan, ResourceGraph
+from protectflow.errors import BankError, BankLockedError, CorruptObjectError
+
+#: A checkpoint of no resources, for tests of the catalog itself.
+NO_GRAPH = ResourceGraph({}, {})
 
 SECRET = b"card 4111-1111-1111-1111 exp 12/29"
 
@@ -79,7 +83,7 @@ def test_an_object_moved_to_another_key_fails_authentication(bank: Bank) -> None
     bank.update_object("checkpoints/b/record", {"status": "deleted"})
     stolen = bank.backend.read("checkpoints/a/record")
     bank.backend.write("checkpoints/b/record", (stolen,))
-    with pytest.raises(BankError, match="'checkpoints/b/record' failed authentication"):
+    with pytest.raises(CorruptObjectError, match="'checkpoints/b/record' failed authentication"):
         bank.get_object("checkpoints/b/record")
 
 
@@ -90,7 +94,7 @@ def test_an_edited_header_or_byte_fails_authentication(bank: Bank) -> None:
         edited = bytearray(sealed)
         edited[i] ^= 0x01
         bank.backend.write("k", (bytes(edited),))
-        with pytest.raises(BankError, match="'k' failed authentication"):
+        with pytest.raises(CorruptObjectError, match="'k' failed authentication"):
             bank.get_object("k")
 
 
@@ -102,7 +106,7 @@ def test_a_marker_stands_in_for_nothing_outside_its_area(bank: Bank) -> None:
     bank.update_object("checkpoints/x/data/flag", b"payload")
     for target in ("checkpoints/x/data/flag", "index/in-progress/x"):
         bank.backend.write(target, (marker,))
-        with pytest.raises(BankError, match="failed authentication"):
+        with pytest.raises(CorruptObjectError, match="failed authentication"):
             bank.get_object(target)
 
 
@@ -127,12 +131,13 @@ def test_a_new_bank_keeps_its_key_in_a_private_key_file(local_bank: Bank) -> Non
 
 def test_missing_key_is_a_clear_error_and_exit_2(local_bank: Bank,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    CheckpointStore(local_bank).create({"name": "p"}, {}, "f", "me").release()
+    CheckpointStore(local_bank).create(Plan("p", ()), NO_GRAPH, "f", "me").release()
     key_file = keys.show_fingerprint(local_bank).key_file
     assert key_file is not None
     os.unlink(key_file)
-    with pytest.raises(BankError, match=r"no key for bank .* key import"):
+    with pytest.raises(BankLockedError, match=r"no key for bank .* key import") as info:
         CheckpointStore(_forget(local_bank)).list()[0].record  # noqa: B018
+    assert info.value.problem == BankLockedError.MISSING
     keystore.forget_unlocked()
     assert cli_main(["checkpoints", "list", "--bank", local_bank.url]) == 2
     assert "no key for bank" in capsys.readouterr().err
@@ -141,22 +146,45 @@ def test_missing_key_is_a_clear_error_and_exit_2(local_bank: Bank,
 def test_a_password_locked_bank(local_bank: Bank, monkeypatch: pytest.MonkeyPatch,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("PROTECTFLOW_PASSWORD", "correct horse")
-    CheckpointStore(local_bank).create({"name": "p"}, {}, "f", "me").release()
+    CheckpointStore(local_bank).create(Plan("p", ()), NO_GRAPH, "f", "me").release()
     info = keys.show_fingerprint(local_bank)
     assert info.key_file is None and len(info.passwords) == 1
     assert b"correct horse" not in _all_bytes(Path(local_bank.url))
     monkeypatch.setenv("PROTECTFLOW_PASSWORD", "wrong")
-    with pytest.raises(BankError, match="wrong password for bank"):
+    with pytest.raises(BankLockedError, match="wrong password for bank") as info:
         CheckpointStore(_forget(local_bank)).list()[0].record  # noqa: B018
+    assert info.value.problem == BankLockedError.WRONG
     assert cli_main(["checkpoints", "list", "--bank", local_bank.url]) == 2
     assert "wrong password" in capsys.readouterr().err
     monkeypatch.delenv("PROTECTFLOW_PASSWORD")
-    with pytest.raises(BankError, match="locked by a password"):
+    with pytest.raises(BankLockedError, match="locked by a password") as info:
         _forget(local_bank).keyring  # noqa: B018
+    assert info.value.problem == BankLockedError.MISSING
     password_file = Path(local_bank.url).parent / "pw"
     password_file.write_text("correct horse\n")
     monkeypatch.setenv("PROTECTFLOW_PASSWORD_FILE", str(password_file))
-    assert CheckpointStore(_forget(local_bank)).list()[0].record["plan_name"] == "p"
+    assert CheckpointStore(_forget(local_bank)).list()[0].record.plan_name == "p"
+
+
+@pytest.mark.parametrize("problem", [BankLockedError.WRONG, BankLockedError.MISSING])
+def test_a_bank_that_will_not_unlock_is_not_taken_for_a_corrupt_record(
+        local_bank: Bank, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        problem: str) -> None:
+    monkeypatch.setenv("PROTECTFLOW_PASSWORD", "correct horse")
+    checkpoint = CheckpointStore(local_bank).create(Plan("p", ()), NO_GRAPH, "f", "me")
+    checkpoint.release()
+    if problem == BankLockedError.WRONG:
+        monkeypatch.setenv("PROTECTFLOW_PASSWORD", "wrong")
+    else:
+        monkeypatch.delenv("PROTECTFLOW_PASSWORD")
+    with pytest.raises(BankLockedError) as info:
+        CheckpointStore(_forget(local_bank)).get(checkpoint.id)
+    assert info.value.problem == problem
+    keystore.forget_unlocked()
+    assert cli_main(["checkpoints", "show", checkpoint.id, "--bank", local_bank.url]) == 2
+    err = capsys.readouterr().err
+    assert ("wrong password" if problem == BankLockedError.WRONG else "locked by a password") in err
+    assert "corrupt" not in err and "remove the folder" not in err
 
 
 def test_add_and_change_a_password(local_bank: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -169,7 +197,7 @@ def test_add_and_change_a_password(local_bank: Bank, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PROTECTFLOW_PASSWORD", "first")
     assert _forget(local_bank).get_object("a") == b"x"
     keys.change_password(_forget(local_bank), "second")
-    with pytest.raises(BankError, match="wrong password"):
+    with pytest.raises(BankLockedError):
         _forget(local_bank).get_object("a")
     monkeypatch.setenv("PROTECTFLOW_PASSWORD", "second")
     again = _forget(local_bank)
@@ -185,14 +213,14 @@ def test_export_import_round_trip(local_bank: Bank, tmp_path: Path) -> None:
     key_file = keys.show_fingerprint(local_bank).key_file
     assert key_file is not None
     os.unlink(key_file)  # another machine: no key file
-    with pytest.raises(BankError, match="no key for bank"):
+    with pytest.raises(BankLockedError, match="no key for bank"):
         _forget(local_bank).get_object("a")
     info = keys.import_key(_forget(local_bank), str(exported))
     assert info.fingerprint == fingerprint and info.key_file == key_file
     assert _forget(local_bank).get_object("a") == b"x"
     other = Bank(tmp_path / "other")
     other.update_object("b", b"y")
-    with pytest.raises(BankError, match="not the key of bank"):
+    with pytest.raises(BankLockedError, match="not the key of bank"):
         keys.import_key(other, str(exported))
 
 
@@ -281,7 +309,7 @@ def test_a_second_local_user_reads_nothing(tmp_path: Path) -> None:
 
 def test_check_reports_every_problem(local_bank: Bank) -> None:
     store = CheckpointStore(local_bank)
-    cp = store.create({"name": "p"}, {}, "f", "me")
+    cp = store.create(Plan("p", ()), NO_GRAPH, "f", "me")
     section = cp.get_resource_bank_section("fs#x")
     section.update_object("manifest", {"entries": []})
     section.update_object("other", b"y")
@@ -316,10 +344,10 @@ def test_reads_into_reused_buffers_authenticate_as_reads_do(bank: Bank) -> None:
     sealed = bytearray(bank.backend.read("data/big"))
     sealed[-1] ^= 0x01
     bank.backend.write("data/big", (bytes(sealed),))
-    with pytest.raises(BankError, match="'data/big' failed authentication"):
+    with pytest.raises(CorruptObjectError, match="'data/big' failed authentication"):
         bank.get_bytes_into("data/big", buffers)
     bank.backend.write("data/big", (bytes(sealed[:20]),))  # truncated below a header
-    with pytest.raises(BankError, match="'data/big' failed authentication"):
+    with pytest.raises(CorruptObjectError, match="'data/big' failed authentication"):
         bank.get_bytes_into("data/big", buffers)
     with pytest.raises(BankError, match="no bank object 'data/none'"):
         bank.get_bytes_into("data/none", buffers)

@@ -13,8 +13,9 @@ import pytest
 
 from protectflow._urls import check_bank_url, require_backend
 from protectflow.bank import Bank, CheckpointStore, open_existing_bank
+from protectflow.cli.outcome import exit_code
 from protectflow.compiler import load_plan
-from protectflow.errors import BankError, MissingDependencyError, PlanError
+from protectflow.errors import BankError, BankNotFoundError, MissingDependencyError, PlanError
 
 
 @pytest.mark.parametrize(("url", "right"), [
@@ -88,9 +89,9 @@ def test_open_errors_do_not_suggest_memory(tmp_path: Path) -> None:
 
 
 def test_a_bank_that_is_not_there_is_an_error_for_readers(tmp_path: Path) -> None:
-    with pytest.raises(BankError, match="there is no bank at") as info:
+    with pytest.raises(BankNotFoundError, match="there is no bank at") as info:
         open_existing_bank(tmp_path / "no" / "such")
-    assert info.value.exit_code == 2
+    assert exit_code(info.value) == 2
     assert not (tmp_path / "no").exists()
 
 

@@ -7,16 +7,21 @@ import time
 
 import pytest
 
-from protectflow.bank import Bank, Checkpoint, CheckpointStore
+from protectflow.bank import Bank, Checkpoint, CheckpointStore, CopiedFrom
 from protectflow.bank.catalog.checkpoint import IN_PROGRESS
-from protectflow.errors import BankError
+from protectflow.bank.catalog.record import LeaseEvent
+from protectflow.dag import Plan, ResourceGraph
+from protectflow.errors import BankError, CheckpointBusyError, CheckpointNotFoundError
 from tests.bank.bank_helpers import race_for_lease
 
-PLAN = {"name": "p"}
+#: A checkpoint of no resources, for tests of the catalog itself.
+NO_GRAPH = ResourceGraph({}, {})
+
+PLAN = Plan("p", ())
 
 
 def _available(bank: Bank) -> Checkpoint:
-    checkpoint = CheckpointStore(bank).create(PLAN, {}, "fp", "creator")
+    checkpoint = CheckpointStore(bank).create(PLAN, NO_GRAPH, "fp", "creator")
     checkpoint.transition("available")
     checkpoint.release()
     assert not checkpoint.busy
@@ -29,10 +34,10 @@ def test_second_operation_is_refused(bank: Bank) -> None:
     assert checkpoint.busy and checkpoint.lease == lease
     other = Checkpoint(bank, checkpoint.id)  # another client of the same bank
     for operation in ("verify", "copy", "delete"):
-        with pytest.raises(BankError, match=f"checkpoint {checkpoint.id} is busy: "
+        with pytest.raises(CheckpointBusyError, match=f"checkpoint {checkpoint.id} is busy: "
                                             "restore by alice"):
             other.acquire(operation, "bob")
-    with pytest.raises(BankError, match="busy with restore by alice"):
+    with pytest.raises(CheckpointBusyError, match="busy with restore by alice"):
         other.transition("deleting")
     assert other.reload().status == "available"
     checkpoint.release()
@@ -41,7 +46,8 @@ def test_second_operation_is_refused(bank: Bank) -> None:
         assert lease.operation == "delete"
         other.transition("deleting")
         other.transition("deleted")
-    events = [(e["event"], e.get("operation"), e.get("to")) for e in other.reload().operations]
+    events = [(e.event, e.operation, None) if isinstance(e, LeaseEvent)
+              else ("status", None, e.to_status) for e in other.reload().operations]
     assert events == [("start", "protect", None), ("status", None, "available"),
                       ("end", "protect", None), ("start", "restore", None),
                       ("end", "restore", None), ("start", "delete", None),
@@ -61,7 +67,7 @@ def test_expired_lease_frees_the_checkpoint(bank: Bank) -> None:
     checkpoint = _available(bank)
     checkpoint.acquire("restore", "alice", ttl=0.2)
     other = Checkpoint(bank, checkpoint.id)
-    with pytest.raises(BankError, match="busy"):
+    with pytest.raises(CheckpointBusyError):
         other.acquire("verify", "bob")
     time.sleep(0.25)
     assert not other.busy
@@ -89,22 +95,22 @@ def test_lease_taken_over_cannot_be_renewed(bank: Bank) -> None:
     lease = checkpoint.acquire("copy", "alice", ttl=60)
     other = Checkpoint(bank, checkpoint.id)
     other.acquire("gc", "gc", now=time.time() + 120)  # judged after alice's expiry
-    with pytest.raises(BankError, match="it was lost; now held by gc by gc"):
+    with pytest.raises(CheckpointBusyError, match="it was lost; now held by gc by gc"):
         checkpoint.renew(lease)
 
 
 def test_gc_marks_dead_protect_as_error(bank: Bank) -> None:
     store = CheckpointStore(bank)
-    dead = store.create(PLAN, {}, "fp", "crashed-host", lease_ttl=60)
-    alive = store.create(PLAN, {}, "fp", "live-host", lease_ttl=60)
-    finished = store.create(PLAN, {}, "fp", "done-host", lease_ttl=60)
+    dead = store.create(PLAN, NO_GRAPH, "fp", "crashed-host", lease_ttl=60)
+    alive = store.create(PLAN, NO_GRAPH, "fp", "live-host", lease_ttl=60)
+    finished = store.create(PLAN, NO_GRAPH, "fp", "done-host", lease_ttl=60)
     finished.transition("available")
     finished.release()
     alive.renew(ttl=3600)
     # Judged 10 minutes later: 'dead' never renewed.
     assert store.gc(now=time.time() + 600) == [dead.id]
     assert dead.reload().status == "error"
-    assert "crashed-host expired" in dead.record["status_reason"]
+    assert "crashed-host expired" in (dead.record.status_reason or "")
     assert alive.reload().status == "protecting"
     assert finished.reload().status == "available"
     assert not dead.busy
@@ -114,14 +120,15 @@ def test_gc_marks_dead_protect_as_error(bank: Bank) -> None:
 
 def test_gc_delete_and_copies(bank: Bank) -> None:
     store = CheckpointStore(bank)
-    dead = store.create(PLAN, {}, "fp", "crashed", lease_ttl=1)
-    target = store.create(PLAN, {}, "fp", "copier", lease_ttl=1, copied_from={"id": "x"})
+    dead = store.create(PLAN, NO_GRAPH, "fp", "crashed", lease_ttl=1)
+    target = store.create(PLAN, NO_GRAPH, "fp", "copier", lease_ttl=1,
+                          copied_from=CopiedFrom("memory://b", "x"))
     source = _available(bank)
     source.acquire("copy", "copier", ttl=1)
     source.transition("copying")
     later = time.time() + 60
     assert sorted(store.gc(now=later, delete=True)) == sorted([dead.id, target.id, source.id])
-    with pytest.raises(BankError, match="no checkpoint"):
+    with pytest.raises(CheckpointNotFoundError):
         store.get(dead.id)
     assert not bank.list_objects(dead.prefix)
     assert [c.id for c in store.list()] == [source.id]  # the copy target was removed too
@@ -130,7 +137,7 @@ def test_gc_delete_and_copies(bank: Bank) -> None:
 
 def test_gc_cleans_up_a_create_that_died_before_its_record(bank: Bank) -> None:
     store = CheckpointStore(bank)
-    checkpoint = store.create(PLAN, {}, "fp", "crashed", lease_ttl=1)
+    checkpoint = store.create(PLAN, NO_GRAPH, "fp", "crashed", lease_ttl=1)
     bank.delete_object(checkpoint.prefix + "record")
     assert store.gc(now=time.time() + 60) == []
     assert bank.list_objects(IN_PROGRESS) == []

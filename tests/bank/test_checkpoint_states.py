@@ -6,8 +6,21 @@ import itertools
 
 import pytest
 
-from protectflow.bank import STATUSES, Bank, Checkpoint, CheckpointStore, allowed_transitions
-from protectflow.errors import BankError
+from protectflow.bank import (
+    STATUSES,
+    Bank,
+    Checkpoint,
+    CheckpointStore,
+    CopiedFrom,
+    allowed_transitions,
+)
+from protectflow.bank.catalog.record import LeaseEvent, StatusChange
+from protectflow.dag import Plan, Resource, ResourceGraph, ResourceStatus
+from protectflow.dag.resource_graph import from_edges
+from protectflow.errors import BankError, CheckpointNotFoundError
+
+#: A checkpoint of no resources, for tests of the catalog itself.
+NO_GRAPH = ResourceGraph({}, {})
 
 # Written from the specification, not from the implementation's table.
 LEGAL = {
@@ -30,14 +43,15 @@ PATHS = {
     "deleted": ["available", "deleting", "deleted"],
     "error_deleting": ["available", "deleting", "error_deleting"],
 }
-PLAN = {"name": "nightly", "parameters": {"sim.server": {"x": 1}}}
+PLAN = Plan("nightly", (), parameters={"sim.server": {"x": 1}})
 
 
 def _checkpoint_in(bank: Bank, status: str, *, copy_target: bool = False) -> Checkpoint:
     store = CheckpointStore(bank)
     if copy_target:
-        return store.create(PLAN, {}, "fp", "tester", copied_from={"checkpoint": "src"})
-    checkpoint = store.create(PLAN, {}, "fp", "tester")
+        return store.create(PLAN, NO_GRAPH, "fp", "tester",
+                            copied_from=CopiedFrom("memory://b", "src"))
+    checkpoint = store.create(PLAN, NO_GRAPH, "fp", "tester")
     for step in PATHS[status]:
         checkpoint.transition(step)
     assert checkpoint.status == status
@@ -52,8 +66,8 @@ def test_every_pair(bank: Bank, start: str, target: str) -> None:
         assert checkpoint.status == target
         assert CheckpointStore(bank).get(checkpoint.id).status == target
         last = checkpoint.operations[-1]
-        assert (last["event"], last["from"], last["to"], last["reason"]) == (
-            "status", start, target, "test")
+        assert isinstance(last, StatusChange)
+        assert (last.from_status, last.to_status, last.reason) == (start, target, "test")
     else:
         with pytest.raises(BankError) as info:
             checkpoint.transition(target)
@@ -91,30 +105,32 @@ def test_unknown_status(bank: Bank) -> None:
 
 
 def test_record_contents(bank: Bank) -> None:
-    graph = {"nodes": [{"key": "sim.server#1"}], "edges": []}
+    graph = from_edges([Resource("sim.server", "1"), Resource("sim.volume", "a/b")],
+                       [("sim.server#1", "sim.volume#a/b")])
     checkpoint = CheckpointStore(bank).create(PLAN, graph, "sha256:abc", "alice@host")
     checkpoint.set_resource_status("sim.server#1", "available")
     checkpoint.set_resource_status("sim.volume#a/b", "error", reason="disk full")
     fresh = CheckpointStore(bank).get(checkpoint.id)
-    record = fresh.to_json()
-    assert record["version"] == 1 and record["id"] == checkpoint.id
+    record = fresh.record
+    assert record.to_json()["version"] == 1 and record.id == checkpoint.id
     assert fresh.plan == PLAN and fresh.resource_graph == graph
+    assert fresh.plan.parameters == PLAN.parameters
     assert fresh.dag_fingerprint == "sha256:abc" and fresh.owner == "alice@host"
-    assert record["created_at"] == record["updated_at"] and record["created_at"].endswith("Z")
-    assert record["resources"] == {
-        "sim.server#1": {"status": "available", "reason": None},
-        "sim.volume#a/b": {"status": "error", "reason": "disk full"},
+    assert record.created_at == record.updated_at and record.created_at.endswith("Z")
+    assert fresh.resources == {
+        "sim.server#1": ResourceStatus("available", None),
+        "sim.volume#a/b": ResourceStatus("error", "disk full"),
     }
-    assert fresh.operations == [{"at": record["created_at"], "event": "start",
-                                 "operation": "protect", "owner": "alice@host"}]
+    assert fresh.operations == (LeaseEvent("start", "protect", "alice@host",
+                                           at=record.created_at),)
 
 
 def test_missing_and_bad_ids(bank: Bank) -> None:
     store = CheckpointStore(bank)
-    with pytest.raises(BankError, match="no checkpoint 'nope' in bank"):
+    with pytest.raises(CheckpointNotFoundError, match="no checkpoint 'nope' in bank"):
         store.get("nope")
     for bad in ("a/b", "..", ""):
         with pytest.raises(BankError, match="checkpoint id"):
             store.get(bad)
     with pytest.raises(BankError, match="needs a non-empty 'name'"):
-        store.create({"resources": []}, {}, "fp", "me")
+        store.create(Plan("", ()), NO_GRAPH, "fp", "me")

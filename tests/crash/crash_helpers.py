@@ -91,13 +91,13 @@ def check_no_rerun_of_successes(checkpoint: Checkpoint) -> tuple[int, int]:
 
     Returns (hooks taken from the journal, hooks run again after the crash).
     """
-    runs = [r for r in read_journal(checkpoint) if r.meta["operation"] == "protect"]
+    runs = [r for r in read_journal(checkpoint) if r.meta.operation == "protect"]
     done: set[str] = set()
     rerun = 0
     for run in runs:
         started = run.started()
         # a broken freeze window is run again on purpose, and says so
-        redo = set(run.meta.get("redo", ()))
+        redo = set(run.meta.redo)
         assert redo <= done, sorted(redo - done)
         done -= redo
         assert not started & done, sorted(started & done)

@@ -106,7 +106,7 @@ def test_sim_tenant_killed_then_resumed(sim: tuple[Path, dict[str, Any], int],
     if checkpoint is None:
         return
     assert checkpoint.status == "available"
-    assert set(s["status"] for s in checkpoint.resources.values()) == {"available"}
+    assert {s.status for s in checkpoint.resources.values()} == {"available"}
     assert data_objects(checkpoint) == reference
     check_whole_bank(Bank(str(bank)))
     assert len(set().union(*runs.values())) == SIM_HOOKS

@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from protectflow import cli, operations
 from protectflow.bank import Bank, CheckpointStore
 from protectflow.bank.catalog.journal import read_journal
 from protectflow.bank.catalog.lease import owner_is_dead
-from protectflow.errors import BankError
+from protectflow.errors import BankError, CheckpointBusyError, NotResumableError
 from tests.crash.crash_helpers import (
     RECORDS,
     SPEC,
@@ -59,9 +60,10 @@ def test_resume_on_another_executor(tmp_path: Path, executor: str) -> None:
     reference = operations.protect(plan, bank=tmp_path / "ref", executor="serial")
     assert data_objects(result.checkpoint) == data_objects(reference.checkpoint)
     runs = read_journal(result.checkpoint)
-    assert [r.meta["executor"] for r in runs] == ["threads", executor]
-    assert runs[1].meta["resumes"] == runs[0].run_id and runs[1].end["state"] == "succeeded"
-    with pytest.raises(BankError, match="nothing to resume"):
+    assert [r.meta.executor for r in runs] == ["threads", executor]
+    assert runs[1].meta.resumes == runs[0].run_id
+    assert runs[1].end is not None and runs[1].end.state == "succeeded"
+    with pytest.raises(NotResumableError):
         operations.resume(checkpoint.id, bank=bank)
 
 
@@ -70,7 +72,7 @@ def test_resume_refuses_a_changed_plan(tmp_path: Path) -> None:
     data = json.loads(plan.read_text())
     data["parameters"]["OS::Cinder::Volume"]["payload_bytes"] = 7
     plan.write_text(json.dumps(data))  # the plan file the journal names changed
-    with pytest.raises(BankError, match="the plan differs"):
+    with pytest.raises(NotResumableError, match="the plan differs"):
         operations.resume(checkpoint.id, bank=bank)
     assert cli.main(["resume", checkpoint.id, "--bank", str(bank)]) == 2
     assert CheckpointStore(Bank(str(bank))).get(checkpoint.id).status == "protecting"
@@ -78,21 +80,22 @@ def test_resume_refuses_a_changed_plan(tmp_path: Path) -> None:
 
 def test_resume_refuses_a_changed_dag(tmp_path: Path) -> None:
     _, bank, checkpoint = killed(tmp_path)
-    record = checkpoint.bank.get_object(checkpoint.prefix + "record")
-    record["plan"]["parameters"]["OS::Cinder::Volume"]["main_seconds"] = 0
-    checkpoint.bank.update_object(checkpoint.prefix + "record", record)
-    with pytest.raises(BankError, match="compiled protect DAG differs"):
+    record = checkpoint.reload().record
+    parameters = {**record.plan.parameters, "OS::Cinder::Volume": {
+        **record.plan.parameters["OS::Cinder::Volume"], "main_seconds": 0}}
+    changed = attrs.evolve(record, plan=attrs.evolve(record.plan, parameters=parameters))
+    checkpoint.bank.update_object(checkpoint.prefix + "record", changed.to_json())
+    with pytest.raises(NotResumableError, match="compiled protect DAG differs"):
         operations.resume(checkpoint.id, bank=bank, plan=None)
 
 
 def test_resume_refuses_changed_plugin_versions(tmp_path: Path) -> None:
     _, bank, checkpoint = killed(tmp_path)
     run = read_journal(checkpoint)[0]
-    key = f"{checkpoint.prefix}journal/{run.run_id}/meta"
-    meta = checkpoint.bank.get_object(key)
-    meta["plugin_versions"]["sim"] = "protectflow 0.0.1"
-    checkpoint.bank.update_object(key, meta)
-    with pytest.raises(BankError, match=r"plugin 'sim' was protectflow 0\.0\.1, is now"):
+    versions = {**run.meta.plugin_versions, "sim": "protectflow 0.0.1"}
+    checkpoint.bank.update_object(f"{checkpoint.prefix}journal/{run.run_id}/meta",
+                                  attrs.evolve(run.meta, plugin_versions=versions).to_json())
+    with pytest.raises(NotResumableError, match=r"plugin 'sim' was protectflow 0\.0\.1, is now"):
         operations.resume(checkpoint.id, bank=bank)
 
 
@@ -117,7 +120,7 @@ def test_a_live_owner_keeps_its_lease(tmp_path: Path) -> None:
             if checkpoint is not None and read_journal(checkpoint):
                 break
             time.sleep(0.05)
-        with pytest.raises(BankError, match="busy"):
+        with pytest.raises(CheckpointBusyError):
             operations.resume(checkpoint.id, bank=bank)
     finally:
         proc.wait(60)
@@ -133,16 +136,16 @@ def test_clean_failure_then_resume_from_error(tmp_path: Path) -> None:
     result = operations.protect(plan, bank=bank, executor="threads")
     checkpoint = result.checkpoint.reload()
     assert checkpoint.status == "error"
-    assert f"protectflow resume {checkpoint.id}" in checkpoint.record["next_steps"]
-    statuses = {v["status"] for v in checkpoint.resources.values()}
+    assert f"protectflow resume {checkpoint.id}" in (checkpoint.record.next_steps or "")
+    statuses = {v.status for v in checkpoint.resources.values()}
     assert {"error", "not_run"} <= statuses
-    assert any("main failed" in (v["reason"] or "") for v in checkpoint.resources.values())
+    assert any("main failed" in (v.reason or "") for v in checkpoint.resources.values())
     assert cli.main(["checkpoints", "--bank", str(bank), "show", checkpoint.id]) == 0
     # gc leaves it resumable; fix the cause, then resume from error.
     assert CheckpointStore(Bank(str(bank))).gc() == []
     del data["parameters"]["OS::Nova::Server"]["fail"]
     plan.write_text(json.dumps(data))
-    with pytest.raises(BankError, match="the plan differs"):
+    with pytest.raises(NotResumableError, match="the plan differs"):
         operations.resume(checkpoint.id, bank=bank)  # the fix changed the plan: refused
 
 
@@ -197,7 +200,7 @@ def test_dask_worker_killed_mid_run(tmp_path: Path) -> None:
     checkpoint = the_checkpoint(bank)
     assert checkpoint.status in ("available", "error"), checkpoint.status
     if result is None or not result.ok:
-        assert checkpoint.record["next_steps"]
+        assert checkpoint.record.next_steps
         result = operations.resume(checkpoint.id, bank=bank, executor="threads")
     assert result.ok and checkpoint.reload().status == "available"
     check_whole_bank(Bank(str(bank)))

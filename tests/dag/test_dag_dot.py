@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from protectflow.cli.outcome import exit_code
 from protectflow.compiler import compile_plan, parse_plan
 from protectflow.dag import HookDAG, dot
 from protectflow.errors import MissingDependencyError, RenderError
@@ -122,7 +123,7 @@ def test_a_failing_dot_shows_only_the_tail_of_its_message(
     message = str(info.value)
     assert message.endswith("trouble in init_rank")
     assert "noise line 2996" in message and "noise line 2995" not in message
-    assert info.value.exit_code == 1
+    assert exit_code(info.value) == 1
 
 
 def test_no_dot_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

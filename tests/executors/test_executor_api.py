@@ -299,5 +299,5 @@ def test_a_chain_link_journal_write_that_fails_is_reported_and_the_loop_goes_on(
                   if level == "warning"]
         assert len(warned) == 1 and "the bank is unreachable from here" in warned[0], hook
     assert all(r.attempts == 1 for r in report.hooks.values())
-    succeeded = [e["node"] for e in journal.entries if e["event"] == "succeeded"]
+    succeeded = [e.node for e in journal.entries if e.event == "succeeded"]
     assert sorted(succeeded) == sorted(report.hooks)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from protectflow.bank.catalog.journal import JournalEntry
 from protectflow.dag import HookDAG
 from protectflow.executors import Event, RunOptions, RunReport
 from tests.executors.dags import ancestors, flat, make_dag, resource_graphs
@@ -206,14 +207,14 @@ class DurabilityProbe:
         self._started = threading.Event()
         self._held = False
 
-    def record(self, entries: list[dict[str, Any]]) -> None:
-        if not self._held and any(e["event"] == "succeeded" for e in entries):
+    def record(self, entries: list[JournalEntry]) -> None:
+        if not self._held and any(e.event == "succeeded" for e in entries):
             self._held = True
             self._started.clear()
             self._started.wait(0.3)
         with self._lock:
             self.batches += 1
-            self.durable.update(e["node"] for e in entries if e["event"] == "succeeded")
+            self.durable.update(e.node for e in entries if e.event == "succeeded")
 
     def listener(self, event: Event) -> None:
         if event.kind != "started" or event.node is None:

@@ -22,11 +22,15 @@ import pytest
 from protectflow import cli, operations
 from protectflow.bank import Bank, CheckpointStore
 from protectflow.bank.catalog.lease import owner_is_dead
+from protectflow.dag import ResourceGraph
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError
+from protectflow.errors import BankError, CorruptObjectError, NotResumableError
 from protectflow.plugins.builtin import fs
 from protectflow.states import AVAILABLE, COPYING, DELETED, DELETING, ERROR, PROTECTING
 from tests.operations.test_repository_checks import bank_files, restored, tree_plan
+
+#: A checkpoint of no resources, for tests of the catalog itself.
+NO_GRAPH = ResourceGraph({}, {})
 
 
 def dead_owner() -> str:
@@ -48,7 +52,7 @@ def test_gc_delete_of_a_killed_protect_leaves_no_chunk_behind(tmp_path: Path) ->
     bank = Bank(tmp_path / "bank")
     store = CheckpointStore(bank)
     # a protect that stored its data and died before its status changed
-    killed = store.create(plan.to_json(), {}, "fingerprint", "someone@elsewhere:1",
+    killed = store.create(plan, NO_GRAPH, "fingerprint", "someone@elsewhere:1",
                           lease_ttl=0.5)
     fs.protect_tree(killed, src_resource(tmp_path), {})
     assert bank_files(bank, "chunks") and bank_files(bank, "refs")
@@ -62,7 +66,7 @@ def test_gc_delete_of_a_killed_protect_leaves_no_chunk_behind(tmp_path: Path) ->
 def test_gc_without_delete_marks_error_and_keeps_the_data_for_resume(tmp_path: Path) -> None:
     bank = Bank(tmp_path / "bank")
     store = CheckpointStore(bank)
-    killed = store.create(tree_plan(tmp_path).to_json(), {}, "fingerprint", "x@elsewhere:1",
+    killed = store.create(tree_plan(tmp_path), NO_GRAPH, "fingerprint", "x@elsewhere:1",
                           lease_ttl=0.5)
     fs.protect_tree(killed, src_resource(tmp_path), {})
     chunks = bank_files(bank, "chunks")
@@ -75,7 +79,7 @@ def test_gc_delete_keeps_chunks_another_checkpoint_uses(tmp_path: Path) -> None:
     bank = Bank(tmp_path / "bank")
     kept = operations.protect(plan, bank=bank, executor="serial").checkpoint.id
     store = CheckpointStore(bank)
-    killed = store.create(plan.to_json(), {}, "fingerprint", "x@elsewhere:1", lease_ttl=0.5)
+    killed = store.create(plan, NO_GRAPH, "fingerprint", "x@elsewhere:1", lease_ttl=0.5)
     fs.protect_tree(killed, src_resource(tmp_path), {})
     chunks = bank_files(bank, "chunks")
     assert operations.gc(store, delete=True, now=time.time() + 1).changed == (killed.id,)
@@ -215,7 +219,7 @@ def test_a_corrupt_lease_is_a_clear_error_that_gc_resolves(
     cid = operations.protect(tree_plan(tmp_path), bank=bank, executor="serial").checkpoint.id
     leases = sorted((tmp_path / "bank" / "checkpoints" / cid / "lease").iterdir())
     leases[-1].write_bytes(b"not a lease at all")
-    with pytest.raises(BankError, match=r"lease .* is corrupt.*checkpoints gc"):
+    with pytest.raises(CorruptObjectError, match=r"lease .* is corrupt.*checkpoints gc"):
         operations.verify(cid, bank=bank, executor="serial")
     assert cli.main(["checkpoints", "show", cid, "--bank", bank.url]) == 2
     assert "corrupt" in capsys.readouterr().err
@@ -255,7 +259,7 @@ def test_a_dead_copy_is_resolved_at_once_and_resume_says_what_works(tmp_path: Pa
     checkpoint = operations.open_store(bank).get(cid)
     checkpoint.acquire("copy", dead_owner(), ttl=3600)
     checkpoint.transition(COPYING)
-    with pytest.raises(BankError, match=r"checkpoints gc.*run the copy .* again"):
+    with pytest.raises(NotResumableError, match=r"checkpoints gc.*run the copy .* again"):
         operations.resume(cid, bank=bank, executor="serial")
     assert operations.gc(operations.open_store(bank)).changed == (cid,)
     assert operations.open_store(bank).get(cid).status == AVAILABLE

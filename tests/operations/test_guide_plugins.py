@@ -16,8 +16,11 @@ import pytest
 
 from protectflow import operations
 from protectflow.bank import Bank, CheckpointStore, RunRecord
-from protectflow.bank.catalog.journal import JournalRun
+from protectflow.bank.catalog.journal import JournalEntry, JournalRun, RunMeta
+from protectflow.bank.catalog.runs import last_reports
+from protectflow.bank.catalog.stored import Stored
 from protectflow.compiler import compile_plan, parse_plan
+from protectflow.dag import StatusUpdate
 from protectflow.dag.model import Resource
 from protectflow.errors import PluginError
 from protectflow.operations.outcomes import on_failure
@@ -105,14 +108,14 @@ def test_restore_verify_and_copy_status_updates_land_in_the_run_records(tmp_path
     verified = operations.verify(cid, bank=bank)
     copied = operations.copy(cid, bank=bank, to=tmp_path / "other")
     assert restored.run is not None and verified.run is not None and copied.run is not None
-    assert {k: (v["status"], v["reason"]) for k, v in restored.run.status_updates.items()} == {
+    assert {k: (v.status, v.reason) for k, v in restored.run.status_updates.items()} == {
         N1: ("restored", "by a"), N2: ("restored", "by a")}
-    assert verified.run.status_updates[N2]["reason"] == "6 chars, by a"
-    assert {v["status"] for v in copied.run.status_updates.values()} == {"copied"}
+    assert verified.run.status_updates[N2].reason == "6 chars, by a"
+    assert {v.status for v in copied.run.status_updates.values()} == {"copied"}
     # As kept in the bank, not only as returned.
     kept = {run.operation: run for run in CheckpointStore(bank).get(cid).list_runs()}
     assert kept["restore"].status_updates == restored.run.status_updates
-    assert kept["verify"].status_updates[N1]["status"] == "verified"
+    assert kept["verify"].status_updates[N1].status == "verified"
 
 
 def test_copy_hooks_get_the_plans_parameters(tmp_path: Path) -> None:
@@ -204,24 +207,29 @@ def test_broken_windows_read_the_operation_through_the_contract() -> None:
 
 
 def test_a_resumed_run_keeps_the_journaled_status_updates() -> None:
-    update = {"resource": N1, "status": "restored", "reason": "by a", "time": 12.5}
+    update = StatusUpdate(*N1.split("#"), "restored", "by a", 12.5)
     entries = (
-        {"node": f"{N1}/main", "event": "succeeded", "output": {"by": "a"},
-         "new_resources": {N1: "x"}, "status_updates": [update]},
-        {"node": f"{N2}/main", "event": "succeeded", "output": None, "new_resources": None},
+        JournalEntry(f"{N1}/main", "succeeded", 1, 1.0, "w", output={"by": "a"},
+                     new_resources={N1: "x"}, status_updates=(update,)),
+        JournalEntry(f"{N2}/main", "succeeded", 1, 1.0, "w"),
     )
-    done = completed_hooks([JournalRun("r1", {"operation": "restore"}, entries, None)])
+    meta = RunMeta(operation="restore", dag_fingerprint="d", plan_fingerprint="p",
+                   plugin_versions={}, executor="serial", owner="me")
+    done = completed_hooks([JournalRun("r1", meta, entries, None)])
     (kept,) = done[f"{N1}/main"].status_updates
     assert (kept.key, kept.status, kept.reason, kept.time) == (N1, "restored", "by a", 12.5)
     assert done[f"{N2}/main"].status_updates == ()  # an entry from before they were kept
 
 
 def test_a_run_record_keeps_the_last_report_and_reads_old_records() -> None:
-    run = RunRecord("r", "c", "restore", "me")
-    run.report_status(N1, "restoring", None, 2.0)
-    run.report_status(N1, "restored", "done", 3.0)
-    run.report_status(N1, "restoring", None, 1.0)  # older: does not replace the newer
-    assert run.status_updates == {N1: {"status": "restored", "reason": "done", "time": 3.0}}
-    assert RunRecord.from_json(run.to_json()) == run
+    rtype, rid = N1.split("#")
+    reports = [StatusUpdate(rtype, rid, "restoring", None, 2.0),
+               StatusUpdate(rtype, rid, "restored", "done", 3.0),
+               StatusUpdate(rtype, rid, "restoring", None, 1.0)]  # older: kept out
+    run = RunRecord("r", "c", "restore", "me").finished(
+        "success", resources={}, new_resources={}, status_updates=last_reports(reports))
+    assert run.status_updates == {N1: reports[1]}
+    source = Stored("checkpoints/c/runs/r", "memory://b")
+    assert RunRecord.from_json(run.to_json(), source) == run
     old = {k: v for k, v in run.to_json().items() if k != "status_updates"}
-    assert RunRecord.from_json(old).status_updates == {}
+    assert RunRecord.from_json(old, source).status_updates == {}

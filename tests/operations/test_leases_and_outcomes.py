@@ -15,7 +15,7 @@ import pytest
 from protectflow import operations
 from protectflow.compiler import parse_plan
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError
+from protectflow.errors import BankError, CheckpointBusyError
 from protectflow.plugins import Operation, Registry
 from protectflow.plugins.builtin.sim import SimOperation, SimProtectionPlugin
 
@@ -87,7 +87,7 @@ def test_an_operation_running_past_its_lease_ttl_is_not_taken_for_dead(
         wait_until(lambda: time.time() > lease.expires_at + 0.1)
         assert store.gc() == []
         assert checkpoint.reload().status == "protecting"
-        with pytest.raises(BankError, match="busy"):
+        with pytest.raises(CheckpointBusyError):
             operations.resume(checkpoint.id, bank=bank)
     finally:
         RELEASE.set()
@@ -119,5 +119,5 @@ def test_a_timed_out_hook_leaves_its_resource_in_error(tmp_path: Path, executor:
     assert checkpoint.status == "error"
     for rid, hook in (("slow-main", "main"), ("slow-complete", "complete")):
         entry = checkpoint.resources[f"{VOLUME}#{rid}"]
-        assert entry["status"] == "error", entry
-        assert entry["reason"].startswith(f"{hook} timed_out"), entry
+        assert entry.status == "error", entry
+        assert (entry.reason or "").startswith(f"{hook} timed_out"), entry

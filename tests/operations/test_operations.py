@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from protectflow import operations
-from protectflow.bank import Bank, CheckpointStore
+from protectflow.bank import Bank, CheckpointStore, CopiedFrom
+from protectflow.bank.catalog.record import StatusChange
 from protectflow.compiler import parse_plan
-from protectflow.errors import BankError, ExecutorError, ParameterError
+from protectflow.errors import BankError, CheckpointBusyError, ExecutorError, ParameterError
 
 EXECUTORS = ["serial", "threads", "dask-inproc", "dask-procs"]
 
@@ -86,20 +87,20 @@ def test_protect_restore_verify_copy_delete(bank: Bank, tmp_path: Path, executor
     assert set(checkpoint.resources) == {
         "OS::Nova::Server#web", "OS::Nova::Server#db",
         "OS::Cinder::Volume#root", "OS::Cinder::Volume#shared"}
-    assert {v["status"] for v in checkpoint.resources.values()} == {"available"}
+    assert {v.status for v in checkpoint.resources.values()} == {"available"}
     # the sim plugin stored each resource's data in its section
     section = checkpoint.get_resource_bank_section("OS::Cinder::Volume#root")
     assert section.get_object("data") == b"\0" * 4096
     # the plan (parameters included) and the graph are saved in the checkpoint
-    assert checkpoint.plan["parameters"] == PLAN["parameters"]
-    assert len(checkpoint.resource_graph["resources"]) == 4
+    assert checkpoint.plan.parameters == PLAN["parameters"]
+    assert len(checkpoint.resource_graph.resources) == 4
     assert not checkpoint.busy
 
     restored = operations.restore(checkpoint.id, bank=bank, executor=executor)
     assert restored.ok and restored.run is not None
     assert restored.run.status == "success"
     assert restored.new_resources["OS::Cinder::Volume#root"] == "restored-root"
-    assert {v["status"] for v in restored.resources.values()} == {"restored"}
+    assert {v.status for v in restored.resources.values()} == {"restored"}
     assert checkpoint.list_runs()[0].operation == "restore"
 
     verified = operations.verify(checkpoint.id, bank=bank, executor=executor)
@@ -110,11 +111,12 @@ def test_protect_restore_verify_copy_delete(bank: Bank, tmp_path: Path, executor
     assert copied.ok and copied.target is not None
     target = CheckpointStore(other).get(copied.target.id)
     assert target.status == "available"
-    assert target.record["copied_from"]["checkpoint"] == checkpoint.id
+    assert target.record.copied_from == CopiedFrom(bank.url, checkpoint.id)
     assert (target.get_resource_bank_section("OS::Cinder::Volume#root").get_object("data")
             == b"\0" * 4096)
     assert checkpoint.reload().status == "available"
-    assert any(e.get("to") == "copying" for e in checkpoint.operations)
+    assert any(isinstance(e, StatusChange) and e.to_status == "copying"
+               for e in checkpoint.operations)
 
     deleted = operations.delete(checkpoint.id, bank=bank, executor=executor)
     assert deleted.ok
@@ -131,12 +133,12 @@ def test_failed_protect_records_which_resources_failed_and_why(bank: Bank) -> No
     assert not result.ok
     checkpoint = result.checkpoint.reload()
     assert checkpoint.status == "error"
-    assert "OS::Cinder::Volume#shared/main" in (checkpoint.record["status_reason"] or "")
+    assert "OS::Cinder::Volume#shared/main" in (checkpoint.record.status_reason or "")
     statuses = checkpoint.resources
-    assert statuses["OS::Cinder::Volume#shared"]["status"] == "error"
-    assert "main failed" in statuses["OS::Cinder::Volume#shared"]["reason"]
+    assert statuses["OS::Cinder::Volume#shared"].status == "error"
+    assert "main failed" in (statuses["OS::Cinder::Volume#shared"].reason or "")
     # the servers wait for the shared volume's complete: they never completed
-    assert statuses["OS::Nova::Server#web"]["status"] == "not_run"
+    assert statuses["OS::Nova::Server#web"].status == "not_run"
     assert not checkpoint.busy
     with pytest.raises(BankError, match="it is error"):
         operations.restore(checkpoint.id, bank=bank)
@@ -174,7 +176,7 @@ def test_an_operation_on_a_busy_checkpoint_is_refused(bank: Bank) -> None:
     thread = threading.Thread(target=run_verify)
     thread.start()
     assert started.wait(10)
-    with pytest.raises(BankError, match="busy with"):
+    with pytest.raises(CheckpointBusyError):
         operations.delete(checkpoint.id, bank=bank)
     thread.join()
     assert errors == []
@@ -206,8 +208,9 @@ def test_a_copy_whose_target_cannot_be_created_leaves_the_source_available(
         operations.copy(checkpoint.id, to=str(target), bank=bank)
     checkpoint.reload()
     assert checkpoint.status == "available" and not checkpoint.busy
-    back = [e for e in checkpoint.operations if e.get("from") == "copying"]
-    assert back and back[-1]["to"] == "available" and back[-1]["reason"] == "copy interrupted"
+    back = [e for e in checkpoint.operations
+            if isinstance(e, StatusChange) and e.from_status == "copying"]
+    assert back and back[-1].to_status == "available" and back[-1].reason == "copy interrupted"
 
 
 def test_limits_naming_nothing_in_the_plan_are_refused_before_anything_is_written(

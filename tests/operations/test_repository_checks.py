@@ -115,12 +115,13 @@ def test_a_failed_verify_shows_in_show_and_list(
     assert cli.main(["checkpoints", "show", cid, "--bank", bank.url]) == 0
     assert "never" in capsys.readouterr().out
     assert operations.verify(cid, bank=bank, executor="serial").ok
-    record = operations.open_store(bank).get(cid).record
-    assert record["verification"]["ok"] is True and record["verification"]["problems"] == 0
+    verified = operations.open_store(bank).get(cid).record.verification
+    assert verified is not None and verified.ok is True and verified.problems == 0
     bank_files(bank, "chunks")[0].unlink()
     assert not operations.verify(cid, bank=bank, executor="serial").ok
-    check = operations.open_store(bank).get(cid).record["verification"]
-    assert check["ok"] is False and check["problems"] >= 1 and "missing" in check["summary"]
+    check = operations.open_store(bank).get(cid).record.verification
+    assert check is not None and check.ok is False and check.problems >= 1
+    assert "missing" in (check.summary or "")
     assert cli.main(["checkpoints", "show", cid, "--bank", bank.url]) == 0
     shown = capsys.readouterr().out
     assert "FAILED" in shown and "missing" in shown

@@ -10,9 +10,13 @@ from typing import Any
 
 from protectflow.bank import Bank, Checkpoint, CheckpointStore
 from protectflow.compiler import compile_plan, parse_plan
+from protectflow.dag import Plan, ResourceGraph
 from protectflow.plugins import get_registry
 from protectflow.plugins.builtin.fs._tree import comparable, scan
 from tests.scripts import ROOT, load_script
+
+#: A checkpoint of no resources, for tests of the catalog itself.
+NO_GRAPH = ResourceGraph({}, {})
 
 SHOP = ROOT / "examples" / "shop"
 make_shop = load_script("examples/shop/make_shop.py")
@@ -30,7 +34,7 @@ class Log:
 
 
 def new_checkpoint(bank: Bank, name: str = "test") -> Checkpoint:
-    return CheckpointStore(bank).create({"name": name}, {}, "fingerprint", "tests")
+    return CheckpointStore(bank).create(Plan(name, ()), NO_GRAPH, "fingerprint", "tests")
 
 
 def count_objects(bank: Bank, prefix: str) -> int:

@@ -171,6 +171,6 @@ def test_warnings_show_in_the_result_and_in_checkpoints_show(
                                                            "chunk_size": 65536}})
     assert result.ok, result.report
     for resources in (result.resources, result.checkpoint.resources):
-        reason = resources[KEY]["reason"]
+        reason = resources[KEY].reason or ""
         assert "2 warning(s): busy.bin: changed while it was read" in reason
         assert "busy.bin: grew from 200000" in reason

@@ -185,5 +185,5 @@ def test_a_protect_refuses_to_store_a_snapshot_that_fails_its_integrity_check(
                                 listeners=[damage_the_snapshot])
     assert not result.ok
     entry = result.checkpoint.reload().resources[f"{sq.DATABASE}#db"]
-    assert entry["status"] == "error" and "integrity_check" in entry["reason"], entry
+    assert entry.status == "error" and "integrity_check" in (entry.reason or ""), entry
     assert rows(src) == list(range(2000))  # the database itself is untouched

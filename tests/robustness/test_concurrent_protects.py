@@ -69,7 +69,7 @@ def test_eight_protects_at_once(session_bank: tuple[Path, str], tmp_path: Path) 
         checkpoint = store.get(cid)
         if cid == session_bank[1]:
             continue
-        n = checkpoint.plan["name"].rsplit("-", 1)[1]
+        n = checkpoint.plan.name.rsplit("-", 1)[1]
         for key, size in ((f"OS::Cinder::Volume#data-{n}", 200_000),
                           ("OS::Cinder::Volume#shared", 200_000),
                           ("OS::Glance::Image#base", 50_000)):

@@ -2,7 +2,12 @@
 
 from protectflow.bank.catalog.checkpoint import Checkpoint
 from protectflow.bank.catalog.lease import Lease
-from protectflow.bank.catalog.record import STATUSES, allowed_transitions
+from protectflow.bank.catalog.record import (
+    STATUSES,
+    CheckpointRecord,
+    CopiedFrom,
+    allowed_transitions,
+)
 from protectflow.bank.catalog.runs import RunRecord
 from protectflow.bank.catalog.store import CheckpointStore
 from protectflow.bank.objects.section import BankSection
@@ -13,7 +18,9 @@ __all__ = [
     "Bank",
     "BankSection",
     "Checkpoint",
+    "CheckpointRecord",
     "CheckpointStore",
+    "CopiedFrom",
     "Lease",
     "RunRecord",
     "allowed_transitions",

@@ -38,7 +38,7 @@ from protectflow.cli import (
     shell,
 )
 from protectflow.cli.config import load_config
-from protectflow.cli.outcome import INTERRUPTED, interrupted_error
+from protectflow.cli.outcome import INTERRUPTED, exit_code, interrupted_error
 from protectflow.errors import OperationInterrupted, ProtectflowError
 from protectflow.signals import terminate_as_interrupt
 
@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _closed_pipe()
     except ProtectflowError as err:
         print(f"protectflow: error: {err}", file=sys.stderr)
-        return err.exit_code
+        return exit_code(err)
     except OperationInterrupted as err:
         return interrupted_error(args, err)
     except KeyboardInterrupt:

@@ -16,10 +16,12 @@ from rich.table import Table
 
 from protectflow import operations
 from protectflow.bank import Checkpoint, CheckpointStore
+from protectflow.bank.catalog.record import Verification
 from protectflow.cli import results
 from protectflow.cli.banks import command, plan_file, read_store, resolve_checkpoint
 from protectflow.cli.options import Subparsers, add_bank_args, count
 from protectflow.cli.output import print_json, print_statuses, stdout_console
+from protectflow.errors import BankError
 from protectflow.plugins.queries import saved_info
 from protectflow.states import ERROR, PROTECTING
 
@@ -129,20 +131,21 @@ def _cell(row: dict[str, Any], column: str) -> str:
     value = row[column]
     if column == "created_at" and value:
         return str(value)[:19].replace("T", " ")
-    if column == "verification":
-        return verified(value) if row.get("created_at") else ""
+    if column == "verification":  # the row's is a Verification's JSON (results._row)
+        check = None if value is None else Verification.from_json(value, BankError)
+        return verified(check) if row.get("created_at") else ""
     return "" if value is None else str(value)
 
 
-def verified(entry: dict[str, Any] | None) -> str:
+def verified(check: Verification | None) -> str:
     """How the last verify went, in a few words: ``ok 2024-...``, ``FAILED
     2024-... (3 problems)`` or ``never``."""
-    if not entry:
+    if check is None:
         return "never"
-    when = str(entry.get("at", ""))[:19].replace("T", " ")
-    if entry.get("ok"):
+    when = check.at[:19].replace("T", " ")
+    if check.ok:
         return f"ok {when}"
-    return f"FAILED {when} ({entry.get('problems', 0)} problem(s))"
+    return f"FAILED {when} ({check.problems} problem(s))"
 
 
 def _show(checkpoint: Checkpoint) -> None:
@@ -150,20 +153,19 @@ def _show(checkpoint: Checkpoint) -> None:
     print(f"checkpoint {checkpoint.id}, in the bank {checkpoint.bank.url}")
     for field in ("plan_name", "status", "status_reason", "next_steps", "created_at",
                   "updated_at", "owner", "dag_fingerprint"):
-        if record.get(field) is not None:
-            print(f"  {field:<16} {record[field]}")
-    copied = record.get("copied_from")
-    if isinstance(copied, dict):
-        print(f"  {'copied_from':<16} bank {copied.get('bank')}, checkpoint "
-              f"{copied.get('checkpoint')}")
-    check = record.get("verification")
+        if getattr(record, field) is not None:
+            print(f"  {field:<16} {getattr(record, field)}")
+    copied = record.copied_from
+    if copied is not None:
+        print(f"  {'copied_from':<16} bank {copied.bank}, checkpoint {copied.checkpoint}")
+    check = record.verification
     print(f"  {'verified':<16} {verified(check)}")
-    if check and not check.get("ok") and check.get("summary"):
-        print(f"  {'verify_problem':<16} {check['summary']}")
+    if check is not None and not check.ok and check.summary:
+        print(f"  {'verify_problem':<16} {check.summary}")
     lease = checkpoint.lease
     if lease is not None:
         print(f"  {'busy':<16} {lease.describe()}")
-    if record.get("status") in (PROTECTING, ERROR) and not record.get("next_steps"):
+    if record.status in (PROTECTING, ERROR) and not record.next_steps:
         print(f"  {'next_steps':<16} " + ("if its operation died: " if lease else "")
               + operations.next_steps(checkpoint.id, checkpoint.bank.url))
     print_statuses(checkpoint.resources)
@@ -174,8 +176,8 @@ def _show(checkpoint: Checkpoint) -> None:
             print(f"  {run.id}  {run.operation:<8} {run.status:<8} {run.owner}")
             # What the run's hooks reported (Karbor's update_resource_status).
             for key, update in sorted(run.status_updates.items()):
-                why = f"  ({update['reason']})" if update.get("reason") else ""
-                print(f"      {key}  {update['status']}{why}")
+                why = f"  ({update.reason})" if update.reason else ""
+                print(f"      {key}  {update.status}{why}")
 
 
 def _show_saved_info(checkpoint: Checkpoint, resource: str, *, as_json: bool) -> None:

@@ -172,7 +172,7 @@ def _with_target(args: argparse.Namespace, store: CheckpointStore,
     takes a ``target``."""
     checkpoint = store.get(args.checkpoint)
     registry = get_registry()
-    types = {r["type"] for r in checkpoint.resource_graph["resources"]}
+    types = checkpoint.resource_graph.types()
     out = {k: dict(v) for k, v in parameters.items()}
     for rtype in sorted(types):
         name = registry.plugin_name_for(rtype)

@@ -8,6 +8,11 @@
 - interrupted (130), by Ctrl-C or SIGTERM: the checkpoint, its status, and
   the exact command that resumes it, with the ``--bank`` it is in.
 
+An error ends a command with the code of its kind (:func:`exit_code`, the one
+table of them): 1 when the operation ran and failed, 2 for bad input -- a
+plan, a parameter, an option, a bank that is not there, locked, busy or
+damaged -- when nothing was written.
+
 With ``--json`` the result document (:func:`protectflow.cli.results.operation_result`)
 is printed on stdout whatever the outcome, and the exit code is the same.
 """
@@ -27,14 +32,37 @@ from protectflow.cli.output import (
     print_statuses,
     say,
 )
-from protectflow.errors import OperationInterrupted, RunFailed
+from protectflow.errors import (
+    BankFullError,
+    LocalPluginError,
+    OperationInterrupted,
+    ProtectflowError,
+    RenderError,
+    RunFailed,
+)
 from protectflow.operations import OperationResult
 from protectflow.states import CANCELLED
 
-__all__ = ["INTERRUPTED", "finish", "interrupted", "interrupted_error", "next_command"]
+__all__ = ["INTERRUPTED", "exit_code", "finish", "interrupted", "interrupted_error",
+           "next_command"]
 
 #: The exit code of an interrupted command (128 + SIGINT, as shells report it).
 INTERRUPTED = 130
+#: The exit code of an error that is not the input's fault: the operation ran
+#: and failed (a hook, the bank's storage full, Graphviz).
+EXIT_FAILED = 1
+#: The exit code of every other error: bad input, nothing written.
+EXIT_BAD_INPUT = 2
+#: The kinds of error that exit :data:`EXIT_FAILED`.
+_FAILED_KINDS: tuple[type[ProtectflowError], ...] = (
+    RunFailed, BankFullError, LocalPluginError, RenderError)
+
+
+def exit_code(err: ProtectflowError) -> int:
+    """The exit code of a command that ``err`` ended: :data:`EXIT_FAILED` for
+    a failure of the operation itself, :data:`EXIT_BAD_INPUT` for everything
+    else (a bank that is missing, locked, busy or damaged included)."""
+    return EXIT_FAILED if isinstance(err, _FAILED_KINDS) else EXIT_BAD_INPUT
 #: The operations a `resume` continues; the others are run again.
 _RESUMABLE = ("protect", "restore", "verify")
 

@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from protectflow.dag.outcomes import ResourceStatus
 from protectflow.errors import ProtectflowError
 from protectflow.executors import RunReport
 from protectflow.states import NOT_RUN
@@ -120,7 +121,7 @@ def write_report_files(report: RunReport, args: argparse.Namespace) -> None:
         write_output(json.dumps(report.to_chrome_trace()) + "\n", args.trace)
 
 
-def print_statuses(resources: Mapping[str, Mapping[str, Any]], *,
+def print_statuses(resources: Mapping[str, ResourceStatus], *,
                    everything: bool = True) -> None:
     """A table of each resource's status and reason, on stdout.
 
@@ -130,17 +131,17 @@ def print_statuses(resources: Mapping[str, Mapping[str, Any]], *,
     rows = sorted(resources.items())
     hidden = 0
     if not everything:
-        rows = [(k, v) for k, v in rows if v.get("reason")]
-        not_run = sum(1 for _, v in rows if v["status"] == NOT_RUN)
+        rows = [(k, v) for k, v in rows if v.reason]
+        not_run = sum(1 for _, v in rows if v.status == NOT_RUN)
         if not_run > _NOT_RUN_SHOWN:
-            rows = [(k, v) for k, v in rows if v["status"] != NOT_RUN]
+            rows = [(k, v) for k, v in rows if v.status != NOT_RUN]
             hidden = not_run
     if rows:
         table = Table()
         for column in ("resource", "status", "reason"):
             table.add_column(column, overflow="fold")
         for key, value in rows:
-            table.add_row(key, value["status"], value.get("reason") or "")
+            table.add_row(key, value.status, value.reason or "")
         stdout_console().print(table)
     if hidden:
         print(f"{hidden} resources not run (-v lists them)")

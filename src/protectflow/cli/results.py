@@ -25,6 +25,7 @@ from protectflow.bank import Checkpoint, CheckpointStore
 from protectflow.bank.catalog.check import CheckReport
 from protectflow.dag import OPERATIONS, HookDAG
 from protectflow.dag.model import Resource
+from protectflow.dag.outcomes import ResourceStatus
 from protectflow.errors import BankError, PlanError, ProtectflowError
 from protectflow.executors import RunReport
 from protectflow.operations import OperationResult
@@ -132,8 +133,7 @@ def operation_result(result: OperationResult) -> dict[str, Any]:
         If the checkpoint's record cannot be read.
     """
     checkpoint = result.checkpoint.reload()
-    resources = [{"resource": key, "status": value["status"], "reason": value.get("reason")}
-                 for key, value in sorted(result.resources.items())]
+    resources = _statuses(result.resources)
     target = result.target
     return {
         "format": "protectflow.result", "version": VERSION, "operation": result.operation,
@@ -151,6 +151,12 @@ def run_result(report: RunReport) -> dict[str, Any]:
             "ok": report.ok, "run": _run(report)}
 
 
+def _statuses(resources: Mapping[str, ResourceStatus]) -> list[dict[str, Any]]:
+    """Each resource's status and reason, sorted by resource."""
+    return [{"resource": key, "status": value.status, "reason": value.reason}
+            for key, value in sorted(resources.items())]
+
+
 def _row(checkpoint: Checkpoint) -> dict[str, Any]:
     """A listing row; a corrupt record is listed as such, not a reason to list nothing."""
     try:
@@ -158,9 +164,10 @@ def _row(checkpoint: Checkpoint) -> dict[str, Any]:
     except BankError:
         return {"id": checkpoint.id, "plan": None, "status": CORRUPT, "created_at": None,
                 "owner": None, "verification": None}
-    return {"id": checkpoint.id, "plan": record.get("plan_name"), "status": checkpoint.status,
-            "created_at": checkpoint.created_at, "owner": checkpoint.owner,
-            "verification": record.get("verification")}
+    verified = record.verification
+    return {"id": checkpoint.id, "plan": record.plan_name, "status": record.status,
+            "created_at": record.created_at, "owner": record.owner,
+            "verification": None if verified is None else verified.to_json()}
 
 
 def checkpoint_page(store: CheckpointStore, *, plan: str | None = None, limit: int | None = 20,
@@ -201,17 +208,26 @@ def checkpoint_show(checkpoint: Checkpoint) -> dict[str, Any]:
     BankError
         If the record cannot be read.
     """
-    record = checkpoint.to_json()
-    resources = record.pop("resources")
+    record = checkpoint.reload().record
     lease = checkpoint.lease
     return {
         "format": "protectflow.checkpoint", "version": VERSION, "bank": checkpoint.bank.url,
-        "checkpoint": record,
-        "resources": [{"resource": k, "status": v["status"], "reason": v.get("reason")}
-                      for k, v in sorted(resources.items())],
+        "checkpoint": _sorted(record.to_json()),
+        "resources": _statuses(checkpoint.resources),
         "busy": None if lease is None else lease.describe(),
-        "runs": [run.to_json() for run in checkpoint.list_runs()],
+        "runs": [{k: _sorted(v) for k, v in run.to_json().items()}
+                 for run in checkpoint.list_runs()],
     }
+
+
+def _sorted(value: Any) -> Any:
+    """``value`` with the keys of every JSON object in it sorted, as the bank
+    stores a record (and ``checkpoints show`` has always printed it)."""
+    if isinstance(value, dict):
+        return {k: _sorted(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
 
 
 def plugins_result(registry: Registry) -> dict[str, Any]:

@@ -25,10 +25,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from protectflow._util import paused_gc
-from protectflow.compiler.graph import ResourceGraph, build_resource_graph
+from protectflow.compiler.graph import build_resource_graph
 from protectflow.compiler.params import resolve_parameters
-from protectflow.compiler.plan import Plan
 from protectflow.dag.model import HOOKS, OPERATIONS, HookDAG, HookEdge, HookNode, node_id
+from protectflow.dag.plan import Plan
+from protectflow.dag.resource_graph import ResourceGraph
 from protectflow.errors import PlanError, PluginError
 from protectflow.plugins.contract import get_operation, implemented_hooks
 from protectflow.plugins.providers import Provider, resolve_provider

@@ -1,123 +1,25 @@
-"""The resource graph: the plan's resources, expanded through the protectables.
+"""Building the resource graph: the plan's resources, expanded through the protectables.
 
 Edges go parent -> child ("the parent depends on the child"). A child may have
 several parents; a cycle is an error that names the resources on it in order.
+The :class:`~protectflow.dag.resource_graph.ResourceGraph` built is pure data
+beside the HookDAG (:mod:`protectflow.dag.resource_graph`, re-exported here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
-
-import attrs
+from typing import Any
 
 from protectflow.compiler.names import resource_problems
-from protectflow.compiler.plan import Plan
 from protectflow.dag.graphs import find_cycle
 from protectflow.dag.model import Resource
-from protectflow.errors import CycleError, PlanError
+from protectflow.dag.plan import Plan
+from protectflow.dag.resource_graph import ResourceGraph, from_edges
+from protectflow.errors import PlanError
 from protectflow.plugins.registry import Registry
 
-if TYPE_CHECKING:
-    import networkx as nx
-
-__all__ = ["ResourceGraph", "build_resource_graph", "discover_resources", "find_cycle"]
-
-
-@attrs.frozen
-class ResourceGraph:
-    """Resources by key (sorted) and, for each, the sorted keys of its children."""
-
-    resources: dict[str, Resource] = attrs.field(hash=False)
-    children: dict[str, tuple[str, ...]] = attrs.field(hash=False)
-
-    def roots(self) -> list[str]:
-        """The resources no other resource depends on, sorted."""
-        has_parent = {c for cs in self.children.values() for c in cs}
-        return [k for k in self.resources if k not in has_parent]
-
-    def dependencies(self) -> list[tuple[str, str]]:
-        """Every ``(parent, child)`` pair, sorted."""
-        return [(p, c) for p, cs in self.children.items() for c in cs]
-
-    def to_networkx(self) -> nx.DiGraph:
-        """The graph as a :class:`networkx.DiGraph`: parent -> child edges.
-
-        Nodes are the resources' ``TYPE#ID`` keys, sorted, with the attributes
-        ``type``, ``id`` and ``name`` (``extra_info`` stays in
-        :attr:`resources`: GraphML has no type for a dict), so the graph
-        writes to GraphML as it is (:mod:`protectflow.dag.graphml`).
-
-        Returns
-        -------
-        networkx.DiGraph
-            A new graph; changing it leaves this one as it is.
-        """
-        # networkx is imported here, not at the top, so that `import protectflow`
-        # does not pay for it.
-        import networkx as nx
-
-        graph = nx.DiGraph()
-        graph.add_nodes_from((key, {"type": r.type, "id": r.id, "name": r.name})
-                             for key, r in self.resources.items())
-        graph.add_edges_from(self.dependencies())
-        return graph
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "resources": [r.to_json() for r in self.resources.values()],
-            "dependencies": [list(pair) for pair in self.dependencies()],
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ResourceGraph:
-        """The inverse of :meth:`to_json` (the form checkpoints keep).
-
-        Raises
-        ------
-        PlanError
-            When ``data`` is not of that form (a damaged checkpoint record).
-        """
-        try:
-            resources = [
-                Resource(r["type"], r["id"], r.get("name", ""), r.get("extra_info"))
-                for r in data["resources"]
-            ]
-            pairs = [tuple(p) for p in data["dependencies"]]
-            if any(len(p) != 2 for p in pairs):
-                raise ValueError("a dependency is not a [parent, child] pair")
-        except (KeyError, TypeError, AttributeError, ValueError) as err:
-            raise PlanError(
-                f"a resource graph must be {{'resources': [{{'type', 'id', ...}}], "
-                f"'dependencies': [[parent, child], ...]}}; this one is not ({err!r})"
-            ) from err
-        return from_edges(resources, pairs)
-
-
-def from_edges(resources: Iterable[Resource], pairs: Iterable[tuple[str, ...]]) -> ResourceGraph:
-    """A checked graph of ``resources`` and ``(parent, child)`` key pairs.
-
-    Raises
-    ------
-    PlanError
-        When a pair names a resource that is not given.
-    CycleError
-        When the pairs form a cycle.
-    """
-    by_key = {r.key: r for r in sorted(resources, key=lambda r: r.key)}
-    children: dict[str, set[str]] = {k: set() for k in by_key}
-    for parent, child in pairs:
-        if parent not in by_key or child not in by_key:
-            missing = parent if parent not in by_key else child
-            raise PlanError(
-                f"dependency {parent} -> {child} names {missing}, which is not a resource"
-            )
-        children[parent].add(child)
-    graph = ResourceGraph(by_key, {k: tuple(sorted(cs)) for k, cs in children.items()})
-    cycle = find_cycle(graph.children)
-    if cycle:
-        raise CycleError(cycle)
-    return graph
+__all__ = ["ResourceGraph", "build_resource_graph", "discover_resources", "find_cycle",
+           "from_edges"]
 
 
 def discover_resources(plan: Plan, registry: Registry, *, context: Any = None) -> list[Resource]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import jsonschema
 
-from protectflow.compiler.graph import ResourceGraph
+from protectflow.dag.resource_graph import ResourceGraph
 from protectflow.errors import ParameterError, PluginError
 from protectflow.plugins.contract import parameters_schema
 from protectflow.plugins.registry import Registry

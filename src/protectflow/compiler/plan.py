@@ -1,7 +1,9 @@
 """Plans: the resources to protect, read from YAML or JSON and checked once.
 
 A plan is validated against ``schemas/plan.schema.json`` where it enters, every
-error collected at once, so that the rest of the compiler can trust it.
+error collected at once, so that the rest of the compiler can trust it. The
+:class:`~protectflow.dag.plan.Plan` it makes is pure data beside the HookDAG
+(:mod:`protectflow.dag.plan`, re-exported here).
 """
 
 from __future__ import annotations
@@ -23,73 +25,10 @@ from protectflow._util import paused_gc
 from protectflow.compiler.documents import parse_document
 from protectflow.compiler.names import plan_name_problems, resource_problems
 from protectflow.dag.model import Resource
+from protectflow.dag.plan import Discovery, Plan, PlanResource
 from protectflow.errors import BankError, PlanError
 
 __all__ = ["Discovery", "Plan", "PlanResource", "load_plan", "parse_plan", "plan_schema"]
-
-
-@attrs.frozen
-class PlanResource:
-    """A resource the plan lists, with the keys of the resources it depends on."""
-
-    resource: Resource
-    depends_on: tuple[str, ...] = ()
-
-
-@attrs.frozen
-class Discovery:
-    """A plan entry standing for every resource of ``type`` that its
-    protectable lists (``list_resources(context, parameters)``)."""
-
-    type: str
-    parameters: dict[str, Any] = attrs.field(factory=dict, hash=False)
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"type": self.type}
-        if self.parameters:
-            body["parameters"] = self.parameters
-        return {"discover": body}
-
-
-@attrs.frozen
-class Plan:
-    """A checked plan: its resources, the discoveries that add more, its
-    parameters, limits and pools, and the bank and provider it names."""
-
-    name: str
-    resources: tuple[PlanResource, ...]
-    parameters: dict[str, dict[str, Any]] = attrs.field(factory=dict, hash=False)
-    limits: dict[str, int] = attrs.field(factory=dict, hash=False)
-    pools: dict[str, list[str]] = attrs.field(factory=dict, hash=False)
-    bank: str | None = None
-    description: str = ""
-    source: str = attrs.field(default="<plan>", eq=False)
-    #: A provider's name, an inline provider (its document form), or None
-    #: for the default provider.
-    provider: str | dict[str, Any] | None = attrs.field(default=None, hash=False)
-    discover: tuple[Discovery, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """The plan as the document it was read from (normalised)."""
-        data: dict[str, Any] = {"name": self.name}
-        if self.description:
-            data["description"] = self.description
-        if self.bank:
-            data["bank"] = self.bank
-        if self.provider is not None:
-            data["provider"] = self.provider
-        items: list[dict[str, Any]] = []
-        for pr in self.resources:
-            item = pr.resource.to_json()
-            if pr.depends_on:
-                item["depends_on"] = list(pr.depends_on)
-            items.append(item)
-        items.extend(d.to_json() for d in self.discover)
-        data["resources"] = items
-        for field in ("parameters", "limits", "pools"):
-            if getattr(self, field):
-                data[field] = getattr(self, field)
-        return data
 
 
 @cache

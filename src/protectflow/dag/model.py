@@ -54,6 +54,29 @@ class Resource:
             data["extra_info"] = self.extra_info
         return data
 
+    @classmethod
+    def from_json(cls, data: object) -> Resource:
+        """The resource :meth:`to_json` wrote.
+
+        Raises
+        ------
+        KeyError
+            When ``type`` or ``id`` is missing.
+        TypeError
+            When ``data`` is not a JSON object, or a field is of the wrong
+            type (``type``, ``id`` and ``name`` are strings, ``extra_info``
+            an object).
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"a resource is a JSON object, not a {type(data).__name__}")
+        kind, rid = data["type"], data["id"]
+        name, extra = data.get("name", ""), data.get("extra_info")
+        if not (isinstance(kind, str) and isinstance(rid, str) and isinstance(name, str)
+                and isinstance(extra, (dict, type(None)))):
+            raise TypeError(f"a resource's type, id and name are strings and its extra_info "
+                            f"a JSON object: {data!r:.200}")
+        return cls(kind, rid, name, extra)
+
 
 @attrs.frozen
 class HookNode:

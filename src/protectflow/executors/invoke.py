@@ -20,7 +20,6 @@ import os
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,6 +27,7 @@ import attrs
 
 from protectflow.bank.catalog.journal import JournalEntry
 from protectflow.dag.model import HookNode
+from protectflow.dag.outcomes import ErrorInfo
 from protectflow.executors._journal import LinkJournal
 from protectflow.executors.instances import Instances
 from protectflow.plugins.contract import (
@@ -76,23 +76,6 @@ class OperationLog:
 
     def error(self, message: str) -> None:
         self.log("error", message)
-
-
-@attrs.frozen
-class ErrorInfo:
-    """A hook's exception as plain data: type, message and traceback text."""
-
-    type: str
-    message: str
-    traceback: str = ""
-
-    @classmethod
-    def from_exception(cls, err: BaseException) -> ErrorInfo:
-        text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-        return cls(f"{type(err).__module__}.{type(err).__qualname__}", str(err), text)
-
-    def to_json(self) -> dict[str, str]:
-        return {"type": self.type, "message": self.message, "traceback": self.traceback}
 
 
 @attrs.frozen
@@ -290,26 +273,19 @@ def _journal_link(journal: LinkJournal, call: HookCall, last: HookResult,
 
 def started_entry(node: str, attempt: int) -> JournalEntry:
     """The journal entry of attempt ``attempt`` of ``node``, starting now."""
-    return {"node": node, "event": STARTED, "attempt": attempt, "time": time.time()}
+    return JournalEntry(node, STARTED, attempt, time.time())
 
 
 def ended_entry(node: str, result: HookResult, *, retrying: bool = False) -> JournalEntry:
     """The journal entry of ``result``, the attempt of ``node`` that ended:
     its output and writes for a success, else its error and whether it will
     be ``retrying``; and the resource statuses it reported, if any."""
-    entry: JournalEntry
     if result.state == SUCCEEDED:
-        entry = {"node": node, "event": SUCCEEDED, "attempt": result.attempt,
-                 "time": result.end, "worker": result.worker, "output": result.output,
-                 "new_resources": result.writes}
-    else:
-        entry = {"node": node, "event": result.state, "attempt": result.attempt,
-                 "time": result.end, "worker": result.worker,
-                 "error": result.error.to_json() if result.error else None,
-                 "retrying": retrying}
-    if result.status_updates:
-        entry["status_updates"] = [u.to_json() for u in result.status_updates]
-    return entry
+        return JournalEntry(node, SUCCEEDED, result.attempt, result.end, result.worker,
+                            output=result.output, new_resources=result.writes,
+                            status_updates=result.status_updates)
+    return JournalEntry(node, result.state, result.attempt, result.end, result.worker,
+                        error=result.error, retrying=retrying, status_updates=result.status_updates)
 
 
 def _run_with_timeout(hook: Callable[[], Any], timeout: float) -> tuple[bool, dict[str, Any]]:

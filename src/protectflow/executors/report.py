@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from protectflow.executors.invoke import ErrorInfo
+from protectflow.dag.outcomes import ErrorInfo
 from protectflow.plugins.contract import StatusUpdate
 from protectflow.states import CANCELLED, FAILED_STATES, HOOK_STATES, SUCCEEDED
 

@@ -37,7 +37,8 @@ from protectflow.bank.catalog.check import CheckReport, check_checkpoint
 from protectflow.bank.catalog.journal import JournalRun
 from protectflow.compiler import Plan, compile_plan, load_plan
 from protectflow.dag import HookDAG, jsonio
-from protectflow.errors import BankError
+from protectflow.dag.resource_graph import ResourceGraph
+from protectflow.errors import BankError, CorruptObjectError, NotResumableError
 from protectflow.executors import Executor, RunReport
 from protectflow.operations.journal import JournalMeta
 from protectflow.operations.lease import default_owner, lease_ttl
@@ -46,7 +47,6 @@ from protectflow.operations.outcomes import OperationResult, next_steps, note_ve
 from protectflow.operations.preflight import (
     check_resources,
     checkpoint_dag,
-    graph_json,
     make_executor,
     plan_provider,
 )
@@ -148,14 +148,12 @@ def protect(
         bank = plan.bank or plan_provider(plan.provider, options).bank
     store = open_store(bank, fsync=fsync)
     owner = owner or default_owner()
-    plan_json = plan.to_json()
-    if parameters is not None:
-        plan_json["parameters"] = {k: dict(v) for k, v in parameters.items()}
+    kept = plan if parameters is None else attrs.evolve(
+        plan, parameters={k: dict(v) for k, v in parameters.items()})
     checkpoint = store.create(
-        plan_json, graph_json(dag), jsonio.fingerprint(dag), owner, lease_ttl=lease_ttl()
+        kept, ResourceGraph.from_dag(dag), jsonio.fingerprint(dag), owner, lease_ttl=lease_ttl()
     )
-    meta = JournalMeta(owner, plan_json,
-                       plan_source=plan.source if parameters is None else None)
+    meta = JournalMeta(owner, kept, plan_source=plan.source if parameters is None else None)
     return protect_into(checkpoint, dag, runner, meta=meta, options=run_options)
 
 
@@ -203,8 +201,10 @@ def verify(
     Raises
     ------
     BankError, PlanError, PluginError, ExecutorError
-        As :func:`restore`; a BankError raised after the metadata check
-        found problems (a record that fails authentication, say) lists them.
+        As :func:`restore`.
+    CorruptObjectError
+        For a BankError raised after the metadata check found problems (a
+        record that fails authentication, say), listing them.
     """
     store = open_store(bank)
     found = check_checkpoint(store.bank, checkpoint_id)
@@ -215,8 +215,8 @@ def verify(
     except BankError as err:
         if found.ok:
             raise
-        raise BankError(f"{err}; the metadata check of checkpoint {checkpoint_id} found: "
-                        + "; ".join(found.problems)) from err
+        raise CorruptObjectError(f"{err}; the metadata check of checkpoint {checkpoint_id} "
+                                 "found: " + "; ".join(found.problems)) from err
     result = attrs.evolve(result, problems=found.problems)
     note_verification(result)
     return result
@@ -327,11 +327,14 @@ def resume(
 
     Raises
     ------
-    BankError
-        When there is nothing to resume, the operation cannot be resumed, a
-        live operation holds the checkpoint, or the plan, the plugins'
-        versions or the compiled DAG changed since the journal was written
-        (the message names what changed).
+    NotResumableError
+        When there is nothing to resume, the operation cannot be resumed, or
+        the plan, the plugins' versions or the compiled DAG changed since the
+        journal was written (the message names what changed).
+    CheckpointBusyError
+        When a live operation holds the checkpoint.
+    CheckpointNotFoundError
+        When there is no such checkpoint.
     """
     checkpoint = open_store(bank).get(checkpoint_id)
     owner = owner or default_owner()
@@ -339,18 +342,19 @@ def resume(
         # a delete is finished, not resumed: it is idempotent
         return delete_checkpoint(checkpoint, executor=executor, owner=owner, options=options)
     if checkpoint.status == COPYING:
-        raise BankError(_COPY_ADVICE.format(id=checkpoint_id))
+        raise NotResumableError(_COPY_ADVICE.format(id=checkpoint_id))
     runs = lineage(checkpoint, unfinished=checkpoint.status in (PROTECTING, ERROR))
-    meta = runs[0].meta if runs else {}
-    operation = meta.get("operation", "protect")  # no journal: a protect died early
+    # No journal: a protect that died early.
+    operation = runs[0].meta.operation if runs else "protect"
     if operation in ("restore", "verify"):
         return run_on_checkpoint(operation, checkpoint, executor=executor,
-                                 parameters=meta["parameters"], owner=owner, options=options,
-                                 runs=runs)
-    if operation != "protect" or checkpoint.record.get("copied_from") is not None:
-        raise BankError(_COPY_ADVICE.format(id=checkpoint_id) if operation == "copy" else
-                        f"cannot resume the {operation} of checkpoint {checkpoint_id}: only "
-                        f"protect, restore and verify resume; run the {operation} again")
+                                 parameters=runs[0].meta.parameters, owner=owner,
+                                 options=options, runs=runs)
+    if operation != "protect" or checkpoint.record.copy_target:
+        raise NotResumableError(
+            _COPY_ADVICE.format(id=checkpoint_id) if operation == "copy" else
+            f"cannot resume the {operation} of checkpoint {checkpoint_id}: only protect, "
+            f"restore and verify resume; run the {operation} again")
     return _resume_protect(checkpoint, runs, executor=executor, plan=plan, owner=owner,
                            options=options)
 
@@ -368,18 +372,18 @@ def _resume_protect(
 ) -> OperationResult:
     """Continue the protect of ``checkpoint`` after the journal ``runs``."""
     if checkpoint.status not in (PROTECTING, ERROR):
-        raise BankError(f"cannot resume the protect of checkpoint {checkpoint.id}: it is "
-                        f"{checkpoint.status}, not {PROTECTING} or {ERROR}")
-    meta = runs[0].meta if runs else {}
-    plan_json = plan_to_check(plan, meta, checkpoint.plan)
-    dag = checkpoint_dag(checkpoint, "protect", checkpoint.plan.get("parameters"))
-    check_resumable(runs[0] if runs else None, dag, plan_json, checkpoint=checkpoint)
+        raise NotResumableError(f"cannot resume the protect of checkpoint {checkpoint.id}: "
+                                f"it is {checkpoint.status}, not {PROTECTING} or {ERROR}")
+    meta = runs[0].meta if runs else None
+    kept = checkpoint.plan
+    dag = checkpoint_dag(checkpoint, "protect", kept.parameters)
+    check_resumable(runs[0] if runs else None, dag, plan_to_check(plan, meta, kept),
+                    checkpoint=checkpoint)
     journaled = completed_hooks(runs)
     redo = broken_windows(dag, journaled, options.get("registry"))
     completed = {k: v for k, v in journaled.items() if k not in redo}
     runner, run_options = make_executor(executor, {**options, "completed": completed}, dag,
-                                        pools=checkpoint.plan.get("pools"),
-                                        provider=checkpoint.plan.get("provider"))
+                                        pools=kept.pools, provider=kept.provider)
     checkpoint.acquire("protect", owner, ttl=lease_ttl(), reclaim_dead=True)
     try:
         if checkpoint.status == ERROR:
@@ -387,7 +391,7 @@ def _resume_protect(
     except BaseException:
         checkpoint.release()
         raise
-    journal = JournalMeta(owner, checkpoint.plan, plan_source=meta.get("plan_source"),
+    journal = JournalMeta(owner, kept, plan_source=meta.plan_source if meta else None,
                           resumes=runs[-1].run_id if runs else None, redo=redo)
     return protect_into(checkpoint, dag, runner, meta=journal, options=run_options)
 

@@ -1,10 +1,11 @@
 """What an operation's journal is written for, and the one way an operation
 runs a DAG with its journal.
 
-A journal's ``meta`` names the operation, the fingerprints of the plan and of
-the compiled DAG, the version of the distribution behind every protection
-plugin the DAG uses, the executor and the parameters. A resumed run must match
-all but the executor (see :mod:`protectflow.operations.resume`).
+A journal's ``meta`` (a :class:`~protectflow.bank.catalog.journal.RunMeta`)
+names the operation, the fingerprints of the plan and of the compiled DAG,
+the version of the distribution behind every protection plugin the DAG uses,
+the executor and the parameters. A resumed run must match all but the
+executor (see :mod:`protectflow.operations.resume`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 import attrs
 
 from protectflow.bank import Checkpoint
-from protectflow.bank.catalog.journal import BankJournal
+from protectflow.bank.catalog.journal import BankJournal, RunMeta
 from protectflow.dag import HookDAG, jsonio
+from protectflow.dag.plan import Plan
 from protectflow.executors import Executor, RunReport, run_dag
 from protectflow.plugins.registry import PROTECTIONS
 
@@ -30,23 +32,24 @@ __all__ = ["JournalMeta", "plan_fingerprint", "plugin_versions", "run_journaled"
 
 @attrs.frozen
 class JournalMeta:
-    """What a run's journal records besides the DAG and the executor.
+    """What a run's journal records besides the DAG and the executor: the
+    inputs of its :class:`~protectflow.bank.catalog.journal.RunMeta`.
 
     ``resumes`` is the id of the journal run this one continues; ``redo``
     the journaled successes it runs again on purpose (broken windows).
     """
 
     owner: str
-    plan_json: Mapping[str, Any]
+    plan: Plan
     parameters: Mapping[str, Mapping[str, Any]] | None = None
     plan_source: str | None = None
     resumes: str | None = None
     redo: Iterable[str] = ()
 
 
-def plan_fingerprint(plan_json: Mapping[str, Any]) -> str:
+def plan_fingerprint(plan: Plan) -> str:
     """A SHA-256 of the plan's canonical JSON (parameters included)."""
-    text = json.dumps(plan_json, sort_keys=True, separators=(",", ":"), default=str)
+    text = json.dumps(plan.to_json(), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -72,15 +75,14 @@ def start_journal(checkpoint: Checkpoint, dag: HookDAG, meta: JournalMeta, *,
         If the bank refuses the write.
     """
     source = meta.plan_source
-    return BankJournal.start(checkpoint, {
-        "operation": dag.operation, "dag_fingerprint": jsonio.fingerprint(dag),
-        "plan_fingerprint": plan_fingerprint(meta.plan_json),
-        "plugin_versions": plugin_versions(dag), "executor": executor, "owner": meta.owner,
-        "parameters": {k: dict(v) for k, v in (meta.parameters or {}).items()},
-        "plan_source": os.path.abspath(source) if source and os.path.isfile(source) else None,
-        "resumes": meta.resumes,
-        "redo": sorted(meta.redo),
-    })
+    return BankJournal.start(checkpoint, RunMeta(
+        operation=dag.operation, dag_fingerprint=jsonio.fingerprint(dag),
+        plan_fingerprint=plan_fingerprint(meta.plan), plugin_versions=plugin_versions(dag),
+        executor=executor, owner=meta.owner,
+        parameters={k: dict(v) for k, v in (meta.parameters or {}).items()},
+        plan_source=os.path.abspath(source) if source and os.path.isfile(source) else None,
+        resumes=meta.resumes, redo=tuple(sorted(meta.redo)),
+    ))
 
 
 def run_journaled(checkpoint: Checkpoint, dag: HookDAG, runner: Executor, *,

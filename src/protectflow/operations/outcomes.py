@@ -15,7 +15,9 @@ from typing import Any
 import attrs
 
 from protectflow.bank import Checkpoint, RunRecord
+from protectflow.bank.catalog.runs import last_reports
 from protectflow.dag import HookDAG
+from protectflow.dag.outcomes import ResourceStatus
 from protectflow.errors import BankError, OperationInterrupted
 from protectflow.executors import RunReport
 from protectflow.plugins import get_registry
@@ -47,7 +49,7 @@ class OperationResult:
     operation: str
     checkpoint: Checkpoint
     report: RunReport
-    resources: dict[str, dict[str, Any]]
+    resources: dict[str, ResourceStatus] = attrs.field(hash=False)
     run: RunRecord | None = None
     target: Checkpoint | None = None
     #: What a verify's metadata check found (see :func:`protectflow.operations.check`):
@@ -81,25 +83,25 @@ def note_verification(result: OperationResult) -> None:
                                                else f"run {result.report.state}"))
 
 
-def statuses(dag: HookDAG, report: RunReport) -> dict[str, dict[str, Any]]:
+def statuses(dag: HookDAG, report: RunReport) -> dict[str, ResourceStatus]:
     """Each resource's status and reason, from its hooks' records."""
-    done = DONE[dag.operation]
-    out: dict[str, dict[str, Any]] = {r.key: {"status": done, "reason": None}
-                                      for r in dag.resources}
+    done = ResourceStatus(DONE[dag.operation])
+    out = dict.fromkeys((r.key for r in dag.resources), done)
     for record in report.hooks.values():
         entry = out[record.resource]
-        if entry["status"] == ERROR:
+        if entry.status == ERROR:
             continue
         if record.state in FAILED_STATES:
             message = record.error.message if record.error else record.state
-            entry.update(status=ERROR, reason=f"{record.hook} {record.state}: {message}")
-        elif record.state in NOT_RUN_STATES and entry["status"] == done:
+            out[record.resource] = ResourceStatus(
+                ERROR, f"{record.hook} {record.state}: {message}")
+        elif record.state in NOT_RUN_STATES and entry.status == done.status:
             why = "a hook it waits for failed" if record.state == UPSTREAM_FAILED else (
                 "the run was cancelled or stopped after a failure")
-            entry.update(status=NOT_RUN, reason=f"{record.hook} not run: {why}")
+            out[record.resource] = ResourceStatus(NOT_RUN, f"{record.hook} not run: {why}")
     for key, warnings in _warnings(report).items():
-        if out[key]["status"] == done:  # a failure's reason says more
-            out[key]["reason"] = _summary(warnings)
+        if out[key].status == done.status:  # a failure's reason says more
+            out[key] = ResourceStatus(done.status, _summary(warnings))
     return out
 
 
@@ -123,19 +125,20 @@ def _summary(warnings: list[str]) -> str:
     return f"{len(warnings)} warning(s): " + "; ".join(warnings[:_SHOWN]) + more
 
 
-def with_cleanup(resources: dict[str, dict[str, Any]],
-                 cleanup: dict[str, str]) -> dict[str, dict[str, Any]]:
+def with_cleanup(resources: dict[str, ResourceStatus],
+                 cleanup: dict[str, str]) -> dict[str, ResourceStatus]:
     """``resources`` with each failed clean-up appended to its resource's reason."""
-    out = {key: dict(value) for key, value in resources.items()}
+    out = dict(resources)
     for key, error in cleanup.items():
-        reason_now = out[key]["reason"]
-        out[key]["reason"] = f"{reason_now}; {error}" if reason_now else error
+        reason_now = out[key].reason
+        out[key] = attrs.evolve(out[key], reason=f"{reason_now}; {error}" if reason_now
+                                else error)
     return out
 
 
 def record_run(
     checkpoint: Checkpoint, operation: str, owner: str, report: RunReport,
-    resources: dict[str, dict[str, Any]],
+    resources: dict[str, ResourceStatus],
 ) -> RunRecord:
     """Save the run record of a run on ``checkpoint``: who ran it, how each
     resource ended, the new resources its hooks published, and the statuses
@@ -143,13 +146,12 @@ def record_run(
     ``checkpoint_copy`` object (the last report of each resource, across
     hooks, wins)."""
     run = checkpoint.start_run(operation, owner)
-    for key, value in resources.items():
-        run.set_resource(key, value["status"], value["reason"])
+    new_resources: dict[str, Any] = {}
     for record in report.hooks.values():
-        run.new_resources.update(record.new_resources or {})
-    for update in status_updates(report):
-        run.report_status(update.key, update.status, update.reason, update.time)
-    run.finish(RUN_SUCCESS if report.ok else ERROR)
+        new_resources.update(record.new_resources or {})
+    run = run.finished(RUN_SUCCESS if report.ok else ERROR, resources=resources,
+                       new_resources=new_resources,
+                       status_updates=last_reports(status_updates(report)))
     checkpoint.save_run(run)
     return run
 

@@ -17,16 +17,16 @@ from typing import Any
 
 from protectflow.bank import Checkpoint
 from protectflow.bank.catalog.lease import owner_is_dead
-from protectflow.compiler import ResourceGraph, compile_graph
+from protectflow.compiler import compile_graph
 from protectflow.dag import HookDAG
-from protectflow.errors import BankError, ExecutorError, PlanError, PreflightError
+from protectflow.errors import BankError, CheckpointBusyError, ExecutorError, PreflightError
 from protectflow.executors import Executor, get_executor
 from protectflow.plugins.contract import preflight_problems
 from protectflow.plugins.providers import Provider, resolve_provider
 from protectflow.plugins.registry import configured_spec, get_registry
 from protectflow.states import AVAILABLE, DELETING, ERROR, ERROR_DELETING
 
-__all__ = ["check_limits", "check_resources", "checkpoint_dag", "graph_json", "make_executor",
+__all__ = ["check_limits", "check_resources", "checkpoint_dag", "make_executor",
            "plan_provider", "require_status", "resource_problems", "with_provider_config"]
 
 #: Run options that make the executor rather than the run.
@@ -101,14 +101,6 @@ def with_provider_config(options: Mapping[str, Any], provider: Provider) -> dict
     return {**options, "registry": spec} if spec is not None else dict(options)
 
 
-def graph_json(dag: HookDAG) -> dict[str, Any]:
-    """The resource graph of ``dag`` as a checkpoint saves it."""
-    return {
-        "resources": [r.to_json() for r in dag.resources],
-        "dependencies": [list(pair) for pair in dag.dependencies],
-    }
-
-
 def checkpoint_dag(
     checkpoint: Checkpoint, operation: str, parameters: Mapping[str, Mapping[str, Any]] | None
 ) -> HookDAG:
@@ -117,20 +109,15 @@ def checkpoint_dag(
 
     Raises
     ------
-    BankError
-        When the saved graph cannot be read.
+    CorruptObjectError
+        When the checkpoint's record (its saved graph with it) cannot be read.
     PlanError, PluginError
         For bad parameters.
     """
-    try:
-        graph = ResourceGraph.from_json(checkpoint.resource_graph)
-    except PlanError as err:
-        raise BankError(f"checkpoint {checkpoint.id} holds a resource graph that cannot be "
-                        f"read: {err}; restore its record from a copy of the bank") from err
     plan = checkpoint.plan
     return compile_graph(
-        graph, operation, parameters=parameters or {}, plan_name=plan.get("name", ""),
-        limits=plan.get("limits", {}), provider=plan.get("provider"),
+        checkpoint.resource_graph, operation, parameters=parameters or {},
+        plan_name=plan.name, limits=plan.limits, provider=plan.provider,
     )
 
 
@@ -141,7 +128,9 @@ def require_status(checkpoint: Checkpoint, operation: str, *, resuming: bool = F
     Raises
     ------
     BankError
-        Naming the status, or the operation that holds the checkpoint.
+        Naming the status.
+    CheckpointBusyError
+        Naming the operation that holds the checkpoint.
     """
     status = checkpoint.status
     lease = checkpoint.lease
@@ -155,13 +144,13 @@ def require_status(checkpoint: Checkpoint, operation: str, *, resuming: bool = F
     if status not in allowed:
         raise BankError(
             f"cannot {operation} checkpoint {checkpoint.id}: it is {status}"
-            + (f" ({checkpoint.record.get('status_reason')})"
-               if checkpoint.record.get("status_reason") else "")
+            + (f" ({checkpoint.record.status_reason})"
+               if checkpoint.record.status_reason else "")
             + f"; {operation} needs a checkpoint that is {' or '.join(allowed)}"
         )
     if lease is not None and not (resuming or reclaim):
-        raise BankError(f"cannot {operation} checkpoint {checkpoint.id}: it is busy with "
-                        f"{lease.describe() if lease else 'another operation'}")
+        raise CheckpointBusyError(f"cannot {operation} checkpoint {checkpoint.id}: it is busy "
+                                  f"with {lease.describe()}")
 
 
 def resource_problems(dag: HookDAG, *, checkpoint: Checkpoint | None = None,

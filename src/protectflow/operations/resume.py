@@ -15,14 +15,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from protectflow.bank import Checkpoint
-from protectflow.bank.catalog.journal import JournalRun, read_journal
+from protectflow.bank.catalog.journal import JournalRun, RunMeta, read_journal
 from protectflow.compiler import Plan, load_plan
 from protectflow.dag import HookDAG, jsonio
-from protectflow.errors import BankError, PlanError, PluginError
+from protectflow.errors import NotResumableError, PlanError
 from protectflow.executors.report import Recorded
 from protectflow.operations.journal import plan_fingerprint, plugin_versions
 from protectflow.plugins import get_registry
-from protectflow.plugins.contract import StatusUpdate, get_operation, operation_settings
+from protectflow.plugins.contract import get_operation, operation_settings
 from protectflow.states import SUCCEEDED
 
 __all__ = ["broken_windows", "check_resumable", "completed_hooks", "lineage", "plan_to_check"]
@@ -35,86 +35,85 @@ def lineage(checkpoint: Checkpoint, *, unfinished: bool = False) -> list[Journal
 
     Raises
     ------
-    BankError
+    NotResumableError
         If its newest run ended well.
     """
     runs = {r.run_id: r for r in read_journal(checkpoint)}
     if not runs:
         return []  # died before its journal began: nothing ran
     last = runs[max(runs)]
-    if not unfinished and last.end is not None and last.end.get("state") == SUCCEEDED:
-        raise BankError(f"nothing to resume: the last operation on checkpoint "
-                        f"{checkpoint.id} ({last.meta['operation']}, run {last.run_id}) "
-                        "succeeded")
+    if not unfinished and last.end is not None and last.end.state == SUCCEEDED:
+        raise NotResumableError(f"nothing to resume: the last operation on checkpoint "
+                                f"{checkpoint.id} ({last.meta.operation}, run {last.run_id}) "
+                                "succeeded")
     runs_back = [last]
-    while (prev := runs_back[-1].meta.get("resumes")) in runs:
+    while (prev := runs_back[-1].meta.resumes) in runs:
         runs_back.append(runs[prev])
     return runs_back[::-1]
 
 
-def check_resumable(first: JournalRun | None, dag: HookDAG, plan_json: Mapping[str, Any], *,
+def check_resumable(first: JournalRun | None, dag: HookDAG, plan: Plan, *,
                     checkpoint: Checkpoint) -> None:
     """Refuse to resume when the plan, the plugins or the DAG changed since
     ``first`` run's journal (or, with no journal, the checkpoint) was written.
 
     Raises
     ------
-    BankError
+    NotResumableError
         Naming what changed, and what to do instead.
     """
     if first is None:  # only the checkpoint's record to go by
-        first = JournalRun("-", {
-            "operation": dag.operation, "dag_fingerprint": checkpoint.dag_fingerprint,
-            "plan_fingerprint": plan_fingerprint(checkpoint.plan),
-            "plugin_versions": plugin_versions(dag)}, (), None)
-    meta = first.meta
-    changed = _changes(meta, dag, plan_json)
+        first = JournalRun("-", RunMeta(
+            operation=dag.operation, dag_fingerprint=checkpoint.dag_fingerprint,
+            plan_fingerprint=plan_fingerprint(checkpoint.plan),
+            plugin_versions=plugin_versions(dag), executor="-", owner=checkpoint.owner,
+        ), (), None)
+    operation = first.meta.operation
+    changed = _changes(first.meta, dag, plan)
     if changed:
-        raise BankError(f"cannot resume the {meta['operation']} of run {first.run_id}: "
-                        + "; ".join(changed) + f". Start a new {meta['operation']} instead"
-                        + (" (and delete the unfinished checkpoint)"
-                           if meta["operation"] == "protect" else ""))
+        raise NotResumableError(f"cannot resume the {operation} of run {first.run_id}: "
+                                + "; ".join(changed) + f". Start a new {operation} instead"
+                                + (" (and delete the unfinished checkpoint)"
+                                   if operation == "protect" else ""))
 
 
-def _changes(meta: Mapping[str, Any], dag: HookDAG, plan_json: Mapping[str, Any]) -> list[str]:
+def _changes(meta: RunMeta, dag: HookDAG, plan: Plan) -> list[str]:
     """What differs between a journal's ``meta`` and this run, in words."""
     changed = []
-    if meta["plan_fingerprint"] != plan_fingerprint(plan_json):
+    if meta.plan_fingerprint != plan_fingerprint(plan):
         changed.append("the plan differs from the one the journal was written for")
     versions = plugin_versions(dag)
-    for name in sorted(set(versions) | set(meta["plugin_versions"])):
-        was, now = meta["plugin_versions"].get(name), versions.get(name)
+    for name in sorted(set(versions) | set(meta.plugin_versions)):
+        was, now = meta.plugin_versions.get(name), versions.get(name)
         if was != now:
             changed.append(f"plugin {name!r} was {was or 'not used'}, is now {now or 'not used'}")
-    if meta["dag_fingerprint"] != jsonio.fingerprint(dag):
+    if meta.dag_fingerprint != jsonio.fingerprint(dag):
         changed.append(f"the compiled {dag.operation} DAG differs (fingerprint "
-                       f"{meta['dag_fingerprint'][:12]} in the journal, "
+                       f"{meta.dag_fingerprint[:12]} in the journal, "
                        f"{jsonio.fingerprint(dag)[:12]} now: other parameters or plugins?)")
     return changed
 
 
-def plan_to_check(plan: Plan | str | os.PathLike[str] | None, meta: Mapping[str, Any],
-                  recorded: dict[str, Any]) -> dict[str, Any]:
+def plan_to_check(plan: Plan | str | os.PathLike[str] | None, meta: RunMeta | None,
+                  recorded: Plan) -> Plan:
     """The plan a resumed protect must match: ``plan`` if given (a Plan or a
-    path), else the plan file the journal names if it is still readable,
-    else the plan saved in the checkpoint.
+    path), else the plan file the journal's ``meta`` names if it is still
+    readable, else the plan saved in the checkpoint.
 
     Raises
     ------
     PlanError
         When ``plan``, given as a path, cannot be read.
     """
-    if plan is None and meta.get("plan_source") and os.path.isfile(meta["plan_source"]):
+    source = meta.plan_source if meta is not None else None
+    if plan is None and source and os.path.isfile(source):
         try:
-            plan = load_plan(meta["plan_source"])
+            plan = load_plan(source)
         except PlanError:
             return recorded  # unreadable now: the saved plan is what ran
     if plan is None:
         return recorded
-    if not isinstance(plan, Plan):
-        plan = load_plan(plan)
-    data: dict[str, Any] = plan.to_json()
-    return data
+    return plan if isinstance(plan, Plan) else load_plan(plan)
 
 
 def completed_hooks(runs: list[JournalRun]) -> dict[str, Recorded]:
@@ -122,29 +121,10 @@ def completed_hooks(runs: list[JournalRun]) -> dict[str, Recorded]:
     done: dict[str, Recorded] = {}
     for run in runs:
         for node, entry in run.succeeded().items():
-            done[node] = Recorded(entry.get("output"), entry.get("new_resources"),
-                                  _updates(entry.get("status_updates"), node))
+            writes = entry.new_resources
+            done[node] = Recorded(entry.output, dict(writes) if isinstance(writes, Mapping)
+                                  else None, entry.status_updates)
     return done
-
-
-def _updates(raw: Any, node: str) -> tuple[StatusUpdate, ...]:
-    """The status updates a journal entry recorded (none in an entry written
-    before they were journaled).
-
-    Raises
-    ------
-    BankError
-        When they are not what the journal writes.
-    """
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise BankError(f"the journal entry of {node} holds status updates that are not a "
-                        f"list: {raw!r}")
-    try:
-        return tuple(StatusUpdate.from_json(item) for item in raw)
-    except PluginError as err:
-        raise BankError(f"the journal entry of {node}: {err}") from err
 
 
 def broken_windows(dag: HookDAG, done: Mapping[str, Any], registry: str | None) -> set[str]:

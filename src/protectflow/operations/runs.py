@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from protectflow.bank import Checkpoint, CheckpointStore
+from protectflow.bank import Checkpoint, CheckpointStore, CopiedFrom
 from protectflow.bank.catalog.journal import JournalRun
 from protectflow.dag import HookDAG, jsonio
 from protectflow.executors import Executor, RunReport, run_dag
@@ -79,8 +79,8 @@ def run_on_checkpoint(
     if runs is not None:
         check_resumable(runs[0], dag, checkpoint.plan, checkpoint=checkpoint)
         options = {**options, "completed": completed_hooks(runs)}
-    runner, run_options = make_executor(executor, options, dag, pools=checkpoint.plan.get("pools"),
-                                        provider=checkpoint.plan.get("provider"))
+    runner, run_options = make_executor(executor, options, dag, pools=checkpoint.plan.pools,
+                                        provider=checkpoint.plan.provider)
     if runs is None and not checkpoint.bank.writable():
         check_resources(dag, checkpoint=checkpoint, registry=run_options.get("registry"))
         return _run_read_only(operation, checkpoint, dag, runner, run_options)
@@ -113,8 +113,8 @@ def delete_checkpoint(checkpoint: Checkpoint, *, executor: str | Executor, owner
     """Run the delete hooks of ``checkpoint``, then drop its own data."""
     require_status(checkpoint, "delete")
     dag = checkpoint_dag(checkpoint, "delete", None)
-    runner, run_options = make_executor(executor, options, dag, pools=checkpoint.plan.get("pools"),
-                                        provider=checkpoint.plan.get("provider"))
+    runner, run_options = make_executor(executor, options, dag, pools=checkpoint.plan.pools,
+                                        provider=checkpoint.plan.provider)
     with naming_interrupts(checkpoint, "delete"), \
             holding(checkpoint, "delete", owner, reclaim_dead=True), \
             failing_on_crash(checkpoint, ERROR_DELETING):
@@ -139,9 +139,9 @@ def copy_checkpoint(source: Checkpoint, target_store: CheckpointStore, *,
     hooks. Whatever happens to the copy, the source ends ``available``."""
     require_status(source, "copy")
     # As in Karbor, copy hooks get the plan's parameters.
-    dag = checkpoint_dag(source, "copy", source.plan.get("parameters"))
-    runner, run_options = make_executor(executor, options, dag, pools=source.plan.get("pools"),
-                                        provider=source.plan.get("provider"))
+    dag = checkpoint_dag(source, "copy", source.plan.parameters)
+    runner, run_options = make_executor(executor, options, dag, pools=source.plan.pools,
+                                        provider=source.plan.provider)
     with naming_interrupts(source, "copy"), holding(source, "copy", owner):
         source.transition(COPYING)
         outcome = "copy interrupted"
@@ -164,7 +164,7 @@ def _copy_to(source: Checkpoint, target_store: CheckpointStore, dag: HookDAG, ru
     or ``error``."""
     target = target_store.create(
         source.plan, source.resource_graph, source.dag_fingerprint, owner,
-        copied_from={"bank": source.bank.url, "checkpoint": source.id}, lease_ttl=lease_ttl(),
+        copied_from=CopiedFrom(source.bank.url, source.id), lease_ttl=lease_ttl(),
     )
     with renewing(target), failing_on_crash(target, ERROR):
         copy_objects(source, target)

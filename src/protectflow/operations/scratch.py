@@ -21,10 +21,11 @@ import attrs
 from protectflow.bank import Bank, Checkpoint, CheckpointStore
 from protectflow.compiler import Plan, compile_plan, load_plan
 from protectflow.dag import HookDAG, jsonio
+from protectflow.dag.resource_graph import ResourceGraph
 from protectflow.errors import ExecutorError
 from protectflow.executors import Executor, RunReport, run_dag
 from protectflow.operations.lease import default_owner
-from protectflow.operations.preflight import check_resources, graph_json, make_executor
+from protectflow.operations.preflight import check_resources, make_executor
 
 __all__ = ["Runnable", "prepare_run", "run_scratch", "scratch_checkpoint"]
 
@@ -108,7 +109,7 @@ def scratch_checkpoint(dag: HookDAG) -> Iterator[Checkpoint | None]:
         return
     with tempfile.TemporaryDirectory(prefix="protectflow-run-") as folder:
         checkpoint = CheckpointStore(Bank(folder)).create(
-            {"name": dag.plan or "run"}, graph_json(dag), jsonio.fingerprint(dag),
+            Plan(dag.plan or "run", ()), ResourceGraph.from_dag(dag), jsonio.fingerprint(dag),
             default_owner())
         try:
             yield checkpoint

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import attrs
 
 from protectflow.dag.model import HOOKS, OPERATIONS, Resource
+from protectflow.dag.outcomes import StatusUpdate
 from protectflow.errors import PluginError
 
 __all__ = [
@@ -316,45 +317,6 @@ def call_hook(
 
 
 # -- the extras ------------------------------------------------------------------
-
-
-@attrs.frozen
-class StatusUpdate:
-    """One ``update_resource_status`` call a hook made."""
-
-    resource_type: str
-    resource_id: str
-    status: str
-    reason: str | None
-    time: float
-
-    @property
-    def key(self) -> str:
-        return f"{self.resource_type}#{self.resource_id}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"resource": self.key, "status": self.status, "reason": self.reason,
-                "time": self.time}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> StatusUpdate:
-        """The update :meth:`to_json` wrote (a run journal's, read back).
-
-        Raises
-        ------
-        PluginError
-            When ``data`` is not such an object.
-        """
-        try:
-            rtype, sep, rid = str(data["resource"]).partition("#")
-            reason = data.get("reason")
-            update = cls(rtype, rid, str(data["status"]),
-                         None if reason is None else str(reason), float(data["time"]))
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise PluginError(f"not a resource status update: {data!r} ({err!r})") from err
-        if not (sep and rtype and rid and update.status):
-            raise PluginError(f"not a resource status update: {data!r}")
-        return update
 
 
 class StatusRecorder:

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import jsonschema
 
-from protectflow.dag import jsonio
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError, DagFormatError, PluginError
+from protectflow.errors import BankError, PluginError
 from protectflow.plugins.providers import resolve_provider
 from protectflow.plugins.registry import Registry, get_registry
+
+if TYPE_CHECKING:  # the bank is the caller's: reading a plugin's schema loads none
+    from protectflow.bank import Checkpoint
 
 __all__ = ["SavedInfo", "list_resources", "saved_info", "show_resource"]
 
@@ -35,13 +37,13 @@ class SavedInfo:
         return {"resource": self.resource.key, "plugin": self.plugin, "info": self.info}
 
 
-def saved_info(checkpoint: Any, resource: str | Resource, *,
+def saved_info(checkpoint: Checkpoint, resource: str | Resource, *,
                registry: Registry | None = None) -> SavedInfo:
     """The saved info of ``resource`` (a Resource or its ``TYPE#ID`` key) in
-    ``checkpoint``, from the plugin that protected it.
+    ``checkpoint``, from the plugin that serves it.
 
-    The plugin is the one the checkpoint's DAG names for the resource (the
-    plan's provider's choice when the DAG is not there). Its
+    The plugin is the one the checkpoint's plan's provider chooses for the
+    resource's type, as it is for a restore or verify of the checkpoint. Its
     ``get_saved_info(metadata_store, resource)`` gets the resource's bank
     section, read-only; the answer is checked against its
     ``get_saved_info_schema(resource_type)``.
@@ -76,29 +78,19 @@ def saved_info(checkpoint: Any, resource: str | Resource, *,
     return SavedInfo(found, name, info, schema)
 
 
-def _resource_of(checkpoint: Any, resource: str | Resource) -> Resource:
+def _resource_of(checkpoint: Checkpoint, resource: str | Resource) -> Resource:
     key = resource.key if isinstance(resource, Resource) else resource
-    known = {r.get("type", "") + "#" + r.get("id", ""): r
-             for r in checkpoint.resource_graph.get("resources", [])}
+    known = checkpoint.resource_graph.resources
     if key not in known:
         close = difflib.get_close_matches(key, list(known), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else (
             f"; it holds {', '.join(sorted(known)[:10]) or 'none'}")
         raise BankError(f"checkpoint {checkpoint.id} holds no resource {key}{hint}")
-    raw = known[key]
-    return Resource(raw["type"], raw["id"], raw.get("name", ""), raw.get("extra_info"))
+    return known[key]
 
 
-def _plugin_of(checkpoint: Any, resource: Resource, registry: Registry) -> str:
-    try:
-        dag = jsonio.loads(checkpoint.bank.get_object(checkpoint.prefix + "dag.json"))
-    except (BankError, DagFormatError):
-        dag = None  # a protect that died before writing its DAG
-    if dag is not None:
-        for node in dag.nodes:
-            if node.resource.key == resource.key:
-                return node.plugin
-    provider = resolve_provider(checkpoint.plan.get("provider"), registry)
+def _plugin_of(checkpoint: Checkpoint, resource: Resource, registry: Registry) -> str:
+    provider = resolve_provider(checkpoint.plan.provider, registry)
     name = provider.plugin_for(resource.type, registry)
     if name is None:
         raise PluginError(f"no installed protection plugin handles {resource.type}, so the "

@@ -16,6 +16,8 @@ import jsonschema
 
 from protectflow.bank import Bank, Checkpoint, CheckpointStore
 from protectflow.dag.model import Resource
+from protectflow.dag.plan import Plan, PlanResource
+from protectflow.dag.resource_graph import from_edges
 from protectflow.plugins.contract import (
     call_hook,
     get_operation,
@@ -44,9 +46,8 @@ class _Log:
 def new_checkpoint(folder: Path, resource: Resource) -> Checkpoint:
     """A checkpoint of ``resource`` in a new bank at ``folder``."""
     store = CheckpointStore(Bank(str(folder)))
-    plan = {"name": "conformance", "resources": [resource.to_json()]}
-    graph = {"resources": [resource.to_json()], "dependencies": []}
-    return store.create(plan, graph, "conformance", "protectflow.testing")
+    plan = Plan("conformance", (PlanResource(resource),))
+    return store.create(plan, from_edges([resource], []), "conformance", "protectflow.testing")
 
 
 def check_schemas(subject: PluginSubject, folder: Path) -> None:

@@ -47,7 +47,7 @@ from protectflow.bank.catalog.record import check_checkpoint_id
 from protectflow.bank.chunks.refs import named_chunks
 from protectflow.bank.chunks.store import ChunkStore, chunk_key
 from protectflow.bank.objects.store import Bank
-from protectflow.errors import BankError
+from protectflow.errors import BankError, CheckpointNotFoundError
 
 __all__ = ["CheckReport", "check_checkpoint"]
 
@@ -92,15 +92,16 @@ def check_checkpoint(bank: Bank, checkpoint_id: str, *, read_data: bool = False,
 
     Raises
     ------
-    BankError
-        If the checkpoint has no objects at all, or the bank cannot be
-        unlocked (then nothing can be checked).
+    CheckpointNotFoundError
+        If the checkpoint has no objects at all.
+    BankLockedError
+        If the bank cannot be unlocked (then nothing can be checked).
     """
     prefix = f"{CHECKPOINTS}{check_checkpoint_id(checkpoint_id)}/"
     bank.keyring  # noqa: B018 -- a wrong key is one error, not one per object
     keys = bank.list_objects(prefix)
     if not keys:
-        raise BankError(f"no checkpoint {checkpoint_id!r} in bank {bank.url}")
+        raise CheckpointNotFoundError(f"no checkpoint {checkpoint_id!r} in bank {bank.url}")
     problems: list[str] = []
     digests = _chunks_to_check(bank, checkpoint_id, problems)
     with ThreadPoolExecutor(max_workers=workers) as pool:

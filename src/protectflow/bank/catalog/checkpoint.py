@@ -31,6 +31,9 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import attrs
+
+from protectflow._fields import within
 from protectflow._paths import segment, unsegment
 from protectflow._util import now_iso
 from protectflow.bank.catalog.lease import Lease, LeaseKeeper
@@ -38,18 +41,29 @@ from protectflow.bank.catalog.record import (
     FORMAT_VERSION,
     STATUSES,
     CheckpointRecord,
+    HistoryEntry,
+    LeaseEvent,
+    StatusChange,
+    Verification,
     allowed_transitions,
     check_checkpoint_id,
+    corrupt_record,
     creating_operation,
-    history_entry,
-    record_problems,
-    verification_entry,
 )
 from protectflow.bank.catalog.runs import RunRecord, new_run_id
+from protectflow.bank.catalog.stored import Stored
 from protectflow.bank.objects.section import BankSection
 from protectflow.bank.objects.store import Bank
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError
+from protectflow.dag.outcomes import ResourceStatus
+from protectflow.dag.plan import Plan
+from protectflow.dag.resource_graph import ResourceGraph
+from protectflow.errors import (
+    BankError,
+    CheckpointBusyError,
+    CheckpointNotFoundError,
+    CorruptObjectError,
+)
 from protectflow.states import IN_PROGRESS_STATUSES
 
 __all__ = ["FORMAT_VERSION", "STATUSES", "Checkpoint", "allowed_transitions"]
@@ -81,7 +95,7 @@ class Checkpoint:
     """
 
     def __init__(self, bank: Bank, checkpoint_id: str, *,
-                 record: dict[str, Any] | None = None) -> None:
+                 record: CheckpointRecord | None = None) -> None:
         self.bank = bank
         self.id = check_checkpoint_id(checkpoint_id)
         self.prefix = f"{CHECKPOINTS}{checkpoint_id}/"
@@ -118,19 +132,21 @@ class Checkpoint:
 
         Raises
         ------
+        CheckpointBusyError
+            If the checkpoint is already held.
         BankError
-            If the checkpoint is already held, or the bank refuses a write.
+            If the bank refuses a write.
         """
-        checkpoint = cls(bank, record["id"])
-        operation = creating_operation(record["copied_from"])
+        checkpoint = cls(bank, record.id)
+        operation = creating_operation(record.copied_from)
         # The reserve first: a full disk fails here, with nothing written.
         bank.update_object(checkpoint.prefix + RESERVE, os.urandom(
-            RESERVE_SIZE + 2 * len(json.dumps(record, default=str))))
+            RESERVE_SIZE + 2 * len(json.dumps(record.to_json(), default=str))))
         try:
-            lease = checkpoint._leases.acquire(operation, record["owner"], ttl=lease_ttl,
+            lease = checkpoint._leases.acquire(operation, record.owner, ttl=lease_ttl,
                                                now=now)
             bank.update_object(IN_PROGRESS + checkpoint.id, b"")
-            checkpoint._write(dict(record))
+            checkpoint._write(record)
         except BaseException:
             checkpoint.abandon()
             raise
@@ -164,54 +180,55 @@ class Checkpoint:
         return hash((self.bank, self.id))
 
     # -- the record -------------------------------------------------------------
-    def _load(self) -> dict[str, Any]:
+    def _load(self) -> CheckpointRecord:
         key = self.prefix + "record"
+        source = Stored(key, self.bank.url)
         try:
-            record = self.bank.get_object(key)
-        except BankError as err:
+            data = self.bank.get_object(key)
+        except CorruptObjectError as err:  # there, but its header or JSON is damaged
+            raise corrupt_record(source, str(err)) from err
+        except BankError:
             if not self.bank.has_object(key):
-                raise BankError(f"no checkpoint {self.id!r} in bank {self.bank.url}; "
-                                "`protectflow checkpoints list` shows the ids") from None
-            raise self._corrupt(str(err)) from err  # there, but its header or JSON is damaged
-        if not isinstance(record, dict):
-            raise self._corrupt(f"it holds a {type(record).__name__}, not a record")
-        if record.get("version") != FORMAT_VERSION:
-            raise BankError(f"checkpoint {self.id!r} has record format "
-                            f"{record.get('version')!r}; this protectflow reads format "
-                            f"{FORMAT_VERSION}: use the protectflow that wrote it")
-        wrong = record_problems(record)
-        if wrong:
-            raise self._corrupt(", ".join(wrong))
-        return record
-
-    def _corrupt(self, why: str) -> BankError:
-        return BankError(
-            f"checkpoint {self.id!r} has a corrupt record ({self.prefix}record in bank "
-            f"{self.bank.url}): {why}; restore that object from a copy of the bank, or "
-            f"remove the folder {self.prefix} to drop the checkpoint"
-        )
+                raise CheckpointNotFoundError(
+                    f"no checkpoint {self.id!r} in bank {self.bank.url}; `protectflow "
+                    "checkpoints list` shows the ids") from None
+            raise  # a bank that cannot be unlocked or read: nothing wrong with the record
+        return CheckpointRecord.from_json(data, source)
 
     @property
-    def record(self) -> dict[str, Any]:
-        """The record as last read (see :meth:`reload`)."""
+    def record(self) -> CheckpointRecord:
+        """The record as last read (see :meth:`reload`).
+
+        Raises
+        ------
+        CheckpointNotFoundError
+            If there is no such checkpoint.
+        CorruptObjectError
+            If its record fails authentication or does not read as a record.
+        """
         if self._record is None:
             self._record = self._load()
         return self._record
 
     def reload(self) -> Checkpoint:
-        """Read the record again; return self."""
+        """Read the record again; return self.
+
+        Raises
+        ------
+        CheckpointNotFoundError, CorruptObjectError
+            As :attr:`record`.
+        """
         self._record = self._load()
         return self
 
-    def _write(self, record: dict[str, Any]) -> None:
-        self.bank.update_object(self.prefix + "record", record)
+    def _write(self, record: CheckpointRecord) -> None:
+        self.bank.update_object(self.prefix + "record", record.to_json())
         self._record = record
 
-    def _append_history(self, entry: dict[str, Any]) -> None:
+    def _append_history(self, entry: HistoryEntry) -> None:
         record = self._load()
-        record["operations"].append(entry)
-        record["updated_at"] = now_iso()
-        self._write(record)
+        self._write(attrs.evolve(record, operations=(*record.operations, entry),
+                                 updated_at=now_iso()))
 
     def set_verification(self, *, ok: bool, problems: int, summary: str | None) -> None:
         """Record how a verify of the checkpoint just ended (its record's
@@ -223,44 +240,39 @@ class Checkpoint:
             If the bank refuses the write.
         """
         record = self._load()
-        record["verification"] = dict(verification_entry(ok=ok, problems=problems,
-                                                         summary=summary))
-        self._write(record)
+        self._write(attrs.evolve(record, verification=Verification(ok, problems, summary)))
 
     @property
     def status(self) -> str:
         """The checkpoint's status, one of :data:`STATUSES`."""
-        return str(self.record["status"])
+        return self.record.status
 
     @property
-    def plan(self) -> dict[str, Any]:
+    def plan(self) -> Plan:
         """The plan (with its parameters) the checkpoint was taken with."""
-        return dict(self.record["plan"])
+        return self.record.plan
 
     @property
-    def resource_graph(self) -> dict[str, Any]:
-        return dict(self.record["resource_graph"])
+    def resource_graph(self) -> ResourceGraph:
+        """The resource graph the checkpoint holds."""
+        return self.record.resource_graph
 
     @property
     def dag_fingerprint(self) -> str:
-        return str(self.record["dag_fingerprint"])
+        return self.record.dag_fingerprint
 
     @property
     def created_at(self) -> str:
-        return str(self.record["created_at"])
+        return self.record.created_at
 
     @property
     def owner(self) -> str:
-        return str(self.record["owner"])
+        return self.record.owner
 
     @property
-    def operations(self) -> list[dict[str, Any]]:
+    def operations(self) -> tuple[HistoryEntry, ...]:
         """History: lease starts and ends, and status changes, oldest first."""
-        return list(self.record["operations"])
-
-    def to_json(self) -> dict[str, Any]:
-        """The record plus the per-resource statuses, freshly read."""
-        return {**self.reload().record, "resources": self.resources}
+        return self.record.operations
 
     # -- status -----------------------------------------------------------------
     def transition(self, status: str, *, reason: str | None = None,
@@ -283,25 +295,25 @@ class Checkpoint:
         Raises
         ------
         BankError
-            If the transition is illegal (the message lists the allowed ones)
-            or the checkpoint is busy with another operation.
+            If the transition is illegal (the message lists the allowed ones).
+        CheckpointBusyError
+            If the checkpoint is busy with another operation.
         """
         lease = lease or self._held
         current = self._leases.current()
         if current is not None and (lease is None or current.token != lease.token):
-            raise BankError(f"cannot move checkpoint {self.id} to {status}: it is busy "
-                            f"with {current.describe()}")
+            raise CheckpointBusyError(f"cannot move checkpoint {self.id} to {status}: it is "
+                                      f"busy with {current.describe()}")
         record = self._load()
-        old = record["status"]
-        allowed = allowed_transitions(old, copy_target=record.get("copied_from") is not None)
+        old = record.status
+        allowed = allowed_transitions(old, copy_target=record.copy_target)
         if status not in allowed:
             raise BankError(f"illegal transition {old} -> {status} for checkpoint {self.id}; "
                             f"allowed: {', '.join(allowed) or 'none'}")
         stamp = now_iso()
-        record.update(status=status, status_reason=reason, updated_at=stamp,
-                      next_steps=next_steps)
-        record["operations"].append(
-            history_entry("status", at=stamp, **{"from": old, "to": status, "reason": reason}))
+        change = StatusChange(old, status, reason, at=stamp)
+        record = attrs.evolve(record, status=status, status_reason=reason, updated_at=stamp,
+                              next_steps=next_steps, operations=(*record.operations, change))
         if status in IN_PROGRESS_STATUSES:  # gc finds it here if its operation dies
             self.bank.update_object(IN_PROGRESS + self.id, b"")
         self._write(record)
@@ -314,34 +326,40 @@ class Checkpoint:
         """Record one resource's status (``TYPE#ID`` key or a Resource)."""
         key = resource.key if isinstance(resource, Resource) else resource
         self.bank.update_object(f"{self.prefix}resources/{segment(key)}",
-                                {"status": status, "reason": reason, "updated_at": now_iso()})
+                                ResourceStatus(status, reason, now_iso()).to_json())
 
-    def set_resource_statuses(self, statuses: Mapping[str, Mapping[str, Any]]) -> None:
+    def set_resource_statuses(self, statuses: Mapping[str, ResourceStatus]) -> None:
         """Record every resource's status at once, as the framework does at the
         end of an operation: one object, whatever the number of resources.
 
-        ``statuses`` maps resource keys to ``{"status": ..., "reason": ...}``;
-        these take precedence over :meth:`set_resource_status`'s.
+        These take precedence over :meth:`set_resource_status`'s.
         """
         stamp = now_iso()
-        value = {k: {"status": v["status"], "reason": v.get("reason"), "updated_at": stamp}
-                 for k, v in sorted(statuses.items())}
-        self.bank.update_object(self.prefix + "statuses", value)
+        self.bank.update_object(self.prefix + "statuses", {
+            key: attrs.evolve(value, updated_at=stamp).to_json()
+            for key, value in sorted(statuses.items())})
 
     @property
-    def resources(self) -> dict[str, dict[str, Any]]:
-        """``{resource key: {"status": ..., "reason": ...}}``, freshly read."""
+    def resources(self) -> dict[str, ResourceStatus]:
+        """Each resource's status by key, freshly read.
+
+        Raises
+        ------
+        CorruptObjectError
+            If a status does not read.
+        """
         base = self.prefix + "resources/"
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, ResourceStatus] = {}
         for key in self.bank.list_objects(base):
-            value = self.bank.get_object(key)
-            out[unsegment(key[len(base):])] = {"status": value["status"],
-                                               "reason": value["reason"]}
-        if self.bank.has_object(self.prefix + "statuses"):
-            bulk = self.bank.get_object(self.prefix + "statuses")
-            if isinstance(bulk, dict):
-                for key, value in bulk.items():
-                    out[key] = {"status": value["status"], "reason": value["reason"]}
+            failing = Stored(key, self.bank.url).failing("resource status")
+            out[unsegment(key[len(base):])] = ResourceStatus.from_json(
+                self.bank.get_object(key), failing)
+        bulk_key = self.prefix + "statuses"
+        if self.bank.has_object(bulk_key):
+            fields = Stored(bulk_key, self.bank.url).fields(
+                self.bank.get_object(bulk_key), "resource statuses")
+            for key, value in fields.data.items():
+                out[key] = ResourceStatus.from_json(value, within(fields.fail, key))
         return dict(sorted(out.items()))
 
     # -- the lease ----------------------------------------------------------------
@@ -365,13 +383,13 @@ class Checkpoint:
 
         Raises
         ------
-        BankError
+        CheckpointBusyError
             If another operation holds it: the message names that operation.
         """
         lease = self._leases.acquire(operation, owner, ttl=ttl, now=now,
                                      reclaim_dead=reclaim_dead)
         self._held = lease
-        self._append_history(history_entry("start", operation=operation, owner=owner))
+        self._append_history(LeaseEvent("start", operation, owner))
         return lease
 
     def renew(self, lease: Lease | None = None, *, ttl: float = DEFAULT_LEASE_TTL) -> Lease:
@@ -394,8 +412,7 @@ class Checkpoint:
         if lease is None:
             return
         with contextlib.suppress(BankError):  # the record may be gone (gc, remove)
-            self._append_history(history_entry("end", operation=lease.operation,
-                                               owner=lease.owner))
+            self._append_history(LeaseEvent("end", lease.operation, lease.owner))
         self._leases.release(lease)
         self._held = None
 
@@ -406,7 +423,7 @@ class Checkpoint:
 
         Raises
         ------
-        BankError
+        CheckpointBusyError
             If another operation holds the checkpoint.
         """
         lease = self.acquire(operation, owner, ttl=ttl)
@@ -442,8 +459,13 @@ class Checkpoint:
 
     def save_run(self, run: RunRecord) -> None:
         """Store ``run`` (atomically replacing its previous state)."""
-        self.bank.update_object(f"{self.prefix}runs/{check_checkpoint_id(run.id)}",
-                                run.to_json())
+        self.bank.update_object(self._run_key(run.id), run.to_json())
+
+    def _run_key(self, run_id: str) -> str:
+        return f"{self.prefix}runs/{check_checkpoint_id(run_id)}"
+
+    def _read_run(self, key: str) -> RunRecord:
+        return RunRecord.from_json(self.bank.get_object(key), Stored(key, self.bank.url))
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run record ``run_id``.
@@ -452,11 +474,19 @@ class Checkpoint:
         ------
         BankError
             If there is no such run.
+        CorruptObjectError
+            If it does not read as a run record.
         """
-        return RunRecord.from_json(
-            self.bank.get_object(f"{self.prefix}runs/{check_checkpoint_id(run_id)}"))
+        return self._read_run(self._run_key(run_id))
 
     def list_runs(self, limit: int | None = None) -> list[RunRecord]:
-        """Run records, newest first."""
+        """Run records, newest first.
+
+        Raises
+        ------
+        CorruptObjectError
+            If one does not read as a run record.
+        """
         keys = self.bank.list_objects(self.prefix + "runs/", limit=limit, sort_dir="desc")
-        return [RunRecord.from_json(self.bank.get_object(k)) for k in keys]
+        return [self._read_run(key) for key in keys]
+

@@ -25,14 +25,14 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
 
 from protectflow._paths import TEMP_PREFIX
 from protectflow.bank.catalog.checkpoint import CHECKPOINTS, IN_PROGRESS, Checkpoint
 from protectflow.bank.catalog.lease import Lease, LeaseKeeper, owner_is_dead
-from protectflow.bank.catalog.record import check_checkpoint_id
+from protectflow.bank.catalog.record import CheckpointRecord, check_checkpoint_id
 from protectflow.bank.chunks.refs import free_checkpoint
 from protectflow.bank.objects._backend import LocalBackend
 from protectflow.bank.objects.store import Bank
@@ -50,7 +50,7 @@ class Catalog(Protocol):
 
     def remove(self, checkpoint_id: str) -> None: ...
 
-    def ensure_indexed(self, record: dict[str, Any]) -> None: ...
+    def ensure_indexed(self, record: CheckpointRecord) -> None: ...
 
     def ensure_index(self) -> None: ...
 
@@ -117,10 +117,10 @@ def _remove_corrupt_leases(bank: Bank) -> Iterator[str]:
                 yield from _keeper(Checkpoint(bank, name)).remove_corrupt()
 
 
-def _target(record: dict[str, object]) -> str | None:
+def _target(record: CheckpointRecord) -> str | None:
     """The status gc moves a dead operation's checkpoint to; None if done."""
-    status = record["status"]
-    if status == COPYING and record.get("copied_from") is None:
+    status = record.status
+    if status == COPYING and not record.copy_target:
         return AVAILABLE
     if status in (PROTECTING, COPYING):
         return ERROR
@@ -160,7 +160,7 @@ def _collect(checkpoint: Checkpoint, catalog: Catalog, *, now: float | None,
             return freed
         checkpoint.drop_reserve()  # the dead operation's last writes will not come
         checkpoint.transition(target, lease=lease,
-                              reason=f"gc: the lease of {record['owner']} expired"
+                              reason=f"gc: the lease of {record.owner} expired"
                               if current is None else
                               f"gc: its owner {current.owner} is a process that is gone")
         catalog.ensure_indexed(record)  # it may have died before indexing

@@ -31,8 +31,9 @@ from typing import Any
 
 import attrs
 
+from protectflow._fields import Fail, Fields
 from protectflow.bank.objects.store import Bank
-from protectflow.errors import BankError
+from protectflow.errors import BankError, CheckpointBusyError, CorruptObjectError
 
 __all__ = ["Lease", "owner_is_dead"]
 
@@ -96,21 +97,19 @@ class Lease:
         return attrs.asdict(self)
 
     @classmethod
-    def from_json(cls, data: Any) -> Lease:
-        """The lease stored as ``data``.
+    def from_json(cls, data: object, fail: Fail) -> Lease:
+        """The lease :meth:`to_json` wrote.
 
         Raises
         ------
-        TypeError, ValueError
-            If ``data`` is not a lease's JSON.
+        Exception
+            What ``fail`` makes, naming the field missing or of the wrong type.
         """
-        if not isinstance(data, dict):
-            raise TypeError(f"a {type(data).__name__}, not an object")
-        lease = cls(**data)
-        if not (isinstance(lease.owner, str) and isinstance(lease.generation, int)
-                and isinstance(lease.expires_at, (int, float))):
-            raise ValueError("a field of the wrong type")
-        return lease
+        fields = Fields(data, "lease", fail)
+        return cls(owner=fields.get("owner", str), operation=fields.get("operation", str),
+                   expires_at=float(fields.get("expires_at", float)),
+                   generation=fields.get("generation", int), token=fields.get("token", str),
+                   released=fields.default("released", bool, False))
 
 
 class LeaseKeeper:
@@ -129,7 +128,7 @@ class LeaseKeeper:
 
         Raises
         ------
-        BankError
+        CorruptObjectError
             If the newest generation is corrupt: nobody can tell whether it
             is held (``protectflow checkpoints gc`` removes it).
         """
@@ -140,15 +139,16 @@ class LeaseKeeper:
                 if not self.bank.has_object(key):
                     continue  # pruned between the listing and the read
                 raise self._corrupt(key, str(err)) from None
-            try:
-                return Lease.from_json(value)
-            except (TypeError, ValueError, KeyError) as err:
-                raise self._corrupt(key, f"not a lease: {err}") from None
+            return Lease.from_json(value, self._failing(key))
         return None
 
-    def _corrupt(self, key: str, why: str) -> BankError:
-        return BankError(f"the lease of {self.name} is corrupt ({key} in {self.bank.url}: "
-                         f"{why}); `protectflow checkpoints gc` removes it")
+    def _failing(self, key: str) -> Fail:
+        return lambda why: self._corrupt(key, f"not a lease: {why}")
+
+    def _corrupt(self, key: str, why: str) -> CorruptObjectError:
+        return CorruptObjectError(f"the lease of {self.name} is corrupt ({key} in "
+                                  f"{self.bank.url}: {why}); `protectflow checkpoints gc` "
+                                  "removes it", key=key)
 
     def remove_corrupt(self) -> list[str]:
         """Replace each generation that cannot be read as a lease with a
@@ -157,8 +157,8 @@ class LeaseKeeper:
         replaced = []
         for key in self.bank.list_objects(self.base):
             try:
-                Lease.from_json(self.bank.get_object(key))
-            except (BankError, TypeError, ValueError, KeyError):
+                Lease.from_json(self.bank.get_object(key), self._failing(key))
+            except BankError:
                 freed = Lease(owner="protectflow-gc", operation="gc", expires_at=0.0,
                               generation=int(key.rsplit("/", 1)[1]), token=uuid.uuid4().hex,
                               released=True)
@@ -179,15 +179,15 @@ class LeaseKeeper:
 
         Raises
         ------
-        BankError
+        CheckpointBusyError
             If another operation holds it, naming that operation.
         """
         for _ in range(_RACE_RETRIES):
             latest = self.latest()
             if latest is not None and latest.active(now) and not (
                     reclaim_dead and owner_is_dead(latest.owner)):
-                raise BankError(f"{self.name} is busy: {latest.describe()}; wait for it "
-                                "to finish or for its lease to expire")
+                raise CheckpointBusyError(f"{self.name} is busy: {latest.describe()}; wait "
+                                          "for it to finish or for its lease to expire")
             start = time.time() if now is None else now
             lease = Lease(owner=owner, operation=operation, expires_at=start + ttl,
                           generation=1 if latest is None else latest.generation + 1,
@@ -195,15 +195,15 @@ class LeaseKeeper:
             if self.bank.create_object(self._key(lease.generation), lease.to_json()):
                 self._prune(lease.generation)
                 return lease
-        raise BankError(f"{self.name} is contended: could not take its lease for "
-                        f"{operation} in {_RACE_RETRIES} tries")
+        raise CheckpointBusyError(f"{self.name} is contended: could not take its lease for "
+                                  f"{operation} in {_RACE_RETRIES} tries")
 
     def _check_held(self, lease: Lease, action: str) -> None:
         latest = self.latest()
         if latest is None or latest.token != lease.token:
             holder = latest.describe() if latest is not None else "nobody"
-            raise BankError(f"cannot {action} the lease of {self.name} for "
-                            f"{lease.operation}: it was lost; now held by {holder}")
+            raise CheckpointBusyError(f"cannot {action} the lease of {self.name} for "
+                                      f"{lease.operation}: it was lost; now held by {holder}")
 
     def renew(self, lease: Lease, *, ttl: float) -> Lease:
         """Extend a held lease to ``ttl`` seconds from now.
@@ -211,7 +211,9 @@ class LeaseKeeper:
         Raises
         ------
         BankError
-            If the lease expired or another process took it.
+            If the lease expired.
+        CheckpointBusyError
+            If another process took it.
         """
         if not lease.active():
             raise BankError(f"cannot renew the lease of {self.name} for {lease.operation}: "
@@ -220,8 +222,8 @@ class LeaseKeeper:
         renewed = attrs.evolve(lease, expires_at=time.time() + ttl)
         self.bank.update_object(self._key(lease.generation), renewed.to_json())
         if self.bank.has_object(self._key(lease.generation + 1)):
-            raise BankError(f"cannot renew the lease of {self.name} for {lease.operation}: "
-                            "another process took it over")
+            raise CheckpointBusyError(f"cannot renew the lease of {self.name} for "
+                                      f"{lease.operation}: another process took it over")
         return renewed
 
     def release(self, lease: Lease) -> None:

@@ -1,17 +1,28 @@
-"""Run records: one restore, verify, copy or delete run of a checkpoint."""
+"""Run records: one restore, verify, copy or delete run of a checkpoint.
+
+A run record is the JSON object ``checkpoints/ID/runs/RUN`` (format
+:data:`RUN_FORMAT_VERSION`): :meth:`RunRecord.to_json` writes it and
+:meth:`RunRecord.from_json` reads it back, its version and fields checked.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
+from protectflow._fields import Fields, within
 from protectflow._util import now_iso
+from protectflow.bank.catalog.stored import Stored
+from protectflow.dag.outcomes import ResourceStatus, StatusUpdate
 
-__all__ = ["RUN_FORMAT_VERSION", "RunRecord", "new_run_id"]
+__all__ = ["RUNNING", "RUN_FORMAT_VERSION", "RunRecord", "last_reports", "new_run_id"]
 
 RUN_FORMAT_VERSION = 1
+#: A run record's status until its run ends (``success`` or ``error``).
+RUNNING = "running"
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -20,7 +31,19 @@ def new_run_id(now: float | None = None) -> str:
     return f"{stamp}-{uuid.uuid4().hex[:8]}"
 
 
-@attrs.define
+def last_reports(updates: Iterable[StatusUpdate]) -> dict[str, StatusUpdate]:
+    """The last report of each resource among ``updates``: a later one (by
+    ``time``; of two at the same time, the one given last) replaces an
+    earlier one, whatever the order they are given in."""
+    last: dict[str, StatusUpdate] = {}
+    for update in updates:
+        known = last.get(update.key)
+        if known is None or known.time <= update.time:
+            last[update.key] = update
+    return last
+
+
+@attrs.frozen
 class RunRecord:
     """What one operation on a checkpoint did.
 
@@ -31,15 +54,14 @@ class RunRecord:
     checkpoint_id, operation, owner : str
     status : str
         ``running``, ``success`` or ``error``.
-    resources : dict
-        ``{resource key: {"status": ..., "reason": ...}}``.
-    new_resources : dict
-        For restore: ``{resource key: new resource id}``.
-    status_updates : dict
+    resources : mapping
+        Each resource's :class:`~protectflow.dag.outcomes.ResourceStatus` by key.
+    new_resources : mapping
+        For restore: what the hooks published, ``{resource key: new resource id}``.
+    status_updates : mapping
         What the hooks reported through Karbor's ``restore``, ``verify`` or
-        ``checkpoint_copy`` object: ``{resource key: {"status", "reason",
-        "time"}}``, the last report of each resource (a record written
-        before these were kept has none).
+        ``checkpoint_copy`` object, the last report of each resource by its
+        key (a record written before these were kept has none).
     started_at, finished_at : str or None
         ISO 8601 UTC.
     """
@@ -48,33 +70,62 @@ class RunRecord:
     checkpoint_id: str
     operation: str
     owner: str
-    status: str = "running"
-    resources: dict[str, dict[str, Any]] = attrs.field(factory=dict)
-    new_resources: dict[str, str] = attrs.field(factory=dict)
-    status_updates: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    status: str = RUNNING
+    resources: Mapping[str, ResourceStatus] = attrs.field(factory=dict, hash=False)
+    new_resources: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
+    status_updates: Mapping[str, StatusUpdate] = attrs.field(factory=dict, hash=False)
     started_at: str = attrs.field(factory=now_iso)
     finished_at: str | None = None
 
-    def set_resource(self, key: str, status: str, reason: str | None = None) -> None:
-        """Record the outcome for one resource."""
-        self.resources[key] = {"status": status, "reason": reason}
-
-    def report_status(self, key: str, status: str, reason: str | None, time: float) -> None:
-        """Keep a hook's report of resource ``key``'s ``status``; a later
-        report (by ``time``, epoch seconds) replaces an earlier one."""
-        known = self.status_updates.get(key)
-        if known is None or known["time"] <= time:
-            self.status_updates[key] = {"status": status, "reason": reason, "time": time}
-
-    def finish(self, status: str) -> None:
-        """Mark the run finished with ``status`` (``success`` or ``error``)."""
-        self.status = status
-        self.finished_at = now_iso()
+    def finished(self, status: str, *, resources: Mapping[str, ResourceStatus],
+                 new_resources: Mapping[str, Any],
+                 status_updates: Mapping[str, StatusUpdate]) -> RunRecord:
+        """This run, finished now with ``status`` (``success`` or ``error``)
+        and what it did."""
+        return attrs.evolve(self, status=status, resources=dict(resources),
+                            new_resources=dict(new_resources),
+                            status_updates=dict(status_updates), finished_at=now_iso())
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": RUN_FORMAT_VERSION, **attrs.asdict(self)}
+        """The record as the bank holds it (and ``checkpoints show --json`` prints it)."""
+        return {
+            "version": RUN_FORMAT_VERSION, "id": self.id, "checkpoint_id": self.checkpoint_id,
+            "operation": self.operation, "owner": self.owner, "status": self.status,
+            "resources": {k: v.to_json() for k, v in self.resources.items()},
+            "new_resources": dict(self.new_resources),
+            "status_updates": {k: {"status": u.status, "reason": u.reason, "time": u.time}
+                               for k, u in self.status_updates.items()},
+            "started_at": self.started_at, "finished_at": self.finished_at,
+        }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunRecord:
-        fields = {k: v for k, v in data.items() if k != "version"}
-        return cls(**fields)
+    def from_json(cls, data: object, source: Stored) -> RunRecord:
+        """The record :meth:`to_json` wrote, read from ``source``.
+
+        Raises
+        ------
+        CorruptObjectError
+            Naming the record and the first field missing or of the wrong type.
+        BankError
+            If it is of another format version.
+        """
+        fields = source.fields(data, "run record", version=RUN_FORMAT_VERSION)
+        return cls(
+            id=fields.get("id", str), checkpoint_id=fields.get("checkpoint_id", str),
+            operation=fields.get("operation", str), owner=fields.get("owner", str),
+            status=fields.get("status", str),
+            resources={k: ResourceStatus.from_json(v, within(fields.fail, f"resources: {k}"))
+                       for k, v in fields.get("resources", dict).items()},
+            new_resources=fields.default("new_resources", dict, {}),
+            status_updates={k: _update(k, v, fields)
+                            for k, v in fields.default("status_updates", dict, {}).items()},
+            started_at=fields.get("started_at", str),
+            finished_at=fields.optional("finished_at", str),
+        )
+
+
+def _update(key: str, data: object, fields: Fields) -> StatusUpdate:
+    """A run record's status update of resource ``key``, kept without its key."""
+    fail = within(fields.fail, f"status_updates: {key}")
+    body = Fields(data, "status update", fail)
+    return StatusUpdate.from_json({**body.data, "resource": key}, fail)

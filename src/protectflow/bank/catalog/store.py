@@ -20,7 +20,6 @@ import contextlib
 import difflib
 import os
 import uuid
-from typing import Any
 
 from protectflow._paths import segment
 from protectflow._util import now_iso
@@ -31,9 +30,16 @@ from protectflow.bank.catalog.checkpoint import (
     Checkpoint,
 )
 from protectflow.bank.catalog.gc import collect
-from protectflow.bank.catalog.record import check_checkpoint_id, new_record
+from protectflow.bank.catalog.record import (
+    CheckpointRecord,
+    CopiedFrom,
+    check_checkpoint_id,
+    new_record,
+)
 from protectflow.bank.objects.store import Bank
-from protectflow.errors import BankError
+from protectflow.dag.plan import Plan
+from protectflow.dag.resource_graph import ResourceGraph
+from protectflow.errors import BankError, CheckpointNotFoundError
 from protectflow.states import IN_PROGRESS_STATUSES
 
 __all__ = ["CheckpointStore"]
@@ -49,14 +55,6 @@ def index_suffix(created_at: str, checkpoint_id: str) -> str:
     day, clock = created_at.rstrip("Z").split("T")
     return "{}/{}-{}".format(day.replace("-", "/"), clock.replace(":", "").replace(".", ""),
                              checkpoint_id)
-
-
-def plan_name(plan: dict[str, Any]) -> str:
-    """The name a plan is indexed by: its ``name``."""
-    name = plan.get("name")
-    if not isinstance(name, str) or not name:
-        raise BankError(f"a checkpoint's plan needs a non-empty 'name'; got {name!r}")
-    return name
 
 
 class CheckpointStore:
@@ -83,12 +81,12 @@ class CheckpointStore:
 
     def create(
         self,
-        plan: dict[str, Any],
-        resource_graph: dict[str, Any],
+        plan: Plan,
+        resource_graph: ResourceGraph,
         dag_fingerprint: str,
         owner: str,
         *,
-        copied_from: dict[str, Any] | None = None,
+        copied_from: CopiedFrom | None = None,
         lease_ttl: float = DEFAULT_LEASE_TTL,
         now: float | None = None,
     ) -> Checkpoint:
@@ -96,16 +94,16 @@ class CheckpointStore:
 
         Parameters
         ----------
-        plan : dict
+        plan : Plan
             The plan, with its parameters; its ``name`` indexes the checkpoint.
-        resource_graph : dict
-            The resource graph as JSON.
+        resource_graph : ResourceGraph
+            The resource graph the checkpoint holds.
         dag_fingerprint : str
             The fingerprint of the HookDAG that fills the checkpoint.
         owner : str
             Who runs the operation (a user, a host, a process).
-        copied_from : dict, optional
-            For a copy's target: the source (e.g. bank URL and checkpoint id).
+        copied_from : CopiedFrom, optional
+            For a copy's target: the source's bank URL and checkpoint id.
             The checkpoint then starts in ``copying`` instead of ``protecting``.
         lease_ttl : float
             Seconds the operation's lease lasts unless renewed.
@@ -123,12 +121,11 @@ class CheckpointStore:
         BankError
             If the plan has no name or the bank refuses the writes.
         """
-        name = plan_name(plan)
-        record = new_record(uuid.uuid4().hex, plan=plan, plan_name=name,
-                            resource_graph=resource_graph, dag_fingerprint=dag_fingerprint,
-                            owner=owner, copied_from=copied_from, created_at=now_iso(now))
+        record = new_record(uuid.uuid4().hex, plan=plan, resource_graph=resource_graph,
+                            dag_fingerprint=dag_fingerprint, owner=owner,
+                            copied_from=copied_from, created_at=now_iso(now))
         checkpoint = Checkpoint.create(self.bank, record, lease_ttl=lease_ttl, now=now)
-        self._index_new(checkpoint, name, record["created_at"])
+        self._index_new(checkpoint, record.plan_name, record.created_at)
         return checkpoint
 
     def _index_new(self, checkpoint: Checkpoint, plan: str, created_at: str) -> None:
@@ -150,8 +147,12 @@ class CheckpointStore:
 
         Raises
         ------
-        BankError
+        CheckpointNotFoundError
             If there is no such checkpoint.
+        CorruptObjectError
+            If its record does not read.
+        BankError
+            If the id is not valid.
         """
         return Checkpoint(self.bank, checkpoint_id).reload()
 
@@ -172,9 +173,10 @@ class CheckpointStore:
         Raises
         ------
         BankError
-            If the prefix is not a valid id segment; if it starts several
-            checkpoints' ids (the message lists them); or if it starts none
-            (the message suggests ids close to it).
+            If the prefix is not a valid id segment, or it starts several
+            checkpoints' ids (the message lists them).
+        CheckpointNotFoundError
+            If it starts none (the message suggests ids close to it).
         """
         check_checkpoint_id(prefix)
         if self._exists(prefix):
@@ -189,8 +191,8 @@ class CheckpointStore:
             raise BankError(f"checkpoint id {prefix!r} is ambiguous in {self.bank.url}: "
                             f"{len(matches)} checkpoints start with it; give more of the id:"
                             + shown + more)
-        raise BankError(f"no checkpoint {prefix!r} in {self.bank.url}"
-                        + self._suggest(prefix, ids))
+        raise CheckpointNotFoundError(f"no checkpoint {prefix!r} in {self.bank.url}"
+                                      + self._suggest(prefix, ids))
 
     def _exists(self, checkpoint_id: str) -> bool:
         return self.bank.has_object(f"{CHECKPOINTS}{checkpoint_id}/record")
@@ -240,8 +242,7 @@ class CheckpointStore:
         base = BY_DATE if plan is None else f"{BY_PLAN}{segment(plan)}/"
         marker_key = None
         if marker is not None:
-            record = self.get(marker).record
-            marker_key = base + index_suffix(record["created_at"], marker)
+            marker_key = base + index_suffix(self.get(marker).created_at, marker)
         keys = self._listing(base, limit, marker_key)
         if keys:
             # A missing key or a wrong password is the bank's problem, not
@@ -278,9 +279,8 @@ class CheckpointStore:
                 record = Checkpoint(self.bank, checkpoint_id).reload().record
             except BankError:
                 continue
-            keys.extend(self._index_keys(record["plan_name"], record["created_at"],
-                                         checkpoint_id))
-            if record["status"] in IN_PROGRESS_STATUSES:
+            keys.extend(self._index_keys(record.plan_name, record.created_at, checkpoint_id))
+            if record.status in IN_PROGRESS_STATUSES:
                 keys.append(IN_PROGRESS + checkpoint_id)
         return keys
 
@@ -318,12 +318,12 @@ class CheckpointStore:
 
         Raises
         ------
-        BankError
+        CheckpointNotFoundError
             If there is no such checkpoint.
         """
         checkpoint = self.get(checkpoint_id)
         record = checkpoint.record
-        keys = [*self._index_keys(record["plan_name"], record["created_at"], checkpoint_id),
+        keys = [*self._index_keys(record.plan_name, record.created_at, checkpoint_id),
                 IN_PROGRESS + checkpoint_id]
         # The record last but one and the lease last: a crash midway leaves a
         # checkpoint that get() still finds and remove() can finish.
@@ -335,7 +335,7 @@ class CheckpointStore:
             with contextlib.suppress(BankError):
                 self.bank.delete_object(key)
 
-    def ensure_indexed(self, record: dict[str, Any]) -> None:
+    def ensure_indexed(self, record: CheckpointRecord) -> None:
         """Write the index entries of the checkpoint of ``record`` that are missing.
 
         Raises
@@ -343,7 +343,7 @@ class CheckpointStore:
         BankError
             If the bank refuses the write.
         """
-        for key in self._index_keys(record["plan_name"], record["created_at"], record["id"]):
+        for key in self._index_keys(record.plan_name, record.created_at, record.id):
             if not self.bank.has_object(key):
                 self.bank.update_object(key, b"")
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from protectflow.bank.objects.crypto import KIND_MARKER, Keyring
-from protectflow.errors import BankError
+from protectflow.errors import BankError, CorruptObjectError
 
 __all__ = ["KIND_BYTES", "KIND_JSON", "KIND_STR", "MARKER_AREAS", "Parts", "Value", "decode",
            "encode_body", "encode_parts"]
@@ -93,4 +93,4 @@ def decode(data: bytes, key: str, keyring: Keyring) -> Value:
             return body.decode("utf-8")
         return json.loads(body)
     except (UnicodeDecodeError, ValueError) as err:
-        raise BankError(f"bank object {key!r} is corrupt: {err}") from err
+        raise CorruptObjectError(f"bank object {key!r} is corrupt: {err}", key=key) from err

@@ -8,6 +8,9 @@ objects that a reader needs before it has a key::
                         derives a key from the password, AES-256-GCM wraps
                         the master key with the bank's id as associated data
 
+(documents of their own, :class:`~._keydocs.BankConfig` and
+:class:`~._keydocs.PasswordEntry`, read and checked in :mod:`._keydocs`).
+
 The master key is never in the bank in clear. Where no password was given
 when the bank was made, it lives in a key file in the user's config folder,
 ``<config dir>/protectflow/keys/<bank id>.key`` (folder 0700, file 0600), so a
@@ -25,7 +28,6 @@ belong together.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import getpass
 import json
@@ -33,92 +35,28 @@ import os
 import sys
 import threading
 import uuid
-from typing import Any, TypeGuard
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from typing import Any
 
 from protectflow._paths import TEMP_PREFIX
-from protectflow._util import now_iso
 from protectflow.bank.objects._backend import private_makedirs
+from protectflow.bank.objects._keydocs import (
+    BANK_VERSION,
+    CONFIG,
+    BankConfig,
+    PasswordEntry,
+    b64,
+    unb64,
+)
 from protectflow.bank.objects.crypto import MASTER_KEY_LEN, Keyring
-from protectflow.errors import BankError
+from protectflow.errors import BankError, BankLockedError, CorruptObjectError
 
 __all__ = ["CONFIG", "KEYS", "BankConfig", "create_bank", "unlock"]
 
-CONFIG = "config"
 KEYS = "keys/"
-BANK_FORMAT = "protectflow-bank"
-BANK_VERSION = 2
-#: scrypt's cost: 2^15 x 8 x 128 bytes = 32 MiB of memory, ~0.1 s per try.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 15, 8, 1
 PASSWORD_ENV = "PROTECTFLOW_PASSWORD"
 PASSWORD_FILE_ENV = "PROTECTFLOW_PASSWORD_FILE"
 _UNLOCKED: dict[tuple[str, bytes], Keyring] = {}  # one unlock per bank per process
 _UNLOCK_LOCK = threading.Lock()
-
-
-def b64(data: bytes) -> str:
-    """``data`` in base64."""
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(text: object, what: str) -> bytes:
-    try:
-        return base64.b64decode(str(text), validate=True)
-    except ValueError as err:
-        raise BankError(f"{what} is damaged: {err}") from err
-
-
-class BankConfig:
-    """A bank's clear config: its format version and id."""
-
-    def __init__(self, data: dict[str, Any], raw: bytes) -> None:
-        self.data = data
-        self.raw = raw
-        self.id = str(data["id"])
-
-    @classmethod
-    def parse(cls, raw: bytes, url: str) -> BankConfig:
-        """Read ``config``.
-
-        Raises
-        ------
-        BankError
-            If it is not a config of a format this protectflow reads.
-        """
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict) or data.get("format") != BANK_FORMAT \
-                or not isinstance(data.get("id"), str) or not data["id"].isalnum():
-            raise BankError(f"the bank {url} has a damaged config object; restore it from "
-                            "a copy of the bank")
-        if data.get("version") != BANK_VERSION:
-            raise BankError(f"the bank {url} has format version {data.get('version')!r}; "
-                            f"this protectflow reads version {BANK_VERSION}: use the "
-                            "protectflow that wrote it")
-        return cls(data, raw)
-
-    def check(self, keyring: Keyring, url: str) -> None:
-        """Check the config's ``mac`` under ``keyring``.
-
-        Raises
-        ------
-        BankError
-            If the key does not belong to this config.
-        """
-        if self.data.get("mac") != keyring.mac(_mac_text(self.data)):
-            raise BankError(f"the key found for bank {url} (fingerprint "
-                            f"{keyring.fingerprint}) does not match its config: the config "
-                            "was changed, or the key belongs to another bank")
-
-
-def _mac_text(data: dict[str, Any]) -> bytes:
-    body = {k: v for k, v in data.items() if k != "mac"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 # -- the key file -------------------------------------------------------------------
@@ -161,8 +99,8 @@ def read_key_file(path: str, bank_id: str | None = None) -> bytes | None:
 
     Raises
     ------
-    BankError
-        If the file is damaged or belongs to another bank.
+    BankLockedError
+        If the file cannot be read, is damaged or belongs to another bank.
     """
     try:
         with open(path, encoding="utf-8") as f:
@@ -170,13 +108,19 @@ def read_key_file(path: str, bank_id: str | None = None) -> bytes | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:
-        raise BankError(f"cannot read the key file {path}: {err}") from err
+        raise BankLockedError(f"cannot read the key file {path}: {err}",
+                              BankLockedError.MISSING if isinstance(err, OSError)
+                              else BankLockedError.WRONG) from err
     if not isinstance(data, dict) or (bank_id is not None and data.get("bank") != bank_id):
-        raise BankError(f"the key file {path} is not the key of bank {bank_id}")
-    master = _unb64(data.get("master_key"), f"the key file {path}")
+        raise BankLockedError(f"the key file {path} is not the key of bank {bank_id}",
+                              BankLockedError.WRONG)
+    try:
+        master = unb64(data.get("master_key"), f"the key file {path}")
+    except BankError as err:
+        raise BankLockedError(str(err), BankLockedError.WRONG) from err
     if len(master) != MASTER_KEY_LEN:
-        raise BankError(f"the key file {path} is damaged: its key is not "
-                        f"{MASTER_KEY_LEN} bytes")
+        raise BankLockedError(f"the key file {path} is damaged: its key is not "
+                              f"{MASTER_KEY_LEN} bytes", BankLockedError.WRONG)
     return master
 
 
@@ -187,7 +131,7 @@ def env_password(password_file: str | None = None) -> str | None:
 
     Raises
     ------
-    BankError
+    BankLockedError
         If the password file cannot be read.
     """
     if password_file is None:
@@ -201,48 +145,8 @@ def env_password(password_file: str | None = None) -> str | None:
         with open(password_file, encoding="utf-8") as f:
             return f.read().rstrip("\r\n")
     except OSError as err:
-        raise BankError(f"cannot read the password file {password_file}: {err}") from err
-
-
-def _kek(password: str, salt: bytes, params: dict[str, Any]) -> bytes:
-    n, r, p = (params.get(k) for k in ("n", "r", "p"))
-    # Checked before deriving: a tampered entry could ask for terabytes, and
-    # what is not a whole power of two (a string, a float, 1e400) is nothing
-    # protectflow wrote -- never converted, so nothing reaches scrypt unchecked.
-    if not (_whole(n) and _whole(r) and _whole(p) and n & (n - 1) == 0
-            and 1 << 14 <= n <= 1 << 20 and 1 <= r <= 32 and 1 <= p <= 16):
-        raise BankError(f"a password entry asks for scrypt n={n!r}, r={r!r}, p={p!r}: "
-                        f"refused (protectflow writes n={SCRYPT_N}, r={SCRYPT_R}, "
-                        f"p={SCRYPT_P}): the entry was changed; restore the bank's keys/ "
-                        "from a copy")
-    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(password.encode("utf-8"))
-
-
-def _whole(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def wrap(master: bytes, password: str, bank_id: str) -> dict[str, Any]:
-    """A password entry (``keys/<id>``) wrapping ``master``."""
-    salt, nonce = os.urandom(16), os.urandom(12)
-    params = {"n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P}
-    wrapped = AESGCM(_kek(password, salt, params)).encrypt(nonce, master, bank_id.encode())
-    return {"kdf": "scrypt", **params, "salt": b64(salt), "nonce": b64(nonce),
-            "wrapped": b64(wrapped), "created_at": now_iso()}
-
-
-def unwrap(entry: object, password: str, bank_id: str) -> bytes | None:
-    """The master key in a password entry, or None if the password is wrong."""
-    if not isinstance(entry, dict) or entry.get("kdf") != "scrypt":
-        return None
-    kek = _kek(password, _unb64(entry.get("salt"), "a password entry"), entry)
-    try:
-        master = AESGCM(kek).decrypt(_unb64(entry.get("nonce"), "a password entry"),
-                                     _unb64(entry.get("wrapped"), "a password entry"),
-                                     bank_id.encode())
-    except InvalidTag:
-        return None
-    return master if len(master) == MASTER_KEY_LEN else None
+        raise BankLockedError(f"cannot read the password file {password_file}: {err}"
+                              ) from err
 
 
 # -- unlocking and creating -----------------------------------------------------------
@@ -260,7 +164,7 @@ def read_config(backend: Any, url: str) -> BankConfig | None:
         return None
     except OSError as err:
         raise BankError(f"cannot read the config of bank {url}: {err}") from err
-    return BankConfig.parse(raw, url)
+    return BankConfig.from_json(raw, url)
 
 
 def old_format_error(url: str) -> BankError:
@@ -278,16 +182,20 @@ def has_foreign_objects(backend: Any) -> bool:
                for name, _ in backend.listdir(""))
 
 
-def password_entries(backend: Any) -> dict[str, object]:
-    """The bank's password entries by key id."""
-    out: dict[str, object] = {}
+def password_entries(backend: Any) -> dict[str, PasswordEntry | None]:
+    """The bank's password entries by key id; None for one that is damaged
+    (another entry may still unlock)."""
+    out: dict[str, PasswordEntry | None] = {}
     for name, is_dir in backend.listdir(KEYS.rstrip("/")):
         if is_dir or name.startswith(TEMP_PREFIX):
             continue
         try:
-            out[name] = json.loads(backend.read(KEYS + name))
-        except (OSError, ValueError):
-            continue  # damaged: another entry may still unlock
+            out[name] = PasswordEntry.from_json(json.loads(backend.read(KEYS + name)),
+                                                CorruptObjectError)
+        except ValueError:  # not JSON, or not an entry (CorruptObjectError too)
+            out[name] = None
+        except OSError:
+            continue  # gone since the listing
     return out
 
 
@@ -299,8 +207,11 @@ def unlock(backend: Any, url: str, *, prompt: bool = True,
     Raises
     ------
     BankError
-        If the bank is of the old format, its key is missing or the password
-        wrong.
+        If the bank is of the old format.
+    BankLockedError
+        If its key is missing or the password wrong.
+    CorruptObjectError
+        If its config is damaged.
     """
     config = read_config(backend, url)
     if config is None:
@@ -324,15 +235,16 @@ def find_master(backend: Any, url: str, config: BankConfig, *, prompt: bool = Tr
 
     Raises
     ------
-    BankError
-        If no key is found or the password is wrong.
+    BankLockedError
+        If no key is found (``problem`` "missing") or the password is wrong
+        ("wrong").
     """
     master = read_key_file(key_file(config.id), config.id)
     if master is not None:
         return master, []
     entries = password_entries(backend)
     if not entries:
-        raise BankError(
+        raise BankLockedError(
             f"no key for bank {url} (id {config.id}): its key file {key_file(config.id)} "
             "is missing and the bank holds no password-wrapped key; import the key you "
             "exported with `protectflow key import FILE`")
@@ -340,13 +252,15 @@ def find_master(backend: Any, url: str, config: BankConfig, *, prompt: bool = Tr
     if password is None and prompt and sys.stdin is not None and sys.stdin.isatty():
         password = getpass.getpass(f"password of bank {url}: ")
     if password is None:
-        raise BankError(f"bank {url} is locked by a password: set ${PASSWORD_ENV}, or "
-                        "give --password-file (or $" + PASSWORD_FILE_ENV + ") a file "
-                        "holding it")
-    opened = {name: unwrap(entry, password, config.id) for name, entry in entries.items()}
+        raise BankLockedError(f"bank {url} is locked by a password: set ${PASSWORD_ENV}, "
+                              "or give --password-file (or $" + PASSWORD_FILE_ENV + ") a "
+                              "file holding it")
+    opened = {name: entry.unwrap(password, config.id)
+              for name, entry in entries.items() if entry is not None}
     found = [m for m in opened.values() if m is not None]
     if not found:
-        raise BankError(f"wrong password for bank {url}: no key of the bank opens with it")
+        raise BankLockedError(f"wrong password for bank {url}: no key of the bank opens "
+                              "with it", BankLockedError.WRONG)
     return found[0], sorted(name for name, m in opened.items() if m is not None)
 
 
@@ -355,7 +269,7 @@ def check_master(config: BankConfig, master: bytes, url: str) -> Keyring:
 
     Raises
     ------
-    BankError
+    BankLockedError
         If the key does not belong to the bank.
     """
     keyring = Keyring.from_master(master)
@@ -379,29 +293,26 @@ def create_bank(backend: Any, url: str, write_config: Any, *,
     master = os.urandom(MASTER_KEY_LEN)
     keyring = Keyring.from_master(master)
     bank_id = uuid.uuid4().hex
-    data: dict[str, Any] = {"format": BANK_FORMAT, "version": BANK_VERSION, "id": bank_id,
-                            "created_at": now_iso()}
-    data["mac"] = keyring.mac(_mac_text(data))
-    raw = json.dumps(data, sort_keys=True, indent=1).encode("utf-8")
+    config = BankConfig.new(bank_id, keyring)
     password = env_password(password_file)
     # The key first, then the config: a config never exists without its key.
     if password is not None:
         entry_key = KEYS + uuid.uuid4().hex[:16]
-        backend.write(entry_key, (json.dumps(wrap(master, password, bank_id)).encode(),))
+        entry = PasswordEntry.wrap(master, password, bank_id)
+        backend.write(entry_key, (json.dumps(entry.to_json()).encode(),))
         undo: Any = lambda: backend.delete(entry_key)  # noqa: E731
     else:
         path = write_key_file(bank_id, master, url)
         undo = lambda: os.unlink(path)  # noqa: E731
-    if not write_config(raw):  # lost a race with another process making the bank
+    if not write_config(config.raw):  # lost a race with another process making the bank
         with contextlib.suppress(OSError):
             undo()
         found = unlock(backend, url, password_file=password_file)
         if found is None:
             raise BankError(f"cannot make the bank {url}: its config vanished")
         return found
-    config = BankConfig(data, raw)
     with _UNLOCK_LOCK:
-        _UNLOCKED[(url, raw)] = keyring
+        _UNLOCKED[(url, config.raw)] = keyring
     return config, keyring
 
 

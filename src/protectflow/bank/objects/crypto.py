@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from protectflow.errors import BankError
+from protectflow.errors import BankError, CorruptObjectError
 
 __all__ = ["MAGIC", "MASTER_KEY_LEN", "Keyring"]
 
@@ -241,10 +241,10 @@ class Keyring:
         return kind, payload
 
     @staticmethod
-    def _failed(key: str, why: str) -> BankError:
-        return BankError(f"bank object {key!r} failed authentication: {why} (it is "
-                         "damaged, was tampered with or moved, or belongs to another "
-                         "bank); nothing was read from it")
+    def _failed(key: str, why: str) -> CorruptObjectError:
+        return CorruptObjectError(f"bank object {key!r} failed authentication: {why} (it is "
+                                  "damaged, was tampered with or moved, or belongs to another "
+                                  "bank); nothing was read from it", key=key)
 
 
 def _saves(packed: int, size: int) -> bool:

@@ -16,9 +16,10 @@ from typing import Any
 import attrs
 
 from protectflow.bank.objects import _keystore
+from protectflow.bank.objects._keydocs import BankConfig, PasswordEntry, b64
 from protectflow.bank.objects.crypto import fingerprint_of
 from protectflow.bank.objects.store import Bank
-from protectflow.errors import BankError
+from protectflow.errors import BankError, BankNotFoundError
 
 __all__ = ["KeyInfo", "add_password", "change_password", "export_key", "import_key",
            "show_fingerprint"]
@@ -38,16 +39,16 @@ class KeyInfo:
         return attrs.asdict(self, recurse=False) | {"passwords": list(self.passwords)}
 
 
-def _config(bank: Bank) -> _keystore.BankConfig:
+def _config(bank: Bank) -> BankConfig:
     config = _keystore.read_config(bank.backend, bank.url)
     if config is None:
         if _keystore.has_foreign_objects(bank.backend):
             raise _keystore.old_format_error(bank.url)
-        raise BankError(f"there is no bank at {bank.url} yet: a first protect makes it")
+        raise BankNotFoundError(f"there is no bank at {bank.url} yet: a first protect makes it")
     return config
 
 
-def _master(bank: Bank) -> tuple[_keystore.BankConfig, bytes, list[str]]:
+def _master(bank: Bank) -> tuple[BankConfig, bytes, list[str]]:
     config = _config(bank)
     master, opened = _keystore.find_master(bank.backend, bank.url, config,
                                            password_file=bank.password_file)
@@ -89,9 +90,10 @@ def add_password(bank: Bank, password: str) -> str:
         raise BankError("a bank's password cannot be empty")
     config, master, _ = _master(bank)
     entry_id = uuid.uuid4().hex[:16]
-    entry = _keystore.wrap(master, password, config.id)
+    entry = PasswordEntry.wrap(master, password, config.id)
     try:
-        bank.backend.write(_keystore.KEYS + entry_id, (json.dumps(entry).encode("utf-8"),))
+        bank.backend.write(_keystore.KEYS + entry_id,
+                           (json.dumps(entry.to_json()).encode("utf-8"),))
     except OSError as err:
         raise BankError(f"cannot write a key entry into bank {bank.url}: {err}") from err
     return entry_id
@@ -138,7 +140,7 @@ def export_key(bank: Bank, path: str) -> str:
     """
     config, master, _ = _master(bank)
     text = json.dumps({"bank": config.id, "url": bank.url,
-                       "master_key": _keystore.b64(master)}, indent=1)
+                       "master_key": b64(master)}, indent=1)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as f:

@@ -35,7 +35,7 @@ from protectflow.bank.objects._backend import (
 from protectflow.bank.objects._header import KIND_BYTES, Value, decode, encode_parts
 from protectflow.bank.objects._listing import walk
 from protectflow.bank.objects.crypto import Keyring
-from protectflow.errors import BankError, BankFullError, ProtectflowError
+from protectflow.errors import BankError, BankFullError, BankNotFoundError, ProtectflowError
 
 __all__ = ["Bank", "default_bank_url", "open_existing_bank"]
 
@@ -197,9 +197,12 @@ class Bank:
 
         Raises
         ------
+        BankNotFoundError
+            If the bank is not made yet.
+        BankLockedError
+            If its key is missing or the password wrong.
         BankError
-            If the bank is not made yet or of the old format, its key is
-            missing or the password wrong.
+            If it is of the old format.
         """
         if self._keyring is None:
             with self._key_lock:
@@ -207,8 +210,8 @@ class Bank:
                     found = _keystore.unlock(self.backend, self.url,
                                              password_file=self.password_file)
                     if found is None:
-                        raise BankError(f"the bank {self.url} holds nothing yet: no key to "
-                                        "read it with")
+                        raise BankNotFoundError(f"the bank {self.url} holds nothing yet: "
+                                                "no key to read it with")
                     self._keyring = found[1]
         return self._keyring
 
@@ -314,8 +317,12 @@ class Bank:
         Raises
         ------
         BankError
-            If the key is invalid or holds no object, or the object fails
-            authentication (the message names it).
+            If the key is invalid or holds no object.
+        CorruptObjectError
+            If the object fails authentication or does not parse (the
+            message names it).
+        BankLockedError
+            If the bank cannot be unlocked.
         """
         validate_key(key)
         with self._reading(key):
@@ -495,14 +502,16 @@ def open_existing_bank(
     Raises
     ------
     BankError
-        If the URL is malformed, or no bank is there.
+        If the URL is malformed.
+    BankNotFoundError
+        If no bank is there.
     MissingDependencyError
         If the URL's file system needs a package that is not installed.
     """
     bank = Bank(url, fsync=fsync, storage_options=storage_options,
                 password_file=password_file)
     if not bank.exists():
-        raise BankError(
+        raise BankNotFoundError(
             f"there is no bank at {bank.url!r}: check the --bank given (or "
             "$PROTECTFLOW_BANK, or the config file's bank); `protectflow protect` makes one"
         )
