@@ -192,7 +192,7 @@ def test_a_packed_file_whose_bytes_disagree_with_its_hash_is_refused(tmp_path: P
     target = tmp_path / "out"
     result = restore(bank, cid, target)
     assert not result.ok
-    reason = result.resources[f"{FS}#src"]["reason"]
+    reason = result.resources[f"{FS}#src"].reason
     assert "b.txt" in reason and "do not match its hash" in reason
     assert os.listdir(target) == []  # no staging folder, no half-restored tree
 
@@ -249,7 +249,7 @@ def test_a_manifest_entry_naming_a_parent_folder_is_refused_by_name(
     before = sorted(os.listdir(tmp_path))
     result = restore(bank, cid, tmp_path / "out")
     assert not result.ok
-    reason = result.resources[f"{FS}#src"]["reason"]
+    reason = result.resources[f"{FS}#src"].reason
     assert f"{path!r}: a '..' component" in reason, reason
     assert "refused, nothing was written" in reason
     assert os.strerror(errno.EEXIST) not in reason
