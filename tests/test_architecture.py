@@ -18,7 +18,9 @@ component of a lower layer, nothing else)::
     dag
     signals | _paths | _urls  SIGTERM as Ctrl-C; object paths and bank URLs, which
                               the compiler needs without loading the bank
-    states | errors | _util | _faults
+    states | errors | _util | _faults | _localfiles
+                              _localfiles: the private folders and files both
+                              the local plugins and the bank's key folder trust
 
 The import graph is read from the source with :mod:`ast`, so a module that is
 never imported by a test is checked all the same.
@@ -54,7 +56,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("bank.objects",),
     ("dag",),
     ("signals", "_paths", "_urls"),
-    ("states", "errors", "_util", "_faults"),
+    ("states", "errors", "_util", "_faults", "_localfiles"),
 )
 #: Subpackages that are layers of their own inside their component.
 SUBLAYERS = {"bank": ("objects", "chunks", "catalog"), "plugins": ("builtin",)}
