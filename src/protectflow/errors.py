@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "BankError",
+    "BankKeyError",
     "ChunkError",
     "CommandError",
     "ConfigError",
@@ -26,6 +27,7 @@ __all__ = [
     "PluginError",
     "PreflightError",
     "ProtectflowError",
+    "ProtectflowWarning",
     "RenderError",
     "RunFailed",
     "Terminated",
@@ -121,6 +123,12 @@ class BankError(ProtectflowError, ValueError):
     missing object or an illegal checkpoint transition."""
 
 
+class BankKeyError(BankError):
+    """The bank's key cannot be had: its key file is missing or refused, the
+    password is wrong or missing, or a key rotation has the bank. Nothing
+    was read from the bank, so nothing in it is known to be damaged."""
+
+
 class ChunkError(BankError):
     """A chunk that is missing or whose bytes do not hash to its name."""
 
@@ -161,6 +169,12 @@ class RunFailed(ProtectflowError):
     def __init__(self, message: str, report: object) -> None:
         self.report = report
         super().__init__(message)
+
+
+class ProtectflowWarning(UserWarning):
+    """Something the user should know that stopped nothing: a password entry
+    of a bank that cannot be read, keys crossing the network in clear. The
+    command line prints it as ``protectflow: warning: ...``."""
 
 
 class Terminated(KeyboardInterrupt):

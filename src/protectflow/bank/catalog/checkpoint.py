@@ -49,7 +49,7 @@ from protectflow.bank.catalog.runs import RunRecord, new_run_id
 from protectflow.bank.objects.section import BankSection
 from protectflow.bank.objects.store import Bank
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError
+from protectflow.errors import BankError, BankKeyError
 from protectflow.states import IN_PROGRESS_STATUSES
 
 __all__ = ["FORMAT_VERSION", "STATUSES", "Checkpoint", "allowed_transitions"]
@@ -168,6 +168,8 @@ class Checkpoint:
         key = self.prefix + "record"
         try:
             record = self.bank.get_object(key)
+        except BankKeyError:
+            raise  # no key to read it with: nothing is known of the record
         except BankError as err:
             if not self.bank.has_object(key):
                 raise BankError(f"no checkpoint {self.id!r} in bank {self.bank.url}; "

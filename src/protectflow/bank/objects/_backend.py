@@ -131,6 +131,15 @@ class LocalBackend:
         except IsADirectoryError:
             raise FileNotFoundError(key) from None
 
+    def read_limited(self, key: str, limit: int) -> bytes:
+        """At most ``limit`` bytes of the object (a clear object an attacker
+        may have made large: a config, a password entry)."""
+        try:
+            with open(self.path(key), "rb") as f:
+                return f.read(limit)
+        except IsADirectoryError:
+            raise FileNotFoundError(key) from None
+
     def read_into(self, key: str, buffers: ReadBuffers) -> memoryview:
         """The object's bytes, read into ``buffers.raw`` (grown as needed)."""
         try:
@@ -329,6 +338,14 @@ class FsspecBackend:
     def read(self, key: str) -> bytes:
         try:
             data: bytes = self.fs.cat_file(self.path(key))
+        except (IsADirectoryError, NotADirectoryError):
+            raise FileNotFoundError(key) from None
+        return data
+
+    def read_limited(self, key: str, limit: int) -> bytes:
+        """At most ``limit`` bytes of the object."""
+        try:
+            data: bytes = self.fs.cat_file(self.path(key), start=0, end=limit)
         except (IsADirectoryError, NotADirectoryError):
             raise FileNotFoundError(key) from None
         return data

@@ -15,17 +15,18 @@ bank made by the README's first command needs no extra step; ``protectflow key
 add-password`` then wraps it into the bank too, ``export``/``import`` carry it
 to another machine.
 
-Unlocking tries, in order: the key file named after the bank's id; the
-password from ``PROTECTFLOW_PASSWORD`` or the file ``PROTECTFLOW_PASSWORD_FILE``
-names (``--password-file`` on the command line names one that comes first);
-a prompt, if standard input is a terminal. The config's ``mac`` (a
-keyed hash under the unlocked key) then proves that the config and the key
-belong together.
+Unlocking tries, in order: the key file named after the bank's id (see
+:mod:`._keyfiles` for the checks its folder must pass); the password from
+``PROTECTFLOW_PASSWORD`` or the file ``PROTECTFLOW_PASSWORD_FILE`` names
+(``--password-file`` on the command line names one that comes first); a
+prompt, if standard input is a terminal -- against the password entries, as
+:mod:`._passwords` bounds them. The config's ``mac`` (a keyed hash under the
+unlocked key) then proves that the config and the key belong together. A
+bank in the middle of a key rotation (:mod:`._rotating`) is not unlocked.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import getpass
 import json
@@ -33,17 +34,25 @@ import os
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+import attrs
 
 from protectflow._paths import TEMP_PREFIX
 from protectflow._util import now_iso
-from protectflow.bank.objects._backend import private_makedirs
+from protectflow.bank.objects import _keyfiles
+from protectflow.bank.objects._passwords import (
+    MAX_ENTRY_BYTES,
+    PASSWORD_ENV,
+    PASSWORD_FILE_ENV,
+    PasswordEntry,
+    env_password,
+    open_entries,
+)
+from protectflow.bank.objects._rotating import refuse_if_rotating
 from protectflow.bank.objects.crypto import MASTER_KEY_LEN, Keyring
-from protectflow.errors import BankError
+from protectflow.errors import BankError, BankKeyError
 
 __all__ = ["CONFIG", "KEYS", "BankConfig", "create_bank", "unlock"]
 
@@ -51,24 +60,10 @@ CONFIG = "config"
 KEYS = "keys/"
 BANK_FORMAT = "protectflow-bank"
 BANK_VERSION = 2
-#: scrypt's cost: 2^15 x 8 x 128 bytes = 32 MiB of memory, ~0.1 s per try.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 15, 8, 1
-PASSWORD_ENV = "PROTECTFLOW_PASSWORD"
-PASSWORD_FILE_ENV = "PROTECTFLOW_PASSWORD_FILE"
 _UNLOCKED: dict[tuple[str, bytes], Keyring] = {}  # one unlock per bank per process
 _UNLOCK_LOCK = threading.Lock()
-
-
-def b64(data: bytes) -> str:
-    """``data`` in base64."""
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(text: object, what: str) -> bytes:
-    try:
-        return base64.b64decode(str(text), validate=True)
-    except ValueError as err:
-        raise BankError(f"{what} is damaged: {err}") from err
+#: The most bytes of a config read (one holds about 200).
+_MAX_CONFIG = 64 << 10
 
 
 class BankConfig:
@@ -107,13 +102,15 @@ class BankConfig:
 
         Raises
         ------
-        BankError
+        BankKeyError
             If the key does not belong to this config.
         """
         if self.data.get("mac") != keyring.mac(_mac_text(self.data)):
-            raise BankError(f"the key found for bank {url} (fingerprint "
-                            f"{keyring.fingerprint}) does not match its config: the config "
-                            "was changed, or the key belongs to another bank")
+            raise BankKeyError(
+                f"the key found for bank {url} (fingerprint {keyring.fingerprint}) does not "
+                "match its config: the key belongs to another bank, or is this bank's key "
+                "from before a `protectflow key rotate` (import the new one), or the "
+                "config was changed")
 
 
 def _mac_text(data: dict[str, Any]) -> bytes:
@@ -121,118 +118,24 @@ def _mac_text(data: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-# -- the key file -------------------------------------------------------------------
-def key_dir() -> str:
-    """The folder of key files: ``<user config dir>/protectflow/keys``."""
-    import platformdirs  # imported where used: `import protectflow` reads no config
-
-    return os.path.join(platformdirs.user_config_dir("protectflow"), "keys")
-
-
+# -- the key file ------------------------------------------------------------------
 def key_file(bank_id: str) -> str:
     """The key file of bank ``bank_id``."""
-    return os.path.join(key_dir(), f"{bank_id}.key")
-
-
-def write_key_file(bank_id: str, master: bytes, url: str) -> str:
-    """Write the master key of bank ``bank_id`` into its key file, 0600.
-
-    Raises
-    ------
-    BankError
-        If the file exists or cannot be written.
-    """
-    path = key_file(bank_id)
-    text = json.dumps({"bank": bank_id, "url": url, "master_key": b64(master)}, indent=1)
-    try:
-        private_makedirs(os.path.dirname(path))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as err:
-        raise BankError(f"cannot write the key file {path}: {err}") from err
-    return path
+    return _keyfiles.key_file(bank_id)
 
 
 def read_key_file(path: str, bank_id: str | None = None) -> bytes | None:
-    """The master key in the key file at ``path``, or None if there is none.
+    """The master key in the key file at ``path`` (an exported copy, read as
+    a file the user named), or None if there is none.
 
     Raises
     ------
     BankError
-        If the file is damaged or belongs to another bank.
+        If the file is refused, damaged or another bank's.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return None
-    except (OSError, ValueError) as err:
-        raise BankError(f"cannot read the key file {path}: {err}") from err
-    if not isinstance(data, dict) or (bank_id is not None and data.get("bank") != bank_id):
-        raise BankError(f"the key file {path} is not the key of bank {bank_id}")
-    master = _unb64(data.get("master_key"), f"the key file {path}")
-    if len(master) != MASTER_KEY_LEN:
-        raise BankError(f"the key file {path} is damaged: its key is not "
-                        f"{MASTER_KEY_LEN} bytes")
-    return master
-
-
-# -- passwords ------------------------------------------------------------------------
-def env_password(password_file: str | None = None) -> str | None:
-    """The password in ``password_file`` (``--password-file``) when given,
-    else ``$PROTECTFLOW_PASSWORD``, else in the file ``$PROTECTFLOW_PASSWORD_FILE`` names.
-
-    Raises
-    ------
-    BankError
-        If the password file cannot be read.
-    """
-    if password_file is None:
-        password = os.environ.get(PASSWORD_ENV)
-        if password:
-            return password
-        password_file = os.environ.get(PASSWORD_FILE_ENV)
-        if not password_file:
-            return None
-    try:
-        with open(password_file, encoding="utf-8") as f:
-            return f.read().rstrip("\r\n")
-    except OSError as err:
-        raise BankError(f"cannot read the password file {password_file}: {err}") from err
-
-
-def _kek(password: str, salt: bytes, params: dict[str, Any]) -> bytes:
-    n, r, p = int(params.get("n", 0)), int(params.get("r", 0)), int(params.get("p", 0))
-    if not (1 << 14 <= n <= 1 << 20 and 1 <= r <= 32 and 1 <= p <= 16):
-        # Checked before deriving: a tampered entry could ask for terabytes.
-        raise BankError(f"a password entry asks for scrypt n={n}, r={r}, p={p}: refused")
-    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(password.encode("utf-8"))
-
-
-def wrap(master: bytes, password: str, bank_id: str) -> dict[str, Any]:
-    """A password entry (``keys/<id>``) wrapping ``master``."""
-    salt, nonce = os.urandom(16), os.urandom(12)
-    params = {"n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P}
-    wrapped = AESGCM(_kek(password, salt, params)).encrypt(nonce, master, bank_id.encode())
-    return {"kdf": "scrypt", **params, "salt": b64(salt), "nonce": b64(nonce),
-            "wrapped": b64(wrapped), "created_at": now_iso()}
-
-
-def unwrap(entry: object, password: str, bank_id: str) -> bytes | None:
-    """The master key in a password entry, or None if the password is wrong."""
-    if not isinstance(entry, dict) or entry.get("kdf") != "scrypt":
-        return None
-    kek = _kek(password, _unb64(entry.get("salt"), "a password entry"), entry)
-    try:
-        master = AESGCM(kek).decrypt(_unb64(entry.get("nonce"), "a password entry"),
-                                     _unb64(entry.get("wrapped"), "a password entry"),
-                                     bank_id.encode())
-    except InvalidTag:
-        return None
-    return master if len(master) == MASTER_KEY_LEN else None
+    return _keyfiles.exported_key(path, bank_id)
 
 
 # -- unlocking and creating -----------------------------------------------------------
@@ -245,7 +148,7 @@ def read_config(backend: Any, url: str) -> BankConfig | None:
         If the config is damaged or of another format version.
     """
     try:
-        raw = backend.read(CONFIG)
+        raw = backend.read_limited(CONFIG, _MAX_CONFIG)
     except FileNotFoundError:
         return None
     except OSError as err:
@@ -268,17 +171,54 @@ def has_foreign_objects(backend: Any) -> bool:
                for name, _ in backend.listdir(""))
 
 
-def password_entries(backend: Any) -> dict[str, object]:
-    """The bank's password entries by key id."""
-    out: dict[str, object] = {}
-    for name, is_dir in backend.listdir(KEYS.rstrip("/")):
-        if is_dir or name.startswith(TEMP_PREFIX):
-            continue
+# -- password entries ---------------------------------------------------------------
+def password_entries(backend: Any) -> list[str]:
+    """The names of the bank's password entries, in the order they are tried."""
+    return sorted(name for name, is_dir in backend.listdir(KEYS.rstrip("/"))
+                  if not is_dir and not name.startswith(TEMP_PREFIX))
+
+
+def read_entries(backend: Any, names: list[str]) -> Iterator[tuple[str, bytes]]:
+    """``(name, raw bytes)`` of each entry in ``names`` that is still there,
+    read lazily, each at most one byte past what an entry may hold."""
+    for name in names:
         try:
-            out[name] = json.loads(backend.read(KEYS + name))
-        except (OSError, ValueError):
-            continue  # damaged: another entry may still unlock
-    return out
+            yield name, backend.read_limited(KEYS + name, MAX_ENTRY_BYTES + 1)
+        except OSError:
+            continue  # removed since the listing, or unreadable: the next may open
+
+
+def write_entry(backend: Any, entry: PasswordEntry, *, area: str = KEYS) -> str:
+    """Store ``entry`` under a new name in ``area``; returns the name.
+
+    Raises
+    ------
+    BankError
+        If the bank refuses the write.
+    """
+    name = uuid.uuid4().hex[:16]
+    try:
+        backend.write(area + name, (entry.to_bytes(),))
+    except OSError as err:
+        raise BankError(f"cannot write a password entry into the bank: {err}") from err
+    return name
+
+
+def matches(config: BankConfig, master: bytes) -> bool:
+    """Whether ``master`` is the key ``config`` was authenticated under."""
+    return config.data.get("mac") == Keyring.from_master(master).mac(_mac_text(config.data))
+
+
+# -- unlocking and creating -----------------------------------------------------------
+@attrs.frozen
+class Unlocked:
+    """A bank's master key, and how it was found."""
+
+    master: bytes = attrs.field(repr=False)
+    #: The password entry that opened it; None when the key file held it.
+    entry: str | None
+    #: The password that opened it (None: the key file).
+    password: str | None = attrs.field(repr=False)
 
 
 def unlock(backend: Any, url: str, *, prompt: bool = True,
@@ -288,56 +228,93 @@ def unlock(backend: Any, url: str, *, prompt: bool = True,
 
     Raises
     ------
+    BankKeyError
+        If its key is missing or refused, the password wrong, or a key
+        rotation has the bank.
     BankError
-        If the bank is of the old format, its key is missing or the password
-        wrong.
+        If the bank is of the old format.
     """
     config = read_config(backend, url)
     if config is None:
         if has_foreign_objects(backend):
             raise old_format_error(url)
         return None
+    refuse_if_rotating(backend, url)
     with _UNLOCK_LOCK:
         cached = _UNLOCKED.get((url, config.raw))
         if cached is None:
-            master, _ = find_master(backend, url, config, prompt=prompt,
-                                    password_file=password_file)
-            cached = check_master(config, master, url)
+            found = find_master(backend, url, config, prompt=prompt,
+                                password_file=password_file)
+            cached = check_master(config, found.master, url)
             _UNLOCKED[(url, config.raw)] = cached
     return config, cached
 
 
-def find_master(backend: Any, url: str, config: BankConfig, *, prompt: bool = True,
-                password_file: str | None = None) -> tuple[bytes, list[str]]:
-    """The bank's master key, and the ids of the password entries the
-    password opened (none when the key file held it).
+def current_password(url: str, *, prompt: bool = True,
+                     password_file: str | None = None) -> str | None:
+    """The password given for bank ``url``: the file, the environment, else
+    a prompt on a terminal; None if none is.
 
     Raises
     ------
-    BankError
-        If no key is found or the password is wrong.
+    BankKeyError
+        If the password given is empty or its file cannot be read.
     """
-    master = read_key_file(key_file(config.id), config.id)
-    if master is not None:
-        return master, []
-    entries = password_entries(backend)
-    if not entries:
-        raise BankError(
-            f"no key for bank {url} (id {config.id}): its key file {key_file(config.id)} "
-            "is missing and the bank holds no password-wrapped key; import the key you "
-            "exported with `protectflow key import FILE`")
     password = env_password(password_file)
     if password is None and prompt and sys.stdin is not None and sys.stdin.isatty():
         password = getpass.getpass(f"password of bank {url}: ")
+        if not password:
+            raise BankKeyError("an empty password was typed: a bank's password cannot be "
+                               "empty")
+    return password
+
+
+def find_master(backend: Any, url: str, config: BankConfig, *, prompt: bool = True,
+                password_file: str | None = None) -> Unlocked:
+    """The bank's master key: its key file's, else the first password entry
+    the password opens (see :mod:`._passwords` for the bounds).
+
+    Raises
+    ------
+    BankKeyError
+        If no key is found or the password is wrong.
+    """
+    master = _keyfiles.read_key(config.id)
+    if master is not None:
+        return Unlocked(master, None, None)
+    names = password_entries(backend)
+    if not names:
+        raise BankKeyError(
+            f"no key for bank {url} (id {config.id}): its key file {key_file(config.id)} "
+            "is missing and the bank holds no password-wrapped key; import the key you "
+            "exported with `protectflow key import FILE`")
+    password = current_password(url, prompt=prompt, password_file=password_file)
     if password is None:
-        raise BankError(f"bank {url} is locked by a password: set ${PASSWORD_ENV}, or "
-                        "give --password-file (or $" + PASSWORD_FILE_ENV + ") a file "
-                        "holding it")
-    opened = {name: unwrap(entry, password, config.id) for name, entry in entries.items()}
-    found = [m for m in opened.values() if m is not None]
-    if not found:
-        raise BankError(f"wrong password for bank {url}: no key of the bank opens with it")
-    return found[0], sorted(name for name, m in opened.items() if m is not None)
+        raise BankKeyError(f"bank {url} is locked by a password: set ${PASSWORD_ENV}, or "
+                           "give --password-file (or $" + PASSWORD_FILE_ENV + ") a file "
+                           "holding it")
+    opened = open_entries(read_entries(backend, names), password, config.id, where=url,
+                          accept=lambda m: matches(config, m))
+    if opened is None:
+        raise BankKeyError(f"wrong password for bank {url}: it opens none of the bank's "
+                           f"password entries ({len(names)})")
+    return Unlocked(opened[0], opened[1], password)
+
+
+def entries_opening(backend: Any, config: BankConfig, password: str,
+                    master: bytes) -> list[str]:
+    """The password entries ``password`` opens to ``master`` (as bounded as
+    unlocking), for a change of password that removes them."""
+    found: list[str] = []
+    names = password_entries(backend)
+    while names:
+        opened = open_entries(read_entries(backend, names), password, config.id,
+                              where="", accept=lambda m: m == master)
+        if opened is None:
+            break
+        found.append(opened[1])
+        names = names[names.index(opened[1]) + 1:]
+    return found
 
 
 def check_master(config: BankConfig, master: bytes, url: str) -> Keyring:
@@ -363,6 +340,8 @@ def create_bank(backend: Any, url: str, write_config: Any, *,
 
     Raises
     ------
+    BankKeyError
+        If the password given is empty, or the key folder is refused.
     BankError
         If the key cannot be stored.
     """
@@ -376,23 +355,27 @@ def create_bank(backend: Any, url: str, write_config: Any, *,
     password = env_password(password_file)
     # The key first, then the config: a config never exists without its key.
     if password is not None:
-        entry_key = KEYS + uuid.uuid4().hex[:16]
-        backend.write(entry_key, (json.dumps(wrap(master, password, bank_id)).encode(),))
+        entry_key = KEYS + write_entry(backend, PasswordEntry.wrap(master, password, bank_id))
         undo: Any = lambda: backend.delete(entry_key)  # noqa: E731
     else:
-        path = write_key_file(bank_id, master, url)
-        undo = lambda: os.unlink(path)  # noqa: E731
+        _keyfiles.write_key(bank_id, master, url)
+        undo = lambda: _keyfiles.remove_key(bank_id, _keyfiles.CURRENT)  # noqa: E731
     if not write_config(raw):  # lost a race with another process making the bank
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, BankError):
             undo()
         found = unlock(backend, url, password_file=password_file)
         if found is None:
             raise BankError(f"cannot make the bank {url}: its config vanished")
         return found
     config = BankConfig(data, raw)
-    with _UNLOCK_LOCK:
-        _UNLOCKED[(url, raw)] = keyring
+    remember(url, config, keyring)
     return config, keyring
+
+
+def remember(url: str, config: BankConfig, keyring: Keyring) -> None:
+    """Keep ``keyring`` as the unlocked key of the bank with ``config``."""
+    with _UNLOCK_LOCK:
+        _UNLOCKED[(url, config.raw)] = keyring
 
 
 def forget_unlocked() -> None:

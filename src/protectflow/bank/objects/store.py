@@ -239,6 +239,11 @@ class Bank:
                 self._keyring = found[1]
         return self._keyring
 
+    @property
+    def unlocked(self) -> bool:
+        """Whether the bank's keys are in memory (they travel when it is pickled)."""
+        return self._keyring is not None
+
     def forget_keys(self) -> None:
         """Drop the unlocked keys: the next use unlocks the bank again."""
         with self._key_lock:
@@ -488,7 +493,9 @@ def open_existing_bank(
     password_file: str | os.PathLike[str] | None = None,
 ) -> Bank:
     """The bank at ``url`` for a command that only reads it: one that is not
-    there is an error, never an empty bank (a mistyped ``--bank``).
+    there is an error, never an empty bank (a mistyped ``--bank``). A bank
+    that holds a config is unlocked at once, so that a missing key or a wrong
+    password is the first thing said, not taken for damage further on.
 
     Parameters are those of :class:`Bank`.
 
@@ -496,6 +503,8 @@ def open_existing_bank(
     ------
     BankError
         If the URL is malformed, or no bank is there.
+    BankKeyError
+        If its key cannot be had (missing, the password wrong).
     MissingDependencyError
         If the URL's file system needs a package that is not installed.
     """
@@ -506,5 +515,7 @@ def open_existing_bank(
             f"there is no bank at {bank.url!r}: check the --bank given (or "
             "$PROTECTFLOW_BANK, or the config file's bank); `protectflow protect` makes one"
         )
+    if _keystore.read_config(bank.backend, bank.url) is not None:
+        bank.keyring  # noqa: B018 -- unlocks it
     return bank
 
