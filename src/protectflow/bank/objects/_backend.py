@@ -311,6 +311,16 @@ class LocalBackend:
         except (FileNotFoundError, NotADirectoryError):
             return []
 
+    def prune(self, rel: str) -> None:
+        """Remove folder ``rel`` and the folders above it, up to the bank's
+        root, while they are empty (a writer that needs one makes it again)."""
+        while rel:
+            try:
+                os.rmdir(self.path(rel))
+            except OSError:
+                return
+            rel = rel.rpartition("/")[0]
+
 
 def _faulty_write(fd: int, view: memoryview, budget: int) -> memoryview:
     """Write up to ``budget`` bytes; if that is not all, count them (and die:
@@ -388,6 +398,9 @@ class FsspecBackend:
 
     def sync(self) -> None:
         """Nothing to do: each put is as durable as the store makes it."""
+
+    def prune(self, rel: str) -> None:
+        """Nothing to do: an object store has no empty folders to leave."""
 
     def listdir(self, rel: str) -> list[tuple[str, bool]]:
         path = self.path(rel)

@@ -167,23 +167,27 @@ def old_format_error(url: str) -> BankError:
 
 def has_foreign_objects(backend: Any) -> bool:
     """Whether the bank's root holds anything but a config and keys."""
-    return any(not name.startswith(TEMP_PREFIX) and name not in ("config", "keys", "-")
+    return any(not name.startswith(TEMP_PREFIX)
+               and name not in ("config", "keys", "rotation", "rotating", "-")
                for name, _ in backend.listdir(""))
 
 
 # -- password entries ---------------------------------------------------------------
-def password_entries(backend: Any) -> list[str]:
-    """The names of the bank's password entries, in the order they are tried."""
-    return sorted(name for name, is_dir in backend.listdir(KEYS.rstrip("/"))
+def password_entries(backend: Any, area: str = KEYS) -> list[str]:
+    """The names of the bank's password entries (under ``area``), in the
+    order they are tried."""
+    return sorted(name for name, is_dir in backend.listdir(area.rstrip("/"))
                   if not is_dir and not name.startswith(TEMP_PREFIX))
 
 
-def read_entries(backend: Any, names: list[str]) -> Iterator[tuple[str, bytes]]:
-    """``(name, raw bytes)`` of each entry in ``names`` that is still there,
-    read lazily, each at most one byte past what an entry may hold."""
+def read_entries(backend: Any, names: list[str], *,
+                 area: str = KEYS) -> Iterator[tuple[str, bytes]]:
+    """``(name, raw bytes)`` of each entry in ``names`` (under ``area``) that
+    is still there, read lazily, each at most one byte past what an entry
+    may hold."""
     for name in names:
         try:
-            yield name, backend.read_limited(KEYS + name, MAX_ENTRY_BYTES + 1)
+            yield name, backend.read_limited(area + name, MAX_ENTRY_BYTES + 1)
         except OSError:
             continue  # removed since the listing, or unreadable: the next may open
 
@@ -376,6 +380,25 @@ def remember(url: str, config: BankConfig, keyring: Keyring) -> None:
     """Keep ``keyring`` as the unlocked key of the bank with ``config``."""
     with _UNLOCK_LOCK:
         _UNLOCKED[(url, config.raw)] = keyring
+
+
+def rekey_config(backend: Any, url: str, config: BankConfig, keyring: Keyring) -> BankConfig:
+    """Authenticate the bank's config under ``keyring`` (a key rotation's new
+    key) and write it; the bank's id and the rest stay.
+
+    Raises
+    ------
+    BankError
+        If the store refuses the write.
+    """
+    data = {k: v for k, v in config.data.items() if k != "mac"}
+    data["mac"] = keyring.mac(_mac_text(data))
+    raw = json.dumps(data, sort_keys=True, indent=1).encode("utf-8")
+    try:
+        backend.write(CONFIG, (raw,))
+    except OSError as err:
+        raise BankError(f"cannot write the config of bank {url}: {err}") from err
+    return BankConfig(data, raw)
 
 
 def forget_unlocked() -> None:

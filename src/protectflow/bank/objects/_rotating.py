@@ -19,7 +19,8 @@ import attrs
 
 from protectflow.errors import BankError, BankKeyError
 
-__all__ = ["MARK", "RotationMark", "read_mark", "refuse_if_rotating"]
+__all__ = ["MARK", "RotationMark", "read_mark", "refuse_if_rotating", "remove_mark",
+           "write_mark"]
 
 MARK = "rotation"
 _FORMAT = "protectflow-key-rotation"
@@ -92,3 +93,22 @@ def refuse_if_rotating(backend: Any, url: str) -> None:
             "objects are under two keys until it ends, so nothing else may read or write "
             f"it. If that rotation is no longer running, finish it: `protectflow key rotate "
             f"--bank {url}`; nothing was read or written")
+
+
+def write_mark(backend: Any, mark: RotationMark, *, replace: bool = False) -> bool:
+    """Write the mark; without ``replace`` only if there is none (whether it did).
+
+    Raises
+    ------
+    OSError
+        If the store refuses the write.
+    """
+    if replace:
+        backend.write(MARK, (mark.to_bytes(),))
+        return True
+    return bool(backend.create_exclusive(MARK, (mark.to_bytes(),)))
+
+
+def remove_mark(backend: Any) -> None:
+    """Remove the mark: the rotation is over."""
+    backend.delete(MARK)

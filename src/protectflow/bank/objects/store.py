@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from protectflow._paths import check_writable_key, validate_key, validate_prefix
 from protectflow._urls import check_bank_url, default_bank_url, is_local, require_backend
-from protectflow.bank.objects import _keystore
+from protectflow.bank.objects import _keystore, _rotating
 from protectflow.bank.objects._backend import (
     FsspecBackend,
     LocalBackend,
@@ -238,6 +238,24 @@ class Bank:
                     raise BankError(f"cannot make the bank {self.url}: {err}") from err
                 self._keyring = found[1]
         return self._keyring
+
+    def with_keyring(self, keyring: Keyring) -> Bank:
+        """The same bank seen through ``keyring`` rather than its own key (a
+        key rotation reads under the old key and writes under the new)."""
+        other = Bank(self.url, fsync=self.fsync, storage_options=self.storage_options,
+                     password_file=self.password_file)
+        other._keyring = keyring
+        return other
+
+    def refuse_if_rotating(self) -> None:
+        """Raise if a key rotation has the bank (see :mod:`._rotating`).
+
+        Raises
+        ------
+        BankKeyError
+            If one is in progress, saying what to do.
+        """
+        _rotating.refuse_if_rotating(self.backend, self.url)
 
     @property
     def unlocked(self) -> bool:
