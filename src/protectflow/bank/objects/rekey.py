@@ -18,6 +18,7 @@ import enum
 from collections.abc import Callable
 from typing import Any
 
+from protectflow.bank.objects._backend import ReadBuffers
 from protectflow.bank.objects._header import KIND_BYTES, MARKER_AREAS
 from protectflow.bank.objects.crypto import KIND_MARKER, Keyring
 from protectflow.errors import BankError
@@ -96,10 +97,11 @@ def move_object(backend: Any, key: str, old: Keyring, new: Keyring, *,
 
 
 def move_chunk(backend: Any, key_of: Callable[[str], str], digest: str, old: Keyring,
-               new: Keyring) -> tuple[Moved, str | None]:
+               new: Keyring, buffers: ReadBuffers) -> tuple[Moved, str | None]:
     """Seal chunk ``digest`` (bank key ``key_of(digest)``) under ``new``, named
     by ``new``'s keyed hash of its bytes; the old chunk stays (the caller
-    deletes it once nothing names it).
+    deletes it once nothing names it). The chunk is read and decrypted into
+    ``buffers`` (the calling thread's: see :class:`ReadBuffers`).
 
     Returns
     -------
@@ -114,13 +116,15 @@ def move_chunk(backend: Any, key_of: Callable[[str], str], digest: str, old: Key
     """
     key = key_of(digest)
     try:
-        data = backend.read(key)
+        data = backend.read_into(key, buffers)
     except FileNotFoundError:
         return Moved.GONE, None
-    opened = _open(old, key, data)
-    if opened is None:
-        return (Moved.ALREADY if _open(new, key, data) is not None else Moved.UNREADABLE), None
-    kind, body = opened
+    buffers.plain = ReadBuffers.at_least(buffers.plain, len(data))
+    try:
+        kind, body = old.open_into(key, data, buffers.plain)
+    except BankError:
+        return (Moved.ALREADY if _open(new, key, bytes(data)) is not None
+                else Moved.UNREADABLE), None
     if kind != KIND_BYTES:  # not a chunk: nothing can name it by its bytes
         return Moved.UNREADABLE, None
     renamed = new.chunk_id(body)

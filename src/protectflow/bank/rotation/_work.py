@@ -17,7 +17,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from itertools import islice
 from typing import TypeVar
 
@@ -25,6 +25,7 @@ from protectflow._paths import RESERVED, TEMP_PREFIX
 from protectflow.bank.catalog.lease import Lease, LeaseKeeper
 from protectflow.bank.chunks.refs import renamed_manifest
 from protectflow.bank.chunks.store import BAD, CHUNKS, LOCKS, REFS, bad_key, chunk_key
+from protectflow.bank.objects._backend import ReadBuffers
 from protectflow.bank.objects._header import KIND_BYTES, KIND_JSON, KIND_STR
 from protectflow.bank.objects.crypto import Keyring
 from protectflow.bank.objects.rekey import Moved, move_chunk, move_object
@@ -39,6 +40,9 @@ T = TypeVar("T")
 CHUNK_BATCH = 64
 #: Other objects per batch: one sync (for the refs made under new names).
 OBJECT_BATCH = 512
+#: Seconds between the syncs made while a batch of chunks is being written
+#: (as a protect does: the disk writes while the threads read and seal).
+_EARLY_SYNC = 0.25
 #: Top-level folders that are not moved object by object.
 _SKIP = frozenset({CHUNKS, ROTATING, *RESERVED})
 #: A manifest area: what :func:`protectflow.bank.chunks.refs.named_chunks` reads.
@@ -114,6 +118,7 @@ class Mover:
         self.step, self.workers = step, workers
         self.unreadable: list[str] = []
         self.moved = 0
+        self._local = threading.local()  # each thread's read buffers, chunk after chunk
 
     def chunks(self) -> dict[str, str]:
         """Seal every chunk under the new key, under its new name; the map of
@@ -123,7 +128,12 @@ class Mover:
         listed = (key.rsplit("/", 1)[1] for key in self.old_bank.iter_objects(CHUNKS))
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             for batch in batched((d for d in listed if d not in seen), CHUNK_BATCH):
-                done = list(pool.map(self._move_chunk, batch))
+                futures = [pool.submit(self._move_chunk, d) for d in batch]
+                # meanwhile, flush what is written so far: the disk works while
+                # the threads read and seal, and the sync below has little left
+                while wait(futures, timeout=_EARLY_SYNC).not_done:
+                    self.backend.sync()
+                done = [f.result() for f in futures]
                 moved = {d: new for d, (how, new) in zip(batch, done, strict=True)
                          if how is Moved.MOVED and new is not None}
                 self.unreadable += [chunk_key(d) for d, (how, _) in zip(batch, done, strict=True)
@@ -139,7 +149,10 @@ class Mover:
         return names
 
     def _move_chunk(self, digest: str) -> tuple[Moved, str | None]:
-        return move_chunk(self.backend, chunk_key, digest, self.old, self.new)
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = ReadBuffers()
+        return move_chunk(self.backend, chunk_key, digest, self.old, self.new, buffers)
 
     def objects(self, names: Mapping[str, str]) -> None:
         """Re-seal every other object under the new key (see the module)."""
