@@ -255,3 +255,13 @@ def test_an_empty_password_opens_nothing(tmp_path: Path,
     monkeypatch.setenv("PROTECTFLOW_PASSWORD", "")
     with pytest.raises(BankKeyError, match=r"\$PROTECTFLOW_PASSWORD is empty"):
         Bank(bank.url).get_object("a")
+
+
+def test_a_planted_entry_name_prints_no_escape(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    bank, _ = password_bank(tmp_path, monkeypatch)
+    plant(bank, "-\x1b[2Jclear", b"{")
+    with pytest.warns(ProtectflowWarning) as caught:
+        assert Bank(bank.url).get_object("a") == b"secret"
+    said = " ".join(str(w.message) for w in caught)
+    assert "keys/-?[2Jclear" in said and "\x1b" not in said

@@ -152,3 +152,21 @@ def test_without_the_new_password_a_resume_says_what_it_needs(
     again = rotate(bank, PROTECTFLOW_PASSWORD="first password")
     assert again.returncode == 2
     assert "its new key is not at hand" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_a_planted_mark_blocks_until_rotate_clears_it_and_prints_no_escape(
+        template: tuple[Path, dict[str, Any]], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    bank, old_master = copy_of(template, tmp_path, monkeypatch)
+    (bank / "rotation").write_text(json.dumps({
+        "format": "protectflow-key-rotation", "version": 1, "owner": "evil\x1b[2J\x1b]0;pwned\x07",
+        "started_at": "now\r\n", "from": "0000-0000-0000-0000"}))
+    assert cli.main(["checkpoints", "list", "--bank", str(bank)]) == 2
+    err = capsys.readouterr().err
+    assert "in the middle of a key rotation" in err and "\x1b" not in err and "\r" not in err
+    done = rotate(bank)
+    assert done.returncode == 0, done.stderr
+    assert "no key rotation was left to finish" in done.stdout
+    assert not (bank / "rotation").exists()
+    assert opens_anything(old_master, Bank(bank))  # the key is as it was
+    restores_exactly(bank, template[1], tmp_path / "restored")

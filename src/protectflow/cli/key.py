@@ -109,6 +109,10 @@ def _print_rotation(result: RotationResult, *, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result.to_json(), indent=1))
         return
+    if result.old_fingerprint == result.new_fingerprint:
+        print(f"no key rotation was left to finish in bank {result.bank}: its mark is "
+              f"removed; the key is {result.new_fingerprint}, as it was")
+        return
     what = "finished the interrupted key rotation" if result.resumed else "rotated the key"
     print(f"{what} of bank {result.bank}: {result.old_fingerprint} -> "
           f"{result.new_fingerprint}; {result.chunks} chunks renamed, {result.moved} objects "

@@ -180,8 +180,8 @@ def open_entries(entries: Iterable[tuple[str, bytes]], password: str, bank_id: s
         try:
             entry = PasswordEntry.from_bytes(raw)
         except MalformedEntry as err:
-            _warn(f"the password entry keys/{name} of bank {where} is unusable: {err}; it "
-                  "was skipped (remove it if you did not make it)")
+            _warn(f"the password entry keys/{_shown(name)} of bank {where} is unusable: "
+                  f"{err}; it was skipped (remove it if you did not make it)")
             continue
         kek = keks.get(entry.salt)
         if kek is None:
@@ -192,9 +192,15 @@ def open_entries(entries: Iterable[tuple[str, bytes]], password: str, bank_id: s
             continue
         if len(master) == MASTER_KEY_LEN and accept(master):
             return master, name
-        _warn(f"the password entry keys/{name} of bank {where} opens with this password "
-              "but holds a key that does not open the bank; it was skipped")
+        _warn(f"the password entry keys/{_shown(name)} of bank {where} opens with this "
+              "password but holds a key that does not open the bank; it was skipped")
     return None
+
+
+def _shown(name: str) -> str:
+    """An entry's name as a message shows it: whoever wrote the bank chose
+    it, so no control character (a terminal's escape sequences)."""
+    return "".join(c if c.isprintable() else "?" for c in name[:100])
 
 
 def _warn(message: str) -> None:

@@ -55,10 +55,18 @@ class RotationMark:
                 data = None
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
             return cls("(unreadable mark)", "(unknown)", "")
-        return cls(*(str(data.get(k, ""))[:200] for k in ("owner", "started_at", "from")))
+        return cls(*(_printable(data.get(k, "")) for k in ("owner", "started_at", "from")))
 
     def describe(self) -> str:
         return f"started at {self.started_at} by {self.owner}"
+
+
+def _printable(value: object) -> str:
+    """A field of the clear mark as messages may show it: anyone who can
+    write the bank wrote it, so no control character (a terminal's escape
+    sequences) and no more than 100 characters."""
+    text = str(value)[:100]
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def read_mark(backend: Any, url: str) -> RotationMark | None:

@@ -251,9 +251,9 @@ def _resume(bank: Bank, config: BankConfig, mark: RotationMark, *, owner: str, t
         unlocked = _unlock(bank, config)
         key = Keyring.from_master(unlocked.master)
         if key.fingerprint != mark.old_fingerprint:  # it had finished, but for its mark
-            _remove_own_objects(bank)
+            _remove_own_objects(bank)  # (or the mark is not a rotation's: the same remedy)
             remove_mark(bank.backend)
-            return _result(bank, config, mark.old_fingerprint, key, resumed=True, chunks=0,
+            return _result(bank, config, key.fingerprint, key, resumed=True, chunks=0,
                            moved=0, removed=0)
         # It died before sealing anything under a new key: start afresh.
         return _start(bank, config, unlocked, owner=owner, ttl=ttl, ask=ask, keep=keep,
