@@ -25,7 +25,7 @@ from protectflow.bank import Bank, CheckpointStore
 from protectflow.bank.objects import _keystore as keystore
 from protectflow.bank.objects import _passwords, keys
 from protectflow.cli import main as cli_main
-from protectflow.errors import BankKeyError, ProtectflowWarning
+from protectflow.errors import BankError, BankKeyError, ProtectflowWarning
 
 GOOD = "correct horse battery staple"
 
@@ -265,3 +265,25 @@ def test_a_planted_entry_name_prints_no_escape(tmp_path: Path,
         assert Bank(bank.url).get_object("a") == b"secret"
     said = " ".join(str(w.message) for w in caught)
     assert "keys/-?[2Jclear" in said and "\x1b" not in said
+
+
+@pytest.mark.timeout(20)
+def test_a_fifo_planted_among_the_entries_hangs_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bank, _ = password_bank(tmp_path, monkeypatch)
+    os.mkfifo(Path(bank.url, "keys", "-fifo"))
+    assert Bank(bank.url).get_object("a") == b"secret"
+
+
+@pytest.mark.timeout(20)
+def test_a_fifo_planted_as_the_config_or_the_mark_hangs_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bank, _ = password_bank(tmp_path, monkeypatch)
+    os.mkfifo(Path(bank.url, "rotation"))
+    with pytest.raises(BankError, match="cannot read the bank"):
+        Bank(bank.url).get_object("a")
+    os.unlink(Path(bank.url, "rotation"))
+    os.rename(Path(bank.url, "config"), tmp_path / "config.saved")
+    os.mkfifo(Path(bank.url, "config"))
+    with pytest.raises(BankError, match="cannot read the config"):
+        Bank(bank.url).get_object("a")

@@ -41,6 +41,7 @@ import ctypes
 import errno
 import functools
 import os
+import stat
 import sys
 import threading
 import uuid
@@ -132,13 +133,18 @@ class LocalBackend:
             raise FileNotFoundError(key) from None
 
     def read_limited(self, key: str, limit: int) -> bytes:
-        """At most ``limit`` bytes of the object (a clear object an attacker
-        may have made large: a config, a password entry)."""
+        """At most ``limit`` bytes of the object: a clear one (a config, a
+        password entry, a rotation's mark), which anyone who can write the
+        bank may have made large, or a FIFO (opened without waiting for a
+        writer, then refused)."""
         try:
-            with open(self.path(key), "rb") as f:
-                return f.read(limit)
+            fd = os.open(self.path(key), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except IsADirectoryError:
             raise FileNotFoundError(key) from None
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", self.path(key))
+            return f.read(limit)
 
     def read_into(self, key: str, buffers: ReadBuffers) -> memoryview:
         """The object's bytes, read into ``buffers.raw`` (grown as needed)."""
