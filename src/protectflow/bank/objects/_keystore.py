@@ -34,7 +34,6 @@ import os
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -43,12 +42,15 @@ from protectflow._paths import TEMP_PREFIX
 from protectflow._util import now_iso
 from protectflow.bank.objects import _keyfiles
 from protectflow.bank.objects._passwords import (
-    MAX_ENTRY_BYTES,
+    KEYS,
     PASSWORD_ENV,
     PASSWORD_FILE_ENV,
     PasswordEntry,
     env_password,
     open_entries,
+    password_entries,
+    read_entries,
+    write_entry,
 )
 from protectflow.bank.objects._rotating import refuse_if_rotating
 from protectflow.bank.objects.crypto import MASTER_KEY_LEN, Keyring
@@ -57,7 +59,6 @@ from protectflow.errors import BankError, BankKeyError
 __all__ = ["CONFIG", "KEYS", "BankConfig", "create_bank", "unlock"]
 
 CONFIG = "config"
-KEYS = "keys/"
 BANK_FORMAT = "protectflow-bank"
 BANK_VERSION = 2
 _UNLOCKED: dict[tuple[str, bytes], Keyring] = {}  # one unlock per bank per process
@@ -173,41 +174,6 @@ def has_foreign_objects(backend: Any) -> bool:
 
 
 # -- password entries ---------------------------------------------------------------
-def password_entries(backend: Any, area: str = KEYS) -> list[str]:
-    """The names of the bank's password entries (under ``area``), in the
-    order they are tried."""
-    return sorted(name for name, is_dir in backend.listdir(area.rstrip("/"))
-                  if not is_dir and not name.startswith(TEMP_PREFIX))
-
-
-def read_entries(backend: Any, names: list[str], *,
-                 area: str = KEYS) -> Iterator[tuple[str, bytes]]:
-    """``(name, raw bytes)`` of each entry in ``names`` (under ``area``) that
-    is still there, read lazily, each at most one byte past what an entry
-    may hold."""
-    for name in names:
-        try:
-            yield name, backend.read_limited(area + name, MAX_ENTRY_BYTES + 1)
-        except OSError:
-            continue  # removed since the listing, or unreadable: the next may open
-
-
-def write_entry(backend: Any, entry: PasswordEntry, *, area: str = KEYS) -> str:
-    """Store ``entry`` under a new name in ``area``; returns the name.
-
-    Raises
-    ------
-    BankError
-        If the bank refuses the write.
-    """
-    name = uuid.uuid4().hex[:16]
-    try:
-        backend.write(area + name, (entry.to_bytes(),))
-    except OSError as err:
-        raise BankError(f"cannot write a password entry into the bank: {err}") from err
-    return name
-
-
 def matches(config: BankConfig, master: bytes) -> bool:
     """Whether ``master`` is the key ``config`` was authenticated under."""
     return config.data.get("mac") == Keyring.from_master(master).mac(_mac_text(config.data))

@@ -31,8 +31,9 @@ import base64
 import binascii
 import json
 import os
+import uuid
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -41,13 +42,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from protectflow import _localfiles
+from protectflow._paths import TEMP_PREFIX
 from protectflow._util import now_iso
 from protectflow.bank.objects.crypto import MASTER_KEY_LEN
-from protectflow.errors import BankKeyError, ProtectflowWarning
+from protectflow.errors import BankError, BankKeyError, ProtectflowWarning
 
-__all__ = ["MAX_ENTRIES", "MAX_TRIED", "PasswordEntry", "env_password", "open_entries",
-           "password_text"]
+__all__ = ["KEYS", "MAX_ENTRIES", "MAX_TRIED", "PasswordEntry", "env_password",
+           "open_entries", "password_entries", "password_text", "read_entries", "write_entry"]
 
+#: Where a bank keeps its password entries.
+KEYS = "keys/"
 PASSWORD_ENV = "PROTECTFLOW_PASSWORD"
 PASSWORD_FILE_ENV = "PROTECTFLOW_PASSWORD_FILE"
 #: scrypt's cost: 2^15 x 8 x 128 bytes = 32 MiB of memory, ~0.1 s per try.
@@ -205,6 +209,42 @@ def _shown(name: str) -> str:
 
 def _warn(message: str) -> None:
     warnings.warn(message, ProtectflowWarning, stacklevel=3)
+
+
+# -- entries in the bank -------------------------------------------------------------
+def password_entries(backend: Any, area: str = KEYS) -> list[str]:
+    """The names of the bank's password entries (under ``area``), in the
+    order they are tried."""
+    return sorted(name for name, is_dir in backend.listdir(area.rstrip("/"))
+                  if not is_dir and not name.startswith(TEMP_PREFIX))
+
+
+def read_entries(backend: Any, names: list[str], *,
+                 area: str = KEYS) -> Iterator[tuple[str, bytes]]:
+    """``(name, raw bytes)`` of each entry in ``names`` (under ``area``) that
+    is still there, read lazily, each at most one byte past what an entry
+    may hold."""
+    for name in names:
+        try:
+            yield name, backend.read_limited(area + name, MAX_ENTRY_BYTES + 1)
+        except OSError:
+            continue  # removed since the listing, or unreadable: the next may open
+
+
+def write_entry(backend: Any, entry: PasswordEntry, *, area: str = KEYS) -> str:
+    """Store ``entry`` under a new name in ``area``; returns the name.
+
+    Raises
+    ------
+    BankError
+        If the bank refuses the write.
+    """
+    name = uuid.uuid4().hex[:16]
+    try:
+        backend.write(area + name, (entry.to_bytes(),))
+    except OSError as err:
+        raise BankError(f"cannot write a password entry into the bank: {err}") from err
+    return name
 
 
 # -- password text ---------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from protectflow.bank.objects import _keyfiles, _keystore
+from protectflow.bank.objects import _keyfiles, _keystore, _passwords
 from protectflow.bank.objects._passwords import PasswordEntry
 from protectflow.bank.objects._rotating import refuse_if_rotating
 from protectflow.bank.objects.crypto import fingerprint_of
@@ -77,7 +77,7 @@ def show_fingerprint(bank: Bank) -> KeyInfo:
     fingerprint = bank.keyring.fingerprint
     return KeyInfo(bank=bank.url, bank_id=config.id, fingerprint=fingerprint,
                    key_file=path if _keyfiles.read_key(config.id) is not None else None,
-                   passwords=tuple(_keystore.password_entries(bank.backend)))
+                   passwords=tuple(_passwords.password_entries(bank.backend)))
 
 
 def add_password(bank: Bank, password: str) -> str:
@@ -97,7 +97,7 @@ def add_password(bank: Bank, password: str) -> str:
     if not password:
         raise BankError("a bank's password cannot be empty")
     config, found = _master(bank)
-    return _keystore.write_entry(bank.backend,
+    return _passwords.write_entry(bank.backend,
                                  PasswordEntry.wrap(found.master, password, config.id))
 
 
@@ -124,7 +124,7 @@ def change_password(bank: Bank, password: str) -> str:
     new = add_password(bank, password)
     for entry_id in old:
         if entry_id != new:
-            bank.backend.delete(_keystore.KEYS + entry_id)
+            bank.backend.delete(_passwords.KEYS + entry_id)
     _keystore.forget_unlocked()
     return new
 

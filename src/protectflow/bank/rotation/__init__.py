@@ -66,9 +66,8 @@ from protectflow import _faults
 from protectflow._util import now_iso
 from protectflow.bank.catalog.checkpoint import CHECKPOINTS, Checkpoint
 from protectflow.bank.catalog.lease import Lease, LeaseKeeper
-from protectflow.bank.objects import _keystore
+from protectflow.bank.objects import _keystore, _passwords
 from protectflow.bank.objects._keystore import BankConfig, Unlocked
-from protectflow.bank.objects._passwords import env_password
 from protectflow.bank.objects._rotating import (
     RotationMark,
     read_mark,
@@ -258,7 +257,7 @@ def _resume(bank: Bank, config: BankConfig, mark: RotationMark, *, owner: str, t
         # It died before sealing anything under a new key: start afresh.
         return _start(bank, config, unlocked, owner=owner, ttl=ttl, ask=ask, keep=keep,
                       again=mark)
-    master = _keys.find_new_key(bank, config, raw, passwords=lambda: _passwords(bank, ask))
+    master = _keys.find_new_key(bank, config, raw, passwords=lambda: _given_passwords(bank, ask))
     new = Keyring.from_master(master)
     state = RotationState.from_json(bank.with_keyring(new).get_object(STATE), bank.url)
     old = Keyring.from_master(state.old_master)
@@ -267,11 +266,11 @@ def _resume(bank: Bank, config: BankConfig, mark: RotationMark, *, owner: str, t
     return _Run(old, new, master, state, keeper, lease, resumed=True)
 
 
-def _passwords(bank: Bank, ask: _keys.AskPassword | None) -> Iterator[str]:
+def _given_passwords(bank: Bank, ask: _keys.AskPassword | None) -> Iterator[str]:
     """The passwords a resumed rotation tries on the new entries, each only
     if the one before did not open: the one given for the bank, then the
     new one (asked for, if it can be)."""
-    given = env_password(bank.password_file)
+    given = _passwords.env_password(bank.password_file)
     if given is not None:
         yield given
     if ask is not None:
@@ -354,5 +353,5 @@ def _result(bank: Bank, config: BankConfig, old_fingerprint: str, new: Keyring, 
     return RotationResult(bank=bank.url, old_fingerprint=old_fingerprint,
                           new_fingerprint=new.fingerprint, resumed=resumed, chunks=chunks,
                           moved=moved, key_file=key_file,
-                          passwords=tuple(_keystore.password_entries(bank.backend)),
+                          passwords=tuple(_passwords.password_entries(bank.backend)),
                           removed_passwords=removed, problems=problems)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable
 
-from protectflow.bank.objects import _keyfiles, _keystore
+from protectflow.bank.objects import _keyfiles, _passwords
 from protectflow.bank.objects._keystore import BankConfig, Unlocked
 from protectflow.bank.objects._passwords import PasswordEntry, open_entries
 from protectflow.bank.objects.crypto import Keyring
@@ -48,7 +48,7 @@ def new_password_for(bank: Bank, unlocked: Unlocked, *, ask: AskPassword | None,
         If the bank has password entries and no new password is given (nor
         ``keep``), or ``keep`` is asked of a bank that opened with its key file.
     """
-    entries = _keystore.password_entries(bank.backend)
+    entries = _passwords.password_entries(bank.backend)
     if not entries and unlocked.password is None:
         return None
     if keep:
@@ -84,14 +84,14 @@ def store_new_key(bank: Bank, config: BankConfig, master: bytes, *, key_file: bo
     if password is None:
         return ()
     entry = PasswordEntry.wrap(master, password, config.id)
-    return (_keystore.write_entry(bank.backend, entry, area=KEYS),)
+    return (_passwords.write_entry(bank.backend, entry, area=KEYS),)
 
 
 def discard_new_key(bank: Bank, config: BankConfig) -> None:
     """Remove what a rotation that died before sealing anything kept of its
     new key (it never protected a byte)."""
     _keyfiles.remove_key(config.id, _keyfiles.NEXT)
-    for name in _keystore.password_entries(bank.backend, KEYS):
+    for name in _passwords.password_entries(bank.backend, KEYS):
         bank.backend.delete(KEYS + name)
 
 
@@ -120,11 +120,11 @@ def find_new_key(bank: Bank, config: BankConfig, state: bytes, *,
         if master is not None and _opens_state(master, state):
             return master
     backend = bank.backend
-    areas = [(area, _keystore.password_entries(backend, area)) for area in (KEYS, "keys/")]
+    areas = [(area, _passwords.password_entries(backend, area)) for area in (KEYS, "keys/")]
     if any(names for _, names in areas):
         for password in passwords():
             for area, names in areas:
-                found = open_entries(_keystore.read_entries(backend, names, area=area),
+                found = open_entries(_passwords.read_entries(backend, names, area=area),
                                      password, config.id, where=bank.url,
                                      accept=lambda m: _opens_state(m, state))
                 if found is not None:
@@ -152,12 +152,12 @@ def install_new_key(bank: Bank, config: BankConfig, *, key_file: bool,
     for name in entries:
         with contextlib.suppress(FileNotFoundError):  # moved by an earlier run
             raw = backend.read_limited(KEYS + name, 1 << 16)
-            backend.write(_keystore.KEYS + name, (raw,))
+            backend.write(_passwords.KEYS + name, (raw,))
             backend.delete(KEYS + name)
     removed = 0
-    for name in _keystore.password_entries(backend):
+    for name in _passwords.password_entries(backend):
         if name not in entries:
-            backend.delete(_keystore.KEYS + name)
+            backend.delete(_passwords.KEYS + name)
             removed += 1
     return removed
 
