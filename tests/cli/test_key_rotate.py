@@ -170,3 +170,19 @@ def test_a_planted_mark_blocks_until_rotate_clears_it_and_prints_no_escape(
     assert not (bank / "rotation").exists()
     assert opens_anything(old_master, Bank(bank))  # the key is as it was
     restores_exactly(bank, template[1], tmp_path / "restored")
+
+
+def test_damage_found_on_the_way_is_named_and_exits_1(
+        template: tuple[Path, dict[str, Any]], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    bank, _ = copy_of(template, tmp_path, monkeypatch)
+    victim = max(p for p in (bank / "checkpoints").rglob("manifest"))
+    data = bytearray(victim.read_bytes())
+    data[-3] ^= 0x10
+    victim.write_bytes(bytes(data))
+    done = rotate(bank)
+    assert done.returncode == 1, done.stderr
+    assert "rotated the key of bank" in done.stdout
+    assert "protectflow: problem: checkpoints/" in done.stderr
+    assert "opens under neither the old key nor the new one" in done.stderr
+    assert victim.read_bytes() == bytes(data)
