@@ -19,8 +19,10 @@ component of a lower layer, nothing else)::
                               checkpoint keeps (pure data and their JSON)
     signals | _paths | _urls  SIGTERM as Ctrl-C; object paths and bank URLs, which
                               the compiler needs without loading the bank
-    states | errors | _util | _faults | _fields
-                              (_fields: reading stored JSON, its types checked)
+    states | errors | _util | _faults | _fields | _localfiles
+                              (_fields: reading stored JSON, its types checked;
+                              _localfiles: the private folders and files both
+                              the local plugins and the bank's key folder trust)
 
 The import graph is read from the source with :mod:`ast`, so a module that is
 never imported by a test is checked all the same.
@@ -56,7 +58,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("bank.objects",),
     ("dag",),
     ("signals", "_paths", "_urls"),
-    ("states", "errors", "_util", "_faults", "_fields"),
+    ("states", "errors", "_util", "_faults", "_fields", "_localfiles"),
 )
 #: Subpackages that are layers of their own inside their component.
 SUBLAYERS = {"bank": ("objects", "chunks", "catalog"), "plugins": ("builtin",)}

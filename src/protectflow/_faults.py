@@ -11,7 +11,10 @@ kills itself with SIGKILL (no clean-up, no ``finally``) at that point:
     end: the hook ran, but no record of its end survives;
 ``kill-mid-write=BYTES``
     in the middle of a bank write (into a local folder), once this process
-    has written BYTES bytes of bank objects in all.
+    has written BYTES bytes of bank objects in all;
+``kill-rotate-after-steps=N``
+    once a key rotation has made N steps durable (its start, each batch of
+    chunks or objects, each phase: see :mod:`protectflow.bank.rotation`).
 
 The variable is read where it is used, each time; unset, each check is one
 dictionary lookup.
@@ -23,7 +26,7 @@ import os
 import signal
 import threading
 
-__all__ = ["after_journal", "before_journal", "write_budget", "wrote"]
+__all__ = ["after_journal", "before_journal", "rotation_step", "write_budget", "wrote"]
 
 VARIABLE = "PROTECTFLOW_FAULTS"
 
@@ -57,6 +60,13 @@ def after_journal(ended: int) -> None:
     """``ended`` hook ends are now recorded."""
     limit = _fault("kill-after-hooks")
     if limit is not None and ended >= limit:
+        _die()
+
+
+def rotation_step(done: int) -> None:
+    """A key rotation has made ``done`` steps durable."""
+    limit = _fault("kill-rotate-after-steps")
+    if limit is not None and done >= limit:
         _die()
 
 

@@ -18,8 +18,9 @@ __all__ = ["RESERVED", "TEMP_PREFIX", "check_writable_key", "segment", "unsegmen
 
 #: The name prefix of a temporary file; listing skips it, paths may not use it.
 TEMP_PREFIX = ".pftmp-"
-#: Paths the bank keeps for itself (its config and password entries).
-RESERVED = ("config", "keys/")
+#: Paths the bank keeps for itself (its config, password entries and the
+#: mark of a key rotation in progress).
+RESERVED = ("config", "keys/", "rotation")
 
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 # Segments that do not start with '.' and are not empty: nothing more to check.
@@ -69,9 +70,9 @@ def validate_key(key: object, *, what: str = "key") -> str:
 def check_writable_key(key: str) -> None:
     """Raise :class:`BankError` unless ``key`` is valid and not the bank's own."""
     validate_key(key)
-    if key == "config" or key.startswith(RESERVED[1]):
-        raise BankError(f"invalid bank key {key!r}: 'config' and 'keys/' hold the bank's "
-                        "own key material")
+    if key in ("config", "rotation") or key.startswith("keys/"):
+        raise BankError(f"invalid bank key {key!r}: 'config', 'keys/' and 'rotation' hold "
+                        "the bank's own key material")
 
 
 def validate_prefix(prefix: str | None) -> str:

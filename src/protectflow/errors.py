@@ -33,6 +33,7 @@ __all__ = [
     "PluginError",
     "PreflightError",
     "ProtectflowError",
+    "ProtectflowWarning",
     "RenderError",
     "RunFailed",
     "Terminated",
@@ -133,9 +134,11 @@ class BankNotFoundError(BankError):
 
 
 class BankLockedError(BankError):
-    """A bank that cannot be unlocked. ``problem`` says which: ``"missing"``
-    (no key file and no password given) or ``"wrong"`` (a password no key
-    opens with, a key of another bank). Nothing in the bank is damaged."""
+    """A bank whose key cannot be had. ``problem`` says which: ``"missing"``
+    (no key file and no password given, or a key folder refused as unsafe, or
+    a key rotation that holds the bank) or ``"wrong"`` (a password no key
+    opens with, a key of another bank). Nothing was read from the bank, so
+    nothing in it is known to be damaged."""
 
     MISSING = "missing"
     WRONG = "wrong"
@@ -201,6 +204,12 @@ class RunFailed(ProtectflowError):
     def __init__(self, message: str, report: object = None) -> None:
         self.report = report
         super().__init__(message)
+
+
+class ProtectflowWarning(UserWarning):
+    """Something the user should know that stopped nothing: a password entry
+    of a bank that cannot be read, keys crossing the network in clear. The
+    command line prints it as ``protectflow: warning: ...``."""
 
 
 class Terminated(KeyboardInterrupt):

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from protectflow import cli
 from protectflow.bank import Bank
 from protectflow.bank.objects import keys
-from protectflow.errors import BankError
+from protectflow.errors import BankError, BankLockedError, ProtectflowWarning
 
 PASSWORD = "correct horse battery staple"
 #: The clear header of a sealed object, then its nonce (see the bank's format).
@@ -127,8 +127,12 @@ def test_a_password_entry_asking_for_other_scrypt_costs_is_refused(
     # Written as text: 1e400 must reach the reader as JSON has it.
     _entry(forged).write_text(json.dumps(entry).replace("Infinity", "1e400"))
     monkeypatch.setenv("PROTECTFLOW_PASSWORD", PASSWORD)
-    with pytest.raises(BankError, match=r"a password entry asks for scrypt .*: refused"):
+    # Refused as unusable before any scrypt work: the unlock warns naming the
+    # entry and then finds no entry the password opens.
+    with pytest.warns(ProtectflowWarning, match=r"keys/\S+ .* is unusable"), \
+            pytest.raises(BankLockedError, match="wrong password") as refused:
         Bank(forged).get_object("a")
+    assert refused.value.problem == BankLockedError.WRONG
     assert Bank(_copy(bank, "intact")).get_object("a") == b"x"  # the right password
 
 
@@ -166,6 +170,7 @@ def test_a_key_of_another_bank_under_this_banks_id_is_refused(
         keys.import_key(copy, str(exported))
     assert not key_file.exists()
     key_file.write_text(json.dumps(forged))  # planted by hand instead
+    key_file.chmod(0o600)
     assert cli.main(["key", "show", "--bank", str(_copy(Path(mine.url), "c2"))]) == 2
     assert "does not match its config" in capsys.readouterr().err
     key_file.write_bytes(good)

@@ -17,7 +17,7 @@ import pytest
 
 from protectflow import cli, operations
 from protectflow.bank import Bank, CheckpointStore
-from protectflow.compiler import Plan, parse_plan
+from protectflow.compiler import Plan, ResourceGraph, parse_plan
 from protectflow.operations import OperationResult
 
 FS = "protectflow::fs::Directory"
@@ -176,7 +176,7 @@ def test_gc_after_index_is_lost_during_a_protect_finds_the_protect(tmp_path: Pat
     plan = tree(tmp_path)
     done = protect(bank, plan)
     store = CheckpointStore(bank)
-    running = store.create(plan.to_json(), {}, "fingerprint", "someone@elsewhere:1",
+    running = store.create(plan, ResourceGraph({}, {}), "fingerprint", "someone@elsewhere:1",
                            lease_ttl=60)  # a protect of another process, under way
     shutil.rmtree(Path(bank.url) / "index")
     now = time.time()

@@ -23,8 +23,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn, TextIO
 
 from protectflow import __version__
 from protectflow.cli import (
@@ -39,7 +40,7 @@ from protectflow.cli import (
 )
 from protectflow.cli.config import load_config
 from protectflow.cli.outcome import INTERRUPTED, exit_code, interrupted_error
-from protectflow.errors import OperationInterrupted, ProtectflowError
+from protectflow.errors import OperationInterrupted, ProtectflowError, ProtectflowWarning
 from protectflow.signals import terminate_as_interrupt
 
 __all__ = ["build_parser", "main"]
@@ -107,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         args.config = load_config()
-        with terminate_as_interrupt():
+        with terminate_as_interrupt(), warnings.catch_warnings():
+            warnings.showwarning = _show_warning
             code: int = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
     except BrokenPipeError:
@@ -121,6 +123,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("protectflow: interrupted", file=sys.stderr)
         return INTERRUPTED
     return code
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str,
+                  lineno: int, file: TextIO | None = None, line: str | None = None,
+                  **_: Any) -> None:
+    """protectflow's own warnings as one line on stderr; others as Python shows them."""
+    if issubclass(category, ProtectflowWarning):
+        print(f"protectflow: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def _closed_pipe() -> int:

@@ -1,9 +1,11 @@
-"""``protectflow key show | add-password | change-password | export FILE |
-import FILE``: a bank's key fingerprint, its passwords, and its key carried
-to another machine (a thin shell over :mod:`protectflow.bank.objects.keys`).
+"""``protectflow key show | add-password | change-password | rotate | export
+FILE | import FILE``: a bank's key fingerprint, its passwords, a new key, and
+its key carried to another machine (a thin shell over
+:mod:`protectflow.bank.objects.keys` and :mod:`protectflow.bank.rotation`).
 
-The new password of ``add-password`` and ``change-password`` comes from
-``$PROTECTFLOW_NEW_PASSWORD``, else a prompt (typed twice) on a terminal;
+The new password of ``add-password``, ``change-password`` and ``rotate``
+comes from ``$PROTECTFLOW_NEW_PASSWORD`` (one trailing newline dropped, as
+for ``$PROTECTFLOW_PASSWORD``), else a prompt (typed twice) on a terminal;
 the current one, where the bank needs it, from ``--password-file``, else
 ``$PROTECTFLOW_PASSWORD`` (or ``$PROTECTFLOW_PASSWORD_FILE``), else a prompt.
 """
@@ -17,8 +19,11 @@ import os
 import sys
 
 from protectflow.bank.objects import keys as bank_keys
+from protectflow.bank.objects._passwords import password_text
+from protectflow.bank.rotation import RotationResult, rotate_key
 from protectflow.cli.options import BANK_HELP, Subparsers, add_bank_args, bank_from_args
 from protectflow.errors import BankError
+from protectflow.operations.lease import default_owner, lease_ttl
 
 __all__ = ["add_parsers", "key_command"]
 
@@ -34,6 +39,13 @@ def add_parsers(sub: Subparsers) -> None:
     p.add_argument("--json", action="store_true")
     actions.add_parser("add-password", help="wrap the key by a password into the bank")
     actions.add_parser("change-password", help="replace the password the bank opens with")
+    p = actions.add_parser("rotate", help="a new master key: every object re-encrypted, "
+                           "every chunk renamed, the old key and passwords removed; run it "
+                           "again to finish one that was interrupted")
+    p.add_argument("--keep-password", action="store_true",
+                   help="wrap the new key by the password the bank opened with (default: "
+                   "ask for a new one when the bank has passwords)")
+    p.add_argument("--json", action="store_true")
     p = actions.add_parser("export", help="write the bank's key to a new file (keep it safe)")
     p.add_argument("file", metavar="FILE")
     p = actions.add_parser("import", help="install a key exported on another machine")
@@ -45,9 +57,8 @@ def add_parsers(sub: Subparsers) -> None:
 
 
 def _new_password() -> str:
-    password = os.environ.get(NEW_PASSWORD_ENV)
-    if password:
-        return password
+    if NEW_PASSWORD_ENV in os.environ:
+        return password_text(os.environ[NEW_PASSWORD_ENV], f"${NEW_PASSWORD_ENV}")
     if sys.stdin is None or not sys.stdin.isatty():
         raise BankError(f"no new password: set ${NEW_PASSWORD_ENV}, or run on a terminal")
     first = getpass.getpass("new password: ")
@@ -80,6 +91,11 @@ def key_command(args: argparse.Namespace) -> int:
         entry = (bank_keys.change_password if change else bank_keys.add_password)(
             bank, _new_password())
         print(f"password entry {entry} {'replaces the old one' if change else 'added'}")
+    elif action == "rotate":
+        result = rotate_key(bank, owner=default_owner(), ttl=lease_ttl(),
+                            new_password=_new_password, keep_password=args.keep_password)
+        _print_rotation(result, as_json=args.json)
+        return 1 if result.problems else 0
     elif action == "export":
         fingerprint = bank_keys.export_key(bank, args.file)
         print(f"key {fingerprint} written to {args.file}: it opens the bank, keep it safe")
@@ -87,3 +103,25 @@ def key_command(args: argparse.Namespace) -> int:
         info = bank_keys.import_key(bank, args.file)
         print(f"key {info.fingerprint} installed at {info.key_file}")
     return 0
+
+
+def _print_rotation(result: RotationResult, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result.to_json(), indent=1))
+        return
+    if result.old_fingerprint == result.new_fingerprint:
+        print(f"no key rotation was left to finish in bank {result.bank}: its mark is "
+              f"removed; the key is {result.new_fingerprint}, as it was")
+        return
+    what = "finished the interrupted key rotation" if result.resumed else "rotated the key"
+    print(f"{what} of bank {result.bank}: {result.old_fingerprint} -> "
+          f"{result.new_fingerprint}; {result.chunks} chunks renamed, {result.moved} objects "
+          "re-encrypted by this run")
+    if result.key_file:
+        print(f"the new key is in {result.key_file}; an exported copy of the old one opens "
+              "nothing now: `protectflow key export` the new one")
+    if result.passwords or result.removed_passwords:
+        print(f"{len(result.passwords)} password entry for the new key; "
+              f"{result.removed_passwords} old entries removed")
+    for problem in result.problems:
+        print(f"protectflow: problem: {problem}", file=sys.stderr)

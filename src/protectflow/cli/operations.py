@@ -26,7 +26,7 @@ from protectflow.cli.options import (
 from protectflow.cli.outcome import finish
 from protectflow.cli.output import print_json, write_report_files
 from protectflow.cli.progress import progress
-from protectflow.compiler import load_plan
+from protectflow.compiler import Plan, load_plan
 from protectflow.operations import OperationResult
 from protectflow.operations.preflight import plan_provider
 from protectflow.plugins import get_registry
@@ -42,6 +42,10 @@ def add_parsers(sub: Subparsers) -> None:
     p.add_argument("--no-fsync", dest="fsync", action="store_false",
                    help="write a local bank without fsync: faster, as safe if the process "
                    "dies, but a power loss may take the checkpoint with it")
+    p.add_argument("--reread", action="store_true",
+                   help="read every file again rather than trust the previous checkpoint "
+                   "for those unchanged (sets the 'reread' parameter of every plugin "
+                   "that takes one)")
     add_executor_args(p)
     p.set_defaults(func=protect_command)
 
@@ -118,7 +122,8 @@ def protect_command(args: argparse.Namespace) -> int:
     # The plan's bank, else its provider's, ranks as the plan's (after --bank).
     plan_bank = plan.bank or plan_provider(plan.provider, {}).bank
     bank = bank_from_args(args, settings(args, plan_bank).bank, fsync=args.fsync)
-    result = _run(args, operations.protect, plan, bank=bank)
+    extra = {"parameters": _with_reread(plan)} if args.reread else {}
+    result = _run(args, operations.protect, plan, bank=bank, **extra)
     return finish(args, result, f"protect of {plan.name}")
 
 
@@ -183,6 +188,21 @@ def _with_target(args: argparse.Namespace, store: CheckpointStore,
             out.setdefault(rtype, {}).setdefault("target", args.target)
             if args.force and "force" in props:
                 out[rtype].setdefault("force", True)
+    return out
+
+
+def _with_reread(plan: Plan) -> dict[str, dict[str, Any]]:
+    """The plan's parameters, with ``reread`` for every type whose protect
+    options take it (the plan's own ``TYPE#ID`` settings still win)."""
+    registry = get_registry()
+    out = {k: dict(v) for k, v in plan.parameters.items()}
+    types = {r.resource.type for r in plan.resources} | {d.type for d in plan.discover}
+    for rtype in sorted(types):
+        name = registry.plugin_name_for(rtype)
+        if name is None:
+            continue
+        if "reread" in registry.plugin(name).get_options_schema(rtype).get("properties", {}):
+            out.setdefault(rtype, {})["reread"] = True
     return out
 
 

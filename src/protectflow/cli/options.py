@@ -30,7 +30,8 @@ __all__ = ["BANK_HELP", "Subparsers", "add_bank_args", "add_executor_args", "ban
 BANK_HELP = ("the bank: a folder, an fsspec URL or a [banks] name of the config file "
              "(default: $PROTECTFLOW_BANK, the config file's, then a folder in your data "
              "directory)")
-PASSWORD_FILE_HELP = ("a file holding the bank's password (its first line); it comes before "
+PASSWORD_FILE_HELP = ("a file holding the bank's password (one trailing newline dropped; a "
+                      "regular file of at most 4 KiB); it comes before "
                       "$PROTECTFLOW_PASSWORD, and is needed only where the bank has no key "
                       "file on this machine (default: after $PROTECTFLOW_PASSWORD, "
                       "$PROTECTFLOW_PASSWORD_FILE, then the config file's password_file)")

@@ -4,21 +4,32 @@
 Runs on a running ``dask.distributed`` cluster (``scheduler="tcp://..."`` or a
 ``client``), or on a LocalCluster it starts and stops itself. dask is imported
 only when this executor is made.
+
+A run on a checkpoint sends the bank's derived keys to the workers inside
+its tasks (see :class:`protectflow.bank.Bank`'s pickling). When the cluster
+is reached over a transport that does not encrypt (``tcp://``, ``ws://``) at
+an address that is not this machine's loopback, the run warns, once per
+process (a :class:`~protectflow.errors.ProtectflowWarning`): those keys then
+cross the network in clear. ``tls://`` and ``wss://`` clusters, in-process
+ones (``inproc://``) and a local cluster on ``127.0.0.1`` do not warn.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import itertools
 import logging
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from protectflow.bank import Bank
 from protectflow.dag.model import HookDAG
-from protectflow.errors import ExecutorError, MissingDependencyError
+from protectflow.errors import ExecutorError, MissingDependencyError, ProtectflowWarning
 from protectflow.executors._dask_runners import PoolRun, runners
 from protectflow.executors._loop import run_loop
 from protectflow.executors.options import RunOptions
@@ -28,6 +39,9 @@ __all__ = ["DaskExecutor"]
 
 _MISSING = "the dask executor needs 'distributed': pip install 'protectflow[dask]'"
 _runs = itertools.count()
+#: Transports that encrypt, or never leave the process.
+_PRIVATE_SCHEMES = frozenset({"tls", "wss", "inproc"})
+_warned_clear = threading.Event()  # the clear-keys warning is given once per process
 
 
 @contextlib.contextmanager
@@ -74,6 +88,43 @@ def _probe(address: str, timeout: float) -> None:
             f"cannot reach the dask scheduler at {address!r} within {timeout:g} s: "
             f"{err.strerror or err}; is `dask scheduler` running there?"
         ) from err
+
+
+def _in_clear(addresses: Iterable[str]) -> list[str]:
+    """The addresses a message to which crosses a network unencrypted."""
+    from distributed.comm.addressing import get_address_host, parse_address
+
+    found = []
+    for address in addresses:
+        try:
+            scheme = parse_address(address)[0]
+            host = "" if scheme in _PRIVATE_SCHEMES else get_address_host(address)
+        except ValueError:
+            found.append(address)  # unknown: say so rather than stay quiet
+            continue
+        if scheme in _PRIVATE_SCHEMES or host == "localhost":
+            continue
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_address(host.strip("[]")).is_loopback:
+                continue
+        found.append(address)
+    return found
+
+
+def _warn_if_keys_in_clear(options: RunOptions, addresses: Iterable[str]) -> None:
+    """Warn (once) when the run's checkpoints carry a bank's keys to workers
+    over an unencrypted network transport."""
+    banks = [getattr(c, "bank", None) for c in (options.checkpoint, options.target_checkpoint)]
+    if _warned_clear.is_set() or not any(isinstance(b, Bank) and b.unlocked for b in banks):
+        return
+    clear = _in_clear(addresses)
+    if clear:
+        _warned_clear.set()
+        warnings.warn(
+            f"the dask cluster is reached over an unencrypted transport ({clear[0]}): the "
+            "bank's derived keys travel to its workers in every task, in clear on the "
+            "network; use a tls:// cluster (see the README, \"dask across machines\")",
+            ProtectflowWarning, stacklevel=3)
 
 
 class _QuietShutdown(logging.Filter):
@@ -207,6 +258,7 @@ class DaskExecutor:
 
     def _run(self, client: Any, dag: HookDAG, options: RunOptions,
              nthreads: dict[str, int]) -> RunReport:
+        _warn_if_keys_in_clear(options, [client.scheduler.address, *nthreads])
         pool = runners(client, nthreads, self.connect_timeout)
         run = PoolRun(pool, f"protectflow-{next(_runs)}-{id(dag):x}", nthreads,
                       self.prefetch, options, dag)

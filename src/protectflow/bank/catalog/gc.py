@@ -36,7 +36,7 @@ from protectflow.bank.catalog.record import CheckpointRecord, check_checkpoint_i
 from protectflow.bank.chunks.refs import free_checkpoint
 from protectflow.bank.objects._backend import LocalBackend
 from protectflow.bank.objects.store import Bank
-from protectflow.errors import BankError
+from protectflow.errors import BankError, BankLockedError
 from protectflow.states import AVAILABLE, COPYING, DELETING, ERROR, ERROR_DELETING, PROTECTING
 
 __all__ = ["TEMP_GRACE", "GcReport", "collect"]
@@ -138,6 +138,8 @@ def _collect(checkpoint: Checkpoint, catalog: Catalog, *, now: float | None,
         return None  # still running
     try:
         record = checkpoint.reload().record
+    except BankLockedError:
+        raise  # a wrong password proves no record missing
     except BankError:  # died before writing its record
         with contextlib.suppress(BankError):
             checkpoint.bank.delete_object(IN_PROGRESS + checkpoint.id)

@@ -33,7 +33,7 @@ import attrs
 
 from protectflow._fields import Fail, Fields
 from protectflow.bank.objects.store import Bank
-from protectflow.errors import BankError, CheckpointBusyError, CorruptObjectError
+from protectflow.errors import BankError, BankLockedError, CheckpointBusyError, CorruptObjectError
 
 __all__ = ["Lease", "owner_is_dead"]
 
@@ -113,12 +113,15 @@ class Lease:
 
 
 class LeaseKeeper:
-    """The lease stored under ``base`` in ``bank``; ``name`` is used in messages."""
+    """The lease stored under ``base`` in ``bank``; ``name`` is used in messages.
+    With ``guard`` (all but a key rotation's own lease), a lease is refused
+    while a key rotation has the bank (:meth:`_refuse_mid_rotation`)."""
 
-    def __init__(self, bank: Bank, base: str, name: str) -> None:
+    def __init__(self, bank: Bank, base: str, name: str, *, guard: bool = True) -> None:
         self.bank = bank
         self.base = base.rstrip("/") + "/"
         self.name = name
+        self.guard = guard
 
     def _key(self, generation: int) -> str:
         return f"{self.base}{generation:012d}"
@@ -193,10 +196,27 @@ class LeaseKeeper:
                           generation=1 if latest is None else latest.generation + 1,
                           token=uuid.uuid4().hex)
             if self.bank.create_object(self._key(lease.generation), lease.to_json()):
+                if self.guard:
+                    self._refuse_mid_rotation(lease)
                 self._prune(lease.generation)
                 return lease
         raise CheckpointBusyError(f"{self.name} is contended: could not take its lease for "
                                   f"{operation} in {_RACE_RETRIES} tries")
+
+    def _refuse_mid_rotation(self, lease: Lease) -> None:
+        """Take the new generation back when a key rotation has the bank.
+
+        A process that unlocked the bank before a ``key rotate`` began still
+        holds the old key. The rotation writes its mark, then looks for busy
+        checkpoints; this looks for the mark after taking the lease: one of
+        the two sees the other, so no operation runs across a rotation.
+        """
+        try:
+            self.bank.refuse_if_rotating()
+        except BankLockedError:
+            with contextlib.suppress(BankError):  # deleting needs no key
+                self.bank.delete_object(self._key(lease.generation))
+            raise
 
     def _check_held(self, lease: Lease, action: str) -> None:
         latest = self.latest()

@@ -26,7 +26,7 @@ deletes of checkpoints sharing a chunk must not keep it for each other.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -37,7 +37,7 @@ from protectflow.errors import BankError
 from protectflow.states import DELETED, DELETING, ERROR_DELETING
 
 __all__ = ["free_checkpoint", "live_names", "manifest_names", "named_chunks",
-           "release_chunks", "repair_refs"]
+           "release_chunks", "renamed_manifest", "repair_refs"]
 
 _CHECKPOINTS = "checkpoints/"
 _DYING = frozenset({DELETING, ERROR_DELETING, DELETED})
@@ -64,6 +64,26 @@ def manifest_names(value: Any) -> Iterator[str]:
                     stack.append(inner)
         elif isinstance(item, list):
             stack.extend(inner for inner in item if isinstance(inner, (dict, list)))
+
+
+def renamed_manifest(value: Any, names: Mapping[str, str]) -> Any:
+    """``value`` (a manifest's JSON) with each chunk name :func:`manifest_names`
+    would find in it replaced as ``names`` says (a name it lacks stays): what a
+    key rotation, which renames every chunk, does to every manifest. A new
+    value; ``value`` is not changed."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            if key == "chunks" and isinstance(inner, list):
+                out[key] = [names.get(n, n) if isinstance(n, str) else n for n in inner]
+            elif key == "pack" and isinstance(inner, str):
+                out[key] = names.get(inner, inner)
+            else:
+                out[key] = renamed_manifest(inner, names)
+        return out
+    if isinstance(value, list):
+        return [renamed_manifest(inner, names) for inner in value]
+    return value
 
 
 def _owner_of(checkpoint_id: str, key: str) -> str | None:

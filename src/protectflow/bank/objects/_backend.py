@@ -41,6 +41,7 @@ import ctypes
 import errno
 import functools
 import os
+import stat
 import sys
 import threading
 import uuid
@@ -130,6 +131,20 @@ class LocalBackend:
                 return f.read()
         except IsADirectoryError:
             raise FileNotFoundError(key) from None
+
+    def read_limited(self, key: str, limit: int) -> bytes:
+        """At most ``limit`` bytes of the object: a clear one (a config, a
+        password entry, a rotation's mark), which anyone who can write the
+        bank may have made large, or a FIFO (opened without waiting for a
+        writer, then refused)."""
+        try:
+            fd = os.open(self.path(key), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except IsADirectoryError:
+            raise FileNotFoundError(key) from None
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", self.path(key))
+            return f.read(limit)
 
     def read_into(self, key: str, buffers: ReadBuffers) -> memoryview:
         """The object's bytes, read into ``buffers.raw`` (grown as needed)."""
@@ -302,6 +317,16 @@ class LocalBackend:
         except (FileNotFoundError, NotADirectoryError):
             return []
 
+    def prune(self, rel: str) -> None:
+        """Remove folder ``rel`` and the folders above it, up to the bank's
+        root, while they are empty (a writer that needs one makes it again)."""
+        while rel:
+            try:
+                os.rmdir(self.path(rel))
+            except OSError:
+                return
+            rel = rel.rpartition("/")[0]
+
 
 def _faulty_write(fd: int, view: memoryview, budget: int) -> memoryview:
     """Write up to ``budget`` bytes; if that is not all, count them (and die:
@@ -329,6 +354,14 @@ class FsspecBackend:
     def read(self, key: str) -> bytes:
         try:
             data: bytes = self.fs.cat_file(self.path(key))
+        except (IsADirectoryError, NotADirectoryError):
+            raise FileNotFoundError(key) from None
+        return data
+
+    def read_limited(self, key: str, limit: int) -> bytes:
+        """At most ``limit`` bytes of the object."""
+        try:
+            data: bytes = self.fs.cat_file(self.path(key), start=0, end=limit)
         except (IsADirectoryError, NotADirectoryError):
             raise FileNotFoundError(key) from None
         return data
@@ -371,6 +404,9 @@ class FsspecBackend:
 
     def sync(self) -> None:
         """Nothing to do: each put is as durable as the store makes it."""
+
+    def prune(self, rel: str) -> None:
+        """Nothing to do: an object store has no empty folders to leave."""
 
     def listdir(self, rel: str) -> list[tuple[str, bool]]:
         path = self.path(rel)

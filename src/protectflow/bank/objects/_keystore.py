@@ -8,9 +8,6 @@ objects that a reader needs before it has a key::
                         derives a key from the password, AES-256-GCM wraps
                         the master key with the bank's id as associated data
 
-(documents of their own, :class:`~._keydocs.BankConfig` and
-:class:`~._keydocs.PasswordEntry`, read and checked in :mod:`._keydocs`).
-
 The master key is never in the bank in clear. Where no password was given
 when the bank was made, it lives in a key file in the user's config folder,
 ``<config dir>/protectflow/keys/<bank id>.key`` (folder 0700, file 0600), so a
@@ -18,12 +15,14 @@ bank made by the README's first command needs no extra step; ``protectflow key
 add-password`` then wraps it into the bank too, ``export``/``import`` carry it
 to another machine.
 
-Unlocking tries, in order: the key file named after the bank's id; the
-password from ``PROTECTFLOW_PASSWORD`` or the file ``PROTECTFLOW_PASSWORD_FILE``
-names (``--password-file`` on the command line names one that comes first);
-a prompt, if standard input is a terminal. The config's ``mac`` (a
-keyed hash under the unlocked key) then proves that the config and the key
-belong together.
+Unlocking tries, in order: the key file named after the bank's id (see
+:mod:`._keyfiles` for the checks its folder must pass); the password from
+``PROTECTFLOW_PASSWORD`` or the file ``PROTECTFLOW_PASSWORD_FILE`` names
+(``--password-file`` on the command line names one that comes first); a
+prompt, if standard input is a terminal -- against the password entries, as
+:mod:`._passwords` bounds them. The config's ``mac`` (a keyed hash under the
+unlocked key) then proves that the config and the key belong together. A
+bank in the middle of a key rotation (:mod:`._rotating`) is not unlocked.
 """
 
 from __future__ import annotations
@@ -37,116 +36,107 @@ import threading
 import uuid
 from typing import Any
 
+import attrs
+
 from protectflow._paths import TEMP_PREFIX
-from protectflow.bank.objects._backend import private_makedirs
-from protectflow.bank.objects._keydocs import (
-    BANK_VERSION,
-    CONFIG,
-    BankConfig,
+from protectflow._util import now_iso
+from protectflow.bank.objects import _keyfiles
+from protectflow.bank.objects._passwords import (
+    KEYS,
+    PASSWORD_ENV,
+    PASSWORD_FILE_ENV,
     PasswordEntry,
-    b64,
-    unb64,
+    env_password,
+    open_entries,
+    password_entries,
+    read_entries,
+    write_entry,
 )
+from protectflow.bank.objects._rotating import refuse_if_rotating
 from protectflow.bank.objects.crypto import MASTER_KEY_LEN, Keyring
 from protectflow.errors import BankError, BankLockedError, CorruptObjectError
 
 __all__ = ["CONFIG", "KEYS", "BankConfig", "create_bank", "unlock"]
 
-KEYS = "keys/"
-PASSWORD_ENV = "PROTECTFLOW_PASSWORD"
-PASSWORD_FILE_ENV = "PROTECTFLOW_PASSWORD_FILE"
+CONFIG = "config"
+BANK_FORMAT = "protectflow-bank"
+BANK_VERSION = 2
 _UNLOCKED: dict[tuple[str, bytes], Keyring] = {}  # one unlock per bank per process
 _UNLOCK_LOCK = threading.Lock()
+#: The most bytes of a config read (one holds about 200).
+_MAX_CONFIG = 64 << 10
 
 
-# -- the key file -------------------------------------------------------------------
-def key_dir() -> str:
-    """The folder of key files: ``<user config dir>/protectflow/keys``."""
-    import platformdirs  # imported where used: `import protectflow` reads no config
+class BankConfig:
+    """A bank's clear config: its format version and id."""
 
-    return os.path.join(platformdirs.user_config_dir("protectflow"), "keys")
+    def __init__(self, data: dict[str, Any], raw: bytes) -> None:
+        self.data = data
+        self.raw = raw
+        self.id = str(data["id"])
+
+    @classmethod
+    def parse(cls, raw: bytes, url: str) -> BankConfig:
+        """Read ``config``.
+
+        Raises
+        ------
+        BankError
+            If it is not a config of a format this protectflow reads.
+        """
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or data.get("format") != BANK_FORMAT \
+                or not isinstance(data.get("id"), str) or not data["id"].isalnum():
+            raise CorruptObjectError(f"the bank {url} has a damaged config object; restore "
+                                     "it from a copy of the bank", key=CONFIG)
+        if data.get("version") != BANK_VERSION:
+            raise BankError(f"the bank {url} has format version {data.get('version')!r}; "
+                            f"this protectflow reads version {BANK_VERSION}: use the "
+                            "protectflow that wrote it")
+        return cls(data, raw)
+
+    def check(self, keyring: Keyring, url: str) -> None:
+        """Check the config's ``mac`` under ``keyring``.
+
+        Raises
+        ------
+        BankLockedError
+            If the key does not belong to this config.
+        """
+        if self.data.get("mac") != keyring.mac(_mac_text(self.data)):
+            raise BankLockedError(
+                f"the key found for bank {url} (fingerprint {keyring.fingerprint}) does not "
+                "match its config: the key belongs to another bank, or is this bank's key "
+                "from before a `protectflow key rotate` (import the new one), or the "
+                "config was changed", BankLockedError.WRONG)
 
 
+def _mac_text(data: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in data.items() if k != "mac"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+# -- the key file ------------------------------------------------------------------
 def key_file(bank_id: str) -> str:
     """The key file of bank ``bank_id``."""
-    return os.path.join(key_dir(), f"{bank_id}.key")
+    return _keyfiles.key_file(bank_id)
 
 
-def write_key_file(bank_id: str, master: bytes, url: str) -> str:
-    """Write the master key of bank ``bank_id`` into its key file, 0600.
+def read_key_file(path: str, bank_id: str | None = None) -> bytes | None:
+    """The master key in the key file at ``path`` (an exported copy, read as
+    a file the user named), or None if there is none.
 
     Raises
     ------
     BankError
-        If the file exists or cannot be written.
+        If the file is refused, damaged or another bank's.
     """
-    path = key_file(bank_id)
-    text = json.dumps({"bank": bank_id, "url": url, "master_key": b64(master)}, indent=1)
-    try:
-        private_makedirs(os.path.dirname(path))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as err:
-        raise BankError(f"cannot write the key file {path}: {err}") from err
-    return path
-
-
-def read_key_file(path: str, bank_id: str | None = None) -> bytes | None:
-    """The master key in the key file at ``path``, or None if there is none.
-
-    Raises
-    ------
-    BankLockedError
-        If the file cannot be read, is damaged or belongs to another bank.
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return None
-    except (OSError, ValueError) as err:
-        raise BankLockedError(f"cannot read the key file {path}: {err}",
-                              BankLockedError.MISSING if isinstance(err, OSError)
-                              else BankLockedError.WRONG) from err
-    if not isinstance(data, dict) or (bank_id is not None and data.get("bank") != bank_id):
-        raise BankLockedError(f"the key file {path} is not the key of bank {bank_id}",
-                              BankLockedError.WRONG)
-    try:
-        master = unb64(data.get("master_key"), f"the key file {path}")
-    except BankError as err:
-        raise BankLockedError(str(err), BankLockedError.WRONG) from err
-    if len(master) != MASTER_KEY_LEN:
-        raise BankLockedError(f"the key file {path} is damaged: its key is not "
-                              f"{MASTER_KEY_LEN} bytes", BankLockedError.WRONG)
-    return master
-
-
-# -- passwords ------------------------------------------------------------------------
-def env_password(password_file: str | None = None) -> str | None:
-    """The password in ``password_file`` (``--password-file``) when given,
-    else ``$PROTECTFLOW_PASSWORD``, else in the file ``$PROTECTFLOW_PASSWORD_FILE`` names.
-
-    Raises
-    ------
-    BankLockedError
-        If the password file cannot be read.
-    """
-    if password_file is None:
-        password = os.environ.get(PASSWORD_ENV)
-        if password:
-            return password
-        password_file = os.environ.get(PASSWORD_FILE_ENV)
-        if not password_file:
-            return None
-    try:
-        with open(password_file, encoding="utf-8") as f:
-            return f.read().rstrip("\r\n")
-    except OSError as err:
-        raise BankLockedError(f"cannot read the password file {password_file}: {err}"
-                              ) from err
+    return _keyfiles.exported_key(path, bank_id)
 
 
 # -- unlocking and creating -----------------------------------------------------------
@@ -159,12 +149,12 @@ def read_config(backend: Any, url: str) -> BankConfig | None:
         If the config is damaged or of another format version.
     """
     try:
-        raw = backend.read(CONFIG)
+        raw = backend.read_limited(CONFIG, _MAX_CONFIG)
     except FileNotFoundError:
         return None
     except OSError as err:
         raise BankError(f"cannot read the config of bank {url}: {err}") from err
-    return BankConfig.from_json(raw, url)
+    return BankConfig.parse(raw, url)
 
 
 def old_format_error(url: str) -> BankError:
@@ -178,25 +168,27 @@ def old_format_error(url: str) -> BankError:
 
 def has_foreign_objects(backend: Any) -> bool:
     """Whether the bank's root holds anything but a config and keys."""
-    return any(not name.startswith(TEMP_PREFIX) and name not in ("config", "keys", "-")
+    return any(not name.startswith(TEMP_PREFIX)
+               and name not in ("config", "keys", "rotation", "rotating", "-")
                for name, _ in backend.listdir(""))
 
 
-def password_entries(backend: Any) -> dict[str, PasswordEntry | None]:
-    """The bank's password entries by key id; None for one that is damaged
-    (another entry may still unlock)."""
-    out: dict[str, PasswordEntry | None] = {}
-    for name, is_dir in backend.listdir(KEYS.rstrip("/")):
-        if is_dir or name.startswith(TEMP_PREFIX):
-            continue
-        try:
-            out[name] = PasswordEntry.from_json(json.loads(backend.read(KEYS + name)),
-                                                CorruptObjectError)
-        except ValueError:  # not JSON, or not an entry (CorruptObjectError too)
-            out[name] = None
-        except OSError:
-            continue  # gone since the listing
-    return out
+# -- password entries ---------------------------------------------------------------
+def matches(config: BankConfig, master: bytes) -> bool:
+    """Whether ``master`` is the key ``config`` was authenticated under."""
+    return config.data.get("mac") == Keyring.from_master(master).mac(_mac_text(config.data))
+
+
+# -- unlocking and creating -----------------------------------------------------------
+@attrs.frozen
+class Unlocked:
+    """A bank's master key, and how it was found."""
+
+    master: bytes = attrs.field(repr=False)
+    #: The password entry that opened it; None when the key file held it.
+    entry: str | None
+    #: The password that opened it (None: the key file).
+    password: str | None = attrs.field(repr=False)
 
 
 def unlock(backend: Any, url: str, *, prompt: bool = True,
@@ -206,62 +198,93 @@ def unlock(backend: Any, url: str, *, prompt: bool = True,
 
     Raises
     ------
+    BankLockedError
+        If its key is missing or refused, the password wrong, or a key
+        rotation has the bank.
     BankError
         If the bank is of the old format.
-    BankLockedError
-        If its key is missing or the password wrong.
-    CorruptObjectError
-        If its config is damaged.
     """
     config = read_config(backend, url)
     if config is None:
         if has_foreign_objects(backend):
             raise old_format_error(url)
         return None
+    refuse_if_rotating(backend, url)
     with _UNLOCK_LOCK:
         cached = _UNLOCKED.get((url, config.raw))
         if cached is None:
-            master, _ = find_master(backend, url, config, prompt=prompt,
-                                    password_file=password_file)
-            cached = check_master(config, master, url)
+            found = find_master(backend, url, config, prompt=prompt,
+                                password_file=password_file)
+            cached = check_master(config, found.master, url)
             _UNLOCKED[(url, config.raw)] = cached
     return config, cached
 
 
-def find_master(backend: Any, url: str, config: BankConfig, *, prompt: bool = True,
-                password_file: str | None = None) -> tuple[bytes, list[str]]:
-    """The bank's master key, and the ids of the password entries the
-    password opened (none when the key file held it).
+def current_password(url: str, *, prompt: bool = True,
+                     password_file: str | None = None) -> str | None:
+    """The password given for bank ``url``: the file, the environment, else
+    a prompt on a terminal; None if none is.
 
     Raises
     ------
     BankLockedError
-        If no key is found (``problem`` "missing") or the password is wrong
-        ("wrong").
+        If the password given is empty or its file cannot be read.
     """
-    master = read_key_file(key_file(config.id), config.id)
+    password = env_password(password_file)
+    if password is None and prompt and sys.stdin is not None and sys.stdin.isatty():
+        password = getpass.getpass(f"password of bank {url}: ")
+        if not password:
+            raise BankLockedError("an empty password was typed: a bank's password cannot be "
+                               "empty")
+    return password
+
+
+def find_master(backend: Any, url: str, config: BankConfig, *, prompt: bool = True,
+                password_file: str | None = None) -> Unlocked:
+    """The bank's master key: its key file's, else the first password entry
+    the password opens (see :mod:`._passwords` for the bounds).
+
+    Raises
+    ------
+    BankLockedError
+        If no key is found or the password is wrong.
+    """
+    master = _keyfiles.read_key(config.id)
     if master is not None:
-        return master, []
-    entries = password_entries(backend)
-    if not entries:
+        return Unlocked(master, None, None)
+    names = password_entries(backend)
+    if not names:
         raise BankLockedError(
             f"no key for bank {url} (id {config.id}): its key file {key_file(config.id)} "
             "is missing and the bank holds no password-wrapped key; import the key you "
             "exported with `protectflow key import FILE`")
-    password = env_password(password_file)
-    if password is None and prompt and sys.stdin is not None and sys.stdin.isatty():
-        password = getpass.getpass(f"password of bank {url}: ")
+    password = current_password(url, prompt=prompt, password_file=password_file)
     if password is None:
-        raise BankLockedError(f"bank {url} is locked by a password: set ${PASSWORD_ENV}, "
-                              "or give --password-file (or $" + PASSWORD_FILE_ENV + ") a "
-                              "file holding it")
-    opened = {name: entry.unwrap(password, config.id)
-              for name, entry in entries.items() if entry is not None}
-    found = [m for m in opened.values() if m is not None]
-    if not found:
-        raise BankLockedError(f"wrong password for bank {url}: no key of the bank opens "
-                              "with it", BankLockedError.WRONG)
-    return found[0], sorted(name for name, m in opened.items() if m is not None)
+        raise BankLockedError(f"bank {url} is locked by a password: set ${PASSWORD_ENV}, or "
+                           "give --password-file (or $" + PASSWORD_FILE_ENV + ") a file "
+                           "holding it")
+    opened = open_entries(read_entries(backend, names), password, config.id, where=url,
+                          accept=lambda m: matches(config, m))
+    if opened is None:
+        raise BankLockedError(f"wrong password for bank {url}: it opens none of the bank's "
+                           f"password entries ({len(names)})", BankLockedError.WRONG)
+    return Unlocked(opened[0], opened[1], password)
+
+
+def entries_opening(backend: Any, config: BankConfig, password: str,
+                    master: bytes) -> list[str]:
+    """The password entries ``password`` opens to ``master`` (as bounded as
+    unlocking), for a change of password that removes them."""
+    found: list[str] = []
+    names = password_entries(backend)
+    while names:
+        opened = open_entries(read_entries(backend, names), password, config.id,
+                              where="", accept=lambda m: m == master)
+        if opened is None:
+            break
+        found.append(opened[1])
+        names = names[names.index(opened[1]) + 1:]
+    return found
 
 
 def check_master(config: BankConfig, master: bytes, url: str) -> Keyring:
@@ -269,7 +292,7 @@ def check_master(config: BankConfig, master: bytes, url: str) -> Keyring:
 
     Raises
     ------
-    BankLockedError
+    BankError
         If the key does not belong to the bank.
     """
     keyring = Keyring.from_master(master)
@@ -287,33 +310,61 @@ def create_bank(backend: Any, url: str, write_config: Any, *,
 
     Raises
     ------
+    BankLockedError
+        If the password given is empty, or the key folder is refused.
     BankError
         If the key cannot be stored.
     """
     master = os.urandom(MASTER_KEY_LEN)
     keyring = Keyring.from_master(master)
     bank_id = uuid.uuid4().hex
-    config = BankConfig.new(bank_id, keyring)
+    data: dict[str, Any] = {"format": BANK_FORMAT, "version": BANK_VERSION, "id": bank_id,
+                            "created_at": now_iso()}
+    data["mac"] = keyring.mac(_mac_text(data))
+    raw = json.dumps(data, sort_keys=True, indent=1).encode("utf-8")
     password = env_password(password_file)
     # The key first, then the config: a config never exists without its key.
     if password is not None:
-        entry_key = KEYS + uuid.uuid4().hex[:16]
-        entry = PasswordEntry.wrap(master, password, bank_id)
-        backend.write(entry_key, (json.dumps(entry.to_json()).encode(),))
+        entry_key = KEYS + write_entry(backend, PasswordEntry.wrap(master, password, bank_id))
         undo: Any = lambda: backend.delete(entry_key)  # noqa: E731
     else:
-        path = write_key_file(bank_id, master, url)
-        undo = lambda: os.unlink(path)  # noqa: E731
-    if not write_config(config.raw):  # lost a race with another process making the bank
-        with contextlib.suppress(OSError):
+        _keyfiles.write_key(bank_id, master, url)
+        undo = lambda: _keyfiles.remove_key(bank_id, _keyfiles.CURRENT)  # noqa: E731
+    if not write_config(raw):  # lost a race with another process making the bank
+        with contextlib.suppress(OSError, BankError):
             undo()
         found = unlock(backend, url, password_file=password_file)
         if found is None:
             raise BankError(f"cannot make the bank {url}: its config vanished")
         return found
+    config = BankConfig(data, raw)
+    remember(url, config, keyring)
+    return config, keyring
+
+
+def remember(url: str, config: BankConfig, keyring: Keyring) -> None:
+    """Keep ``keyring`` as the unlocked key of the bank with ``config``."""
     with _UNLOCK_LOCK:
         _UNLOCKED[(url, config.raw)] = keyring
-    return config, keyring
+
+
+def rekey_config(backend: Any, url: str, config: BankConfig, keyring: Keyring) -> BankConfig:
+    """Authenticate the bank's config under ``keyring`` (a key rotation's new
+    key) and write it; the bank's id and the rest stay.
+
+    Raises
+    ------
+    BankError
+        If the store refuses the write.
+    """
+    data = {k: v for k, v in config.data.items() if k != "mac"}
+    data["mac"] = keyring.mac(_mac_text(data))
+    raw = json.dumps(data, sort_keys=True, indent=1).encode("utf-8")
+    try:
+        backend.write(CONFIG, (raw,))
+    except OSError as err:
+        raise BankError(f"cannot write the config of bank {url}: {err}") from err
+    return BankConfig(data, raw)
 
 
 def forget_unlocked() -> None:

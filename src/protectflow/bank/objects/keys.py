@@ -1,5 +1,5 @@
 """A bank's key, as ``protectflow key`` manages it: show, add or change a
-password, export and import.
+password, export and import (``rotate``: :mod:`protectflow.bank.rotation`).
 
 Where the key lives and how a bank is unlocked: :mod:`protectflow.bank.objects._keystore`.
 An exported key file holds the master key in clear, exactly as the key file
@@ -8,15 +8,14 @@ in the config folder does: keep it as safe as the data it opens.
 
 from __future__ import annotations
 
-import json
 import os
-import uuid
 from typing import Any
 
 import attrs
 
-from protectflow.bank.objects import _keystore
-from protectflow.bank.objects._keydocs import BankConfig, PasswordEntry, b64
+from protectflow.bank.objects import _keyfiles, _keystore, _passwords
+from protectflow.bank.objects._passwords import PasswordEntry
+from protectflow.bank.objects._rotating import refuse_if_rotating
 from protectflow.bank.objects.crypto import fingerprint_of
 from protectflow.bank.objects.store import Bank
 from protectflow.errors import BankError, BankNotFoundError
@@ -39,7 +38,14 @@ class KeyInfo:
         return attrs.asdict(self, recurse=False) | {"passwords": list(self.passwords)}
 
 
-def _config(bank: Bank) -> BankConfig:
+def config_of(bank: Bank) -> _keystore.BankConfig:
+    """The bank's config.
+
+    Raises
+    ------
+    BankError
+        If there is no bank, or one of the old format.
+    """
     config = _keystore.read_config(bank.backend, bank.url)
     if config is None:
         if _keystore.has_foreign_objects(bank.backend):
@@ -48,12 +54,13 @@ def _config(bank: Bank) -> BankConfig:
     return config
 
 
-def _master(bank: Bank) -> tuple[BankConfig, bytes, list[str]]:
-    config = _config(bank)
-    master, opened = _keystore.find_master(bank.backend, bank.url, config,
-                                           password_file=bank.password_file)
-    bank.keyring  # noqa: B018 -- checks that this key belongs to the config
-    return config, master, opened
+def _master(bank: Bank) -> tuple[_keystore.BankConfig, _keystore.Unlocked]:
+    config = config_of(bank)
+    refuse_if_rotating(bank.backend, bank.url)
+    found = _keystore.find_master(bank.backend, bank.url, config,
+                                  password_file=bank.password_file)
+    _keystore.check_master(config, found.master, bank.url)
+    return config, found
 
 
 def show_fingerprint(bank: Bank) -> KeyInfo:
@@ -65,11 +72,12 @@ def show_fingerprint(bank: Bank) -> KeyInfo:
         If the bank does not exist, is of the old format, or its key cannot
         be found.
     """
-    config = _config(bank)
-    path = _keystore.key_file(config.id)
-    return KeyInfo(bank=bank.url, bank_id=config.id, fingerprint=bank.keyring.fingerprint,
-                   key_file=path if os.path.exists(path) else None,
-                   passwords=tuple(sorted(_keystore.password_entries(bank.backend))))
+    config = config_of(bank)
+    path = _keyfiles.key_file(config.id)
+    fingerprint = bank.keyring.fingerprint
+    return KeyInfo(bank=bank.url, bank_id=config.id, fingerprint=fingerprint,
+                   key_file=path if _keyfiles.read_key(config.id) is not None else None,
+                   passwords=tuple(_passwords.password_entries(bank.backend)))
 
 
 def add_password(bank: Bank, password: str) -> str:
@@ -88,15 +96,9 @@ def add_password(bank: Bank, password: str) -> str:
     """
     if not password:
         raise BankError("a bank's password cannot be empty")
-    config, master, _ = _master(bank)
-    entry_id = uuid.uuid4().hex[:16]
-    entry = PasswordEntry.wrap(master, password, config.id)
-    try:
-        bank.backend.write(_keystore.KEYS + entry_id,
-                           (json.dumps(entry.to_json()).encode("utf-8"),))
-    except OSError as err:
-        raise BankError(f"cannot write a key entry into bank {bank.url}: {err}") from err
-    return entry_id
+    config, found = _master(bank)
+    return _passwords.write_entry(bank.backend,
+                                 PasswordEntry.wrap(found.master, password, config.id))
 
 
 def change_password(bank: Bank, password: str) -> str:
@@ -114,13 +116,15 @@ def change_password(bank: Bank, password: str) -> str:
         If the bank opens with its key file rather than a password (then use
         :func:`add_password`), or as :func:`add_password`.
     """
-    _, _, opened = _master(bank)
-    if not opened:
+    config, found = _master(bank)
+    if found.password is None:
         raise BankError(f"bank {bank.url} opened with its key file, not a password: "
                         "use `protectflow key add-password`")
+    old = _keystore.entries_opening(bank.backend, config, found.password, found.master)
     new = add_password(bank, password)
-    for entry_id in opened:
-        bank.backend.delete(_keystore.KEYS + entry_id)
+    for entry_id in old:
+        if entry_id != new:
+            bank.backend.delete(_passwords.KEYS + entry_id)
     _keystore.forget_unlocked()
     return new
 
@@ -138,16 +142,9 @@ def export_key(bank: Bank, path: str) -> str:
     BankError
         If ``path`` exists or the bank's key cannot be found.
     """
-    config, master, _ = _master(bank)
-    text = json.dumps({"bank": config.id, "url": bank.url,
-                       "master_key": b64(master)}, indent=1)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-    except OSError as err:
-        raise BankError(f"cannot write the key to {path}: {err}; give a new file") from err
-    return fingerprint_of(master)
+    config, found = _master(bank)
+    _keyfiles.write_export(path, config.id, found.master, bank.url)
+    return fingerprint_of(found.master)
 
 
 def import_key(bank: Bank, path: str) -> KeyInfo:
@@ -157,19 +154,20 @@ def import_key(bank: Bank, path: str) -> KeyInfo:
     Raises
     ------
     BankError
-        If the file is not a key of this bank, or a different key file is
-        already installed for it.
+        If the file is not a key of this bank (or not a regular file), or a
+        different key file is already installed for it.
     """
-    config = _config(bank)
-    master = _keystore.read_key_file(path, config.id)
-    if master is None:
+    config = config_of(bank)
+    refuse_if_rotating(bank.backend, bank.url)
+    if not os.path.lexists(path):
         raise BankError(f"no key file at {path}")
+    master = _keyfiles.exported_key(path, config.id)
     _keystore.check_master(config, master, bank.url)
-    installed = _keystore.read_key_file(_keystore.key_file(config.id), config.id)
+    installed = _keyfiles.read_key(config.id)
     if installed is None:
-        _keystore.write_key_file(config.id, master, bank.url)
+        _keyfiles.write_key(config.id, master, bank.url)
     elif installed != master:
         raise BankError(f"a different key is installed for bank {bank.url} at "
-                        f"{_keystore.key_file(config.id)}: move it away first")
+                        f"{_keyfiles.key_file(config.id)}: move it away first")
     bank.forget_keys()
     return show_fingerprint(bank)

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from protectflow._paths import check_writable_key, validate_key, validate_prefix
 from protectflow._urls import check_bank_url, default_bank_url, is_local, require_backend
-from protectflow.bank.objects import _keystore
+from protectflow.bank.objects import _keystore, _rotating
 from protectflow.bank.objects._backend import (
     FsspecBackend,
     LocalBackend,
@@ -241,6 +241,29 @@ class Bank:
                     raise BankError(f"cannot make the bank {self.url}: {err}") from err
                 self._keyring = found[1]
         return self._keyring
+
+    def with_keyring(self, keyring: Keyring) -> Bank:
+        """The same bank seen through ``keyring`` rather than its own key (a
+        key rotation reads under the old key and writes under the new)."""
+        other = Bank(self.url, fsync=self.fsync, storage_options=self.storage_options,
+                     password_file=self.password_file)
+        other._keyring = keyring
+        return other
+
+    def refuse_if_rotating(self) -> None:
+        """Raise if a key rotation has the bank (see :mod:`._rotating`).
+
+        Raises
+        ------
+        BankLockedError
+            If one is in progress, saying what to do.
+        """
+        _rotating.refuse_if_rotating(self.backend, self.url)
+
+    @property
+    def unlocked(self) -> bool:
+        """Whether the bank's keys are in memory (they travel when it is pickled)."""
+        return self._keyring is not None
 
     def forget_keys(self) -> None:
         """Drop the unlocked keys: the next use unlocks the bank again."""
@@ -495,7 +518,9 @@ def open_existing_bank(
     password_file: str | os.PathLike[str] | None = None,
 ) -> Bank:
     """The bank at ``url`` for a command that only reads it: one that is not
-    there is an error, never an empty bank (a mistyped ``--bank``).
+    there is an error, never an empty bank (a mistyped ``--bank``). A bank
+    that holds a config is unlocked at once, so that a missing key or a wrong
+    password is the first thing said, not taken for damage further on.
 
     Parameters are those of :class:`Bank`.
 
@@ -505,6 +530,8 @@ def open_existing_bank(
         If the URL is malformed.
     BankNotFoundError
         If no bank is there.
+    BankLockedError
+        If its key cannot be had (missing, the password wrong).
     MissingDependencyError
         If the URL's file system needs a package that is not installed.
     """
@@ -515,5 +542,7 @@ def open_existing_bank(
             f"there is no bank at {bank.url!r}: check the --bank given (or "
             "$PROTECTFLOW_BANK, or the config file's bank); `protectflow protect` makes one"
         )
+    if _keystore.read_config(bank.backend, bank.url) is not None:
+        bank.keyring  # noqa: B018 -- unlocks it
     return bank
 

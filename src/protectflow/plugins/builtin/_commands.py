@@ -2,6 +2,12 @@
 
 Apart from the local plugins' other helpers (:mod:`._local`) because the
 freeze guard, a process of its own, imports it: it needs no bank.
+
+A command gets protectflow's environment without the bank's password
+(:data:`WITHHELD`): ``$PROTECTFLOW_PASSWORD``, the new password of ``key
+add-password``, and ``$PROTECTFLOW_PASSWORD_FILE`` too -- only a path, but
+one to the password, which a freeze command has no business reading. A
+variable the resource's own ``env`` sets is passed as the plan says.
 """
 
 from __future__ import annotations
@@ -15,7 +21,11 @@ from typing import Any
 from protectflow.dag.model import Resource
 from protectflow.errors import CommandError, LocalPluginError
 
-__all__ = ["command_argv", "run_command"]
+__all__ = ["WITHHELD", "command_argv", "command_env", "run_command"]
+
+#: Variables of protectflow's environment a command does not inherit.
+WITHHELD = frozenset({"PROTECTFLOW_PASSWORD", "PROTECTFLOW_NEW_PASSWORD",
+                      "PROTECTFLOW_PASSWORD_FILE"})
 
 
 def command_argv(command: Any, resource: Resource, field: str) -> list[str] | str:
@@ -35,6 +45,13 @@ def command_argv(command: Any, resource: Resource, field: str) -> list[str] | st
                            f"string or a list of strings; got {command!r}")
 
 
+def command_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a command: this process's, less :data:`WITHHELD`,
+    plus ``env`` (the resource's own)."""
+    inherited = {k: v for k, v in os.environ.items() if k not in WITHHELD}
+    return {**inherited, **env}
+
+
 def run_command(command: list[str] | str, *, cwd: str, timeout: float,
                 env: Mapping[str, str], what: str) -> subprocess.CompletedProcess[str]:
     """Run ``command`` (argv list, or a string for ``sh -c``) and check it.
@@ -48,7 +65,7 @@ def run_command(command: list[str] | str, *, cwd: str, timeout: float,
     shown = command if isinstance(command, str) else shlex.join(command)
     try:
         done = subprocess.run(command, shell=isinstance(command, str), cwd=cwd,
-                              env={**os.environ, **env}, capture_output=True, text=True,
+                              env=command_env(env), capture_output=True, text=True,
                               timeout=timeout, check=False)
     except subprocess.TimeoutExpired as err:
         tail = _tail(err.stderr)

@@ -14,14 +14,16 @@ created ``0600``, exclusively, without following a symlink.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import stat
 import time
 
+from protectflow import _localfiles
 from protectflow.errors import LocalPluginError
 
 __all__ = ["check_private_dir", "default_state_dir", "private_dir", "write_private"]
+
+_WHAT = "the private folder"
+_FIX = "remove it (as its owner) or set XDG_RUNTIME_DIR to a folder of your own"
 
 
 def default_state_dir() -> str:
@@ -37,7 +39,8 @@ def default_state_dir() -> str:
 
 
 def private_dir(path: str) -> str:
-    """``path``, made ``0700`` if missing, checked as the module says.
+    """``path``, made ``0700`` if missing, checked as the module says (the
+    checks are :mod:`protectflow._localfiles`', shared with the bank's key folder).
 
     Returns
     -------
@@ -49,16 +52,12 @@ def private_dir(path: str) -> str:
     LocalPluginError
         When the folder or one above it could be changed by another user.
     """
-    parent = os.path.realpath(os.path.dirname(os.path.abspath(path)))
-    folder = os.path.join(parent, os.path.basename(path))
     try:
-        os.makedirs(parent, mode=0o700, exist_ok=True)
-        with contextlib.suppress(FileExistsError):  # then checked like any other
-            os.mkdir(folder, 0o700)
-    except OSError as err:
-        raise LocalPluginError(f"cannot create the private folder {folder}: {err}") from err
-    check_private_dir(folder)
-    return folder
+        os.close(_localfiles.open_private_dir(path, what=_WHAT, fix=_FIX))
+    except _localfiles.Refused as err:
+        raise LocalPluginError(str(err)) from None
+    return os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(path))),
+                        os.path.basename(path))
 
 
 def check_private_dir(folder: str) -> None:
@@ -70,41 +69,10 @@ def check_private_dir(folder: str) -> None:
         When it is missing, a symlink, not a folder, someone else's, or
         writable by others; or a folder above it is not safe.
     """
-    me = os.geteuid()
     try:
-        st = os.lstat(folder)
-    except OSError as err:
-        raise LocalPluginError(f"cannot use the private folder {folder}: {err}") from err
-    fix = "remove it (as its owner) or set XDG_RUNTIME_DIR to a folder of your own"
-    if stat.S_ISLNK(st.st_mode):
-        raise LocalPluginError(f"refusing the private folder {folder}: it is a symlink; {fix}")
-    if not stat.S_ISDIR(st.st_mode):
-        raise LocalPluginError(f"refusing the private folder {folder}: it is not a folder; {fix}")
-    if st.st_uid != me:
-        raise LocalPluginError(f"refusing the private folder {folder}: it belongs to uid "
-                               f"{st.st_uid}, not to you (uid {me}); {fix}")
-    if st.st_mode & 0o022:
-        raise LocalPluginError(f"refusing the private folder {folder}: others may write to it "
-                               f"(mode {stat.S_IMODE(st.st_mode):o}); chmod 700 it")
-    _check_ancestors(os.path.dirname(folder), me)
-
-
-def _check_ancestors(folder: str, me: int) -> None:
-    """Every folder above: owned by this user or root, and writable by others
-    only with the sticky bit (which keeps them from renaming our entries)."""
-    while True:
-        st = os.stat(folder)
-        if st.st_uid not in (me, 0):
-            raise LocalPluginError(f"refusing private state under {folder}: it belongs to "
-                                   f"uid {st.st_uid}, who could move it away")
-        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-            raise LocalPluginError(f"refusing private state under {folder}: others may "
-                                   f"write to it (mode {stat.S_IMODE(st.st_mode):o}) and it "
-                                   "has no sticky bit")
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            return
-        folder = parent
+        _localfiles.check_private_dir(folder, what=_WHAT, fix=_FIX)
+    except _localfiles.Refused as err:
+        raise LocalPluginError(str(err)) from None
 
 
 def write_private(path: str, data: bytes, *, replace: bool = False) -> None:
@@ -117,15 +85,10 @@ def write_private(path: str, data: bytes, *, replace: bool = False) -> None:
     OSError
         When it cannot be written, or exists and ``replace`` is false.
     """
-    temp = f"{path}.tmp{os.getpid()}-{time.monotonic_ns()}"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    folder, name = os.path.split(os.path.abspath(path))
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        if replace:
-            os.rename(temp, path)
-        else:
-            os.link(temp, path)  # fails if path exists: the exclusive creation
+        _localfiles.write_private_file(dir_fd, name, data, replace=replace,
+                                       temp=f"{name}.tmp{os.getpid()}-{time.monotonic_ns()}")
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
+        os.close(dir_fd)

@@ -41,7 +41,7 @@ import time
 from typing import Any
 
 from protectflow.errors import CommandError, LocalPluginError
-from protectflow.plugins.builtin._commands import run_command
+from protectflow.plugins.builtin._commands import command_env, run_command
 
 __all__ = ["FROZEN", "GUARD_MODULE", "alive", "claim", "claimant", "claims", "freeze",
            "read_json", "run_phase", "thaw"]
@@ -167,7 +167,8 @@ def freeze(token: str, spec: dict[str, Any]) -> dict[str, Any]:
         thaw(token, spec, by="freeze-retry")
     _consume_record(token)  # a stale one, from a freeze that ended long ago
     proc = subprocess.Popen([sys.executable, "-m", GUARD_MODULE, token], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, start_new_session=True,
+                            env=command_env({}))  # the guard outlives us: no password
     _GUARDS[token] = proc
     _await_ready(proc, token, spec)
     if spec["mode"] == "command":

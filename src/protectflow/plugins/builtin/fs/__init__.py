@@ -126,6 +126,10 @@ OPTIONS_SCHEMA = object_schema("fs protect parameters", {
                       "description": "read the tree in prepare_finish (inside a parent's "
                       "freeze) or in main (shorter freeze, no point-in-time copy)"},
     "workers": _WORKERS,
+    "reread": {"type": "boolean", "default": False,
+               "description": "read every file again instead of reusing, for those whose "
+               "size and times did not change, the previous checkpoint's chunks: what "
+               "someone with the bank's key planted there is not carried forward"},
 })
 RESTORE_SCHEMA = object_schema("fs restore parameters", {
     "target": {"type": "string", "minLength": 1,

@@ -106,7 +106,8 @@ def protect_tree(checkpoint: HookCheckpoint, resource: Resource, parameters: dic
     chunk_size = int(parameters.get("chunk_size", DEFAULT_CHUNK_SIZE))
     pack_size = int(parameters.get("pack_size", DEFAULT_PACK_SIZE))
     started = time.time()
-    previous = _previous_files(store.bank, resource, chunk_size)
+    previous = {} if parameters.get("reread") else _previous_files(store.bank, resource,
+                                                                  chunk_size)
     entries, scan_warnings = _scan(root, parameters)
     files = [e for e in entries if e["type"] == "file" and "link" not in e]
     reused, repack = _reuse_packs(store, files, previous)
