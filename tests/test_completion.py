@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from protectflow.cli.completion import SHELLS, completion_script
+from tests import waits
 
 # A stand-in for the installed command: completion answered first, as the CLI will.
 COMMAND = f"""#!{sys.executable}
@@ -28,7 +29,8 @@ def _bash(script: str, tmp_path: Path) -> str:
     (tmp_path / "completion.bash").write_text(completion_script("bash"))
     env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(["bash", "-c", f"source {tmp_path / 'completion.bash'} && {script}"],
-                          capture_output=True, text=True, env=env, timeout=60, check=False)
+                          capture_output=True, text=True, env=env, timeout=waits.LIMIT,
+                          check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

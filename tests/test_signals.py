@@ -18,6 +18,7 @@ from protectflow.bank import Bank, CheckpointStore
 from protectflow.errors import Terminated
 from protectflow.signals import terminate_as_interrupt
 from protectflow.states import ERROR, PROTECTING
+from tests import waits
 
 SCRIPT = """
 import contextlib, json, sys
@@ -69,7 +70,7 @@ def _terminated_protect(tmp_path: Path, executor: str,
     assert line == "started\n", proc.stderr.read() if proc.stderr else ""
     proc.send_signal(signal.SIGTERM)
     # communicate, not wait: a child blocked on a full stderr pipe never ends.
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=waits.LIMIT)
     return proc, out + err
 
 

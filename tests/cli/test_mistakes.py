@@ -15,6 +15,7 @@ import pytest
 
 from protectflow.bank import Bank, CheckpointStore
 from protectflow.cli import results
+from tests import waits
 from tests.robustness.robust_helpers import COMMAND, protectflow, tree_digest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -192,7 +193,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     # As `| head -1` does once it has its line: the reader goes away (now,
     # since how much a pipe holds varies from one system to another).
     proc.stdout.close()
-    assert proc.wait(60) == 141
+    assert proc.wait(waits.LIMIT) == 141
     assert proc.stderr.read() == b""
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import waits
 from tests.robustness.robust_helpers import COMMAND, protectflow
 
 
@@ -41,6 +42,6 @@ def test_bash_completes_with_the_installed_command(tmp_path: Path) -> None:
          f'COMP_LINE="{line}"; COMP_POINT=${{#COMP_LINE}}; COMP_WORDS=({line}); '
          f"COMP_CWORD={len(words) - 1}; _python_argcomplete protectflow; "
          "printf '%s\\n' \"${COMPREPLY[@]}\""],
-        capture_output=True, text=True, env=env, timeout=60, check=False)
+        capture_output=True, text=True, env=env, timeout=waits.LIMIT, check=False)
     assert done.returncode == 0, done.stderr
     assert [w.strip() for w in done.stdout.splitlines() if w.strip()] == ["--scheduler"]

@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from tests import waits
+
 EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "tenant.yaml")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "protectflow.cli", "run", *args],
-                          capture_output=True, text=True, timeout=120, env=dict(os.environ))
+                          capture_output=True, text=True, timeout=waits.LIMIT,
+                          env=dict(os.environ))
 
 
 def with_parameters(extra: str) -> str:

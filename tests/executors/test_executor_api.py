@@ -6,7 +6,6 @@ import itertools
 import subprocess
 import sys
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -16,8 +15,10 @@ from hypothesis import strategies as st
 from protectflow.errors import ExecutorError, MissingDependencyError
 from protectflow.executors import RunOptions, available_executors, get_executor, run_dag
 from protectflow.executors._views import Views
+from tests import waits
 from tests.executors.dags import ancestors, flat, make_dag, resource_graphs
 from tests.executors.executor_plugins import SPEC
+from tests.waits import wait_until
 
 
 def test_available_executors() -> None:
@@ -134,10 +135,7 @@ def test_dask_runners_are_kept_per_client_and_their_threads_end_when_idle(
         second = executor.run(make_dag(flat(6)), RunOptions(registry=SPEC))
         assert dask_executor._POOLS[client.id] is runners and len(runners.handles) == 1
         assert first.state == second.state == "succeeded"
-        deadline = time.time() + 10
-        while hook_threads() and time.time() < deadline:
-            time.sleep(0.05)
-        assert hook_threads() == 0
+        wait_until(lambda: hook_threads() == 0, "the idle runner's hook threads to end")
         # and they come back for the next run
         assert executor.run(make_dag(flat(2)), RunOptions(registry=SPEC)).state == "succeeded"
     # a closed client's runners go at the next run on another client
@@ -179,14 +177,14 @@ def _chain_run(dag: Any, *, capacity: int = 4, defer: bool = False,
     threads: list[threading.Thread] = []
 
     def later(call: Any, done: Any) -> None:
-        halted.wait(5)
+        halted.wait(waits.LIMIT)  # bounded: a broken test must not leave the thread behind
         invoke_chain(call, done, halted.is_set, instances=instances)
 
     def submit(calls: list[Any], done: Any) -> None:
         for k, call in enumerate(calls):
             chains.append([c.node.id for c in (call, *call.then)])
             if defer and k:
-                threads.append(threading.Thread(target=later, args=(call, done)))
+                threads.append(threading.Thread(target=later, args=(call, done), daemon=True))
                 threads[-1].start()
             else:
                 invoke_chain(call, done, halted.is_set, instances=instances)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy as copy_module
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,29 +51,16 @@ def bank_files(bank: Bank) -> dict[str, bytes]:
             if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def dask_clients() -> Iterator[dict[str, Any]]:
-    """A cluster in this process and one of two worker processes, made once."""
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=4, processes=False,
-                      dashboard_address=":0") as inproc, \
-            LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
-                         dashboard_address=":0") as procs, \
-            Client(inproc, set_as_default=False) as a, \
-            Client(procs, set_as_default=False) as b:
-        yield {"dask-inproc": a, "dask-procs": b}
-
-
 @pytest.fixture
 def executor(request: pytest.FixtureRequest) -> Any:
-    """An executor name, or a dask executor on one of the module's clusters."""
+    """An executor name, or a dask executor on one of the session's clusters."""
     name: str = request.param
     if not name.startswith("dask"):
         return name
     from protectflow.executors import get_executor
 
-    return get_executor("dask", client=request.getfixturevalue("dask_clients")[name])
+    client = request.getfixturevalue(name.replace("-", "_"))  # dask_inproc, dask_procs
+    return get_executor("dask", client=client)
 
 
 @pytest.mark.parametrize("executor", EXECUTORS, indirect=True)

@@ -16,6 +16,7 @@ from protectflow.errors import ChunkError
 from protectflow.plugins.builtin import fs
 from protectflow.plugins.builtin._chunks import ChunkStore, chunk_key, sha256
 from protectflow.states import AVAILABLE, DELETING
+from tests import waits
 from tests.plugins.plugin_helpers import count_objects, new_checkpoint
 
 CHUNK = 4096
@@ -47,7 +48,7 @@ def test_protect_waits_for_a_deleter_and_stores_the_chunk_again(tmp_path: Path) 
         time.sleep(0.1)
         assert not added.is_set()  # waits while the marker stands
         bank.delete_object(chunk_key(digest))  # step (c)
-    thread.join(5)
+    thread.join(waits.LIMIT)
     assert added.is_set() and bank.has_object(chunk_key(digest))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,18 +39,6 @@ def _restore(bank: Bank, cid: str, target: Path) -> Any:
     return operations.restore(cid, bank=bank, executor="serial", parameters=params)
 
 
-@pytest.fixture(scope="module")
-def dask_procs() -> Iterator[Any]:
-    """Two worker processes, started before any password is set: whatever
-    they read and write, they do with the keys sent to them."""
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
-                      dashboard_address=":0") as cluster, \
-            Client(cluster, set_as_default=False) as client:
-        yield client
-
-
 @pytest.mark.parametrize("executor", ["serial", "threads", "dask-procs"])
 def test_encrypted_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                          executor: str, request: pytest.FixtureRequest) -> None:
@@ -59,6 +46,9 @@ def test_encrypted_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     if executor == "dask-procs":
         from protectflow.executors import get_executor
 
+        # The session's worker processes, started with no PROTECTFLOW_*
+        # variable (tests/conftest.py): whatever they read and write, they
+        # do with the keys sent to them.
         runner = get_executor("dask", client=request.getfixturevalue("dask_procs"))
     plan, shop = _shop(tmp_path)
     before = snapshot_tree(shop / "uploads")

@@ -21,6 +21,7 @@ from protectflow.executors import Event
 from protectflow.plugins.builtin import sqlite as sq
 from protectflow.plugins.builtin._chunkfiles import store_file
 from protectflow.plugins.builtin._chunks import ChunkStore, owner_id
+from tests import waits
 from tests.plugins.plugin_helpers import new_checkpoint
 
 WRITER = """
@@ -108,7 +109,7 @@ def test_snapshot_while_a_writer_keeps_writing(bank: Bank, tmp_path: Path) -> No
     cp = new_checkpoint(bank)
     protect(cp, database(src), {})
     total = int(writer.stdout.readline())
-    assert writer.wait(10) == 0
+    assert writer.wait(waits.LIMIT) == 0
     dest = sq.restore_database(cp, database(src), {"target": str(tmp_path / "out")})
     assert sq.integrity_check(dest) == "ok"
     got = rows(dest)
