@@ -147,6 +147,33 @@ def test_dask_runners_are_kept_per_client_and_their_threads_end_when_idle(
         assert other.id in dask_executor._POOLS and client.id not in dask_executor._POOLS
 
 
+class _LateRunner:
+    """A runner's future that is not ready for its first ``late`` looks."""
+
+    def __init__(self, late: int) -> None:
+        self.late = late
+
+    def result(self, timeout: float) -> str:
+        if self.late:
+            self.late -= 1
+            raise TimeoutError(f"not ready within {timeout} s")
+        return "the runner"
+
+
+def test_a_runner_is_awaited_until_it_starts_or_its_worker_leaves() -> None:
+    from types import SimpleNamespace
+
+    from protectflow.executors._dask_runners import _Runners
+
+    # A busy worker: however many looks it takes, the runner is waited for...
+    there = _Runners(SimpleNamespace(nthreads=lambda: {"tcp://w:1": 2}))
+    assert there._started("tcp://w:1", _LateRunner(5)) == "the runner"
+    # ...while its worker is in the cluster.
+    gone = _Runners(SimpleNamespace(nthreads=lambda: {"tcp://other:1": 2}))
+    with pytest.raises(ExecutorError, match="tcp://w:1 left the cluster before"):
+        gone._started("tcp://w:1", _LateRunner(1))
+
+
 def test_unreachable_scheduler() -> None:
     with pytest.raises(ExecutorError, match="cannot reach the dask scheduler"):
         run_dag(make_dag(flat(1)), "dask", scheduler="tcp://127.0.0.1:9", connect_timeout=0.5)

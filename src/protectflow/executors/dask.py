@@ -207,7 +207,7 @@ class DaskExecutor:
 
     def _run(self, client: Any, dag: HookDAG, options: RunOptions,
              nthreads: dict[str, int]) -> RunReport:
-        pool = runners(client, nthreads, self.connect_timeout)
+        pool = runners(client, nthreads)
         run = PoolRun(pool, f"protectflow-{next(_runs)}-{id(dag):x}", nthreads,
                       self.prefetch, options, dag)
         try:
