@@ -49,11 +49,11 @@ def test_gc_delete_of_a_killed_protect_leaves_no_chunk_behind(tmp_path: Path) ->
     store = CheckpointStore(bank)
     # a protect that stored its data and died before its status changed
     killed = store.create(plan.to_json(), {}, "fingerprint", "someone@elsewhere:1",
-                          lease_ttl=0.5)
+                          lease_ttl=60)
     fs.protect_tree(killed, src_resource(tmp_path), {})
     assert bank_files(bank, "chunks") and bank_files(bank, "refs")
     assert store.gc() == []  # its lease has not expired yet
-    report = operations.gc(store, delete=True, now=time.time() + 1)
+    report = operations.gc(store, delete=True, now=time.time() + 120)  # now it has
     assert report.changed == (killed.id,) and report.freed_chunks > 0
     assert bank_files(bank, "chunks") == [] and bank_files(bank, "refs") == []
     assert not (Path(bank.url) / "checkpoints" / killed.id / "record").exists()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy as copy_module
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from protectflow import operations
 from protectflow.bank import Bank, CheckpointStore
 from protectflow.compiler import parse_plan
 from protectflow.errors import BankError, ExecutorError, ParameterError
+from tests import waits
 
 EXECUTORS = ["serial", "threads", "dask-inproc", "dask-procs"]
 
@@ -159,7 +159,7 @@ def test_an_operation_on_a_busy_checkpoint_is_refused(bank: Bank) -> None:
 
     thread = threading.Thread(target=run_verify)
     thread.start()
-    assert started.wait(10)
+    assert started.wait(waits.LIMIT)
     with pytest.raises(BankError, match="busy with"):
         operations.delete(checkpoint.id, bank=bank)
     thread.join()
@@ -208,11 +208,11 @@ def test_limits_naming_nothing_in_the_plan_are_refused_before_anything_is_writte
 def test_gc_resolves_a_delete_that_died_and_delete_then_finishes(bank: Bank) -> None:
     checkpoint = operations.protect(plan(), bank=bank).checkpoint
     # a delete that took its lease, began, and died: nobody renews the lease
-    checkpoint.acquire("delete", "root@elsewhere:1", ttl=0.5)
+    lease = checkpoint.acquire("delete", "root@elsewhere:1", ttl=60)
     checkpoint.transition("deleting")
     store = CheckpointStore(bank)
     assert store.gc() == []  # the lease still holds
-    assert store.gc(now=time.time() + 5) == [checkpoint.id]
+    assert store.gc(now=lease.expires_at + 1) == [checkpoint.id]
     assert store.get(checkpoint.id).status == "error_deleting"
     assert operations.delete(checkpoint.id, bank=bank).ok
     assert store.get(checkpoint.id).status == "deleted"

@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,17 +67,15 @@ def _make_tree(root: Path, files: int, seed: int) -> None:
         (root / f"f{i}").write_bytes(bytes([seed, i % 256]) * (CHUNK // 2) * 3)
 
 
-def _delete(bank_url: str, checkpoint_id: str, path: str, start: float) -> None:
-    while time.time() < start:
-        pass
+def _delete(bank_url: str, checkpoint_id: str, path: str, start: Any) -> None:
+    start.wait()
     bank = Bank(bank_url, fsync=False)
     fs.delete_resource(Checkpoint(bank, checkpoint_id), directory(Path(path)))
 
 
 def _protect(bank_url: str, checkpoint_id: str, path: str, params: dict[str, int],
-             start: float) -> None:
-    while time.time() < start:
-        pass
+             start: Any) -> None:
+    start.wait()
     bank = Bank(bank_url, fsync=False)
     fs.protect_tree(Checkpoint(bank, checkpoint_id), directory(Path(path)),
                     {**params, "workers": 8})
@@ -84,12 +83,12 @@ def _protect(bank_url: str, checkpoint_id: str, path: str, params: dict[str, int
 
 def _race(*jobs: tuple[object, ...]) -> None:
     ctx = multiprocessing.get_context("spawn")
-    start = time.time() + 1.5  # past every child's start-up
+    start = ctx.Barrier(len(jobs))  # crossed once every child has started up
     procs = [ctx.Process(target=fn, args=(*args, start)) for fn, *args in jobs]  # type: ignore[misc]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
+        p.join(waits.LIMIT)
         assert p.exitcode == 0
 
 
