@@ -86,15 +86,26 @@ def test_encrypted_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert again.ok and snapshot_tree(tmp_path / "again" / "uploads") == before
 
 
-@pytest.fixture
-def protected(tmp_path: Path) -> tuple[Bank, str, str]:
-    plan, shop = _shop(tmp_path)
-    bank = Bank(tmp_path / "bank", fsync=False)
+@pytest.fixture(scope="module")
+def protected_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A bank holding two checkpoints of the shop, made once for the module."""
+    folder = tmp_path_factory.mktemp("protected")
+    plan, shop = _shop(folder)
+    bank = Bank(folder / "bank", fsync=False)
     first = operations.protect(plan, bank=bank, executor="serial")
     (shop / "uploads" / "new.txt").write_text("second")
     second = operations.protect(plan, bank=bank, executor="serial")
     assert first.ok and second.ok
-    return bank, first.checkpoint.id, second.checkpoint.id
+    return folder / "bank", first.checkpoint.id, second.checkpoint.id
+
+
+@pytest.fixture
+def protected(protected_once: tuple[Path, str, str], tmp_path: Path) -> tuple[Bank, str, str]:
+    """A copy of that bank for each test to tamper with (its key file is
+    named after the bank's id, which the copy keeps)."""
+    made, first, second = protected_once
+    shutil.copytree(made, tmp_path / "bank")
+    return Bank(tmp_path / "bank", fsync=False), first, second
 
 
 def _fs_manifest(bank: Bank, cid: str) -> str:
