@@ -248,6 +248,7 @@ def test_folders_0700_and_objects_0600_whatever_the_umask(tmp_path: Path) -> Non
         assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
 
 
+@pytest.mark.slow  # a second user
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                     reason="making a second local user needs root")
 def test_a_second_local_user_reads_nothing(tmp_path: Path) -> None:

@@ -160,6 +160,7 @@ def test_one_parameters_file_serves_validate_of_every_operation(
     assert bad.returncode == 2 and "restore" in bad.stderr, bad.stderr
 
 
+@pytest.mark.slow  # six commands, each a process
 def test_the_next_page_hint_keeps_the_plan_the_limit_and_the_bank(tmp_path: Path) -> None:
     bank = tmp_path / "bank"
     plan = tmp_path / "plan.yaml"
@@ -234,6 +235,7 @@ def test_quiet_and_verbose(tmp_path: Path) -> None:
     assert "OS::Cinder::Volume#a" in verbose.stdout and "OS::Cinder::Volume#b" in verbose.stdout
 
 
+@pytest.mark.slow  # an operation of each kind, each a process
 def test_every_operation_prints_json_that_follows_its_schema(
         shop: tuple[Path, Path, str], tmp_path: Path) -> None:
     plan, bank, checkpoint = shop

@@ -96,6 +96,7 @@ def test_dask_on_a_running_scheduler(dask_remote: str, tmp_path: Path) -> None:
     assert json.loads(report.read_text())["executor"] == "dask"
 
 
+@pytest.mark.slow  # a cluster of its own
 def test_dask_starts_its_own_cluster() -> None:
     out = cli(EXAMPLE, "--executor", "dask", "--workers", "1")
     assert out.returncode == 0, out.stderr

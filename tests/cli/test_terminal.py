@@ -20,6 +20,7 @@ from tests import waits
 from tests.robustness.robust_helpers import COMMAND, protectflow
 
 pexpect = pytest.importorskip("pexpect", reason="the terminal tests need pexpect (test extra)")
+pytestmark = pytest.mark.slow  # commands in a terminal, most of them interrupted
 
 #: Four volumes whose main hooks take a while: 16 hooks, long enough to interrupt.
 PLAN = """\

@@ -33,6 +33,8 @@ from tests.crash.crash_helpers import (
 )
 from tests.waits import wait_until
 
+pytestmark = pytest.mark.slow  # most kill a protect in a process of its own, then resume
+
 
 def killed(tmp_path: Path, n: int = 15, **params: Any) -> tuple[Path, Path, Any]:
     plan = sim_plan(tmp_path, **params)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests import waits
 
 SCRIPT = """
@@ -24,6 +26,7 @@ if __name__ == "__main__":  # dask's worker processes import this file
 """
 
 
+@pytest.mark.slow  # a cluster of its own, in a process of its own
 def test_a_successful_local_dask_run_prints_no_distributed_errors(tmp_path: Path) -> None:
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)

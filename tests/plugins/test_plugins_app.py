@@ -61,6 +61,7 @@ def events(folder: Path) -> dict[str, float]:
     return {w[0]: float(w[1]) for w in (line.split() for line in lines) if w}
 
 
+@pytest.mark.slow  # a writer that writes for four seconds
 def test_freeze_before_and_thaw_after_every_child_snapshot(
         bank: Bank, shop: Path, tmp_path: Path) -> None:
     writer = subprocess.Popen([sys.executable, "shopctl.py", "writer", ".", "--seconds", "4"],
@@ -115,6 +116,7 @@ def test_guard_thaws_at_the_deadline(bank: Bank, shop: Path) -> None:
         app.AppProtectOperation().on_prepare_finish(cp, resource, None, {})
 
 
+@pytest.mark.slow  # a freeze that takes 1.5 s, a thaw 1 s later
 def test_freeze_timeout_counts_from_when_the_application_is_frozen(
         bank: Bank, tmp_path: Path) -> None:
     # A freeze command slower than freeze_timeout: the guard must not thaw

@@ -216,6 +216,7 @@ sys.stdin.read()
 
 
 # -- another local user ------------------------------------------------------------
+@pytest.mark.slow  # a second user
 @as_root
 def test_a_state_folder_another_user_made_is_refused(
         bank: Bank, tmp_path: Path, runtime: Path, other_user: str) -> None:
@@ -228,6 +229,7 @@ def test_a_state_folder_another_user_made_is_refused(
     assert not (tmp_path / "FROZEN").exists()
 
 
+@pytest.mark.slow  # a second user
 @as_root
 def test_a_symlink_another_user_planted_is_refused(
         bank: Bank, tmp_path: Path, runtime: Path, other_user: str) -> None:
@@ -240,6 +242,7 @@ def test_a_symlink_another_user_planted_is_refused(
     assert files_in(target) == [] and not (tmp_path / "FROZEN").exists()
 
 
+@pytest.mark.slow  # a second user
 @as_root
 def test_another_user_can_neither_read_nor_swap_the_token(
         bank: Bank, tmp_path: Path, runtime: Path, other_user: str) -> None:

@@ -92,6 +92,7 @@ def _race(*jobs: tuple[object, ...]) -> None:
         assert p.exitcode == 0
 
 
+@pytest.mark.slow  # processes racing
 @pytest.mark.parametrize("round_", range(2))
 def test_concurrent_deletes_lose_nothing_still_referenced(tmp_path: Path, round_: int) -> None:
     bank = Bank(tmp_path / "bank", fsync=False)
@@ -115,6 +116,7 @@ def test_concurrent_deletes_lose_nothing_still_referenced(tmp_path: Path, round_
     assert count_objects(bank, "locks/") == 0
 
 
+@pytest.mark.slow  # processes racing
 @pytest.mark.parametrize(("params", "chunks"), [
     ({"chunk_size": CHUNK}, 200),  # one per file (each file: three equal pieces)
     ({"chunk_size": 65536, "pack_size": 50_000}, 40),  # packs of five files

@@ -171,6 +171,7 @@ def test_an_edited_or_planted_chunk_is_refused(protected: tuple[Bank, str, str],
     assert not all(verified)
 
 
+@pytest.mark.slow  # sixty restores
 def test_random_bit_flips_are_harmless_or_detected(protected: tuple[Bank, str, str],
                                                   tmp_path: Path) -> None:
     """A seeded survey: a flip in every kind of object, never wrong data."""

@@ -218,6 +218,7 @@ def test_sqlite_delete_unlinks_no_path_read_from_the_bank(bank: Bank, tmp_path: 
     assert victim.read_text() == "keep me"
 
 
+@pytest.mark.slow  # a second user
 @pytest.mark.skipif(shutil.which("runuser") is None, reason="needs runuser (util-linux)")
 def test_another_user_cannot_redirect_a_root_restore(
         bank: Bank, tmp_path: Path, second_user: tuple[str, int, int],

@@ -168,6 +168,7 @@ def test_protect_leaves_the_access_times_it_records(bank: Bank, tmp_path: Path) 
     assert {p: os.stat(p).st_atime_ns for p in before} == before
 
 
+@pytest.mark.slow  # a second user
 @needs_root
 def test_owners_and_setuid_come_back_as_root(
         bank: Bank, tmp_path: Path, second_user: tuple[str, int, int]) -> None:
@@ -188,6 +189,7 @@ def test_owners_and_setuid_come_back_as_root(
         assert snapshot_tree(dest) == snapshot_tree(tmp_path / "by-tar")
 
 
+@pytest.mark.slow  # a second user
 @needs_root
 def test_without_owners_set_id_bits_are_dropped(
         bank: Bank, tmp_path: Path, second_user: tuple[str, int, int]) -> None:

@@ -100,6 +100,7 @@ def test_round_trip(bank: Bank, tmp_path: Path) -> None:
     assert rows(dest) == list(range(500)) and not os.path.exists(dest + "-wal")
 
 
+@pytest.mark.slow  # a writer that writes for three seconds
 def test_snapshot_while_a_writer_keeps_writing(bank: Bank, tmp_path: Path) -> None:
     src = tmp_path / "busy.db"
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(src), "3"],

@@ -93,6 +93,7 @@ def outcomes(session_bank: tuple[Path, str],
         yield {cid: f.result() for cid, f in futures.items()}
 
 
+@pytest.mark.slow  # a hundred commands, each a process
 @pytest.mark.parametrize("case_id", sorted(CASES))
 def test_bad_input_is_refused(case_id: str, outcomes: dict[str, Outcome]) -> None:
     case, outcome = CASES[case_id], outcomes[case_id]

@@ -8,9 +8,13 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from protectflow.bank import CheckpointStore
 from tests import waits
 from tests.robustness.robust_helpers import COMMAND, protectflow
+
+pytestmark = pytest.mark.slow  # eight protects, each a process
 
 N = 8
 
