@@ -21,6 +21,7 @@ from protectflow.bank.objects import keys
 from protectflow.bank.objects._backend import ReadBuffers
 from protectflow.cli import main as cli_main
 from protectflow.errors import BankError
+from tests import needs
 
 SECRET = b"card 4111-1111-1111-1111 exp 12/29"
 
@@ -249,12 +250,13 @@ def test_folders_0700_and_objects_0600_whatever_the_umask(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow  # a second user
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
-                    reason="making a second local user needs root")
+@needs.root("making a second local user")
 def test_a_second_local_user_reads_nothing(tmp_path: Path) -> None:
     runuser = shutil.which("runuser")
-    if runuser is None or shutil.which("useradd") is None:
-        pytest.skip("useradd and runuser are needed to act as a second user")
+    if runuser is None:
+        pytest.skip(needs.missing_tool("runuser", "util-linux"))
+    if shutil.which("useradd") is None:
+        pytest.skip(needs.missing_tool("useradd", "passwd"))
     user = "pftest" + os.urandom(3).hex()
     subprocess.run(["useradd", "--no-create-home", user], check=True, capture_output=True)
     # Outside pytest's own 0700 folder, so that only the bank's modes stand

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests import waits
+from tests import needs, waits
 from tests.robustness.robust_helpers import COMMAND, protectflow
 
 
@@ -28,8 +27,8 @@ def test_a_piped_run_prints_plain_progress_lines(tmp_path: Path) -> None:
     assert [int(n) for n in lines] == sorted(int(n) for n in lines)
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
-@pytest.mark.skipif(len(COMMAND) != 1, reason="the protectflow console script is not installed")
+@needs.tool("bash", "bash")
+@pytest.mark.skipif(len(COMMAND) != 1, reason=f"the protectflow command {needs.TEST_EXTRA}")
 def test_bash_completes_with_the_installed_command(tmp_path: Path) -> None:
     script = subprocess.run([*COMMAND, "completion", "bash"], capture_output=True, text=True,
                             check=True).stdout

@@ -16,10 +16,10 @@ import pytest
 
 from protectflow.bank import Bank, CheckpointStore
 from protectflow.states import AVAILABLE, ERROR
-from tests import waits
+from tests import needs, waits
 from tests.robustness.robust_helpers import COMMAND, protectflow
 
-pexpect = pytest.importorskip("pexpect", reason="the terminal tests need pexpect (test extra)")
+pexpect = pytest.importorskip("pexpect", reason=f"pexpect {needs.TEST_EXTRA}")
 pytestmark = pytest.mark.slow  # commands in a terminal, most of them interrupted
 
 #: Four volumes whose main hooks take a while: 16 hooks, long enough to interrupt.

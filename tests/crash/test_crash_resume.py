@@ -18,7 +18,7 @@ from protectflow.bank import Bank, CheckpointStore
 from protectflow.bank.catalog.journal import read_journal
 from protectflow.bank.catalog.lease import owner_is_dead
 from protectflow.errors import BankError
-from tests import waits
+from tests import needs, waits
 from tests.crash.crash_helpers import (
     RECORDS,
     SPEC,
@@ -181,7 +181,7 @@ def test_restore_resumes_with_new_resources_from_the_journal(tmp_path: Path) -> 
 
 
 def test_dask_worker_killed_mid_run(tmp_path: Path) -> None:
-    pytest.importorskip("distributed")
+    pytest.importorskip("distributed", reason=f"distributed {needs.TEST_EXTRA}")
     from distributed import Client, LocalCluster
 
     plan = sim_plan(tmp_path, main_seconds=0.05)
@@ -242,7 +242,7 @@ def test_a_resume_of_a_killed_resume_reruns_nothing_an_earlier_run_recorded(
 
 def test_a_resume_takes_the_successes_dask_workers_recorded_inside_chains(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("distributed")
+    pytest.importorskip("distributed", reason=f"distributed {needs.TEST_EXTRA}")
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({
         "name": "chains",

@@ -26,6 +26,7 @@ from protectflow.dag.model import Resource
 from protectflow.errors import BankError
 from protectflow.plugins.builtin import fs
 from protectflow.states import AVAILABLE, COPYING, DELETED, DELETING, ERROR, PROTECTING
+from tests import needs
 from tests.operations.test_repository_checks import bank_files, restored, tree_plan
 
 
@@ -103,7 +104,7 @@ def read_only(folder: Path) -> Iterator[None]:
     modes), its modes otherwise."""
     if os.geteuid() == 0:
         if shutil.which("mount") is None:
-            pytest.skip("needs mount(8) to make a read-only bind mount as root")
+            pytest.skip(needs.missing_tool("mount", "mount"))
         try:
             subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True,
                            capture_output=True)
@@ -148,7 +149,7 @@ def test_verify_and_restore_work_on_a_read_only_bank(
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 2 MB tmpfs, mounted for the test (root only)."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs to fill needs root")
+        pytest.skip(needs.missing_root("mounting a small tmpfs to fill"))
     disk = tmp_path / "disk"
     disk.mkdir()
     try:

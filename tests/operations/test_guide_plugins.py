@@ -25,6 +25,7 @@ from protectflow.operations.resume import broken_windows, completed_hooks
 from protectflow.plugins import Registry
 from protectflow.plugins.registry import using_registry
 from protectflow.states import AVAILABLE, DELETED
+from tests import needs
 from tests.operations import guide_plugins
 from tests.operations.guide_plugins import NOTE, plan_json
 
@@ -127,7 +128,7 @@ def test_copy_hooks_get_the_plans_parameters(tmp_path: Path) -> None:
 @pytest.mark.parametrize("executor", ["threads", "dask"])
 def test_the_providers_configuration_reaches_the_plugins(
         tmp_path: Path, executor: str, request: pytest.FixtureRequest) -> None:
-    pytest.importorskip("distributed", reason="the dask executor needs protectflow[dask]")
+    pytest.importorskip("distributed", reason=f"distributed {needs.TEST_EXTRA}")
     provider = {"plugins": {NOTE: "notes-b"}, "config": {"notes-b": {"endpoint": "https://x"}}}
     bank = Bank(tmp_path / "bank")
     # dask workers are other processes: they find the plugins by the registry's spec.

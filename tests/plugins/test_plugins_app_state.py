@@ -23,13 +23,13 @@ from protectflow.bank import Bank
 from protectflow.dag.model import Resource
 from protectflow.errors import LocalPluginError
 from protectflow.plugins.builtin import _private, app
+from tests import needs
 from tests.plugins.plugin_helpers import new_checkpoint
 from tests.scripts import ROOT
 from tests.waits import wait_until
 
 OTHER = "pfs12other"
-as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a second "
-                             "local user and act as them")
+as_root = needs.root("making a second local user and acting as them")
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def as_other(*argv: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def other_user() -> Iterator[str]:
     if os.geteuid() != 0:
-        pytest.skip("needs root to create a second local user")
+        pytest.skip(needs.missing_root("making a second local user"))
     created = False
     try:
         pwd.getpwnam(OTHER)
