@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import socket
 import subprocess
 import sys
 import threading
@@ -172,6 +174,26 @@ def test_a_runner_is_awaited_until_it_starts_or_its_worker_leaves() -> None:
     gone = _Runners(SimpleNamespace(nthreads=lambda: {"tcp://other:1": 2}))
     with pytest.raises(ExecutorError, match="tcp://w:1 left the cluster before"):
         gone._started("tcp://w:1", _LateRunner(1))
+
+
+def test_a_scheduler_that_accepts_a_connection_is_given_time_to_answer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Not connect_timeout: a busy scheduler that is there may take longer to
+    # answer; distributed's own connect timeout bounds the handshake.
+    import distributed
+
+    made: list[dict[str, Any]] = []
+
+    def client(address: str, **kwargs: Any) -> Any:
+        made.append(kwargs)
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(distributed, "Client", client)
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        address = f"tcp://127.0.0.1:{listening.getsockname()[1]}"
+        with get_executor("dask", scheduler=address, connect_timeout=0.5)._connect():
+            pass
+    assert made == [{"set_as_default": False}]  # no timeout of 0.5 s
 
 
 def test_unreachable_scheduler() -> None:

@@ -53,16 +53,16 @@ def _workers_ignore_sigint() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _probe(address: str, timeout: float) -> None:
-    """Raise ExecutorError unless a TCP scheduler address accepts a connection
-    (other schemes are left to ``Client``)."""
+def _probe(address: str, timeout: float) -> bool:
+    """Raise ExecutorError unless a TCP scheduler address accepts a connection;
+    True once it did, False for other schemes (left to ``Client``)."""
     # Here, not at the top: distributed is heavy and optional (see the module).
     from distributed.comm.addressing import parse_address, parse_host_port
 
     try:
         scheme, location = parse_address(address)
         if scheme != "tcp":
-            return
+            return False
         host, port = parse_host_port(location)
     except ValueError as err:
         raise ExecutorError(f"bad --scheduler {address!r}: {err}; give it as "
@@ -74,6 +74,7 @@ def _probe(address: str, timeout: float) -> None:
             f"cannot reach the dask scheduler at {address!r} within {timeout:g} s: "
             f"{err.strerror or err}; is `dask scheduler` running there?"
         ) from err
+    return True
 
 
 class _QuietShutdown(logging.Filter):
@@ -112,7 +113,11 @@ class DaskExecutor:
     client
         A ``distributed.Client`` to use as it is (the caller closes it).
     connect_timeout
-        Seconds to wait for ``scheduler`` before giving up.
+        Seconds to wait for ``scheduler`` to accept a connection before
+        giving up. Once a TCP scheduler accepted one, the client's handshake
+        with it waits as long as distributed's own connect timeout
+        (``distributed.comm.timeouts.connect``): a busy scheduler is there,
+        only slow to answer.
     prefetch
         Hooks handed to a worker per thread of it, so that a thread never
         waits for a round trip to the scheduling loop. Small: hooks handed to
@@ -155,11 +160,12 @@ class DaskExecutor:
         self.threads_per_worker, self.processes = threads_per_worker, processes
         self.connect_timeout, self.prefetch = connect_timeout, max(1, prefetch)
         self.chain = max(1, chain)
+        self._listening = False
         if scheduler is not None and client is None:
             # Operations make their executor before they write to the bank: a
             # scheduler that is not there must fail here, not after protect has
             # created a checkpoint.
-            _probe(scheduler, connect_timeout)
+            self._listening = _probe(scheduler, connect_timeout)
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[Any]:
@@ -168,16 +174,7 @@ class DaskExecutor:
         if self.client is not None:
             yield self.client
         elif self.scheduler is not None:
-            try:
-                client = Client(  # type: ignore[no-untyped-call]
-                    self.scheduler, timeout=self.connect_timeout, set_as_default=False
-                )
-            except (OSError, TimeoutError) as err:
-                raise ExecutorError(
-                    f"cannot reach the dask scheduler at {self.scheduler!r} within "
-                    f"{self.connect_timeout:g} s: {err}; is `dask scheduler` running there?"
-                ) from err
-            with client:
+            with self._scheduler_client(self.scheduler) as client:
                 yield client
         else:
             with contextlib.ExitStack() as stack:
@@ -195,6 +192,21 @@ class DaskExecutor:
                 stack.callback(quiet.install)  # the last in: runs first, before the closes
                 yield client
 
+
+    def _scheduler_client(self, address: str) -> Any:
+        from distributed import Client
+
+        # A scheduler that accepted the probe is there, if slow to answer on a
+        # busy machine: its answer is awaited as distributed awaits one.
+        wait = {} if self._listening else {"timeout": self.connect_timeout}
+        try:
+            return Client(address, set_as_default=False, **wait)  # type: ignore[no-untyped-call]
+        except (OSError, TimeoutError) as err:
+            within = "" if self._listening else f" within {self.connect_timeout:g} s"
+            raise ExecutorError(
+                f"cannot reach the dask scheduler at {address!r}{within}: {err}; "
+                "is `dask scheduler` running there?"
+            ) from err
 
     def run(self, dag: HookDAG, options: RunOptions | None = None) -> RunReport:
         with self._connect() as client:
