@@ -4,7 +4,6 @@ completes the command's own subcommands and options."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from protectflow.cli.completion import SHELLS, completion_script
+from tests import needs, waits
 
 # A stand-in for the installed command: completion answered first, as the CLI will.
 COMMAND = f"""#!{sys.executable}
@@ -28,12 +28,13 @@ def _bash(script: str, tmp_path: Path) -> str:
     (tmp_path / "completion.bash").write_text(completion_script("bash"))
     env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(["bash", "-c", f"source {tmp_path / 'completion.bash'} && {script}"],
-                          capture_output=True, text=True, env=env, timeout=60, check=False)
+                          capture_output=True, text=True, env=env, timeout=waits.LIMIT,
+                          check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+@needs.tool("bash", "bash")
 def test_bash_loads_the_script_and_registers_protectflow(tmp_path: Path) -> None:
     out = _bash("complete -p protectflow", tmp_path)
     assert out.strip().endswith("-F _python_argcomplete protectflow")
@@ -47,7 +48,7 @@ def _tab(line: str, tmp_path: Path) -> list[str]:
     return sorted(w.strip() for w in _bash(script, tmp_path).splitlines() if w.strip())
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+@needs.tool("bash", "bash")
 def test_a_tab_in_bash_completes_subcommands_and_options(tmp_path: Path) -> None:
     assert _tab("protectflow chec", tmp_path) == ["checkpoints"]
     assert {"compile", "protect", "restore", "validate"} <= set(_tab("protectflow ", tmp_path))
@@ -59,7 +60,7 @@ def test_every_shell_gets_a_script_naming_the_command(shell: str) -> None:
     assert "protectflow" in completion_script(shell)
 
 
-@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
+@needs.tool("zsh", "zsh")
 def test_zsh_parses_its_script(tmp_path: Path) -> None:
     (tmp_path / "c.zsh").write_text(completion_script("zsh"))
     done = subprocess.run(["zsh", "-n", str(tmp_path / "c.zsh")], capture_output=True,
@@ -67,7 +68,7 @@ def test_zsh_parses_its_script(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
+@needs.tool("fish", "fish")
 def test_fish_parses_its_script(tmp_path: Path) -> None:
     (tmp_path / "c.fish").write_text(completion_script("fish"))
     done = subprocess.run(["fish", "--no-execute", str(tmp_path / "c.fish")],

@@ -18,6 +18,7 @@ from protectflow.bank import Bank, CheckpointStore
 from protectflow.errors import Terminated
 from protectflow.signals import terminate_as_interrupt
 from protectflow.states import ERROR, PROTECTING
+from tests import waits
 
 SCRIPT = """
 import contextlib, json, sys
@@ -69,7 +70,7 @@ def _terminated_protect(tmp_path: Path, executor: str,
     assert line == "started\n", proc.stderr.read() if proc.stderr else ""
     proc.send_signal(signal.SIGTERM)
     # communicate, not wait: a child blocked on a full stderr pipe never ends.
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=waits.LIMIT)
     return proc, out + err
 
 
@@ -78,6 +79,7 @@ def _only_checkpoint(bank: Path) -> tuple[str, object, object]:
     return checkpoint.status, checkpoint.lease, checkpoint.record.next_steps
 
 
+@pytest.mark.slow  # a protect in a process of its own, terminated
 @pytest.mark.parametrize("executor", ["serial", "threads"])
 def test_sigterm_marks_the_checkpoint_and_releases_the_lease(tmp_path: Path,
                                                             executor: str) -> None:
@@ -93,6 +95,7 @@ def test_sigterm_marks_the_checkpoint_and_releases_the_lease(tmp_path: Path,
         assert out["id"] in str(next_steps)  # the resume hint names the checkpoint
 
 
+@pytest.mark.slow
 def test_without_the_helper_sigterm_leaves_the_checkpoint_held(tmp_path: Path) -> None:
     # The control: the test above would fail without terminate_as_interrupt.
     proc, text = _terminated_protect(tmp_path, "threads", use=False)

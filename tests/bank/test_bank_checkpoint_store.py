@@ -13,7 +13,9 @@ from protectflow.bank import Bank, Checkpoint, CheckpointStore
 from protectflow.dag import Plan, ResourceGraph, ResourceStatus, StatusUpdate
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError, CheckpointNotFoundError
+from tests import waits
 from tests.bank.bank_helpers import create_many, use_checkpoint
+from tests.waits import queue_get
 
 #: A checkpoint of no resources, for tests of the catalog itself.
 NO_GRAPH = ResourceGraph({}, {})
@@ -90,9 +92,9 @@ def test_concurrent_creation_from_processes(local_bank: Bank) -> None:
              for i in range(4)]
     for p in procs:
         p.start()
-    ids = [cid for _ in procs for cid in out.get(timeout=120)]
+    ids = [cid for _ in procs for cid in queue_get(out, procs)]
     for p in procs:
-        p.join(timeout=60)
+        p.join(waits.LIMIT)
         assert p.exitcode == 0
     assert len(ids) == len(set(ids)) == 60
     store = CheckpointStore(local_bank)
@@ -114,8 +116,8 @@ def test_pickled_checkpoint_used_in_another_process(local_bank: Bank) -> None:
     out = ctx.Queue()
     proc = ctx.Process(target=use_checkpoint, args=(checkpoint, out))
     proc.start()
-    lazily, status, pid = out.get(timeout=60)
-    proc.join(timeout=60)
+    lazily, status, pid = queue_get(out, [proc])
+    proc.join(waits.LIMIT)
     assert lazily and status == "protecting" and pid == proc.pid
     section = checkpoint.get_resource_bank_section(Resource("sim.volume", "vol/1"))
     assert section.get_object("meta") == {"size": 10}

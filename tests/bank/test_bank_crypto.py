@@ -22,6 +22,7 @@ from protectflow.bank.objects._backend import ReadBuffers
 from protectflow.cli import main as cli_main
 from protectflow.dag import Plan, ResourceGraph
 from protectflow.errors import BankError, BankLockedError, CorruptObjectError
+from tests import needs
 
 #: A checkpoint of no resources, for tests of the catalog itself.
 NO_GRAPH = ResourceGraph({}, {})
@@ -276,12 +277,14 @@ def test_folders_0700_and_objects_0600_whatever_the_umask(tmp_path: Path) -> Non
         assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
-                    reason="making a second local user needs root")
+@pytest.mark.slow  # a second user
+@needs.root("making a second local user")
 def test_a_second_local_user_reads_nothing(tmp_path: Path) -> None:
     runuser = shutil.which("runuser")
-    if runuser is None or shutil.which("useradd") is None:
-        pytest.skip("useradd and runuser are needed to act as a second user")
+    if runuser is None:
+        pytest.skip(needs.missing_tool("runuser", "util-linux"))
+    if shutil.which("useradd") is None:
+        pytest.skip(needs.missing_tool("useradd", "passwd"))
     user = "pftest" + os.urandom(3).hex()
     subprocess.run(["useradd", "--no-create-home", user], check=True, capture_output=True)
     # Outside pytest's own 0700 folder, so that only the bank's modes stand

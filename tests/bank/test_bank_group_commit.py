@@ -11,6 +11,10 @@ import pytest
 from protectflow.bank import Bank
 from protectflow.bank.objects import _backend
 
+#: Not something to install: syncfs(2) is Linux's.
+NO_SYNCFS = ("this system has no syncfs(2) (Linux has): durable=False objects are "
+             "fsync-ed one by one here")
+
 
 @pytest.mark.parametrize("fsync", [True, False])
 def test_objects_created_without_a_sync_read_back_and_list(tmp_path: Path, fsync: bool) -> None:
@@ -29,7 +33,7 @@ def test_objects_created_without_a_sync_read_back_and_list(tmp_path: Path, fsync
 def test_tiny_objects_share_an_inode_that_outlives_its_template(tmp_path: Path) -> None:
     bank = Bank(tmp_path / "bank")
     if _backend._syncfs() is None:
-        pytest.skip("no syncfs: durable=False objects are fsync-ed one by one")
+        pytest.skip(NO_SYNCFS)
     for i in range(3):
         bank.create_object(f"refs/aa/{i}/owner", b"", durable=False)
     inodes = {os.stat(tmp_path / "bank" / "refs" / "aa" / str(i) / "owner").st_ino
@@ -48,7 +52,7 @@ def test_a_full_link_count_starts_a_new_template(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     bank = Bank(tmp_path / "bank")
     if _backend._syncfs() is None:
-        pytest.skip("no syncfs")
+        pytest.skip(NO_SYNCFS)
     bank.create_object("refs/aa/0/owner", b"", durable=False)
     real_link = os.link
     calls = []

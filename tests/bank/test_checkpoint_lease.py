@@ -12,7 +12,9 @@ from protectflow.bank.catalog.checkpoint import IN_PROGRESS
 from protectflow.bank.catalog.record import LeaseEvent
 from protectflow.dag import Plan, ResourceGraph
 from protectflow.errors import BankError, CheckpointBusyError, CheckpointNotFoundError
+from tests import waits
 from tests.bank.bank_helpers import race_for_lease
+from tests.waits import queue_get, wait_until
 
 #: A checkpoint of no resources, for tests of the catalog itself.
 NO_GRAPH = ResourceGraph({}, {})
@@ -65,11 +67,11 @@ def test_running_releases_on_error(bank: Bank) -> None:
 
 def test_expired_lease_frees_the_checkpoint(bank: Bank) -> None:
     checkpoint = _available(bank)
-    checkpoint.acquire("restore", "alice", ttl=0.2)
+    first = checkpoint.acquire("restore", "alice", ttl=0.2)
     other = Checkpoint(bank, checkpoint.id)
-    with pytest.raises(CheckpointBusyError):
-        other.acquire("verify", "bob")
-    time.sleep(0.25)
+    with pytest.raises(CheckpointBusyError):  # judged before it expires, however late
+        other.acquire("verify", "bob", now=first.expires_at - 0.1)
+    wait_until(lambda: time.time() > first.expires_at, "the lease to expire")
     assert not other.busy
     lease = other.acquire("verify", "bob")
     # The first holder lost it: renewing says so, releasing changes nothing.
@@ -81,11 +83,14 @@ def test_expired_lease_frees_the_checkpoint(bank: Bank) -> None:
 
 def test_renew(bank: Bank) -> None:
     checkpoint = _available(bank)
-    lease = checkpoint.acquire("copy", "alice", ttl=0.5)
-    renewed = checkpoint.renew(ttl=60)
+    # Renewed long before it expires, however busy the machine.
+    lease = checkpoint.acquire("copy", "alice", ttl=60)
+    renewed = checkpoint.renew(ttl=120)
     assert renewed.generation == lease.generation and renewed.expires_at > lease.expires_at
-    time.sleep(0.6)
-    assert checkpoint.busy  # still held thanks to the renewal
+    # still held thanks to the renewal, judged after the first lease expired
+    with pytest.raises(BankError, match="busy"):
+        Checkpoint(bank, checkpoint.id).acquire("verify", "bob", now=lease.expires_at + 1)
+    assert checkpoint.busy
     with pytest.raises(BankError, match="no lease to renew"):
         Checkpoint(bank, checkpoint.id).renew()
 
@@ -151,9 +156,9 @@ def test_one_winner_across_processes(local_bank: Bank) -> None:
              for _ in range(4)]
     for p in procs:
         p.start()
-    results = [out.get(timeout=60) for _ in procs]
+    results = [queue_get(out, procs) for _ in procs]
     for p in procs:
-        p.join(timeout=60)
+        p.join(waits.LIMIT)
     winners = [r for r in results if r[0] == "won"]
     assert len(winners) == 1, results
     assert all("is busy: verify by pid-" in r[1] for r in results if r[0] == "lost")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -15,6 +14,7 @@ import pytest
 from protectflow.cli import main, results
 from protectflow.dag import jsonio
 from protectflow.plugins.builtin.sim import SIM_TYPES
+from tests import needs
 
 REPO = Path(__file__).resolve().parents[2]
 TENANT = str(REPO / "examples" / "tenant.yaml")
@@ -180,7 +180,7 @@ def test_drawing_without_graphviz_says_how_to_install_it(
 def test_drawing_without_graphviz_from_the_command(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("protectflow")
     if not exe.exists():
-        pytest.skip("the protectflow console script is not installed next to this Python")
+        pytest.skip(f"the protectflow command beside this Python {needs.TEST_EXTRA}")
     env = {**os.environ, "PATH": str(tmp_path)}
     done = subprocess.run([str(exe), "compile", TENANT, "--format", "svg"], env=env,
                           capture_output=True, text=True, check=False)
@@ -188,8 +188,7 @@ def test_drawing_without_graphviz_from_the_command(tmp_path: Path) -> None:
     assert "install Graphviz: `apt-get install graphviz`" in done.stderr
 
 
-@pytest.mark.skipif(shutil.which("dot") is None,
-                    reason="Graphviz's `dot` is not installed (apt-get install graphviz)")
+@needs.tool("dot", "graphviz")
 def test_svg_and_png_with_graphviz(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "tenant.svg"
     assert main(["compile", TENANT, "--format", "svg", "-o", str(out)]) == 0

@@ -15,6 +15,7 @@ import pytest
 
 from protectflow.bank import Bank, CheckpointStore
 from protectflow.cli import results
+from tests import waits
 from tests.robustness.robust_helpers import COMMAND, protectflow, tree_digest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,6 +160,7 @@ def test_one_parameters_file_serves_validate_of_every_operation(
     assert bad.returncode == 2 and "restore" in bad.stderr, bad.stderr
 
 
+@pytest.mark.slow  # six commands, each a process
 def test_the_next_page_hint_keeps_the_plan_the_limit_and_the_bank(tmp_path: Path) -> None:
     bank = tmp_path / "bank"
     plan = tmp_path / "plan.yaml"
@@ -192,7 +194,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     # As `| head -1` does once it has its line: the reader goes away (now,
     # since how much a pipe holds varies from one system to another).
     proc.stdout.close()
-    assert proc.wait(60) == 141
+    assert proc.wait(waits.LIMIT) == 141
     assert proc.stderr.read() == b""
 
 
@@ -233,6 +235,7 @@ def test_quiet_and_verbose(tmp_path: Path) -> None:
     assert "OS::Cinder::Volume#a" in verbose.stdout and "OS::Cinder::Volume#b" in verbose.stdout
 
 
+@pytest.mark.slow  # an operation of each kind, each a process
 def test_every_operation_prints_json_that_follows_its_schema(
         shop: tuple[Path, Path, str], tmp_path: Path) -> None:
     plan, bank, checkpoint = shop

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests import needs, waits
 from tests.robustness.robust_helpers import COMMAND, protectflow
 
 
@@ -27,8 +27,8 @@ def test_a_piped_run_prints_plain_progress_lines(tmp_path: Path) -> None:
     assert [int(n) for n in lines] == sorted(int(n) for n in lines)
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
-@pytest.mark.skipif(len(COMMAND) != 1, reason="the protectflow console script is not installed")
+@needs.tool("bash", "bash")
+@pytest.mark.skipif(len(COMMAND) != 1, reason=f"the protectflow command {needs.TEST_EXTRA}")
 def test_bash_completes_with_the_installed_command(tmp_path: Path) -> None:
     script = subprocess.run([*COMMAND, "completion", "bash"], capture_output=True, text=True,
                             check=True).stdout
@@ -41,6 +41,6 @@ def test_bash_completes_with_the_installed_command(tmp_path: Path) -> None:
          f'COMP_LINE="{line}"; COMP_POINT=${{#COMP_LINE}}; COMP_WORDS=({line}); '
          f"COMP_CWORD={len(words) - 1}; _python_argcomplete protectflow; "
          "printf '%s\\n' \"${COMPREPLY[@]}\""],
-        capture_output=True, text=True, env=env, timeout=60, check=False)
+        capture_output=True, text=True, env=env, timeout=waits.LIMIT, check=False)
     assert done.returncode == 0, done.stderr
     assert [w.strip() for w in done.stdout.splitlines() if w.strip()] == ["--scheduler"]

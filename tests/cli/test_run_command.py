@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from tests import waits
+
 EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "tenant.yaml")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "protectflow.cli", "run", *args],
-                          capture_output=True, text=True, timeout=120, env=dict(os.environ))
+                          capture_output=True, text=True, timeout=waits.LIMIT,
+                          env=dict(os.environ))
 
 
 def with_parameters(extra: str) -> str:
@@ -93,6 +96,7 @@ def test_dask_on_a_running_scheduler(dask_remote: str, tmp_path: Path) -> None:
     assert json.loads(report.read_text())["executor"] == "dask"
 
 
+@pytest.mark.slow  # a cluster of its own
 def test_dask_starts_its_own_cluster() -> None:
     out = cli(EXAMPLE, "--executor", "dask", "--workers", "1")
     assert out.returncode == 0, out.stderr

@@ -16,9 +16,11 @@ import pytest
 
 from protectflow.bank import Bank, CheckpointStore
 from protectflow.states import AVAILABLE, ERROR
+from tests import needs, waits
 from tests.robustness.robust_helpers import COMMAND, protectflow
 
-pexpect = pytest.importorskip("pexpect", reason="the terminal tests need pexpect (test extra)")
+pexpect = pytest.importorskip("pexpect", reason=f"pexpect {needs.TEST_EXTRA}")
+pytestmark = pytest.mark.slow  # commands in a terminal, most of them interrupted
 
 #: Four volumes whose main hooks take a while: 16 hooks, long enough to interrupt.
 PLAN = """\
@@ -43,7 +45,7 @@ def _spawn(args: list[str], tmp_path: Path) -> Any:
     env = {k: v for k, v in os.environ.items() if k != "PROTECTFLOW_BANK"}
     env.update(COLUMNS="160", LINES="40", TERM="xterm")
     return pexpect.spawn(COMMAND[0], [*COMMAND[1:], *args], cwd=str(tmp_path), env=env,
-                         encoding="utf-8", timeout=120, dimensions=(40, 160))
+                         encoding="utf-8", timeout=waits.LIMIT, dimensions=(40, 160))
 
 
 def _interrupt(child: Any, how: str) -> str:
@@ -101,7 +103,7 @@ def test_an_interrupted_protect_says_how_to_resume_and_resume_succeeds(
     checkpoint = store.get(checkpoint_id)
     assert (checkpoint.status, checkpoint.lease) == (ERROR, None)
     resumed = subprocess.run([*COMMAND, *command.split()[1:], "-q"], capture_output=True,
-                             text=True, timeout=120, check=False)
+                             text=True, timeout=waits.LIMIT, check=False)
     assert resumed.returncode == 0, resumed.stderr
     assert store.get(checkpoint_id).status == AVAILABLE
 

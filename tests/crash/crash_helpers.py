@@ -14,6 +14,7 @@ from typing import Any
 from protectflow.bank import Bank, Checkpoint, CheckpointStore
 from protectflow.bank.catalog.journal import read_journal
 from protectflow.compiler import compile_plan, load_plan
+from tests import waits
 from tests.crash.recording_plugins import RECORDS, SPEC  # noqa: F401 (SPEC: for the tests)
 from tests.scripts import ROOT, load_script
 
@@ -32,7 +33,7 @@ what, target, bank, executor, made, hold = sys.argv[1:7]
 
 def hold_until_the_chain_goes_on(event):
     if event.kind == "succeeded" and event.node.endswith("/prepare_begin"):
-        recording_plugins.started(event.node.replace("/prepare_begin", "/prepare_finish")).wait(30)
+        recording_plugins.started(event.node.replace("/prepare_begin", "/prepare_finish")).wait()
 
 runner = get_executor(executor, **json.loads(made))
 call = operations.protect if what == "protect" else operations.resume
@@ -60,7 +61,7 @@ def protect_cli(plan: Path, bank: Path, *, faults: str = "", executor: str = "th
     env = {**os.environ, "PROTECTFLOW_FAULTS": faults}
     return subprocess.run([*PROTECTFLOW, "protect", str(plan), "--bank", str(bank),
                            "--executor", executor],
-                          capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=waits.LIMIT)
 
 
 def the_checkpoint(bank: Path) -> Checkpoint | None:
@@ -118,7 +119,7 @@ def operate(what: str, target: str | Path, bank: Path, *, records: Path, faults:
            "PYTHONPATH": path}
     return subprocess.run([sys.executable, "-c", _OPERATE, what, str(target), str(bank),
                            executor, json.dumps(made), "hold" if hold else "-"],
-                          capture_output=True, text=True, env=env, timeout=120)
+                          capture_output=True, text=True, env=env, timeout=waits.LIMIT)
 
 
 def recorded_runs(records: Path) -> dict[int, list[dict[str, Any]]]:

@@ -35,6 +35,8 @@ from tests.crash.crash_helpers import (
     the_checkpoint,
 )
 
+pytestmark = pytest.mark.slow  # a protect in a process of its own killed per example
+
 #: Kill points tried, by plan and outcome; printed at the end (pytest -s).
 TRIED: collections.Counter[str] = collections.Counter()
 SIM_HOOKS = 40  # 10 resources x 4 hooks

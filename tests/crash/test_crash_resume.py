@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from protectflow.bank import Bank, CheckpointStore
 from protectflow.bank.catalog.journal import read_journal
 from protectflow.bank.catalog.lease import owner_is_dead
 from protectflow.errors import BankError, CheckpointBusyError, NotResumableError
+from tests import needs, waits
 from tests.crash.crash_helpers import (
     RECORDS,
     SPEC,
@@ -32,6 +32,9 @@ from tests.crash.crash_helpers import (
     sim_plan,
     the_checkpoint,
 )
+from tests.waits import wait_until
+
+pytestmark = pytest.mark.slow  # most kill a protect in a process of its own, then resume
 
 
 def killed(tmp_path: Path, n: int = 15, **params: Any) -> tuple[Path, Path, Any]:
@@ -45,10 +48,15 @@ def killed(tmp_path: Path, n: int = 15, **params: Any) -> tuple[Path, Path, Any]
 
 
 @pytest.mark.parametrize("executor", ["serial", "threads", "dask"])
-def test_resume_on_another_executor(tmp_path: Path, executor: str) -> None:
+def test_resume_on_another_executor(tmp_path: Path, executor: str,
+                                    request: pytest.FixtureRequest) -> None:
     plan, bank, checkpoint = killed(tmp_path)
-    options = {"workers": 1} if executor == "dask" else {}
-    result = operations.resume(checkpoint.id, bank=bank, executor=executor, **options)
+    runner: Any = executor
+    if executor == "dask":  # on the session's worker processes
+        from protectflow.executors import get_executor
+
+        runner = get_executor("dask", client=request.getfixturevalue("dask_procs"))
+    result = operations.resume(checkpoint.id, bank=bank, executor=runner)
     assert result.ok and result.checkpoint.reload().status == "available"
     resumed = [r for r in result.report.hooks.values() if r.resumed]
     assert len(resumed) >= 15  # the batch that recorded the 15th end
@@ -115,15 +123,15 @@ def test_a_live_owner_keeps_its_lease(tmp_path: Path) -> None:
                              "--bank", str(bank), "--executor", "serial"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(200):
+        def journal_begun() -> bool:
             checkpoint = the_checkpoint(bank)
-            if checkpoint is not None and read_journal(checkpoint):
-                break
-            time.sleep(0.05)
+            return checkpoint is not None and bool(read_journal(checkpoint))
+
+        wait_until(journal_begun, "the other process's protect to start its journal")
         with pytest.raises(CheckpointBusyError):
-            operations.resume(checkpoint.id, bank=bank)
+            operations.resume(the_checkpoint(bank).id, bank=bank)
     finally:
-        proc.wait(60)
+        proc.wait(waits.LIMIT)
     assert the_checkpoint(bank).status == "available"
 
 
@@ -176,7 +184,7 @@ def test_restore_resumes_with_new_resources_from_the_journal(tmp_path: Path) -> 
 
 
 def test_dask_worker_killed_mid_run(tmp_path: Path) -> None:
-    pytest.importorskip("distributed")
+    pytest.importorskip("distributed", reason=f"distributed {needs.TEST_EXTRA}")
     from distributed import Client, LocalCluster
 
     plan = sim_plan(tmp_path, main_seconds=0.05)
@@ -185,18 +193,19 @@ def test_dask_worker_killed_mid_run(tmp_path: Path) -> None:
                       dashboard_address=":0") as cluster, \
             Client(cluster, set_as_default=False) as client:
         pids = list(client.run(os.getpid).values())
+        started = 0
 
-        def kill_one() -> None:
-            time.sleep(0.5)
-            os.kill(pids[0], 9)
+        def kill_one(event: Any) -> None:  # mid-run: once five hooks started
+            nonlocal started
+            started += event.kind == "started"
+            if started == 5 and event.kind == "started":
+                os.kill(pids[0], 9)
 
-        killer = threading.Thread(target=kill_one)
-        killer.start()
         try:
-            result = operations.protect(plan, bank=bank, executor="dask", client=client)
+            result = operations.protect(plan, bank=bank, executor="dask", client=client,
+                                        listeners=[kill_one])
         except BankError:  # the failure is recorded, the checkpoint says so
             result = None
-        killer.join()
     checkpoint = the_checkpoint(bank)
     assert checkpoint.status in ("available", "error"), checkpoint.status
     if result is None or not result.ok:
@@ -236,7 +245,7 @@ def test_a_resume_of_a_killed_resume_reruns_nothing_an_earlier_run_recorded(
 
 def test_a_resume_takes_the_successes_dask_workers_recorded_inside_chains(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("distributed")
+    pytest.importorskip("distributed", reason=f"distributed {needs.TEST_EXTRA}")
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({
         "name": "chains",

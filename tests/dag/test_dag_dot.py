@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import stat
 import sys
 from functools import cache
@@ -18,10 +17,10 @@ from protectflow.cli.outcome import exit_code
 from protectflow.compiler import compile_plan, parse_plan
 from protectflow.dag import HookDAG, dot
 from protectflow.errors import MissingDependencyError, RenderError
+from tests import needs
 
 TOOLS = Path(__file__).resolve().parents[2] / "tools"
-needs_dot = pytest.mark.skipif(shutil.which("dot") is None,
-                               reason="Graphviz's dot is not installed (.ci/run installs it)")
+needs_dot = needs.tool("dot", "graphviz")
 
 
 @cache

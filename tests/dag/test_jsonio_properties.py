@@ -50,6 +50,7 @@ def _dag_docs() -> st.SearchStrategy[dict[str, object]]:
     return specs(max_size=2).map(to_doc)
 
 
+@pytest.mark.slow  # 500 examples
 @settings(max_examples=500)
 @given(mutated(_dag_docs()))
 def test_fast_dag_check_never_accepts_what_the_schema_rejects(doc: dict[str, object]) -> None:

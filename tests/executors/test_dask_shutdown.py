@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests import waits
+
 SCRIPT = """
 import sys
 from protectflow import operations
@@ -22,11 +26,13 @@ if __name__ == "__main__":  # dask's worker processes import this file
 """
 
 
+@pytest.mark.slow  # a cluster of its own, in a process of its own
 def test_a_successful_local_dask_run_prints_no_distributed_errors(tmp_path: Path) -> None:
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
     done = subprocess.run([sys.executable, str(script), str(tmp_path / "bank")],
-                          capture_output=True, text=True, timeout=240, check=False)
+                          capture_output=True, text=True, timeout=waits.LIMIT,
+                          check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "succeeded"
     assert "CommClosedError" not in done.stderr

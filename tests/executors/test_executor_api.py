@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import socket
 import subprocess
 import sys
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -16,8 +17,10 @@ from hypothesis import strategies as st
 from protectflow.errors import ExecutorError, MissingDependencyError
 from protectflow.executors import RunOptions, available_executors, get_executor, run_dag
 from protectflow.executors._views import Views
+from tests import waits
 from tests.executors.dags import ancestors, flat, make_dag, resource_graphs
 from tests.executors.executor_plugins import SPEC
+from tests.waits import wait_until
 
 
 def test_available_executors() -> None:
@@ -134,10 +137,7 @@ def test_dask_runners_are_kept_per_client_and_their_threads_end_when_idle(
         second = executor.run(make_dag(flat(6)), RunOptions(registry=SPEC))
         assert dask_executor._POOLS[client.id] is runners and len(runners.handles) == 1
         assert first.state == second.state == "succeeded"
-        deadline = time.time() + 10
-        while hook_threads() and time.time() < deadline:
-            time.sleep(0.05)
-        assert hook_threads() == 0
+        wait_until(lambda: hook_threads() == 0, "the idle runner's hook threads to end")
         # and they come back for the next run
         assert executor.run(make_dag(flat(2)), RunOptions(registry=SPEC)).state == "succeeded"
     # a closed client's runners go at the next run on another client
@@ -147,6 +147,53 @@ def test_dask_runners_are_kept_per_client_and_their_threads_end_when_idle(
         assert get_executor("dask", client=other).run(
             make_dag(flat(1)), RunOptions(registry=SPEC)).state == "succeeded"
         assert other.id in dask_executor._POOLS and client.id not in dask_executor._POOLS
+
+
+class _LateRunner:
+    """A runner's future that is not ready for its first ``late`` looks."""
+
+    def __init__(self, late: int) -> None:
+        self.late = late
+
+    def result(self, timeout: float) -> str:
+        if self.late:
+            self.late -= 1
+            raise TimeoutError(f"not ready within {timeout} s")
+        return "the runner"
+
+
+def test_a_runner_is_awaited_until_it_starts_or_its_worker_leaves() -> None:
+    from types import SimpleNamespace
+
+    from protectflow.executors._dask_runners import _Runners
+
+    # A busy worker: however many looks it takes, the runner is waited for...
+    there = _Runners(SimpleNamespace(nthreads=lambda: {"tcp://w:1": 2}))
+    assert there._started("tcp://w:1", _LateRunner(5)) == "the runner"
+    # ...while its worker is in the cluster.
+    gone = _Runners(SimpleNamespace(nthreads=lambda: {"tcp://other:1": 2}))
+    with pytest.raises(ExecutorError, match="tcp://w:1 left the cluster before"):
+        gone._started("tcp://w:1", _LateRunner(1))
+
+
+def test_a_scheduler_that_accepts_a_connection_is_given_time_to_answer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Not connect_timeout: a busy scheduler that is there may take longer to
+    # answer; distributed's own connect timeout bounds the handshake.
+    import distributed
+
+    made: list[dict[str, Any]] = []
+
+    def client(address: str, **kwargs: Any) -> Any:
+        made.append(kwargs)
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(distributed, "Client", client)
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        address = f"tcp://127.0.0.1:{listening.getsockname()[1]}"
+        with get_executor("dask", scheduler=address, connect_timeout=0.5)._connect():
+            pass
+    assert made == [{"set_as_default": False}]  # no timeout of 0.5 s
 
 
 def test_unreachable_scheduler() -> None:
@@ -179,14 +226,14 @@ def _chain_run(dag: Any, *, capacity: int = 4, defer: bool = False,
     threads: list[threading.Thread] = []
 
     def later(call: Any, done: Any) -> None:
-        halted.wait(5)
+        halted.wait(waits.LIMIT)  # bounded: a broken test must not leave the thread behind
         invoke_chain(call, done, halted.is_set, instances=instances)
 
     def submit(calls: list[Any], done: Any) -> None:
         for k, call in enumerate(calls):
             chains.append([c.node.id for c in (call, *call.then)])
             if defer and k:
-                threads.append(threading.Thread(target=later, args=(call, done)))
+                threads.append(threading.Thread(target=later, args=(call, done), daemon=True))
                 threads[-1].start()
             else:
                 invoke_chain(call, done, halted.is_set, instances=instances)

@@ -18,9 +18,9 @@ from protectflow.executors import RunOptions, RunReport
 from protectflow.plugins import get_registry
 from protectflow.plugins.contract import StatusUpdate
 from tests.executors import plain_plugins
-from tests.executors.conftest import wait_until
 from tests.executors.dags import make_dag
 from tests.executors.executor_plugins import SPEC
+from tests.waits import wait_until
 
 MakeExecutor = Callable[[], Any]
 HOOK_ORDER = ["prepare_begin", "prepare_finish", "main", "complete"]
@@ -120,7 +120,7 @@ def test_operations_are_dropped_when_the_run_ends(
         counts = client.run(live_operations, marker)
         return bool(counts) and sum(counts.values()) == 0
 
-    wait_until(none_left)
+    wait_until(none_left, "every runner to drop the run's Operations")
 
 
 def test_resource_hooks_run_in_one_process_on_worker_processes(

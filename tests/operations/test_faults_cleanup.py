@@ -27,6 +27,7 @@ from protectflow.dag.model import Resource
 from protectflow.errors import BankError, CorruptObjectError, NotResumableError
 from protectflow.plugins.builtin import fs
 from protectflow.states import AVAILABLE, COPYING, DELETED, DELETING, ERROR, PROTECTING
+from tests import needs
 from tests.operations.test_repository_checks import bank_files, restored, tree_plan
 
 #: A checkpoint of no resources, for tests of the catalog itself.
@@ -53,11 +54,11 @@ def test_gc_delete_of_a_killed_protect_leaves_no_chunk_behind(tmp_path: Path) ->
     store = CheckpointStore(bank)
     # a protect that stored its data and died before its status changed
     killed = store.create(plan, NO_GRAPH, "fingerprint", "someone@elsewhere:1",
-                          lease_ttl=0.5)
+                          lease_ttl=60)
     fs.protect_tree(killed, src_resource(tmp_path), {})
     assert bank_files(bank, "chunks") and bank_files(bank, "refs")
     assert store.gc() == []  # its lease has not expired yet
-    report = operations.gc(store, delete=True, now=time.time() + 1)
+    report = operations.gc(store, delete=True, now=time.time() + 120)  # now it has
     assert report.changed == (killed.id,) and report.freed_chunks > 0
     assert bank_files(bank, "chunks") == [] and bank_files(bank, "refs") == []
     assert not (Path(bank.url) / "checkpoints" / killed.id / "record").exists()
@@ -107,7 +108,7 @@ def read_only(folder: Path) -> Iterator[None]:
     modes), its modes otherwise."""
     if os.geteuid() == 0:
         if shutil.which("mount") is None:
-            pytest.skip("needs mount(8) to make a read-only bind mount as root")
+            pytest.skip(needs.missing_tool("mount", "mount"))
         try:
             subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True,
                            capture_output=True)
@@ -152,7 +153,7 @@ def test_verify_and_restore_work_on_a_read_only_bank(
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 2 MB tmpfs, mounted for the test (root only)."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs to fill needs root")
+        pytest.skip(needs.missing_root("mounting a small tmpfs to fill"))
     disk = tmp_path / "disk"
     disk.mkdir()
     try:

@@ -28,6 +28,7 @@ from protectflow.operations.resume import broken_windows, completed_hooks
 from protectflow.plugins import Registry
 from protectflow.plugins.registry import using_registry
 from protectflow.states import AVAILABLE, DELETED
+from tests import needs
 from tests.operations import guide_plugins
 from tests.operations.guide_plugins import NOTE, plan_json
 
@@ -128,17 +129,21 @@ def test_copy_hooks_get_the_plans_parameters(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("executor", ["threads", "dask"])
-def test_the_providers_configuration_reaches_the_plugins(tmp_path: Path, executor: str) -> None:
-    pytest.importorskip("distributed", reason="the dask executor needs protectflow[dask]")
+def test_the_providers_configuration_reaches_the_plugins(
+        tmp_path: Path, executor: str, request: pytest.FixtureRequest) -> None:
+    pytest.importorskip("distributed", reason=f"distributed {needs.TEST_EXTRA}")
     provider = {"plugins": {NOTE: "notes-b"}, "config": {"notes-b": {"endpoint": "https://x"}}}
     bank = Bank(tmp_path / "bank")
     # dask workers are other processes: they find the plugins by the registry's spec.
     options: dict[str, Any] = {"registry": guide_plugins.SPEC}
+    runner: Any = executor
     if executor == "dask":
-        options.update(workers=1)
-    protected = operations.protect(_plan(provider), bank=bank, executor=executor, **options)
+        from protectflow.executors import get_executor
+
+        runner = get_executor("dask", client=request.getfixturevalue("dask_procs"))
+    protected = operations.protect(_plan(provider), bank=bank, executor=runner, **options)
     assert protected.ok, protected.report.failed()
-    restored = operations.restore(protected.checkpoint.id, bank=bank, executor=executor,
+    restored = operations.restore(protected.checkpoint.id, bank=bank, executor=runner,
                                   **options)
     assert {v["config"]["endpoint"] for v in restored.new_resources.values()} == {"https://x"}
 

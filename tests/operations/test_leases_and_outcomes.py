@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ from protectflow.dag.model import Resource
 from protectflow.errors import BankError, CheckpointBusyError
 from protectflow.plugins import Operation, Registry
 from protectflow.plugins.builtin.sim import SimOperation, SimProtectionPlugin
+from tests import waits
+from tests.waits import wait_until
 
 VOLUME = "OS::Cinder::Volume"
 #: The plugins of this module, by name, for the executors to resolve.
@@ -34,7 +35,7 @@ class GatedOperation(SimOperation):
                 parameters: dict[str, Any], **kwargs: Any) -> Any:
         if self.operation == "protect":
             ENTERED.set()
-            RELEASE.wait(60)  # bounded: a broken test must not hang the suite
+            RELEASE.wait(waits.LIMIT)  # bounded: a broken test must not hang the suite
         return super().on_main(checkpoint, resource, context, parameters, **kwargs)
 
 
@@ -53,14 +54,6 @@ def one_volume(**parameters: Any) -> Any:
     return parse_plan(json.dumps(data), source="plan.json")
 
 
-def wait_until(predicate: Any, timeout: float = 30) -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        if time.time() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def gate() -> Iterator[None]:
     ENTERED.clear()
@@ -71,27 +64,33 @@ def gate() -> Iterator[None]:
 
 def test_an_operation_running_past_its_lease_ttl_is_not_taken_for_dead(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gate: None) -> None:
-    monkeypatch.setenv("PROTECTFLOW_LEASE_TTL", "1.2")  # renewed every 0.4 s
+    monkeypatch.setenv("PROTECTFLOW_LEASE_TTL", "3")  # renewed every second
     bank = tmp_path / "bank"
     results: list[Any] = []
     protect = threading.Thread(target=lambda: results.append(operations.protect(
         one_volume(payload_bytes=10), bank=bank, executor="threads", registry=SPEC)))
     protect.start()
     try:
-        assert ENTERED.wait(30)
+        assert ENTERED.wait(waits.LIMIT)
         store = operations.open_store(bank)
         [checkpoint] = store.list()
-        lease = checkpoint.lease
-        assert lease is not None
+        taken = checkpoint.lease
+        assert taken is not None
+
+        def renewed() -> bool:
+            lease = checkpoint.lease
+            return lease is not None and lease.expires_at > taken.expires_at
+
         # The operation outlives the lease it took: only renewal keeps it.
-        wait_until(lambda: time.time() > lease.expires_at + 0.1)
-        assert store.gc() == []
+        wait_until(renewed, "the running protect to renew its lease")
+        # Judged once the lease it took has expired, however late this runs.
+        assert store.gc(now=taken.expires_at + 0.1) == []
         assert checkpoint.reload().status == "protecting"
         with pytest.raises(CheckpointBusyError):
             operations.resume(checkpoint.id, bank=bank)
     finally:
         RELEASE.set()
-        protect.join(60)
+        protect.join(waits.LIMIT)
     [result] = results
     assert result.ok and result.checkpoint.reload().status == "available"
     assert result.checkpoint.lease is None  # released at the end
@@ -107,10 +106,12 @@ def test_a_bad_lease_ttl_is_refused_before_anything_is_written(
 
 @pytest.mark.parametrize("executor", ["serial", "threads"])
 def test_a_timed_out_hook_leaves_its_resource_in_error(tmp_path: Path, executor: str) -> None:
+    # Hooks that sleep far past their timeout, however busy the machine (each
+    # timed-out hook's thread is left to sleep it out).
     data = {"name": "slow", "resources": [{"type": VOLUME, "id": "slow-main"},
                                           {"type": VOLUME, "id": "slow-complete"}],
-            "parameters": {f"{VOLUME}#slow-main": {"main_seconds": 1.0},
-                           f"{VOLUME}#slow-complete": {"complete_seconds": 1.0}}}
+            "parameters": {f"{VOLUME}#slow-main": {"main_seconds": 60},
+                           f"{VOLUME}#slow-complete": {"complete_seconds": 60}}}
     plan = parse_plan(json.dumps(data), source="plan.json")
     result = operations.protect(plan, bank=tmp_path / "bank", executor=executor,
                                 timeout=0.2, keep_going=True)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy as copy_module
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ from protectflow.bank import Bank, CheckpointStore, CopiedFrom
 from protectflow.bank.catalog.record import StatusChange
 from protectflow.compiler import parse_plan
 from protectflow.errors import BankError, CheckpointBusyError, ExecutorError, ParameterError
+from tests import waits
 
 EXECUTORS = ["serial", "threads", "dask-inproc", "dask-procs"]
 
@@ -53,29 +52,16 @@ def bank_files(bank: Bank) -> dict[str, bytes]:
             if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def dask_clients() -> Iterator[dict[str, Any]]:
-    """A cluster in this process and one of two worker processes, made once."""
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=4, processes=False,
-                      dashboard_address=":0") as inproc, \
-            LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
-                         dashboard_address=":0") as procs, \
-            Client(inproc, set_as_default=False) as a, \
-            Client(procs, set_as_default=False) as b:
-        yield {"dask-inproc": a, "dask-procs": b}
-
-
 @pytest.fixture
 def executor(request: pytest.FixtureRequest) -> Any:
-    """An executor name, or a dask executor on one of the module's clusters."""
+    """An executor name, or a dask executor on one of the session's clusters."""
     name: str = request.param
     if not name.startswith("dask"):
         return name
     from protectflow.executors import get_executor
 
-    return get_executor("dask", client=request.getfixturevalue("dask_clients")[name])
+    client = request.getfixturevalue(name.replace("-", "_"))  # dask_inproc, dask_procs
+    return get_executor("dask", client=client)
 
 
 @pytest.mark.parametrize("executor", EXECUTORS, indirect=True)
@@ -175,7 +161,7 @@ def test_an_operation_on_a_busy_checkpoint_is_refused(bank: Bank) -> None:
 
     thread = threading.Thread(target=run_verify)
     thread.start()
-    assert started.wait(10)
+    assert started.wait(waits.LIMIT)
     with pytest.raises(CheckpointBusyError):
         operations.delete(checkpoint.id, bank=bank)
     thread.join()
@@ -225,11 +211,11 @@ def test_limits_naming_nothing_in_the_plan_are_refused_before_anything_is_writte
 def test_gc_resolves_a_delete_that_died_and_delete_then_finishes(bank: Bank) -> None:
     checkpoint = operations.protect(plan(), bank=bank).checkpoint
     # a delete that took its lease, began, and died: nobody renews the lease
-    checkpoint.acquire("delete", "root@elsewhere:1", ttl=0.5)
+    lease = checkpoint.acquire("delete", "root@elsewhere:1", ttl=60)
     checkpoint.transition("deleting")
     store = CheckpointStore(bank)
     assert store.gc() == []  # the lease still holds
-    assert store.gc(now=time.time() + 5) == [checkpoint.id]
+    assert store.gc(now=lease.expires_at + 1) == [checkpoint.id]
     assert store.get(checkpoint.id).status == "error_deleting"
     assert operations.delete(checkpoint.id, bank=bank).ok
     assert store.get(checkpoint.id).status == "deleted"

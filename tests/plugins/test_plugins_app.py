@@ -19,8 +19,10 @@ from protectflow.dag.model import Resource
 from protectflow.errors import CommandError, LocalPluginError
 from protectflow.plugins.builtin import app, fs
 from protectflow.plugins.builtin import sqlite as sq
+from tests import waits
 from tests.plugins.plugin_helpers import make_shop, new_checkpoint, plan_from, run_dag, shopctl
 from tests.scripts import ROOT
+from tests.waits import wait_until
 
 APP = "protectflow::app::Application#shop"
 UPLOADS = "protectflow::fs::Directory#uploads"
@@ -59,6 +61,7 @@ def events(folder: Path) -> dict[str, float]:
     return {w[0]: float(w[1]) for w in (line.split() for line in lines) if w}
 
 
+@pytest.mark.slow  # a writer that writes for four seconds
 def test_freeze_before_and_thaw_after_every_child_snapshot(
         bank: Bank, shop: Path, tmp_path: Path) -> None:
     writer = subprocess.Popen([sys.executable, "shopctl.py", "writer", ".", "--seconds", "4"],
@@ -66,7 +69,7 @@ def test_freeze_before_and_thaw_after_every_child_snapshot(
     time.sleep(0.7)
     cp = new_checkpoint(bank)
     out = run_dag(plan_from(shop_plan(shop, **logging_commands(shop))), "protect", cp)
-    assert writer.wait(20) == 0
+    assert writer.wait(waits.LIMIT) == 0
     t = events(shop)
     for child in (UPLOADS, ORDERS):
         snap = out[f"{child}/prepare_finish"]
@@ -105,12 +108,15 @@ def test_guard_thaws_at_the_deadline(bank: Bank, shop: Path) -> None:
     resource = plan_from(data).resources[0].resource
     cp = new_checkpoint(bank)
     app.freeze_app(cp, resource, {"freeze_timeout": 0.5})
-    assert (shop / "FROZEN").exists()
-    _wait_until(lambda: not (shop / "FROZEN").exists(), 5)
+    assert "freeze" in events(shop)  # frozen when freeze_app returns...
+    wait_until(lambda: not (shop / "FROZEN").exists(), "the guard to thaw")
+    t = events(shop)
+    assert t["thaw"] - t["freeze"] >= 0.5  # ...and thawed at the deadline, not before
     with pytest.raises(LocalPluginError, match="thawed before its children's snapshots"):
         app.AppProtectOperation().on_prepare_finish(cp, resource, None, {})
 
 
+@pytest.mark.slow  # a freeze that takes 1.5 s, a thaw 1 s later
 def test_freeze_timeout_counts_from_when_the_application_is_frozen(
         bank: Bank, tmp_path: Path) -> None:
     # A freeze command slower than freeze_timeout: the guard must not thaw
@@ -119,8 +125,10 @@ def test_freeze_timeout_counts_from_when_the_application_is_frozen(
         "base_dir": str(tmp_path), "state_dir": str(tmp_path / "state"),
         "freeze": "sleep 1.5 && echo frozen >> events", "thaw": "echo thawed >> events"})
     app.freeze_app(new_checkpoint(bank), resource, {"freeze_timeout": 1.0})
-    assert (tmp_path / "events").read_text() == "frozen\n"
-    _wait_until(lambda: (tmp_path / "events").read_text() == "frozen\nthawed\n", 20)
+    assert (tmp_path / "events").read_text().startswith("frozen\n")  # no thaw came first
+    wait_until(lambda: len((tmp_path / "events").read_text().splitlines()) == 2,
+               "the guard to thaw")
+    assert (tmp_path / "events").read_text() == "frozen\nthawed\n"
 
 
 def test_guard_thaws_when_the_freezing_process_dies(shop: Path, tmp_path: Path) -> None:
@@ -136,7 +144,7 @@ os._exit(9)  # a crash: no thaw hook, no on_failure
 """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the child imports the tests package
     assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 9
-    _wait_until(lambda: not (shop / "FROZEN").exists(), 5)
+    wait_until(lambda: not (shop / "FROZEN").exists(), "the guard to thaw")
 
 
 def test_lock_file_mode_holds_the_applications_lock(bank: Bank, shop: Path) -> None:
@@ -185,13 +193,6 @@ def test_bad_extra_info_is_refused(bank: Bank) -> None:
         with pytest.raises(LocalPluginError, match="extra_info"):
             app.freeze_app(new_checkpoint(bank), Resource(app.APPLICATION, "x",
                                                           extra_info=extra), {})
-
-
-def _wait_until(condition: Any, seconds: float) -> None:
-    end = time.time() + seconds
-    while not condition():
-        assert time.time() < end, "timed out"
-        time.sleep(0.05)
 
 
 def test_fs_snapshot_in_main_when_asked(bank: Bank, shop: Path) -> None:

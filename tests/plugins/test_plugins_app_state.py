@@ -13,7 +13,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,13 @@ from protectflow.bank import Bank
 from protectflow.dag.model import Resource
 from protectflow.errors import LocalPluginError
 from protectflow.plugins.builtin import _private, app
+from tests import needs
 from tests.plugins.plugin_helpers import new_checkpoint
 from tests.scripts import ROOT
+from tests.waits import wait_until
 
 OTHER = "pfs12other"
-as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a second "
-                             "local user and act as them")
+as_root = needs.root("making a second local user and acting as them")
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def as_other(*argv: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def other_user() -> Iterator[str]:
     if os.geteuid() != 0:
-        pytest.skip("needs root to create a second local user")
+        pytest.skip(needs.missing_root("making a second local user"))
     created = False
     try:
         pwd.getpwnam(OTHER)
@@ -174,7 +174,7 @@ def test_nothing_is_left_after_a_failed_freeze(bank: Bank, tmp_path: Path,
     with pytest.raises(LocalPluginError, match="exit code 3"):
         app.freeze_app(new_checkpoint(bank), resource, {})
     assert (tmp_path / "THAWED").exists()  # thawed at once
-    _wait_until(lambda: files_in(runtime / "protectflow") == [])
+    wait_until(lambda: files_in(runtime / "protectflow") == [], "the token to go")
 
 
 def test_nothing_is_left_after_the_guard_thawed_early(bank: Bank, tmp_path: Path,
@@ -182,10 +182,10 @@ def test_nothing_is_left_after_the_guard_thawed_early(bank: Bank, tmp_path: Path
     resource = app_resource(tmp_path)
     cp = new_checkpoint(bank)
     app.freeze_app(cp, resource, {"freeze_timeout": 0.2})
-    _wait_until(lambda: (tmp_path / "THAWED").exists())
+    wait_until(lambda: (tmp_path / "THAWED").exists(), "the guard to thaw")
     with pytest.raises(LocalPluginError, match="thawed before its children's snapshots"):
         app.AppProtectOperation().on_prepare_finish(cp, resource, None, {})
-    _wait_until(lambda: files_in(runtime / "protectflow") == [])
+    wait_until(lambda: files_in(runtime / "protectflow") == [], "the token to go")
     with pytest.raises(LocalPluginError, match="thawed before"):  # a rerun says the same
         app.AppProtectOperation().on_prepare_finish(cp, resource, None, {})
 
@@ -211,11 +211,12 @@ sys.stdin.read()
     assert (tmp_path / "FROZEN").exists()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    _wait_until(lambda: (tmp_path / "THAWED").exists())
-    _wait_until(lambda: files_in(runtime / "protectflow") == [])
+    wait_until(lambda: (tmp_path / "THAWED").exists(), "the guard to thaw")
+    wait_until(lambda: files_in(runtime / "protectflow") == [], "the token to go")
 
 
 # -- another local user ------------------------------------------------------------
+@pytest.mark.slow  # a second user
 @as_root
 def test_a_state_folder_another_user_made_is_refused(
         bank: Bank, tmp_path: Path, runtime: Path, other_user: str) -> None:
@@ -228,6 +229,7 @@ def test_a_state_folder_another_user_made_is_refused(
     assert not (tmp_path / "FROZEN").exists()
 
 
+@pytest.mark.slow  # a second user
 @as_root
 def test_a_symlink_another_user_planted_is_refused(
         bank: Bank, tmp_path: Path, runtime: Path, other_user: str) -> None:
@@ -240,6 +242,7 @@ def test_a_symlink_another_user_planted_is_refused(
     assert files_in(target) == [] and not (tmp_path / "FROZEN").exists()
 
 
+@pytest.mark.slow  # a second user
 @as_root
 def test_another_user_can_neither_read_nor_swap_the_token(
         bank: Bank, tmp_path: Path, runtime: Path, other_user: str) -> None:
@@ -262,11 +265,3 @@ def test_another_user_can_neither_read_nor_swap_the_token(
         assert done.returncode != 0 and any(r in done.stderr for r in refused), (what, done)
     app.AppProtectOperation().on_prepare_finish(cp, resource, None, {})
     assert (tmp_path / "THAWED").exists() and files_in(state) == []
-
-
-def _wait_until(condition: Any, seconds: float = 20) -> None:
-    end = time.time() + seconds
-    while not condition():
-        assert time.time() < end, "timed out"
-        time.sleep(0.05)
-

@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from protectflow.errors import ChunkError
 from protectflow.plugins.builtin import fs
 from protectflow.plugins.builtin._chunks import ChunkStore, chunk_key, sha256
 from protectflow.states import AVAILABLE, DELETING
+from tests import waits
 from tests.plugins.plugin_helpers import count_objects, new_checkpoint
 
 CHUNK = 4096
@@ -47,7 +49,7 @@ def test_protect_waits_for_a_deleter_and_stores_the_chunk_again(tmp_path: Path) 
         time.sleep(0.1)
         assert not added.is_set()  # waits while the marker stands
         bank.delete_object(chunk_key(digest))  # step (c)
-    thread.join(5)
+    thread.join(waits.LIMIT)
     assert added.is_set() and bank.has_object(chunk_key(digest))
 
 
@@ -65,17 +67,15 @@ def _make_tree(root: Path, files: int, seed: int) -> None:
         (root / f"f{i}").write_bytes(bytes([seed, i % 256]) * (CHUNK // 2) * 3)
 
 
-def _delete(bank_url: str, checkpoint_id: str, path: str, start: float) -> None:
-    while time.time() < start:
-        pass
+def _delete(bank_url: str, checkpoint_id: str, path: str, start: Any) -> None:
+    start.wait()
     bank = Bank(bank_url, fsync=False)
     fs.delete_resource(Checkpoint(bank, checkpoint_id), directory(Path(path)))
 
 
 def _protect(bank_url: str, checkpoint_id: str, path: str, params: dict[str, int],
-             start: float) -> None:
-    while time.time() < start:
-        pass
+             start: Any) -> None:
+    start.wait()
     bank = Bank(bank_url, fsync=False)
     fs.protect_tree(Checkpoint(bank, checkpoint_id), directory(Path(path)),
                     {**params, "workers": 8})
@@ -83,15 +83,16 @@ def _protect(bank_url: str, checkpoint_id: str, path: str, params: dict[str, int
 
 def _race(*jobs: tuple[object, ...]) -> None:
     ctx = multiprocessing.get_context("spawn")
-    start = time.time() + 1.5  # past every child's start-up
+    start = ctx.Barrier(len(jobs))  # crossed once every child has started up
     procs = [ctx.Process(target=fn, args=(*args, start)) for fn, *args in jobs]  # type: ignore[misc]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
+        p.join(waits.LIMIT)
         assert p.exitcode == 0
 
 
+@pytest.mark.slow  # processes racing
 @pytest.mark.parametrize("round_", range(2))
 def test_concurrent_deletes_lose_nothing_still_referenced(tmp_path: Path, round_: int) -> None:
     bank = Bank(tmp_path / "bank", fsync=False)
@@ -115,6 +116,7 @@ def test_concurrent_deletes_lose_nothing_still_referenced(tmp_path: Path, round_
     assert count_objects(bank, "locks/") == 0
 
 
+@pytest.mark.slow  # processes racing
 @pytest.mark.parametrize(("params", "chunks"), [
     ({"chunk_size": CHUNK}, 200),  # one per file (each file: three equal pieces)
     ({"chunk_size": 65536, "pack_size": 50_000}, 40),  # packs of five files

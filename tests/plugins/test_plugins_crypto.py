@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,18 +39,6 @@ def _restore(bank: Bank, cid: str, target: Path) -> Any:
     return operations.restore(cid, bank=bank, executor="serial", parameters=params)
 
 
-@pytest.fixture(scope="module")
-def dask_procs() -> Iterator[Any]:
-    """Two worker processes, started before any password is set: whatever
-    they read and write, they do with the keys sent to them."""
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
-                      dashboard_address=":0") as cluster, \
-            Client(cluster, set_as_default=False) as client:
-        yield client
-
-
 @pytest.mark.parametrize("executor", ["serial", "threads", "dask-procs"])
 def test_encrypted_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                          executor: str, request: pytest.FixtureRequest) -> None:
@@ -59,6 +46,9 @@ def test_encrypted_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     if executor == "dask-procs":
         from protectflow.executors import get_executor
 
+        # The session's worker processes, started with no PROTECTFLOW_*
+        # variable (tests/conftest.py): whatever they read and write, they
+        # do with the keys sent to them.
         runner = get_executor("dask", client=request.getfixturevalue("dask_procs"))
     plan, shop = _shop(tmp_path)
     before = snapshot_tree(shop / "uploads")
@@ -96,15 +86,26 @@ def test_encrypted_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert again.ok and snapshot_tree(tmp_path / "again" / "uploads") == before
 
 
-@pytest.fixture
-def protected(tmp_path: Path) -> tuple[Bank, str, str]:
-    plan, shop = _shop(tmp_path)
-    bank = Bank(tmp_path / "bank", fsync=False)
+@pytest.fixture(scope="module")
+def protected_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A bank holding two checkpoints of the shop, made once for the module."""
+    folder = tmp_path_factory.mktemp("protected")
+    plan, shop = _shop(folder)
+    bank = Bank(folder / "bank", fsync=False)
     first = operations.protect(plan, bank=bank, executor="serial")
     (shop / "uploads" / "new.txt").write_text("second")
     second = operations.protect(plan, bank=bank, executor="serial")
     assert first.ok and second.ok
-    return bank, first.checkpoint.id, second.checkpoint.id
+    return folder / "bank", first.checkpoint.id, second.checkpoint.id
+
+
+@pytest.fixture
+def protected(protected_once: tuple[Path, str, str], tmp_path: Path) -> tuple[Bank, str, str]:
+    """A copy of that bank for each test to tamper with (its key file is
+    named after the bank's id, which the copy keeps)."""
+    made, first, second = protected_once
+    shutil.copytree(made, tmp_path / "bank")
+    return Bank(tmp_path / "bank", fsync=False), first, second
 
 
 def _fs_manifest(bank: Bank, cid: str) -> str:
@@ -170,6 +171,7 @@ def test_an_edited_or_planted_chunk_is_refused(protected: tuple[Bank, str, str],
     assert not all(verified)
 
 
+@pytest.mark.slow  # sixty restores
 def test_random_bit_flips_are_harmless_or_detected(protected: tuple[Bank, str, str],
                                                   tmp_path: Path) -> None:
     """A seeded survey: a flip in every kind of object, never wrong data."""

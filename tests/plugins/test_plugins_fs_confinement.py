@@ -21,6 +21,7 @@ from protectflow.plugins.builtin import fs
 from protectflow.plugins.builtin import sqlite as sq
 from protectflow.plugins.builtin._chunks import chunk_key
 from protectflow.plugins.builtin.fs import _restore as _fsrestore
+from tests import needs
 from tests.plugins.plugin_helpers import make_tree, new_checkpoint, snapshot_tree
 
 
@@ -218,7 +219,8 @@ def test_sqlite_delete_unlinks_no_path_read_from_the_bank(bank: Bank, tmp_path: 
     assert victim.read_text() == "keep me"
 
 
-@pytest.mark.skipif(shutil.which("runuser") is None, reason="needs runuser (util-linux)")
+@pytest.mark.slow  # a second user
+@needs.tool("runuser", "util-linux")
 def test_another_user_cannot_redirect_a_root_restore(
         bank: Bank, tmp_path: Path, second_user: tuple[str, int, int],
         request: pytest.FixtureRequest) -> None:

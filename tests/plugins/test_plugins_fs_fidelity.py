@@ -20,10 +20,11 @@ from protectflow.compiler import parse_plan
 from protectflow.dag.model import Resource
 from protectflow.plugins.builtin import fs
 from protectflow.plugins.builtin.fs._meta import open_dir
+from tests import needs
 from tests.plugins.plugin_helpers import new_checkpoint, snapshot_tree
 
 ROOT = os.geteuid() == 0
-needs_root = pytest.mark.skipif(not ROOT, reason="owners, devices and a second user need root")
+needs_root = needs.root("keeping owners, making devices and a second user")
 GIB = 1 << 30
 
 
@@ -104,7 +105,7 @@ def protect_and_restore(bank: Bank, src: Path, target: Path,
     return Path(dest), {"skipped": outcome.skipped, "warnings": outcome.warnings}
 
 
-@pytest.mark.skipif(shutil.which("tar") is None, reason="needs GNU tar")
+@needs.tool("tar", "tar")
 def test_restore_matches_tar_xattrs_acls_sparse_same_owner(
         bank: Bank, tmp_path: Path) -> None:
     src = make_rich_tree(tmp_path / "src", None)
@@ -168,6 +169,7 @@ def test_protect_leaves_the_access_times_it_records(bank: Bank, tmp_path: Path) 
     assert {p: os.stat(p).st_atime_ns for p in before} == before
 
 
+@pytest.mark.slow  # a second user
 @needs_root
 def test_owners_and_setuid_come_back_as_root(
         bank: Bank, tmp_path: Path, second_user: tuple[str, int, int]) -> None:
@@ -188,6 +190,7 @@ def test_owners_and_setuid_come_back_as_root(
         assert snapshot_tree(dest) == snapshot_tree(tmp_path / "by-tar")
 
 
+@pytest.mark.slow  # a second user
 @needs_root
 def test_without_owners_set_id_bits_are_dropped(
         bank: Bank, tmp_path: Path, second_user: tuple[str, int, int]) -> None:

@@ -21,6 +21,7 @@ from protectflow.executors import Event
 from protectflow.plugins.builtin import sqlite as sq
 from protectflow.plugins.builtin._chunkfiles import store_file
 from protectflow.plugins.builtin._chunks import ChunkStore, owner_id
+from tests import waits
 from tests.plugins.plugin_helpers import new_checkpoint
 
 WRITER = """
@@ -99,6 +100,7 @@ def test_round_trip(bank: Bank, tmp_path: Path) -> None:
     assert rows(dest) == list(range(500)) and not os.path.exists(dest + "-wal")
 
 
+@pytest.mark.slow  # a writer that writes for three seconds
 def test_snapshot_while_a_writer_keeps_writing(bank: Bank, tmp_path: Path) -> None:
     src = tmp_path / "busy.db"
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(src), "3"],
@@ -108,7 +110,7 @@ def test_snapshot_while_a_writer_keeps_writing(bank: Bank, tmp_path: Path) -> No
     cp = new_checkpoint(bank)
     protect(cp, database(src), {})
     total = int(writer.stdout.readline())
-    assert writer.wait(10) == 0
+    assert writer.wait(waits.LIMIT) == 0
     dest = sq.restore_database(cp, database(src), {"target": str(tmp_path / "out")})
     assert sq.integrity_check(dest) == "ok"
     got = rows(dest)

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from tests import waits
+
 #: The corpus of bad input.
 DATA = Path(__file__).resolve().parents[1] / "data" / "bad"
 
@@ -24,9 +26,10 @@ COMMAND = (
 def protectflow(
     args: Sequence[str], *, bank: str | os.PathLike[str] | None = None,
     cwd: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
-    timeout: float = 120,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``protectflow ARGS`` with ``$PROTECTFLOW_BANK`` set to ``bank``."""
+    """Run ``protectflow ARGS`` with ``$PROTECTFLOW_BANK`` set to ``bank``; by
+    default for as long as it takes (the test's limit: tests/waits.py)."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("PROTECTFLOW_BANK", None)
     if bank is not None:
@@ -34,7 +37,8 @@ def protectflow(
     full_env.setdefault("COLUMNS", "200")  # rich tables: one line per row
     return subprocess.run(
         [*COMMAND, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
-        timeout=timeout, stdin=subprocess.DEVNULL, check=False,
+        timeout=waits.LIMIT if timeout is None else timeout, stdin=subprocess.DEVNULL,
+        check=False,
     )
 
 

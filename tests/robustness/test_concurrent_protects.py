@@ -8,8 +8,13 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from protectflow.bank import CheckpointStore
+from tests import waits
 from tests.robustness.robust_helpers import COMMAND, protectflow
+
+pytestmark = pytest.mark.slow  # eight protects, each a process
 
 N = 8
 
@@ -49,7 +54,7 @@ def test_eight_protects_at_once(session_bank: tuple[Path, str], tmp_path: Path) 
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               stdin=subprocess.DEVNULL)
              for p in plans]
-    results = [(p.communicate(timeout=120), p.returncode) for p in procs]
+    results = [(p.communicate(timeout=waits.LIMIT), p.returncode) for p in procs]
     for (out, err), code in results:
         assert code == 0, f"exit {code}\n{out}\n{err}"
         assert "Traceback" not in err, err

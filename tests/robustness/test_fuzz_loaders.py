@@ -25,6 +25,8 @@ from protectflow.dag import OPERATIONS, jsonio
 from protectflow.errors import BankError, ProtectflowError
 from tests.robustness.robust_helpers import DATA
 
+pytestmark = pytest.mark.slow  # fuzzing: hundreds of examples each
+
 GOOD_PLAN: dict[str, Any] = yaml.safe_load((DATA / "plans" / "good.yaml").read_text())
 GOOD_PLAN["resources"].append(
     {"type": "OS::Glance::Image", "id": "img", "name": "image", "extra_info": {"a": [1]}}

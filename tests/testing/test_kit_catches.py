@@ -27,6 +27,7 @@ def subject(plugin: str) -> PluginSubject:
                          registry=SPEC)
 
 
+@pytest.mark.slow  # every check of the kit, kills included
 def test_a_sound_plugin_passes_every_check(tmp_path: Path) -> None:
     s = subject("notes")
     check_schemas(s, tmp_path / "schemas")
@@ -66,6 +67,7 @@ def test_sample_parameters_that_fail_the_schema_are_caught(tmp_path: Path) -> No
         check_schemas(bad, tmp_path)
 
 
+@pytest.mark.slow  # pytest in a process of its own
 def test_the_pytest_plugin_reports_broken_plugins_by_hook(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     here = str(Path(__file__).resolve().parent)

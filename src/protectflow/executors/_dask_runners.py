@@ -54,6 +54,7 @@ __all__ = ["PoolRun", "runners"]
 _keys = itertools.count()
 _IDLE = 30.0  # seconds a runner's thread waits for work before it ends
 _POLL = 10.0  # seconds a poll of a runner waits for results before it asks again
+_READY_POLL = 1.0  # seconds between looks at a starting runner's worker
 #: Mean hook seconds above which a new resource goes to the runner with the
 #: least committed work rather than the one with the most room (see above).
 _BALANCE_ABOVE = 0.002
@@ -65,7 +66,7 @@ _POOLS: dict[str, _Runners] = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def runners(client: Any, nthreads: dict[str, int], timeout: float) -> _Runners:
+def runners(client: Any, nthreads: dict[str, int]) -> _Runners:
     """The runners of ``client``, started on every worker in ``nthreads``."""
     with _POOLS_LOCK:
         for key in [k for k, r in _POOLS.items() if r.client.status in ("closing", "closed")]:
@@ -73,7 +74,7 @@ def runners(client: Any, nthreads: dict[str, int], timeout: float) -> _Runners:
         runners = _POOLS.get(client.id)
         if runners is None or runners.client is not client:
             runners = _POOLS[client.id] = _Runners(client)
-    runners.start(nthreads, timeout)
+    runners.start(nthreads)
     return runners
 
 
@@ -114,7 +115,7 @@ class _Runners:
         self.handles: dict[str, _Handle] = {}
         self.runs: dict[str, PoolRun] = {}
 
-    def start(self, nthreads: dict[str, int], timeout: float) -> None:
+    def start(self, nthreads: dict[str, int]) -> None:
         """Start a runner on every worker in ``nthreads`` that has none."""
         with self.lock:
             new = sorted(w for w in nthreads
@@ -129,7 +130,7 @@ class _Runners:
         ]
         for address, future in zip(new, futures, strict=True):
             try:
-                actor = future.result(timeout=max(timeout, 30.0))
+                actor = self._started(address, future)
             except Exception as err:
                 self.client.cancel(futures)
                 raise ExecutorError(
@@ -141,6 +142,25 @@ class _Runners:
             with self.lock:
                 self.handles[address] = handle
             self.client.loop.add_callback(self._poll, handle)
+
+    def _started(self, address: str, future: Any) -> Any:
+        """The runner of ``future`` once it is up on the worker at
+        ``address``: however long a busy worker takes to start it (importing
+        protectflow there can take seconds), but not once the worker left.
+
+        Raises
+        ------
+        ExecutorError
+            If the worker left the cluster first.
+        """
+        while True:
+            try:
+                return future.result(timeout=_READY_POLL)
+            except TimeoutError:
+                if address not in self.client.nthreads():
+                    raise ExecutorError(f"the dask worker {address} left the cluster "
+                                        "before protectflow's hook runner started on it"
+                                        ) from None
 
     async def _poll(self, handle: _Handle) -> None:
         while True:

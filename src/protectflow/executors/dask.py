@@ -67,16 +67,16 @@ def _workers_ignore_sigint() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _probe(address: str, timeout: float) -> None:
-    """Raise ExecutorError unless a TCP scheduler address accepts a connection
-    (other schemes are left to ``Client``)."""
+def _probe(address: str, timeout: float) -> bool:
+    """Raise ExecutorError unless a TCP scheduler address accepts a connection;
+    True once it did, False for other schemes (left to ``Client``)."""
     # Here, not at the top: distributed is heavy and optional (see the module).
     from distributed.comm.addressing import parse_address, parse_host_port
 
     try:
         scheme, location = parse_address(address)
         if scheme != "tcp":
-            return
+            return False
         host, port = parse_host_port(location)
     except ValueError as err:
         raise ExecutorError(f"bad --scheduler {address!r}: {err}; give it as "
@@ -88,6 +88,7 @@ def _probe(address: str, timeout: float) -> None:
             f"cannot reach the dask scheduler at {address!r} within {timeout:g} s: "
             f"{err.strerror or err}; is `dask scheduler` running there?"
         ) from err
+    return True
 
 
 def _in_clear(addresses: Iterable[str]) -> list[str]:
@@ -163,7 +164,11 @@ class DaskExecutor:
     client
         A ``distributed.Client`` to use as it is (the caller closes it).
     connect_timeout
-        Seconds to wait for ``scheduler`` before giving up.
+        Seconds to wait for ``scheduler`` to accept a connection before
+        giving up. Once a TCP scheduler accepted one, the client's handshake
+        with it waits as long as distributed's own connect timeout
+        (``distributed.comm.timeouts.connect``): a busy scheduler is there,
+        only slow to answer.
     prefetch
         Hooks handed to a worker per thread of it, so that a thread never
         waits for a round trip to the scheduling loop. Small: hooks handed to
@@ -206,11 +211,12 @@ class DaskExecutor:
         self.threads_per_worker, self.processes = threads_per_worker, processes
         self.connect_timeout, self.prefetch = connect_timeout, max(1, prefetch)
         self.chain = max(1, chain)
+        self._listening = False
         if scheduler is not None and client is None:
             # Operations make their executor before they write to the bank: a
             # scheduler that is not there must fail here, not after protect has
             # created a checkpoint.
-            _probe(scheduler, connect_timeout)
+            self._listening = _probe(scheduler, connect_timeout)
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[Any]:
@@ -219,16 +225,7 @@ class DaskExecutor:
         if self.client is not None:
             yield self.client
         elif self.scheduler is not None:
-            try:
-                client = Client(  # type: ignore[no-untyped-call]
-                    self.scheduler, timeout=self.connect_timeout, set_as_default=False
-                )
-            except (OSError, TimeoutError) as err:
-                raise ExecutorError(
-                    f"cannot reach the dask scheduler at {self.scheduler!r} within "
-                    f"{self.connect_timeout:g} s: {err}; is `dask scheduler` running there?"
-                ) from err
-            with client:
+            with self._scheduler_client(self.scheduler) as client:
                 yield client
         else:
             with contextlib.ExitStack() as stack:
@@ -247,6 +244,21 @@ class DaskExecutor:
                 yield client
 
 
+    def _scheduler_client(self, address: str) -> Any:
+        from distributed import Client
+
+        # A scheduler that accepted the probe is there, if slow to answer on a
+        # busy machine: its answer is awaited as distributed awaits one.
+        wait = {} if self._listening else {"timeout": self.connect_timeout}
+        try:
+            return Client(address, set_as_default=False, **wait)  # type: ignore[no-untyped-call]
+        except (OSError, TimeoutError) as err:
+            within = "" if self._listening else f" within {self.connect_timeout:g} s"
+            raise ExecutorError(
+                f"cannot reach the dask scheduler at {address!r}{within}: {err}; "
+                "is `dask scheduler` running there?"
+            ) from err
+
     def run(self, dag: HookDAG, options: RunOptions | None = None) -> RunReport:
         with self._connect() as client:
             nthreads = {w: n for w, n in client.nthreads().items() if n > 0}
@@ -259,7 +271,7 @@ class DaskExecutor:
     def _run(self, client: Any, dag: HookDAG, options: RunOptions,
              nthreads: dict[str, int]) -> RunReport:
         _warn_if_keys_in_clear(options, [client.scheduler.address, *nthreads])
-        pool = runners(client, nthreads, self.connect_timeout)
+        pool = runners(client, nthreads)
         run = PoolRun(pool, f"protectflow-{next(_runs)}-{id(dag):x}", nthreads,
                       self.prefetch, options, dag)
         try:
