@@ -58,6 +58,10 @@ def add_parsers(sub: Subparsers) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     p.add_argument("--prune", action="store_true", help="drop hooks the plugins do not implement")
     p.add_argument("--parameters", metavar="FILE", help=PARAMETERS_HELP)
+    p.add_argument("--full", action="store_true",
+                   help="dot, svg, png: draw every hook however large the plan (by default a "
+                   "large or wide plan is drawn one box per resource or per type, and a note "
+                   "says so)")
     p.set_defaults(func=compile_command)
 
     p = sub.add_parser("validate", help="check a plan and its parameters, running nothing")
@@ -77,18 +81,25 @@ def compile_command(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
     parameters = operation_parameters(plan, args.operation, args.parameters)
     dag = compile_plan(plan, args.operation, parameters=parameters, prune=args.prune)
-    write_output(_render(dag, args.format), args.output)
+    if args.format == "json":
+        write_output(jsonio.dumps(dag), args.output)
+    elif args.format == "text":
+        write_output(summary.summary(dag), args.output)
+    else:
+        write_output(_draw(dag, args), args.output)
     return 0
 
 
-def _render(dag: HookDAG, fmt: str) -> str | bytes:
-    if fmt == "json":
-        return jsonio.dumps(dag)
-    if fmt == "dot":
-        return dot.to_dot(dag)
-    if fmt == "text":
-        return summary.summary(dag)
-    return dot.render(dag, fmt)
+def _draw(dag: HookDAG, args: argparse.Namespace) -> str | bytes:
+    """The picture in ``args.format``: every hook with ``--full``, else the
+    view the plan's size affords, with a note on stderr when it is collapsed."""
+    view = "hooks" if args.full else dot.choose_view(dag)
+    note = dot.view_note(dag, view)
+    if note and not args.quiet:
+        print(f"protectflow: note: {note}", file=sys.stderr)
+    if args.format == "dot":
+        return dot.to_dot(dag, view=view, note=note)
+    return dot.render(dag, args.format, view=view)
 
 
 def validate_command(args: argparse.Namespace) -> int:
