@@ -2,7 +2,7 @@
 
 Each command group lives in a module of its own (:mod:`.graph`: compile,
 validate, plugins; :mod:`.run`; :mod:`.operations`: protect, restore, verify,
-copy, delete, resume; :mod:`.checkpoints`; :mod:`.protectables`; :mod:`.key`;
+copy, delete, resume; :mod:`.checkpoints`; :mod:`.report`; :mod:`.protectables`; :mod:`.key`;
 :mod:`.shell`: completion), and each command is a call into the library's
 public API.
 
@@ -35,6 +35,7 @@ from protectflow.cli import (
     key,
     operations,
     protectables,
+    report,
     run,
     shell,
 )
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"protectflow {__version__}")
     _add_verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (graph, run, operations, checkpoints, protectables, key, shell):
+    for group in (graph, run, operations, checkpoints, report, protectables, key, shell):
         group.add_parsers(sub)
     for child in _every_parser(parser):
         _add_verbosity(child, top=False)
