@@ -13,6 +13,7 @@ from protectflow import operations
 from protectflow.bank import Bank, CheckpointStore
 from protectflow.cli import results
 from protectflow.cli.banks import plan_file, resolve_checkpoint
+from protectflow.cli.config import Config, named_bank
 from protectflow.cli.options import (
     BANK_HELP,
     Subparsers,
@@ -27,6 +28,7 @@ from protectflow.cli.outcome import finish
 from protectflow.cli.output import print_json, write_report_files
 from protectflow.cli.progress import progress
 from protectflow.compiler import Plan, load_plan
+from protectflow.errors import BankLockedError
 from protectflow.operations import OperationResult
 from protectflow.operations.preflight import plan_provider
 from protectflow.plugins import get_registry
@@ -71,7 +73,9 @@ def add_parsers(sub: Subparsers) -> None:
         p.set_defaults(func=restore_or_verify_command, operation=name)
 
     p = _checkpoint_parser(sub, "copy", "copy a checkpoint into another bank")
-    p.add_argument("--to", required=True, metavar="URL", help="the bank to copy into")
+    p.add_argument("--to", required=True, metavar="BANK",
+                   help="the bank to copy into: a [banks] name of the config file, a "
+                   "folder or an fsspec URL (as --bank)")
     p.add_argument("--to-password-file", metavar="FILE",
                    help="as --password-file, for the bank copied into")
     add_executor_args(p)
@@ -209,8 +213,17 @@ def _with_reread(plan: Plan) -> dict[str, dict[str, Any]]:
 def copy_command(args: argparse.Namespace) -> int:
     """``protectflow copy ID --to URL``."""
     store = _store(args)
-    to = Bank(args.to, password_file=args.to_password_file)
-    result = _run(args, operations.copy, args.checkpoint, bank=store.bank, to=to)
+    # --to is read as --bank is: a [banks] name first, else a folder or URL.
+    to = Bank(named_bank(args.to, getattr(args, "config", None) or Config()),
+              password_file=args.to_password_file)
+    try:
+        result = _run(args, operations.copy, args.checkpoint, bank=store.bank, to=to)
+    except BankLockedError as err:
+        if to.url not in str(err):
+            raise
+        # The bank copied into takes its password file from --to-password-file.
+        raise BankLockedError(str(err).replace("--password-file", "--to-password-file"),
+                              err.problem) from err
     return finish(args, result, f"copy of checkpoint {args.checkpoint}")
 
 

@@ -1,0 +1,68 @@
+"""The operator's papercuts, each through the command that showed it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from protectflow import cli, operations
+from protectflow.bank import Bank
+from protectflow.bank.objects import _keystore as keystore
+from protectflow.compiler import parse_plan
+
+PLAN = json.dumps({"name": "one", "resources": [{"type": "OS::Cinder::Volume", "id": "v1"}]})
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> str:
+    """A checkpoint in ``tmp_path/bank``."""
+    plan = parse_plan(PLAN, source="one.json")
+    return operations.protect(plan, bank=Bank(str(tmp_path / "bank"))).checkpoint.id
+
+
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    monkeypatch.setenv("PROTECTFLOW_CONFIG", str(path))
+
+
+def test_copy_to_a_bank_name_of_the_config_file(
+        tmp_path: Path, checkpoint: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config(tmp_path, monkeypatch, f'[banks]\nmine = "{tmp_path / "other"}"\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert cli.main(["copy", checkpoint, "--bank", str(tmp_path / "bank"), "--to", "mine"]) == 0
+    assert (tmp_path / "other" / "config").exists()
+    assert list(work.iterdir()) == []  # no bank called 'mine' here
+    capsys.readouterr()
+    # Beside a folder of that name, the name still means the config's bank,
+    # and the config file stays valid.
+    (work / "mine").mkdir()
+    assert cli.main(["checkpoints", "list", "--bank", "mine", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["bank"] == str(tmp_path / "other") and len(listed["checkpoints"]) == 1
+    assert cli.main(["checkpoints", "list", "--bank", "./mine", "--json"]) == 0  # the folder
+    assert json.loads(capsys.readouterr().out)["checkpoints"] == []
+
+
+def test_copy_into_a_password_bank_names_the_to_password_file(
+        tmp_path: Path, checkpoint: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PROTECTFLOW_PASSWORD", "secret")
+    Bank(str(tmp_path / "locked")).update_object("a", b"x")  # key wrapped by the password only
+    monkeypatch.delenv("PROTECTFLOW_PASSWORD")
+    keystore.forget_unlocked()  # as a new process would
+    assert cli.main(["copy", checkpoint, "--bank", str(tmp_path / "bank"),
+                     "--to", str(tmp_path / "locked")]) == 2
+    err = capsys.readouterr().err
+    assert "--to-password-file" in err and " --password-file" not in err
+    (tmp_path / "pw").write_text("secret\n")
+    os.chmod(tmp_path / "pw", 0o600)
+    assert cli.main(["copy", checkpoint, "--bank", str(tmp_path / "bank"),
+                     "--to", str(tmp_path / "locked"),
+                     "--to-password-file", str(tmp_path / "pw")]) == 0
