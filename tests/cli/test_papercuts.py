@@ -66,3 +66,17 @@ def test_copy_into_a_password_bank_names_the_to_password_file(
     assert cli.main(["copy", checkpoint, "--bank", str(tmp_path / "bank"),
                      "--to", str(tmp_path / "locked"),
                      "--to-password-file", str(tmp_path / "pw")]) == 0
+
+
+@pytest.mark.parametrize(("url", "meant"), [("file://tmp/x", "file:///tmp/x"),
+                                             ("s3//bucket/x", "s3://bucket/x")])
+def test_a_mistyped_bank_url_is_refused_with_what_was_meant(
+        url: str, meant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    plan = tmp_path / "one.json"
+    plan.write_text(PLAN)
+    assert cli.main(["protect", str(plan), "--bank", url]) == 2
+    assert f"did you mean {meant}?" in capsys.readouterr().err
+    assert cli.main(["copy", "abc", "--bank", str(tmp_path / "b"), "--to", url]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.json"]  # no folder made
