@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,23 @@ def test_a_mistyped_bank_url_is_refused_with_what_was_meant(
     assert f"did you mean {meant}?" in capsys.readouterr().err
     assert cli.main(["copy", "abc", "--bank", str(tmp_path / "b"), "--to", url]) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.json"]  # no folder made
+
+
+def test_a_checkpoint_of_a_plan_with_its_own_bank_is_found_through_the_plan(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({**json.loads(PLAN), "bank": str(tmp_path / "own")}))
+    monkeypatch.setenv("PROTECTFLOW_BANK", str(tmp_path / "elsewhere"))
+    assert cli.main(["protect", str(plan)]) == 0
+    found = re.search(r"checkpoint (\w+): available, in the bank (\S+)", capsys.readouterr().out)
+    assert found is not None and found.group(2) == str(tmp_path / "own")
+    Bank(str(tmp_path / "elsewhere")).update_object("a", b"x")  # another bank, without it
+    for argv in (["checkpoints", "show"], ["restore"]):
+        assert cli.main([*argv, found.group(1)]) == 2
+        err = capsys.readouterr().err
+        assert "the bank came from $PROTECTFLOW_BANK" in err
+        assert f"`protectflow {' '.join(argv)} {found.group(1)} --plan PLAN`" in err
+    assert cli.main(["checkpoints", "show", found.group(1), "--plan", str(plan)]) == 0
+    assert cli.main(["checkpoints", "show", "nope", "--bank", str(tmp_path / "own")]) == 2
+    assert "--plan PLAN" not in capsys.readouterr().err  # --bank chose: no guess
