@@ -101,3 +101,31 @@ def test_a_checkpoint_of_a_plan_with_its_own_bank_is_found_through_the_plan(
     assert cli.main(["checkpoints", "show", found.group(1), "--plan", str(plan)]) == 0
     assert cli.main(["checkpoints", "show", "nope", "--bank", str(tmp_path / "own")]) == 2
     assert "--plan PLAN" not in capsys.readouterr().err  # --bank chose: no guess
+
+
+def test_workers_with_the_serial_executor_one_rule(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    plan = tmp_path / "one.json"
+    plan.write_text(PLAN)
+    run = ["run", str(plan)]
+    # --workers with serial, however serial was chosen: a usage error naming both.
+    assert cli.main([*run, "--executor", "serial", "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--workers 2 conflicts with --executor serial" in err and "takes no" not in err
+    monkeypatch.setenv("PROTECTFLOW_EXECUTOR", "serial")
+    assert cli.main([*run, "--workers", "2"]) == 2
+    assert ("--workers 2 conflicts with the serial executor (from PROTECTFLOW_EXECUTOR)"
+            in capsys.readouterr().err)
+    # Workers from the environment or the config file: ignored, and a note says so.
+    monkeypatch.delenv("PROTECTFLOW_EXECUTOR")
+    monkeypatch.setenv("PROTECTFLOW_WORKERS", "4")
+    assert cli.main([*run, "--executor", "serial"]) == 0
+    assert ("note: workers = 4 (from PROTECTFLOW_WORKERS) is ignored: --executor serial runs "
+            "one hook at a time" in capsys.readouterr().err)
+    monkeypatch.delenv("PROTECTFLOW_WORKERS")
+    config(tmp_path, monkeypatch, 'executor = "serial"\nworkers = 3\n')
+    assert cli.main(run) == 0
+    assert "note: workers = 3 (from the config file" in capsys.readouterr().err
+    assert cli.main([*run, "--executor", "threads"]) == 0  # the others take them
+    assert "note:" not in capsys.readouterr().err
