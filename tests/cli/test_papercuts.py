@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,12 @@ import pytest
 from protectflow import cli, operations
 from protectflow.bank import Bank
 from protectflow.bank.objects import _keystore as keystore
+from protectflow.cli.output import timing
+from protectflow.cli.progress import PlainProgress
 from protectflow.compiler import parse_plan
+from protectflow.executors import Event, RunOptions
+from protectflow.executors.dask import _announce_dashboard
+from protectflow.executors.report import DASHBOARD
 
 PLAN = json.dumps({"name": "one", "resources": [{"type": "OS::Cinder::Volume", "id": "v1"}]})
 
@@ -129,3 +136,33 @@ def test_workers_with_the_serial_executor_one_rule(
     assert "note: workers = 3 (from the config file" in capsys.readouterr().err
     assert cli.main([*run, "--executor", "threads"]) == 0  # the others take them
     assert "note:" not in capsys.readouterr().err
+
+
+def test_the_summary_gives_the_whole_commands_time_and_the_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = tmp_path / "one.json"
+    plan.write_text(PLAN)
+    assert cli.main(["protect", str(plan), "--bank", str(tmp_path / "b"),
+                     "--executor", "serial"]) == 0
+    assert re.search(r"succeeded: 1 resources, 4 hooks, in [\d.]+ s \(the run [\d.]+ s, serial\)",
+                     capsys.readouterr().out)
+    report = operations.run(parse_plan(PLAN, source="one.json"), executor="serial")
+    args = argparse.Namespace(started=time.monotonic() - 19)
+    assert timing(args, report).startswith("in 19 s (the run ")
+    assert timing(argparse.Namespace(), report).endswith(" s (serial)")
+
+
+def test_a_dask_runs_dashboard_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    class Client:
+        dashboard_link = "http://127.0.0.1:8787/status"
+
+    seen: list[Event] = []
+    _announce_dashboard(Client(), RunOptions(listeners=[seen.append]))
+    assert [(e.kind, e.message) for e in seen] == [(DASHBOARD, Client.dashboard_link)]
+    plain = PlainProgress("protect")
+    try:
+        plain.listener(seen[0])
+    finally:
+        plain.stop()
+    assert capsys.readouterr().err == (
+        "protectflow: the dask dashboard is at http://127.0.0.1:8787/status\n")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
@@ -101,9 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (see the module)."""
+    started = time.monotonic()  # the summaries give the whole command's wall time
     parser = build_parser()
     completion.answer(parser)
     args = parser.parse_args(argv)
+    args.started = started
     if args.command is None:
         parser.print_help()  # the command list: asking for nothing is asking what there is
         return 0
