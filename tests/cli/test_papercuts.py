@@ -20,6 +20,8 @@ from protectflow.compiler import parse_plan
 from protectflow.executors import Event, RunOptions
 from protectflow.executors.dask import _announce_dashboard
 from protectflow.executors.report import DASHBOARD
+from tests import needs, waits
+from tests.robustness.robust_helpers import COMMAND
 
 PLAN = json.dumps({"name": "one", "resources": [{"type": "OS::Cinder::Volume", "id": "v1"}]})
 
@@ -166,3 +168,67 @@ def test_a_dask_runs_dashboard_is_printed(capsys: pytest.CaptureFixture[str]) ->
         plain.stop()
     assert capsys.readouterr().err == (
         "protectflow: the dask dashboard is at http://127.0.0.1:8787/status\n")
+
+
+def test_restore_without_a_target_says_to_give_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    plan = json.dumps({"name": "d", "resources": [
+        {"type": "protectflow::fs::Directory", "id": "docs", "extra_info": {"path": str(folder)}},
+        {"type": "OS::Cinder::Volume", "id": "v1"}]})
+    bank = str(tmp_path / "bank")
+    cid = operations.protect(parse_plan(plan, source="d.json"), bank=bank).checkpoint.id
+    assert cli.main(["restore", cid, "--bank", bank]) == 2
+    err = capsys.readouterr().err
+    assert "needs a folder to restore into: give --target DIR" in err
+    assert "for protectflow::fs::Directory" in err and "required property" not in err
+    assert cli.main(["restore", cid, "--bank", bank, "--target", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "docs").is_dir()
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["restor"], "did you mean 'restore'"),
+    (["checkpoints", "shwo"], "did you mean 'show'"),
+    (["key", "chnage-password"], "did you mean 'change-password'"),
+])
+def test_a_mistyped_command_gets_a_did_you_mean(
+        argv: list[str], said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2 and said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "usage"), [
+    (["restore", "x", "--bogus"], "usage: protectflow restore "),
+    (["checkpoints", "show", "x", "--bogus"], "usage: protectflow checkpoints show "),
+    (["compile", "p.yaml", "--bogus"], "usage: protectflow compile "),
+])
+def test_an_unknown_option_prints_its_commands_usage(
+        argv: list[str], usage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert "unrecognized arguments: --bogus" in err and usage in err
+    assert "COMMAND ..." not in err  # not the top level's
+
+
+def test_change_password_asks_for_the_current_password_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pexpect = pytest.importorskip("pexpect", reason=f"pexpect {needs.TEST_EXTRA}")
+    monkeypatch.setenv("PROTECTFLOW_PASSWORD", "old")
+    bank = str(tmp_path / "bank")
+    Bank(bank).update_object("a", b"x")  # the key wrapped by 'old' only
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROTECTFLOW_")}
+    child = pexpect.spawn(COMMAND[0], [*COMMAND[1:], "key", "change-password", "--bank", bank],
+                          env=env, encoding="utf-8", timeout=waits.LIMIT)
+    prompts = []
+    for answer in ("old", "new", "new"):
+        child.expect(r"[^\r\n]*password[^\r\n]*: ")
+        prompts.append(child.after.strip())
+        child.sendline(answer)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert prompts == [f"password of bank {bank}:", "new password:", "new password again:"]
+    assert child.exitstatus == 0 and "replaces the old one" in str(child.before)

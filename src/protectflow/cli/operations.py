@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from protectflow import operations
-from protectflow.bank import Bank, CheckpointStore
+from protectflow.bank import Bank, Checkpoint, CheckpointStore
 from protectflow.cli import results
 from protectflow.cli.banks import plan_file, resolve_checkpoint
 from protectflow.cli.config import Config, named_bank
@@ -28,7 +28,7 @@ from protectflow.cli.outcome import finish
 from protectflow.cli.output import print_json, write_report_files
 from protectflow.cli.progress import progress
 from protectflow.compiler import Plan, load_plan
-from protectflow.errors import BankLockedError
+from protectflow.errors import BankLockedError, ParameterError
 from protectflow.operations import OperationResult
 from protectflow.operations.preflight import plan_provider
 from protectflow.plugins import get_registry
@@ -147,6 +147,8 @@ def restore_or_verify_command(args: argparse.Namespace) -> int:
     parameters = load_parameters(args.parameters, args.operation)
     if getattr(args, "target", None):
         parameters = _with_target(args, store, parameters)
+    elif args.operation == "restore":
+        _require_target(store.get(args.checkpoint), parameters)
     call = operations.restore if args.operation == "restore" else operations.verify
     result = _run(args, call, args.checkpoint, bank=store.bank, parameters=parameters)
     if not args.json:
@@ -193,6 +195,33 @@ def _with_target(args: argparse.Namespace, store: CheckpointStore,
             if args.force and "force" in props:
                 out[rtype].setdefault("force", True)
     return out
+
+
+def _require_target(checkpoint: Checkpoint,
+                    parameters: Mapping[str, Mapping[str, Any]]) -> None:
+    """Say that ``--target DIR`` is needed, rather than the schema's words,
+    when a type whose restore requires a ``target`` is given none.
+
+    Raises
+    ------
+    ParameterError
+        Naming the types without one, and the two ways to give it.
+    """
+    registry = get_registry()
+    lacking = []
+    for rtype in sorted(checkpoint.resource_graph.types()):
+        name = registry.plugin_name_for(rtype)
+        if name is None or "target" not in registry.plugin(name).get_restore_schema(
+                rtype).get("required", ()):
+            continue
+        given = [v for k, v in parameters.items() if k == rtype or k.startswith(rtype + "#")]
+        if not any("target" in v for v in given):
+            lacking.append(rtype)
+    if lacking:
+        raise ParameterError(
+            f"the restore of checkpoint {checkpoint.id} needs a folder to restore into: give "
+            "--target DIR (each resource goes into DIR/<resource id>), or a 'target' in "
+            f"--parameters FILE for {', '.join(lacking)}")
 
 
 def _with_reread(plan: Plan) -> dict[str, dict[str, Any]]:
