@@ -16,7 +16,8 @@ from protectflow.bank import Bank
 from protectflow.bank.objects import _keystore as keystore
 from protectflow.cli.output import timing
 from protectflow.cli.progress import PlainProgress
-from protectflow.compiler import parse_plan
+from protectflow.compiler import compile_plan, parse_plan
+from protectflow.errors import PluginError
 from protectflow.executors import Event, RunOptions
 from protectflow.executors.dask import _announce_dashboard
 from protectflow.executors.report import DASHBOARD
@@ -232,3 +233,43 @@ def test_change_password_asks_for_the_current_password_first(
     child.close()
     assert prompts == [f"password of bank {bank}:", "new password:", "new password again:"]
     assert child.exitstatus == 0 and "replaces the old one" in str(child.before)
+
+
+THREE_STAGES = """\
+name: bad
+resources:
+  - {type: OS::Nova::Server, id: s1, depends_on: ["OS::Cinder::Volume#v9"], colour: red}
+  - {type: OS::Cinder::Volume, id: v1}
+  - {type: OS::Cinder::Volum, id: v2}
+parameters:
+  OS::Cinder::Volume: {main_seconds: -1}
+  OS::Nova::Server#s1: {bogus: 1}
+"""
+
+
+@pytest.mark.parametrize("schema_error", [True, False])
+def test_validate_names_every_stages_mistakes_in_one_run(
+        schema_error: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = tmp_path / "bad.yaml"
+    plan.write_text(THREE_STAGES if schema_error else THREE_STAGES.replace(", colour: red", ""))
+    assert cli.main(["validate", str(plan)]) == 2
+    err = capsys.readouterr().err
+    for mistake in (
+        "depends on OS::Cinder::Volume#v9, which the plan does not list",  # references
+        "no protection plugin handles OS::Cinder::Volum",  # the graph's plugins
+        "main_seconds: -1 is less than the minimum of 0",  # parameters
+        "unknown parameter 'bogus'",
+    ):
+        assert mistake in err, mistake
+    assert ("unknown field 'colour'" in err) == schema_error
+    assert "(checked: the plan" in err
+
+
+def test_a_type_without_a_plugin_and_bad_parameters_are_both_named() -> None:
+    plan = parse_plan(THREE_STAGES.replace(", colour: red", "").replace("#v9", "#v1"),
+                      source="bad.yaml")
+    with pytest.raises(PluginError) as info:
+        compile_plan(plan)
+    message = str(info.value)
+    assert "no protection plugin handles OS::Cinder::Volum " in message
+    assert "unknown parameter 'bogus'" in message

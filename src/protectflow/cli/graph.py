@@ -20,8 +20,9 @@ from protectflow.cli import results
 from protectflow.cli.options import Subparsers, load_parameters
 from protectflow.cli.output import print_json, stdout_console, write_output
 from protectflow.compiler import Plan, compile_plan, load_plan
+from protectflow.compiler.plan import partial_plan
 from protectflow.dag import OPERATIONS, HookDAG, dot, jsonio, summary
-from protectflow.errors import PreflightError, ProtectflowError
+from protectflow.errors import PlanError, PreflightError, ProtectflowError
 from protectflow.operations.preflight import resource_problems
 from protectflow.plugins import get_registry
 from protectflow.plugins.contract import parameters_schema, supported_types
@@ -104,21 +105,29 @@ def _draw(dag: HookDAG, args: argparse.Namespace) -> str | bytes:
 
 def validate_command(args: argparse.Namespace) -> int:
     """``protectflow validate PLAN``: every error of every operation asked
-    for, the plugins' preflight problems included, on stderr (or as JSON)."""
-    plan = load_plan(args.plan)
+    for, the plugins' preflight problems included, on stderr (or as JSON).
+
+    The stages run as far as they can: a plan that breaks its schema still
+    has its well-formed resources' references, plugins and parameters
+    checked (:func:`~protectflow.compiler.plan.partial_plan`); a plan that
+    reads but fails to compile gets no preflight (which needs its DAG)."""
+    refused: PlanError | None = None
+    try:
+        plan = load_plan(args.plan)
+    except PlanError as err:
+        part = partial_plan(args.plan)
+        if part is None:
+            raise
+        plan, refused = part, err
     operations = OPERATIONS if args.operation == "all" else (args.operation,)
     outcomes: dict[str, HookDAG | ProtectflowError] = {}
     for operation in operations:
-        # The plan's parameters are protect's; the others take theirs from a file.
-        parameters = (plan.parameters if operation == "protect"
-                      else load_parameters(args.parameters, operation))
-        try:
-            dag = compile_plan(plan, operation, parameters=parameters)
-            problems = resource_problems(dag)
-            outcomes[operation] = dag if not problems else PreflightError(
-                f"the {operation} could not start:", problems)
-        except ProtectflowError as err:
-            outcomes[operation] = err
+        outcome = _validate(plan, operation, args.parameters, preflight=refused is None)
+        if refused is not None:
+            also = "" if isinstance(outcome, HookDAG) else (
+                f"\nand in its {len(plan.resources)} resources that read:\n{outcome}")
+            outcome = PlanError(f"{refused}{also}")
+        outcomes[operation] = outcome
     if args.json:
         print_json(results.validation_result(args.plan, outcomes), sort_keys=False)
     failures: dict[str, list[str]] = {}  # message -> the operations it fails
@@ -128,12 +137,38 @@ def validate_command(args: argparse.Namespace) -> int:
     if failures:
         for message, ops in failures.items():
             print(f"{', '.join(ops)}: {message}", file=sys.stderr)
+        print(f"  (checked: {_stages(refused is not None)})", file=sys.stderr)
         return 2
     if not args.json:
         dags = [o for o in outcomes.values() if isinstance(o, HookDAG)]
         print(f"{args.plan}: valid for {', '.join(operations)} "
               f"({len(dags[-1].resources)} resources, {len(dags[-1].nodes)} hooks)")
     return 0
+
+
+def _validate(plan: Plan, operation: str, parameters_file: str | None, *,
+              preflight: bool) -> HookDAG | ProtectflowError:
+    """The DAG of ``plan`` for ``operation``, or every problem found with it:
+    plugins and parameters together, then (with ``preflight``) the plugins'
+    checks of the resources."""
+    # The plan's parameters are protect's; the others take theirs from a file.
+    try:
+        parameters = (plan.parameters if operation == "protect"
+                      else load_parameters(parameters_file, operation))
+        dag = compile_plan(plan, operation, parameters=parameters)
+        problems = resource_problems(dag) if preflight else []
+    except ProtectflowError as err:
+        return err
+    return dag if not problems else PreflightError(f"the {operation} could not start:", problems)
+
+
+def _stages(refused: bool) -> str:
+    """Which checks ran, for the closing line of a failed ``validate``."""
+    if refused:
+        return ("the plan's schema and references; the plugins and parameters of the "
+                "resources that read (the preflight checks run once the plan is valid)")
+    return ("the plan; its resource graph, plugins and parameters; the preflight checks "
+            "where those passed")
 
 
 def plugins_command(args: argparse.Namespace) -> int:
