@@ -3,7 +3,7 @@
 Each command group lives in a module of its own (:mod:`.graph`: compile,
 validate, plugins; :mod:`.run`; :mod:`.operations`: protect, restore, verify,
 copy, delete, resume; :mod:`.checkpoints`; :mod:`.report`; :mod:`.protectables`; :mod:`.key`;
-:mod:`.shell`: completion), and each command is a call into the library's
+:mod:`.shell`: completion; :mod:`.manpage`: man), and each command is a call into the library's
 public API.
 
 Exit codes, the same on every command and executor:
@@ -36,6 +36,7 @@ from protectflow.cli import (
     completion,
     graph,
     key,
+    manpage,
     operations,
     protectables,
     report,
@@ -118,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"protectflow {__version__}")
     _add_verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (graph, run, operations, checkpoints, report, protectables, key, shell):
+    for group in (graph, run, operations, checkpoints, report, protectables, key, shell,
+                  manpage):
         group.add_parsers(sub)
     for child in _every_parser(parser):
         _add_verbosity(child, top=False)
@@ -134,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:  # said with the usage of the command given, not the top level's
         _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     args.started = started
+    args.parser = parser  # `protectflow man` writes the page of the whole parser
     if args.command is None:
         parser.print_help()  # the command list: asking for nothing is asking what there is
         return 0
