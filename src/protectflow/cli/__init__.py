@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         group.add_parsers(sub)
     for child in _every_parser(parser):
         _add_verbosity(child, top=False)
+    completion.add_completers(parser)
     return parser
 
 
