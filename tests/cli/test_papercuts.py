@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import re
+import sqlite3
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from protectflow import cli, operations
 from protectflow.bank import Bank
 from protectflow.bank.objects import _keystore as keystore
+from protectflow.cli import results
 from protectflow.cli.output import timing
 from protectflow.cli.progress import PlainProgress
 from protectflow.compiler import compile_plan, parse_plan
@@ -273,3 +275,27 @@ def test_a_type_without_a_plugin_and_bad_parameters_are_both_named() -> None:
     message = str(info.value)
     assert "no protection plugin handles OS::Cinder::Volum " in message
     assert "unknown parameter 'bogus'" in message
+
+
+ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"
+
+
+def test_saved_info_times_are_iso_8601_utc(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "orders.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("create table t (x)")
+    conn.close()
+    plan = json.dumps({"name": "db", "resources": [
+        {"type": "protectflow::sqlite::Database", "id": "orders",
+         "extra_info": {"path": str(db)}}]})
+    bank = str(tmp_path / "bank")
+    cid = operations.protect(parse_plan(plan, source="db.json"), bank=bank).checkpoint.id
+    show = ["checkpoints", "show", cid, "--bank", bank,
+            "--resource", "protectflow::sqlite::Database#orders"]
+    assert cli.main(show) == 0
+    assert re.search(rf'"taken_at": "{ISO}"', capsys.readouterr().out)
+    assert cli.main([*show, "--json"]) == 0
+    assert re.fullmatch(ISO, json.loads(capsys.readouterr().out)["info"]["taken_at"])
+    assert results.iso_times({"a": [{"frozen_at": 0}], "size_at": True, "n": 5}) == {
+        "a": [{"frozen_at": "1970-01-01T00:00:00Z"}], "size_at": True, "n": 5}
