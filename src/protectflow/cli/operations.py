@@ -28,7 +28,7 @@ from protectflow.cli.outcome import finish
 from protectflow.cli.output import print_json, write_report_files
 from protectflow.cli.progress import progress
 from protectflow.compiler import Plan, load_plan
-from protectflow.errors import BankLockedError, ParameterError
+from protectflow.errors import BankLockedError, ParameterError, PluginError
 from protectflow.operations import OperationResult
 from protectflow.operations.preflight import plan_provider
 from protectflow.plugins import get_registry
@@ -210,7 +210,10 @@ def _require_target(checkpoint: Checkpoint,
     registry = get_registry()
     lacking = []
     for rtype in sorted(checkpoint.resource_graph.types()):
-        name = registry.plugin_name_for(rtype)
+        try:
+            name = registry.plugin_name_for(rtype)
+        except PluginError:  # several plugins: the checkpoint's provider chooses, later
+            continue
         if name is None or "target" not in registry.plugin(name).get_restore_schema(
                 rtype).get("required", ()):
             continue
