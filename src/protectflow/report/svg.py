@@ -167,6 +167,13 @@ def _lanes(spans: Sequence[HookSpan]) -> list[tuple[str, list[HookSpan]]]:
     return lanes
 
 
+def _seconds(t: float, total: float) -> str:
+    """A tick's time, in a unit the run's length reads in: ``12 ms``, ``1.25 s``."""
+    if total < 1:
+        return f"{t * 1000:.3g} ms"
+    return f"{t:.3g} s" if total < 100 else f"{t:.0f} s"
+
+
 def timeline_svg(spans: Sequence[HookSpan], *, width: int = 1000) -> str:
     """One lane per worker (more where its attempts overlap), one bar per
     hook attempt from its start to its end, coloured by how it ended."""
@@ -183,7 +190,7 @@ def timeline_svg(spans: Sequence[HookSpan], *, width: int = 1000) -> str:
     for i in range(6):
         x = left + i * width / 5
         parts.append(f'<line x1="{x:.1f}" y1="14" x2="{x:.1f}" y2="{h}" class="tick"/>'
-                     f'<text x="{x:.1f}" y="11" class="t3">{total * i / 5:.2f} s</text>')
+                     f'<text x="{x:.1f}" y="11" class="t3">{_seconds(total * i / 5, total)}</text>')
     for index, (worker, lane) in enumerate(lanes):
         y = 18 + index * lane_h
         parts.append(f'<text x="4" y="{y + 12}" class="t2">{esc(_short(worker, 34))}</text>')
