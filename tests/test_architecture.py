@@ -6,6 +6,7 @@ component of a lower layer, nothing else)::
 
     cli | testing             the command (its config file, --json documents and
                               completion included); the plugin authors' kit
+    report                    a checkpoint and its run as an HTML page (a view)
     protectflow (__init__)    the names a user imports
     operations                protect / restore / verify / copy / delete / resume
     compiler | executors      never each other
@@ -47,6 +48,7 @@ PACKAGE = ROOT / "src" / "protectflow"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli", "testing"),  # the command line; the conformance kit for plugin authors
+    ("report",),  # the HTML page of a checkpoint: a view over the bank
     ("protectflow",),  # the package's own __init__
     ("operations",),
     ("compiler", "executors"),

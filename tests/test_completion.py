@@ -79,3 +79,34 @@ def test_fish_parses_its_script(tmp_path: Path) -> None:
 def test_an_unknown_shell_is_refused() -> None:
     with pytest.raises(ValueError, match="use one of bash, zsh, fish"):
         completion_script("csh")
+
+
+@needs.tool("bash", "bash")
+def test_a_tab_completes_executor_names(tmp_path: Path) -> None:
+    assert _tab("protectflow run plan.yaml --executor ", tmp_path) == ["dask", "serial", "threads"]
+    assert _tab("protectflow protect plan.yaml --executor th", tmp_path) == ["threads"]
+
+
+@needs.tool("bash", "bash")
+def test_a_tab_completes_checkpoint_ids_of_the_bank_the_command_would_use(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from protectflow import operations
+    from protectflow.compiler import parse_plan
+
+    plan = parse_plan('{"name": "p", "resources": [{"type": "OS::Cinder::Volume", "id": "v"}]}',
+                      source="p.json")
+    # A bank with a password only: the ids are listed without it, and nothing asks for it.
+    monkeypatch.setenv("PROTECTFLOW_PASSWORD", "secret")
+    ids = sorted(operations.protect(plan, bank=str(tmp_path / "bank")).checkpoint.id
+                 for _ in range(2))
+    monkeypatch.delenv("PROTECTFLOW_PASSWORD")
+    monkeypatch.setenv("PROTECTFLOW_BANK", str(tmp_path / "bank"))
+
+    def words(line: str) -> list[str]:  # the ids offered, beside the options
+        return [w for w in _tab(line, tmp_path) if not w.startswith("-")]
+
+    assert words("protectflow restore ") == ids
+    assert _tab(f"protectflow checkpoints show {ids[1][:16]}", tmp_path) == [ids[1]]
+    monkeypatch.setenv("PROTECTFLOW_BANK", str(tmp_path / "none"))
+    assert words(f"protectflow verify --bank {tmp_path / 'bank'} ") == ids
+    assert words("protectflow verify ") == []  # no bank there: nothing

@@ -136,9 +136,10 @@ def test_bank_names_resolve_from_every_source(tmp_path: Path,
     assert resolve_settings(config, bank="local", environ={}).bank == "/srv/bank"
     assert resolve_settings(config, environ=_env(bank="local")).bank == "/srv/bank"
     assert resolve_settings(config, bank="./local", environ={}).bank == "./local"
+    # A name comes first, whatever the current folder holds: ./local is the folder.
     (tmp_path / "local").mkdir()
-    with pytest.raises(ConfigError, match=r"write \./local for the folder"):
-        resolve_settings(config, bank="local", environ={})
+    assert resolve_settings(config, bank="local", environ={}).bank == "/srv/bank"
+    assert resolve_settings(config, environ=_env(bank="local")).bank == "/srv/bank"
 
 
 def test_bad_environment_values_are_errors_naming_the_variable() -> None:

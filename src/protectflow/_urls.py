@@ -3,8 +3,11 @@ fsspec URL whose scheme fsspec knows and whose package is installed.
 
 A mistyped URL must fail before anything is written. Left alone, ``s3:/bucket/x``
 (one slash) is a relative path and would silently become a local folder called
-``s3:``; ``s4://bucket`` would reach fsspec as an unknown protocol; and
-``s3://bucket`` without s3fs would fail deep inside the first write.
+``s3:``, and so would ``s3//bucket/x`` (no colon) a folder ``s3``;
+``file://tmp/x`` (two slashes: ``tmp`` is taken for a host) would become the
+folder ``tmp/x`` under the current one; ``s4://bucket`` would reach fsspec as
+an unknown protocol; and ``s3://bucket`` without s3fs would fail deep inside
+the first write.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ COMMON_SCHEMES = ("file", "memory", "s3", "gs", "az", "abfs", "sftp", "webdav")
 # Two characters at least, so that a Windows drive ("C:/x") is not taken for one.
 _SCHEME_ONLY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(?!//)/?(.*)$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+# "name//..." : a URL missing its colon (refused only for a scheme fsspec knows).
+_NO_COLON = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)//(.*)$")
 
 
 def default_bank_url() -> str:
@@ -84,8 +89,11 @@ def check_bank_url(url: str) -> str:
     ------
     BankError
         For an empty URL, a scheme followed by one slash or none
-        (``s3:/bucket/x``: the message shows ``s3://bucket/x``), or a scheme
-        fsspec does not know (the message names the known ones).
+        (``s3:/bucket/x``: the message shows ``s3://bucket/x``), a known
+        scheme without its colon (``s3//bucket/x``), a ``file://`` URL not
+        followed by an absolute path (``file://tmp/x``: the message shows
+        ``file:///tmp/x``), or a scheme fsspec does not know (the message
+        names the known ones).
     """
     if not url:
         raise BankError("the bank URL is empty: give a folder or a URL such as s3://bucket/path")
@@ -99,6 +107,7 @@ def check_bank_url(url: str) -> str:
             f"{scheme}://{rest}; for a local folder whose name has a colon, "
             f"write ./{url}"
         )
+    _check_slashes(url)
     full = _SCHEME.match(url)
     if full is not None:
         scheme = full.group(1).lower()
@@ -113,6 +122,22 @@ def check_bank_url(url: str) -> str:
                 f"{', '.join(others)}); a local folder needs no scheme"
             )
     return url
+
+
+def _check_slashes(url: str) -> None:
+    """Refuse ``s3//bucket`` and ``file://tmp/x`` (see :func:`check_bank_url`)."""
+    bare = _NO_COLON.match(url)
+    if bare is not None and bare.group(1).lower() in known_schemes():
+        scheme, rest = bare.groups()
+        raise BankError(
+            f"bad bank URL {url!r}: did you mean {scheme}://{rest}? A URL needs ':' before "
+            f"its '//'; for a local folder of that name, write ./{url}")
+    if url.lower().startswith("file://") and not url[len("file://"):].startswith("/"):
+        rest = url[len("file://"):]
+        raise BankError(
+            f"bad bank URL {url!r}: a file URL is file:// and an absolute path (three "
+            f"slashes in all): did you mean file:///{rest}? For a folder under the current "
+            f"one, write ./{rest}")
 
 
 def require_backend(url: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,23 @@ def test_a_scheme_with_one_slash_shows_the_right_form(url: str, right: str,
     with pytest.raises(BankError, match=f"write {right};"):
         Bank(url)
     assert list(tmp_path.iterdir()) == []  # no folder called 's3:'
+
+
+@pytest.mark.parametrize(("url", "meant"), [
+    ("file://tmp/x", "file:///tmp/x"), ("FILE://tmp", "file:///tmp"),
+    ("s3//bucket/x", "s3://bucket/x"), ("memory//b", "memory://b"),
+])
+def test_two_slashes_without_a_colon_or_a_path_say_what_was_meant(
+        url: str, meant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BankError, match=f"did you mean {re.escape(meant)}"):
+        Bank(url)
+    assert list(tmp_path.iterdir()) == []  # no folder 'tmp' or 's3' made here
+
+
+def test_a_folder_with_double_slashes_is_still_a_folder() -> None:
+    for url in ("backups//x", "./s3//bucket", "file:///tmp/x"):
+        assert check_bank_url(url) == url
 
 
 def test_a_local_folder_with_a_colon_is_reached_through_dot_slash(tmp_path: Path) -> None:

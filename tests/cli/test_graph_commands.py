@@ -201,3 +201,52 @@ def test_svg_and_png_with_graphviz(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["compile", TENANT, "--format", "png", "-o", str(png)]) == 0
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tenant.png", "tenant.svg"]
+
+
+def _tenant_1000(tmp_path: Path) -> str:
+    plan = tmp_path / "tenant-1000.json"
+    subprocess.run([sys.executable, str(REPO / "tools" / "gen_plan.py"), "1000", "--seed", "1",
+                    "-o", str(plan)], check=True)
+    return str(plan)
+
+
+def _points(text: str | None) -> float:
+    assert text is not None and text.endswith("pt")
+    return float(text[:-2])
+
+
+@needs.tool("dot", "graphviz")
+def test_a_thousand_resources_are_drawn_to_be_read(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = _tenant_1000(tmp_path)
+    svg = tmp_path / "t.svg"
+    assert main(["compile", plan, "--format", "svg", "-o", str(svg)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("protectflow: note: 1000 resources, up to ")
+    assert "one box per resource type" in err and "--full draws every hook" in err
+    root = ET.fromstring(svg.read_bytes())
+    # Readable: at most a poster (about 1.4 m by 1.4 m), not one row 155,122 pt wide.
+    assert _points(root.get("width")) <= 4000 and _points(root.get("height")) <= 4000
+    texts = "".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
+    assert "--full draws every hook" in texts  # the note is the picture's title
+    png = tmp_path / "t.png"
+    assert main(["compile", plan, "--format", "png", "-o", str(png)]) == 0
+    data = png.read_bytes()
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    # Not cut at Graphviz's 32,767 px: the PNG is the SVG's size at 96 dpi.
+    assert abs(width - _points(root.get("width")) * 96 / 72) < 4
+    assert abs(height - _points(root.get("height")) * 96 / 72) < 4
+
+
+def test_full_draws_every_hook_and_a_small_plan_has_no_note(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = _tenant_1000(tmp_path)
+    assert main(["compile", plan, "--format", "dot", "--full"]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("subgraph cluster_") == 1000 and err == ""
+    assert main(["compile", plan, "--format", "dot"]) == 0
+    out, err = capsys.readouterr()
+    assert "subgraph cluster_" not in out and "labelloc=t" in out and "note:" in err
+    assert main(["compile", TENANT, "--format", "dot"]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("subgraph cluster_") == 12 and err == ""

@@ -31,14 +31,50 @@ def tenant(n: int) -> HookDAG:
     return compile_plan(parse_plan(json.dumps(generate(n, 1)), source="t.json"), "protect")
 
 
+@cache
+def chains(n: int, width: int = 20) -> HookDAG:
+    """``n`` volumes in ``width`` chains: at most ``width`` side by side."""
+    resources = [{"type": "OS::Cinder::Volume", "id": f"v{i}",
+                  **({"depends_on": [f"OS::Cinder::Volume#v{i - width}"]} if i >= width else {})}
+                 for i in range(n)]
+    plan = {"name": f"chains-{n}", "resources": resources}
+    return compile_plan(parse_plan(json.dumps(plan), source="c.json"), "protect")
+
+
 @pytest.mark.parametrize(("n", "view"), [
     (dot.RESOURCE_VIEW_FROM - 1, "hooks"), (dot.RESOURCE_VIEW_FROM, "resources"),
     (dot.TYPE_VIEW_FROM - 1, "resources"), (dot.TYPE_VIEW_FROM, "types"),
 ])
 def test_the_view_follows_the_number_of_resources(n: int, view: str) -> None:
-    dag = tenant(n)
-    assert len(dag.resources) == n
+    dag = chains(n)
+    assert len(dag.resources) == n and dot.widest_rank(dag) == 20
     assert dot.choose_view(dag) == view
+
+
+@pytest.mark.parametrize("n", [5, 40, dot.RESOURCE_VIEW_FROM, dot.TYPE_VIEW_FROM - 1])
+def test_a_plan_too_wide_to_read_is_drawn_one_box_per_type(n: int) -> None:
+    # The generated tenant's volumes stand side by side under their servers.
+    dag = tenant(n)
+    wide = dot.widest_rank(dag) > dot.MAX_SIDE_BY_SIDE
+    assert (dot.choose_view(dag) == "types") == (wide or n >= dot.TYPE_VIEW_FROM)
+    assert wide == (n >= dot.RESOURCE_VIEW_FROM)
+
+
+def test_the_widest_rank_counts_resources_at_one_distance_from_a_root() -> None:
+    assert dot.widest_rank(chains(100, width=7)) == 7
+    dag = tenant(40)  # a project, then servers and the rest, then what servers use
+    deepest = {r.type for r in dag.resources} - {"OS::Keystone::Project"}
+    assert dot.widest_rank(dag) <= len([r for r in dag.resources if r.type in deepest])
+
+
+def test_a_collapsed_view_says_so_and_how_to_draw_every_hook() -> None:
+    assert dot.view_note(tenant(5), "hooks") is None
+    note = dot.view_note(tenant(1000), "types")
+    assert note is not None and note.startswith("1000 resources, up to ")
+    assert note.endswith("--full draws every hook")
+    text = dot.to_dot(tenant(1000), view="types", note=note)
+    assert f"label={json.dumps(note)}; labelloc=t;" in text
+    assert "labelloc" not in dot.to_dot(tenant(5))
 
 
 def _nodes_and_edges(text: str) -> tuple[set[str], list[tuple[str, str, str]]]:
@@ -89,10 +125,11 @@ def test_a_small_svg_draws_every_hook_and_the_legend() -> None:
 
 @needs_dot
 def test_a_large_svg_draws_one_box_per_resource() -> None:
-    dag = tenant(dot.RESOURCE_VIEW_FROM + 100)
+    dag = chains(dot.RESOURCE_VIEW_FROM + 100)
     svg = dot.render(dag, "svg").decode()
     assert svg.count('class="node"') == len(dag.resources) + 1
     assert "one box per resource" in svg
+    assert "&#45;&#45;full draws every hook</text>" in svg  # the note, as its title
 
 
 @needs_dot
@@ -103,7 +140,7 @@ def test_a_png_is_a_png() -> None:
 @needs_dot
 def test_dot_past_its_time_is_stopped_with_a_clear_error() -> None:
     with pytest.raises(RenderError, match=r"did not draw the hooks view of 299 resources within"):
-        dot.render(tenant(299), "svg", timeout=0.01)
+        dot.render(tenant(299), "svg", view="hooks", timeout=0.01)
 
 
 def _fake_dot(folder: Path, script: str) -> None:

@@ -2,8 +2,8 @@
 
 Each command group lives in a module of its own (:mod:`.graph`: compile,
 validate, plugins; :mod:`.run`; :mod:`.operations`: protect, restore, verify,
-copy, delete, resume; :mod:`.checkpoints`; :mod:`.protectables`; :mod:`.key`;
-:mod:`.shell`: completion), and each command is a call into the library's
+copy, delete, resume; :mod:`.checkpoints`; :mod:`.report`; :mod:`.protectables`; :mod:`.key`;
+:mod:`.shell`: completion; :mod:`.manpage`: man), and each command is a call into the library's
 public API.
 
 Exit codes, the same on every command and executor:
@@ -21,8 +21,11 @@ Exit codes, the same on every command and executor:
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import re
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
@@ -33,8 +36,10 @@ from protectflow.cli import (
     completion,
     graph,
     key,
+    manpage,
     operations,
     protectables,
+    report,
     run,
     shell,
 )
@@ -54,8 +59,31 @@ class _Parser(argparse.ArgumentParser):
     ``protectflow: error: ...`` first, then the command's usage (exit code 2)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"protectflow: error: {message}\n{self.format_usage()}"
+        self.exit(2, f"protectflow: error: {_did_you_mean(message)}\n{self.format_usage()}"
                      f"`{self.prog} -h` tells more\n")
+
+
+def _did_you_mean(message: str) -> str:
+    """argparse's ``invalid choice`` message, with the choices closest to
+    what was typed (``protectflow restor``: did you mean 'restore'?)."""
+    found = re.match(r"argument [^:]+: invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+    if found is None:
+        return message
+    choices = re.findall(r"'([^']*)'", found.group(2))
+    close = difflib.get_close_matches(found.group(1), choices, n=2, cutoff=0.6)
+    return f"{message}; did you mean {' or '.join(repr(c) for c in close)}?" if close else message
+
+
+def _command_parser(parser: argparse.ArgumentParser,
+                    args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the command ``args`` ran (``checkpoints show``...): the
+    one whose usage an option it does not know is shown with."""
+    for action in parser._actions:  # argparse has no public walk of its subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                return _command_parser(chosen, args)
+    return parser
 
 
 def _add_verbosity(p: argparse.ArgumentParser, *, top: bool) -> None:
@@ -91,18 +119,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"protectflow {__version__}")
     _add_verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (graph, run, operations, checkpoints, protectables, key, shell):
+    for group in (graph, run, operations, checkpoints, report, protectables, key, shell,
+                  manpage):
         group.add_parsers(sub)
     for child in _every_parser(parser):
         _add_verbosity(child, top=False)
+    completion.add_completers(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (see the module)."""
+    started = time.monotonic()  # the summaries give the whole command's wall time
     parser = build_parser()
     completion.answer(parser)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said with the usage of the command given, not the top level's
+        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.started = started
+    args.parser = parser  # `protectflow man` writes the page of the whole parser
     if args.command is None:
         parser.print_help()  # the command list: asking for nothing is asking what there is
         return 0

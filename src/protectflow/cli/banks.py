@@ -15,8 +15,10 @@ import os
 import shlex
 
 from protectflow.bank import Bank, CheckpointStore, open_existing_bank
+from protectflow.cli.config import Settings
 from protectflow.cli.options import settings
 from protectflow.compiler import Plan, load_plan
+from protectflow.errors import BankNotFoundError, CheckpointNotFoundError
 
 __all__ = ["command", "plan_file", "read_store", "resolve_checkpoint"]
 
@@ -47,7 +49,11 @@ def read_store(args: argparse.Namespace) -> CheckpointStore:
     """
     plan = plan_file(getattr(args, "plan", None))
     chosen = settings(args, plan.bank if plan is not None else None)
-    return CheckpointStore(open_existing_bank(chosen.bank, password_file=chosen.password_file))
+    try:
+        return CheckpointStore(open_existing_bank(chosen.bank,
+                                                  password_file=chosen.password_file))
+    except BankNotFoundError as err:
+        raise BankNotFoundError(f"{err}{_plan_hint(args, chosen)}") from err
 
 
 def resolve_checkpoint(args: argparse.Namespace) -> CheckpointStore:
@@ -61,8 +67,29 @@ def resolve_checkpoint(args: argparse.Namespace) -> CheckpointStore:
         starts) or an unknown id (suggesting close ones).
     """
     store = read_store(args)
-    args.checkpoint = store.resolve(args.checkpoint)
+    try:
+        args.checkpoint = store.resolve(args.checkpoint)
+    except CheckpointNotFoundError as err:
+        raise CheckpointNotFoundError(f"{err}{_plan_hint(args, settings(args))}") from err
     return store
+
+
+def _plan_hint(args: argparse.Namespace, chosen: Settings) -> str:
+    """Where else the checkpoint may be, when neither ``--bank`` nor ``--plan``
+    chose the bank: a plan that names its own bank keeps its checkpoints
+    there (the exact command to give it, or the bank; empty otherwise)."""
+    if chosen.origins["bank"] in ("flag", "plan") or getattr(args, "plan", None):
+        return ""
+    words = [w for w in (args.command, getattr(args, "action", None)) if w]
+    given = getattr(args, "checkpoint", None)
+    line = shlex.join(["protectflow", *words, *([given] if given else []), "--plan", "PLAN"])
+    return (f"\nthe bank came from {_origin(chosen)}; a checkpoint of a plan that names its "
+            f"own bank (`bank:`) is in that bank: `{line}` (or `--bank BANK`)")
+
+
+def _origin(chosen: Settings) -> str:
+    origin = chosen.origins["bank"]
+    return {"default": "the default", "PROTECTFLOW_BANK": "$PROTECTFLOW_BANK"}.get(origin, origin)
 
 
 def command(*words: str, bank: Bank | str) -> str:

@@ -190,4 +190,4 @@ def _show_saved_info(checkpoint: Checkpoint, resource: str, *, as_json: bool) ->
     if saved.info is None:
         print("  no saved info: the plugin keeps none it describes")
         return
-    print(json.dumps(saved.info, indent=2, sort_keys=True, default=str))
+    print(json.dumps(results.iso_times(saved.info), indent=2, sort_keys=True, default=str))

@@ -56,6 +56,7 @@ __all__ = [
     "Settings",
     "config_path",
     "load_config",
+    "named_bank",
     "parse_config",
     "resolve_settings",
 ]
@@ -225,8 +226,9 @@ def resolve_settings(
     Raises
     ------
     ConfigError
-        For a ``PROTECTFLOW_WORKERS`` that is not a whole number >= 1, or a
-        bank name that is also a folder here (write ``./NAME`` for the folder).
+        For a ``PROTECTFLOW_WORKERS`` that is not a whole number >= 1.
+    BankError
+        For a malformed bank URL.
     """
     environ = os.environ if environ is None else environ
     picked = {  # in the order of Settings.origins
@@ -238,7 +240,7 @@ def resolve_settings(
     }
     value = {name: v for name, (_, v) in picked.items()}
     return Settings(
-        bank=check_bank_url(_named_bank(value["bank"], config)), executor=value["executor"],
+        bank=named_bank(value["bank"], config), executor=value["executor"],
         workers=value["workers"], password_file=_expand(value["password_file"]),
         origins={name: origin for name, (origin, _) in picked.items()},
     )
@@ -281,12 +283,14 @@ def _env_workers(value: str) -> int:
     return int(value)
 
 
-def _named_bank(value: str, config: Config) -> str:
-    """The URL of a ``[banks]`` name; any other value as it is."""
-    if value not in config.banks:
-        return value
-    if os.path.exists(value):
-        raise ConfigError(f"the config file {config.source}", [
-            f"the bank {value!r} is both a [banks] name and a folder here: write ./{value} "
-            "for the folder, or rename one of them"])
-    return config.banks[value]
+def named_bank(value: str, config: Config) -> str:
+    """The URL of a ``[banks]`` name (a name comes first: ``./NAME`` is the
+    folder), else ``value`` as a folder or URL; checked either way. The
+    current folder's content plays no part.
+
+    Raises
+    ------
+    BankError
+        For a malformed bank URL.
+    """
+    return check_bank_url(config.banks.get(value, value))

@@ -20,8 +20,9 @@ from protectflow.cli import results
 from protectflow.cli.options import Subparsers, load_parameters
 from protectflow.cli.output import print_json, stdout_console, write_output
 from protectflow.compiler import Plan, compile_plan, load_plan
+from protectflow.compiler.plan import partial_plan
 from protectflow.dag import OPERATIONS, HookDAG, dot, jsonio, summary
-from protectflow.errors import PreflightError, ProtectflowError
+from protectflow.errors import PlanError, PreflightError, ProtectflowError
 from protectflow.operations.preflight import resource_problems
 from protectflow.plugins import get_registry
 from protectflow.plugins.contract import parameters_schema, supported_types
@@ -58,6 +59,10 @@ def add_parsers(sub: Subparsers) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     p.add_argument("--prune", action="store_true", help="drop hooks the plugins do not implement")
     p.add_argument("--parameters", metavar="FILE", help=PARAMETERS_HELP)
+    p.add_argument("--full", action="store_true",
+                   help="dot, svg, png: draw every hook however large the plan (by default a "
+                   "large or wide plan is drawn one box per resource or per type, and a note "
+                   "says so)")
     p.set_defaults(func=compile_command)
 
     p = sub.add_parser("validate", help="check a plan and its parameters, running nothing")
@@ -77,37 +82,52 @@ def compile_command(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
     parameters = operation_parameters(plan, args.operation, args.parameters)
     dag = compile_plan(plan, args.operation, parameters=parameters, prune=args.prune)
-    write_output(_render(dag, args.format), args.output)
+    if args.format == "json":
+        write_output(jsonio.dumps(dag), args.output)
+    elif args.format == "text":
+        write_output(summary.summary(dag), args.output)
+    else:
+        write_output(_draw(dag, args), args.output)
     return 0
 
 
-def _render(dag: HookDAG, fmt: str) -> str | bytes:
-    if fmt == "json":
-        return jsonio.dumps(dag)
-    if fmt == "dot":
-        return dot.to_dot(dag)
-    if fmt == "text":
-        return summary.summary(dag)
-    return dot.render(dag, fmt)
+def _draw(dag: HookDAG, args: argparse.Namespace) -> str | bytes:
+    """The picture in ``args.format``: every hook with ``--full``, else the
+    view the plan's size affords, with a note on stderr when it is collapsed."""
+    view = "hooks" if args.full else dot.choose_view(dag)
+    note = dot.view_note(dag, view)
+    if note and not args.quiet:
+        print(f"protectflow: note: {note}", file=sys.stderr)
+    if args.format == "dot":
+        return dot.to_dot(dag, view=view, note=note)
+    return dot.render(dag, args.format, view=view)
 
 
 def validate_command(args: argparse.Namespace) -> int:
     """``protectflow validate PLAN``: every error of every operation asked
-    for, the plugins' preflight problems included, on stderr (or as JSON)."""
-    plan = load_plan(args.plan)
+    for, the plugins' preflight problems included, on stderr (or as JSON).
+
+    The stages run as far as they can: a plan that breaks its schema still
+    has its well-formed resources' references, plugins and parameters
+    checked (:func:`~protectflow.compiler.plan.partial_plan`); a plan that
+    reads but fails to compile gets no preflight (which needs its DAG)."""
+    refused: PlanError | None = None
+    try:
+        plan = load_plan(args.plan)
+    except PlanError as err:
+        part = partial_plan(args.plan)
+        if part is None:
+            raise
+        plan, refused = part, err
     operations = OPERATIONS if args.operation == "all" else (args.operation,)
     outcomes: dict[str, HookDAG | ProtectflowError] = {}
     for operation in operations:
-        # The plan's parameters are protect's; the others take theirs from a file.
-        parameters = (plan.parameters if operation == "protect"
-                      else load_parameters(args.parameters, operation))
-        try:
-            dag = compile_plan(plan, operation, parameters=parameters)
-            problems = resource_problems(dag)
-            outcomes[operation] = dag if not problems else PreflightError(
-                f"the {operation} could not start:", problems)
-        except ProtectflowError as err:
-            outcomes[operation] = err
+        outcome = _validate(plan, operation, args.parameters, preflight=refused is None)
+        if refused is not None:
+            also = "" if isinstance(outcome, HookDAG) else (
+                f"\nand in its {len(plan.resources)} resources that read:\n{outcome}")
+            outcome = PlanError(f"{refused}{also}")
+        outcomes[operation] = outcome
     if args.json:
         print_json(results.validation_result(args.plan, outcomes), sort_keys=False)
     failures: dict[str, list[str]] = {}  # message -> the operations it fails
@@ -117,12 +137,38 @@ def validate_command(args: argparse.Namespace) -> int:
     if failures:
         for message, ops in failures.items():
             print(f"{', '.join(ops)}: {message}", file=sys.stderr)
+        print(f"  (checked: {_stages(refused is not None)})", file=sys.stderr)
         return 2
     if not args.json:
         dags = [o for o in outcomes.values() if isinstance(o, HookDAG)]
         print(f"{args.plan}: valid for {', '.join(operations)} "
               f"({len(dags[-1].resources)} resources, {len(dags[-1].nodes)} hooks)")
     return 0
+
+
+def _validate(plan: Plan, operation: str, parameters_file: str | None, *,
+              preflight: bool) -> HookDAG | ProtectflowError:
+    """The DAG of ``plan`` for ``operation``, or every problem found with it:
+    plugins and parameters together, then (with ``preflight``) the plugins'
+    checks of the resources."""
+    # The plan's parameters are protect's; the others take theirs from a file.
+    try:
+        parameters = (plan.parameters if operation == "protect"
+                      else load_parameters(parameters_file, operation))
+        dag = compile_plan(plan, operation, parameters=parameters)
+        problems = resource_problems(dag) if preflight else []
+    except ProtectflowError as err:
+        return err
+    return dag if not problems else PreflightError(f"the {operation} could not start:", problems)
+
+
+def _stages(refused: bool) -> str:
+    """Which checks ran, for the closing line of a failed ``validate``."""
+    if refused:
+        return ("the plan's schema and references; the plugins and parameters of the "
+                "resources that read (the preflight checks run once the plan is valid)")
+    return ("the plan; its resource graph, plugins and parameters; the preflight checks "
+            "where those passed")
 
 
 def plugins_command(args: argparse.Namespace) -> int:

@@ -88,8 +88,9 @@ def key_command(args: argparse.Namespace) -> int:
                   f"passwords    {len(info.passwords)}")
     elif action in ("add-password", "change-password"):
         change = action == "change-password"
+        # The new password is asked for once the bank is open: the current one first.
         entry = (bank_keys.change_password if change else bank_keys.add_password)(
-            bank, _new_password())
+            bank, _new_password)
         print(f"password entry {entry} {'replaces the old one' if change else 'added'}")
     elif action == "rotate":
         result = rotate_key(bank, owner=default_owner(), ttl=lease_ttl(),

@@ -10,9 +10,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from protectflow import operations
-from protectflow.bank import Bank, CheckpointStore
+from protectflow.bank import Bank, Checkpoint, CheckpointStore
 from protectflow.cli import results
 from protectflow.cli.banks import plan_file, resolve_checkpoint
+from protectflow.cli.config import Config, named_bank
 from protectflow.cli.options import (
     BANK_HELP,
     Subparsers,
@@ -27,6 +28,7 @@ from protectflow.cli.outcome import finish
 from protectflow.cli.output import print_json, write_report_files
 from protectflow.cli.progress import progress
 from protectflow.compiler import Plan, load_plan
+from protectflow.errors import BankLockedError, ParameterError, PluginError
 from protectflow.operations import OperationResult
 from protectflow.operations.preflight import plan_provider
 from protectflow.plugins import get_registry
@@ -71,7 +73,9 @@ def add_parsers(sub: Subparsers) -> None:
         p.set_defaults(func=restore_or_verify_command, operation=name)
 
     p = _checkpoint_parser(sub, "copy", "copy a checkpoint into another bank")
-    p.add_argument("--to", required=True, metavar="URL", help="the bank to copy into")
+    p.add_argument("--to", required=True, metavar="BANK",
+                   help="the bank to copy into: a [banks] name of the config file, a "
+                   "folder or an fsspec URL (as --bank)")
     p.add_argument("--to-password-file", metavar="FILE",
                    help="as --password-file, for the bank copied into")
     add_executor_args(p)
@@ -143,6 +147,8 @@ def restore_or_verify_command(args: argparse.Namespace) -> int:
     parameters = load_parameters(args.parameters, args.operation)
     if getattr(args, "target", None):
         parameters = _with_target(args, store, parameters)
+    elif args.operation == "restore":
+        _require_target(store.get(args.checkpoint), parameters)
     call = operations.restore if args.operation == "restore" else operations.verify
     result = _run(args, call, args.checkpoint, bank=store.bank, parameters=parameters)
     if not args.json:
@@ -191,6 +197,36 @@ def _with_target(args: argparse.Namespace, store: CheckpointStore,
     return out
 
 
+def _require_target(checkpoint: Checkpoint,
+                    parameters: Mapping[str, Mapping[str, Any]]) -> None:
+    """Say that ``--target DIR`` is needed, rather than the schema's words,
+    when a type whose restore requires a ``target`` is given none.
+
+    Raises
+    ------
+    ParameterError
+        Naming the types without one, and the two ways to give it.
+    """
+    registry = get_registry()
+    lacking = []
+    for rtype in sorted(checkpoint.resource_graph.types()):
+        try:
+            name = registry.plugin_name_for(rtype)
+        except PluginError:  # several plugins: the checkpoint's provider chooses, later
+            continue
+        if name is None or "target" not in registry.plugin(name).get_restore_schema(
+                rtype).get("required", ()):
+            continue
+        given = [v for k, v in parameters.items() if k == rtype or k.startswith(rtype + "#")]
+        if not any("target" in v for v in given):
+            lacking.append(rtype)
+    if lacking:
+        raise ParameterError(
+            f"the restore of checkpoint {checkpoint.id} needs a folder to restore into: give "
+            "--target DIR (each resource goes into DIR/<resource id>), or a 'target' in "
+            f"--parameters FILE for {', '.join(lacking)}")
+
+
 def _with_reread(plan: Plan) -> dict[str, dict[str, Any]]:
     """The plan's parameters, with ``reread`` for every type whose protect
     options take it (the plan's own ``TYPE#ID`` settings still win)."""
@@ -209,8 +245,17 @@ def _with_reread(plan: Plan) -> dict[str, dict[str, Any]]:
 def copy_command(args: argparse.Namespace) -> int:
     """``protectflow copy ID --to URL``."""
     store = _store(args)
-    to = Bank(args.to, password_file=args.to_password_file)
-    result = _run(args, operations.copy, args.checkpoint, bank=store.bank, to=to)
+    # --to is read as --bank is: a [banks] name first, else a folder or URL.
+    to = Bank(named_bank(args.to, getattr(args, "config", None) or Config()),
+              password_file=args.to_password_file)
+    try:
+        result = _run(args, operations.copy, args.checkpoint, bank=store.bank, to=to)
+    except BankLockedError as err:
+        if to.url not in str(err):
+            raise
+        # The bank copied into takes its password file from --to-password-file.
+        raise BankLockedError(str(err).replace("--password-file", "--to-password-file"),
+                              err.problem) from err
     return finish(args, result, f"copy of checkpoint {args.checkpoint}")
 
 

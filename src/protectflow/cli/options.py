@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
@@ -25,7 +26,7 @@ from protectflow.executors import Executor, get_executor
 
 __all__ = ["BANK_HELP", "Subparsers", "add_bank_args", "add_executor_args", "bank_from_args",
            "count", "executor_from_args", "load_parameters", "parse_limits", "seconds",
-           "settings"]
+           "serial_workers", "settings"]
 
 BANK_HELP = ("the bank: a folder, an fsspec URL or a [banks] name of the config file "
              "(default: $PROTECTFLOW_BANK, the config file's, then a folder in your data "
@@ -151,11 +152,9 @@ def executor_from_args(args: argparse.Namespace,
     """
     chosen = chosen or settings(args)
     executor_options: dict[str, Any] = {}
-    # Workers from the environment or the config file are for the executors
-    # that take them; serial refuses only a --workers given on its command line.
-    if chosen.workers is not None and (chosen.executor != "serial"
-                                       or chosen.origins.get("workers") == "flag"):
-        executor_options["workers"] = chosen.workers
+    workers = serial_workers(chosen, quiet=bool(getattr(args, "quiet", False)))
+    if workers is not None:
+        executor_options["workers"] = workers
     if args.scheduler is not None:
         if chosen.executor != "dask":
             raise ExecutorError(f"--scheduler is for the dask executor, not {chosen.executor}: "
@@ -169,6 +168,31 @@ def executor_from_args(args: argparse.Namespace,
     if args.limit:
         options["limits"] = parse_limits(args.limit)
     return executor, options
+
+
+def serial_workers(chosen: Settings, *, quiet: bool = False) -> int | None:
+    """The workers to make the executor with. The serial executor runs one
+    hook at a time, whichever way it was chosen: ``--workers`` with it is a
+    usage error naming both; workers from the environment or the config file
+    are meant for the other executors, and are ignored with a note.
+
+    Raises
+    ------
+    ExecutorError
+        For ``--workers`` with the serial executor.
+    """
+    if chosen.workers is None or chosen.executor != "serial":
+        return chosen.workers
+    executor = ("--executor serial" if chosen.origins["executor"] == "flag"
+                else f"the serial executor (from {chosen.origins['executor']})")
+    if chosen.origins["workers"] == "flag":
+        raise ExecutorError(f"--workers {chosen.workers} conflicts with {executor}, which runs "
+                            "one hook at a time: drop --workers, or give --executor threads")
+    if not quiet:
+        print(f"protectflow: note: workers = {chosen.workers} (from "
+              f"{chosen.origins['workers']}) is ignored: {executor} runs one hook at a time",
+              file=sys.stderr)
+    return None
 
 
 def parse_limits(items: Sequence[str]) -> dict[str, int]:

@@ -25,12 +25,12 @@ import sys
 from protectflow.cli import results
 from protectflow.cli.banks import command
 from protectflow.cli.output import (
-    duration,
     hook_counts,
     print_failures,
     print_json,
     print_statuses,
     say,
+    timing,
 )
 from protectflow.errors import (
     BankFullError,
@@ -115,8 +115,7 @@ def finish(args: argparse.Namespace, result: OperationResult, what: str) -> int:
             _summary(args, result, what, checkpoint.status)
         return 0
     if not args.json:
-        print(f"{what} failed: {hook_counts(report)}, in {duration(report.duration)} "
-              f"({report.executor})")
+        print(f"{what} failed: {hook_counts(report)}, {timing(args, report)}")
         print_failures(report)
         print_statuses(result.resources, everything=args.verbose > 0)
     raise RunFailed(f"{what} failed; `{command('checkpoints', 'show', checkpoint.id, bank=bank)}`"
@@ -129,7 +128,7 @@ def _summary(args: argparse.Namespace, result: OperationResult, what: str, statu
     resumed = sum(r.resumed for r in report.hooks.values())
     taken = f", {resumed} taken from the journal" if resumed else ""
     print(f"{what} succeeded: {len(result.resources)} resources, {len(report.hooks)} hooks"
-          f"{taken}, in {duration(report.duration)} ({report.executor})")
+          f"{taken}, {timing(args, report)}")
     print(f"checkpoint {result.checkpoint.id}: {status}, in the bank {result.checkpoint.bank.url}")
     if result.target is not None:
         print(f"copied as checkpoint {result.target.id}, in the bank {result.target.bank.url}")

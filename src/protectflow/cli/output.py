@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +22,7 @@ from protectflow.executors import RunReport
 from protectflow.states import NOT_RUN
 
 __all__ = ["duration", "hook_counts", "print_failures", "print_json", "print_statuses", "say",
-           "stdout_console", "write_output", "write_report_files"]
+           "stdout_console", "timing", "write_output", "write_report_files"]
 
 #: Into a pipe or a file, a table is as wide as its content, up to this.
 _PIPE_WIDTH = 4000
@@ -75,6 +76,17 @@ def say(text: str) -> None:
     """A line on stderr; nothing if stderr is gone (the work goes on)."""
     with contextlib.suppress(OSError, ValueError):
         print(text, file=sys.stderr, flush=True)
+
+
+def timing(args: argparse.Namespace, report: RunReport) -> str:
+    """``in 19 s (the run 4.57 s, dask)``: the wall time of the whole command
+    (start-up and teardown included: a dask cluster starts and stops), then
+    the run's own time and its executor."""
+    started = getattr(args, "started", None)
+    if started is None:
+        return f"in {duration(report.duration)} ({report.executor})"
+    return (f"in {duration(time.monotonic() - started)} "
+            f"(the run {duration(report.duration)}, {report.executor})")
 
 
 def duration(seconds: float) -> str:

@@ -24,9 +24,10 @@ from rich.progress import (
 
 from protectflow.cli.output import say
 from protectflow.executors import Event
+from protectflow.executors.report import DASHBOARD
 from protectflow.states import FAILED_STATES, HOOK_STATES, RETRIED, RUN_STARTED
 
-__all__ = ["INTERVAL_ENV", "Listener", "hooks_total", "progress"]
+__all__ = ["INTERVAL_ENV", "Listener", "dashboard_line", "hooks_total", "progress"]
 
 #: A run listener, as :class:`~protectflow.executors.RunOptions` takes them.
 Listener = Callable[[Event], None]
@@ -34,6 +35,11 @@ Listener = Callable[[Event], None]
 INTERVAL_ENV = "PROTECTFLOW_PROGRESS_INTERVAL"
 #: Events printed as they happen.
 _NOTEWORTHY = FAILED_STATES | {RETRIED}
+
+
+def dashboard_line(event: Event) -> str:
+    """The line that gives a dask run's dashboard."""
+    return f"protectflow: the dask dashboard is at {event.message}"
 
 
 def hooks_total(event: Event) -> int | None:
@@ -77,6 +83,8 @@ def _bar(description: str) -> Iterator[Listener]:
             if event.kind in _NOTEWORTHY:
                 console.print(f"{event.kind} {event.node}: {event.message}", highlight=False,
                               markup=False)
+            elif event.kind == DASHBOARD:
+                console.print(dashboard_line(event), highlight=False, markup=False)
 
         yield listener
 
@@ -106,6 +114,8 @@ class PlainProgress:
             self.failed += event.kind in FAILED_STATES
         if event.kind in _NOTEWORTHY:
             say(f"{event.kind} {event.node}: {event.message}")
+        elif event.kind == DASHBOARD:
+            say(dashboard_line(event))
 
     def line(self) -> str:
         """``protect: 350/1000 hooks done, 2 failed, 45 s elapsed, about 84 s left``."""

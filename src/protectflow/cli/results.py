@@ -40,6 +40,7 @@ __all__ = [
     "check_result",
     "checkpoint_page",
     "checkpoint_show",
+    "iso_times",
     "operation_result",
     "plugins_result",
     "protectables_result",
@@ -282,9 +283,24 @@ def validation_result(plan: str, outcomes: Mapping[str, HookDAG | ProtectflowErr
 
 def saved_info_result(checkpoint: Checkpoint, saved: SavedInfo) -> dict[str, Any]:
     """``checkpoints show ID --resource TYPE#ID``: what the checkpoint keeps
-    about one resource, as its plugin's ``get_saved_info`` gives it."""
+    about one resource, as its plugin's ``get_saved_info`` gives it, its
+    times in ISO 8601 UTC (:func:`iso_times`)."""
     return {"format": "protectflow.saved-info", "version": VERSION, "bank": checkpoint.bank.url,
-            "checkpoint": checkpoint.id, **saved.to_json()}
+            "checkpoint": checkpoint.id, **saved.to_json(), "info": iso_times(saved.info)}
+
+
+def iso_times(value: Any) -> Any:
+    """``value`` with every number under a key ending in ``_at`` (Unix
+    seconds, as plugins keep times: ``taken_at``, ``frozen_at``) written as
+    ISO 8601 UTC, as every other time protectflow prints."""
+    if isinstance(value, dict):
+        return {k: _iso(v) if isinstance(k, str) and k.endswith("_at")
+                and isinstance(v, (int, float)) and not isinstance(v, bool)
+                and 0 <= v < 2**33 else iso_times(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [iso_times(v) for v in value]
+    return value
 
 
 def protectables_result(resource_type: str, resources: list[Resource]) -> dict[str, Any]:

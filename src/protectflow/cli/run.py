@@ -15,11 +15,11 @@ from protectflow.cli.options import (
 )
 from protectflow.cli.outcome import INTERRUPTED
 from protectflow.cli.output import (
-    duration,
     hook_counts,
     print_failures,
     print_json,
     say,
+    timing,
     write_report_files,
 )
 from protectflow.cli.progress import progress
@@ -67,12 +67,12 @@ def run_command(args: argparse.Namespace) -> int:
         return INTERRUPTED
     if not report.ok:
         if not args.json:
-            print(f"the {dag.operation} run failed: {hook_counts(report)}, in "
-                  f"{duration(report.duration)} ({report.executor})")
+            print(f"the {dag.operation} run failed: {hook_counts(report)}, "
+                  f"{timing(args, report)}")
             print_failures(report)
         raise RunFailed(f"the {dag.operation} run failed: {len(report.failed())} hook(s) "
                         "failed (--report FILE keeps every hook's error)", report)
     if not args.json and not args.quiet:
         print(f"the {dag.operation} run succeeded: {len(dag.resources)} resources, "
-              f"{len(report.hooks)} hooks, in {duration(report.duration)} ({report.executor})")
+              f"{len(report.hooks)} hooks, {timing(args, report)}")
     return 0

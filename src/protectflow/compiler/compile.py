@@ -30,7 +30,7 @@ from protectflow.compiler.params import resolve_parameters
 from protectflow.dag.model import HOOKS, OPERATIONS, HookDAG, HookEdge, HookNode, node_id
 from protectflow.dag.plan import Plan
 from protectflow.dag.resource_graph import ResourceGraph
-from protectflow.errors import PlanError, PluginError
+from protectflow.errors import ParameterError, PlanError, PluginError
 from protectflow.plugins.contract import get_operation, implemented_hooks
 from protectflow.plugins.providers import Provider, resolve_provider
 from protectflow.plugins.registry import Registry, get_registry
@@ -100,8 +100,16 @@ def compile_graph(
     """
     registry = registry or get_registry()
     _check_operation(operation)
-    plugins = _plugins_by_type(graph, registry, resolve_provider(provider, registry))
-    merged = resolve_parameters(graph, plugins, registry, operation, parameters or {})
+    plugins, missing = _plugins_by_type(graph, registry, resolve_provider(provider, registry))
+    try:
+        merged = resolve_parameters(graph, plugins, registry, operation, parameters or {})
+    except ParameterError as err:
+        if missing is None:
+            raise
+        # Both stages' problems at once: the types that have a plugin are checked.
+        raise PluginError(f"{missing}\n{err}") from err
+    if missing is not None:
+        raise missing
     with paused_gc():
         nodes, edges = _emit(graph, plugins)
     dag = HookDAG(
@@ -123,9 +131,10 @@ def _check_operation(operation: str) -> None:
 
 
 def _plugins_by_type(graph: ResourceGraph, registry: Registry,
-                     provider: Provider) -> dict[str, str]:
-    """Resource type -> plugin name, as ``provider`` chooses; every type
-    without a plugin, or with two and no choice, is an error."""
+                     provider: Provider) -> tuple[dict[str, str], PluginError | None]:
+    """Resource type -> plugin name, as ``provider`` chooses, and the error
+    naming every type without a plugin, or with two and no choice (None
+    when there is none)."""
     plugins: dict[str, str] = {}
     missing: dict[str, list[str]] = defaultdict(list)
     ambiguous: dict[str, str] = {}
@@ -142,9 +151,9 @@ def _plugins_by_type(graph: ResourceGraph, registry: Registry,
         else:
             plugins[resource.type] = name
     if missing or ambiguous:
-        raise PluginError("\n".join([*(ambiguous[t] for t in sorted(ambiguous)),
-                                     *_missing_lines(missing, registry)]))
-    return plugins
+        return plugins, PluginError("\n".join([*(ambiguous[t] for t in sorted(ambiguous)),
+                                               *_missing_lines(missing, registry)]))
+    return plugins, None
 
 
 def _missing_lines(missing: Mapping[str, list[str]], registry: Registry) -> list[str]:

@@ -31,7 +31,8 @@ def resolve_parameters(
 ) -> dict[str, dict[str, Any]]:
     """Resource key -> merged parameters, for the resources that have any.
 
-    ``plugins`` maps each resource type to its protection plugin's name.
+    ``plugins`` maps each resource type to its protection plugin's name; a
+    type it leaves out (one with no plugin) is not checked.
 
     Raises
     ------
@@ -45,6 +46,8 @@ def resolve_parameters(
     errors = _unknown_keys(parameters, graph, by_type)
     merged: dict[str, dict[str, Any]] = {}
     for rtype, keys in sorted(by_type.items()):
+        if rtype not in plugins:  # no plugin: the caller says so; the others are checked
+            continue
         validator = _validator(registry, plugins[rtype], operation, rtype)  # once per type
         base = dict(parameters.get(rtype, {}))
         shared = [k for k in keys if k not in parameters]

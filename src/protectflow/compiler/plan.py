@@ -24,11 +24,13 @@ from protectflow._urls import check_bank_url
 from protectflow._util import paused_gc
 from protectflow.compiler.documents import parse_document
 from protectflow.compiler.names import plan_name_problems, resource_problems
+from protectflow.compiler.partial import well_formed
 from protectflow.dag.model import Resource
 from protectflow.dag.plan import Discovery, Plan, PlanResource
 from protectflow.errors import BankError, PlanError
 
-__all__ = ["Discovery", "Plan", "PlanResource", "load_plan", "parse_plan", "plan_schema"]
+__all__ = ["Discovery", "Plan", "PlanResource", "load_plan", "parse_plan", "partial_plan",
+           "plan_schema"]
 
 
 @cache
@@ -111,8 +113,51 @@ def parse_plan(text: str, *, source: str = "<plan>") -> Plan:
         data = parse_document(text, source)
     errors = [] if _plainly_valid(data) else [_describe(e) for e in _validator().iter_errors(data)]
     if errors:
-        raise PlanError(f"plan {source} is not valid:", sorted(errors))
+        # The references between the resources that read are checked too.
+        raise PlanError(f"plan {source} is not valid:", sorted(errors) + _reference_problems(data))
     return _build(data, source)
+
+
+def _reference_problems(data: Any) -> list[str]:
+    """What :func:`_build` finds in the well-formed part of ``data`` (its
+    resources named by their index in ``data``)."""
+    found = well_formed(data)
+    if found is None:
+        return []
+    part, indices = found
+    try:
+        _build(part, "")
+    except PlanError as err:
+        return [re.sub(r"resources\[(\d+)\]", lambda m: f"resources[{indices[int(m[1])]}]", e)
+                for e in err.errors if not e.startswith("name: ")]
+    return []
+
+
+def partial_plan(path: str | os.PathLike[str]) -> Plan | None:
+    """The plan at ``path`` made of its well-formed resources only (their
+    dependencies on each other, its parameters if they read): what the
+    plugin and parameter checks can still look at when the plan itself is
+    refused; None when nothing of it reads.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = parse_document(f.read(), os.fspath(path))
+    except (OSError, UnicodeDecodeError, PlanError):
+        return None
+    found = well_formed(data)
+    if found is None:
+        return None
+    part, _ = found
+    keys: dict[str, dict[str, Any]] = {}
+    for item in part["resources"]:
+        keys.setdefault(f"{item['type']}#{item['id']}", item)
+    for item in keys.values():
+        item["depends_on"] = [d for d in item["depends_on"]
+                              if d in keys and d != f"{item['type']}#{item['id']}"]
+    try:
+        return _build({**part, "resources": list(keys.values())}, os.fspath(path))
+    except PlanError:
+        return None
 
 
 _RESOURCE_FIELDS = frozenset(("type", "id", "name", "extra_info", "depends_on"))
@@ -220,7 +265,10 @@ def _build(data: dict[str, Any], source: str) -> Plan:
                 errors.append(f"resources[{index}] {dep} depends on itself")
     if data.get("bank") is not None:
         try:
-            check_bank_url(data["bank"])
+            # A plan's file://rel is its folder's rel (load_plan makes it absolute).
+            bank = data["bank"]
+            relative = bank.startswith("file://") and not bank.startswith("file:///")
+            check_bank_url("file:///" + bank[len("file://"):] if relative else bank)
         except BankError as err:
             errors.append(f"bank: {err}")
     if errors:

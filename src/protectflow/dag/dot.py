@@ -10,13 +10,18 @@ Three views, as a DAG grows past what a picture can show:
 - ``types``: one box per resource type with its count, one arrow per pair of
   types with the number of dependencies it stands for.
 
-:func:`render` picks the view from the number of resources (``dot`` takes
-minutes on a few hundred resources' hooks and fails on a thousand) and adds a
-legend of the six rules' colours.
+:func:`choose_view` picks the view from the number of resources (``dot`` takes
+minutes on a few hundred resources' hooks and fails on a thousand) and from
+how many of them would stand side by side (``dot`` lays each rank out as one
+row: 600 volumes under their servers make a picture 100,000 pt wide, which a
+PNG cuts at 32,767 px); :func:`view_note` says what a collapsed view left out,
+and goes into the picture's title. :func:`render` adds a legend of the six
+rules' colours.
 """
 
 from __future__ import annotations
 
+import graphlib
 import json
 import shutil
 import subprocess
@@ -27,8 +32,8 @@ from protectflow.dag.model import HOOKS, HookDAG
 from protectflow.errors import MissingDependencyError, RenderError
 
 __all__ = [
-    "COLOURS", "RESOURCE_VIEW_FROM", "RULES", "TYPE_VIEW_FROM", "VIEWS", "choose_view", "render",
-    "to_dot",
+    "COLOURS", "MAX_SIDE_BY_SIDE", "RESOURCE_VIEW_FROM", "RULES", "TYPE_VIEW_FROM", "VIEWS",
+    "choose_view", "render", "to_dot", "view_note", "widest_rank",
 ]
 
 #: Graphviz colours of the rules; yellow is drawn darker to read on white.
@@ -57,6 +62,9 @@ VIEWS = ("hooks", "resources", "types")
 RESOURCE_VIEW_FROM = 300
 #: ...and from this many, one box per resource type.
 TYPE_VIEW_FROM = 2000
+#: At most this many boxes side by side (a picture about 8,000 pt wide) in
+#: the hooks and resources views; wider graphs are drawn one box per type.
+MAX_SIDE_BY_SIDE = 40
 #: Lines of Graphviz's own error shown when it fails.
 _TAIL_LINES = 5
 
@@ -70,12 +78,44 @@ GRAPHVIZ_HINT = (
 _q = json.encoder.encode_basestring
 
 
+def widest_rank(dag: HookDAG) -> int:
+    """How many of ``dag``'s resources (those with hooks) share one rank of a
+    top-down drawing at most: resources at the same longest distance from a
+    root, as ``dot`` ranks them."""
+    drawn = {n.resource.key for n in dag.nodes}
+    parents: dict[str, list[str]] = {key: [] for key in drawn}
+    for parent, child in dag.dependencies:
+        if parent in drawn and child in drawn:
+            parents[child].append(parent)
+    depth: dict[str, int] = {}
+    for key in graphlib.TopologicalSorter(parents).static_order():
+        depth[key] = max((depth[p] + 1 for p in parents[key]), default=0)
+    return max(Counter(depth.values()).values(), default=0)
+
+
 def choose_view(dag: HookDAG) -> str:
     """The view a drawing of ``dag`` can afford: ``hooks`` below
     :data:`RESOURCE_VIEW_FROM` resources, ``types`` from :data:`TYPE_VIEW_FROM`,
-    ``resources`` between."""
+    ``resources`` between; ``types`` too whenever more than
+    :data:`MAX_SIDE_BY_SIDE` resources would stand side by side."""
     n = len(dag.resources)
-    return "hooks" if n < RESOURCE_VIEW_FROM else "resources" if n < TYPE_VIEW_FROM else "types"
+    if n >= TYPE_VIEW_FROM or widest_rank(dag) > MAX_SIDE_BY_SIDE:
+        return "types"
+    return "hooks" if n < RESOURCE_VIEW_FROM else "resources"
+
+
+def view_note(dag: HookDAG, view: str) -> str | None:
+    """What a drawing of ``dag`` in ``view`` leaves out, and how to draw it
+    all; None for the full ``hooks`` view."""
+    if view == "hooks":
+        return None
+    n = len(dag.resources)
+    if view == "resources":
+        why = f"{n} resources: drawn one box per resource (its hooks folded)"
+    else:
+        why = (f"{n} resources, up to {widest_rank(dag)} side by side: drawn one box per "
+               "resource type, with counts")
+    return f"{why}; --full draws every hook"
 
 
 def _header(dag: HookDAG, view: str) -> Iterator[str]:
@@ -152,7 +192,15 @@ def _legend(view: str) -> Iterator[str]:
     yield "  }"
 
 
-def to_dot(dag: HookDAG, *, view: str = "hooks", legend: bool = False) -> str:
+def _title(note: str | None) -> Iterator[str]:
+    """The note as the picture's visible title (after the clusters, which
+    would otherwise inherit it as their label)."""
+    if note:
+        yield f"  label={_q(note)}; labelloc=t; fontsize=18; fontname=Helvetica;"
+
+
+def to_dot(dag: HookDAG, *, view: str = "hooks", legend: bool = False,
+           note: str | None = None) -> str:
     """The DAG in Graphviz's DOT language (deterministic).
 
     Parameters
@@ -163,6 +211,8 @@ def to_dot(dag: HookDAG, *, view: str = "hooks", legend: bool = False) -> str:
         One node per hook, per resource or per resource type.
     legend : bool
         Add a legend of the rules' colours.
+    note : str, optional
+        A title shown on the picture (:func:`view_note`'s).
 
     Raises
     ------
@@ -172,12 +222,14 @@ def to_dot(dag: HookDAG, *, view: str = "hooks", legend: bool = False) -> str:
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; use one of {', '.join(VIEWS)}")
     body = {"hooks": _hooks, "resources": _resources, "types": _types}[view]
-    lines = [*_header(dag, view), *body(dag), *(_legend(view) if legend else ()), "}"]
+    lines = [*_header(dag, view), *body(dag), *(_legend(view) if legend else ()),
+             *_title(note), "}"]
     return "\n".join(lines) + "\n"
 
 
 def render(dag: HookDAG, fmt: str, *, view: str | None = None, timeout: float = 60.0) -> bytes:
-    """The DAG drawn by Graphviz's ``dot`` as ``fmt`` (``svg`` or ``png``), with a legend.
+    """The DAG drawn by Graphviz's ``dot`` as ``fmt`` (``svg`` or ``png``), with a
+    legend, and :func:`view_note`'s note as its title.
 
     Parameters
     ----------
@@ -204,7 +256,7 @@ def render(dag: HookDAG, fmt: str, *, view: str | None = None, timeout: float = 
             f"--format {fmt} needs Graphviz's `dot` program: {GRAPHVIZ_HINT}"
         )
     view = view or choose_view(dag)
-    text = to_dot(dag, view=view, legend=True).encode("utf-8")
+    text = to_dot(dag, view=view, legend=True, note=view_note(dag, view)).encode("utf-8")
     try:
         done = subprocess.run([exe, f"-T{fmt}"], input=text, capture_output=True,
                               check=False, timeout=timeout)

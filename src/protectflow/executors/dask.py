@@ -23,6 +23,7 @@ import logging
 import signal
 import socket
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -33,7 +34,7 @@ from protectflow.errors import ExecutorError, MissingDependencyError, Protectflo
 from protectflow.executors._dask_runners import PoolRun, runners
 from protectflow.executors._loop import run_loop
 from protectflow.executors.options import RunOptions
-from protectflow.executors.report import RunReport
+from protectflow.executors.report import DASHBOARD, Event, RunReport
 
 __all__ = ["DaskExecutor"]
 
@@ -271,6 +272,7 @@ class DaskExecutor:
     def _run(self, client: Any, dag: HookDAG, options: RunOptions,
              nthreads: dict[str, int]) -> RunReport:
         _warn_if_keys_in_clear(options, [client.scheduler.address, *nthreads])
+        _announce_dashboard(client, options)
         pool = runners(client, nthreads)
         run = PoolRun(pool, f"protectflow-{next(_runs)}-{id(dag):x}", nthreads,
                       self.prefetch, options, dag)
@@ -281,3 +283,18 @@ class DaskExecutor:
                             halt=run.halt)
         finally:
             run.end()
+
+
+def _announce_dashboard(client: Any, options: RunOptions) -> None:
+    """Tell the run's listeners where the cluster's dashboard is (the
+    command prints it), if it has one."""
+    try:
+        link = client.dashboard_link
+    except Exception:  # no dashboard (bokeh missing, turned off): nothing to say
+        return
+    event = Event(DASHBOARD, time.time(), message=str(link))
+    for listener in options.listeners:
+        try:
+            listener(event)
+        except Exception as err:  # a broken listener must not break the run
+            warnings.warn(f"run listener {listener!r} failed: {err!r}", stacklevel=2)

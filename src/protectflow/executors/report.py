@@ -18,8 +18,13 @@ from protectflow.plugins.contract import StatusUpdate
 from protectflow.states import CANCELLED, FAILED_STATES, HOOK_STATES, SUCCEEDED
 
 __all__ = [
-    "FAILED_STATES", "HOOK_STATES", "Attempt", "Event", "HookRecord", "Recorded", "RunReport",
+    "DASHBOARD", "FAILED_STATES", "HOOK_STATES", "Attempt", "Event", "HookRecord", "Recorded",
+    "RunReport",
 ]
+
+#: The event a dask run sends before its first hook: its ``message`` is the
+#: address of the cluster's dashboard.
+DASHBOARD = "dashboard"
 
 
 
@@ -29,7 +34,8 @@ class Event:
 
     ``kind`` is one of ``run_started``, ``queued``, ``started``, ``succeeded``,
     ``failed``, ``timed_out``, ``retried``, ``upstream_failed``, ``cancelled``,
-    ``cancelling`` (the run stops starting hooks) and ``run_finished``;
+    ``cancelling`` (the run stops starting hooks) and ``run_finished``; a
+    dask run sends ``dashboard`` first (:data:`DASHBOARD`);
     ``node`` is ``None`` for the run's own events.
     ``started`` means handed to the executor; the hook's own start time, taken
     where it ran, is in the report. ``total`` is the run's number of hooks,

@@ -5,12 +5,15 @@ plugins.
 A protect's hooks get a checkpoint in a throw-away bank, so plugins that keep
 data in the bank work and nothing outlives the run; the other operations
 need a checkpoint that holds data (``restore ID``...), and their hooks get
-``None``.
+``None``. The throw-away bank's key is wrapped by a random password kept
+beside it in the same temporary folder: no key file is written into the
+user's key folder, where it would outlive the bank.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -108,7 +111,12 @@ def scratch_checkpoint(dag: HookDAG) -> Iterator[Checkpoint | None]:
         yield None
         return
     with tempfile.TemporaryDirectory(prefix="protectflow-run-") as folder:
-        checkpoint = CheckpointStore(Bank(folder)).create(
+        password = os.path.join(folder, "password")
+        fd = os.open(password, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(16))
+        bank = Bank(os.path.join(folder, "bank"), password_file=password)
+        checkpoint = CheckpointStore(bank).create(
             Plan(dag.plan or "run", ()), ResourceGraph.from_dag(dag), jsonio.fingerprint(dag),
             default_owner())
         try:

@@ -197,6 +197,11 @@ class CheckpointStore:
     def _exists(self, checkpoint_id: str) -> bool:
         return self.bank.has_object(f"{CHECKPOINTS}{checkpoint_id}/record")
 
+    def ids(self) -> builtins.list[str]:
+        """Every checkpoint's id, sorted, from one listing of the checkpoints'
+        folder: no record read, no key needed (shell completion uses it)."""
+        return self._ids()
+
     def _ids(self) -> builtins.list[str]:
         """Every checkpoint's id: one listing of the checkpoints' folder, no
         record read (a folder whose record is gone is a removed checkpoint)."""

@@ -9,6 +9,7 @@ in the config folder does: keep it as safe as the data it opens.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -80,9 +81,12 @@ def show_fingerprint(bank: Bank) -> KeyInfo:
                    passwords=tuple(_passwords.password_entries(bank.backend)))
 
 
-def add_password(bank: Bank, password: str) -> str:
+def add_password(bank: Bank, password: str | Callable[[], str]) -> str:
     """Wrap the bank's key by ``password`` into the bank (a new entry under
     ``keys/``), so that it opens without the key file.
+
+    ``password`` may be a function that gives it: it is called once the bank
+    is open, so that a prompt asks for the current password first.
 
     Returns
     -------
@@ -94,16 +98,23 @@ def add_password(bank: Bank, password: str) -> str:
     BankError
         If the password is empty or the bank's key cannot be found.
     """
-    if not password:
-        raise BankError("a bank's password cannot be empty")
     config, found = _master(bank)
-    return _passwords.write_entry(bank.backend,
-                                 PasswordEntry.wrap(found.master, password, config.id))
+    return _wrap(bank, config, found.master, password)
 
 
-def change_password(bank: Bank, password: str) -> str:
+def _wrap(bank: Bank, config: _keystore.BankConfig, master: bytes,
+          password: str | Callable[[], str]) -> str:
+    """A new password entry wrapping ``master`` by ``password`` (or what it gives)."""
+    text = password() if callable(password) else password
+    if not text:
+        raise BankError("a bank's password cannot be empty")
+    return _passwords.write_entry(bank.backend, PasswordEntry.wrap(master, text, config.id))
+
+
+def change_password(bank: Bank, password: str | Callable[[], str]) -> str:
     """Add ``password``, then remove the entries the current password opens
-    (the one in ``$PROTECTFLOW_PASSWORD`` or typed at the prompt).
+    (the one in ``$PROTECTFLOW_PASSWORD`` or typed at the prompt: asked
+    before ``password`` is called, when it is a function).
 
     Returns
     -------
@@ -121,7 +132,7 @@ def change_password(bank: Bank, password: str) -> str:
         raise BankError(f"bank {bank.url} opened with its key file, not a password: "
                         "use `protectflow key add-password`")
     old = _keystore.entries_opening(bank.backend, config, found.password, found.master)
-    new = add_password(bank, password)
+    new = _wrap(bank, config, found.master, password)
     for entry_id in old:
         if entry_id != new:
             bank.backend.delete(_passwords.KEYS + entry_id)
