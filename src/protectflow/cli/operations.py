@@ -143,7 +143,7 @@ def _store(args: argparse.Namespace) -> tuple[CheckpointStore, Plan | None]:
     file read (once); ``args.plan_bank`` set for the settings of the run."""
     plan = plan_file(args.plan)
     args.plan_bank = plan.bank if plan is not None else None
-    return resolve_checkpoint(args), plan
+    return resolve_checkpoint(args, plan=plan), plan
 
 
 def _checkpoint(args: argparse.Namespace) -> Checkpoint:
