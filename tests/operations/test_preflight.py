@@ -34,7 +34,7 @@ def test_prepare_splits_options_into_the_executor_and_typed_run_options() -> Non
 def test_executor_options_with_an_executor_object_are_refused() -> None:
     # An executor object is used as it is; the options it would ignore are refused.
     serial = get_executor("serial")
-    with pytest.raises(ExecutorError, match="workers.*go with an executor name"):
+    with pytest.raises(ExecutorError, match=r"workers.*go with an executor name"):
         prepare_plan(load_plan(TENANT), "protect", parameters=None, executor=serial,
                      settings=RunSettings.of({"workers": 2}))
 

@@ -134,9 +134,10 @@ def protect(
     ``bank`` defaults to the plan's ``bank``, then to its provider's, then
     to :func:`default_bank_url`; the provider's plugin configuration reaches
     its plugins (``provider``: that provider already resolved, as the
-    command line does to choose the bank); the run's options are ``settings`` (a :class:`RunSettings`)
-    with ``options`` over them (``workers``, ``keep_going``, ``limits``,
-    ``listeners``...: :meth:`RunSettings.of`). ``fsync=False`` writes a
+    command line does to choose the bank); the run's options are
+    ``settings`` (a :class:`RunSettings`) with ``options`` over them
+    (``workers``, ``keep_going``, ``limits``, ``listeners``...:
+    :meth:`RunSettings.of`). ``fsync=False`` writes a
     local bank without fsync (a bank given by name): as safe when the process
     dies, but a power loss may take the checkpoint with it.
 
