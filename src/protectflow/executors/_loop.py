@@ -126,6 +126,8 @@ class _Run:
         index, self.preds, self.succs = adjacency(dag)
         self.waiting = [len(p) for p in self.preds]
         self.records = [HookRecord(n.id, n.resource.key, n.hook, _PENDING) for n in dag.nodes]
+        # Each hook's parameters, looked up once rather than at each attempt.
+        self.parameters = [dag.parameters.get(r.resource, {}) for r in self.records]
         self.views = Views(self.preds) if dag.operation in NEW_RESOURCES_OPERATIONS else None
         self.limits = Limits(dag, options)
         # The ready, parked and delayed heaps hold ranks, not node indices:
@@ -149,9 +151,9 @@ class _Run:
         journal = options.journal
         self.link_journal = journal if isinstance(journal, LinkJournal) else None
         length = max(1, chain) if journal is None or self.link_journal is not None else 1
+        home = [(n.plugin, r.resource) for n, r in zip(dag.nodes, self.records, strict=True)]
         self.chains = Chains(length, self.succs, self.waiting, self.limits.groups, self.rank,
-                             self._chainable,
-                             home=[(n.plugin, n.resource.key) for n in dag.nodes])
+                             self._chainable, home=home)
 
     # -- events -----------------------------------------------------------
 
@@ -255,15 +257,14 @@ class _Run:
 
     def _drain(self, result: HookResult | Flushed | None) -> None:
         """Handle ``result`` and every other one already queued."""
+        pending = self.queue
         while result is not None:
             if isinstance(result, Flushed):
                 self._flushed(result)
             else:
                 self._finish(result)
-            try:
-                result = self.queue.get_nowait()
-            except queue.Empty:
-                result = None
+            # This thread alone takes from the queue: not empty means a get succeeds.
+            result = None if pending.empty() else pending.get_nowait()
 
     def _stop(self) -> None:
         if not self.stopping and (self.chains.claimed or self.inflight) and self.halt is not None:
@@ -290,7 +291,8 @@ class _Run:
 
     def _make_ready(self, i: int) -> None:
         heapq.heappush(self.ready, self.rank[i])
-        self.emit(QUEUED, i)
+        if self.listeners:
+            self.emit(QUEUED, i)
 
     def _enqueue(self, i: int) -> None:
         """Hook ``i`` may start: queue it, or, if an earlier run finished it,
@@ -350,7 +352,8 @@ class _Run:
         record = self.records[i]
         attempt = record.attempts = record.attempts + 1
         self.inflight[i] = attempt
-        self.emit(STARTED, i, attempt)
+        if self.listeners:
+            self.emit(STARTED, i, attempt)
         if self.journal is not None:
             self.journal.add(started_entry(record.node, attempt))
         view = self.views.view(i) if self.views is not None else None
@@ -358,9 +361,9 @@ class _Run:
 
     def _hook_call(self, i: int, attempt: int, *, view: dict[str, Any] | None = None,
                    rank: int = 0) -> HookCall:
-        node, options = self.dag.nodes[i], self.options
+        options = self.options
         return HookCall(
-            i, node, self.dag.operation, self.dag.parameters.get(node.resource.key, {}), attempt,
+            i, self.dag.nodes[i], self.dag.operation, self.parameters[i], attempt,
             registry=options.registry, checkpoint=options.checkpoint, context=options.context,
             view=view, target_checkpoint=options.target_checkpoint, timeout=options.timeout,
             rank=rank,
@@ -414,7 +417,8 @@ class _Run:
     def _succeeded(self, i: int, r: HookResult) -> None:
         record = self.records[i]
         record.state, record.output, record.new_resources = SUCCEEDED, r.output, r.writes
-        self.emit(SUCCEEDED, i, r.attempt)
+        if self.listeners:
+            self.emit(SUCCEEDED, i, r.attempt)
         if self.views is not None:
             self.views.done(i, r.writes)
         journal = self.journal

@@ -37,7 +37,6 @@ from protectflow.plugins.contract import (
     StatusUpdate,
     call_hook,
     hook_extras,
-    operation_settings,
 )
 from protectflow.states import FAILED, STARTED, SUCCEEDED, TIMED_OUT
 
@@ -151,17 +150,22 @@ def invoke_hook(call: HookCall, instances: Instances) -> HookResult:
     recorder: StatusRecorder | None = None
     try:
         node = call.node
-        op = instances.get(node.plugin, call.operation, node.resource)
-        settings = operation_settings(op)
+        op, settings = instances.get_with_settings(node.plugin, call.operation, node.resource)
         timeout = settings.timeout if call.timeout is None else call.timeout
         new = dict(call.view or {}) if call.operation in NEW_RESOURCES_OPERATIONS else None
         extras, recorder = hook_extras(call.operation, operation_log=log, attempt=call.attempt,
                                        new_resources=new,
                                        target_checkpoint=call.target_checkpoint)
-        hook = functools.partial(call_hook, op, node.hook, checkpoint=call.checkpoint,
-                                 resource=node.resource, context=call.context,
-                                 parameters=call.parameters, **extras)
-        done, output = _call_hook(hook, timeout)
+        if not timeout:  # called here and now: nothing to wrap
+            output = call_hook(op, node.hook, checkpoint=call.checkpoint,
+                               resource=node.resource, context=call.context,
+                               parameters=call.parameters, **extras)
+            done = True
+        else:
+            hook = functools.partial(call_hook, op, node.hook, checkpoint=call.checkpoint,
+                                     resource=node.resource, context=call.context,
+                                     parameters=call.parameters, **extras)
+            done, output = _call_hook(hook, timeout)
         if not done:
             return HookResult(
                 call.index, call.attempt, TIMED_OUT, start, time.time(), worker,
@@ -183,7 +187,8 @@ def invoke_hook(call: HookCall, instances: Instances) -> HookResult:
     return HookResult(
         call.index, call.attempt, SUCCEEDED, start, end, worker,
         output=dict(output) if output is not None else None,
-        writes=_writes(call.view, new), log=tuple(log.messages),
+        writes=_writes(call.view, new) if new else None,
+        log=tuple(log.messages) if log.messages else (),
         retries=settings.retries, retry_delay=settings.retry_delay,
         status_updates=_updates(recorder),
     )

@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 _ANY_OBJECT: dict[str, Any] = {"type": "object"}
+_HOOK_NAMES = frozenset(HOOKS)
 
 
 @runtime_checkable
@@ -164,8 +165,8 @@ class HookOperation(Operation):
     """
 
     def __init__(self, hooks: Mapping[str, HookFunction]) -> None:
-        unknown = sorted(set(hooks) - set(HOOKS))
-        if unknown:
+        if not _HOOK_NAMES.issuperset(hooks):  # made once per resource per run: kept cheap
+            unknown = sorted(set(hooks) - _HOOK_NAMES)
             raise ValueError(f"unknown hooks {', '.join(unknown)}; hooks are "
                              f"{', '.join(HOOKS)}")
         self.hooks = dict(hooks)

@@ -230,6 +230,9 @@ class _Accepts:
     names: frozenset[str]
     var_keyword: bool
     positional_only: int
+    #: It takes every argument by keyword (``**kwargs``, no positional-only
+    #: parameter): it is called with all of them as they are.
+    everything: bool
 
 
 # Weak: a hook made per object (a closure) must not be kept alive by the cache.
@@ -268,7 +271,7 @@ def _accepts(method: Callable[..., Any], where: str) -> _Accepts:
     if positional > len(GUIDE_ARGUMENTS):
         raise PluginError(f"{where} takes {positional} positional-only parameters; "
                           "hooks are called by keyword", where)
-    found = _Accepts(frozenset(names), var_kw, positional)
+    found = _Accepts(frozenset(names), var_kw, positional, var_kw and not positional)
     with _signatures_lock, contextlib.suppress(TypeError):
         _signatures[key] = found
     return found
@@ -306,6 +309,9 @@ def call_hook(
     if not callable(method):
         raise PluginError(f"{where} is a {type(method).__name__}, not a method", where)
     accepts = _accepts(method, where)
+    if accepts.everything:  # the common case, without building anything
+        return method(checkpoint=checkpoint, resource=resource, context=context,
+                      parameters=parameters, **extras)
     values = {"checkpoint": checkpoint, "resource": resource, "context": context,
               "parameters": parameters}
     # Positional-only parameters cannot be named: they get the guide's
