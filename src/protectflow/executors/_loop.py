@@ -38,8 +38,6 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-import attrs
-
 from protectflow.dag.model import HookDAG
 from protectflow.executors._chains import Chains
 from protectflow.executors._journal import Flushed, JournalWriter, LinkJournal
@@ -332,20 +330,20 @@ class _Run:
         except KeyboardInterrupt:
             # The serial executor runs hooks right here.
             for call in calls:
-                if self.inflight.pop(call.index, None) is not None:
-                    self._release(call.index)
-                    self.records[call.index].state = CANCELLED
+                if self.inflight.pop(call.node_index, None) is not None:
+                    self._release(call.node_index)
+                    self.records[call.node_index].state = CANCELLED
             raise
 
     def _chained(self, i: int) -> HookCall:
         """The call of hook ``i``, carrying the chain that follows it."""
         call = self._call(i)
-        links = self.chains.links(i)
+        links = self.chains.links(i) if self.chains.length > 1 else ()
         if not links:
             return call
         # A link's view is left to its runner: its predecessor's plus its writes.
         then = tuple(self._hook_call(j, 1) for j in links)
-        return attrs.evolve(call, then=then, journal=self.link_journal)
+        return call._replace(then=then, journal=self.link_journal)
 
     def _call(self, i: int) -> HookCall:
         """Start the next attempt of hook ``i``: its call, recorded as started."""
@@ -383,10 +381,11 @@ class _Run:
     # -- finishing hooks --------------------------------------------------
 
     def _release(self, i: int) -> None:
-        self.limits.release(i, self.ready)
+        if self.limits.groups[i]:
+            self.limits.release(i, self.ready)
 
     def _finish(self, r: HookResult) -> None:
-        i = r.index
+        i = r.node_index
         if self.inflight.get(i) != r.attempt:
             return  # an abandoned hook that finished after all
         del self.inflight[i]
@@ -426,7 +425,8 @@ class _Run:
             if journal is not None:  # recorded by its worker: durable, no gate
                 journal.add(ended_entry(record.node, r))
             self._release_dependents(i)
-            self.chains.succeeded(i)
+            if self.chains.length > 1:
+                self.chains.succeeded(i)
             return
         # Its dependents wait until its success is durable.
         j = self.chains.succeeded(i)

@@ -236,8 +236,15 @@ class _Accepts:
 
 
 # Weak: a hook made per object (a closure) must not be kept alive by the cache.
-_signatures: weakref.WeakKeyDictionary[Any, _Accepts] = weakref.WeakKeyDictionary()
+# A plain dict of weak references rather than a WeakKeyDictionary: its lookup
+# is one C call, and it runs once per hook call.
+_signatures: dict[weakref.ref[Any], _Accepts] = {}
 _signatures_lock = threading.Lock()
+
+
+def _forget(ref: weakref.ref[Any]) -> None:
+    with _signatures_lock:
+        _signatures.pop(ref, None)
 
 
 def _accepts(method: Callable[..., Any], where: str) -> _Accepts:
@@ -245,7 +252,7 @@ def _accepts(method: Callable[..., Any], where: str) -> _Accepts:
     # shares it, so the signature is inspected once per class.
     key = getattr(method, "__func__", method)
     try:
-        found = _signatures.get(key)
+        found = _signatures.get(weakref.ref(key))
     except TypeError:  # a callable that takes no weak reference: not cached
         found = None
     if found is not None:
@@ -273,7 +280,7 @@ def _accepts(method: Callable[..., Any], where: str) -> _Accepts:
                           "hooks are called by keyword", where)
     found = _Accepts(frozenset(names), var_kw, positional, var_kw and not positional)
     with _signatures_lock, contextlib.suppress(TypeError):
-        _signatures[key] = found
+        _signatures[weakref.ref(key, _forget)] = found
     return found
 
 
