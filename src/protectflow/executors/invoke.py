@@ -47,6 +47,7 @@ _DEFAULT_SETTINGS = OperationSettings()
 SKIPPED = "skipped"
 
 _PROCESS = f"{socket.gethostname()}:{os.getpid()}"
+_here = threading.local()  # this thread's worker name
 
 
 class OperationLog:
@@ -146,7 +147,7 @@ def invoke_hook(call: HookCall, instances: Instances) -> HookResult:
     and the thread is left behind (Python cannot stop a thread), still
     running until the hook returns by itself.
     """
-    worker = f"{_PROCESS}/{threading.current_thread().name}"
+    worker: str = getattr(_here, "worker", None) or _worker()
     log = OperationLog()
     start = time.time()
     settings = _DEFAULT_SETTINGS
@@ -196,6 +197,12 @@ def invoke_hook(call: HookCall, instances: Instances) -> HookResult:
         retries=settings.retries, retry_delay=settings.retry_delay,
         status_updates=() if recorder is None else tuple(recorder.updates),
     )
+
+
+def _worker() -> str:
+    """``host:pid/thread``, where hooks run on this thread (kept for the next)."""
+    name = _here.worker = f"{_PROCESS}/{threading.current_thread().name}"
+    return name
 
 
 def _updates(recorder: StatusRecorder | None) -> tuple[StatusUpdate, ...]:

@@ -242,12 +242,21 @@ _signatures: dict[weakref.ref[Any], _Accepts] = {}
 _signatures_lock = threading.Lock()
 
 
+#: Hook name -> its method's name, made once rather than at each call.
+_METHODS = {hook: "on_" + hook for hook in (*HOOKS, "failure")}
+
+
+def _where(operation: Any, hook: str) -> str:
+    """``Class.on_hook``, as errors name a hook."""
+    return f"{type(operation).__qualname__}.on_{hook}"
+
+
 def _forget(ref: weakref.ref[Any]) -> None:
     with _signatures_lock:
         _signatures.pop(ref, None)
 
 
-def _accepts(method: Callable[..., Any], where: str) -> _Accepts:
+def _accepts(method: Callable[..., Any], operation: Any, hook: str) -> _Accepts:
     # Keyed by the function, not the bound method: every instance of a class
     # shares it, so the signature is inspected once per class.
     key = getattr(method, "__func__", method)
@@ -257,6 +266,7 @@ def _accepts(method: Callable[..., Any], where: str) -> _Accepts:
         found = None
     if found is not None:
         return found
+    where = _where(operation, hook)
     try:
         sig = inspect.signature(method)
     except (TypeError, ValueError) as err:
@@ -309,13 +319,13 @@ def call_hook(
         When the attribute is not callable, or the hook requires a parameter
         the framework never passes.
     """
-    method = getattr(operation, "on_" + hook, None)
-    where = f"{type(operation).__qualname__}.on_{hook}"
+    method = getattr(operation, _METHODS.get(hook) or "on_" + hook, None)
     if method is None:
         return None
     if not callable(method):
+        where = _where(operation, hook)
         raise PluginError(f"{where} is a {type(method).__name__}, not a method", where)
-    accepts = _accepts(method, where)
+    accepts = _accepts(method, operation, hook)
     if accepts.everything:  # the common case, without building anything
         return method(checkpoint=checkpoint, resource=resource, context=context,
                       parameters=parameters, **extras)
