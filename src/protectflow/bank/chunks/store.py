@@ -76,7 +76,7 @@ from typing import Any
 
 from protectflow._paths import segment
 from protectflow.bank.objects._backend import ReadBuffers
-from protectflow.errors import BankError, ChunkError
+from protectflow.errors import BankError, ChunkError, CorruptObjectError
 
 __all__ = ["ChunkStore", "bad_key", "chunk_key", "owner_id", "ref_key", "sha256"]
 
@@ -301,7 +301,9 @@ class ChunkStore:
         try:
             yield
         except BankError as err:
-            if not self.bank.has_object(chunk_key(digest)):
+            # Something that is no object (a FIFO, a device) is damage, not absence.
+            if not isinstance(err, CorruptObjectError) and not self.bank.has_object(
+                    chunk_key(digest)):
                 raise ChunkError(f"chunk {digest} is missing from bank {self.bank.url}") from None
             self.mark_bad(digest, str(err))
             raise ChunkError(f"chunk {digest} in bank {self.bank.url} is corrupt: {err}") from None

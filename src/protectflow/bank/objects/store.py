@@ -29,13 +29,20 @@ from protectflow.bank.objects import _keystore, _rotating
 from protectflow.bank.objects._backend import (
     FsspecBackend,
     LocalBackend,
+    NotAnObject,
     ReadBuffers,
     private_makedirs,
 )
 from protectflow.bank.objects._header import KIND_BYTES, Value, decode, encode_parts
 from protectflow.bank.objects._listing import walk
 from protectflow.bank.objects.crypto import Keyring
-from protectflow.errors import BankError, BankFullError, BankNotFoundError, ProtectflowError
+from protectflow.errors import (
+    BankError,
+    BankFullError,
+    BankNotFoundError,
+    CorruptObjectError,
+    ProtectflowError,
+)
 
 __all__ = ["Bank", "default_bank_url", "open_existing_bank"]
 
@@ -379,6 +386,11 @@ class Bank:
             yield
         except FileNotFoundError:
             raise BankError(f"no bank object {key!r} in {self.url}") from None
+        except NotAnObject as err:
+            raise CorruptObjectError(
+                f"bank object {key!r} in {self.url} is damaged: {err.filename}: {err.why}; "
+                "nothing was read from it (remove what stands there, then `protectflow "
+                "checkpoints check` says what is missing)", key=key) from None
         except OSError as err:
             raise BankError(f"cannot read bank object {key!r} in {self.url}: {err}") from err
 
