@@ -42,7 +42,14 @@ from protectflow.errors import BankError, CorruptObjectError, NotResumableError
 from protectflow.executors import Executor, RunReport
 from protectflow.operations.journal import JournalMeta
 from protectflow.operations.lease import default_owner, lease_ttl
-from protectflow.operations.maintenance import GcReport, RepairReport, gc, reindex, repair
+from protectflow.operations.maintenance import (
+    GcReport,
+    ReindexReport,
+    RepairReport,
+    gc,
+    reindex,
+    repair,
+)
 from protectflow.operations.outcomes import OperationResult, next_steps, note_verification
 from protectflow.operations.preflight import (
     check_resources,
@@ -70,6 +77,7 @@ __all__ = [
     "CheckReport",
     "GcReport",
     "OperationResult",
+    "ReindexReport",
     "RepairReport",
     "Runnable",
     "check",
