@@ -284,9 +284,11 @@ def copy(
     source = store.get(checkpoint_id)
     target_store = open_store(to)
     target_store.bank.create_root()  # an unusable --to fails before the source changes
-    if target_store.bank == store.bank:
+    if store.bank.same_bank(target_store.bank):  # a symlink, another path or URL of it
+        alias = ("" if target_store.bank.url == store.bank.url else
+                 f" ({store.bank.url} under another name; both hold one bank id)")
         raise BankError(f"copy: {target_store.bank.url} is checkpoint {checkpoint_id}'s own bank; "
-                        "give another bank with --to")
+                        f"give another bank with --to{alias}")
     return copy_checkpoint(source, target_store, executor=executor,
                            owner=owner or default_owner(), options=options)
 
