@@ -25,9 +25,12 @@ write replaces the file -- so sharing an inode is invisible to readers.
 
 Create-if-absent (:meth:`create_exclusive`) is atomic across processes on a
 local folder: the object is written whole under a temporary name, then
-``os.link``-ed onto the key, which fails if the key exists. On ``memory://``
-it is atomic within the process; on other file systems it is a check then a
-put, atomic only as far as the store offers.
+``os.link``-ed onto the key, which fails if the key exists. On S3 it is one
+conditional put (``If-None-Match: *``), which the store makes atomic across
+machines. On ``memory://`` it is atomic within the process; on other file
+systems it is a check then a put, atomic only as far as the store offers
+(a new bank's config is read back as well: see
+:func:`protectflow.bank.objects._keystore.create_bank`).
 
 Privacy: a local bank's folders are made 0700 and its files 0600 (modes given
 to ``mkdir`` and ``open``, which a umask can only narrow), so another local
@@ -54,6 +57,9 @@ from protectflow.bank.objects._limits import max_stored_size
 
 #: Protocols whose single put is atomic, so no temporary object is needed.
 _ATOMIC_PUT = frozenset({"memory", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+#: Protocols whose put can be made conditional on the key's absence (S3's
+#: ``If-None-Match: *``, through s3fs's ``mode="create"``).
+_CONDITIONAL_PUT = frozenset({"s3", "s3a"})
 _EXCLUSIVE_LOCK = threading.Lock()
 #: Objects up to this size created with ``durable=False`` share an inode.
 _SHARED_MAX = 64
@@ -396,6 +402,8 @@ class FsspecBackend:
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         self.atomic_put = protocol in _ATOMIC_PUT
         self.memory = protocol == "memory"
+        #: Whether a put can be made conditional on the key's absence.
+        self.conditional = protocol in _CONDITIONAL_PUT
 
     def path(self, key: str) -> str:
         return f"{self.root}/{key}" if key else (self.root or "/")
@@ -439,6 +447,14 @@ class FsspecBackend:
         self.fs.mv(temp, path)
 
     def create_exclusive(self, key: str, data: Parts, durable: bool = True) -> bool:
+        if self.conditional:
+            # One conditional put (S3's ``If-None-Match: *``): the store makes
+            # it atomic across processes and machines.
+            try:
+                self.fs.pipe_file(self.path(key), b"".join(data), mode="create")
+            except FileExistsError:
+                return False
+            return True
         with _EXCLUSIVE_LOCK:
             if self.exists(key):
                 return False
