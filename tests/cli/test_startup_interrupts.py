@@ -6,6 +6,7 @@ never goes on to its end."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -41,10 +42,8 @@ def _children(pid: int) -> list[str]:
     except OSError:
         return found
     for task in tasks:
-        try:
+        with contextlib.suppress(OSError):
             found += Path(f"/proc/{pid}/task/{task}/children").read_text().split()
-        except OSError:
-            pass
     return found
 
 
