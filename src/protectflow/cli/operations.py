@@ -93,6 +93,11 @@ def add_parsers(sub: Subparsers) -> None:
                                "the plan a protect was started with: its bank, and a check "
                                "that it did not change (default: the plan saved in the "
                                "checkpoint)"))
+    p.add_argument("--target", metavar="DIR", help="a restore's folder, as the restore was "
+                   "given it: a resume takes its target from you, never from the bank alone")
+    p.add_argument("--force", action="store_true", help="as the restore was given it")
+    p.add_argument("--parameters", metavar="FILE", help="a restore's or verify's parameters, "
+                   "as it was given them (they must match its journal)")
     add_executor_args(p)
     p.set_defaults(func=resume_command)
 
@@ -286,7 +291,13 @@ def delete_command(args: argparse.Namespace) -> int:
 def resume_command(args: argparse.Namespace) -> int:
     """``protectflow resume ID``."""
     store, plan = _store(args)
+    checkpoint = store.get(args.checkpoint)
+    # A restore's or verify's parameters, as the operator gives them: compared
+    # with its journal's, never taken from it.
+    parameters = load_parameters(args.parameters, "restore")
+    if args.target:
+        parameters = _with_target(args, checkpoint, parameters)
     # The plan file read once: the one --plan names (as read), else a name or nothing.
-    result = _run(args, operations.resume, store.get(args.checkpoint),
+    result = _run(args, operations.resume, checkpoint, parameters=parameters,
                   plan=plan if plan is not None else args.plan)
     return finish(args, result, f"resumed {result.operation} of checkpoint {args.checkpoint}")

@@ -226,6 +226,11 @@ class ProtectionPlugin:
     restore_schema: ClassVar[dict[str, Any]] = _ANY_OBJECT
     #: The parameters of a verify (:meth:`get_verify_schema`).
     verify_schema: ClassVar[dict[str, Any]] = _ANY_OBJECT
+    #: The ``extra_info`` fields of a resource that name commands this plugin
+    #: runs (an application's ``freeze`` and ``thaw``): a resumed protect runs
+    #: them only as the operator's plan gives them, never as a checkpoint's
+    #: record alone says (see :mod:`protectflow.operations.resume`).
+    command_fields: ClassVar[tuple[str, ...]] = ()
 
     def get_protect_operation(self, resource: Resource) -> Operation:
         return Operation()

@@ -249,6 +249,7 @@ class AppProtectionPlugin(ProtectionPlugin):
     """Applications that group folders and databases and can be frozen."""
 
     supported_resource_types: ClassVar[tuple[str, ...]] = (APPLICATION,)
+    command_fields: ClassVar[tuple[str, ...]] = ("freeze", "thaw")
     options_schema = OPTIONS_SCHEMA
     restore_schema = EMPTY_SCHEMA
     verify_schema = EMPTY_SCHEMA
