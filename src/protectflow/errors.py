@@ -40,7 +40,27 @@ __all__ = [
 ]
 
 
-class ProtectflowError(Exception):
+def _rebuilt(cls: type[BaseException], args: tuple[object, ...],
+             state: dict[str, object]) -> BaseException:
+    """An error of ``cls`` as :meth:`_Picklable.__reduce__` took it apart,
+    rebuilt without calling its ``__init__`` (whose parameters differ)."""
+    err = cls.__new__(cls, *args)
+    BaseException.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
+
+class _Picklable(BaseException):
+    """Pickles an error as its class, its message arguments and its data, so
+    that an error whose ``__init__`` takes other parameters than its message
+    (a ``ConfigError``'s source and errors) survives the trip from a dask
+    worker or another process as the same error."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuilt, (type(self), self.args, dict(self.__dict__)))
+
+
+class ProtectflowError(_Picklable, Exception):
     """Base of every error protectflow raises on purpose (the exit code the
     command line gives each kind is chosen in :mod:`protectflow.cli.outcome`)."""
 
@@ -212,7 +232,7 @@ class ProtectflowWarning(UserWarning):
     command line prints it as ``protectflow: warning: ...``."""
 
 
-class Terminated(KeyboardInterrupt):
+class Terminated(_Picklable, KeyboardInterrupt):
     """A termination signal (SIGTERM, SIGHUP) taken as Ctrl-C, so that it
     follows Ctrl-C's path: the run is cancelled, the checkpoint marked and the
     lease released (see :mod:`protectflow.signals`); ``signum`` names it."""
@@ -222,7 +242,7 @@ class Terminated(KeyboardInterrupt):
         super().__init__(f"terminated by signal {signum}")
 
 
-class OperationInterrupted(KeyboardInterrupt):
+class OperationInterrupted(_Picklable, KeyboardInterrupt):
     """An operation on a checkpoint interrupted by Ctrl-C or a termination
     signal (the original interrupt is its ``__cause__``), after it marked the
     checkpoint and released its lease: ``operation``, ``checkpoint_id`` and
