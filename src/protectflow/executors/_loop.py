@@ -322,7 +322,7 @@ class _Run:
             rank = heapq.heappop(ready)
             i = self.by_rank[rank]
             if limits.admit(i, rank):  # else parked until its group has room
-                calls.append(self._chained(i))
+                calls.append(self._chained(i) if self.chains.length > 1 else self._call(i))
         if not calls:
             return
         try:
@@ -360,12 +360,10 @@ class _Run:
     def _hook_call(self, i: int, attempt: int, *, view: dict[str, Any] | None = None,
                    rank: int = 0) -> HookCall:
         options = self.options
-        return HookCall(
-            i, self.dag.nodes[i], self.dag.operation, self.parameters[i], attempt,
-            registry=options.registry, checkpoint=options.checkpoint, context=options.context,
-            view=view, target_checkpoint=options.target_checkpoint, timeout=options.timeout,
-            rank=rank,
-        )
+        # Positional, in HookCall's field order: made once per hook attempt.
+        return HookCall(i, self.dag.nodes[i], self.dag.operation, self.parameters[i], attempt,
+                        options.registry, options.checkpoint, options.context, view,
+                        options.target_checkpoint, options.timeout, None, (), rank)
 
     def _chainable(self, s: int) -> bool:
         return (s not in self.resumed and self.records[s].state == _PENDING
@@ -389,7 +387,8 @@ class _Run:
         if self.inflight.get(i) != r.attempt:
             return  # an abandoned hook that finished after all
         del self.inflight[i]
-        self._release(i)
+        if self.limits.groups[i]:
+            self.limits.release(i, self.ready)
         if r.state == SKIPPED:
             self._skipped(i)
             return
@@ -465,8 +464,12 @@ class _Run:
             if self.waiting[s] == 0 and self.records[s].state == _PENDING:
                 if s in self.chains.claimed:
                     self._adopt(s)
-                else:
+                elif self.resumed:
                     self._enqueue(s)
+                else:  # the common case, in short: it is ready
+                    heapq.heappush(self.ready, self.rank[s])
+                    if self.listeners:
+                        self.emit(QUEUED, s)
 
     def _flushed(self, f: Flushed) -> None:
         self.unflushed -= len(f.gates)

@@ -325,7 +325,12 @@ def call_hook(
     if not callable(method):
         where = _where(operation, hook)
         raise PluginError(f"{where} is a {type(method).__name__}, not a method", where)
-    accepts = _accepts(method, operation, hook)
+    try:  # the cache of _accepts, looked at here first: one call less per hook
+        accepts = _signatures.get(weakref.ref(getattr(method, "__func__", method)))
+    except TypeError:
+        accepts = None
+    if accepts is None:
+        accepts = _accepts(method, operation, hook)
     if accepts.everything:  # the common case, without building anything
         return method(checkpoint=checkpoint, resource=resource, context=context,
                       parameters=parameters, **extras)
