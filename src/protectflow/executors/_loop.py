@@ -317,11 +317,13 @@ class _Run:
 
     def _fill(self, submit: Submit) -> None:
         ready, limits = self.ready, self.limits
+        groups = limits.groups
         calls: list[HookCall] = []
         while ready and not self.stopping and len(self.inflight) < self.capacity:
             rank = heapq.heappop(ready)
             i = self.by_rank[rank]
-            if limits.admit(i, rank):  # else parked until its group has room
+            # (a hook in no limit group is admitted without asking)
+            if not groups[i] or limits.admit(i, rank):  # else parked until its group has room
                 calls.append(self._chained(i) if self.chains.length > 1 else self._call(i))
         if not calls:
             return

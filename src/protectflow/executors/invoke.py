@@ -189,13 +189,16 @@ def invoke_hook(call: HookCall, instances: Instances) -> HookResult:
     if output is not None and type(output) is not dict and not isinstance(output, Mapping):
         log.warning(f"the hook returned a {type(output).__name__}, not a mapping: ignored")
         output = None
+    # Positional, in HookResult's field order: made once per hook attempt.
     return HookResult(
         call.node_index, call.attempt, SUCCEEDED, start, end, worker,
-        output=dict(output) if output is not None else None,
-        writes=_writes(call.view, new) if new else None,
-        log=tuple(log.messages) if log.messages else (),
-        retries=settings.retries, retry_delay=settings.retry_delay,
-        status_updates=() if recorder is None else tuple(recorder.updates),
+        dict(output) if output is not None else None,  # output
+        _writes(call.view, new) if new else None,  # writes
+        None,  # error
+        tuple(log.messages) if log.messages else (),  # log
+        settings.retries, settings.retry_delay,
+        False,  # journaled
+        () if recorder is None else tuple(recorder.updates),  # status_updates
     )
 
 
