@@ -48,6 +48,8 @@ def add_parsers(sub: Subparsers) -> None:
                    help="read every file again rather than trust the previous checkpoint "
                    "for those unchanged (sets the 'reread' parameter of every plugin "
                    "that takes one)")
+    p.add_argument("--tag", dest="tags", action="append", default=[], metavar="TAG",
+                   help="tag the checkpoint (repeat for more; the plan's 'tags' are added)")
     add_executor_args(p)
     p.set_defaults(func=protect_command)
 
@@ -126,8 +128,8 @@ def protect_command(args: argparse.Namespace) -> int:
     # The plan's bank, else its provider's, ranks as the plan's (after --bank).
     plan_bank = plan.bank or plan_provider(plan.provider, {}).bank
     bank = bank_from_args(args, settings(args, plan_bank).bank, fsync=args.fsync)
-    extra = {"parameters": _with_reread(plan)} if args.reread else {}
-    result = _run(args, operations.protect, plan, bank=bank, **extra)
+    extra: dict[str, Any] = {"parameters": _with_reread(plan)} if args.reread else {}
+    result = _run(args, operations.protect, plan, bank=bank, tags=args.tags, **extra)
     return finish(args, result, f"protect of {plan.name}")
 
 

@@ -27,7 +27,7 @@ work behind them lives in the modules named above and in ``runs``.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeAlias
 
 import attrs
@@ -35,6 +35,7 @@ import attrs
 from protectflow.bank import Bank, Checkpoint, CheckpointStore, default_bank_url
 from protectflow.bank.catalog.check import CheckReport, check_checkpoint
 from protectflow.bank.catalog.journal import JournalRun
+from protectflow.bank.catalog.record import normal_tags
 from protectflow.compiler import Plan, compile_plan, load_plan
 from protectflow.dag import HookDAG, jsonio
 from protectflow.dag.resource_graph import ResourceGraph
@@ -116,9 +117,12 @@ def protect(
     parameters: Mapping[str, Mapping[str, Any]] | None = None,
     owner: str | None = None,
     fsync: bool = True,
+    tags: Iterable[str] = (),
     **options: Any,
 ) -> OperationResult:
     """Protect the resources of ``plan`` into a new checkpoint.
+
+    The checkpoint carries ``tags`` and the plan's own ``tags``.
 
     ``bank`` defaults to the plan's ``bank``, then to its provider's, then
     to :func:`default_bank_url`; the provider's plugin configuration reaches
@@ -140,6 +144,7 @@ def protect(
     """
     if not isinstance(plan, Plan):
         plan = load_plan(plan)
+    tags = normal_tags((*plan.tags, *tags))  # before anything is written
     dag = compile_plan(plan, "protect", parameters=parameters)
     runner, run_options = make_executor(executor, options, dag, pools=plan.pools,
                                         provider=plan.provider)
@@ -151,7 +156,8 @@ def protect(
     kept = plan if parameters is None else attrs.evolve(
         plan, parameters={k: dict(v) for k, v in parameters.items()})
     checkpoint = store.create(
-        kept, ResourceGraph.from_dag(dag), jsonio.fingerprint(dag), owner, lease_ttl=lease_ttl()
+        kept, ResourceGraph.from_dag(dag), jsonio.fingerprint(dag), owner, lease_ttl=lease_ttl(),
+        tags=tags,
     )
     meta = JournalMeta(owner, kept, plan_source=plan.source if parameters is None else None)
     return protect_into(checkpoint, dag, runner, meta=meta, options=run_options)
