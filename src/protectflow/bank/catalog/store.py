@@ -281,12 +281,13 @@ class CheckpointStore:
         except BankError:  # not even a valid id
             return False
 
-    def prune_index(self) -> builtins.list[str]:
-        """Remove what lies in the index but names no checkpoint as it is:
-        a file dropped there, an entry of a checkpoint that is gone or whose
-        record says another plan or time. Entries are listed before the
-        records are read, so a checkpoint being made meanwhile (its record
-        comes before its entries) is never taken for a stray.
+    def prune_index(self, *, thorough: bool = True) -> builtins.list[str]:
+        """Remove what lies in the index but names no checkpoint: a file
+        dropped there, an entry of a checkpoint that is gone, and (when
+        ``thorough``, which reads every record) an entry whose record says
+        another plan or time. Entries are listed before the records are
+        read, so a checkpoint being made meanwhile (its record comes before
+        its entries) is never taken for a stray.
 
         Returns
         -------
@@ -300,8 +301,12 @@ class CheckpointStore:
         """
         listed = [k for k in self.bank.iter_objects("index/")
                   if k.startswith((BY_DATE, BY_PLAN, IN_PROGRESS))]
-        wanted = set(self._index_from_records(in_progress_any=True))
-        stray = [k for k in listed if k not in wanted]
+        if thorough:
+            wanted = set(self._index_from_records(in_progress_any=True))
+            stray = [k for k in listed if k not in wanted]
+        else:  # one stat per entry, no record read: what gc can afford on a large bank
+            stray = [k for k in listed if not self._names_checkpoint(
+                k[len(IN_PROGRESS):] if k.startswith(IN_PROGRESS) else self._indexed_id(k) or "")]
         for key in stray:
             self.bank.delete_object(key)
         return stray
