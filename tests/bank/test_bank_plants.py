@@ -142,3 +142,24 @@ def test_forged_bad_marks_only_make_a_protect_store_good_bytes_again(
         assert cli.main(["verify", cp, "--bank", str(bank), "--read-data", "-q"]) == 0
     with pytest.raises(ChunkError):  # and a chunk that is really gone is still said so
         ChunkStore(Bank(bank), "x@y").read("0" * 64)
+
+
+def test_a_store_without_conditional_puts_falls_back_to_check_then_put(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An S3-compatible store that answers a conditional put with "not
+    implemented" still gets its objects, made by a check then a put."""
+    bank = Bank(f"memory://pf-{os.urandom(4).hex()}/bank")
+    backend = bank.backend
+    backend.conditional = True  # type: ignore[union-attr]
+    real = backend.fs.pipe_file  # type: ignore[union-attr]
+
+    def pipe_file(path: str, value: bytes, mode: str = "overwrite", **kw: object) -> None:
+        if mode == "create":
+            raise OSError("An error occurred (NotImplemented) when calling PutObject")
+        real(path, value, **kw)
+
+    monkeypatch.setattr(backend.fs, "pipe_file", pipe_file)  # type: ignore[union-attr]
+    assert backend.create_exclusive("a", (b"1",))
+    assert not backend.create_exclusive("a", (b"2",))
+    assert backend.read("a") == b"1"
+    assert backend.conditional is False  # type: ignore[union-attr]
