@@ -18,6 +18,8 @@ component of a lower layer, nothing else)::
     bank.objects                the object store, its crypto and its keys
     dag                       the HookDAG, and the plan and resource graph a
                               checkpoint keeps (pure data and their JSON)
+    retention                 a plan's policies as pure data: retention rules and
+                              their decision, schedules, durations, tags
     signals | _paths | _urls  SIGTERM as Ctrl-C; object paths and bank URLs, which
                               the compiler needs without loading the bank
     states | errors | _util | _faults | _fields | _localfiles
@@ -59,6 +61,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("bank.chunks",),
     ("bank.objects",),
     ("dag",),
+    ("retention",),
     ("signals", "_paths", "_urls"),
     ("states", "errors", "_util", "_faults", "_fields", "_localfiles"),
 )

@@ -115,8 +115,11 @@ class Fields:
             raise self.fail(f"{name!r} is not a list of strings")
         return tuple(items)
 
-    def version(self, expected: int, unsupported: Callable[[object], Exception]) -> None:
-        """Check the document's ``version``, once, before any other field.
+    def version(self, expected: int | tuple[int, ...],
+                unsupported: Callable[[object], Exception]) -> int:
+        """Check the document's ``version``, once, before any other field:
+        ``expected`` or one of them (a format that still reads its older
+        versions). Returns the version found.
 
         Raises
         ------
@@ -125,5 +128,7 @@ class Fields:
             ``expected``.
         """
         found = self.data.get("version")
-        if found != expected or isinstance(found, bool):
+        accepted = expected if isinstance(expected, tuple) else (expected,)
+        if found not in accepted or not isinstance(found, int) or isinstance(found, bool):
             raise unsupported(found)
+        return found

@@ -51,6 +51,8 @@ def add_parsers(sub: Subparsers) -> None:
                    "for those unchanged, and read back every chunk it would reuse, storing "
                    "a damaged one again (sets the 'reread' parameter of every plugin "
                    "that takes one)")
+    p.add_argument("--tag", dest="tags", action="append", default=[], metavar="TAG",
+                   help="tag the checkpoint (repeat for more; the plan's 'tags' are added)")
     add_executor_args(p)
     p.set_defaults(func=protect_command)
 
@@ -135,7 +137,7 @@ def protect_command(args: argparse.Namespace) -> int:
     bank = bank_from_args(args, chosen.bank, fsync=args.fsync)
     extra = {"parameters": _with_reread(plan)} if args.reread else {}
     result = _run(args, operations.protect, plan, chosen=chosen, bank=bank, provider=provider,
-                  **extra)
+                  tags=args.tags, **extra)
     return finish(args, result, f"protect of {plan.name}")
 
 

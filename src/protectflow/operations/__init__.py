@@ -27,13 +27,14 @@ work behind them lives in the modules named above and in ``runs``.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeAlias
 
 import attrs
 
 from protectflow.bank import Bank, Checkpoint, CheckpointStore, default_bank_url
 from protectflow.bank.catalog.check import CheckReport, check_checkpoint
+from protectflow.bank.catalog.record import normal_tags
 from protectflow.compiler import Plan, load_plan
 from protectflow.dag import HookDAG
 from protectflow.dag.resource_graph import ResourceGraph
@@ -135,9 +136,12 @@ def protect(
     fsync: bool = True,
     provider: Provider | None = None,
     settings: RunSettings | None = None,
+    tags: Iterable[str] = (),
     **options: Any,
 ) -> OperationResult:
     """Protect the resources of ``plan`` into a new checkpoint.
+
+    The checkpoint carries ``tags`` and the plan's own ``tags``.
 
     ``bank`` defaults to the plan's ``bank``, then to its provider's, then
     to :func:`default_bank_url`; the provider's plugin configuration reaches
@@ -162,6 +166,7 @@ def protect(
     settings = RunSettings.of(options, base=settings)
     if not isinstance(plan, Plan):
         plan = load_plan(plan)
+    tags = normal_tags((*plan.tags, *tags))  # before anything is written
     prepared = prepare_plan(plan, "protect", parameters=parameters, executor=executor,
                             settings=settings, provider=provider)
     prepared.check_resources()
@@ -172,7 +177,7 @@ def protect(
     kept = plan if parameters is None else attrs.evolve(
         plan, parameters={k: dict(v) for k, v in parameters.items()})
     checkpoint = store.create(kept, ResourceGraph.from_dag(prepared.dag), prepared.fingerprint,
-                              owner, lease_ttl=lease_ttl())
+                              owner, lease_ttl=lease_ttl(), tags=tags)
     meta = JournalMeta(owner, kept, plan_source=plan.source if parameters is None else None)
     return protect_into(checkpoint, prepared, meta=meta)
 

@@ -21,6 +21,7 @@ import difflib
 import os
 import re
 import uuid
+from collections.abc import Iterable
 
 from protectflow._paths import segment
 from protectflow._util import now_iso
@@ -92,6 +93,7 @@ class CheckpointStore:
         copied_from: CopiedFrom | None = None,
         lease_ttl: float = DEFAULT_LEASE_TTL,
         now: float | None = None,
+        tags: Iterable[str] = (),
     ) -> Checkpoint:
         """Create a checkpoint, held by ``owner``'s lease until released.
 
@@ -112,6 +114,8 @@ class CheckpointStore:
             Seconds the operation's lease lasts unless renewed.
         now : float, optional
             The creation time (epoch seconds); the current time if omitted.
+        tags : iterable of str
+            The checkpoint's tags.
 
         Returns
         -------
@@ -122,11 +126,12 @@ class CheckpointStore:
         Raises
         ------
         BankError
-            If the plan has no name or the bank refuses the writes.
+            If the plan has no name, a tag cannot be one, or the bank refuses
+            the writes.
         """
         record = new_record(uuid.uuid4().hex, plan=plan, resource_graph=resource_graph,
                             dag_fingerprint=dag_fingerprint, owner=owner,
-                            copied_from=copied_from, created_at=now_iso(now))
+                            copied_from=copied_from, created_at=now_iso(now), tags=tags)
         checkpoint = Checkpoint.create(self.bank, record, lease_ttl=lease_ttl, now=now)
         self._index_new(checkpoint, record.plan_name, record.created_at)
         return checkpoint
