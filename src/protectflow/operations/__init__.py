@@ -118,11 +118,14 @@ def protect(
     owner: str | None = None,
     fsync: bool = True,
     tags: Iterable[str] = (),
+    taken_at: float | None = None,
     **options: Any,
 ) -> OperationResult:
     """Protect the resources of ``plan`` into a new checkpoint.
 
-    The checkpoint carries ``tags`` and the plan's own ``tags``.
+    The checkpoint carries ``tags`` and the plan's own ``tags``; its
+    ``created_at`` is ``taken_at`` (epoch seconds: a scheduler's clock) when
+    given, else the current time.
 
     ``bank`` defaults to the plan's ``bank``, then to its provider's, then
     to :func:`default_bank_url`; the provider's plugin configuration reaches
@@ -157,7 +160,7 @@ def protect(
         plan, parameters={k: dict(v) for k, v in parameters.items()})
     checkpoint = store.create(
         kept, ResourceGraph.from_dag(dag), jsonio.fingerprint(dag), owner, lease_ttl=lease_ttl(),
-        tags=tags,
+        tags=tags, created_at=taken_at,
     )
     meta = JournalMeta(owner, kept, plan_source=plan.source if parameters is None else None)
     return protect_into(checkpoint, dag, runner, meta=meta, options=run_options)
