@@ -40,6 +40,7 @@ from protectflow.bank.chunks.refs import live_names
 from protectflow.bank.chunks.store import REFS, ChunkStore
 from protectflow.errors import BankError, CheckpointBusyError, CheckpointNotFoundError
 from protectflow.executors import Executor
+from protectflow.operations.prepared import RunSettings
 from protectflow.operations.runs import delete_checkpoint
 from protectflow.retention import Candidate, Decision, RetentionPolicy, decide
 from protectflow.states import DELETED, ERROR_DELETING
@@ -254,7 +255,7 @@ def _apply(store: CheckpointStore, planned: PlanForget, *, executor: str | Execu
     for checkpoint_id in planned.decision.removed_ids:
         try:
             result = delete_checkpoint(store.get(checkpoint_id), executor=executor,
-                                       owner=owner, options=options)
+                                       owner=owner, settings=RunSettings.of(options))
         except CheckpointBusyError as err:
             failed.append((checkpoint_id, f"kept: it became busy ({err})"))
             continue
@@ -309,7 +310,7 @@ def _finish_deletes(store: CheckpointStore, *, executor: str | Executor,
         with contextlib.suppress(BankError):
             checkpoint = store.get(record.id)
             if delete_checkpoint(checkpoint, executor=executor, owner=owner,
-                                 options={}).report.ok:
+                                 settings=RunSettings()).report.ok:
                 finished.append(record.id)
     return finished
 
