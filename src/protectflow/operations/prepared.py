@@ -18,6 +18,7 @@ become one at the edge (:meth:`RunSettings.of`), unknown names refused there.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
@@ -143,10 +144,18 @@ class Prepared:
         return self.executor.run(self.dag, options)
 
 
+@functools.cache
+def _protection_entry_points() -> dict[str, Any]:
+    """The protection plugins' entry points, read once a process: reading
+    every distribution's metadata costs tens of milliseconds, which a forget
+    of thousands of checkpoints would pay per delete."""
+    return {ep.name: ep for ep in entry_points(group=PROTECTIONS)}
+
+
 def plugin_versions(dag: HookDAG) -> dict[str, str]:
     """Plugin name -> ``distribution version`` of every protection plugin the
     DAG uses (``unknown`` for one not installed through an entry point)."""
-    found = {ep.name: ep for ep in entry_points(group=PROTECTIONS)}
+    found = _protection_entry_points()
     out = {}
     for name in sorted({n.plugin for n in dag.nodes}):
         ep = found.get(name)
