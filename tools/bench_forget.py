@@ -85,7 +85,7 @@ def _clone(bank: Bank, template: str, refs: list[tuple[str, str]], when: dt.date
     record = CheckpointStore(bank).get(template).record
     created = now_iso(when.timestamp())
     record = attrs.evolve(record, id=cid, created_at=created, updated_at=created, operations=())
-    for key in bank.list_objects(base + "data/") + [base + "dag.json", base + "statuses"]:
+    for key in [*bank.list_objects(base + "data/"), base + "dag.json", base + "statuses"]:
         bank.update_object(f"{CHECKPOINTS}{cid}/{key[len(base):]}", bank.get_object(key))
     for digest, resource in refs:
         bank.create_object(f"{REFS}{digest[:2]}/{digest}/{segment(cid + '@' + resource)}", b"")
