@@ -5,7 +5,7 @@ schedulers on one bank, SIGTERM during a run, a scheduler killed and restarted."
 from __future__ import annotations
 
 import datetime as dt
-import os
+import json
 import signal
 import subprocess
 import sys
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from protectflow import cli
 from protectflow.bank import Bank, CheckpointStore
 from protectflow.compiler import parse_plan
 from protectflow.errors import BankError, PlanError, SchedulerBusyError
@@ -200,5 +201,22 @@ def test_a_killed_scheduler_is_taken_over_and_its_run_marked_died(tmp_path: Path
             second.kill()
 
 
-def test_the_environment_is_the_tests(tmp_path: Path) -> None:
-    assert "XDG_CONFIG_HOME" in os.environ
+def test_the_command_refuses_bad_plans_and_shows_the_status(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bank = Bank(tmp_path / "bank")
+    path = tmp_path / "plain.yaml"
+    path.write_text(f"name: plain\nbank: {bank.url}\nresources:\n"
+                    "  - {type: OS::Cinder::Volume, id: v1}\n")
+    assert cli.main(["scheduler", str(path)]) == 2
+    assert "has no 'schedules:'" in capsys.readouterr().err
+    store = CheckpointStore(bank)
+    clock = FakeClock(START)
+    Scheduler(store, [plan("schedules: [{operation: protect, interval: 1h}]")],
+              clock=clock).run(until=START + dt.timedelta(hours=2))
+    assert cli.main(["scheduler", "status", "--bank", bank.url, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["scheduler"] is None
+    assert [r["status"] for r in doc["runs"]] == ["ok", "ok", "ok"]
+    assert cli.main(["scheduler", "status", "--bank", bank.url]) == 0
+    out = capsys.readouterr().out
+    assert "not running" in out and out.count(" protect ") == 3
