@@ -40,6 +40,7 @@ from protectflow.dag import HookDAG
 from protectflow.dag.resource_graph import ResourceGraph
 from protectflow.errors import BankError, CorruptObjectError
 from protectflow.executors import Executor, RunReport
+from protectflow.operations.forget import ForgetReport, PruneReport, forget, prune
 from protectflow.operations.journal import JournalMeta
 from protectflow.operations.lease import default_owner, lease_ttl
 from protectflow.operations.maintenance import (
@@ -64,9 +65,11 @@ from protectflow.plugins.providers import Provider
 
 __all__ = [
     "CheckReport",
+    "ForgetReport",
     "GcReport",
     "OperationResult",
     "Prepared",
+    "PruneReport",
     "ReindexReport",
     "RepairReport",
     "RunSettings",
@@ -75,11 +78,13 @@ __all__ = [
     "copy",
     "default_owner",
     "delete",
+    "forget",
     "gc",
     "next_steps",
     "open_store",
     "prepare_run",
     "protect",
+    "prune",
     "reindex",
     "repair",
     "restore",
