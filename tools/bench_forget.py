@@ -36,6 +36,7 @@ import datetime as dt
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -163,10 +164,12 @@ def _restic_times(env: dict[str, str], repo: Path, copy: Path) -> tuple[float, f
     decide_s = time.perf_counter() - started
     shutil.copytree(repo, copy)
     started = time.perf_counter()
-    subprocess.run(["restic", "forget", "--prune", "-q", *FLAGS],
-                   env={**env, "RESTIC_REPOSITORY": str(copy)}, check=True, capture_output=True)
+    subprocess.run(["restic", "forget", "--prune", "-q", *FLAGS], check=True,
+                   env={**env, "RESTIC_REPOSITORY": str(copy),
+                        "RESTIC_CACHE_DIR": str(copy) + "-cache"}, capture_output=True)
     free_s = time.perf_counter() - started
     shutil.rmtree(copy)
+    shutil.rmtree(str(copy) + "-cache", ignore_errors=True)
     return decide_s, free_s
 
 
@@ -198,6 +201,7 @@ def bench_restic(root: Path, count: int, target: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # figures as they come
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoints", type=int, default=10_000)
     parser.add_argument("--templates", type=int, default=40)
