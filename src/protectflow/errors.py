@@ -36,6 +36,7 @@ __all__ = [
     "ProtectflowWarning",
     "RenderError",
     "RunFailed",
+    "SchedulerBusyError",
     "Terminated",
 ]
 
@@ -174,6 +175,15 @@ class CheckpointNotFoundError(BankError, LookupError):
 
 class CheckpointBusyError(BankError):
     """Another operation holds the checkpoint's lease (or took it over)."""
+
+
+class SchedulerBusyError(BankError):
+    """Another scheduler runs the bank's schedules (it holds the bank's
+    scheduler lease); ``holder`` describes it."""
+
+    def __init__(self, message: str, holder: str = "") -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class CorruptObjectError(BankError):

@@ -140,7 +140,7 @@ def protect_command(args: argparse.Namespace) -> int:
     # The plan's bank, else its provider's, ranks as the plan's (after --bank).
     chosen = settings(args, plan.bank or provider.bank)
     bank = bank_from_args(args, chosen.bank, fsync=args.fsync)
-    extra = {"parameters": _with_reread(plan)} if args.reread else {}
+    extra: dict[str, Any] = {"parameters": _with_reread(plan)} if args.reread else {}
     result = _run(args, operations.protect, plan, chosen=chosen, bank=bank, provider=provider,
                   tags=args.tags, **extra)
     return finish(args, result, f"protect of {plan.name}")

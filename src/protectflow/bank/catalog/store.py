@@ -94,6 +94,7 @@ class CheckpointStore:
         lease_ttl: float = DEFAULT_LEASE_TTL,
         now: float | None = None,
         tags: Iterable[str] = (),
+        created_at: float | None = None,
     ) -> Checkpoint:
         """Create a checkpoint, held by ``owner``'s lease until released.
 
@@ -116,6 +117,9 @@ class CheckpointStore:
             The creation time (epoch seconds); the current time if omitted.
         tags : iterable of str
             The checkpoint's tags.
+        created_at : float, optional
+            The time the record says the checkpoint was taken at (a
+            scheduler's clock), when not ``now``; leases keep the real time.
 
         Returns
         -------
@@ -131,7 +135,9 @@ class CheckpointStore:
         """
         record = new_record(uuid.uuid4().hex, plan=plan, resource_graph=resource_graph,
                             dag_fingerprint=dag_fingerprint, owner=owner,
-                            copied_from=copied_from, created_at=now_iso(now), tags=tags)
+                            copied_from=copied_from,
+                            created_at=now_iso(now if created_at is None else created_at),
+                            tags=tags)
         checkpoint = Checkpoint.create(self.bank, record, lease_ttl=lease_ttl, now=now)
         self._index_new(checkpoint, record.plan_name, record.created_at)
         return checkpoint
