@@ -351,6 +351,7 @@ def resume(
     bank: BankLike | None = None,
     executor: str | Executor = "threads",
     plan: Plan | str | os.PathLike[str] | None = None,
+    parameters: Mapping[str, Mapping[str, Any]] | None = None,
     owner: str | None = None,
     settings: RunSettings | None = None,
     **options: Any,
@@ -366,21 +367,26 @@ def resume(
     that no longer exists. ``plan`` (a protect's plan, re-read) must be the
     plan the journal was written for; by default the plan saved in the
     checkpoint is used, and the plan file it came from is checked if it still
-    exists.
+    exists. Commands and targets come from the operator, never from the bank
+    alone (:mod:`~protectflow.operations.confirm`): a protect whose record
+    names commands (an application's freeze and thaw) resumes only with a plan
+    of the operator's that gives them, and a restore or verify resumes only
+    with ``parameters`` (its ``target``...) equal to those its journal recorded.
 
     Raises
     ------
     NotResumableError
-        When there is nothing to resume, the operation cannot be resumed, or
-        the plan, the plugins' versions or the compiled DAG changed since the
-        journal was written (the message names what changed).
+        When there is nothing to resume, the operation cannot be resumed, the
+        plan, the plugins' versions or the compiled DAG changed since the
+        journal was written, or the record or journal asks for commands or
+        parameters the operator did not give (the message names what differs).
     CheckpointBusyError
         When a live operation holds the checkpoint.
     CheckpointNotFoundError
         When there is no such checkpoint.
     """
     return resume_checkpoint(_get(bank, checkpoint_id), executor=executor, plan=plan,
-                             owner=owner or default_owner(),
+                             owner=owner or default_owner(), parameters=parameters,
                              settings=RunSettings.of(options, base=settings))
 
 
