@@ -124,6 +124,19 @@ class Fields:
             What ``unsupported`` makes of the version found, when it is not
             ``expected``.
         """
+        self.version_in((expected,), unsupported)
+
+    def version_in(self, accepted: tuple[int, ...],
+                   unsupported: Callable[[object], Exception]) -> None:
+        """Check that the document's ``version`` is one of ``accepted``
+        (a reader of several versions), once, before any other field.
+
+        Raises
+        ------
+        Exception
+            What ``unsupported`` makes of the version found, when it is not
+            one of ``accepted``.
+        """
         found = self.data.get("version")
-        if found != expected or isinstance(found, bool):
+        if found not in accepted or isinstance(found, bool):
             raise unsupported(found)

@@ -21,6 +21,7 @@ from protectflow.plugins.builtin import fs
 from protectflow.plugins.builtin import sqlite as sq
 from protectflow.plugins.builtin._chunks import chunk_key
 from protectflow.plugins.builtin.fs import _restore as _fsrestore
+from protectflow.plugins.builtin.fs._entries import FileEntry
 from tests import needs
 from tests.plugins.plugin_helpers import make_tree, new_checkpoint, snapshot_tree
 
@@ -43,7 +44,7 @@ def protected(bank: Bank, tmp_path: Path) -> tuple[Any, Resource]:
 
 def rewrite_manifest(cp: Any, resource: Resource, change: Any) -> None:
     section = cp.get_resource_bank_section(resource)
-    manifest = fs.read_manifest(section, resource)
+    manifest = section.get_object(fs.MANIFEST)  # the JSON, to forge
     change(manifest["entries"])
     section.update_object(fs.MANIFEST, manifest)
 
@@ -99,8 +100,10 @@ def test_staging_is_private_unpredictable_and_removed_when_the_restore_fails(
         return real_build(root_fd, *args, **kwargs)
 
     monkeypatch.setattr(_fsrestore, "build", spy)
-    entries = fs.read_manifest(cp.get_resource_bank_section(resource), resource)["entries"]
-    bank.delete_object(chunk_key(_file(entries)["chunks"][0]))
+    entry = fs.read_manifest(cp.get_resource_bank_section(resource), resource).get(
+        "sub/deeper/big.dat")
+    assert isinstance(entry, FileEntry) and entry.chunks
+    bank.delete_object(chunk_key(entry.chunks[0]))
     with pytest.raises(ChunkError):
         fs.restore_tree(cp, resource, {"target": str(tmp_path / "out")})
     mode, name = seen[0]

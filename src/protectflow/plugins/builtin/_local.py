@@ -161,11 +161,12 @@ def committed_manifest(section: BankSection, resource: Resource, *,
 
 def copy_chunks(checkpoint: HookCheckpoint, resource: Resource, digests: list[str],
                 kwargs: Mapping[str, Any], *,
-                rename: Callable[[dict[str, Any], Mapping[str, str]], None]) -> dict[str, Any]:
+                rename: Callable[[object, Mapping[str, str]], dict[str, object]],
+                ) -> dict[str, Any]:
     """Give the copy's target checkpoint (``kwargs["target_checkpoint"]``, in
     another bank) the chunks ``digests``, named under the target's key, and
     the resource's manifest with the chunks renamed
-    (``rename(manifest, {old: new})`` edits it in place).
+    (``rename(manifest's JSON, {old: new})`` gives the JSON to store).
 
     Each bank names chunks by a hash keyed with its own key, so a chunk's
     name in the source means nothing in the target: the manifest copied
@@ -186,8 +187,7 @@ def copy_chunks(checkpoint: HookCheckpoint, resource: Resource, digests: list[st
     manifest = committed_manifest(checkpoint.get_resource_bank_section(resource), resource)
     copied, names = copy_all(store_of(checkpoint, resource),
                              store_of(target, resource, durable=False), digests)
-    rename(manifest, names)
-    target.get_resource_bank_section(resource).update_object(MANIFEST, manifest)
+    target.get_resource_bank_section(resource).update_object(MANIFEST, rename(manifest, names))
     return {"chunks": len(set(digests)), "copied_chunks": copied}
 
 

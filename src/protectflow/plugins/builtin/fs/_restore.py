@@ -22,11 +22,18 @@ import os
 import stat
 import tempfile
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from protectflow.errors import LocalPluginError
 from protectflow.plugins.builtin._chunks import ChunkStore, sha256
 from protectflow.plugins.builtin.fs._build import Outcome, build
+from protectflow.plugins.builtin.fs._entries import (
+    DirEntry,
+    Entry,
+    FileEntry,
+    HardLinkEntry,
+    SpecialEntry,
+    SymlinkEntry,
+)
 from protectflow.plugins.builtin.fs._meta import (
     DIR_FLAGS,
     SET_ID_BITS,
@@ -39,7 +46,6 @@ from protectflow.plugins.builtin.fs._read import READ_FLAGS, data_extents, read_
 
 __all__ = ["matches", "restore_into"]
 
-Entry = dict[str, Any]
 ChunkId = Callable[[bytes | bytearray | memoryview], str]
 _KINDS = {stat.S_IFDIR: "dir", stat.S_IFREG: "file", stat.S_IFLNK: "symlink",
           stat.S_IFIFO: "fifo", stat.S_IFCHR: "chr", stat.S_IFBLK: "blk"}
@@ -120,23 +126,23 @@ def _merge(staging_fd: int, parent_fd: int, name: str, entries: Sequence[Entry],
     try:
         with DirStack(staging_fd) as src, DirStack(dest_fd) as dst:
             for e in entries:
-                path = e["path"]
+                path = e.path
                 if path == "." or any(path.startswith(m + "/") for m in moved):
                     kept_dirs += [e] if path == "." else []
                     continue
                 folder, base = split(path)
                 dst_fd = dst.fd_of(folder)
-                if e["type"] == "dir" and _kind_at(dst_fd, base) == "dir":
+                if isinstance(e, DirEntry) and _kind_at(dst_fd, base) == "dir":
                     kept_dirs.append(e)
                     continue
                 with contextlib.suppress(FileNotFoundError):
                     remove(dst_fd, base)
                 os.rename(base, base, src_dir_fd=src.fd_of(folder), dst_dir_fd=dst_fd)
-                if e["type"] == "dir":
+                if isinstance(e, DirEntry):
                     moved.append(path)
-        for e in sorted(kept_dirs, key=lambda e: -(e["path"].count("/") + (e["path"] != "."))):
+        for e in sorted(kept_dirs, key=lambda e: -(e.path.count("/") + (e.path != "."))):
             with DirStack(dest_fd) as dst:
-                apply_meta(e, fd=dst.fd_of(e["path"]), owners=owners)
+                apply_meta(e, fd=dst.fd_of(e.path), owners=owners)
     finally:
         os.close(dest_fd)
 
@@ -173,38 +179,39 @@ def matches(parent_fd: int, name: str, entries: Sequence[Entry], *, chunk_size: 
 
 def _same(dirs: DirStack, e: Entry, inodes: dict[str, int], *, chunk_size: int,
           owners: bool, chunk_id: ChunkId) -> bool:
-    folder, base = split(e["path"]) if e["path"] != "." else ("", ".")
+    folder, base = split(e.path) if e.path != "." else ("", ".")
     dir_fd = dirs.fd_of(folder)
     st = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
-    inodes[e["path"]] = st.st_ino
-    if "link" in e:
-        return st.st_ino == inodes.get(e["link"])
-    mode = e["mode"] if owners or e["type"] == "dir" else e["mode"] & ~SET_ID_BITS
-    same = (_KINDS.get(stat.S_IFMT(st.st_mode)) == e["type"] and st.st_mtime_ns == e["mtime_ns"]
-            and (e["type"] == "symlink" or stat.S_IMODE(st.st_mode) == mode)
-            and (not owners or (st.st_uid, st.st_gid) == (e.get("uid"), e.get("gid"))))
+    inodes[e.path] = st.st_ino
+    if isinstance(e, HardLinkEntry):
+        return st.st_ino == inodes.get(e.link)
+    meta = e.meta
+    mode = meta.mode if owners or e.kind == "dir" else meta.mode & ~SET_ID_BITS
+    same = (_KINDS.get(stat.S_IFMT(st.st_mode)) == e.kind and st.st_mtime_ns == meta.mtime_ns
+            and (e.kind == "symlink" or stat.S_IMODE(st.st_mode) == mode)
+            and (not owners or (st.st_uid, st.st_gid) == (meta.uid, meta.gid)))
     if not same:
         return False
-    if e["type"] == "symlink":
-        return bool(os.readlink(base, dir_fd=dir_fd) == e["target"])
-    if e["type"] in ("chr", "blk"):
-        return bool([os.major(st.st_rdev), os.minor(st.st_rdev)] == e["rdev"])
-    if e["type"] == "file":
-        return st.st_size == e["size"] and _same_content(dir_fd, base, e, chunk_size,
-                                                            chunk_id)
+    if isinstance(e, SymlinkEntry):
+        return bool(os.readlink(base, dir_fd=dir_fd) == e.target)
+    if isinstance(e, SpecialEntry) and e.kind != "fifo":
+        return (os.major(st.st_rdev), os.minor(st.st_rdev)) == e.rdev
+    if isinstance(e, FileEntry):
+        return st.st_size == e.size and _same_content(dir_fd, base, e, chunk_size, chunk_id)
     return True
 
 
-def _same_content(dir_fd: int, name: str, e: Entry, chunk_size: int,
+def _same_content(dir_fd: int, name: str, e: FileEntry, chunk_size: int,
                   chunk_id: ChunkId) -> bool:
     fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
     try:
-        if "pack" in e:
-            return bool(sha256(os.pread(fd, e["size"] + 1, 0)) == e["sha256"])
-        extents = e.get("sparse") or ([[0, e["size"]]] if e["size"] else [])
-        if "sparse" in e and data_extents(fd, e["size"]) != extents:
+        if e.pack is not None:
+            return bool(sha256(os.pread(fd, e.size + 1, 0)) == e.pack.sha256)
+        extents = [list(x) for x in e.sparse] if e.sparse is not None else (
+            [[0, e.size]] if e.size else [])
+        if e.sparse is not None and data_extents(fd, e.size) != extents:
             return False  # the same bytes, perhaps, but not the same holes
         pieces = read_stream(fd, extents, bytearray(chunk_size))
-        return bool([chunk_id(piece) for piece in pieces] == e["chunks"])
+        return tuple(chunk_id(piece) for piece in pieces) == e.chunks
     finally:
         os.close(fd)

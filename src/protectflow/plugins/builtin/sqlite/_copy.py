@@ -29,11 +29,11 @@ from protectflow.plugins.builtin._local import (
     restore_destination,
     store_of,
 )
+from protectflow.plugins.builtin.sqlite._records import SqliteManifest
 
 __all__ = ["check", "file_chunks", "integrity_check", "read_manifest", "restore_database",
            "restore_name", "verify_database"]
 
-_READABLE_VERSIONS = (1, 2)
 #: An extension the restored file may take from the stored source's name.
 _SUFFIX = re.compile(r"\.[A-Za-z0-9_+-]{1,16}")
 
@@ -65,32 +65,33 @@ def check(path: str, what: str) -> None:
         raise LocalPluginError(f"{what}: PRAGMA integrity_check did not return ok: {result}")
 
 
-def read_manifest(checkpoint: HookCheckpoint, resource: Resource) -> dict[str, Any]:
-    manifest: dict[str, Any] = committed_manifest(
-        checkpoint.get_resource_bank_section(resource), resource, missing="no copy of it")
-    if manifest.get("version") not in _READABLE_VERSIONS:
-        raise LocalPluginError(
-            f"{resource.key}: its manifest has format version {manifest.get('version')!r}; "
-            f"this protectflow reads versions {', '.join(map(str, _READABLE_VERSIONS))} "
-            "-- upgrade it")
-    return manifest
+def read_manifest(checkpoint: HookCheckpoint, resource: Resource) -> SqliteManifest:
+    """The manifest a protect committed for ``resource``.
+
+    Raises
+    ------
+    LocalPluginError
+        If the checkpoint holds none, or one of a version it cannot read, or
+        one that is not valid.
+    """
+    return SqliteManifest.from_json(committed_manifest(
+        checkpoint.get_resource_bank_section(resource), resource, missing="no copy of it"),
+        what=resource.key)
 
 
-def _write_copy(store: ChunkStore, manifest: dict[str, Any], fd: int) -> None:
+def _write_copy(store: ChunkStore, manifest: SqliteManifest, fd: int) -> None:
     read = store.reader()
     with os.fdopen(os.dup(fd), "wb") as f:
-        for digest in manifest["chunks"]:
+        for digest in manifest.chunks:
             f.write(read(digest))
 
 
-def restore_name(resource: Resource, manifest: dict[str, Any]) -> str:
+def restore_name(resource: Resource, manifest: SqliteManifest) -> str:
     """The restored file's name: the database file's own name when the
     resource id is that name or its stem (``orders`` of ``orders.db`` comes
     back as ``orders.db``), else the id; only a plain extension is taken
     from the bank."""
-    source = manifest.get("source")
-    stem, suffix = os.path.splitext(os.path.basename(source)) if isinstance(source, str) \
-        else ("", "")
+    stem, suffix = os.path.splitext(os.path.basename(manifest.source))
     if stem == resource.id and _SUFFIX.fullmatch(suffix):
         return resource.id + suffix
     return resource.id
@@ -115,7 +116,7 @@ def restore_database(checkpoint: HookCheckpoint, resource: Resource,
     manifest = read_manifest(checkpoint, resource)
     dest = os.path.join(os.path.dirname(restore_destination(resource, parameters)),
                         restore_name(resource, manifest))
-    if file_chunks(store_of(checkpoint, resource), dest, manifest) == manifest["chunks"]:
+    if file_chunks(store_of(checkpoint, resource), dest, manifest) == list(manifest.chunks):
         return dest  # restored by an earlier attempt
     force = bool(parameters.get("force", False))
     check_destination(dest, force, resource.key)
@@ -138,25 +139,27 @@ def restore_database(checkpoint: HookCheckpoint, resource: Resource,
     return dest
 
 
-def _set_meta(fd: int, manifest: dict[str, Any], parameters: dict[str, Any]) -> None:
+def _set_meta(fd: int, manifest: SqliteManifest, parameters: dict[str, Any]) -> None:
     """The database's owner (as root, or when asked), mode and mtime."""
     owners = parameters.get("owners")
-    if (os.geteuid() == 0 if owners is None else owners) and "uid" in manifest:
-        os.fchown(fd, int(manifest["uid"]), int(manifest["gid"]))
-    if isinstance(manifest.get("mode"), int):
-        os.fchmod(fd, manifest["mode"] & 0o777)
-    if isinstance(manifest.get("mtime_ns"), int):
-        os.utime(fd, ns=(manifest["mtime_ns"], manifest["mtime_ns"]))
+    meta = manifest.meta
+    if (os.geteuid() == 0 if owners is None else owners) and meta.uid is not None \
+            and meta.gid is not None:
+        os.fchown(fd, meta.uid, meta.gid)
+    if meta.mode is not None:
+        os.fchmod(fd, meta.mode & 0o777)
+    if meta.mtime_ns is not None:
+        os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
 
 
-def file_chunks(store: ChunkStore, path: str, manifest: dict[str, Any]) -> list[str] | None:
+def file_chunks(store: ChunkStore, path: str, manifest: SqliteManifest) -> list[str] | None:
     """The chunk names in ``store`` of the file at ``path`` (not through a
     symlink), or None if there is no such regular file."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
-    size = manifest["chunk_size"]
+    size = manifest.chunk_size
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
@@ -185,4 +188,4 @@ def verify_database(checkpoint: HookCheckpoint, resource: Resource) -> dict[str,
         finally:
             os.close(fd)
         check(path, f"{resource.key}: stored copy")
-    return {"bytes": manifest["size"], "chunks": len(manifest["chunks"]), "integrity": "ok"}
+    return {"bytes": manifest.size, "chunks": len(manifest.chunks), "integrity": "ok"}
