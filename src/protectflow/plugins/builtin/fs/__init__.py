@@ -74,7 +74,7 @@ from typing import Any, ClassVar
 
 from protectflow.bank.chunks.refs import manifest_names
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError, LocalPluginError
+from protectflow.errors import BankError, DamagedFilesError, LocalPluginError
 from protectflow.plugins.base import (
     HookArgs,
     HookCheckpoint,
@@ -96,6 +96,7 @@ from protectflow.plugins.builtin._local import (
     store_of,
 )
 from protectflow.plugins.builtin.fs._build import Outcome
+from protectflow.plugins.builtin.fs._damage import describe
 from protectflow.plugins.builtin.fs._entries import stored_size
 from protectflow.plugins.builtin.fs._manifest import MAX_CHUNK_SIZE, Manifest
 from protectflow.plugins.builtin.fs._protect import (
@@ -159,8 +160,9 @@ def restore_tree(checkpoint: HookCheckpoint, resource: Resource,
     LocalPluginError
         If the manifest is refused, or the destination is not empty and
         ``force`` is not set.
-    ChunkError
-        If a chunk is missing or corrupt.
+    DamagedFilesError
+        If chunks are missing or corrupt, or do not agree with the manifest:
+        every intact file was written, the damaged ones are named.
     """
     return restore_with_outcome(checkpoint, resource, parameters)[0]
 
@@ -174,8 +176,9 @@ def restore_with_outcome(checkpoint: HookCheckpoint, resource: Resource,
     LocalPluginError
         If the manifest is refused, or the destination is not empty and
         ``force`` is not set.
-    ChunkError
-        If a chunk is missing or corrupt.
+    DamagedFilesError
+        If chunks are missing or corrupt, or do not agree with the manifest:
+        every intact file was written, the damaged ones are named.
     """
     # checked whole, before anything is written
     manifest = read_manifest(checkpoint.get_resource_bank_section(resource), resource)
@@ -186,6 +189,9 @@ def restore_with_outcome(checkpoint: HookCheckpoint, resource: Resource,
                            owners=os.geteuid() == 0 if owners is None else bool(owners),
                            chunk_size=manifest.chunk_size,
                            workers=int(parameters.get("workers", 4)), what=resource.key)
+    if outcome is not None and outcome.damaged:
+        raise DamagedFilesError(describe(outcome.damaged, what=resource.key),
+                                tuple(map(str, sorted(outcome.damaged, key=lambda d: d.path))))
     return dest, outcome or Outcome()
 
 

@@ -18,6 +18,7 @@ size), FIFOs, and devices (as root; otherwise reported as skipped).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Callable, Iterable, Sequence
@@ -25,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from protectflow.errors import ChunkError
 from protectflow.plugins.builtin._chunks import sha256
+from protectflow.plugins.builtin.fs._damage import Damage, file_damage
 from protectflow.plugins.builtin.fs._entries import (
     DirEntry,
     Entry,
@@ -33,6 +35,7 @@ from protectflow.plugins.builtin.fs._entries import (
     Packed,
     SpecialEntry,
     SymlinkEntry,
+    stored_size,
 )
 from protectflow.plugins.builtin.fs._meta import DirStack, apply_meta, split
 
@@ -50,27 +53,27 @@ _WRITE_MAX = 1 << 20
 
 class Outcome:
     """What a restore could not do exactly: entries skipped, attributes not
-    set; shown in the hook's output and log."""
+    set (shown in the hook's output and log), files damaged in the bank and
+    so not written (the restore fails naming them)."""
 
     def __init__(self) -> None:
         self.skipped: list[str] = []
         self.warnings: list[str] = []
+        self.damaged: list[Damage] = []
 
 
 # -- building ------------------------------------------------------------------------
 def build(root_fd: int, entries: Sequence[Entry], read_chunk: ReadChunk, *, owners: bool,
-          workers: int = 4) -> Outcome:
+          chunk_size: int, workers: int = 4) -> Outcome:
     """Recreate the checked ``entries`` in the empty folder ``root_fd``.
 
     Folders first (0700 while they fill), then file contents (in parallel),
     then links, FIFOs and devices, hard links, and last the folders' own
     metadata, deepest first, so that writing their children neither fails (a
-    read-only folder) nor changes their times.
-
-    Raises
-    ------
-    ChunkError
-        If a chunk is missing or corrupt.
+    read-only folder) nor changes their times. A file whose chunks are
+    missing, corrupt or do not agree with its size is not written (nor its
+    hard links): the outcome names it, with the byte ranges lost
+    (:mod:`._damage`), and every other file is written.
     """
     outcome = Outcome()
     with DirStack(root_fd) as dirs:
@@ -79,7 +82,8 @@ def build(root_fd: int, entries: Sequence[Entry], read_chunk: ReadChunk, *, owne
                 parent, name = split(e.path)
                 os.mkdir(name, 0o700, dir_fd=dirs.fd_of(parent))
     _write_files(root_fd, entries, read_chunk, owners=owners, workers=workers,
-                 outcome=outcome)
+                 chunk_size=chunk_size, outcome=outcome)
+    damaged = {d.path: d for d in outcome.damaged}
     with DirStack(root_fd) as dirs:
         for e in entries:
             if isinstance(e, (SymlinkEntry, SpecialEntry)):
@@ -89,6 +93,9 @@ def build(root_fd: int, entries: Sequence[Entry], read_chunk: ReadChunk, *, owne
                 continue
             if e.link in outcome.skipped:  # a device this process may not make
                 outcome.skipped.append(e.path)
+            elif e.link in damaged:
+                outcome.damaged.append(Damage(e.path, damaged[e.link].ranges,
+                                              f"a hard link to {e.link}, which is damaged"))
             else:
                 _hard_link(dirs, root_fd, e)
     for e in sorted((e for e in entries if isinstance(e, DirEntry)),
@@ -136,31 +143,46 @@ def _hard_link(dirs: DirStack, root_fd: int, e: HardLinkEntry) -> None:
 
 
 def _write_files(root_fd: int, entries: Sequence[Entry], read_chunk: ReadChunk, *,
-                 owners: bool, workers: int, outcome: Outcome) -> None:
+                 owners: bool, workers: int, chunk_size: int, outcome: Outcome) -> None:
     files = [e for e in entries if isinstance(e, FileEntry)]
     packs: dict[str, list[tuple[FileEntry, Packed]]] = {}
     for e in files:
         if e.pack is not None:
             packs.setdefault(e.pack.digest, []).append((e, e.pack))
 
-    def write_pack(digest: str) -> list[str]:  # one read of the pack for all its files
-        view = memoryview(read_chunk(digest))
-        problems: list[str] = []
-        with DirStack(root_fd) as dirs:
-            for e, packed in packs[digest]:
-                piece = view[packed.offset:packed.offset + packed.length]
-                if len(piece) != packed.length or sha256(piece) != packed.sha256:
-                    raise ChunkError(f"{e.path}: its bytes in pack {digest} do not match "
-                                     "its hash")
-                problems += _write_file(dirs, e, (piece,), owners=owners)
-        return problems
+    def write_pack(digest: str, dirs: DirStack) -> None:  # one read for all its files
+        try:
+            view = memoryview(read_chunk(digest))
+        except ChunkError as err:
+            outcome.damaged += [Damage(e.path, ((0, e.size),) if e.size else (), str(err))
+                                for e, _ in packs[digest]]
+            return
+        for e, packed in packs[digest]:
+            piece = view[packed.offset:packed.offset + packed.length]
+            if len(piece) != packed.length or sha256(piece) != packed.sha256:
+                outcome.damaged.append(Damage(
+                    e.path, ((0, e.size),) if e.size else (),
+                    f"its bytes in pack {digest} do not match its hash"))
+                continue
+            write(dirs, e, (piece,))
 
-    def write_chunks(e: FileEntry) -> list[str]:
-        with DirStack(root_fd) as dirs:
-            return _write_file(dirs, e, (read_chunk(d) for d in e.chunks or ()), owners=owners)
+    def write(dirs: DirStack, e: FileEntry, pieces: Iterable[bytes | memoryview]) -> None:
+        try:
+            outcome.warnings += _write_file(dirs, e, pieces, owners=owners)
+        except ChunkError:  # lost, or not what the manifest says: named, not written
+            parent, name = split(e.path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=dirs.fd_of(parent))
+            outcome.damaged.append(file_damage(e, read_chunk, chunk_size=chunk_size))
 
-    def write_packs() -> list[str]:
-        return [problem for digest in packs for problem in write_pack(digest)]
+    def write_chunks(e: FileEntry) -> None:
+        with DirStack(root_fd) as dirs:
+            write(dirs, e, (read_chunk(d) for d in e.chunks or ()))
+
+    def write_packs() -> None:
+        with DirStack(root_fd) as dirs:
+            for digest in packs:
+                write_pack(digest, dirs)
 
     # Packs (small files) in one thread, started first: their work is
     # system calls, several per file, and threads doing those at once mostly
@@ -170,7 +192,7 @@ def _write_files(root_fd: int, entries: Sequence[Entry], read_chunk: ReadChunk, 
         jobs = [pool.submit(write_packs)] if packs else []
         jobs += [pool.submit(write_chunks, e) for e in files if e.pack is None]
         for job in jobs:
-            outcome.warnings += job.result()
+            job.result()  # list.append and += of a list are atomic: the threads share outcome
 
 
 def _write_file(dirs: DirStack, entry: FileEntry, pieces: Iterable[bytes | memoryview], *,
@@ -179,8 +201,9 @@ def _write_file(dirs: DirStack, entry: FileEntry, pieces: Iterable[bytes | memor
     fd = os.open(name, CREATE_FLAGS, 0o600, dir_fd=dirs.fd_of(parent))
     try:
         written = _write_extents(fd, entry, pieces)
-        if written > entry.size:
-            raise ChunkError(f"{entry.path}: its chunks hold more bytes than its size")
+        if written != stored_size(entry):  # short: never padded; long: never cut
+            raise ChunkError(f"{entry.path}: its chunks hold {written} bytes, its manifest "
+                             f"says {stored_size(entry)}")
         os.ftruncate(fd, entry.size)  # the holes at the end of a sparse file
         return apply_meta(entry, fd=fd, owners=owners)
     finally:
@@ -189,10 +212,10 @@ def _write_file(dirs: DirStack, entry: FileEntry, pieces: Iterable[bytes | memor
 
 def _write_extents(fd: int, entry: FileEntry, pieces: Iterable[bytes | memoryview]) -> int:
     """Write the data stream at the entry's data extents (the whole file if it
-    has none), leaving the gaps as holes; returns the end of the last write."""
+    has none), leaving the gaps as holes; returns how many bytes it held."""
     extents = entry.sparse or ((0, entry.size),)
     index, offset, left = 0, extents[0][0], extents[0][1]
-    end = 0
+    total = 0
     for piece in pieces:
         view = memoryview(piece)
         while view:
@@ -202,10 +225,10 @@ def _write_extents(fd: int, entry: FileEntry, pieces: Iterable[bytes | memoryvie
             n = min(left, len(view), _WRITE_MAX)
             written = os.pwrite(fd, view[:n], offset)
             view, offset, left = view[written:], offset + written, left - written
-            end = max(end, offset)
+            total += written
             if left == 0 and index + 1 < len(extents):
                 index += 1
                 offset, left = extents[index]
             elif left == 0:
                 index += 1
-    return end
+    return total

@@ -80,9 +80,11 @@ def restore_into(dest: str, entries: Sequence[Entry], store: ChunkStore, *,
         try:
             staging_fd = os.open(staging, DIR_FLAGS, dir_fd=parent_fd)
             try:
-                outcome = build(staging_fd, entries, store.reader(), owners=owners, workers=workers)
+                outcome = build(staging_fd, entries, store.reader(), owners=owners,
+                                chunk_size=chunk_size, workers=workers)
                 if full:
-                    _merge(staging_fd, parent_fd, name, entries, owners=owners)
+                    _merge(staging_fd, parent_fd, name, entries, owners=owners,
+                           damaged={d.path for d in outcome.damaged})
             finally:
                 os.close(staging_fd)
             if not full:
@@ -113,10 +115,11 @@ def _occupied(parent_fd: int, name: str) -> bool:
 
 # -- force: the checkpoint's entries over an existing tree ------------------------------
 def _merge(staging_fd: int, parent_fd: int, name: str, entries: Sequence[Entry], *,
-           owners: bool) -> None:
+           owners: bool, damaged: set[str]) -> None:
     """Move each entry from staging over its path in ``name``: a folder on
     both sides stays (and gets the entry's metadata), anything else is
-    replaced; paths the checkpoint does not name are left alone."""
+    replaced; paths the checkpoint does not name, and the ``damaged`` files
+    the restore could not write, are left alone."""
     if _occupied(parent_fd, name) and _kind_at(parent_fd, name) != "dir":
         remove(parent_fd, name)
         os.mkdir(name, 0o700, dir_fd=parent_fd)
@@ -127,6 +130,8 @@ def _merge(staging_fd: int, parent_fd: int, name: str, entries: Sequence[Entry],
         with DirStack(staging_fd) as src, DirStack(dest_fd) as dst:
             for e in entries:
                 path = e.path
+                if path in damaged:
+                    continue
                 if path == "." or any(path.startswith(m + "/") for m in moved):
                     kept_dirs += [e] if path == "." else []
                     continue
