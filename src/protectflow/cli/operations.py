@@ -9,11 +9,13 @@ import argparse
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import attrs
+
 from protectflow import operations
 from protectflow.bank import Bank, Checkpoint, CheckpointStore
 from protectflow.cli import results
 from protectflow.cli.banks import plan_file, resolve_checkpoint
-from protectflow.cli.config import Config, named_bank
+from protectflow.cli.config import Config, Settings, named_bank
 from protectflow.cli.options import (
     BANK_HELP,
     Subparsers,
@@ -30,8 +32,8 @@ from protectflow.cli.progress import progress
 from protectflow.compiler import Plan, load_plan
 from protectflow.errors import BankLockedError, ParameterError, PluginError
 from protectflow.operations import OperationResult
-from protectflow.operations.preflight import plan_provider
 from protectflow.plugins import get_registry
+from protectflow.plugins.providers import resolve_provider
 
 __all__ = ["add_parsers"]
 
@@ -46,7 +48,8 @@ def add_parsers(sub: Subparsers) -> None:
                    "dies, but a power loss may take the checkpoint with it")
     p.add_argument("--reread", action="store_true",
                    help="read every file again rather than trust the previous checkpoint "
-                   "for those unchanged (sets the 'reread' parameter of every plugin "
+                   "for those unchanged, and read back every chunk it would reuse, storing "
+                   "a damaged one again (sets the 'reread' parameter of every plugin "
                    "that takes one)")
     add_executor_args(p)
     p.set_defaults(func=protect_command)
@@ -107,15 +110,17 @@ def _checkpoint_parser(sub: Subparsers, name: str, helptext: str, *,
 
 
 def _run(args: argparse.Namespace, call: Callable[..., OperationResult], *call_args: Any,
-         bank: Any, **kwargs: Any) -> OperationResult:
+         chosen: Settings | None = None, **kwargs: Any) -> OperationResult:
     """Run ``call`` (an operation) with the executor and progress the flags
-    ask for, and write the ``--report`` and ``--trace`` files."""
-    chosen = settings(args, getattr(args, "plan_bank", None))
-    executor, options = executor_from_args(args, chosen)
+    ask for (``chosen``: the command's settings, if it has them already), and
+    write the ``--report`` and ``--trace`` files."""
+    chosen = chosen or settings(args, getattr(args, "plan_bank", None))
+    executor, run_settings = executor_from_args(args, chosen)
     with progress(f"{call.__name__} ({executor.name})", quiet=args.quiet) as listener:
         if listener is not None:
-            options["listeners"] = [listener]
-        result = call(*call_args, bank=bank, executor=executor, **kwargs, **options)
+            run_settings = attrs.evolve(run_settings, run=attrs.evolve(
+                run_settings.run, listeners=[listener]))
+        result = call(*call_args, executor=executor, settings=run_settings, **kwargs)
     write_report_files(result.report, args)
     return result
 
@@ -123,34 +128,48 @@ def _run(args: argparse.Namespace, call: Callable[..., OperationResult], *call_a
 def protect_command(args: argparse.Namespace) -> int:
     """``protectflow protect PLAN``."""
     plan = load_plan(args.plan)
+    # The plan's provider, resolved once for the whole command.
+    provider = resolve_provider(plan.provider, get_registry())
     # The plan's bank, else its provider's, ranks as the plan's (after --bank).
-    plan_bank = plan.bank or plan_provider(plan.provider, {}).bank
-    bank = bank_from_args(args, settings(args, plan_bank).bank, fsync=args.fsync)
+    chosen = settings(args, plan.bank or provider.bank)
+    bank = bank_from_args(args, chosen.bank, fsync=args.fsync)
     extra = {"parameters": _with_reread(plan)} if args.reread else {}
-    result = _run(args, operations.protect, plan, bank=bank, **extra)
+    result = _run(args, operations.protect, plan, chosen=chosen, bank=bank, provider=provider,
+                  **extra)
     return finish(args, result, f"protect of {plan.name}")
 
 
-def _store(args: argparse.Namespace) -> CheckpointStore:
-    """The bank of a checkpoint command, its id resolved; ``args.plan_bank``
-    set for the settings of the run."""
+def _store(args: argparse.Namespace) -> tuple[CheckpointStore, Plan | None]:
+    """The bank of a checkpoint command, its id resolved, and the ``--plan``
+    file read (once); ``args.plan_bank`` set for the settings of the run."""
     plan = plan_file(args.plan)
     args.plan_bank = plan.bank if plan is not None else None
-    return resolve_checkpoint(args)
+    return resolve_checkpoint(args, plan=plan), plan
+
+
+def _checkpoint(args: argparse.Namespace) -> Checkpoint:
+    """The checkpoint of a checkpoint command, its record read (once: the
+    operation takes this object)."""
+    store, _ = _store(args)
+    return store.get(args.checkpoint)
 
 
 def restore_or_verify_command(args: argparse.Namespace) -> int:
     """``protectflow restore ID`` and ``protectflow verify ID``."""
-    store = _store(args)
+    store, _ = _store(args)
     if args.operation == "verify" and not args.read_data:
         return check_command(args, store.bank)
     parameters = load_parameters(args.parameters, args.operation)
-    if getattr(args, "target", None):
-        parameters = _with_target(args, store, parameters)
-    elif args.operation == "restore":
-        _require_target(store.get(args.checkpoint), parameters)
-    call = operations.restore if args.operation == "restore" else operations.verify
-    result = _run(args, call, args.checkpoint, bank=store.bank, parameters=parameters)
+    if args.operation == "verify":  # its metadata check runs before the record is read
+        result = _run(args, operations.verify, args.checkpoint, bank=store.bank,
+                      parameters=parameters)
+    else:
+        checkpoint = store.get(args.checkpoint)
+        if getattr(args, "target", None):
+            parameters = _with_target(args, checkpoint, parameters)
+        else:
+            _require_target(checkpoint, parameters)
+        result = _run(args, operations.restore, checkpoint, parameters=parameters)
     if not args.json:
         _print_problems(result.problems)
     return finish(args, result, f"{args.operation} of checkpoint {args.checkpoint}")
@@ -177,11 +196,10 @@ def _print_problems(problems: tuple[str, ...]) -> None:
         print(f"problem: {problem}")
 
 
-def _with_target(args: argparse.Namespace, store: CheckpointStore,
+def _with_target(args: argparse.Namespace, checkpoint: Checkpoint,
                  parameters: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Give ``--target`` (and ``--force``) to every type whose restore schema
     takes a ``target``."""
-    checkpoint = store.get(args.checkpoint)
     registry = get_registry()
     types = checkpoint.resource_graph.types()
     out = {k: dict(v) for k, v in parameters.items()}
@@ -244,12 +262,12 @@ def _with_reread(plan: Plan) -> dict[str, dict[str, Any]]:
 
 def copy_command(args: argparse.Namespace) -> int:
     """``protectflow copy ID --to URL``."""
-    store = _store(args)
+    checkpoint = _checkpoint(args)
     # --to is read as --bank is: a [banks] name first, else a folder or URL.
     to = Bank(named_bank(args.to, getattr(args, "config", None) or Config()),
               password_file=args.to_password_file)
     try:
-        result = _run(args, operations.copy, args.checkpoint, bank=store.bank, to=to)
+        result = _run(args, operations.copy, checkpoint, to=to)
     except BankLockedError as err:
         if to.url not in str(err):
             raise
@@ -261,13 +279,14 @@ def copy_command(args: argparse.Namespace) -> int:
 
 def delete_command(args: argparse.Namespace) -> int:
     """``protectflow delete ID``."""
-    store = _store(args)
-    result = _run(args, operations.delete, args.checkpoint, bank=store.bank)
+    result = _run(args, operations.delete, _checkpoint(args))
     return finish(args, result, f"delete of checkpoint {args.checkpoint}")
 
 
 def resume_command(args: argparse.Namespace) -> int:
     """``protectflow resume ID``."""
-    store = _store(args)
-    result = _run(args, operations.resume, args.checkpoint, bank=store.bank, plan=args.plan)
+    store, plan = _store(args)
+    # The plan file read once: the one --plan names (as read), else a name or nothing.
+    result = _run(args, operations.resume, store.get(args.checkpoint),
+                  plan=plan if plan is not None else args.plan)
     return finish(args, result, f"resumed {result.operation} of checkpoint {args.checkpoint}")

@@ -101,7 +101,7 @@ def finish(args: argparse.Namespace, result: OperationResult, what: str) -> int:
     RunFailed
         When the operation failed (exit code 1), naming the command that shows why.
     """
-    checkpoint = result.checkpoint.reload()
+    checkpoint = result.checkpoint  # its record as the operation left it: not read again
     bank = checkpoint.bank.url
     report = result.report
     for note in result.notes:  # not failures: what the user should know all the same
@@ -113,6 +113,7 @@ def finish(args: argparse.Namespace, result: OperationResult, what: str) -> int:
     if result.ok:
         if not args.json and not args.quiet:
             _summary(args, result, what, checkpoint.status)
+            _warnings(result)
         return 0
     if not args.json:
         print(f"{what} failed: {hook_counts(report)}, {timing(args, report)}")
@@ -120,6 +121,15 @@ def finish(args: argparse.Namespace, result: OperationResult, what: str) -> int:
         print_statuses(result.resources, everything=args.verbose > 0)
     raise RunFailed(f"{what} failed; `{command('checkpoints', 'show', checkpoint.id, bank=bank)}`"
                     " tells which resources and why", report)
+
+
+def _warnings(result: OperationResult) -> None:
+    """A success's warnings (a file changed while read, a damaged chunk stored
+    again), one line per resource on stderr: the checkpoint is good, and the
+    user should know all the same."""
+    for key, status in sorted(result.resources.items()):
+        if status.reason:
+            print(f"protectflow: warning: {key}: {status.reason}", file=sys.stderr)
 
 
 def _summary(args: argparse.Namespace, result: OperationResult, what: str, status: str) -> None:
