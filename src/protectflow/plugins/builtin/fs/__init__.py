@@ -96,8 +96,7 @@ from protectflow.plugins.builtin._local import (
     store_of,
 )
 from protectflow.plugins.builtin.fs._build import Outcome
-from protectflow.plugins.builtin.fs._damage import describe
-from protectflow.plugins.builtin.fs._entries import stored_size
+from protectflow.plugins.builtin.fs._damage import chunk_reason, describe, tree_damage
 from protectflow.plugins.builtin.fs._manifest import MAX_CHUNK_SIZE, Manifest
 from protectflow.plugins.builtin.fs._protect import (
     DEFAULT_CHUNK_SIZE,
@@ -239,14 +238,19 @@ def verify_resource(checkpoint: HookCheckpoint, resource: Resource,
     Raises
     ------
     ChunkError
-        If a chunk is missing or corrupt.
+        If a chunk is missing or corrupt: a :class:`DamagedFilesError`
+        naming the files it damages and their byte ranges.
     """
     manifest = read_manifest(checkpoint.get_resource_bank_section(resource), resource)
+
+    def damaged(bad: Mapping[str, str], lengths: Mapping[str, int]) -> list[str]:
+        reasons = {d: chunk_reason(d, why) for d, why in bad.items()}
+        return [str(d) for d in sorted(tree_damage(manifest, reasons, lengths),
+                                       key=lambda d: d.path)]
+
     chunks, nbytes = verify_all(store_of(checkpoint, resource), manifest.chunk_names(),
                                 workers=int(parameters.get("workers", 4)),
-                                slices=manifest.pack_slices(),
-                                files=[(e.path, stored_size(e), list(e.chunks))
-                                       for e in manifest.file_entries() if e.chunks is not None])
+                                slices=manifest.pack_slices(), damaged=damaged)
     return {"chunks": chunks, "bytes": nbytes}
 
 

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from protectflow.errors import ChunkError
 from protectflow.plugins.builtin._chunks import sha256
-from protectflow.plugins.builtin.fs._damage import Damage, file_damage
+from protectflow.plugins.builtin.fs._damage import Damage, chunk_reason, file_damage
 from protectflow.plugins.builtin.fs._entries import (
     DirEntry,
     Entry,
@@ -154,7 +154,8 @@ def _write_files(root_fd: int, entries: Sequence[Entry], read_chunk: ReadChunk, 
         try:
             view = memoryview(read_chunk(digest))
         except ChunkError as err:
-            outcome.damaged += [Damage(e.path, ((0, e.size),) if e.size else (), str(err))
+            why = chunk_reason(digest, str(err))
+            outcome.damaged += [Damage(e.path, ((0, e.size),) if e.size else (), why)
                                 for e, _ in packs[digest]]
             return
         for e, packed in packs[digest]:
@@ -162,7 +163,7 @@ def _write_files(root_fd: int, entries: Sequence[Entry], read_chunk: ReadChunk, 
             if len(piece) != packed.length or sha256(piece) != packed.sha256:
                 outcome.damaged.append(Damage(
                     e.path, ((0, e.size),) if e.size else (),
-                    f"its bytes in pack {digest} do not match its hash"))
+                    f"its bytes in pack {digest[:16]}… do not match its hash"))
                 continue
             write(dirs, e, (piece,))
 

@@ -21,10 +21,11 @@ from protectflow.errors import ChunkError
 from protectflow.plugins.builtin.fs._entries import FileEntry, HardLinkEntry, stored_size
 from protectflow.plugins.builtin.fs._manifest import Manifest
 
-__all__ = ["Damage", "damage_of", "describe", "file_damage", "tree_damage"]
+__all__ = ["Damage", "chunk_reason", "damage_of", "describe", "file_damage", "tree_damage"]
 
-#: Damaged files named in one message, before "and N more".
-SHOWN = 50
+#: Damaged files named in one message, before "and N more": every one, in
+#: any tree a damaged chunk or two can reach (a pack holds thousands of files).
+SHOWN = 10_000
 Ranges = tuple[tuple[int, int], ...]
 
 
@@ -45,6 +46,11 @@ class Damage:
         """``{"path", "ranges", "reason"}`` for a hook's output."""
         return {"path": self.path, "ranges": [list(r) for r in self.ranges],
                 "reason": self.reason}
+
+
+def chunk_reason(digest: str, error: str) -> str:
+    """What a chunk error means for a file, short: the chunk, missing or corrupt."""
+    return f"chunk {digest[:16]}… {'missing' if 'missing' in error else 'corrupt'}"
 
 
 def describe(damaged: Iterable[Damage], *, what: str) -> str:
@@ -117,7 +123,7 @@ def file_damage(entry: FileEntry, read_chunk: Callable[[str], bytes | memoryview
         try:
             lengths[digest] = len(read_chunk(digest))
         except ChunkError as err:
-            bad[digest] = str(err)
+            bad[digest] = chunk_reason(digest, str(err))
     found = damage_of(entry, chunk_size=chunk_size, bad=bad, length=lengths.__getitem__)
     return found or Damage(entry.path, ((0, entry.size),) if entry.size else (),
                            "its bytes do not match the manifest")
