@@ -102,7 +102,8 @@ def build(root_fd: int, entries: Sequence[Entry], read_chunk: ReadChunk, *, owne
                     key=lambda e: -(e.path.count("/") + (e.path != "."))):
         fd = _open_dir(root_fd, e.path)
         try:
-            outcome.warnings += apply_meta(e, fd=fd, owners=owners)
+            # exact: the staging folder may have inherited a default ACL of its parent
+            outcome.warnings += apply_meta(e, fd=fd, owners=owners, exact=True)
         finally:
             os.close(fd)
     return outcome

@@ -40,6 +40,9 @@ NOATIME = getattr(os, "O_NOATIME", 0)
 #: Mode bits a restore sets only when it also restores the owner (as tar -p).
 SET_ID_BITS = stat.S_ISUID | stat.S_ISGID
 _HAS_XATTR = hasattr(os, "listxattr")
+#: Attributes the system gives a file by itself (an SELinux label): never
+#: compared, never removed.
+SYSTEM_XATTRS = frozenset(("security.selinux",))
 _PROC_FD = os.path.isdir("/proc/self/fd")
 
 
@@ -191,7 +194,7 @@ def _times(meta: Meta) -> tuple[int, int]:
 
 
 def apply_meta(entry: Entry, *, fd: int | None = None, dir_fd: int | None = None,
-               name: str = "", owners: bool = False) -> list[str]:
+               name: str = "", owners: bool = False, exact: bool = False) -> list[str]:
     """Give an entry restored in a private staging folder its metadata:
     owner (if ``owners``), mode, extended attributes, times -- in that order,
     since a chown clears set-id bits and capabilities.
@@ -199,6 +202,8 @@ def apply_meta(entry: Entry, *, fd: int | None = None, dir_fd: int | None = None
     Through ``fd`` when there is one; else ``name`` in ``dir_fd`` (a symlink
     is never followed; a FIFO or device is not opened, and since the staging
     folder is private no one else can have swapped it for a link).
+    ``exact`` (a folder kept by ``force``, through ``fd``): also remove the
+    attributes the entry does not have -- an ACL someone added included.
 
     Returns
     -------
@@ -217,6 +222,8 @@ def apply_meta(entry: Entry, *, fd: int | None = None, dir_fd: int | None = None
         if owners and uid is not None and gid is not None:
             os.fchown(fd, uid, gid)
         os.fchmod(fd, mode)
+        if exact:
+            _drop_other_xattrs(fd, entry)
         fd_problems = _set_xattrs(fd, entry)
         os.utime(fd, ns=_times(meta))
         return fd_problems
@@ -229,6 +236,17 @@ def apply_meta(entry: Entry, *, fd: int | None = None, dir_fd: int | None = None
             problems = _set_xattrs(_xattr_target(dir_fd, name, name), entry)
     os.utime(name, ns=_times(meta), dir_fd=dir_fd, follow_symlinks=False)
     return problems
+
+
+def _drop_other_xattrs(fd: int, entry: Entry) -> None:
+    """Remove the attributes of ``fd`` that ``entry`` does not have."""
+    if not _HAS_XATTR:
+        return
+    keep = {name for name, _ in entry.meta.xattrs} | SYSTEM_XATTRS
+    with contextlib.suppress(OSError):
+        for name in os.listxattr(fd):
+            if name not in keep:
+                os.removexattr(fd, name)
 
 
 def _set_xattrs(target: int | str, entry: Entry) -> list[str]:

@@ -37,8 +37,10 @@ from protectflow.plugins.builtin.fs._entries import (
 from protectflow.plugins.builtin.fs._meta import (
     DIR_FLAGS,
     SET_ID_BITS,
+    SYSTEM_XATTRS,
     DirStack,
     apply_meta,
+    read_xattrs,
     remove,
     split,
 )
@@ -146,8 +148,8 @@ def _merge(staging_fd: int, parent_fd: int, name: str, entries: Sequence[Entry],
                 if isinstance(e, DirEntry):
                     moved.append(path)
         for e in sorted(kept_dirs, key=lambda e: -(e.path.count("/") + (e.path != "."))):
-            with DirStack(dest_fd) as dst:
-                apply_meta(e, fd=dst.fd_of(e.path), owners=owners)
+            with DirStack(dest_fd) as dst:  # its attributes exactly: no ACL added stays
+                apply_meta(e, fd=dst.fd_of(e.path), owners=owners, exact=True)
     finally:
         os.close(dest_fd)
 
@@ -172,9 +174,13 @@ def matches(parent_fd: int, name: str, entries: Sequence[Entry], *, chunk_size: 
     except OSError:
         return False
     inodes: dict[str, int] = {}
+    names: dict[str, int] = {}  # a file's names in the checkpoint: its link count
+    for e in entries:
+        if isinstance(e, HardLinkEntry):
+            names[e.link] = names.get(e.link, 1) + 1
     try:
         with DirStack(root_fd) as dirs:
-            return all(_same(dirs, e, inodes, chunk_size=chunk_size, owners=owners,
+            return all(_same(dirs, e, inodes, names, chunk_size=chunk_size, owners=owners,
                              chunk_id=chunk_id) for e in entries)
     except OSError:
         return False
@@ -182,14 +188,18 @@ def matches(parent_fd: int, name: str, entries: Sequence[Entry], *, chunk_size: 
         os.close(root_fd)
 
 
-def _same(dirs: DirStack, e: Entry, inodes: dict[str, int], *, chunk_size: int,
-          owners: bool, chunk_id: ChunkId) -> bool:
+def _same(dirs: DirStack, e: Entry, inodes: dict[str, int], names: dict[str, int], *,
+          chunk_size: int, owners: bool, chunk_id: ChunkId) -> bool:
     folder, base = split(e.path) if e.path != "." else ("", ".")
     dir_fd = dirs.fd_of(folder)
     st = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
     inodes[e.path] = st.st_ino
     if isinstance(e, HardLinkEntry):
         return st.st_ino == inodes.get(e.link)
+    if not isinstance(e, DirEntry) and st.st_nlink != names.get(e.path, 1):
+        return False  # a hard link from outside: writes through it would reach the file
+    if e.kind != "symlink" and not _same_xattrs(dir_fd, base, e):
+        return False  # an attribute or ACL added, changed or removed
     meta = e.meta
     mode = meta.mode if owners or e.kind == "dir" else meta.mode & ~SET_ID_BITS
     same = (_KINDS.get(stat.S_IFMT(st.st_mode)) == e.kind and st.st_mtime_ns == meta.mtime_ns
@@ -204,6 +214,13 @@ def _same(dirs: DirStack, e: Entry, inodes: dict[str, int], *, chunk_size: int,
     if isinstance(e, FileEntry):
         return st.st_size == e.size and _same_content(dir_fd, base, e, chunk_size, chunk_id)
     return True
+
+
+def _same_xattrs(dir_fd: int, name: str, e: Entry) -> bool:
+    """Whether ``name`` has exactly the entry's extended attributes (ACLs
+    included), but those the system sets by itself."""
+    found = read_xattrs(f"/proc/self/fd/{dir_fd}/{name}")
+    return {k: v for k, v in found.items() if k not in SYSTEM_XATTRS} == dict(e.meta.xattrs)
 
 
 def _same_content(dir_fd: int, name: str, e: FileEntry, chunk_size: int,
