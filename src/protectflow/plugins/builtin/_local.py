@@ -34,6 +34,7 @@ from protectflow.plugins.builtin._chunkfiles import copy_all, release_all
 from protectflow.plugins.builtin._chunks import ChunkStore, owner_id
 
 __all__ = [
+    "ALLOW_OTHER_OWNER",
     "MANIFEST",
     "MainHooksPlugin",
     "base_dir",
@@ -58,6 +59,14 @@ __all__ = [
 MANIFEST = "manifest"
 
 _SCHEMA = "https://json-schema.org/draft/2020-12/schema"
+
+#: The restore parameter that lets a target (or a folder on the way to it)
+#: be another user's (see :mod:`._target`).
+ALLOW_OTHER_OWNER = {
+    "type": "boolean", "default": False,
+    "description": "restore into a folder another user owns (or below one): that user "
+    "could swap what the restore writes, so it is refused unless you trust them; no link "
+    "is followed either way"}
 
 #: How to get past a restore target that is not empty, as the command says it.
 FORCE_HINT = ("choose another target (--target), or restore with --force (the 'force' "

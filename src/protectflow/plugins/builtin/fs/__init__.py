@@ -83,6 +83,7 @@ from protectflow.plugins.base import (
 )
 from protectflow.plugins.builtin._chunkfiles import verify_all
 from protectflow.plugins.builtin._local import (
+    ALLOW_OTHER_OWNER,
     MANIFEST,
     MainHooksPlugin,
     copy_chunks,
@@ -142,6 +143,7 @@ RESTORE_SCHEMA = object_schema("fs restore parameters", {
               "checkpoint replaces what is at its path, other files stay"},
     "owners": {"type": "boolean", "description": "restore owners (numeric uid and gid) and "
                "set-id bits; default: when running as root"},
+    "allow_other_owner": ALLOW_OTHER_OWNER,
     "workers": _WORKERS,
 }, required=["target"])
 VERIFY_SCHEMA = object_schema("fs verify parameters", {"workers": _WORKERS})
@@ -189,7 +191,9 @@ def restore_with_outcome(checkpoint: HookCheckpoint, resource: Resource,
                            force=bool(parameters.get("force", False)),
                            owners=os.geteuid() == 0 if owners is None else bool(owners),
                            chunk_size=manifest.chunk_size,
-                           workers=int(parameters.get("workers", 4)), what=resource.key)
+                           workers=int(parameters.get("workers", 4)),
+                           allow_other_owner=bool(parameters.get("allow_other_owner", False)),
+                           what=resource.key)
     if outcome is not None and outcome.damaged:
         raise DamagedFilesError(describe(outcome.damaged, what=resource.key),
                                 tuple(map(str, sorted(outcome.damaged, key=lambda d: d.path))))

@@ -24,6 +24,7 @@ import pwd
 import stat
 from typing import TYPE_CHECKING
 
+from protectflow.plugins.builtin._target import remove
 from protectflow.plugins.builtin.fs._entries import Meta
 
 if TYPE_CHECKING:
@@ -100,25 +101,6 @@ class DirStack:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def remove(dir_fd: int, name: str) -> None:
-    """Remove ``name`` in ``dir_fd``, the whole tree if it is a folder,
-    never following a symlink (``shutil.rmtree`` takes ``dir_fd`` only
-    from Python 3.11)."""
-    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(name, dir_fd=dir_fd)
-        return
-    fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
-    try:
-        if not st.st_mode & stat.S_IWUSR:
-            os.fchmod(fd, 0o700)  # a read-only folder a failed restore left behind
-        for child in os.listdir(fd):
-            remove(fd, child)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=dir_fd)
 
 
 def open_quietly(path: str, flags: int, *, dir_fd: int | None = None) -> int:

@@ -1,8 +1,8 @@
 """Putting a rebuilt tree in place: staging, the content check that makes a
 rerun a no-op, and ``force``'s merge.
 
-The tree is built (:mod:`._fsbuild`) in a staging folder that
-``tempfile.mkdtemp`` creates beside the destination -- private (0700),
+The tree is built (:mod:`._build`) in a staging folder made beside the
+destination, relative to the target folder's descriptor -- private (0700),
 exclusive, with an unpredictable name -- and renamed into place at the end.
 A failed restore removes its staging folder.
 
@@ -20,11 +20,11 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 from collections.abc import Callable, Sequence
 
 from protectflow.errors import LocalPluginError
 from protectflow.plugins.builtin._chunks import ChunkStore, sha256
+from protectflow.plugins.builtin._target import check_owner, open_target, private_folder
 from protectflow.plugins.builtin.fs._build import Outcome, build
 from protectflow.plugins.builtin.fs._entries import (
     DirEntry,
@@ -55,21 +55,30 @@ _KINDS = {stat.S_IFDIR: "dir", stat.S_IFREG: "file", stat.S_IFLNK: "symlink",
 
 def restore_into(dest: str, entries: Sequence[Entry], store: ChunkStore, *,
                  force: bool, owners: bool, chunk_size: int, workers: int = 4,
-                 what: str = "restore") -> Outcome | None:
+                 allow_other_owner: bool = False, what: str = "restore") -> Outcome | None:
     """Rebuild checked ``entries`` at ``dest`` (whose folder is made if
     needed) from the chunks of ``store``; None if ``dest`` held them already.
+
+    The folder is reached as :func:`.._target.open_target` says (no symlink
+    another user could place is followed; another user's folder on the way,
+    or at ``dest``, is refused unless ``allow_other_owner``), and everything
+    below it is made relative to its descriptor.
 
     Raises
     ------
     LocalPluginError
-        If ``dest`` holds something else and ``force`` is false.
-    ChunkError
-        If a chunk is missing or corrupt.
+        If ``dest`` holds something else and ``force`` is false, or its
+        folder (or ``dest``) is another user's, or reached through a link
+        another user could place.
     """
     parent, name = os.path.dirname(dest), os.path.basename(dest)
-    os.makedirs(parent, exist_ok=True)  # the operator's own target
-    parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    target = open_target(parent, allow_other_owner=allow_other_owner, what=what)
+    parent_fd = target.fd
     try:
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+            if not stat.S_ISLNK(st.st_mode):  # a link is replaced, never followed
+                check_owner(st, dest, allow_other_owner=allow_other_owner, what=what)
         if matches(parent_fd, name, entries, chunk_size=chunk_size, owners=owners,
                    chunk_id=store.chunk_id):
             return None
@@ -78,7 +87,7 @@ def restore_into(dest: str, entries: Sequence[Entry], store: ChunkStore, *,
             raise LocalPluginError(f"{what}: restore target {dest} is not empty; choose "
                                    "another target (--target), or restore with --force (the "
                                    "'force' parameter) to replace what the checkpoint holds")
-        staging = os.path.basename(tempfile.mkdtemp(prefix=f".{name}.pf-restore-", dir=parent))
+        staging = private_folder(parent_fd, f".{name}.pf-restore-")
         try:
             staging_fd = os.open(staging, DIR_FLAGS, dir_fd=parent_fd)
             try:
@@ -98,7 +107,7 @@ def restore_into(dest: str, entries: Sequence[Entry], store: ChunkStore, *,
                 remove(parent_fd, staging)
         return outcome
     finally:
-        os.close(parent_fd)
+        target.close()
 
 
 def _occupied(parent_fd: int, name: str) -> bool:

@@ -47,6 +47,7 @@ from protectflow.plugins.base import (
 )
 from protectflow.plugins.builtin._chunkfiles import store_file
 from protectflow.plugins.builtin._local import (
+    ALLOW_OTHER_OWNER,
     MANIFEST,
     MainHooksPlugin,
     copy_chunks,
@@ -96,6 +97,7 @@ RESTORE_SCHEMA = object_schema("sqlite restore parameters", {
               "description": "replace an existing <target>/<id> (and its -wal and -shm)"},
     "owners": {"type": "boolean", "description": "restore the database's owner (numeric uid "
                "and gid); default: when running as root"},
+    "allow_other_owner": ALLOW_OTHER_OWNER,
 }, required=["target"])
 VERIFY_SCHEMA = object_schema("sqlite verify parameters", {})
 SAVED_INFO_SCHEMA = {"type": "object", "properties": {
