@@ -99,42 +99,50 @@ def open_target(path: str, *, allow_other_owner: bool, what: str) -> TargetDir:
         If a folder on the way is another user's (and ``allow_other_owner``
         is false), a symlink another user could have placed, or not a folder.
     """
-    fd = os.open("/", _DIR)
+    walk = _Walk(os.open("/", _DIR), allow_other_owner=allow_other_owner, what=what)
     try:
-        fd = _walk(fd, [p for p in path.split("/") if p], path, links=0,
-                   allow_other_owner=allow_other_owner, what=what)
+        walk.down([p for p in path.split("/") if p], path)
     except BaseException:
-        os.close(fd)
+        os.close(walk.fd)
         raise
-    return TargetDir(fd, path)
+    return TargetDir(walk.fd, path)
 
 
-def _walk(fd: int, parts: list[str], path: str, *, links: int, allow_other_owner: bool,
-          what: str) -> int:
-    """Go down ``parts`` from ``fd`` (which it closes on the way)."""
-    done = ""
-    while parts:
-        name = parts.pop(0)
-        if name in (".", ""):
-            continue
-        if name == "..":
-            raise LocalPluginError(f"{what}: the restore target {path} has a '..' component; "
-                                   "give the folder's own path")
-        done = f"{done}/{name}"
-        inner = _open_or_make(fd, name, done, what)
-        if isinstance(inner, str):  # a symlink no one else can have placed: go where it goes
-            links += 1
-            if links > _MAX_LINKS:
-                raise LocalPluginError(f"{what}: too many symlinks on the way to {path}")
-            parts[:0] = [p for p in inner.split("/") if p]
-            if inner.startswith("/"):
-                os.close(fd)
-                fd = os.open("/", _DIR)
-            continue
-        os.close(fd)
-        fd = inner
-        check_owner(os.fstat(fd), done, allow_other_owner=allow_other_owner, what=what)
-    return fd
+class _Walk:
+    """A walk down from ``/``: ``fd`` is the folder reached, the only one open."""
+
+    def __init__(self, fd: int, *, allow_other_owner: bool, what: str) -> None:
+        self.fd = fd
+        self.allow_other_owner = allow_other_owner
+        self.what = what
+
+    def _move(self, fd: int) -> None:
+        os.close(self.fd)
+        self.fd = fd
+
+    def down(self, parts: list[str], path: str) -> None:
+        """Go down ``parts``, following only the links :func:`_link` trusts."""
+        done, links = "", 0
+        while parts:
+            name = parts.pop(0)
+            if name in (".", ""):
+                continue
+            if name == "..":
+                raise LocalPluginError(f"{self.what}: the restore target {path} has a '..' "
+                                       "component; give the folder's own path")
+            done = f"{done}/{name}"
+            inner = _open_or_make(self.fd, name, done, self.what)
+            if isinstance(inner, str):  # a link no one else can have placed: go where it goes
+                links += 1
+                if links > _MAX_LINKS:
+                    raise LocalPluginError(f"{self.what}: too many symlinks on the way to {path}")
+                parts[:0] = [p for p in inner.split("/") if p]
+                if inner.startswith("/"):
+                    self._move(os.open("/", _DIR))
+                continue
+            self._move(inner)
+            check_owner(os.fstat(self.fd), done, allow_other_owner=self.allow_other_owner,
+                        what=self.what)
 
 
 def _open_or_make(fd: int, name: str, shown: str, what: str) -> int | str:
