@@ -9,9 +9,11 @@ while root restores again and again (a race, so many runs, not one).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import tempfile
@@ -50,12 +52,17 @@ def shared(request: pytest.FixtureRequest) -> Iterator[Path]:
 
 
 def _as(user: str, script: str, *args: str) -> subprocess.Popen[bytes]:
+    """``script`` run by ``user``, in a process group of its own (runuser
+    and the shell it starts), so that :func:`_stop` ends both."""
     return subprocess.Popen(["runuser", "-u", user, "--", "/bin/sh", "-c", script, "sh", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.kill()
+    """End the racer: its whole group, the shell runuser started included."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
 
