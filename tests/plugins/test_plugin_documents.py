@@ -4,12 +4,12 @@ what the protectflow before them wrote, byte for byte, and a bank it wrote
 still restores.
 
 ``tests/data/golden/manifests`` was written by the protectflow before these
-documents were typed (``/work/tmp/s19/make_golden.py``'s recipe, kept in
-this docstring's words): one protect, with the fs plugin at 4 KiB chunks and
-packs, of a tree holding packed and chunked files, a sparse file, a symlink,
-a hard link, a FIFO, an empty folder and an extended attribute, of an SQLite
-database, and of an application frozen by a lock file; the bank (password in
-``password``), the decrypted documents, and the files' SHA-256 sums.
+documents were typed (``RECIPE.md`` beside it says how): one protect, with
+the fs plugin at 4 KiB chunks and packs, of a tree holding packed and
+chunked files, a sparse file, a symlink, a hard link, a FIFO, an empty
+folder and an extended attribute, of an SQLite database, and of an
+application frozen by a lock file; the bank (password in ``password``), the
+decrypted documents, and the files' SHA-256 sums.
 """
 
 from __future__ import annotations
