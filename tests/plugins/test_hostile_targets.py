@@ -112,8 +112,10 @@ def test_a_target_another_user_owns_is_refused_naming_the_owner_and_the_option(
     assert done.ok, done.report
     argv = ["restore", done.checkpoint.id, "--bank", bank.url, "--executor", "serial",
             "--target", str(shared / "alice" / "cli")]
-    assert cli.main(argv) == 1
-    assert "--allow-other-owner" in "".join(capsys.readouterr())
+    assert cli.main(argv) == 2  # refused before anything is written, as bad input
+    said = "".join(capsys.readouterr())
+    assert f"owned by {name}" in said and "--allow-other-owner" in said
+    assert not (shared / "alice" / "cli").exists()
     assert cli.main([*argv, "--allow-other-owner"]) == 0
 
 

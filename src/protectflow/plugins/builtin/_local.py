@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -32,6 +33,7 @@ from protectflow.plugins.base import (
 )
 from protectflow.plugins.builtin._chunkfiles import copy_all, release_all
 from protectflow.plugins.builtin._chunks import ChunkStore, owner_id
+from protectflow.plugins.builtin._target import check_owner, target_problem
 
 __all__ = [
     "ALLOW_OTHER_OWNER",
@@ -320,6 +322,19 @@ def destination_problems(resource: Resource, parameters: Mapping[str, Any],
     if os.path.lexists(target) and not os.path.isdir(target):
         return [f"{resource.key}: the restore target {target} is not a folder; "
                 "give a folder with --target"]
+    refused = target_problem(target, what=resource.key,
+                             allow_other_owner=bool(parameters.get("allow_other_owner")))
+    if refused is not None:
+        return [refused]
+    try:
+        st = os.lstat(dest)
+        if not stat.S_ISLNK(st.st_mode):  # a link there is replaced, never followed
+            check_owner(st, dest, what=resource.key,
+                        allow_other_owner=bool(parameters.get("allow_other_owner")))
+    except FileNotFoundError:
+        pass
+    except LocalPluginError as err:
+        return [str(err)]
     if not os.path.lexists(dest) or parameters.get("force"):
         return []
     if os.path.isdir(dest) and not os.path.islink(dest) and not os.listdir(dest):

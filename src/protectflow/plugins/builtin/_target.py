@@ -34,7 +34,8 @@ import stat
 
 from protectflow.errors import LocalPluginError
 
-__all__ = ["TargetDir", "check_owner", "open_target", "private_folder", "remove"]
+__all__ = ["TargetDir", "check_owner", "open_target", "private_folder", "remove",
+           "target_problem"]
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 #: Symlinks followed on the way to one target, as the kernel's own limit.
@@ -108,13 +109,37 @@ def open_target(path: str, *, allow_other_owner: bool, what: str) -> TargetDir:
     return TargetDir(walk.fd, path)
 
 
-class _Walk:
-    """A walk down from ``/``: ``fd`` is the folder reached, the only one open."""
+def target_problem(path: str, *, allow_other_owner: bool, what: str) -> str | None:
+    """Why a restore into the folder ``path`` would be refused (see
+    :func:`open_target`), found without making or changing anything; None
+    if it would not (as far as the folders that exist now tell)."""
+    walk = _Walk(os.open("/", _DIR), allow_other_owner=allow_other_owner, what=what,
+                 make=False)
+    try:
+        walk.down([p for p in path.split("/") if p], path)
+    except LocalPluginError as err:
+        return str(err)
+    except OSError as err:
+        return f"{what}: the restore target {path} cannot be reached: {err.strerror}"
+    finally:
+        os.close(walk.fd)
+    return None
 
-    def __init__(self, fd: int, *, allow_other_owner: bool, what: str) -> None:
+
+class _Missing(Exception):
+    """A folder on the way does not exist (a check that makes nothing stops there)."""
+
+
+class _Walk:
+    """A walk down from ``/``: ``fd`` is the folder reached, the only one open;
+    ``make``: missing folders are made (else the walk stops at the first)."""
+
+    def __init__(self, fd: int, *, allow_other_owner: bool, what: str,
+                 make: bool = True) -> None:
         self.fd = fd
         self.allow_other_owner = allow_other_owner
         self.what = what
+        self.make = make
 
     def _move(self, fd: int) -> None:
         os.close(self.fd)
@@ -122,6 +147,10 @@ class _Walk:
 
     def down(self, parts: list[str], path: str) -> None:
         """Go down ``parts``, following only the links :func:`_link` trusts."""
+        with contextlib.suppress(_Missing):
+            self._down(parts, path)
+
+    def _down(self, parts: list[str], path: str) -> None:
         done, links = "", 0
         while parts:
             name = parts.pop(0)
@@ -131,7 +160,7 @@ class _Walk:
                 raise LocalPluginError(f"{self.what}: the restore target {path} has a '..' "
                                        "component; give the folder's own path")
             done = f"{done}/{name}"
-            inner = _open_or_make(self.fd, name, done, self.what)
+            inner = _open_or_make(self.fd, name, done, self.what, make=self.make)
             if isinstance(inner, str):  # a link no one else can have placed: go where it goes
                 links += 1
                 if links > _MAX_LINKS:
@@ -145,7 +174,7 @@ class _Walk:
                         what=self.what)
 
 
-def _open_or_make(fd: int, name: str, shown: str, what: str) -> int | str:
+def _open_or_make(fd: int, name: str, shown: str, what: str, *, make: bool) -> int | str:
     """The folder ``name`` in ``fd``, opened (made if missing), or the
     target of a symlink there that no other user can have placed.
 
@@ -157,6 +186,8 @@ def _open_or_make(fd: int, name: str, shown: str, what: str) -> int | str:
     try:
         return os.open(name, _DIR, dir_fd=fd)
     except FileNotFoundError:
+        if not make:
+            raise _Missing(shown) from None
         return _make(fd, name, shown, what)
     except OSError as err:
         if err.errno not in (errno.ELOOP, errno.ENOTDIR):
