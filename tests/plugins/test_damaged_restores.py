@@ -21,7 +21,8 @@ from protectflow import cli, operations
 from protectflow.bank import Bank
 from protectflow.compiler import Plan, parse_plan
 from protectflow.plugins.builtin._chunks import chunk_key
-from protectflow.plugins.builtin.fs._entries import FileEntry
+from protectflow.plugins.builtin.fs._damage import damage_of
+from protectflow.plugins.builtin.fs._entries import FileEntry, Meta
 from protectflow.plugins.builtin.fs._manifest import Manifest
 from tests import needs
 
@@ -227,3 +228,25 @@ def _readable_by(user: str, path: Path) -> bool:
     done = subprocess.run(["runuser", "-u", user, "--", "cat", str(path)],
                           capture_output=True, check=False)
     return done.returncode == 0
+
+
+# -- byte ranges, in the file's own offsets -------------------------------------------------
+def _meta() -> Meta:
+    return Meta(0o644, 0)
+
+
+@pytest.mark.parametrize(("sparse", "bad", "ranges"), [
+    (None, {1}, ((4096, 8192),)),
+    (None, {0, 1}, ((0, 8192),)),
+    (None, {2}, ((8192, 10000),)),
+    # data at 0-4095 and 1 MiB-(1 MiB + 8191): the second chunk is the second extent's start
+    (((0, 4096), (1 << 20, 8192 - 1808)), {1}, (((1 << 20), (1 << 20) + 4096),)),
+])
+def test_a_damaged_chunk_names_the_bytes_of_the_file_it_held(
+        sparse: Any, bad: set[int], ranges: Any) -> None:
+    digests = [f"{i:064x}" for i in range(3)]
+    entry = FileEntry(path="f", meta=_meta(), size=10_000 if sparse is None else 2 << 20,
+                      chunks=tuple(digests), sparse=sparse)
+    found = damage_of(entry, chunk_size=CHUNK, bad={digests[i]: "gone" for i in bad},
+                      length=lambda d: CHUNK if d != digests[2] else 10_000 - 2 * CHUNK)
+    assert found is not None and found.ranges == ranges and found.reason == "gone"
