@@ -128,6 +128,7 @@ def damaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "files": sorted(str(p.relative_to(src)) for p in src.rglob("*") if p.is_file())}
 
 
+@pytest.mark.slow  # a 4,000-file folder
 def test_a_damaged_checkpoint_restores_every_intact_file_and_names_the_damaged(
         damaged: dict[str, Any], tmp_path: Path) -> None:
     result = restore(damaged["bank"], damaged["cid"], tmp_path / "out")
@@ -146,6 +147,7 @@ def test_a_damaged_checkpoint_restores_every_intact_file_and_names_the_damaged(
     assert [p for p in os.listdir(tmp_path / "out") if p != "src"] == []  # no staging left
 
 
+@pytest.mark.slow  # a 4,000-file folder
 def test_the_cli_exits_1_and_prints_and_carries_the_damaged_files(
         damaged: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["restore", damaged["cid"], "--bank", str(damaged["root"] / "bank"),
@@ -159,6 +161,7 @@ def test_the_cli_exits_1_and_prints_and_carries_the_damaged_files(
     assert all(f"{p}: bytes" in json.dumps(document) for p in damaged["in_pack"])
 
 
+@pytest.mark.slow  # a 4,000-file folder
 def test_verify_names_the_damaged_files_and_their_byte_ranges(
         damaged: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     result = operations.verify(damaged["cid"], bank=damaged["bank"], executor="serial")
