@@ -97,6 +97,28 @@ def test_a_file_of_a_short_chunk_names_the_bytes_missing(tmp_path: Path) -> None
                                                               or "")
 
 
+@pytest.mark.parametrize("length", ["same", "shorter"])
+def test_a_chunk_whose_bytes_are_not_what_its_name_says_damages_its_file(
+        tmp_path: Path, length: str) -> None:
+    """Bytes sealed under a chunk's name by a holder of the key (or a bug)
+    authenticate; only the chunk's keyed hash can tell, and restore checks it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(3 * CHUNK))
+    (src / "other.txt").write_text("intact")
+    bank, cid = protect(src, pack_size=0)
+    entry = manifest(bank, cid).get("big.bin")
+    assert isinstance(entry, FileEntry) and entry.chunks is not None
+    planted = os.urandom(CHUNK if length == "same" else CHUNK // 2)
+    bank.update_object(chunk_key(entry.chunks[1]), planted)
+    result = restore(bank, cid, tmp_path / "out")
+    reason = result.resources[KEY].reason or ""
+    assert not result.ok and f"big.bin: bytes {CHUNK}-{2 * CHUNK - 1}: chunk" in reason, reason
+    assert "corrupt" in reason
+    assert not (tmp_path / "out" / "src" / "big.bin").exists()
+    assert (tmp_path / "out" / "src" / "other.txt").read_text() == "intact"
+
+
 # -- a damaged checkpoint of 4,000 files ------------------------------------------------------
 @pytest.fixture(scope="module")
 def damaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:

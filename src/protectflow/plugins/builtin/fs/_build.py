@@ -43,6 +43,8 @@ __all__ = ["Outcome", "build"]
 #: A chunk's bytes by digest: a view that may be valid only until the calling
 #: thread's next call (:meth:`ChunkStore.reader` reuses its buffers).
 ReadChunk = Callable[[str], bytes | memoryview]
+#: A chunk's name from its bytes (the bank's keyed hash).
+ChunkId = Callable[[bytes | bytearray | memoryview], str]
 #: Flags creating a file: exclusive, never through a symlink.
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 #: The most bytes given to one ``pwrite(2)``: a 4 MiB write into a new file
@@ -63,17 +65,31 @@ class Outcome:
 
 
 # -- building ------------------------------------------------------------------------
+def checked_reader(read_chunk: ReadChunk, chunk_id: ChunkId) -> ReadChunk:
+    """``read_chunk``, refusing a chunk whose bytes are not what its name
+    says (sealed under the name by a holder of the key, or a bug)."""
+    def read(digest: str) -> bytes | memoryview:
+        data = read_chunk(digest)
+        if chunk_id(data) != digest:
+            raise ChunkError(f"chunk {digest} is corrupt: its bytes do not match its name")
+        return data
+    return read
+
+
+
 def build(root_fd: int, entries: Sequence[Entry], read_chunk: ReadChunk, *, owners: bool,
-          chunk_size: int, workers: int = 4) -> Outcome:
+          chunk_size: int, chunk_id: ChunkId, workers: int = 4) -> Outcome:
     """Recreate the checked ``entries`` in the empty folder ``root_fd``.
 
     Folders first (0700 while they fill), then file contents (in parallel),
     then links, FIFOs and devices, hard links, and last the folders' own
     metadata, deepest first, so that writing their children neither fails (a
-    read-only folder) nor changes their times. A file whose chunks are
-    missing, corrupt or do not agree with its size is not written (nor its
-    hard links): the outcome names it, with the byte ranges lost
-    (:mod:`._damage`), and every other file is written.
+    read-only folder) nor changes their times. Each chunk read is checked
+    against its name (``chunk_id``, the bank's keyed hash). A file whose
+    chunks are missing, corrupt, not what their names say, or do not agree
+    with its size is not written (nor its hard links): the outcome names it,
+    with the byte ranges lost (:mod:`._damage`), and every other file is
+    written.
     """
     outcome = Outcome()
     with DirStack(root_fd) as dirs:
@@ -81,7 +97,7 @@ def build(root_fd: int, entries: Sequence[Entry], read_chunk: ReadChunk, *, owne
             if isinstance(e, DirEntry) and e.path != ".":
                 parent, name = split(e.path)
                 os.mkdir(name, 0o700, dir_fd=dirs.fd_of(parent))
-    _write_files(root_fd, entries, read_chunk, owners=owners, workers=workers,
+    _write_files(root_fd, entries, read_chunk, chunk_id, owners=owners, workers=workers,
                  chunk_size=chunk_size, outcome=outcome)
     damaged = {d.path: d for d in outcome.damaged}
     with DirStack(root_fd) as dirs:
@@ -143,8 +159,12 @@ def _hard_link(dirs: DirStack, root_fd: int, e: HardLinkEntry) -> None:
         os.close(source_fd)
 
 
-def _write_files(root_fd: int, entries: Sequence[Entry], read_chunk: ReadChunk, *,
-                 owners: bool, workers: int, chunk_size: int, outcome: Outcome) -> None:
+def _write_files(root_fd: int, entries: Sequence[Entry], read_chunk: ReadChunk,
+                 chunk_id: ChunkId, *, owners: bool, workers: int, chunk_size: int,
+                 outcome: Outcome) -> None:
+    # a pack is checked file by file (each file's SHA-256), so that one bad
+    # file's bytes take only that file; a file's own chunks by their names
+    read_checked = checked_reader(read_chunk, chunk_id)
     files = [e for e in entries if isinstance(e, FileEntry)]
     packs: dict[str, list[tuple[FileEntry, Packed]]] = {}
     for e in files:
@@ -175,11 +195,12 @@ def _write_files(root_fd: int, entries: Sequence[Entry], read_chunk: ReadChunk, 
             parent, name = split(e.path)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name, dir_fd=dirs.fd_of(parent))
-            outcome.damaged.append(file_damage(e, read_chunk, chunk_size=chunk_size))
+            reread = read_checked if e.pack is None else read_chunk
+            outcome.damaged.append(file_damage(e, reread, chunk_size=chunk_size))
 
     def write_chunks(e: FileEntry) -> None:
         with DirStack(root_fd) as dirs:
-            write(dirs, e, (read_chunk(d) for d in e.chunks or ()))
+            write(dirs, e, (read_checked(d) for d in e.chunks or ()))
 
     def write_packs() -> None:
         with DirStack(root_fd) as dirs:

@@ -92,7 +92,8 @@ def restore_into(dest: str, entries: Sequence[Entry], store: ChunkStore, *,
             staging_fd = os.open(staging, DIR_FLAGS, dir_fd=parent_fd)
             try:
                 outcome = build(staging_fd, entries, store.reader(), owners=owners,
-                                chunk_size=chunk_size, workers=workers)
+                                chunk_size=chunk_size, chunk_id=store.chunk_id,
+                                workers=workers)
                 if full:
                     _merge(staging_fd, parent_fd, name, entries, owners=owners,
                            damaged={d.path for d in outcome.damaged})
