@@ -206,6 +206,15 @@ class ChunkError(BankError):
     """A chunk that is missing or whose bytes do not hash to its name."""
 
 
+class DamagedFilesError(ChunkError):
+    """A restore that wrote every intact file of a resource but not the
+    damaged ones: ``damaged`` names each (``path: bytes A-B: why``)."""
+
+    def __init__(self, message: str, damaged: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.damaged = damaged
+
+
 class BankFullError(BankError):
     """The bank's storage ran out of space (or quota) during an operation:
     the operation failed, the input was not wrong."""

@@ -66,6 +66,10 @@ def add_parsers(sub: Subparsers) -> None:
                            "the 'target' parameter of every plugin that takes one)")
             p.add_argument("--force", action="store_true",
                            help="replace what is already at a resource's destination")
+            p.add_argument("--allow-other-owner", action="store_true",
+                           help="restore into a folder another user owns (or below one); "
+                           "refused by default, since that user could swap what the "
+                           "restore writes (no link is followed either way)")
         else:
             depth = p.add_mutually_exclusive_group()
             depth.add_argument("--read-data", dest="read_data", action="store_true",
@@ -176,6 +180,8 @@ def restore_or_verify_command(args: argparse.Namespace) -> int:
             parameters = _with_target(args, checkpoint, parameters)
         else:
             _require_target(checkpoint, parameters)
+        if args.allow_other_owner:
+            parameters = _with_flag(checkpoint, parameters, "allow_other_owner")
         result = _run(args, operations.restore, checkpoint, parameters=parameters)
     if not args.json:
         _print_problems(result.problems)
@@ -219,6 +225,19 @@ def _with_target(args: argparse.Namespace, checkpoint: Checkpoint,
             out.setdefault(rtype, {}).setdefault("target", args.target)
             if args.force and "force" in props:
                 out[rtype].setdefault("force", True)
+    return out
+
+
+def _with_flag(checkpoint: Checkpoint, parameters: Mapping[str, Mapping[str, Any]],
+               name: str) -> dict[str, dict[str, Any]]:
+    """Set the boolean ``name`` for every type whose restore schema takes it."""
+    registry = get_registry()
+    out = {k: dict(v) for k, v in parameters.items()}
+    for rtype in sorted(checkpoint.resource_graph.types()):
+        plugin = registry.plugin_name_for(rtype)
+        if plugin is not None and name in registry.plugin(plugin).get_restore_schema(
+                rtype).get("properties", {}):
+            out.setdefault(rtype, {}).setdefault(name, True)
     return out
 
 
