@@ -145,5 +145,4 @@ class Fields:
         found = self.data.get("version")
         if found not in accepted or not isinstance(found, int) or isinstance(found, bool):
             raise unsupported(found)
-            raise unsupported(found)
         return found
