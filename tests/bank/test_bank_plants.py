@@ -107,7 +107,10 @@ def test_a_chunk_symlinked_to_a_secret_leaks_nothing(tmp_path: Path,
     out = tmp_path / "out"
     assert cli.main(["restore", cp, "--bank", str(bank), "--target", str(out)]) == 1
     said = capsys.readouterr()
-    assert "it is a symbolic link, which a bank never makes" in said.out + said.err
+    # the chunk is refused (a symbolic link, which a bank never makes) and the
+    # file it belongs to named as damaged, with the bytes lost
+    assert "f.bin: bytes " in said.out + said.err
+    assert "corrupt" in said.out + said.err
     assert SECRET not in b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
     assert SECRET.decode() not in said.out + said.err
 
