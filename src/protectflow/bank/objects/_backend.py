@@ -125,6 +125,10 @@ class LocalBackend:
     def path(self, key: str) -> str:
         return os.path.join(self.root, *key.split("/")) if key else self.root
 
+    def size(self, key: str) -> int:
+        """The bytes the object takes in the store (encrypted, compressed)."""
+        return os.stat(self.path(key)).st_size
+
     def read(self, key: str) -> bytes:
         try:
             with open(self.path(key), "rb") as f:
@@ -350,6 +354,10 @@ class FsspecBackend:
 
     def path(self, key: str) -> str:
         return f"{self.root}/{key}" if key else (self.root or "/")
+
+    def size(self, key: str) -> int:
+        """The bytes the object takes in the store (encrypted, compressed)."""
+        return int(self.fs.size(self.path(key)))
 
     def read(self, key: str) -> bytes:
         try:

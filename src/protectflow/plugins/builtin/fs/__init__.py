@@ -95,6 +95,7 @@ from protectflow.plugins.builtin._local import (
     store_of,
 )
 from protectflow.plugins.builtin.fs._build import Outcome, check_entries
+from protectflow.plugins.builtin.fs._listing import items_of
 from protectflow.plugins.builtin.fs._protect import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PACK_SIZE,
@@ -103,6 +104,7 @@ from protectflow.plugins.builtin.fs._protect import (
     read_manifest,
 )
 from protectflow.plugins.builtin.fs._restore import matches, restore_into
+from protectflow.plugins.contents import Item
 
 __all__ = ["DIRECTORY", "FsProtectionPlugin"]
 
@@ -357,6 +359,11 @@ class FsProtectionPlugin(MainHooksPlugin):
             return destination_problems(resource, parameters,
                                         lambda dest: _restored(checkpoint, resource, dest))
         return []
+
+    @classmethod
+    def get_contents(cls, metadata_store: Any, resource: Resource) -> list[Item]:
+        """The tree's entries: path, type, size, mode, mtime (see :mod:`._listing`)."""
+        return items_of(read_manifest(metadata_store, resource))
 
     @classmethod
     def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 
 from protectflow.bank import BankSection, Checkpoint
 from protectflow.dag.model import Resource
+from protectflow.dag.outcomes import STATS_KEY, ResourceStats
 from protectflow.errors import BankError, ChunkError, LocalPluginError
 from protectflow.plugins.base import HookCheckpoint
 from protectflow.plugins.builtin._chunkfiles import release_all, reuse_file, store_pack
@@ -71,18 +72,40 @@ def _check_version(manifest: dict[str, Any], resource: Resource) -> None:
             f"reads versions {', '.join(map(str, _READABLE_VERSIONS))} -- upgrade it")
 
 
-def _previous_files(bank: Any, resource: Resource, chunk_size: int) -> dict[str, Any]:
-    """Path -> file entry of the last manifest committed for ``resource``."""
+def _previous_files(bank: Any, resource: Resource,
+                    chunk_size: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Path -> file entry of the last manifest committed for ``resource``:
+    all of them (what the stats compare with), and those whose chunks a
+    protect with ``chunk_size`` may reuse (none if it had another)."""
     try:
         latest = bank.get_object(latest_key(resource))
         old = Checkpoint(bank, latest["checkpoint"]).get_resource_bank_section(resource)
         manifest = get_json(old, MANIFEST)
     except (BankError, KeyError, TypeError):
-        return {}
-    if (manifest.get("chunk_size") != chunk_size
-            or manifest.get("version") not in _READABLE_VERSIONS):
-        return {}
-    return {e["path"]: e for e in manifest["entries"] if e["type"] == "file"}
+        return {}, {}
+    if manifest.get("version") not in _READABLE_VERSIONS:
+        return {}, {}
+    files = {e["path"]: e for e in manifest["entries"] if e["type"] == "file"}
+    return files, files if manifest.get("chunk_size") == chunk_size else {}
+
+
+def _stats(entries: list[dict[str, Any]], before: dict[str, Any], results: list[Stored], *,
+           added: int) -> ResourceStats:
+    """The files of ``entries`` new, changed and unmodified since ``before``
+    (the previous checkpoint's), the bytes read and added."""
+    counts = {"new": [0, 0], "changed": [0, 0], "unmodified": [0, 0]}
+    for e in entries:
+        if e["type"] != "file" or "link" in e:  # a hard link's second name holds no data
+            continue
+        old = before.get(e["path"])
+        kind = "new" if old is None else "unmodified" if _unchanged(e, old) else "changed"
+        counts[kind][0] += 1
+        counts[kind][1] += int(e.get("size") or 0)
+    return ResourceStats(
+        files_new=counts["new"][0], files_changed=counts["changed"][0],
+        files_unmodified=counts["unmodified"][0], bytes_new=counts["new"][1],
+        bytes_changed=counts["changed"][1], bytes_unmodified=counts["unmodified"][1],
+        bytes_read=sum(r.read_bytes for r in results), bytes_added=added)
 
 
 def _unchanged(entry: dict[str, Any], old: dict[str, Any] | None) -> bool:
@@ -106,8 +129,9 @@ def protect_tree(checkpoint: HookCheckpoint, resource: Resource, parameters: dic
     chunk_size = int(parameters.get("chunk_size", DEFAULT_CHUNK_SIZE))
     pack_size = int(parameters.get("pack_size", DEFAULT_PACK_SIZE))
     started = time.time()
-    previous = {} if parameters.get("reread") else _previous_files(store.bank, resource,
-                                                                  chunk_size)
+    before, previous = _previous_files(store.bank, resource, chunk_size)
+    if parameters.get("reread"):
+        previous = {}
     entries, scan_warnings = _scan(root, parameters)
     files = [e for e in entries if e["type"] == "file" and "link" not in e]
     reused, repack = _reuse_packs(store, files, previous)
@@ -130,7 +154,8 @@ def protect_tree(checkpoint: HookCheckpoint, resource: Resource, parameters: dic
         "pack_size": pack_size, "checkpoint": checkpoint.id, "resource": resource.key,
         "entries": entries, "warnings": warnings})
     files = [e for e in entries if e["type"] == "file" and "link" not in e]
-    return {"files": len(files), "entries": len(entries),
+    stats = _stats(entries, before, results, added=store.added_bytes)
+    return {"files": len(files), "entries": len(entries), STATS_KEY: stats.to_json(),
             "bytes": sum(e["size"] for e in files),
             "new_chunks": sum(r.new for r in results),
             "new_bytes": sum(r.new_bytes for r in results),
@@ -267,7 +292,8 @@ def _store_group(store: ChunkStore, root: str, group: list[dict[str, Any]]) -> S
     for e in group:
         if not e.get("vanished"):
             e["pack"] = digest
-    return Stored(new=1 if new_bytes else 0, new_bytes=new_bytes, warnings=warnings)
+    return Stored(new=1 if new_bytes else 0, new_bytes=new_bytes, read_bytes=len(pack),
+                  warnings=warnings)
 
 
 def _store_entry(store: ChunkStore, root: str, entry: dict[str, Any],
@@ -280,5 +306,5 @@ def _store_entry(store: ChunkStore, root: str, entry: dict[str, Any],
             entry["chunks"] = old["chunks"]
             if "sparse" in old:
                 entry["sparse"] = old["sparse"]
-            return Stored(new=new, new_bytes=new_bytes, reused=1)
+            return Stored(new=new, new_bytes=new_bytes, read_bytes=new_bytes, reused=1)
     return store_scanned(store, root, entry, chunk_size)

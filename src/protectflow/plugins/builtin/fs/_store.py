@@ -35,6 +35,8 @@ class Stored:
 
     new: int = 0
     new_bytes: int = 0
+    #: Bytes read from the source (every read of a file that changed counts).
+    read_bytes: int = 0
     reused: int = 0
     #: Chunks referenced by an earlier read of a file that then changed.
     discarded: list[str] = attrs.field(factory=list)
@@ -59,6 +61,7 @@ def store_scanned(store: ChunkStore, root: str, entry: Entry, chunk_size: int) -
                 [[0, size]] if size else [])
             digests, new, new_bytes, got = store_pieces(store, read_stream(fd, extents, buffer))
             out.new, out.new_bytes = out.new + new, out.new_bytes + new_bytes
+            out.read_bytes += got
             if stat_key(os.fstat(fd)) == stat_key(before):
                 break
             if attempt < ATTEMPTS:

@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from protectflow.dag.model import Resource
+from protectflow.dag.outcomes import STATS_KEY, ResourceStats
 from protectflow.errors import BankError, LocalPluginError
 from protectflow.plugins.base import (
     HookArgs,
@@ -63,13 +64,16 @@ from protectflow.plugins.builtin._local import (
 from protectflow.plugins.builtin._private import private_dir
 from protectflow.plugins.builtin.sqlite._copy import (
     check,
+    contents_of,
     file_chunks,
     integrity_check,
     read_manifest,
     restore_database,
     restore_name,
+    table_rows,
     verify_database,
 )
+from protectflow.plugins.contents import Item
 
 __all__ = ["DATABASE", "SqliteProtectionPlugin", "integrity_check", "restore_database",
            "verify_database"]
@@ -196,13 +200,25 @@ def store_snapshot(checkpoint: HookCheckpoint, resource: Resource,
                                "is gone; run the protect again")
     check(path, f"{resource.key}: snapshot {path}")
     chunk_size = int(parameters.get("chunk_size", DEFAULT_CHUNK_SIZE))
-    digests, new, new_bytes, size = store_file(store_of(checkpoint, resource), path, chunk_size)
+    tables = table_rows(path)
+    store = store_of(checkpoint, resource)
+    digests, new, new_bytes, size = store_file(store, path, chunk_size)
     section.update_object(MANIFEST, {
         "version": MANIFEST_VERSION, "source": info["source"], "size": size,
         "chunk_size": chunk_size, "chunks": digests, "taken_at": info["taken_at"],
+        "tables": tables,
         **{k: info[k] for k in ("mode", "uid", "gid", "mtime_ns") if k in info}})
     os.unlink(path)
-    return {"bytes": size, "new_chunks": new, "new_bytes": new_bytes}
+    return {"bytes": size, "new_chunks": new, "new_bytes": new_bytes,
+            STATS_KEY: _stats(size, new, len(digests), store.added_bytes).to_json()}
+
+
+def _stats(size: int, new: int, chunks: int, added: int) -> ResourceStats:
+    """The database file as one file: new when every chunk of it is new,
+    unmodified when none is, else changed."""
+    kind = "new" if new and new == chunks else "unmodified" if not new else "changed"
+    return ResourceStats(**{f"files_{kind}": 1, f"bytes_{kind}": size},
+                         bytes_read=size, bytes_added=added)
 
 
 def delete_database(checkpoint: HookCheckpoint, resource: Resource,
@@ -339,6 +355,12 @@ class SqliteProtectionPlugin(MainHooksPlugin):
         """
         checkpoint = require_checkpoint(checkpoint, resource)
         return {"discarded": discard_snapshot(checkpoint, resource, parameters)}
+
+    @classmethod
+    def get_contents(cls, metadata_store: Any, resource: Resource) -> list[Item]:
+        """The database file, and its tables with their row counts (a
+        checkpoint made before protectflow counted them lists the file alone)."""
+        return contents_of(get_json(metadata_store, MANIFEST))
 
     @classmethod
     def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:

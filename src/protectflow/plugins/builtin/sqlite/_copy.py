@@ -10,11 +10,13 @@ destination is replaced, never followed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import sqlite3
 import stat
 import tempfile
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -29,9 +31,10 @@ from protectflow.plugins.builtin._local import (
     restore_destination,
     store_of,
 )
+from protectflow.plugins.contents import Item
 
-__all__ = ["check", "file_chunks", "integrity_check", "read_manifest", "restore_database",
-           "restore_name", "verify_database"]
+__all__ = ["check", "contents_of", "file_chunks", "integrity_check", "read_manifest",
+           "restore_database", "restore_name", "table_rows", "verify_database"]
 
 _READABLE_VERSIONS = (1, 2)
 #: An extension the restored file may take from the stored source's name.
@@ -186,3 +189,36 @@ def verify_database(checkpoint: HookCheckpoint, resource: Resource) -> dict[str,
             os.close(fd)
         check(path, f"{resource.key}: stored copy")
     return {"bytes": manifest["size"], "chunks": len(manifest["chunks"]), "integrity": "ok"}
+
+
+def table_rows(path: str) -> dict[str, int]:
+    """Each table of the database at ``path`` and its number of rows."""
+    con = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)
+    try:
+        names = [str(r[0]) for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        return {name: int(con.execute(
+            f'SELECT COUNT(*) FROM "{name.replace(chr(34), chr(34) * 2)}"').fetchone()[0])
+            for name in names}
+    finally:
+        con.close()
+
+
+def contents_of(manifest: Mapping[str, Any]) -> list[Item]:
+    """The database file of ``manifest`` and its tables (``ls``'s items)."""
+    chunks = manifest.get("chunks")
+    content = None if not isinstance(chunks, list) else "chunks:" + hashlib.sha256(
+        ",".join(map(str, chunks)).encode()).hexdigest()
+    size = manifest.get("size")
+    mode = manifest.get("mode")
+    mtime = manifest.get("mtime_ns")
+    source = str(manifest.get("source") or "database")
+    items = [Item(".", "database", size=size if isinstance(size, int) else None,
+                  mode=mode if isinstance(mode, int) else None,
+                  mtime_ns=mtime if isinstance(mtime, int) else None, content=content,
+                  info={"source": source})]
+    tables = manifest.get("tables")
+    if isinstance(tables, Mapping):
+        items += [Item(str(name), "table", rows=rows) for name, rows in sorted(tables.items())
+                  if isinstance(rows, int)]
+    return items
