@@ -16,6 +16,7 @@ bytes, which is what ``diff`` compares (with size, mode and mtime).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -64,8 +65,9 @@ class Item:
         """Whether this item differs from ``other`` (the same path elsewhere)
         in type, contents, size, mode, mtime, rows or link target."""
         return (self.type, self.content, self.size, self.mode, self.mtime_ns, self.rows,
-                self.target) != (other.type, other.content, other.size, other.mode,
-                                 other.mtime_ns, other.rows, other.target)
+                self.target, _text(self.info)) != (
+                    other.type, other.content, other.size, other.mode, other.mtime_ns,
+                    other.rows, other.target, _text(other.info))
 
     def to_json(self) -> dict[str, Any]:
         """The item as ``ls --json`` gives it: every field that is set."""
@@ -75,6 +77,10 @@ class Item:
             if value is not None:
                 data[name] = value
         return data
+
+
+def _text(info: Any) -> str | None:
+    return None if info is None else json.dumps(info, sort_keys=True, default=str)
 
 
 def contents(checkpoint: Checkpoint, resource: str | Resource, *,
