@@ -65,7 +65,7 @@ def test_protect_stats_count_new_then_changed_and_unmodified_files_as_the_test_d
     assert (fs["files_new"], fs["files_changed"], fs["files_unmodified"]) == (len(files), 0, 0)
     assert fs["bytes_new"] == fs["size"] == sum(files.values())
     assert fs["bytes_read"] == sum(files.values())
-    assert 0 < fs["bytes_added"]
+    assert fs["bytes_added"] > 0
     db = next(r for r in first["resources"] if r["resource"] == DB)["stats"]
     assert db["files_new"] == 1 and db["size"] == (world / "db.sqlite").stat().st_size
     assert first["stats"]["files"] == len(files) + 1
