@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,8 +48,9 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     return capsys.readouterr().out
 
 
-def _protect(capsys: pytest.CaptureFixture[str]) -> dict:
-    return json.loads(_run(capsys, "protect", "plan.yaml", "--json", "-q"))
+def _protect(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(_run(capsys, "protect", "plan.yaml", "--json", "-q"))
+    return doc
 
 
 def _files(root: Path) -> dict[str, int]:

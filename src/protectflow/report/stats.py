@@ -1,9 +1,11 @@
 """A resource's statistics, as the report shows them: label/value pairs.
 
-They come from wherever the bank keeps them today, first found first:
+They come from both places the bank keeps them, the first winning where
+both give one:
 
-- a ``stats`` field of the resource's status (a mapping, or an attrs
-  class), when the records carry one;
+- the ``stats`` of the resource's status (a
+  :class:`~protectflow.dag.outcomes.ResourceStats`, a mapping or an attrs
+  class), when the records carry them;
 - the outputs of the resource's hooks in the run's journal that are JSON
   objects, ``main`` first (the fs plugin returns its files, bytes, new
   chunks and the files it reused from the previous checkpoint, from
@@ -48,15 +50,18 @@ def raw_stats(status: object, outputs: Mapping[str, Any]) -> dict[str, Any]:
     some, else the numbers its hooks' ``outputs`` (hook -> output) hold,
     ``main``'s first (see the module)."""
     stats: Any = getattr(status, "stats", None)
-    if attrs.has(type(stats)):
+    to_json = getattr(stats, "to_json", None)
+    if to_json is not None:
+        stats = to_json()
+    elif attrs.has(type(stats)):
         stats = attrs.asdict(stats)
-    if isinstance(stats, Mapping) and stats:
-        return _plain(stats)
     found: dict[str, Any] = {}
     for hook in sorted(outputs, key=lambda h: h != "main"):
         output = outputs[hook]
         if isinstance(output, Mapping):
             found = {**_plain(output), **found}
+    if isinstance(stats, Mapping) and stats:
+        return {**found, **_plain(stats)}  # the status's typed stats win
     return found
 
 

@@ -193,7 +193,8 @@ def verify_database(checkpoint: HookCheckpoint, resource: Resource) -> dict[str,
 
 def table_rows(path: str) -> dict[str, int]:
     """Each table of the database at ``path`` and its number of rows."""
-    con = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)
+    # immutable: no lock, no -shm or -wal file left beside the snapshot
+    con = sqlite3.connect(f"file:{quote(path)}?mode=ro&immutable=1", uri=True)
     try:
         names = [str(r[0]) for r in con.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
