@@ -26,6 +26,7 @@ from protectflow.cli.options import (
 )
 from protectflow.cli.outcome import finish
 from protectflow.cli.output import print_json, write_report_files
+from protectflow.cli.preview import dry_run_protect, dry_run_restore
 from protectflow.cli.progress import progress
 from protectflow.compiler import Plan, load_plan
 from protectflow.errors import BankLockedError, ParameterError, PluginError
@@ -48,6 +49,9 @@ def add_parsers(sub: Subparsers) -> None:
                    help="read every file again rather than trust the previous checkpoint "
                    "for those unchanged (sets the 'reread' parameter of every plugin "
                    "that takes one)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say what would be read (files new, changed, unmodified); write "
+                   "nothing, make no checkpoint")
     add_executor_args(p)
     p.set_defaults(func=protect_command)
 
@@ -61,6 +65,7 @@ def add_parsers(sub: Subparsers) -> None:
                            "the 'target' parameter of every plugin that takes one)")
             p.add_argument("--force", action="store_true",
                            help="replace what is already at a resource's destination")
+            _add_selection_args(p)
         else:
             depth = p.add_mutually_exclusive_group()
             depth.add_argument("--read-data", dest="read_data", action="store_true",
@@ -92,6 +97,26 @@ def add_parsers(sub: Subparsers) -> None:
                                "checkpoint)"))
     add_executor_args(p)
     p.set_defaults(func=resume_command)
+
+
+def _add_selection_args(p: argparse.ArgumentParser) -> None:
+    """restore's ``--resource``, ``--no-deps``, ``--include``, ``--exclude``,
+    ``--in-place`` and ``--dry-run``."""
+    p.add_argument("--resource", dest="resources", metavar="TYPE#ID", action="append",
+                   help="restore only this resource and what it depends on (repeatable)")
+    p.add_argument("--no-deps", dest="dependencies", action="store_false",
+                   help="with --resource: not the resources it depends on")
+    p.add_argument("--include", action="append", default=[], metavar="PATTERN",
+                   help="restore only the files matching this glob (repeatable; without "
+                   "'/' it matches a name at any depth, with '/' the path from the "
+                   "resource's root; a folder brings what is under it)")
+    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help="leave out the files and folders matching this glob (repeatable)")
+    p.add_argument("--in-place", action="store_true",
+                   help="restore to where each resource was protected from, refusing "
+                   "(unless --force) to overwrite what differs; never through a symlink")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say what would be restored, and where; write nothing")
 
 
 def _checkpoint_parser(sub: Subparsers, name: str, helptext: str, *,
@@ -127,6 +152,9 @@ def protect_command(args: argparse.Namespace) -> int:
     plan_bank = plan.bank or plan_provider(plan.provider, {}).bank
     bank = bank_from_args(args, settings(args, plan_bank).bank, fsync=args.fsync)
     extra = {"parameters": _with_reread(plan)} if args.reread else {}
+    if args.dry_run:
+        return dry_run_protect(args, plan, bank if bank.exists() else None,
+                               extra.get("parameters"))
     result = _run(args, operations.protect, plan, bank=bank, **extra)
     return finish(args, result, f"protect of {plan.name}")
 
@@ -145,12 +173,19 @@ def restore_or_verify_command(args: argparse.Namespace) -> int:
     if args.operation == "verify" and not args.read_data:
         return check_command(args, store.bank)
     parameters = load_parameters(args.parameters, args.operation)
-    if getattr(args, "target", None):
+    extra: dict[str, Any] = {}
+    if args.operation == "restore":
+        parameters = _with_selection(args, store, parameters)
+        if not getattr(args, "target", None) and not args.in_place:
+            _require_target(store.get(args.checkpoint), parameters)
+        extra = {"resources": args.resources, "dependencies": args.dependencies}
+        if args.dry_run:
+            return dry_run_restore(args, store, parameters)
+    elif getattr(args, "target", None):
         parameters = _with_target(args, store, parameters)
-    elif args.operation == "restore":
-        _require_target(store.get(args.checkpoint), parameters)
     call = operations.restore if args.operation == "restore" else operations.verify
-    result = _run(args, call, args.checkpoint, bank=store.bank, parameters=parameters)
+    result = _run(args, call, args.checkpoint, bank=store.bank, parameters=parameters,
+                  **extra)
     if not args.json:
         _print_problems(result.problems)
     return finish(args, result, f"{args.operation} of checkpoint {args.checkpoint}")
@@ -181,19 +216,37 @@ def _with_target(args: argparse.Namespace, store: CheckpointStore,
                  parameters: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Give ``--target`` (and ``--force``) to every type whose restore schema
     takes a ``target``."""
-    checkpoint = store.get(args.checkpoint)
+    return _with_flags(store.get(args.checkpoint), parameters,
+                       {"target": args.target, "force": True if args.force else None})
+
+
+def _with_selection(args: argparse.Namespace, store: CheckpointStore,
+                    parameters: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """restore's flags as the parameters of every type whose restore schema
+    takes them: ``target``, ``force``, ``in_place``, ``include``, ``exclude``."""
+    return _with_flags(store.get(args.checkpoint), parameters, {
+        "target": args.target, "force": True if args.force else None,
+        "in_place": True if args.in_place else None, "include": args.include or None,
+        "exclude": args.exclude or None})
+
+
+def _with_flags(checkpoint: Checkpoint, parameters: Mapping[str, Mapping[str, Any]],
+                flags: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``parameters`` with each flag that is set given to every type whose
+    restore schema takes it (what ``--parameters`` says for a type wins)."""
     registry = get_registry()
-    types = checkpoint.resource_graph.types()
     out = {k: dict(v) for k, v in parameters.items()}
-    for rtype in sorted(types):
-        name = registry.plugin_name_for(rtype)
+    for rtype in sorted(checkpoint.resource_graph.types()):
+        try:
+            name = registry.plugin_name_for(rtype)
+        except PluginError:  # several plugins: the checkpoint's provider chooses, later
+            continue
         if name is None:
             continue
         props = registry.plugin(name).get_restore_schema(rtype).get("properties", {})
-        if "target" in props:
-            out.setdefault(rtype, {}).setdefault("target", args.target)
-            if args.force and "force" in props:
-                out[rtype].setdefault("force", True)
+        for key, value in flags.items():
+            if value is not None and key in props:
+                out.setdefault(rtype, {}).setdefault(key, value)
     return out
 
 
@@ -214,17 +267,19 @@ def _require_target(checkpoint: Checkpoint,
             name = registry.plugin_name_for(rtype)
         except PluginError:  # several plugins: the checkpoint's provider chooses, later
             continue
-        if name is None or "target" not in registry.plugin(name).get_restore_schema(
-                rtype).get("required", ()):
+        schema = registry.plugin(name).get_restore_schema(rtype) if name else {}
+        # a target is needed where required, or where only --in-place replaces it
+        if "target" not in schema.get("required", ()) and "in_place" not in schema.get(
+                "properties", {}):
             continue
         given = [v for k, v in parameters.items() if k == rtype or k.startswith(rtype + "#")]
-        if not any("target" in v for v in given):
+        if not any("target" in v or v.get("in_place") for v in given):
             lacking.append(rtype)
     if lacking:
         raise ParameterError(
             f"the restore of checkpoint {checkpoint.id} needs a folder to restore into: give "
-            "--target DIR (each resource goes into DIR/<resource id>), or a 'target' in "
-            f"--parameters FILE for {', '.join(lacking)}")
+            "--target DIR (each resource goes into DIR/<resource id>), --in-place (where it "
+            f"was protected from), or a 'target' in --parameters FILE for {', '.join(lacking)}")
 
 
 def _with_reread(plan: Plan) -> dict[str, dict[str, Any]]:

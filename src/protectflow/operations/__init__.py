@@ -27,7 +27,7 @@ work behind them lives in the modules named above and in ``runs``.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
 
 import attrs
@@ -164,9 +164,13 @@ def restore(
     executor: str | Executor = "threads",
     parameters: Mapping[str, Mapping[str, Any]] | None = None,
     owner: str | None = None,
+    resources: Sequence[str] | None = None,
+    dependencies: bool = True,
     **options: Any,
 ) -> OperationResult:
-    """Restore the resources of an ``available`` checkpoint.
+    """Restore the resources of an ``available`` checkpoint: all of them, or
+    ``resources`` (``TYPE#ID`` keys) and what they depend on (their
+    children in the graph, unless not ``dependencies``).
 
     Restore hooks publish new resource ids in ``new_resources``; the run
     record keeps them.
@@ -181,7 +185,7 @@ def restore(
     """
     return run_on_checkpoint("restore", open_store(bank).get(checkpoint_id), executor=executor,
                              parameters=parameters, owner=owner or default_owner(),
-                             options=options)
+                             options=options, selected=resources, dependencies=dependencies)
 
 
 def verify(

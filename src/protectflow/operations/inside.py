@@ -11,7 +11,6 @@ items gets all four; one that does not is shown by its saved info.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from fnmatch import fnmatchcase
 
 import attrs
 
@@ -19,7 +18,7 @@ from protectflow.bank import Bank, Checkpoint, CheckpointStore
 from protectflow.bank.chunks.store import chunk_key
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError, LocalPluginError, PluginError
-from protectflow.plugins.contents import Item, contents
+from protectflow.plugins.contents import Item, contents, glob_match
 
 __all__ = ["RAW_DATA", "RESTORE_SIZE", "STATS_MODES", "Change", "Diff", "Found", "Listing",
            "StatsReport", "diff", "find", "listing", "matches", "stats"]
@@ -74,9 +73,7 @@ def matches(pattern: str, path: str) -> bool:
     """Whether ``path`` matches the glob ``pattern``: a pattern without
     ``/`` matches the name (the last part of the path), one with ``/`` the
     whole path from the resource's root (as restic's ``find``)."""
-    if "/" in pattern:
-        return fnmatchcase(path, pattern.strip("/"))
-    return fnmatchcase(path.rsplit("/", 1)[-1], pattern)
+    return glob_match(path, (pattern,))
 
 
 @attrs.frozen

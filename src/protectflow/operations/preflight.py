@@ -12,13 +12,15 @@ Each returns what it checked or made and changes none of its arguments.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from protectflow.bank import Checkpoint
 from protectflow.bank.catalog.lease import owner_is_dead
 from protectflow.compiler import compile_graph
 from protectflow.dag import HookDAG
+from protectflow.dag.resource_graph import ResourceGraph
 from protectflow.errors import BankError, CheckpointBusyError, ExecutorError, PreflightError
 from protectflow.executors import Executor, get_executor
 from protectflow.plugins.contract import preflight_problems
@@ -26,8 +28,17 @@ from protectflow.plugins.providers import Provider, resolve_provider
 from protectflow.plugins.registry import configured_spec, get_registry
 from protectflow.states import AVAILABLE, DELETING, ERROR, ERROR_DELETING
 
-__all__ = ["check_limits", "check_resources", "checkpoint_dag", "make_executor",
-           "plan_provider", "require_status", "resource_problems", "with_provider_config"]
+__all__ = [
+    "check_limits",
+    "check_resources",
+    "checkpoint_dag",
+    "make_executor",
+    "plan_provider",
+    "require_status",
+    "resource_problems",
+    "select_resources",
+    "with_provider_config",
+]
 
 #: Run options that make the executor rather than the run.
 EXECUTOR_OPTIONS = ("workers", "scheduler", "client")
@@ -102,10 +113,13 @@ def with_provider_config(options: Mapping[str, Any], provider: Provider) -> dict
 
 
 def checkpoint_dag(
-    checkpoint: Checkpoint, operation: str, parameters: Mapping[str, Mapping[str, Any]] | None
+    checkpoint: Checkpoint, operation: str, parameters: Mapping[str, Mapping[str, Any]] | None,
+    *, resources: Sequence[str] | None = None, dependencies: bool = True,
 ) -> HookDAG:
     """The DAG of ``operation`` over the checkpoint's saved resource graph,
-    each resource served by the plugin the plan's provider chooses.
+    each resource served by the plugin the plan's provider chooses; only
+    ``resources`` (keys) when given, with what they depend on unless not
+    ``dependencies``.
 
     Raises
     ------
@@ -113,12 +127,41 @@ def checkpoint_dag(
         When the checkpoint's record (its saved graph with it) cannot be read.
     PlanError, PluginError
         For bad parameters.
+    BankError
+        When ``resources`` names one the checkpoint does not hold.
     """
     plan = checkpoint.plan
+    graph = checkpoint.resource_graph
+    if resources is not None:
+        graph = select_resources(checkpoint, resources, dependencies=dependencies)
+        # the parameters of the resources left out are not this run's
+        names = graph.types() | set(graph.resources)
+        parameters = {k: v for k, v in (parameters or {}).items() if k in names}
     return compile_graph(
-        checkpoint.resource_graph, operation, parameters=parameters or {},
+        graph, operation, parameters=parameters or {},
         plan_name=plan.name, limits=plan.limits, provider=plan.provider,
     )
+
+
+def select_resources(checkpoint: Checkpoint, keys: Sequence[str], *,
+                     dependencies: bool = True) -> ResourceGraph:
+    """The part of the checkpoint's graph that ``keys`` name, with what they
+    depend on unless not ``dependencies``.
+
+    Raises
+    ------
+    BankError
+        Naming a key the checkpoint does not hold, and close ones.
+    """
+    graph = checkpoint.resource_graph
+    unknown = [k for k in keys if k not in graph.resources]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(graph.resources), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else (
+            f"; it holds {', '.join(sorted(graph.resources)[:10])}")
+        raise BankError(f"checkpoint {checkpoint.id} holds no resource "
+                        f"{', '.join(unknown)}{hint}")
+    return graph.subgraph(keys, dependencies=dependencies)
 
 
 def require_status(checkpoint: Checkpoint, operation: str, *, resuming: bool = False) -> None:

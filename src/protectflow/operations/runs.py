@@ -7,7 +7,7 @@ statuses from the report.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from protectflow.bank import Checkpoint, CheckpointStore, CopiedFrom
@@ -71,11 +71,14 @@ def run_on_checkpoint(
     operation: str, checkpoint: Checkpoint, *, executor: str | Executor,
     parameters: Mapping[str, Mapping[str, Any]] | None, owner: str,
     options: Mapping[str, Any], runs: list[JournalRun] | None = None,
+    selected: Sequence[str] | None = None, dependencies: bool = True,
 ) -> OperationResult:
     """Run a restore or verify on ``checkpoint``; ``runs``: the lineage of
-    journal runs it resumes, if it resumes."""
+    journal runs it resumes, if it resumes; ``selected``: only these (and
+    what they depend on, unless not ``dependencies``)."""
     require_status(checkpoint, operation, resuming=runs is not None)
-    dag = checkpoint_dag(checkpoint, operation, parameters)
+    dag = checkpoint_dag(checkpoint, operation, parameters, resources=selected,
+                         dependencies=dependencies)
     if runs is not None:
         check_resumable(runs[0], dag, checkpoint.plan, checkpoint=checkpoint)
         options = {**options, "completed": completed_hooks(runs)}

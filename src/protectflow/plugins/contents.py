@@ -17,7 +17,8 @@ bytes, which is what ``diff`` compares (with size, mode and mtime).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -30,7 +31,8 @@ from protectflow.plugins.registry import Registry, get_registry
 if TYPE_CHECKING:
     from protectflow.bank import Checkpoint
 
-__all__ = ["INFO", "Item", "contents"]
+__all__ = ["INFO", "Item", "ancestors", "contents", "glob_match", "hit", "select_items",
+           "selected_paths"]
 
 #: The type of the one item of a plugin that lists no contents.
 INFO = "info"
@@ -77,6 +79,51 @@ class Item:
             if value is not None:
                 data[name] = value
         return data
+
+
+def glob_match(path: str, patterns: Iterable[str]) -> bool:
+    """Whether ``path`` matches one of the globs: one without ``/`` matches
+    the name (the last part of the path), one with ``/`` the whole path."""
+    name = path.rsplit("/", 1)[-1]
+    return any(fnmatchcase(path, p.strip("/")) if "/" in p else fnmatchcase(name, p)
+               for p in patterns)
+
+
+def ancestors(path: str) -> list[str]:
+    """The folders above ``path``, outermost first (``a``, ``a/b`` for ``a/b/c``)."""
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def hit(path: str, patterns: Sequence[str]) -> bool:
+    """Whether ``path`` or a folder above it matches one of ``patterns``."""
+    return any(glob_match(p, patterns) for p in (*ancestors(path), path))
+
+
+def selected_paths(paths: Iterable[str], include: Sequence[str],
+                   exclude: Sequence[str]) -> set[str]:
+    """The paths (``"."`` the root, always kept) a selection keeps, as
+    restic's ``restore --include/--exclude``: ``exclude`` drops a path and
+    everything under a folder it matches; ``include``, when given, keeps the
+    paths that match, everything under a folder that matches, and the
+    folders that lead to them."""
+    kept = {"."}
+    for path in paths:
+        if path == "." or (exclude and hit(path, exclude)):
+            continue
+        if not include or hit(path, include):
+            kept.add(path)
+            kept.update(ancestors(path))
+    return kept
+
+
+def select_items(items: Sequence[Item], include: Sequence[str],
+                 exclude: Sequence[str]) -> list[Item]:
+    """The ``items`` :func:`selected_paths` keeps, in order."""
+    if not include and not exclude:
+        return list(items)
+    kept = selected_paths((i.path for i in items), include, exclude)
+    return [i for i in items if i.path in kept]
 
 
 def _text(info: Any) -> str | None:

@@ -73,6 +73,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from protectflow.dag.model import Resource
+from protectflow.dag.outcomes import ResourceStats
 from protectflow.errors import BankError, LocalPluginError
 from protectflow.plugins.base import (
     HookArgs,
@@ -90,6 +91,7 @@ from protectflow.plugins.builtin._local import (
     object_schema,
     release_chunks,
     require_checkpoint,
+    resolve_path,
     restore_destination,
     source_problems,
     store_of,
@@ -100,10 +102,12 @@ from protectflow.plugins.builtin.fs._protect import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PACK_SIZE,
     latest_key,
+    preview_tree,
     protect_tree,
     read_manifest,
 )
 from protectflow.plugins.builtin.fs._restore import matches, restore_into
+from protectflow.plugins.builtin.fs._select import collisions, select_entries
 from protectflow.plugins.contents import Item
 
 __all__ = ["DIRECTORY", "FsProtectionPlugin"]
@@ -135,14 +139,21 @@ OPTIONS_SCHEMA = object_schema("fs protect parameters", {
 })
 RESTORE_SCHEMA = object_schema("fs restore parameters", {
     "target": {"type": "string", "minLength": 1,
-               "description": "folder to restore into: the tree goes to <target>/<id>"},
+               "description": "folder to restore into: the tree goes to <target>/<id> "
+               "(required unless in_place)"},
+    "in_place": {"type": "boolean", "default": False,
+                 "description": "restore to the folder the tree was protected from, "
+                 "refusing (unless force) where it would overwrite something that differs"},
     "force": {"type": "boolean", "default": False,
               "description": "restore into a non-empty <target>/<id>: each entry of the "
               "checkpoint replaces what is at its path, other files stay"},
+    "include": {**_PATTERNS, "description": "restore only the entries matching one of "
+                "these globs (and what is under a matching folder)"},
+    "exclude": {**_PATTERNS, "description": "leave out the entries matching these globs"},
     "owners": {"type": "boolean", "description": "restore owners (numeric uid and gid) and "
                "set-id bits; default: when running as root"},
     "workers": _WORKERS,
-}, required=["target"])
+})
 VERIFY_SCHEMA = object_schema("fs verify parameters", {"workers": _WORKERS})
 SAVED_INFO_SCHEMA = {
     "type": "object",
@@ -184,14 +195,67 @@ def restore_with_outcome(checkpoint: HookCheckpoint, resource: Resource,
     if not isinstance(chunk_size, int) or not 0 < chunk_size <= MAX_CHUNK_SIZE:
         raise LocalPluginError(f"{resource.key}: the manifest's chunk_size {chunk_size!r} is "
                                "not valid; nothing was written")
-    dest = restore_destination(resource, parameters)
+    entries = selected_entries(manifest, parameters)
+    dest = destination(resource, parameters)
+    force = bool(parameters.get("force", False))
+    if parameters.get("in_place"):
+        _refuse_overwrites(resource, dest, entries, force=force)
+        force = True  # merged into the live tree: what differs was refused above
     owners = parameters.get("owners")
-    outcome = restore_into(dest, manifest["entries"], store_of(checkpoint, resource),
-                           force=bool(parameters.get("force", False)),
+    outcome = restore_into(dest, entries, store_of(checkpoint, resource), force=force,
                            owners=os.geteuid() == 0 if owners is None else bool(owners),
                            chunk_size=chunk_size, workers=int(parameters.get("workers", 4)),
                            what=resource.key)
     return dest, outcome or Outcome()
+
+
+def selected_entries(manifest: Mapping[str, Any],
+                     parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The checked manifest's entries the restore's ``include`` and
+    ``exclude`` keep (all of them without either)."""
+    return select_entries(manifest["entries"], parameters.get("include") or (),
+                          parameters.get("exclude") or ())
+
+
+def destination(resource: Resource, parameters: Mapping[str, Any]) -> str:
+    """Where the restore puts the tree: ``<target>/<id>``, or with
+    ``in_place`` the folder it was protected from.
+
+    Raises
+    ------
+    LocalPluginError
+        If neither ``target`` nor ``in_place`` is given.
+    """
+    if parameters.get("in_place"):
+        return resolve_path(resource)
+    if not parameters.get("target"):
+        raise LocalPluginError(f"{resource.key}: a restore needs a 'target' folder (--target "
+                               "DIR), or 'in_place' (--in-place) to restore where it was")
+    return restore_destination(resource, parameters)
+
+
+def _refuse_overwrites(resource: Resource, dest: str, entries: list[dict[str, Any]], *,
+                       force: bool) -> None:
+    """Refuse a restore in place that would overwrite what differs, unless
+    ``force``; a symlink on the way is refused even with it.
+
+    Raises
+    ------
+    LocalPluginError
+        Naming the first paths.
+    """
+    found = collisions(dest, entries)
+    if not found:
+        return
+    through_links = [f for f in found if "symlink" in f]
+    if through_links:
+        raise LocalPluginError(f"{resource.key}: a restore in place does not go through a "
+                               f"symlink; nothing was written: {', '.join(through_links)}")
+    if not force:
+        raise LocalPluginError(
+            f"{resource.key}: a restore in place would overwrite what differs in {dest}: "
+            f"{', '.join(found)}; nothing was written -- add --force to replace them, or "
+            "restore elsewhere with --target DIR")
 
 
 def _restored(checkpoint: HookCheckpoint | None, resource: Resource, dest: str) -> bool:
@@ -356,9 +420,39 @@ class FsProtectionPlugin(MainHooksPlugin):
         if operation == "protect":
             return source_problems(resource, "folder")
         if operation == "restore":
+            return self._restore_problems(resource, parameters, checkpoint)
+        return []
+
+    @staticmethod
+    def _restore_problems(resource: Resource, parameters: Mapping[str, Any],
+                          checkpoint: HookCheckpoint | None) -> list[str]:
+        """A restore in place: what it would overwrite (unless force); else
+        the destination's problems, as every local plugin's."""
+        if not parameters.get("in_place"):
+            if not parameters.get("target"):
+                return [f"{resource.key}: a restore needs a 'target' folder (--target DIR), or "
+                        "'in_place' (--in-place) to restore where it was"]
             return destination_problems(resource, parameters,
                                         lambda dest: _restored(checkpoint, resource, dest))
+        if checkpoint is None:
+            return []
+        try:
+            manifest = read_manifest(checkpoint.get_resource_bank_section(resource), resource)
+            check_entries(manifest.get("entries"), resource.key)
+            _refuse_overwrites(resource, resolve_path(resource),
+                               selected_entries(manifest, parameters),
+                               force=bool(parameters.get("force")))
+        except LocalPluginError as err:
+            return [str(err)]
+        except BankError:
+            return []  # the restore itself says what is wrong with the checkpoint
         return []
+
+    @classmethod
+    def preview_protect(cls, bank: Any, resource: Resource,
+                        parameters: dict[str, Any]) -> ResourceStats:
+        """What a protect would read (``protect --dry-run``): a scan, no read."""
+        return preview_tree(bank, resource, parameters)
 
     @classmethod
     def get_contents(cls, metadata_store: Any, resource: Resource) -> list[Item]:

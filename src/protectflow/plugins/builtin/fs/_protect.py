@@ -12,6 +12,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
+import attrs
+
 from protectflow.bank import BankSection, Checkpoint
 from protectflow.dag.model import Resource
 from protectflow.dag.outcomes import STATS_KEY, ResourceStats
@@ -29,7 +31,7 @@ from protectflow.plugins.builtin._local import (
 from protectflow.plugins.builtin.fs import _tree
 from protectflow.plugins.builtin.fs._store import Stored, read_group, store_scanned
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_PACK_SIZE", "latest_key", "protect_tree",
+__all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_PACK_SIZE", "latest_key", "preview_tree", "protect_tree",
            "read_manifest"]
 
 MANIFEST_VERSION = 3
@@ -162,6 +164,29 @@ def protect_tree(checkpoint: HookCheckpoint, resource: Resource, parameters: dic
             "reused_files": len(reused) + sum(r.reused for r in results),
             "packs": len({e["pack"] for e in entries if "pack" in e}),
             "warnings": warnings, "started_at": started, "finished_at": time.time()}
+
+
+def preview_tree(bank: Any, resource: Resource, parameters: dict[str, Any]) -> ResourceStats:
+    """What :func:`protect_tree` would do, from a scan alone: the files new,
+    changed and unmodified since the last checkpoint of ``resource`` in
+    ``bank`` (None: there is none) and, as ``bytes_read``, what it would read
+    (``bytes_added`` is left 0: it is known only after the chunks are hashed).
+    Nothing is read but metadata, nothing written.
+
+    Raises
+    ------
+    LocalPluginError
+        If the path is not a folder.
+    """
+    root = resolve_path(resource)
+    if not os.path.isdir(root):
+        raise LocalPluginError(f"{resource.key}: {root} is not a folder")
+    chunk_size = int(parameters.get("chunk_size", DEFAULT_CHUNK_SIZE))
+    before, _ = ({}, {}) if bank is None else _previous_files(bank, resource, chunk_size)
+    entries, _warnings = _scan(root, parameters)
+    stats = _stats(entries, before, [], added=0)
+    read = stats.size if parameters.get("reread") else stats.bytes_new + stats.bytes_changed
+    return attrs.evolve(stats, bytes_read=read)
 
 
 def _scan(root: str, parameters: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:

@@ -1,0 +1,119 @@
+"""A restore of part of a tree: the manifest's entries an ``include`` /
+``exclude`` pair of globs keeps (as restic's ``restore --include``), and
+what a restore in place would overwrite.
+
+Patterns match as the protect's (:func:`._fstree.selected`): without ``/``
+the name at any depth, with ``/`` the path from the root. ``exclude`` drops
+an entry and everything under a folder it matches; ``include``, when
+given, keeps the entries that match and everything under a folder that
+matches, with the folders that lead to them. A hard link whose first name
+is left out takes that name's content, so that what is kept restores whole.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from typing import Any
+
+from protectflow.errors import LocalPluginError
+from protectflow.plugins.builtin.fs._meta import open_dir, split
+from protectflow.plugins.contents import selected_paths
+
+__all__ = ["collisions", "select_entries"]
+
+Entry = dict[str, Any]
+
+
+def select_entries(entries: Sequence[Entry], include: Sequence[str],
+                   exclude: Sequence[str]) -> list[Entry]:
+    """The entries of a checked manifest a restore with these patterns
+    writes, in order, the root always among them (see the module)."""
+    if not include and not exclude:
+        return list(entries)
+    kept = selected_paths((e["path"] for e in entries), include, exclude)
+    out = [dict(e) for e in entries if e["path"] in kept]
+    _relink(out, {e["path"]: e for e in entries})
+    return out
+
+
+def _relink(entries: list[Entry], every: dict[str, Entry]) -> None:
+    """Hard links whose first name is left out: the first kept name of each
+    group takes the content, the others link to it."""
+    holder: dict[str, str] = {}
+    kept = {e["path"] for e in entries}
+    for e in entries:
+        first = e.get("link")
+        if first is None or first in kept:
+            continue
+        if first in holder:
+            e["link"] = holder[first]
+            continue
+        holder[first] = e["path"]
+        e.pop("link")
+        source = every[first]
+        e.update({k: v for k, v in source.items() if k not in ("path", "link")})
+
+
+def collisions(root: str, entries: Sequence[Entry], *, limit: int = 10) -> list[str]:
+    """The entries a restore in place at ``root`` would overwrite: paths
+    that hold something else than the entry (a folder where a folder is
+    expected is fine; a file of the same size and mtime is the same file).
+    The walk never follows a symlink: one on the way is a collision itself.
+
+    Raises
+    ------
+    LocalPluginError
+        If ``root`` is not a folder (or a symlink to one).
+    """
+    try:
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return []
+    except OSError as err:
+        raise LocalPluginError(f"{root} is not a folder ({err.strerror}): a restore in place "
+                               "does not go through a symlink") from err
+    found: list[str] = []
+    try:
+        for e in entries:
+            if e["path"] == "." or len(found) >= limit:
+                continue
+            why = _differs(root_fd, e)
+            if why is not None:
+                found.append(f"{e['path']} ({why})")
+    finally:
+        os.close(root_fd)
+    return found
+
+
+def _differs(root_fd: int, entry: Entry) -> str | None:
+    """Why restoring ``entry`` would overwrite something; None if not."""
+    parent, name = split(entry["path"])
+    try:
+        dir_fd = open_dir(root_fd, parent)
+    except FileNotFoundError:
+        return None  # its folder is gone: nothing there to overwrite
+    except OSError:
+        return "a symlink or a file stands where a folder leads to it"
+    try:
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        target = os.readlink(name, dir_fd=dir_fd) if stat.S_ISLNK(st.st_mode) else None
+    finally:
+        os.close(dir_fd)
+    return _compare(entry, st, target)
+
+
+def _compare(entry: Entry, st: os.stat_result, target: str | None) -> str | None:
+    kind = entry["type"]
+    if kind == "dir":
+        return None if stat.S_ISDIR(st.st_mode) else "not a folder now"
+    if kind == "file" and stat.S_ISREG(st.st_mode) and st.st_size == entry.get("size") \
+            and st.st_mtime_ns == entry.get("mtime_ns"):
+        return None
+    if kind == "symlink" and target is not None and target == entry.get("target"):
+        return None
+    return "a symlink" if target is not None else "exists, and differs"
