@@ -29,9 +29,11 @@ from protectflow.cli.output import print_json, write_report_files
 from protectflow.cli.preview import dry_run_protect, dry_run_restore
 from protectflow.cli.progress import progress
 from protectflow.compiler import Plan, load_plan
-from protectflow.errors import BankLockedError, ParameterError, PluginError
+from protectflow.errors import BankError, BankLockedError, ParameterError, PluginError
 from protectflow.operations import OperationResult
+from protectflow.operations.outcomes import total_stats
 from protectflow.operations.preflight import plan_provider
+from protectflow.operations.preview import preview_protect
 from protectflow.plugins import get_registry
 
 __all__ = ["add_parsers"]
@@ -132,12 +134,14 @@ def _checkpoint_parser(sub: Subparsers, name: str, helptext: str, *,
 
 
 def _run(args: argparse.Namespace, call: Callable[..., OperationResult], *call_args: Any,
-         bank: Any, **kwargs: Any) -> OperationResult:
+         bank: Any, estimate: int | None = None, scan: Callable[[], int | None] | None = None,
+         **kwargs: Any) -> OperationResult:
     """Run ``call`` (an operation) with the executor and progress the flags
     ask for, and write the ``--report`` and ``--trace`` files."""
     chosen = settings(args, getattr(args, "plan_bank", None))
     executor, options = executor_from_args(args, chosen)
-    with progress(f"{call.__name__} ({executor.name})", quiet=args.quiet) as listener:
+    with progress(f"{call.__name__} ({executor.name})", quiet=args.quiet, estimate=estimate,
+                  scan=scan) as listener:
         if listener is not None:
             options["listeners"] = [listener]
         result = call(*call_args, bank=bank, executor=executor, **kwargs, **options)
@@ -155,8 +159,31 @@ def protect_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         return dry_run_protect(args, plan, bank if bank.exists() else None,
                                extra.get("parameters"))
-    result = _run(args, operations.protect, plan, bank=bank, **extra)
+    result = _run(args, operations.protect, plan, bank=bank,
+                  estimate=None if args.quiet else previous_size(bank, plan.name),
+                  scan=lambda: _scanned_size(plan, extra.get("parameters")), **extra)
     return finish(args, result, f"protect of {plan.name}")
+
+
+def previous_size(bank: Bank, plan: str) -> int | None:
+    """The size of the plan's last checkpoint in ``bank`` that reports one:
+    what the next protect should process, for its ETA (None: none)."""
+    try:
+        if not bank.exists():
+            return None
+        for checkpoint in CheckpointStore(bank).list(plan=plan, limit=5):
+            total = total_stats(checkpoint.resources)
+            if total is not None:
+                return total.size
+    except BankError:
+        return None
+    return None
+
+
+def _scanned_size(plan: Plan, parameters: Mapping[str, Mapping[str, Any]] | None) -> int:
+    """The bytes a protect of ``plan`` will process, from a scan of its sources."""
+    found = preview_protect(plan, bank=None, parameters=parameters)
+    return sum(p.stats.size for p in found if p.stats is not None)
 
 
 def _store(args: argparse.Namespace) -> CheckpointStore:

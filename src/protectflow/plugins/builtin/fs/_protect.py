@@ -30,6 +30,7 @@ from protectflow.plugins.builtin._local import (
 )
 from protectflow.plugins.builtin.fs import _tree
 from protectflow.plugins.builtin.fs._store import Stored, read_group, store_scanned
+from protectflow.plugins.progress import advance
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_PACK_SIZE", "latest_key", "preview_tree", "protect_tree",
            "read_manifest"]
@@ -289,6 +290,7 @@ def _reuse_packs(store: ChunkStore, files: list[dict[str, Any]],
             old = previous[e["path"]]
             e.update({k: old[k] for k in _PACKED})
             reused.add(e["path"])
+        advance(sum(int(e.get("size") or 0) for e in group), len(group))
     return reused, lost
 
 
@@ -331,5 +333,6 @@ def _store_entry(store: ChunkStore, root: str, entry: dict[str, Any],
             entry["chunks"] = old["chunks"]
             if "sparse" in old:
                 entry["sparse"] = old["sparse"]
+            advance(int(entry.get("size") or 0), 1)  # unchanged: done without reading
             return Stored(new=new, new_bytes=new_bytes, read_bytes=new_bytes, reused=1)
     return store_scanned(store, root, entry, chunk_size)

@@ -23,6 +23,7 @@ from protectflow.plugins.builtin.fs._read import (
     read_stream,
     stat_key,
 )
+from protectflow.plugins.progress import advance
 
 __all__ = ["Stored", "read_group", "store_scanned"]
 
@@ -73,6 +74,7 @@ def store_scanned(store: ChunkStore, root: str, entry: Entry, chunk_size: int) -
     out.warnings += _grown(entry, before)
     _record(entry, before, clip(extents, got), size if got == _total(extents) else None)
     entry["chunks"] = digests
+    advance(0, 1)  # its bytes were counted as they were read
     return out
 
 
@@ -125,6 +127,7 @@ def read_group(root: str, group: list[Entry]) -> tuple[bytearray, list[str]]:
         e.update(offset=used, length=got, sha256=sha256(memoryview(pack)[used:used + got]))
         _record(e, st, [[0, got]] if got else [], got)
         used += got
+        advance(got, 1)
     del pack[used:]
     return pack, warnings
 
