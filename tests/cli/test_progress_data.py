@@ -83,7 +83,11 @@ def test_the_fs_plugin_reports_every_byte_and_file_as_it_goes(tmp_path: Path,
     bank = Bank(str(tmp_path / "bank"))
     for round_ in range(2):  # read, then found unchanged: both count
         seen: list[tuple[int, int]] = []
-        with watching(lambda n, f, seen=seen: seen.append((n, f))):
+
+        def sink(n: int, f: int, seen: list[tuple[int, int]] = seen) -> None:
+            seen.append((n, f))
+
+        with watching(sink):
             operations.protect(plan, bank=bank, executor=executor)
         assert sum(n for n, _ in seen) == sum(sizes.values()), round_
         assert sum(f for _, f in seen) == len(sizes), round_
