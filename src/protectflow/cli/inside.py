@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import stat
+import sys
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -103,12 +105,11 @@ def ls_command(args: argparse.Namespace) -> int:
                         for f in found]}, sort_keys=False)
         return 0
     record = checkpoint.record
-    print(f"checkpoint {checkpoint.id} of {record.plan_name}, {_when(record.created_at)}")
+    out = [f"checkpoint {checkpoint.id} of {record.plan_name}, {_when(record.created_at)}"]
     for entry in found:
-        print(entry.resource.key)
-        for item in entry.items:
-            for line in _lines(item, long=args.long):
-                print(f"  {line}")
+        out.append(entry.resource.key)
+        out += [f"  {line}" for item in entry.items for line in _lines(item, long=args.long)]
+    sys.stdout.write("\n".join(out) + "\n")  # one write: 100,000 lines are many prints
     return 0
 
 
@@ -160,7 +161,8 @@ def _lines(item: Item, *, long: bool) -> list[str]:
     if not long:
         return [_name(item)]
     size = human_size(item.size) if item.size is not None else "-"
-    when = _when(_iso(item.mtime_ns)) if item.mtime_ns is not None else "-"
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(
+        item.mtime_ns // 1_000_000_000)) if item.mtime_ns is not None else "-"
     return [f"{_mode(item)} {size:>10}  {when:<23}  {_name(item)}"]
 
 

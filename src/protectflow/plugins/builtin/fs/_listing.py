@@ -7,7 +7,6 @@ manifest becomes typed classes, only this adapter changes.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,8 +25,9 @@ def _content(entry: Mapping[str, Any]) -> str | None:
     chunks = entry.get("chunks")
     if chunks is None:
         return None
-    text = ",".join(map(str, chunks)) + "|" + repr(entry.get("sparse"))
-    return "chunks:" + hashlib.sha256(text.encode()).hexdigest()
+    # the chunk names themselves (no hash: ls of 100,000 files pays for each)
+    sparse = entry.get("sparse")
+    return "chunks:" + ",".join(map(str, chunks)) + (f"|{sparse}" if sparse else "")
 
 
 def stored_size(entry: Mapping[str, Any]) -> int:
@@ -41,11 +41,11 @@ def items_of(manifest: Mapping[str, Any]) -> list[Item]:
     out = []
     for e in manifest.get("entries", ()):
         kind = str(e.get("type"))
-        size = e.get("size") if kind == "file" else None
+        size, mode, mtime = e.get("size"), e.get("mode"), e.get("mtime_ns")
         out.append(Item(str(e.get("path")), kind,
-                        size=size if isinstance(size, int) else None,
-                        mode=e.get("mode") if isinstance(e.get("mode"), int) else None,
-                        mtime_ns=e.get("mtime_ns") if isinstance(e.get("mtime_ns"), int) else None,
+                        size=size if kind == "file" and isinstance(size, int) else None,
+                        mode=mode if isinstance(mode, int) else None,
+                        mtime_ns=mtime if isinstance(mtime, int) else None,
                         content=_content(e) if kind == "file" else None,
                         target=e.get("target") if kind == "symlink" else None))
     return out
