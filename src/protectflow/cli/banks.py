@@ -37,8 +37,9 @@ def plan_file(value: str | None) -> Plan | None:
     return load_plan(value)
 
 
-def read_store(args: argparse.Namespace) -> CheckpointStore:
-    """The checkpoints of the bank this reading command names (see the module).
+def read_store(args: argparse.Namespace, *, plan: Plan | None = None) -> CheckpointStore:
+    """The checkpoints of the bank this reading command names (see the module);
+    ``plan``: the ``--plan`` file, if the command read it already.
 
     Raises
     ------
@@ -47,7 +48,8 @@ def read_store(args: argparse.Namespace) -> CheckpointStore:
     MissingDependencyError
         When the bank's file system needs a package that is not installed.
     """
-    plan = plan_file(getattr(args, "plan", None))
+    if plan is None:
+        plan = plan_file(getattr(args, "plan", None))
     chosen = settings(args, plan.bank if plan is not None else None)
     try:
         return CheckpointStore(open_existing_bank(chosen.bank,
@@ -56,9 +58,9 @@ def read_store(args: argparse.Namespace) -> CheckpointStore:
         raise BankNotFoundError(f"{err}{_plan_hint(args, chosen)}") from err
 
 
-def resolve_checkpoint(args: argparse.Namespace) -> CheckpointStore:
-    """:func:`read_store`, and ``args.checkpoint`` (an id or its unique
-    prefix) replaced by the whole id.
+def resolve_checkpoint(args: argparse.Namespace, *, plan: Plan | None = None) -> CheckpointStore:
+    """:func:`read_store` (``plan`` as its), and ``args.checkpoint`` (an id or
+    its unique prefix) replaced by the whole id.
 
     Raises
     ------
@@ -66,7 +68,7 @@ def resolve_checkpoint(args: argparse.Namespace) -> CheckpointStore:
         As :func:`read_store`; for an ambiguous prefix (listing the ids it
         starts) or an unknown id (suggesting close ones).
     """
-    store = read_store(args)
+    store = read_store(args, plan=plan)
     try:
         args.checkpoint = store.resolve(args.checkpoint)
     except CheckpointNotFoundError as err:

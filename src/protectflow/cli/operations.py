@@ -9,11 +9,13 @@ import argparse
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import attrs
+
 from protectflow import operations
 from protectflow.bank import Bank, Checkpoint, CheckpointStore
 from protectflow.cli import results
 from protectflow.cli.banks import plan_file, resolve_checkpoint
-from protectflow.cli.config import Config, named_bank
+from protectflow.cli.config import Config, Settings, named_bank
 from protectflow.cli.options import (
     BANK_HELP,
     Subparsers,
@@ -32,9 +34,9 @@ from protectflow.compiler import Plan, load_plan
 from protectflow.errors import BankError, BankLockedError, ParameterError, PluginError
 from protectflow.operations import OperationResult
 from protectflow.operations.outcomes import total_stats
-from protectflow.operations.preflight import plan_provider
 from protectflow.operations.preview import preview_protect
 from protectflow.plugins import get_registry
+from protectflow.plugins.providers import resolve_provider
 
 __all__ = ["add_parsers"]
 
@@ -134,17 +136,20 @@ def _checkpoint_parser(sub: Subparsers, name: str, helptext: str, *,
 
 
 def _run(args: argparse.Namespace, call: Callable[..., OperationResult], *call_args: Any,
-         bank: Any, estimate: int | None = None, scan: Callable[[], int | None] | None = None,
-         **kwargs: Any) -> OperationResult:
+         chosen: Settings | None = None, estimate: int | None = None,
+         scan: Callable[[], int | None] | None = None, **kwargs: Any) -> OperationResult:
     """Run ``call`` (an operation) with the executor and progress the flags
-    ask for, and write the ``--report`` and ``--trace`` files."""
-    chosen = settings(args, getattr(args, "plan_bank", None))
-    executor, options = executor_from_args(args, chosen)
+    ask for (``chosen``: the command's settings, if it has them already;
+    ``estimate`` and ``scan``: the bytes it should process, see
+    :func:`.progress.progress`), and write the ``--report`` and ``--trace`` files."""
+    chosen = chosen or settings(args, getattr(args, "plan_bank", None))
+    executor, run_settings = executor_from_args(args, chosen)
     with progress(f"{call.__name__} ({executor.name})", quiet=args.quiet, estimate=estimate,
                   scan=scan) as listener:
         if listener is not None:
-            options["listeners"] = [listener]
-        result = call(*call_args, bank=bank, executor=executor, **kwargs, **options)
+            run_settings = attrs.evolve(run_settings, run=attrs.evolve(
+                run_settings.run, listeners=[listener]))
+        result = call(*call_args, executor=executor, settings=run_settings, **kwargs)
     write_report_files(result.report, args)
     return result
 
@@ -152,14 +157,16 @@ def _run(args: argparse.Namespace, call: Callable[..., OperationResult], *call_a
 def protect_command(args: argparse.Namespace) -> int:
     """``protectflow protect PLAN``."""
     plan = load_plan(args.plan)
+    # The plan's provider, resolved once for the whole command.
+    provider = resolve_provider(plan.provider, get_registry())
     # The plan's bank, else its provider's, ranks as the plan's (after --bank).
-    plan_bank = plan.bank or plan_provider(plan.provider, {}).bank
-    bank = bank_from_args(args, settings(args, plan_bank).bank, fsync=args.fsync)
+    chosen = settings(args, plan.bank or provider.bank)
+    bank = bank_from_args(args, chosen.bank, fsync=args.fsync)
     extra = {"parameters": _with_reread(plan)} if args.reread else {}
     if args.dry_run:
         return dry_run_protect(args, plan, bank if bank.exists() else None,
                                extra.get("parameters"))
-    result = _run(args, operations.protect, plan, bank=bank,
+    result = _run(args, operations.protect, plan, chosen=chosen, bank=bank, provider=provider,
                   estimate=None if args.quiet else previous_size(bank, plan.name),
                   scan=lambda: _scanned_size(plan, extra.get("parameters")), **extra)
     return finish(args, result, f"protect of {plan.name}")
@@ -186,33 +193,39 @@ def _scanned_size(plan: Plan, parameters: Mapping[str, Mapping[str, Any]] | None
     return sum(p.stats.size for p in found if p.stats is not None)
 
 
-def _store(args: argparse.Namespace) -> CheckpointStore:
-    """The bank of a checkpoint command, its id resolved; ``args.plan_bank``
-    set for the settings of the run."""
+def _store(args: argparse.Namespace) -> tuple[CheckpointStore, Plan | None]:
+    """The bank of a checkpoint command, its id resolved, and the ``--plan``
+    file read (once); ``args.plan_bank`` set for the settings of the run."""
     plan = plan_file(args.plan)
     args.plan_bank = plan.bank if plan is not None else None
-    return resolve_checkpoint(args)
+    return resolve_checkpoint(args, plan=plan), plan
+
+
+def _checkpoint(args: argparse.Namespace) -> Checkpoint:
+    """The checkpoint of a checkpoint command, its record read (once: the
+    operation takes this object)."""
+    store, _ = _store(args)
+    return store.get(args.checkpoint)
 
 
 def restore_or_verify_command(args: argparse.Namespace) -> int:
     """``protectflow restore ID`` and ``protectflow verify ID``."""
-    store = _store(args)
+    store, _ = _store(args)
     if args.operation == "verify" and not args.read_data:
         return check_command(args, store.bank)
     parameters = load_parameters(args.parameters, args.operation)
-    extra: dict[str, Any] = {}
-    if args.operation == "restore":
-        parameters = _with_selection(args, store, parameters)
-        if not getattr(args, "target", None) and not args.in_place:
-            _require_target(store.get(args.checkpoint), parameters)
-        extra = {"resources": args.resources, "dependencies": args.dependencies}
+    if args.operation == "verify":  # its metadata check runs before the record is read
+        result = _run(args, operations.verify, args.checkpoint, bank=store.bank,
+                      parameters=parameters)
+    else:
+        checkpoint = store.get(args.checkpoint)
+        parameters = _with_selection(args, checkpoint, parameters)
+        if not args.target and not args.in_place:
+            _require_target(checkpoint, parameters)
         if args.dry_run:
-            return dry_run_restore(args, store, parameters)
-    elif getattr(args, "target", None):
-        parameters = _with_target(args, store, parameters)
-    call = operations.restore if args.operation == "restore" else operations.verify
-    result = _run(args, call, args.checkpoint, bank=store.bank, parameters=parameters,
-                  **extra)
+            return dry_run_restore(args, store, checkpoint, parameters)
+        result = _run(args, operations.restore, checkpoint, parameters=parameters,
+                      resources=args.resources, dependencies=args.dependencies)
     if not args.json:
         _print_problems(result.problems)
     return finish(args, result, f"{args.operation} of checkpoint {args.checkpoint}")
@@ -239,28 +252,14 @@ def _print_problems(problems: tuple[str, ...]) -> None:
         print(f"problem: {problem}")
 
 
-def _with_target(args: argparse.Namespace, store: CheckpointStore,
-                 parameters: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Give ``--target`` (and ``--force``) to every type whose restore schema
-    takes a ``target``."""
-    return _with_flags(store.get(args.checkpoint), parameters,
-                       {"target": args.target, "force": True if args.force else None})
-
-
-def _with_selection(args: argparse.Namespace, store: CheckpointStore,
+def _with_selection(args: argparse.Namespace, checkpoint: Checkpoint,
                     parameters: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """restore's flags as the parameters of every type whose restore schema
-    takes them: ``target``, ``force``, ``in_place``, ``include``, ``exclude``."""
-    return _with_flags(store.get(args.checkpoint), parameters, {
-        "target": args.target, "force": True if args.force else None,
-        "in_place": True if args.in_place else None, "include": args.include or None,
-        "exclude": args.exclude or None})
-
-
-def _with_flags(checkpoint: Checkpoint, parameters: Mapping[str, Mapping[str, Any]],
-                flags: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """``parameters`` with each flag that is set given to every type whose
-    restore schema takes it (what ``--parameters`` says for a type wins)."""
+    takes them: ``target``, ``force``, ``in_place``, ``include``, ``exclude``
+    (what ``--parameters`` says for a type wins)."""
+    flags = {"target": args.target, "force": True if args.force else None,
+             "in_place": True if args.in_place else None, "include": args.include or None,
+             "exclude": args.exclude or None}
     registry = get_registry()
     out = {k: dict(v) for k, v in parameters.items()}
     for rtype in sorted(checkpoint.resource_graph.types()):
@@ -326,12 +325,12 @@ def _with_reread(plan: Plan) -> dict[str, dict[str, Any]]:
 
 def copy_command(args: argparse.Namespace) -> int:
     """``protectflow copy ID --to URL``."""
-    store = _store(args)
+    checkpoint = _checkpoint(args)
     # --to is read as --bank is: a [banks] name first, else a folder or URL.
     to = Bank(named_bank(args.to, getattr(args, "config", None) or Config()),
               password_file=args.to_password_file)
     try:
-        result = _run(args, operations.copy, args.checkpoint, bank=store.bank, to=to)
+        result = _run(args, operations.copy, checkpoint, to=to)
     except BankLockedError as err:
         if to.url not in str(err):
             raise
@@ -343,13 +342,14 @@ def copy_command(args: argparse.Namespace) -> int:
 
 def delete_command(args: argparse.Namespace) -> int:
     """``protectflow delete ID``."""
-    store = _store(args)
-    result = _run(args, operations.delete, args.checkpoint, bank=store.bank)
+    result = _run(args, operations.delete, _checkpoint(args))
     return finish(args, result, f"delete of checkpoint {args.checkpoint}")
 
 
 def resume_command(args: argparse.Namespace) -> int:
     """``protectflow resume ID``."""
-    store = _store(args)
-    result = _run(args, operations.resume, args.checkpoint, bank=store.bank, plan=args.plan)
+    store, plan = _store(args)
+    # The plan file read once: the one --plan names (as read), else a name or nothing.
+    result = _run(args, operations.resume, store.get(args.checkpoint),
+                  plan=plan if plan is not None else args.plan)
     return finish(args, result, f"resumed {result.operation} of checkpoint {args.checkpoint}")

@@ -23,6 +23,8 @@ from protectflow.compiler.documents import parse_document
 from protectflow.dag import OPERATIONS
 from protectflow.errors import ExecutorError, PlanError
 from protectflow.executors import Executor, get_executor
+from protectflow.executors.options import RunOptions
+from protectflow.operations.prepared import RunSettings
 
 __all__ = ["BANK_HELP", "Subparsers", "add_bank_args", "add_executor_args", "bank_from_args",
            "count", "executor_from_args", "load_parameters", "parse_limits", "seconds",
@@ -141,7 +143,7 @@ def settings(args: argparse.Namespace, plan_bank: str | None = None) -> Settings
 
 
 def executor_from_args(args: argparse.Namespace,
-                       chosen: Settings | None = None) -> tuple[Executor, dict[str, Any]]:
+                       chosen: Settings | None = None) -> tuple[Executor, RunSettings]:
     """The executor and the run options the executor flags ask for.
 
     Raises
@@ -161,13 +163,9 @@ def executor_from_args(args: argparse.Namespace,
                                 "drop --executor, or give --executor dask")
         executor_options["scheduler"] = args.scheduler
     executor = get_executor(chosen.executor, **executor_options)
-    options: dict[str, Any] = {"keep_going": args.keep_going}
-    for name in ("retries", "timeout"):
-        if getattr(args, name) is not None:
-            options[name] = getattr(args, name)
-    if args.limit:
-        options["limits"] = parse_limits(args.limit)
-    return executor, options
+    run = RunOptions(keep_going=args.keep_going, retries=args.retries, timeout=args.timeout,
+                     limits=parse_limits(args.limit) if args.limit else {})
+    return executor, RunSettings(run)
 
 
 def serial_workers(chosen: Settings, *, quiet: bool = False) -> int | None:

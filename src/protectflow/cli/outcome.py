@@ -104,7 +104,7 @@ def finish(args: argparse.Namespace, result: OperationResult, what: str) -> int:
     RunFailed
         When the operation failed (exit code 1), naming the command that shows why.
     """
-    checkpoint = result.checkpoint.reload()
+    checkpoint = result.checkpoint  # its record as the operation left it: not read again
     bank = checkpoint.bank.url
     report = result.report
     for note in result.notes:  # not failures: what the user should know all the same

@@ -8,7 +8,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
-from protectflow.bank import Bank, CheckpointStore
+from protectflow.bank import Bank, Checkpoint, CheckpointStore
 from protectflow.cli.outcome import stats_line
 from protectflow.cli.output import print_json
 from protectflow.cli.results import VERSION
@@ -19,10 +19,9 @@ from protectflow.report.stats import human_size
 __all__ = ["dry_run_protect", "dry_run_restore"]
 
 
-def dry_run_restore(args: argparse.Namespace, store: CheckpointStore,
+def dry_run_restore(args: argparse.Namespace, store: CheckpointStore, checkpoint: Checkpoint,
                     parameters: Mapping[str, Mapping[str, Any]]) -> int:
     """Print what ``restore`` with these flags would write; 0."""
-    checkpoint = store.get(args.checkpoint)
     found = preview_restore(checkpoint, parameters=parameters, resources=args.resources,
                             dependencies=args.dependencies)
     if args.json:

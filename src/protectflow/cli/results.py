@@ -134,7 +134,7 @@ def operation_result(result: OperationResult) -> dict[str, Any]:
     BankError
         If the checkpoint's record cannot be read.
     """
-    checkpoint = result.checkpoint.reload()
+    checkpoint = result.checkpoint  # its record as the operation left it
     resources = _statuses(result.resources)
     target = result.target
     return {

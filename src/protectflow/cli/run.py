@@ -54,10 +54,11 @@ def run_command(args: argparse.Namespace) -> int:
                   if args.parameters is not None else None)
     runnable = operations.prepare_run(args.plan, operation=args.operation, parameters=parameters)
     dag = runnable.dag
-    executor, options = executor_from_args(args)
+    executor, settings = executor_from_args(args)
     with progress(f"{dag.operation} ({executor.name})", quiet=args.quiet) as listener:
-        listeners = [listener] if listener is not None else []
-        report = operations.run(runnable, executor=executor, listeners=listeners, **options)
+        listeners = (listener,) if listener is not None else ()
+        report = operations.run(runnable, executor=executor, settings=settings,
+                                listeners=listeners)
     write_report_files(report, args)
     if args.json:
         print_json(results.run_result(report), sort_keys=False)

@@ -46,10 +46,13 @@ def compile_plan(
     parameters: Mapping[str, Mapping[str, Any]] | None = None,
     prune: bool = False,
     context: Any = None,
+    provider: Provider | None = None,
 ) -> HookDAG:
     """Compile ``plan`` for ``operation`` into a validated HookDAG.
 
-    ``parameters`` replaces the plan's own (a restore's parameters, say).
+    ``parameters`` replaces the plan's own (a restore's parameters, say);
+    ``provider`` is the plan's provider already resolved (an operation
+    resolves it once), else the plan's ``provider`` field is.
 
     Raises
     ------
@@ -72,7 +75,7 @@ def compile_plan(
         plan_name=plan.name,
         limits=plan.limits,
         prune=prune,
-        provider=plan.provider,
+        provider=plan.provider if provider is None else provider,
     )
 
 

@@ -22,7 +22,8 @@ from protectflow.dag.graphs import find_cycle
 from protectflow.dag.model import HOOKS, RULES, HookDAG, HookEdge, HookNode, Resource
 from protectflow.errors import DagFormatError
 
-__all__ = ["FORMAT", "VERSION", "dag_schema", "dump", "dumps", "fingerprint", "load", "loads"]
+__all__ = ["FORMAT", "VERSION", "dag_schema", "dump", "dumps", "fingerprint", "fingerprint_text",
+           "load", "loads"]
 
 FORMAT = "protectflow.hookdag"
 VERSION = 1
@@ -111,6 +112,12 @@ def dump(dag: HookDAG, fp: IO[str] | str | os.PathLike[str]) -> None:
                 os.unlink(tmp)
         return
     fp.writelines(line + "\n" for line in _lines(dag))
+
+
+def fingerprint_text(text: str) -> str:
+    """The :func:`fingerprint` of a DAG from its :func:`dumps` text (an
+    operation serialises its DAG once and fingerprints that text)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def fingerprint(dag: HookDAG) -> str:

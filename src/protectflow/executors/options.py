@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -24,6 +24,10 @@ def _limits(value: Mapping[str, int] | None) -> dict[str, int]:
                 "give it as TYPE_OR_POOL=N with N >= 1"
             )
     return limits
+
+
+def _listeners(value: Iterable[Callable[[Event], Any]]) -> tuple[Callable[[Event], Any], ...]:
+    return tuple(value)
 
 
 def _pools(value: Mapping[str, Sequence[str]] | None) -> dict[str, tuple[str, ...]]:
@@ -79,7 +83,8 @@ class RunOptions:
     timeout: float | None = None
     limits: dict[str, int] = attrs.field(factory=dict, converter=_limits)
     pools: dict[str, tuple[str, ...]] = attrs.field(factory=dict, converter=_pools)
-    listeners: tuple[Callable[[Event], Any], ...] = attrs.field(default=(), converter=tuple)
+    listeners: tuple[Callable[[Event], Any], ...] = attrs.field(default=(),
+                                                                 converter=_listeners)
     cancel: threading.Event | None = None
     grace: float = 10.0
     registry: str | None = None

@@ -34,43 +34,33 @@ import attrs
 
 from protectflow.bank import Bank, Checkpoint, CheckpointStore, default_bank_url
 from protectflow.bank.catalog.check import CheckReport, check_checkpoint
-from protectflow.bank.catalog.journal import JournalRun
-from protectflow.compiler import Plan, compile_plan, load_plan
-from protectflow.dag import HookDAG, jsonio
+from protectflow.compiler import Plan, load_plan
+from protectflow.dag import HookDAG
 from protectflow.dag.resource_graph import ResourceGraph
-from protectflow.errors import BankError, CorruptObjectError, NotResumableError
+from protectflow.errors import BankError, CorruptObjectError
 from protectflow.executors import Executor, RunReport
 from protectflow.operations.journal import JournalMeta
 from protectflow.operations.lease import default_owner, lease_ttl
 from protectflow.operations.maintenance import GcReport, RepairReport, gc, reindex, repair
 from protectflow.operations.outcomes import OperationResult, next_steps, note_verification
-from protectflow.operations.preflight import (
-    check_resources,
-    checkpoint_dag,
-    make_executor,
-    plan_provider,
-)
-from protectflow.operations.resume import (
-    broken_windows,
-    check_resumable,
-    completed_hooks,
-    lineage,
-    plan_to_check,
-)
+from protectflow.operations.prepared import Prepared, RunSettings, prepare_plan
+from protectflow.operations.resume import resume_checkpoint
 from protectflow.operations.runs import (
     copy_checkpoint,
     delete_checkpoint,
     protect_into,
-    run_on_checkpoint,
+    restore_or_verify,
 )
 from protectflow.operations.scratch import Runnable, prepare_run, run_scratch
-from protectflow.states import COPYING, DELETING, ERROR, ERROR_DELETING, PROTECTING
+from protectflow.plugins.providers import Provider
 
 __all__ = [
     "CheckReport",
     "GcReport",
     "OperationResult",
+    "Prepared",
     "RepairReport",
+    "RunSettings",
     "Runnable",
     "check",
     "copy",
@@ -91,6 +81,25 @@ __all__ = [
 
 #: A bank as the operations take it: a URL, a folder, or a Bank.
 BankLike: TypeAlias = str | os.PathLike[str] | Bank
+
+
+#: A checkpoint as the operations take it: its id (in ``bank``), or the
+#: Checkpoint itself, its record as read (``bank`` is then its own).
+CheckpointLike: TypeAlias = str | Checkpoint
+
+
+def _get(bank: BankLike | None, checkpoint: CheckpointLike) -> Checkpoint:
+    """The checkpoint ``checkpoint`` names in ``bank``, its record read
+    (once: an operation reads it from this object).
+
+    Raises
+    ------
+    CheckpointNotFoundError
+        When there is no such checkpoint.
+    """
+    if isinstance(checkpoint, Checkpoint):
+        return checkpoint
+    return open_store(bank).get(checkpoint)
 
 
 def open_store(bank: BankLike | None = None, *, fsync: bool = True) -> CheckpointStore:
@@ -116,15 +125,19 @@ def protect(
     parameters: Mapping[str, Mapping[str, Any]] | None = None,
     owner: str | None = None,
     fsync: bool = True,
+    provider: Provider | None = None,
+    settings: RunSettings | None = None,
     **options: Any,
 ) -> OperationResult:
     """Protect the resources of ``plan`` into a new checkpoint.
 
     ``bank`` defaults to the plan's ``bank``, then to its provider's, then
     to :func:`default_bank_url`; the provider's plugin configuration reaches
-    its plugins;
-    ``options`` go to :func:`protectflow.executors.run_dag` (``workers``,
-    ``keep_going``, ``limits``, ``listeners``...). ``fsync=False`` writes a
+    its plugins (``provider``: that provider already resolved, as the
+    command line does to choose the bank); the run's options are
+    ``settings`` (a :class:`RunSettings`) with ``options`` over them
+    (``workers``, ``keep_going``, ``limits``, ``listeners``...:
+    :meth:`RunSettings.of`). ``fsync=False`` writes a
     local bank without fsync (a bank given by name): as safe when the process
     dies, but a power loss may take the checkpoint with it.
 
@@ -138,32 +151,32 @@ def protect(
     ExecutorError
         Before anything is written, for an unknown executor.
     """
+    settings = RunSettings.of(options, base=settings)
     if not isinstance(plan, Plan):
         plan = load_plan(plan)
-    dag = compile_plan(plan, "protect", parameters=parameters)
-    runner, run_options = make_executor(executor, options, dag, pools=plan.pools,
-                                        provider=plan.provider)
-    check_resources(dag, registry=run_options.get("registry"))
+    prepared = prepare_plan(plan, "protect", parameters=parameters, executor=executor,
+                            settings=settings, provider=provider)
+    prepared.check_resources()
     if bank is None:
-        bank = plan.bank or plan_provider(plan.provider, options).bank
+        bank = plan.bank or prepared.provider.bank
     store = open_store(bank, fsync=fsync)
     owner = owner or default_owner()
     kept = plan if parameters is None else attrs.evolve(
         plan, parameters={k: dict(v) for k, v in parameters.items()})
-    checkpoint = store.create(
-        kept, ResourceGraph.from_dag(dag), jsonio.fingerprint(dag), owner, lease_ttl=lease_ttl()
-    )
+    checkpoint = store.create(kept, ResourceGraph.from_dag(prepared.dag), prepared.fingerprint,
+                              owner, lease_ttl=lease_ttl())
     meta = JournalMeta(owner, kept, plan_source=plan.source if parameters is None else None)
-    return protect_into(checkpoint, dag, runner, meta=meta, options=run_options)
+    return protect_into(checkpoint, prepared, meta=meta)
 
 
 def restore(
-    checkpoint_id: str,
+    checkpoint_id: CheckpointLike,
     *,
     bank: BankLike | None = None,
     executor: str | Executor = "threads",
     parameters: Mapping[str, Mapping[str, Any]] | None = None,
     owner: str | None = None,
+    settings: RunSettings | None = None,
     resources: Sequence[str] | None = None,
     dependencies: bool = True,
     **options: Any,
@@ -183,18 +196,20 @@ def restore(
     PlanError, PluginError, ExecutorError
         As :func:`protect`, before anything runs.
     """
-    return run_on_checkpoint("restore", open_store(bank).get(checkpoint_id), executor=executor,
+    return restore_or_verify("restore", _get(bank, checkpoint_id), executor=executor,
                              parameters=parameters, owner=owner or default_owner(),
-                             options=options, selected=resources, dependencies=dependencies)
+                             settings=RunSettings.of(options, base=settings),
+                             resources=resources, dependencies=dependencies)
 
 
 def verify(
-    checkpoint_id: str,
+    checkpoint_id: CheckpointLike,
     *,
     bank: BankLike | None = None,
     executor: str | Executor = "threads",
     parameters: Mapping[str, Mapping[str, Any]] | None = None,
     owner: str | None = None,
+    settings: RunSettings | None = None,
     **options: Any,
 ) -> OperationResult:
     """Check that an ``available`` checkpoint is whole: first the metadata
@@ -210,12 +225,14 @@ def verify(
         For a BankError raised after the metadata check found problems (a
         record that fails authentication, say), listing them.
     """
+    if isinstance(checkpoint_id, Checkpoint):
+        bank, checkpoint_id = checkpoint_id.bank, checkpoint_id.id
     store = open_store(bank)
     found = check_checkpoint(store.bank, checkpoint_id)
     try:
-        result = run_on_checkpoint("verify", store.get(checkpoint_id), executor=executor,
+        result = restore_or_verify("verify", store.get(checkpoint_id), executor=executor,
                                    parameters=parameters, owner=owner or default_owner(),
-                                   options=options)
+                                   settings=RunSettings.of(options, base=settings))
     except BankError as err:
         if found.ok:
             raise
@@ -256,12 +273,13 @@ def check(
 
 
 def copy(
-    checkpoint_id: str,
+    checkpoint_id: CheckpointLike,
     *,
     to: BankLike,
     bank: BankLike | None = None,
     executor: str | Executor = "threads",
     owner: str | None = None,
+    settings: RunSettings | None = None,
     **options: Any,
 ) -> OperationResult:
     """Copy an ``available`` checkpoint into the bank ``to``.
@@ -276,23 +294,24 @@ def copy(
     BankError, PlanError, PluginError, ExecutorError
         As :func:`restore`, and when ``to`` is the checkpoint's own bank.
     """
-    store = open_store(bank)
-    source = store.get(checkpoint_id)
+    settings = RunSettings.of(options, base=settings)
+    source = _get(bank, checkpoint_id)
     target_store = open_store(to)
     target_store.bank.create_root()  # an unusable --to fails before the source changes
-    if target_store.bank == store.bank:
-        raise BankError(f"copy: {target_store.bank.url} is checkpoint {checkpoint_id}'s own bank; "
+    if target_store.bank == source.bank:
+        raise BankError(f"copy: {target_store.bank.url} is checkpoint {source.id}'s own bank; "
                         "give another bank with --to")
     return copy_checkpoint(source, target_store, executor=executor,
-                           owner=owner or default_owner(), options=options)
+                           owner=owner or default_owner(), settings=settings)
 
 
 def delete(
-    checkpoint_id: str,
+    checkpoint_id: CheckpointLike,
     *,
     bank: BankLike | None = None,
     executor: str | Executor = "threads",
     owner: str | None = None,
+    settings: RunSettings | None = None,
     **options: Any,
 ) -> OperationResult:
     """Delete a checkpoint's data; its record stays, as a ``deleted`` tombstone.
@@ -303,17 +322,19 @@ def delete(
         When there is no such checkpoint, it cannot be deleted from its
         status, or another operation holds it.
     """
-    return delete_checkpoint(open_store(bank).get(checkpoint_id), executor=executor,
-                             owner=owner or default_owner(), options=options)
+    return delete_checkpoint(_get(bank, checkpoint_id), executor=executor,
+                             owner=owner or default_owner(),
+                             settings=RunSettings.of(options, base=settings))
 
 
 def resume(
-    checkpoint_id: str,
+    checkpoint_id: CheckpointLike,
     *,
     bank: BankLike | None = None,
     executor: str | Executor = "threads",
     plan: Plan | str | os.PathLike[str] | None = None,
     owner: str | None = None,
+    settings: RunSettings | None = None,
     **options: Any,
 ) -> OperationResult:
     """Continue the interrupted or failed operation of a checkpoint from its journal.
@@ -340,64 +361,9 @@ def resume(
     CheckpointNotFoundError
         When there is no such checkpoint.
     """
-    checkpoint = open_store(bank).get(checkpoint_id)
-    owner = owner or default_owner()
-    if checkpoint.status in (DELETING, ERROR_DELETING):
-        # a delete is finished, not resumed: it is idempotent
-        return delete_checkpoint(checkpoint, executor=executor, owner=owner, options=options)
-    if checkpoint.status == COPYING:
-        raise NotResumableError(_COPY_ADVICE.format(id=checkpoint_id))
-    runs = lineage(checkpoint, unfinished=checkpoint.status in (PROTECTING, ERROR))
-    # No journal: a protect that died early.
-    operation = runs[0].meta.operation if runs else "protect"
-    if operation in ("restore", "verify"):
-        return run_on_checkpoint(operation, checkpoint, executor=executor,
-                                 parameters=runs[0].meta.parameters, owner=owner,
-                                 options=options, runs=runs)
-    if operation != "protect" or checkpoint.record.copy_target:
-        raise NotResumableError(
-            _COPY_ADVICE.format(id=checkpoint_id) if operation == "copy" else
-            f"cannot resume the {operation} of checkpoint {checkpoint_id}: only protect, "
-            f"restore and verify resume; run the {operation} again")
-    return _resume_protect(checkpoint, runs, executor=executor, plan=plan, owner=owner,
-                           options=options)
-
-
-_COPY_ADVICE = (
-    "cannot resume the copy of checkpoint {id}: a copy starts again rather than resumes. "
-    "`protectflow checkpoints gc` resolves the dead copy (at once when its owner was a "
-    "process of this host that is gone, else once its lease expired): the source goes back "
-    "to available and the unfinished target becomes error; then run the copy of {id} again")
-
-
-def _resume_protect(
-    checkpoint: Checkpoint, runs: list[JournalRun], *, executor: str | Executor,
-    plan: Plan | str | os.PathLike[str] | None, owner: str, options: Mapping[str, Any],
-) -> OperationResult:
-    """Continue the protect of ``checkpoint`` after the journal ``runs``."""
-    if checkpoint.status not in (PROTECTING, ERROR):
-        raise NotResumableError(f"cannot resume the protect of checkpoint {checkpoint.id}: "
-                                f"it is {checkpoint.status}, not {PROTECTING} or {ERROR}")
-    meta = runs[0].meta if runs else None
-    kept = checkpoint.plan
-    dag = checkpoint_dag(checkpoint, "protect", kept.parameters)
-    check_resumable(runs[0] if runs else None, dag, plan_to_check(plan, meta, kept),
-                    checkpoint=checkpoint)
-    journaled = completed_hooks(runs)
-    redo = broken_windows(dag, journaled, options.get("registry"))
-    completed = {k: v for k, v in journaled.items() if k not in redo}
-    runner, run_options = make_executor(executor, {**options, "completed": completed}, dag,
-                                        pools=kept.pools, provider=kept.provider)
-    checkpoint.acquire("protect", owner, ttl=lease_ttl(), reclaim_dead=True)
-    try:
-        if checkpoint.status == ERROR:
-            checkpoint.transition(PROTECTING, reason=f"resumed by {owner}")
-    except BaseException:
-        checkpoint.release()
-        raise
-    journal = JournalMeta(owner, kept, plan_source=meta.plan_source if meta else None,
-                          resumes=runs[-1].run_id if runs else None, redo=redo)
-    return protect_into(checkpoint, dag, runner, meta=journal, options=run_options)
+    return resume_checkpoint(_get(bank, checkpoint_id), executor=executor, plan=plan,
+                             owner=owner or default_owner(),
+                             settings=RunSettings.of(options, base=settings))
 
 
 def run(
@@ -405,6 +371,7 @@ def run(
     *,
     operation: str | None = None,
     executor: str | Executor = "threads",
+    settings: RunSettings | None = None,
     **options: Any,
 ) -> RunReport:
     """Run a plan or a HookDAG as it is, keeping no checkpoint (``protectflow run``).
@@ -427,4 +394,6 @@ def run(
         Before anything runs, for a protect whose sources the plugins find
         missing (every problem at once).
     """
-    return run_scratch(prepare_run(source, operation=operation), executor, options)
+    settings = RunSettings.of(options, base=settings)
+    runnable = prepare_run(source, operation=operation, registry=settings.registry)
+    return run_scratch(runnable, executor, settings)

@@ -14,20 +14,17 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
-from importlib.metadata import entry_points
 from typing import Any
 
 import attrs
 
 from protectflow.bank import Checkpoint
 from protectflow.bank.catalog.journal import BankJournal, RunMeta
-from protectflow.dag import HookDAG, jsonio
 from protectflow.dag.plan import Plan
-from protectflow.executors import Executor, RunReport, run_dag
-from protectflow.plugins.registry import PROTECTIONS
+from protectflow.executors import RunReport
+from protectflow.operations.prepared import Prepared
 
-__all__ = ["JournalMeta", "plan_fingerprint", "plugin_versions", "run_journaled",
-           "start_journal"]
+__all__ = ["JournalMeta", "plan_fingerprint", "run_journaled", "start_journal"]
 
 
 @attrs.frozen
@@ -53,21 +50,8 @@ def plan_fingerprint(plan: Plan) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def plugin_versions(dag: HookDAG) -> dict[str, str]:
-    """Plugin name -> ``distribution version`` of every protection plugin the
-    DAG uses (``unknown`` for one not installed through an entry point)."""
-    found = {ep.name: ep for ep in entry_points(group=PROTECTIONS)}
-    out = {}
-    for name in sorted({n.plugin for n in dag.nodes}):
-        ep = found.get(name)
-        dist = getattr(ep, "dist", None)
-        out[name] = f"{dist.name} {dist.version}" if dist is not None else "unknown"
-    return out
-
-
-def start_journal(checkpoint: Checkpoint, dag: HookDAG, meta: JournalMeta, *,
-                  executor: str) -> BankJournal:
-    """Create the journal of a run of ``dag`` on ``checkpoint``.
+def start_journal(checkpoint: Checkpoint, prepared: Prepared, meta: JournalMeta) -> BankJournal:
+    """Create the journal of the ``prepared`` run on ``checkpoint``.
 
     Raises
     ------
@@ -76,26 +60,27 @@ def start_journal(checkpoint: Checkpoint, dag: HookDAG, meta: JournalMeta, *,
     """
     source = meta.plan_source
     return BankJournal.start(checkpoint, RunMeta(
-        operation=dag.operation, dag_fingerprint=jsonio.fingerprint(dag),
-        plan_fingerprint=plan_fingerprint(meta.plan), plugin_versions=plugin_versions(dag),
-        executor=executor, owner=meta.owner,
+        operation=prepared.dag.operation, dag_fingerprint=prepared.fingerprint,
+        plan_fingerprint=plan_fingerprint(meta.plan),
+        plugin_versions=dict(prepared.plugin_versions),
+        executor=prepared.executor.name, owner=meta.owner,
         parameters={k: dict(v) for k, v in (meta.parameters or {}).items()},
         plan_source=os.path.abspath(source) if source and os.path.isfile(source) else None,
         resumes=meta.resumes, redo=tuple(sorted(meta.redo)),
     ))
 
 
-def run_journaled(checkpoint: Checkpoint, dag: HookDAG, runner: Executor, *,
-                  meta: JournalMeta, options: Mapping[str, Any]) -> RunReport:
-    """Start the journal, run ``dag`` on ``checkpoint`` with it, and record
-    how the run ended; ``options`` go to :func:`protectflow.executors.run_dag`.
+def run_journaled(checkpoint: Checkpoint, prepared: Prepared, *, meta: JournalMeta,
+                  target_checkpoint: Checkpoint | None = None) -> RunReport:
+    """Start the journal, run the ``prepared`` DAG on ``checkpoint`` with it,
+    and record how the run ended; ``target_checkpoint``: a copy's.
 
     Raises
     ------
     BankError
         If the bank refuses the journal.
     """
-    journal = start_journal(checkpoint, dag, meta, executor=runner.name)
-    report = run_dag(dag, runner, checkpoint=checkpoint, journal=journal, **options)
+    journal = start_journal(checkpoint, prepared, meta)
+    report = prepared.run(checkpoint, journal=journal, target_checkpoint=target_checkpoint)
     journal.finish(report.state)
     return report

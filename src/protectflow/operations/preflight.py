@@ -1,13 +1,12 @@
-"""The checks an operation runs before it writes anything: the executor
-(made now, so a bad name fails early), the limits against the DAG, the
-checkpoint's status and lease, the plan's provider, the DAG over a
-checkpoint's saved graph (compiled with the provider the plan named when it
-was protected, so that a later restore, verify, copy or delete runs the
-plugins its protect ran), and the plugins' own checks of every resource
-(:func:`check_resources`: sources that are there, commands on PATH, restore
-targets that are free), every problem of every resource reported at once.
+"""The checks an operation runs before it writes anything: the limits
+against the DAG, the checkpoint's status and lease, and the plugins' own
+checks of every resource (:func:`check_resources`: sources that are there,
+commands on PATH, restore targets that are free), every problem of every
+resource reported at once. The executor, the provider and the DAG are made
+once per operation by :mod:`~protectflow.operations.prepared`, which runs
+the limits' check.
 
-Each returns what it checked or made and changes none of its arguments.
+Each changes none of its arguments.
 """
 
 from __future__ import annotations
@@ -18,30 +17,14 @@ from typing import Any
 
 from protectflow.bank import Checkpoint
 from protectflow.bank.catalog.lease import owner_is_dead
-from protectflow.compiler import compile_graph
 from protectflow.dag import HookDAG
 from protectflow.dag.resource_graph import ResourceGraph
 from protectflow.errors import BankError, CheckpointBusyError, ExecutorError, PreflightError
-from protectflow.executors import Executor, get_executor
 from protectflow.plugins.contract import preflight_problems
-from protectflow.plugins.providers import Provider, resolve_provider
-from protectflow.plugins.registry import configured_spec, get_registry
+from protectflow.plugins.registry import get_registry
 from protectflow.states import AVAILABLE, DELETING, ERROR, ERROR_DELETING
 
-__all__ = [
-    "check_limits",
-    "check_resources",
-    "checkpoint_dag",
-    "make_executor",
-    "plan_provider",
-    "require_status",
-    "resource_problems",
-    "select_resources",
-    "with_provider_config",
-]
-
-#: Run options that make the executor rather than the run.
-EXECUTOR_OPTIONS = ("workers", "scheduler", "client")
+__all__ = ["check_limits", "check_resources", "require_status", "resource_problems"]
 
 
 def check_limits(dag: HookDAG, limits: Mapping[str, int],
@@ -62,96 +45,15 @@ def check_limits(dag: HookDAG, limits: Mapping[str, int],
             )
 
 
-def make_executor(
-    executor: str | Executor, options: Mapping[str, Any], dag: HookDAG, *,
-    pools: Mapping[str, Any] | None = None, provider: Any = None,
-) -> tuple[Executor, dict[str, Any]]:
-    """The executor, made now so a bad name fails before anything is
-    written, and the options of the run (``pools`` joins them unless they
-    name their own; the configuration of the plan's ``provider`` goes on
-    their registry), checked against ``dag`` for the same reason.
-
-    The executor's own options (``workers``, ``scheduler``, ``client``) make
-    an executor given by name; with an executor object they stay in the run
-    options, which refuse them.
-
-    Raises
-    ------
-    ExecutorError, MissingDependencyError
-        As :func:`protectflow.executors.get_executor`, or for a bad limit.
-    PluginError
-        For a provider that cannot be used.
-    """
-    run_options = with_provider_config(options, plan_provider(provider, options))
-    if pools:
-        run_options.setdefault("pools", pools)
-    check_limits(dag, run_options.get("limits") or {}, run_options.get("pools"))
-    if not isinstance(executor, str):
-        return executor, run_options
-    made = {k: run_options.pop(k) for k in EXECUTOR_OPTIONS if k in run_options}
-    return get_executor(executor, **made), run_options
-
-
-def plan_provider(provider: Any, options: Mapping[str, Any]) -> Provider:
-    """The provider a plan's ``provider`` field names (``None``: the default
-    one), checked against the registry the run's options name.
-
-    Raises
-    ------
-    PluginError
-        As :func:`~protectflow.plugins.providers.resolve_provider`.
-    """
-    return resolve_provider(provider, get_registry(options.get("registry")))
-
-
-def with_provider_config(options: Mapping[str, Any], provider: Provider) -> dict[str, Any]:
-    """The run options with the provider's plugin configuration on their
-    registry spec, so that the executors, in this process or another, run
-    each configured plugin as ``provider`` configures it."""
-    spec = configured_spec(options.get("registry"), provider.config)
-    return {**options, "registry": spec} if spec is not None else dict(options)
-
-
-def checkpoint_dag(
-    checkpoint: Checkpoint, operation: str, parameters: Mapping[str, Mapping[str, Any]] | None,
-    *, resources: Sequence[str] | None = None, dependencies: bool = True,
-) -> HookDAG:
-    """The DAG of ``operation`` over the checkpoint's saved resource graph,
-    each resource served by the plugin the plan's provider chooses; only
-    ``resources`` (keys) when given, with what they depend on unless not
-    ``dependencies``.
-
-    Raises
-    ------
-    CorruptObjectError
-        When the checkpoint's record (its saved graph with it) cannot be read.
-    PlanError, PluginError
-        For bad parameters.
-    BankError
-        When ``resources`` names one the checkpoint does not hold.
-    """
-    plan = checkpoint.plan
-    graph = checkpoint.resource_graph
-    if resources is not None:
-        graph = select_resources(checkpoint, resources, dependencies=dependencies)
-        # the parameters of the resources left out are not this run's
-        names = graph.types() | set(graph.resources)
-        parameters = {k: v for k, v in (parameters or {}).items() if k in names}
-    return compile_graph(
-        graph, operation, parameters=parameters or {},
-        plan_name=plan.name, limits=plan.limits, provider=plan.provider,
-    )
-
-
 def select_resources(checkpoint: Checkpoint, keys: Sequence[str], *,
                      dependencies: bool = True) -> ResourceGraph:
     """The part of the checkpoint's graph that ``keys`` name, with what they
-    depend on unless not ``dependencies``.
+    depend on (their children, transitively) unless not ``dependencies``.
 
     Raises
     ------
     BankError
-        Naming a key the checkpoint does not hold, and close ones.
+        Naming a key the checkpoint does not hold, and a close one.
     """
     graph = checkpoint.resource_graph
     unknown = [k for k in keys if k not in graph.resources]

@@ -22,10 +22,10 @@ from typing import Any
 import attrs
 
 from protectflow.bank import Bank, Checkpoint
-from protectflow.compiler import Plan, compile_plan
+from protectflow.compiler import Plan
 from protectflow.dag.outcomes import ResourceStats
 from protectflow.errors import BankError, LocalPluginError, PluginError
-from protectflow.operations.preflight import check_resources, checkpoint_dag
+from protectflow.operations.prepared import RunSettings, prepare_checkpoint, prepare_plan
 from protectflow.plugins.contents import Item, contents, select_items
 from protectflow.plugins.registry import get_registry
 
@@ -66,9 +66,11 @@ def preview_restore(checkpoint: Checkpoint, *,
     BankError, PlanError, PluginError, PreflightError
         What the restore would raise before it starts.
     """
-    dag = checkpoint_dag(checkpoint, "restore", parameters, resources=resources,
-                         dependencies=dependencies)
-    check_resources(dag, checkpoint=checkpoint)
+    prepared = prepare_checkpoint(checkpoint, "restore", parameters=parameters,
+                                  executor="serial", settings=RunSettings(),
+                                  resources=resources, dependencies=dependencies)
+    prepared.check_resources(checkpoint)
+    dag = prepared.dag
     out = []
     for resource in dag.resources:
         params = dag.parameters.get(resource.key, {})
@@ -108,9 +110,11 @@ def preview_protect(plan: Plan, *, bank: Bank | None,
     PlanError, PluginError, PreflightError
         What the protect would raise before it starts.
     """
-    dag = compile_plan(plan, "protect", parameters=parameters)
-    check_resources(dag)
-    registry = get_registry()
+    prepared = prepare_plan(plan, "protect", parameters=parameters, executor="serial",
+                            settings=RunSettings())
+    prepared.check_resources()
+    dag = prepared.dag
+    registry = get_registry(prepared.registry)
     plugins = {n.resource.key: n.plugin for n in dag.nodes}
     out = []
     for resource in dag.resources:

@@ -1,4 +1,4 @@
-"""What resuming an operation from its journal requires.
+"""Resuming an operation from its journal: the whole of it.
 
 A resume follows its checkpoint's **lineage**: the newest journal run and the
 runs it resumes in turn, oldest first. Hooks any of them journaled as
@@ -17,15 +17,112 @@ from typing import Any
 from protectflow.bank import Checkpoint
 from protectflow.bank.catalog.journal import JournalRun, RunMeta, read_journal
 from protectflow.compiler import Plan, load_plan
-from protectflow.dag import HookDAG, jsonio
+from protectflow.dag import HookDAG
 from protectflow.errors import NotResumableError, PlanError
+from protectflow.executors import Executor
 from protectflow.executors.report import Recorded
-from protectflow.operations.journal import plan_fingerprint, plugin_versions
+from protectflow.operations.journal import JournalMeta, plan_fingerprint
+from protectflow.operations.lease import lease_ttl
+from protectflow.operations.outcomes import OperationResult
+from protectflow.operations.preflight import require_status
+from protectflow.operations.prepared import Prepared, RunSettings, prepare_checkpoint
+from protectflow.operations.runs import delete_checkpoint, protect_into, run_on_checkpoint
 from protectflow.plugins import get_registry
 from protectflow.plugins.contract import get_operation, operation_settings
-from protectflow.states import SUCCEEDED
+from protectflow.states import (
+    COPYING,
+    DELETING,
+    ERROR,
+    ERROR_DELETING,
+    PROTECTING,
+    SUCCEEDED,
+)
 
-__all__ = ["broken_windows", "check_resumable", "completed_hooks", "lineage", "plan_to_check"]
+__all__ = ["broken_windows", "check_resumable", "completed_hooks", "lineage", "plan_to_check",
+           "resume_checkpoint"]
+
+
+def resume_checkpoint(checkpoint: Checkpoint, *, executor: str | Executor,
+                      plan: Plan | str | os.PathLike[str] | None, owner: str,
+                      settings: RunSettings) -> OperationResult:
+    """Continue the interrupted or failed operation of ``checkpoint`` from its
+    journal (see :func:`protectflow.operations.resume`).
+
+    Raises
+    ------
+    NotResumableError
+        When there is nothing to resume, the operation cannot be resumed, or
+        what the journal ran differs from what this run would run.
+    CheckpointBusyError
+        When a live operation holds the checkpoint.
+    """
+    if checkpoint.status in (DELETING, ERROR_DELETING):
+        # a delete is finished, not resumed: it is idempotent
+        return delete_checkpoint(checkpoint, executor=executor, owner=owner, settings=settings)
+    if checkpoint.status == COPYING:
+        raise NotResumableError(_COPY_ADVICE.format(id=checkpoint.id))
+    runs = lineage(checkpoint, unfinished=checkpoint.status in (PROTECTING, ERROR))
+    # No journal: a protect that died early.
+    operation = runs[0].meta.operation if runs else "protect"
+    if operation in ("restore", "verify"):
+        return _resume_on_checkpoint(operation, checkpoint, runs, executor=executor,
+                                     owner=owner, settings=settings)
+    if operation != "protect" or checkpoint.record.copy_target:
+        raise NotResumableError(
+            _COPY_ADVICE.format(id=checkpoint.id) if operation == "copy" else
+            f"cannot resume the {operation} of checkpoint {checkpoint.id}: only protect, "
+            f"restore and verify resume; run the {operation} again")
+    return _resume_protect(checkpoint, runs, executor=executor, plan=plan, owner=owner,
+                           settings=settings)
+
+
+_COPY_ADVICE = (
+    "cannot resume the copy of checkpoint {id}: a copy starts again rather than resumes. "
+    "`protectflow checkpoints gc` resolves the dead copy (at once when its owner was a "
+    "process of this host that is gone, else once its lease expired): the source goes back "
+    "to available and the unfinished target becomes error; then run the copy of {id} again")
+
+
+def _resume_on_checkpoint(operation: str, checkpoint: Checkpoint, runs: list[JournalRun], *,
+                          executor: str | Executor, owner: str,
+                          settings: RunSettings) -> OperationResult:
+    """Continue the restore or verify of ``checkpoint`` after the journal ``runs``."""
+    parameters = runs[0].meta.parameters
+    require_status(checkpoint, operation, resuming=True)
+    prepared = prepare_checkpoint(checkpoint, operation, parameters=parameters,
+                                  executor=executor, settings=settings)
+    check_resumable(runs[0], prepared, checkpoint.plan, checkpoint=checkpoint)
+    return run_on_checkpoint(operation, checkpoint, prepared.resuming(completed_hooks(runs)),
+                             parameters=parameters, owner=owner, resumes=runs[-1].run_id)
+
+
+def _resume_protect(
+    checkpoint: Checkpoint, runs: list[JournalRun], *, executor: str | Executor,
+    plan: Plan | str | os.PathLike[str] | None, owner: str, settings: RunSettings,
+) -> OperationResult:
+    """Continue the protect of ``checkpoint`` after the journal ``runs``."""
+    if checkpoint.status not in (PROTECTING, ERROR):
+        raise NotResumableError(f"cannot resume the protect of checkpoint {checkpoint.id}: "
+                                f"it is {checkpoint.status}, not {PROTECTING} or {ERROR}")
+    meta = runs[0].meta if runs else None
+    kept = checkpoint.plan
+    prepared = prepare_checkpoint(checkpoint, "protect", parameters=kept.parameters,
+                                  executor=executor, settings=settings)
+    check_resumable(runs[0] if runs else None, prepared, plan_to_check(plan, meta, kept),
+                    checkpoint=checkpoint)
+    journaled = completed_hooks(runs)
+    redo = broken_windows(prepared.dag, journaled, prepared.registry)
+    prepared = prepared.resuming({k: v for k, v in journaled.items() if k not in redo})
+    checkpoint.acquire("protect", owner, ttl=lease_ttl(), reclaim_dead=True)
+    try:
+        if checkpoint.status == ERROR:
+            checkpoint.transition(PROTECTING, reason=f"resumed by {owner}")
+    except BaseException:
+        checkpoint.release()
+        raise
+    journal = JournalMeta(owner, kept, plan_source=meta.plan_source if meta else None,
+                          resumes=runs[-1].run_id if runs else None, redo=redo)
+    return protect_into(checkpoint, prepared, meta=journal)
 
 
 def lineage(checkpoint: Checkpoint, *, unfinished: bool = False) -> list[JournalRun]:
@@ -52,7 +149,7 @@ def lineage(checkpoint: Checkpoint, *, unfinished: bool = False) -> list[Journal
     return runs_back[::-1]
 
 
-def check_resumable(first: JournalRun | None, dag: HookDAG, plan: Plan, *,
+def check_resumable(first: JournalRun | None, prepared: Prepared, plan: Plan, *,
                     checkpoint: Checkpoint) -> None:
     """Refuse to resume when the plan, the plugins or the DAG changed since
     ``first`` run's journal (or, with no journal, the checkpoint) was written.
@@ -64,12 +161,13 @@ def check_resumable(first: JournalRun | None, dag: HookDAG, plan: Plan, *,
     """
     if first is None:  # only the checkpoint's record to go by
         first = JournalRun("-", RunMeta(
-            operation=dag.operation, dag_fingerprint=checkpoint.dag_fingerprint,
+            operation=prepared.dag.operation, dag_fingerprint=checkpoint.dag_fingerprint,
             plan_fingerprint=plan_fingerprint(checkpoint.plan),
-            plugin_versions=plugin_versions(dag), executor="-", owner=checkpoint.owner,
+            plugin_versions=dict(prepared.plugin_versions), executor="-",
+            owner=checkpoint.owner,
         ), (), None)
     operation = first.meta.operation
-    changed = _changes(first.meta, dag, plan)
+    changed = _changes(first.meta, prepared, plan)
     if changed:
         raise NotResumableError(f"cannot resume the {operation} of run {first.run_id}: "
                                 + "; ".join(changed) + f". Start a new {operation} instead"
@@ -77,20 +175,20 @@ def check_resumable(first: JournalRun | None, dag: HookDAG, plan: Plan, *,
                                    if operation == "protect" else ""))
 
 
-def _changes(meta: RunMeta, dag: HookDAG, plan: Plan) -> list[str]:
+def _changes(meta: RunMeta, prepared: Prepared, plan: Plan) -> list[str]:
     """What differs between a journal's ``meta`` and this run, in words."""
     changed = []
     if meta.plan_fingerprint != plan_fingerprint(plan):
         changed.append("the plan differs from the one the journal was written for")
-    versions = plugin_versions(dag)
+    versions = prepared.plugin_versions
     for name in sorted(set(versions) | set(meta.plugin_versions)):
         was, now = meta.plugin_versions.get(name), versions.get(name)
         if was != now:
             changed.append(f"plugin {name!r} was {was or 'not used'}, is now {now or 'not used'}")
-    if meta.dag_fingerprint != jsonio.fingerprint(dag):
-        changed.append(f"the compiled {dag.operation} DAG differs (fingerprint "
+    if meta.dag_fingerprint != prepared.fingerprint:
+        changed.append(f"the compiled {prepared.dag.operation} DAG differs (fingerprint "
                        f"{meta.dag_fingerprint[:12]} in the journal, "
-                       f"{jsonio.fingerprint(dag)[:12]} now: other parameters or plugins?)")
+                       f"{prepared.fingerprint[:12]} now: other parameters or plugins?)")
     return changed
 
 

@@ -26,9 +26,11 @@ from protectflow.compiler import Plan, compile_plan, load_plan
 from protectflow.dag import HookDAG, jsonio
 from protectflow.dag.resource_graph import ResourceGraph
 from protectflow.errors import ExecutorError
-from protectflow.executors import Executor, RunReport, run_dag
+from protectflow.executors import Executor, RunReport
 from protectflow.operations.lease import default_owner
-from protectflow.operations.preflight import check_resources, make_executor
+from protectflow.operations.prepared import Prepared, RunSettings, prepare, resolve
+from protectflow.plugins.providers import Provider, resolve_provider
+from protectflow.plugins.registry import get_registry
 
 __all__ = ["Runnable", "prepare_run", "run_scratch", "scratch_checkpoint"]
 
@@ -36,22 +38,25 @@ __all__ = ["Runnable", "prepare_run", "run_scratch", "scratch_checkpoint"]
 @attrs.frozen
 class Runnable:
     """A HookDAG ready to run, the pools its limits may name and the
-    provider configuring its plugins (a plan's)."""
+    provider configuring its plugins (a plan's: its document form, or as
+    resolved when the plan was compiled)."""
 
     dag: HookDAG
     pools: Mapping[str, list[str]] = attrs.field(factory=dict, hash=False)
-    provider: str | dict[str, Any] | None = attrs.field(default=None, hash=False)
+    provider: str | dict[str, Any] | Provider | None = attrs.field(default=None, hash=False)
 
 
 def prepare_run(source: Runnable | Plan | HookDAG | str | os.PathLike[str], *,
                 operation: str | None = None,
-                parameters: Mapping[str, Mapping[str, Any]] | None = None) -> Runnable:
+                parameters: Mapping[str, Mapping[str, Any]] | None = None,
+                registry: str | None = None) -> Runnable:
     """A HookDAG (object or ``.json`` file) as it is, or a plan (object or
     file) compiled for ``operation`` (default: protect), with its pools.
 
     A plan compiles with ``parameters`` when given, else with its own for a
     protect and with none for the other operations (a plan's parameters are
-    its protect's). A HookDAG holds its parameters: giving any is an error.
+    its protect's), under its provider resolved once (against ``registry``,
+    the run's). A HookDAG holds its parameters: giving any is an error.
 
     Raises
     ------
@@ -68,8 +73,9 @@ def prepare_run(source: Runnable | Plan | HookDAG | str | os.PathLike[str], *,
         operation = operation or "protect"
         if parameters is None:
             parameters = source.parameters if operation == "protect" else {}
-        return Runnable(compile_plan(source, operation, parameters=parameters),
-                        dict(source.pools), source.provider)
+        provider = resolve_provider(source.provider, get_registry(registry))
+        return Runnable(compile_plan(source, operation, parameters=parameters,
+                                     provider=provider), dict(source.pools), provider)
     if parameters is not None:
         raise ExecutorError(f"{name} is a compiled DAG: its parameters are in it; drop "
                             "--parameters, or compile the plan with them")
@@ -83,10 +89,10 @@ def prepare_run(source: Runnable | Plan | HookDAG | str | os.PathLike[str], *,
 
 
 def run_scratch(runnable: Runnable, executor: str | Executor,
-                options: Mapping[str, Any]) -> RunReport:
-    """Check the limits and (for a protect) what the plugins can check of the
-    sources, make the executor, and run ``runnable`` with a scratch checkpoint
-    for a protect's hooks.
+                settings: RunSettings) -> RunReport:
+    """Prepare the run of ``runnable`` (:func:`~protectflow.operations.prepared.prepare`),
+    check (for a protect) what the plugins can check of the sources, and run
+    it with a scratch checkpoint for a protect's hooks.
 
     Raises
     ------
@@ -94,19 +100,19 @@ def run_scratch(runnable: Runnable, executor: str | Executor,
         Listing every problem the plugins find with a protect's sources,
         before anything runs.
     """
-    dag = runnable.dag
-    runner, run_options = make_executor(executor, options, dag, pools=runnable.pools,
-                                        provider=runnable.provider)
-    if dag.operation == "protect":  # the others have no checkpoint to check against
-        check_resources(dag, registry=run_options.get("registry"))
-    with scratch_checkpoint(dag) as checkpoint:
-        return run_dag(dag, runner, checkpoint=checkpoint, **run_options)
+    prepared = prepare(runnable.dag, provider=resolve(runnable.provider, settings),
+                       executor=executor, settings=settings, pools=runnable.pools)
+    if prepared.dag.operation == "protect":  # the others have no checkpoint to check against
+        prepared.check_resources()
+    with scratch_checkpoint(prepared) as checkpoint:
+        return prepared.run(checkpoint)
 
 
 @contextmanager
-def scratch_checkpoint(dag: HookDAG) -> Iterator[Checkpoint | None]:
-    """A checkpoint in a throw-away bank for the hooks of a protect, removed
-    with its bank when the block ends; ``None`` for the other operations."""
+def scratch_checkpoint(prepared: Prepared) -> Iterator[Checkpoint | None]:
+    """A checkpoint in a throw-away bank for the hooks of a prepared protect,
+    removed with its bank when the block ends; ``None`` for the other operations."""
+    dag = prepared.dag
     if dag.operation != "protect":
         yield None
         return
@@ -117,7 +123,7 @@ def scratch_checkpoint(dag: HookDAG) -> Iterator[Checkpoint | None]:
             f.write(secrets.token_hex(16))
         bank = Bank(os.path.join(folder, "bank"), password_file=password)
         checkpoint = CheckpointStore(bank).create(
-            Plan(dag.plan or "run", ()), ResourceGraph.from_dag(dag), jsonio.fingerprint(dag),
+            Plan(dag.plan or "run", ()), ResourceGraph.from_dag(dag), prepared.fingerprint,
             default_owner())
         try:
             yield checkpoint
