@@ -194,3 +194,28 @@ def test_protect_dry_run_counts_what_it_would_read_and_writes_nothing(
     assert f"{FS}#app: Files: 0 new, 1 changed, 3 unmodified" in out
     assert "would read 9 B" in out
     assert _state(world / "bank") == bank
+
+
+def test_a_database_in_place_is_refused_when_it_changed_unless_forced(
+        world: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = _protect(capsys)
+    db = "protectflow::sqlite::Database#db"
+    assert _restore(capsys, checkpoint, "--resource", db, "--in-place") == 0  # the same: a no-op
+    con = sqlite3.connect(world / "db.sqlite")
+    con.execute("INSERT INTO t VALUES (1)")
+    con.commit()
+    con.close()
+    assert cli.main(["restore", checkpoint, "--resource", db, "--in-place",
+                     "--bank", "bank"]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert _rows(world / "db.sqlite") == 1
+    assert _restore(capsys, checkpoint, "--resource", db, "--in-place", "--force") == 0
+    assert _rows(world / "db.sqlite") == 0
+
+
+def _rows(path: Path) -> int:
+    con = sqlite3.connect(path)
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM t").fetchone()[0])
+    finally:
+        con.close()

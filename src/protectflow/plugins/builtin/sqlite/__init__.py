@@ -57,7 +57,6 @@ from protectflow.plugins.builtin._local import (
     release_chunks,
     require_checkpoint,
     resolve_path,
-    restore_destination,
     source_problems,
     store_of,
 )
@@ -65,11 +64,11 @@ from protectflow.plugins.builtin._private import private_dir
 from protectflow.plugins.builtin.sqlite._copy import (
     check,
     contents_of,
+    database_destination,
     file_chunks,
     integrity_check,
     read_manifest,
     restore_database,
-    restore_name,
     table_rows,
     verify_database,
 )
@@ -95,12 +94,16 @@ OPTIONS_SCHEMA = object_schema("sqlite protect parameters", {
 })
 RESTORE_SCHEMA = object_schema("sqlite restore parameters", {
     "target": {"type": "string", "minLength": 1,
-               "description": "folder to restore into: the database goes to <target>/<id>"},
+               "description": "folder to restore into: the database goes to <target>/<id> "
+               "(required unless in_place)"},
+    "in_place": {"type": "boolean", "default": False,
+                 "description": "restore over the database file it was protected from "
+                 "(refused, unless force, when that file holds something else)"},
     "force": {"type": "boolean", "default": False,
               "description": "replace an existing <target>/<id> (and its -wal and -shm)"},
     "owners": {"type": "boolean", "description": "restore the database's owner (numeric uid "
                "and gid); default: when running as root"},
-}, required=["target"])
+})
 VERIFY_SCHEMA = object_schema("sqlite verify parameters", {})
 SAVED_INFO_SCHEMA = {"type": "object", "properties": {
     "source": {"type": "string"}, "size": {"type": "integer"},
@@ -244,8 +247,10 @@ def _restore_problems(checkpoint: HookCheckpoint | None, resource: Resource,
     if checkpoint is not None:
         with contextlib.suppress(BankError, LocalPluginError):
             manifest = read_manifest(checkpoint, resource)
-            dest = os.path.join(os.path.dirname(restore_destination(resource, parameters)),
-                                restore_name(resource, manifest))
+            dest = database_destination(resource, parameters, manifest)
+    if not parameters.get("target") and not parameters.get("in_place"):
+        return [f"{resource.key}: a restore needs a 'target' folder (--target DIR), or "
+                "'in_place' (--in-place) to restore where it was"]
 
     def restored(path: str) -> bool:
         if checkpoint is None or manifest is None:

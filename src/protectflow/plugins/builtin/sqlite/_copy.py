@@ -28,13 +28,14 @@ from protectflow.plugins.builtin._local import (
     check_destination,
     clear_destination,
     committed_manifest,
+    resolve_path,
     restore_destination,
     store_of,
 )
 from protectflow.plugins.contents import Item
 
-__all__ = ["check", "contents_of", "file_chunks", "integrity_check", "read_manifest",
-           "restore_database", "restore_name", "table_rows", "verify_database"]
+__all__ = ["check", "contents_of", "database_destination", "file_chunks", "integrity_check",
+           "read_manifest", "restore_database", "restore_name", "table_rows", "verify_database"]
 
 _READABLE_VERSIONS = (1, 2)
 #: An extension the restored file may take from the stored source's name.
@@ -99,6 +100,26 @@ def restore_name(resource: Resource, manifest: dict[str, Any]) -> str:
     return resource.id
 
 
+def database_destination(resource: Resource, parameters: Mapping[str, Any],
+                         manifest: Mapping[str, Any]) -> str:
+    """Where the restore writes the database: ``<target>/<name>`` (see
+    :func:`restore_name`), or with ``in_place`` the file it was protected
+    from (a symlink there is replaced, never followed).
+
+    Raises
+    ------
+    LocalPluginError
+        If neither ``target`` nor ``in_place`` is given.
+    """
+    if parameters.get("in_place"):
+        return resolve_path(resource)
+    if not parameters.get("target"):
+        raise LocalPluginError(f"{resource.key}: a restore needs a 'target' folder (--target "
+                               "DIR), or 'in_place' (--in-place) to restore where it was")
+    return os.path.join(os.path.dirname(restore_destination(resource, parameters)),
+                        restore_name(resource, dict(manifest)))
+
+
 def restore_database(checkpoint: HookCheckpoint, resource: Resource,
                      parameters: dict[str, Any]) -> str:
     """Write the stored database to ``<target>/<name>`` (see
@@ -116,8 +137,7 @@ def restore_database(checkpoint: HookCheckpoint, resource: Resource,
         ``integrity_check``.
     """
     manifest = read_manifest(checkpoint, resource)
-    dest = os.path.join(os.path.dirname(restore_destination(resource, parameters)),
-                        restore_name(resource, manifest))
+    dest = database_destination(resource, parameters, manifest)
     if file_chunks(store_of(checkpoint, resource), dest, manifest) == manifest["chunks"]:
         return dest  # restored by an earlier attempt
     force = bool(parameters.get("force", False))
