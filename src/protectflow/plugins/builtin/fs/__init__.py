@@ -92,7 +92,6 @@ from protectflow.plugins.builtin._local import (
     release_chunks,
     require_checkpoint,
     resolve_path,
-    restore_destination,
     source_problems,
     store_of,
 )
@@ -107,7 +106,11 @@ from protectflow.plugins.builtin.fs._protect import (
     read_manifest,
 )
 from protectflow.plugins.builtin.fs._restore import matches, restore_into
-from protectflow.plugins.builtin.fs._select import collisions, select_entries
+from protectflow.plugins.builtin.fs._select import (
+    destination,
+    refuse_overwrites,
+    selected_entries,
+)
 from protectflow.plugins.contents import Item
 
 __all__ = ["DIRECTORY", "FsProtectionPlugin"]
@@ -199,7 +202,7 @@ def restore_with_outcome(checkpoint: HookCheckpoint, resource: Resource,
     dest = destination(resource, parameters)
     force = bool(parameters.get("force", False))
     if parameters.get("in_place"):
-        _refuse_overwrites(resource, dest, entries, force=force)
+        refuse_overwrites(resource, dest, entries, force=force)
         force = True  # merged into the live tree: what differs was refused above
     owners = parameters.get("owners")
     outcome = restore_into(dest, entries, store_of(checkpoint, resource), force=force,
@@ -207,55 +210,6 @@ def restore_with_outcome(checkpoint: HookCheckpoint, resource: Resource,
                            chunk_size=chunk_size, workers=int(parameters.get("workers", 4)),
                            what=resource.key)
     return dest, outcome or Outcome()
-
-
-def selected_entries(manifest: Mapping[str, Any],
-                     parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The checked manifest's entries the restore's ``include`` and
-    ``exclude`` keep (all of them without either)."""
-    return select_entries(manifest["entries"], parameters.get("include") or (),
-                          parameters.get("exclude") or ())
-
-
-def destination(resource: Resource, parameters: Mapping[str, Any]) -> str:
-    """Where the restore puts the tree: ``<target>/<id>``, or with
-    ``in_place`` the folder it was protected from.
-
-    Raises
-    ------
-    LocalPluginError
-        If neither ``target`` nor ``in_place`` is given.
-    """
-    if parameters.get("in_place"):
-        return resolve_path(resource)
-    if not parameters.get("target"):
-        raise LocalPluginError(f"{resource.key}: a restore needs a 'target' folder (--target "
-                               "DIR), or 'in_place' (--in-place) to restore where it was")
-    return restore_destination(resource, parameters)
-
-
-def _refuse_overwrites(resource: Resource, dest: str, entries: list[dict[str, Any]], *,
-                       force: bool) -> None:
-    """Refuse a restore in place that would overwrite what differs, unless
-    ``force``; a symlink on the way is refused even with it.
-
-    Raises
-    ------
-    LocalPluginError
-        Naming the first paths.
-    """
-    found = collisions(dest, entries)
-    if not found:
-        return
-    through_links = [f for f in found if "symlink" in f]
-    if through_links:
-        raise LocalPluginError(f"{resource.key}: a restore in place does not go through a "
-                               f"symlink; nothing was written: {', '.join(through_links)}")
-    if not force:
-        raise LocalPluginError(
-            f"{resource.key}: a restore in place would overwrite what differs in {dest}: "
-            f"{', '.join(found)}; nothing was written -- add --force to replace them, or "
-            "restore elsewhere with --target DIR")
 
 
 def _restored(checkpoint: HookCheckpoint | None, resource: Resource, dest: str) -> bool:
@@ -439,7 +393,7 @@ class FsProtectionPlugin(MainHooksPlugin):
         try:
             manifest = read_manifest(checkpoint.get_resource_bank_section(resource), resource)
             check_entries(manifest.get("entries"), resource.key)
-            _refuse_overwrites(resource, resolve_path(resource),
+            refuse_overwrites(resource, resolve_path(resource),
                                selected_entries(manifest, parameters),
                                force=bool(parameters.get("force")))
         except LocalPluginError as err:

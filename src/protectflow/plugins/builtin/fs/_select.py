@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from protectflow.dag.model import Resource
 from protectflow.errors import LocalPluginError
+from protectflow.plugins.builtin._local import resolve_path, restore_destination
 from protectflow.plugins.builtin.fs._meta import open_dir, split
 from protectflow.plugins.contents import selected_paths
 
-__all__ = ["collisions", "select_entries"]
+__all__ = ["collisions", "destination", "refuse_overwrites", "select_entries",
+           "selected_entries"]
 
 Entry = dict[str, Any]
 
@@ -117,3 +120,52 @@ def _compare(entry: Entry, st: os.stat_result, target: str | None) -> str | None
     if kind == "symlink" and target is not None and target == entry.get("target"):
         return None
     return "a symlink" if target is not None else "exists, and differs"
+
+
+def selected_entries(manifest: Mapping[str, Any],
+                     parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The checked manifest's entries the restore's ``include`` and
+    ``exclude`` keep (all of them without either)."""
+    return select_entries(manifest["entries"], parameters.get("include") or (),
+                          parameters.get("exclude") or ())
+
+
+def destination(resource: Resource, parameters: Mapping[str, Any]) -> str:
+    """Where the restore puts the tree: ``<target>/<id>``, or with
+    ``in_place`` the folder it was protected from.
+
+    Raises
+    ------
+    LocalPluginError
+        If neither ``target`` nor ``in_place`` is given.
+    """
+    if parameters.get("in_place"):
+        return resolve_path(resource)
+    if not parameters.get("target"):
+        raise LocalPluginError(f"{resource.key}: a restore needs a 'target' folder (--target "
+                               "DIR), or 'in_place' (--in-place) to restore where it was")
+    return restore_destination(resource, parameters)
+
+
+def refuse_overwrites(resource: Resource, dest: str, entries: list[dict[str, Any]], *,
+                       force: bool) -> None:
+    """Refuse a restore in place that would overwrite what differs, unless
+    ``force``; a symlink on the way is refused even with it.
+
+    Raises
+    ------
+    LocalPluginError
+        Naming the first paths.
+    """
+    found = collisions(dest, entries)
+    if not found:
+        return
+    through_links = [f for f in found if "symlink" in f]
+    if through_links:
+        raise LocalPluginError(f"{resource.key}: a restore in place does not go through a "
+                               f"symlink; nothing was written: {', '.join(through_links)}")
+    if not force:
+        raise LocalPluginError(
+            f"{resource.key}: a restore in place would overwrite what differs in {dest}: "
+            f"{', '.join(found)}; nothing was written -- add --force to replace them, or "
+            "restore elsewhere with --target DIR")
