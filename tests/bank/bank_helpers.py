@@ -62,3 +62,21 @@ def use_checkpoint(checkpoint: Any, out: Any) -> None:
         f.write(b"\x00" * 100_000)
     checkpoint.set_resource_status(volume, "available")
     out.put((loaded_lazily, checkpoint.status, os.getpid()))
+
+
+def race_to_create(url: str, env: dict[str, str], start: Any, out: Any) -> None:
+    """Wait at ``start``, then make the bank at ``url`` (a first write) with
+    ``env`` set, and seal one object of this process in it; report
+    ``("ok", fingerprint, key, key folder)`` or ``("error", message)``."""
+    os.environ.update(env)
+    from protectflow.bank import Bank
+    from protectflow.errors import BankError
+
+    bank = Bank(url)
+    start.wait()
+    try:
+        key = f"probes/{os.getpid()}"
+        bank.update_object(key, {"pid": os.getpid()})
+        out.put(("ok", bank.keyring.fingerprint, key, os.environ.get("XDG_CONFIG_HOME", "")))
+    except BankError as err:
+        out.put(("error", f"{type(err).__name__}: {err}"))

@@ -368,6 +368,7 @@ def test_a_read_into_buffers_takes_an_object_that_grew_since_its_fstat(
     class Short:
         def __init__(self, st: os.stat_result) -> None:
             self.st_size = st.st_size // 3
+            self.st_mode = st.st_mode
 
     monkeypatch.setattr("protectflow.bank.objects._backend.os.fstat",
                         lambda fd: Short(real_fstat(fd)))

@@ -130,7 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (see the module)."""
+    """Run the command line; returns the exit code (see the module).
+
+    A Ctrl-C at any moment -- while the parser is built and the plugins'
+    entry points load, as much as during a command -- ends it with 130 and
+    one line, never a traceback.
+    """
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # outside the command's own handling: start-up, parsing
+        print("protectflow: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     started = time.monotonic()  # the summaries give the whole command's wall time
     parser = build_parser()
     completion.answer(parser)

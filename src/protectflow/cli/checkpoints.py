@@ -91,6 +91,7 @@ def checkpoints_command(args: argparse.Namespace) -> int:
               + "".join(f"\n  {c}" for c in done.changed))
         print(f"{done.freed_chunks} chunk(s) freed, {len(done.corrupt_leases)} corrupt "
               f"lease(s) and {done.temp_files} stale temporary file(s) removed")
+        _say_stray(done.stray_index)
         return 0
     if args.action == "repair":
         fixed = operations.repair(store, store.resolve(args.checkpoint))
@@ -99,9 +100,18 @@ def checkpoints_command(args: argparse.Namespace) -> int:
             print(f"  problem: {problem}")
         return 0 if fixed.ok else 1
     if args.action == "reindex":
-        print(f"{operations.reindex(store)} index entr(ies) written in {store.bank.url}")
+        rebuilt = operations.reindex(store)
+        print(f"{rebuilt.written} index entr(ies) written in {store.bank.url}")
+        _say_stray(rebuilt.dropped)
         return 0
     return _list(store, args)
+
+
+def _say_stray(keys: tuple[str, ...]) -> None:
+    """Name what was removed from the index as naming no checkpoint."""
+    if keys:
+        print(f"{len(keys)} index entr(ies) removed: they named no checkpoint"
+              + "".join(f"\n  {k!a}" for k in keys))
 
 
 def _list(store: CheckpointStore, args: argparse.Namespace) -> int:

@@ -51,7 +51,8 @@ def add_parsers(sub: Subparsers) -> None:
                    "dies, but a power loss may take the checkpoint with it")
     p.add_argument("--reread", action="store_true",
                    help="read every file again rather than trust the previous checkpoint "
-                   "for those unchanged (sets the 'reread' parameter of every plugin "
+                   "for those unchanged, and read back every chunk it would reuse, storing "
+                   "a damaged one again (sets the 'reread' parameter of every plugin "
                    "that takes one)")
     p.add_argument("--dry-run", action="store_true",
                    help="say what would be read (files new, changed, unmodified); write "

@@ -116,6 +116,7 @@ def finish(args: argparse.Namespace, result: OperationResult, what: str) -> int:
     if result.ok:
         if not args.json and not args.quiet:
             _summary(args, result, what, checkpoint.status)
+            _warnings(result)
         return 0
     if not args.json:
         print(f"{what} failed: {hook_counts(report)}, {timing(args, report)}")
@@ -132,6 +133,15 @@ def stats_line(stats: ResourceStats) -> str:
             f"{stats.files_unmodified} unmodified ({human_size(stats.size)}); "
             f"{human_size(stats.bytes_read)} read, {human_size(stats.bytes_added)} added to "
             "the bank")
+
+
+def _warnings(result: OperationResult) -> None:
+    """A success's warnings (a file changed while read, a damaged chunk stored
+    again), one line per resource on stderr: the checkpoint is good, and the
+    user should know all the same."""
+    for key, status in sorted(result.resources.items()):
+        if status.reason:
+            print(f"protectflow: warning: {key}: {status.reason}", file=sys.stderr)
 
 
 def _summary(args: argparse.Namespace, result: OperationResult, what: str, status: str) -> None:

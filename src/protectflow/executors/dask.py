@@ -47,25 +47,29 @@ _warned_clear = threading.Event()  # the clear-keys warning is given once per pr
 
 @contextlib.contextmanager
 def _workers_ignore_sigint() -> Iterator[None]:
-    """Start a local cluster's worker processes with SIGINT ignored.
+    """Start a local cluster's worker processes with SIGINT blocked, and hold a
+    Ctrl-C that comes meanwhile until the cluster is up.
 
     A terminal's Ctrl-C goes to its whole foreground process group, the
     worker processes of a local cluster included: they would die at once and
     fail their hooks before this process, which owns the run, turns its own
     SIGINT into a clean stop (exit 130, the checkpoint marked, the resume
-    command printed). An ignored signal stays ignored across the workers'
-    exec, and Python then installs no KeyboardInterrupt handler in them; the
-    client stops them itself. Ctrl-C is ignored for the second or two the
-    workers take to start, then this process's handler is back.
+    command printed). A blocked signal stays blocked in the threads this
+    thread starts and across the workers' fork and exec, so the workers never
+    see one; the client stops them itself. Blocked, not ignored: a Ctrl-C of
+    this process during the start stays pending and is delivered when the
+    block ends -- a KeyboardInterrupt there, the run stopped cleanly -- where
+    an ignored one would be lost and the run go on to its end.
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may change signal handlers
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        # A Ctrl-C held meanwhile is delivered now: KeyboardInterrupt, here.
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _probe(address: str, timeout: float) -> bool:

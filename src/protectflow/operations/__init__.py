@@ -41,7 +41,14 @@ from protectflow.errors import BankError, CorruptObjectError
 from protectflow.executors import Executor, RunReport
 from protectflow.operations.journal import JournalMeta
 from protectflow.operations.lease import default_owner, lease_ttl
-from protectflow.operations.maintenance import GcReport, RepairReport, gc, reindex, repair
+from protectflow.operations.maintenance import (
+    GcReport,
+    ReindexReport,
+    RepairReport,
+    gc,
+    reindex,
+    repair,
+)
 from protectflow.operations.outcomes import OperationResult, next_steps, note_verification
 from protectflow.operations.prepared import Prepared, RunSettings, prepare_plan
 from protectflow.operations.resume import resume_checkpoint
@@ -59,6 +66,7 @@ __all__ = [
     "GcReport",
     "OperationResult",
     "Prepared",
+    "ReindexReport",
     "RepairReport",
     "RunSettings",
     "Runnable",
@@ -298,9 +306,11 @@ def copy(
     source = _get(bank, checkpoint_id)
     target_store = open_store(to)
     target_store.bank.create_root()  # an unusable --to fails before the source changes
-    if target_store.bank == source.bank:
+    if source.bank.same_bank(target_store.bank):  # a symlink, another path or URL of it
+        alias = ("" if target_store.bank.url == source.bank.url else
+                 f" ({source.bank.url} under another name; both hold one bank id)")
         raise BankError(f"copy: {target_store.bank.url} is checkpoint {source.id}'s own bank; "
-                        "give another bank with --to")
+                        f"give another bank with --to{alias}")
     return copy_checkpoint(source, target_store, executor=executor,
                            owner=owner or default_owner(), settings=settings)
 

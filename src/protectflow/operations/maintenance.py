@@ -13,7 +13,7 @@ from protectflow.bank.chunks.refs import repair_refs
 from protectflow.errors import BankError
 from protectflow.states import DELETED, DELETING, ERROR_DELETING
 
-__all__ = ["GcReport", "RepairReport", "gc", "reindex", "repair"]
+__all__ = ["GcReport", "ReindexReport", "RepairReport", "gc", "reindex", "repair"]
 
 
 @attrs.frozen
@@ -65,13 +65,25 @@ def repair(store: CheckpointStore, checkpoint_id: str) -> RepairReport:
                         problems=tuple(problems))
 
 
-def reindex(store: CheckpointStore) -> int:
-    """Rebuild the bank's checkpoint index from the records; returns how many
-    entries were missing.
+@attrs.frozen
+class ReindexReport:
+    """What :func:`reindex` did."""
+
+    #: Index entries that were missing and were written.
+    written: int
+    #: Keys removed from the index: they named no checkpoint (files dropped
+    #: there, entries of checkpoints that are gone).
+    dropped: tuple[str, ...]
+
+
+def reindex(store: CheckpointStore) -> ReindexReport:
+    """Rebuild the bank's checkpoint index from the records, and remove what
+    lies in it but names no checkpoint.
 
     Raises
     ------
     BankError
         If the bank refuses a write.
     """
-    return store.reindex()
+    dropped = tuple(store.prune_index())
+    return ReindexReport(written=store.reindex(), dropped=dropped)

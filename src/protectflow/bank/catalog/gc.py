@@ -14,6 +14,8 @@ clear what faults leave behind.
 - A lease generation that cannot be read (corrupt) is replaced by a
   released one: nobody can tell who holds it, so it protects nothing and
   blocks everything.
+- What lies in ``index/`` but names no checkpoint (a file dropped there, an
+  entry of a checkpoint that is gone) is removed, and reported.
 - Temporary files a killed writer left (``.pftmp-*``, see
   :mod:`protectflow.bank.objects._backend`) older than ``temp_grace`` seconds are
   removed; a live writer's are seconds old.
@@ -54,6 +56,8 @@ class Catalog(Protocol):
 
     def ensure_index(self) -> None: ...
 
+    def prune_index(self) -> list[str]: ...
+
 
 @attrs.frozen
 class GcReport:
@@ -67,6 +71,8 @@ class GcReport:
     corrupt_leases: tuple[str, ...] = ()
     #: Stale temporary files removed.
     temp_files: int = 0
+    #: Index entries removed that named no checkpoint (files dropped there).
+    stray_index: tuple[str, ...] = ()
 
 
 def collect(bank: Bank, catalog: Catalog, *, now: float | None = None, delete: bool = False,
@@ -92,6 +98,9 @@ def collect(bank: Bank, catalog: Catalog, *, now: float | None = None, delete: b
         What was done.
     """
     catalog.ensure_index()  # a lost index/ would hide the in-progress marks used below
+    stray: tuple[str, ...] = ()
+    with contextlib.suppress(BankError):  # a bank that cannot be written keeps them
+        stray = tuple(catalog.prune_index())
     corrupt = tuple(_remove_corrupt_leases(bank))
     changed: list[str] = []
     freed = 0
@@ -103,7 +112,7 @@ def collect(bank: Bank, catalog: Catalog, *, now: float | None = None, delete: b
             freed += outcome
     temps = _remove_stale_temps(bank, (time.time() if now is None else now) - temp_grace)
     return GcReport(changed=tuple(changed), freed_chunks=freed, corrupt_leases=corrupt,
-                    temp_files=temps)
+                    temp_files=temps, stray_index=stray)
 
 
 def _keeper(checkpoint: Checkpoint) -> LeaseKeeper:

@@ -19,6 +19,7 @@ import builtins
 import contextlib
 import difflib
 import os
+import re
 import uuid
 
 from protectflow._paths import segment
@@ -48,6 +49,8 @@ BY_DATE = "index/by-date/"
 BY_PLAN = "index/by-plan/"
 #: The most candidates an ambiguous prefix's error lists.
 _SHOWN = 10
+#: The tail of an index entry's key: ``YYYY/MM/DD/HHMMSSffffff-ID``.
+_ENTRY = re.compile(r"(?:\A|/)\d{4}/\d{2}/\d{2}/\d{6,12}-(?P<id>[^/-]+)\Z")
 
 
 def index_suffix(created_at: str, checkpoint_id: str) -> str:
@@ -248,12 +251,60 @@ class CheckpointStore:
         marker_key = None
         if marker is not None:
             marker_key = base + index_suffix(self.get(marker).created_at, marker)
-        keys = self._listing(base, limit, marker_key)
-        if keys:
+        ids: builtins.list[str] = []
+        while limit is None or len(ids) < limit:
+            want = None if limit is None else limit - len(ids)
+            keys = self._listing(base, want, marker_key)
+            # Anything else dropped into the index is no checkpoint: not shown
+            # (a phantom "corrupt" checkpoint), and reindex and gc remove it.
+            ids.extend(i for i in map(self._indexed_id, keys)
+                       if i is not None and i not in ids and self._names_checkpoint(i))
+            if not keys or want is None or len(keys) < want:
+                break
+            marker_key = keys[-1]
+        if ids:
             # A missing key or a wrong password is the bank's problem, not
             # each record's: say it once, before anyone reads a record.
             self.bank.keyring  # noqa: B018
-        return [Checkpoint(self.bank, key.rsplit("-", 1)[1]) for key in keys]
+        return [Checkpoint(self.bank, i) for i in ids]
+
+    @staticmethod
+    def _indexed_id(key: str) -> str | None:
+        """The checkpoint id an index entry names, or None if its key is not
+        of an index entry's shape (a file dropped there)."""
+        match = _ENTRY.search(key)
+        return match.group("id") if match is not None else None
+
+    def _names_checkpoint(self, checkpoint_id: str) -> bool:
+        try:
+            return self._exists(check_checkpoint_id(checkpoint_id))
+        except BankError:  # not even a valid id
+            return False
+
+    def prune_index(self) -> builtins.list[str]:
+        """Remove what lies in the index but names no checkpoint as it is:
+        a file dropped there, an entry of a checkpoint that is gone or whose
+        record says another plan or time. Entries are listed before the
+        records are read, so a checkpoint being made meanwhile (its record
+        comes before its entries) is never taken for a stray.
+
+        Returns
+        -------
+        list of str
+            The keys removed.
+
+        Raises
+        ------
+        BankError
+            If the bank refuses a delete.
+        """
+        listed = [k for k in self.bank.iter_objects("index/")
+                  if k.startswith((BY_DATE, BY_PLAN, IN_PROGRESS))]
+        wanted = set(self._index_from_records(in_progress_any=True))
+        stray = [k for k in listed if k not in wanted]
+        for key in stray:
+            self.bank.delete_object(key)
+        return stray
 
     def reindex(self) -> int:
         """Rebuild the index from the checkpoints' records (an ``index/``
@@ -276,16 +327,20 @@ class CheckpointStore:
                 written += 1
         return written
 
-    def _index_from_records(self) -> builtins.list[str]:
-        """The index entries the records call for, in-progress marks included."""
+    def _index_from_records(self, *, in_progress_any: bool = False) -> builtins.list[str]:
+        """The index entries the records call for, in-progress marks included
+        (``in_progress_any``: whatever the status, as a mark may outlive its
+        operation for a moment)."""
         keys: builtins.list[str] = []
         for checkpoint_id in self._ids():
             try:
                 record = Checkpoint(self.bank, checkpoint_id).reload().record
             except BankError:
+                if in_progress_any and self._exists(checkpoint_id):
+                    keys.append(IN_PROGRESS + checkpoint_id)  # gc judges that one
                 continue
             keys.extend(self._index_keys(record.plan_name, record.created_at, checkpoint_id))
-            if record.status in IN_PROGRESS_STATUSES:
+            if in_progress_any or record.status in IN_PROGRESS_STATUSES:
                 keys.append(IN_PROGRESS + checkpoint_id)
         return keys
 

@@ -56,6 +56,16 @@ bytes at hand (read from the source, checked against the name) writes the
 chunk again and drops the mark, so the next checkpoint of that data is whole
 again -- and so are the earlier ones that name the chunk.
 
+The rule, as restic's (``check --read-data`` drops a damaged blob from the
+index so that the next backup stores it again): a damaged chunk is found by a
+read that checks it -- ``verify --read-data``, ``checkpoints check
+--read-data``, a restore -- and marked bad; the next protect that has those
+bytes writes the chunk again (and says so: :attr:`ChunkStore.rewritten`),
+which repairs every checkpoint naming it. A plain protect dedups onto a
+chunk without reading it, so a chunk that rotted since the last check is
+reused until a check finds it; ``protect --reread`` (``check_existing``)
+reads back every chunk it would dedup onto and writes again any that fails.
+
 Deletes and missing refs: refs are the fast path, but a ref can be lost (a
 damaged bank, a hand-deleted folder) while a manifest still names its chunk.
 So :func:`protectflow.bank.chunks.refs.release_chunks` deletes a chunk only
@@ -76,7 +86,7 @@ from typing import Any
 
 from protectflow._paths import segment
 from protectflow.bank.objects._backend import ReadBuffers
-from protectflow.errors import BankError, ChunkError
+from protectflow.errors import BankError, ChunkError, CorruptObjectError
 
 __all__ = ["ChunkStore", "bad_key", "chunk_key", "owner_id", "ref_key", "sha256"]
 
@@ -139,14 +149,23 @@ class ChunkStore:
     """
 
     def __init__(self, bank: Any, owner: str, *, stale_after: float = STALE_AFTER,
-                 durable: bool = True) -> None:
+                 durable: bool = True, check_existing: bool = False) -> None:
         self.bank = bank
         self.owner = owner
         self.stale_after = stale_after
         self.durable = durable
+        self.check_existing = check_existing
         self._bad: frozenset[str] | None = None
+        self._rewritten: list[str] = []
+        self._rewritten_lock = threading.Lock()
         self._added = 0
         self._added_lock = threading.Lock()
+
+    @property
+    def rewritten(self) -> tuple[str, ...]:
+        """The chunks :meth:`add` found damaged in the bank and stored again."""
+        with self._rewritten_lock:
+            return tuple(self._rewritten)
 
     @property
     def added_bytes(self) -> int:
@@ -227,7 +246,9 @@ class ChunkStore:
         self._wait_for_deleter(digest)
         key = chunk_key(digest)
         present = self.bank.has_object(key)
-        if present and not self.known_bad(digest):
+        if present and not self.known_bad(digest) and not (
+                self.check_existing and (data is not None or load is not None)
+                and not self._reads_back(digest)):
             return False
         if data is None:
             if load is None:
@@ -244,6 +265,18 @@ class ChunkStore:
         self.bank.update_object(key, data)  # the good bytes replace the bad
         with contextlib.suppress(BankError):
             self.bank.delete_object(bad_key(digest))
+        with self._rewritten_lock:
+            self._rewritten.append(digest)
+        return True
+
+    def _reads_back(self, digest: str) -> bool:
+        """Whether the stored chunk ``digest`` authenticates and hashes to its
+        name (``check_existing``: a protect that trusts nothing it has not
+        read); one that does not is marked bad by the read."""
+        try:
+            self.read(digest, rehash=True)
+        except ChunkError:
+            return False
         return True
 
     def add_ref(self, digest: str) -> bool:
@@ -318,7 +351,9 @@ class ChunkStore:
         try:
             yield
         except BankError as err:
-            if not self.bank.has_object(chunk_key(digest)):
+            # Something that is no object (a FIFO, a device) is damage, not absence.
+            if not isinstance(err, CorruptObjectError) and not self.bank.has_object(
+                    chunk_key(digest)):
                 raise ChunkError(f"chunk {digest} is missing from bank {self.bank.url}") from None
             self.mark_bad(digest, str(err))
             raise ChunkError(f"chunk {digest} in bank {self.bank.url} is corrupt: {err}") from None

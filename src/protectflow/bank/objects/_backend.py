@@ -25,9 +25,12 @@ write replaces the file -- so sharing an inode is invisible to readers.
 
 Create-if-absent (:meth:`create_exclusive`) is atomic across processes on a
 local folder: the object is written whole under a temporary name, then
-``os.link``-ed onto the key, which fails if the key exists. On ``memory://``
-it is atomic within the process; on other file systems it is a check then a
-put, atomic only as far as the store offers.
+``os.link``-ed onto the key, which fails if the key exists. On S3 it is one
+conditional put (``If-None-Match: *``), which the store makes atomic across
+machines. On ``memory://`` it is atomic within the process; on other file
+systems it is a check then a put, atomic only as far as the store offers
+(a new bank's config is read back as well: see
+:func:`protectflow.bank.objects._keystore.create_bank`).
 
 Privacy: a local bank's folders are made 0700 and its files 0600 (modes given
 to ``mkdir`` and ``open``, which a umask can only narrow), so another local
@@ -50,9 +53,13 @@ from typing import Any
 from protectflow import _faults
 from protectflow._paths import TEMP_PREFIX
 from protectflow.bank.objects._header import Parts
+from protectflow.bank.objects._limits import max_stored_size
 
 #: Protocols whose single put is atomic, so no temporary object is needed.
 _ATOMIC_PUT = frozenset({"memory", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+#: Protocols whose put can be made conditional on the key's absence (S3's
+#: ``If-None-Match: *``, through s3fs's ``mode="create"``).
+_CONDITIONAL_PUT = frozenset({"s3", "s3a"})
 _EXCLUSIVE_LOCK = threading.Lock()
 #: Objects up to this size created with ``durable=False`` share an inode.
 _SHARED_MAX = 64
@@ -61,6 +68,26 @@ _SHARED_MAX = 64
 #: bytes in 1 MiB writes (the kernel's page-cache allocation for a large
 #: write), which made writing a first protect's chunks its dearest part.
 _WRITE_MAX = 1 << 20
+
+
+class NotAnObject(OSError):
+    """What stands at an object's path in a local bank is no object a bank
+    writes: a FIFO, a device, a symbolic link, a file larger than its kind
+    may be. The bank reports it as a damaged object, naming the path."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(errno.EINVAL, why, path)
+        self.why = why
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
 
 
 def private_makedirs(path: str) -> None:
@@ -129,12 +156,39 @@ class LocalBackend:
         """The bytes the object takes in the store (encrypted, compressed)."""
         return os.stat(self.path(key)).st_size
 
-    def read(self, key: str) -> bytes:
+    def _open_object(self, key: str) -> tuple[int, int]:
+        """``(descriptor, size)`` of the object file under ``key``: opened
+        without following a symlink or waiting on a FIFO, and refused unless a
+        regular file no larger than its kind may be (a device, a FIFO or a
+        huge file planted in the bank must not hang or exhaust a reader)."""
+        path = self.path(key)
         try:
-            with open(self.path(key), "rb") as f:
-                return f.read()
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
         except IsADirectoryError:
             raise FileNotFoundError(key) from None
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise NotAnObject(path, "it is a symbolic link, which a bank never "
+                                  "makes") from None
+            raise
+        st = os.fstat(fd)
+        limit = max_stored_size(key)
+        why = (None if stat.S_ISREG(st.st_mode) else
+               f"it is {_kind(st.st_mode)}, not a regular file")
+        if why is None and st.st_size > limit:
+            why = f"it holds {st.st_size} bytes, more than the {limit} such an object may"
+        if why is not None:
+            os.close(fd)
+            raise NotAnObject(path, why)
+        return fd, st.st_size
+
+    def read(self, key: str) -> bytes:
+        fd, _ = self._open_object(key)
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(max_stored_size(key) + 1)
+        if len(data) > max_stored_size(key):  # it grew since the check
+            raise NotAnObject(self.path(key), "it grew past the size such an object may have")
+        return data
 
     def read_limited(self, key: str, limit: int) -> bytes:
         """At most ``limit`` bytes of the object: a clear one (a config, a
@@ -152,18 +206,19 @@ class LocalBackend:
 
     def read_into(self, key: str, buffers: ReadBuffers) -> memoryview:
         """The object's bytes, read into ``buffers.raw`` (grown as needed)."""
-        try:
-            with open(self.path(key), "rb", buffering=0) as f:
-                size = os.fstat(f.fileno()).st_size
-                buffers.raw = buf = ReadBuffers.at_least(buffers.raw, size + 1)
-                got = 0
-                while n := f.readinto(memoryview(buf)[got:]):
-                    got += n
-                    if got == len(buf):  # it grew since the fstat: read the rest as it comes
-                        return memoryview(bytes(buf) + f.read())
-                return memoryview(buf)[:got]
-        except IsADirectoryError:
-            raise FileNotFoundError(key) from None
+        fd, size = self._open_object(key)
+        with open(fd, "rb", buffering=0) as f:
+            buffers.raw = buf = ReadBuffers.at_least(buffers.raw, size + 1)
+            got = 0
+            while n := f.readinto(memoryview(buf)[got:]):
+                got += n
+                if got == len(buf):  # it grew since the fstat: read the rest, bounded
+                    rest = f.read(max_stored_size(key) + 1 - got)
+                    if got + len(rest) > max_stored_size(key):
+                        raise NotAnObject(self.path(key), "it grew past the size such an "
+                                          "object may have")
+                    return memoryview(bytes(buf) + rest)
+            return memoryview(buf)[:got]
 
     def exists(self, key: str) -> bool:
         return os.path.isfile(self.path(key))
@@ -351,6 +406,8 @@ class FsspecBackend:
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         self.atomic_put = protocol in _ATOMIC_PUT
         self.memory = protocol == "memory"
+        #: Whether a put can be made conditional on the key's absence.
+        self.conditional = protocol in _CONDITIONAL_PUT
 
     def path(self, key: str) -> str:
         return f"{self.root}/{key}" if key else (self.root or "/")
@@ -360,10 +417,14 @@ class FsspecBackend:
         return int(self.fs.size(self.path(key)))
 
     def read(self, key: str) -> bytes:
-        try:
-            data: bytes = self.fs.cat_file(self.path(key))
+        limit = max_stored_size(key)
+        try:  # a ranged read: a huge object planted in the store is not fetched whole
+            data: bytes = self.fs.cat_file(self.path(key), start=0, end=limit + 1)
         except (IsADirectoryError, NotADirectoryError):
             raise FileNotFoundError(key) from None
+        if len(data) > limit:
+            raise NotAnObject(self.path(key), f"it holds more than the {limit} bytes "
+                              "such an object may")
         return data
 
     def read_limited(self, key: str, limit: int) -> bytes:
@@ -394,6 +455,14 @@ class FsspecBackend:
         self.fs.mv(temp, path)
 
     def create_exclusive(self, key: str, data: Parts, durable: bool = True) -> bool:
+        if self.conditional:
+            # One conditional put (S3's ``If-None-Match: *``): the store makes
+            # it atomic across processes and machines.
+            try:
+                self.fs.pipe_file(self.path(key), b"".join(data), mode="create")
+            except FileExistsError:
+                return False
+            return True
         with _EXCLUSIVE_LOCK:
             if self.exists(key):
                 return False

@@ -330,7 +330,10 @@ def create_bank(backend: Any, url: str, write_config: Any, *,
     else:
         _keyfiles.write_key(bank_id, master, url)
         undo = lambda: _keyfiles.remove_key(bank_id, _keyfiles.CURRENT)  # noqa: E731
-    if not write_config(raw):  # lost a race with another process making the bank
+    # Lost a race with another process making the bank: its config is there.
+    # Read back as well -- a store that ignores a conditional put lets the
+    # last writer win, and then that writer's config, not ours, is the bank's.
+    if not write_config(raw) or _config_bytes(backend) != raw:
         with contextlib.suppress(OSError, BankError):
             undo()
         found = unlock(backend, url, password_file=password_file)
@@ -340,6 +343,15 @@ def create_bank(backend: Any, url: str, write_config: Any, *,
     config = BankConfig(data, raw)
     remember(url, config, keyring)
     return config, keyring
+
+
+def _config_bytes(backend: Any) -> bytes | None:
+    """The config as it is stored now (None if it cannot be read)."""
+    try:
+        raw: bytes = backend.read_limited(CONFIG, _MAX_CONFIG)
+    except OSError:
+        return None
+    return raw
 
 
 def remember(url: str, config: BankConfig, keyring: Keyring) -> None:

@@ -14,8 +14,10 @@ Every object a bank stores is sealed under the bank's :class:`Keyring`::
   another kind or codec.
 - Nonces are random (96 bits): under one key, the chance of a repeat stays
   below 2^-32 for the first 2^32 objects, far beyond a bank's life.
-- Decompression runs only on authenticated bytes, so no stored object can
-  make a reader inflate a bomb an attacker chose.
+- Decompression runs only on authenticated bytes, so no one without the key
+  can make a reader inflate a bomb; and it stops at what the object's kind
+  may hold (:mod:`protectflow.bank.objects._limits`), so not even a key
+  holder's frame can exhaust a reader's memory.
 
 Markers -- the empty objects whose existence is their whole meaning (chunk
 refs, index entries; see :data:`protectflow.bank.objects._header.MARKER_AREAS`) -- are
@@ -51,6 +53,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from protectflow.bank.objects._limits import max_plain_size
 from protectflow.errors import BankError, CorruptObjectError
 
 __all__ = ["MAGIC", "MASTER_KEY_LEN", "Keyring"]
@@ -82,6 +85,8 @@ _MIN_SAVING = 32
 #: against 2.5 ms per 4 MiB here); the probe costs 1/64 of that.
 _PROBE_ABOVE = 256 << 10
 _PROBES, _PROBE_LEN = 8, 8 << 10
+#: A frame that does not declare its size is inflated this much at a time.
+_INFLATE_STEP = 1 << 20
 
 
 def derive(master: bytes, purpose: bytes) -> bytes:
@@ -234,11 +239,38 @@ class Keyring:
         if kind not in KINDS or codec not in (CODEC_RAW, CODEC_ZSTD):
             raise self._failed(key, f"unknown kind {kind!r} or codec {codec!r}")
         if codec == CODEC_ZSTD:
-            try:
-                payload = zstandard.ZstdDecompressor().decompress(payload)
-            except zstandard.ZstdError as err:
-                raise self._failed(key, f"its compressed payload is damaged: {err}") from err
+            payload = self._inflate(key, payload)
         return kind, payload
+
+    def _inflate(self, key: str, payload: bytes | memoryview) -> bytes:
+        """The decompressed ``payload`` of ``key``, never more than its kind may
+        hold (:func:`~protectflow.bank.objects._limits.max_plain_size`): a frame
+        that claims more, or yields more, is refused before memory goes to it."""
+        limit = max_plain_size(key)
+        try:
+            declared = zstandard.frame_content_size(payload)
+            if declared > limit:
+                raise self._failed(key, f"its compressed payload claims {declared} bytes, "
+                                   f"more than the {limit} such an object may hold")
+            if declared >= 0:  # our writer always declares it: one exact allocation
+                inflated: bytes = zstandard.ZstdDecompressor().decompress(payload)
+                return inflated
+            return self._inflate_streamed(key, payload, limit)
+        except zstandard.ZstdError as err:
+            raise self._failed(key, f"its compressed payload is damaged: {err}") from err
+
+    def _inflate_streamed(self, key: str, payload: bytes | memoryview, limit: int) -> bytes:
+        """A frame of no declared size, read piece by piece up to ``limit``."""
+        pieces: list[bytes] = []
+        size = 0
+        with zstandard.ZstdDecompressor().stream_reader(payload) as reader:
+            while piece := reader.read(min(_INFLATE_STEP, limit + 1 - size)):
+                pieces.append(piece)
+                size += len(piece)
+                if size > limit:
+                    raise self._failed(key, f"its compressed payload expands past the "
+                                       f"{limit} bytes such an object may hold")
+        return b"".join(pieces)
 
     @staticmethod
     def _failed(key: str, why: str) -> CorruptObjectError:

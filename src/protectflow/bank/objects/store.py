@@ -20,22 +20,30 @@ import errno
 import io
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import IO, Any
 
-from protectflow._paths import check_writable_key, validate_key, validate_prefix
+from protectflow._paths import TEMP_PREFIX, check_writable_key, validate_key, validate_prefix
 from protectflow._urls import check_bank_url, default_bank_url, is_local, require_backend
 from protectflow.bank.objects import _keystore, _rotating
 from protectflow.bank.objects._backend import (
     FsspecBackend,
     LocalBackend,
+    NotAnObject,
     ReadBuffers,
     private_makedirs,
 )
 from protectflow.bank.objects._header import KIND_BYTES, Value, decode, encode_parts
 from protectflow.bank.objects._listing import walk
 from protectflow.bank.objects.crypto import Keyring
-from protectflow.errors import BankError, BankFullError, BankNotFoundError, ProtectflowError
+from protectflow.errors import (
+    BankError,
+    BankFullError,
+    BankNotFoundError,
+    CorruptObjectError,
+    ProtectflowError,
+)
 
 __all__ = ["Bank", "default_bank_url", "open_existing_bank"]
 
@@ -189,6 +197,33 @@ class Bank:
             return backend.writable()
         except OSError as err:
             raise BankError(f"cannot write to the bank {self.url!r}: {err}") from err
+
+    def same_bank(self, other: Bank) -> bool:
+        """Whether ``other`` is this very bank under another name: a symlink
+        or another path to its folder, another URL of its store. Two local
+        folders are the same when they are one folder; otherwise two banks
+        of one id (their configs') are the same when an object one of them
+        writes shows in the other (a bank copied whole keeps its id but is
+        another bank).
+
+        Raises
+        ------
+        BankError
+            If a config cannot be read.
+        """
+        if other.url == self.url:
+            return True
+        mine, theirs = self.backend, other.backend
+        if isinstance(mine, LocalBackend) and isinstance(theirs, LocalBackend):
+            try:
+                return os.path.samefile(self.url, other.url)
+            except OSError:  # one of them is not there yet: not the same
+                return False
+        config = _keystore.read_config(mine, self.url)
+        other_config = _keystore.read_config(theirs, other.url)
+        if config is None or other_config is None or config.id != other_config.id:
+            return False
+        return _sees_probe(theirs, mine)
 
     # -- keys -------------------------------------------------------------------
     @property
@@ -379,6 +414,11 @@ class Bank:
             yield
         except FileNotFoundError:
             raise BankError(f"no bank object {key!r} in {self.url}") from None
+        except NotAnObject as err:
+            raise CorruptObjectError(
+                f"bank object {key!r} in {self.url} is damaged: {err.filename}: {err.why}; "
+                "nothing was read from it (remove what stands there, then `protectflow "
+                "checkpoints check` says what is missing)", key=key) from None
         except OSError as err:
             raise BankError(f"cannot read bank object {key!r} in {self.url}: {err}") from err
 
@@ -514,6 +554,21 @@ class Bank:
             data = self.backend.read(key)
         with io.BytesIO(self.keyring.open(key, data)[1]) as f:
             yield f
+
+
+def _sees_probe(writer: LocalBackend | FsspecBackend, reader: LocalBackend | FsspecBackend,
+                ) -> bool:
+    """Whether a temporary object ``writer`` makes shows in ``reader``."""
+    probe = f"{TEMP_PREFIX}probe-{uuid.uuid4().hex}"
+    try:
+        writer.write(probe, (b"",))
+    except OSError as err:
+        raise BankError(f"cannot tell whether two banks are one: {err}") from err
+    try:
+        return bool(reader.exists(probe))
+    finally:
+        with contextlib.suppress(OSError):
+            writer.delete(probe)
 
 
 def write_error(what: str, err: OSError) -> BankError:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from protectflow.bank import BankSection
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError, LocalPluginError
+from protectflow.errors import BankError, BankLockedError, CorruptObjectError, LocalPluginError
 from protectflow.plugins.base import (
     HookCheckpoint,
     HookFunction,
@@ -49,6 +49,7 @@ __all__ = [
     "require_checkpoint",
     "resolve_path",
     "restore_destination",
+    "rewritten_warnings",
     "source_problems",
     "store_of",
 ]
@@ -120,9 +121,18 @@ def local_name(checkpoint: HookCheckpoint, resource: Resource) -> str:
 
 
 def store_of(checkpoint: HookCheckpoint, resource: Resource, *,
-             durable: bool = True) -> ChunkStore:
-    """The bank's chunk store, referencing chunks for ``resource`` of ``checkpoint``."""
-    return ChunkStore(checkpoint.bank, owner_id(checkpoint.id, resource.key), durable=durable)
+             durable: bool = True, check_existing: bool = False) -> ChunkStore:
+    """The bank's chunk store, referencing chunks for ``resource`` of
+    ``checkpoint`` (``check_existing``: reading back each chunk it dedups onto)."""
+    return ChunkStore(checkpoint.bank, owner_id(checkpoint.id, resource.key), durable=durable,
+                      check_existing=check_existing)
+
+
+def rewritten_warnings(store: ChunkStore) -> list[str]:
+    """What a protect says of the damaged chunks it stored again."""
+    return [f"chunk {digest} was damaged in the bank (a check had found it so, or this "
+            "protect read it back); stored again from the source, which repairs every "
+            "checkpoint that names it" for digest in store.rewritten]
 
 
 def get_json(section: Any, key: str) -> Any:
@@ -150,9 +160,22 @@ def committed_manifest(section: BankSection, resource: Resource, *,
     ------
     LocalPluginError
         If the checkpoint holds none (``missing`` says what it lacks).
+    CorruptObjectError
+        If it holds one that fails authentication or does not read: damage,
+        never taken for a protect that did not finish.
+    BankLockedError
+        If the bank's key cannot be had.
     """
     try:
         manifest: dict[str, Any] = get_json(section, MANIFEST)
+    except CorruptObjectError as err:
+        raise CorruptObjectError(
+            f"{resource.key}: the checkpoint's manifest {err.key or MANIFEST!r} is damaged, "
+            f"so none of its data can be found: {err}; `protectflow verify` lists what else "
+            "is damaged, and a copy of the checkpoint (`copy --to`) or a new protect is "
+            "the way back", key=err.key) from err
+    except BankLockedError:
+        raise
     except BankError:
         raise LocalPluginError(f"{resource.key}: the checkpoint holds {missing}; "
                                "its protect did not finish") from None

@@ -138,7 +138,9 @@ OPTIONS_SCHEMA = object_schema("fs protect parameters", {
     "reread": {"type": "boolean", "default": False,
                "description": "read every file again instead of reusing, for those whose "
                "size and times did not change, the previous checkpoint's chunks: what "
-               "someone with the bank's key planted there is not carried forward"},
+               "someone with the bank's key planted there is not carried forward; every "
+               "chunk it would dedup onto is read back and checked, and a damaged one is "
+               "stored again"},
 })
 RESTORE_SCHEMA = object_schema("fs restore parameters", {
     "target": {"type": "string", "minLength": 1,

@@ -26,6 +26,7 @@ from protectflow.plugins.builtin._local import (
     committed_manifest,
     get_json,
     resolve_path,
+    rewritten_warnings,
     store_of,
 )
 from protectflow.plugins.builtin.fs import _tree
@@ -128,7 +129,9 @@ def protect_tree(checkpoint: HookCheckpoint, resource: Resource, parameters: dic
     root = resolve_path(resource)
     if not os.path.isdir(root):
         raise LocalPluginError(f"{resource.key}: {root} is not a folder")
-    store = store_of(checkpoint, resource, durable=False)  # one sync before the manifest
+    # one sync before the manifest; --reread trusts no stored chunk it has not read back
+    store = store_of(checkpoint, resource, durable=False,
+                     check_existing=bool(parameters.get("reread")))
     chunk_size = int(parameters.get("chunk_size", DEFAULT_CHUNK_SIZE))
     pack_size = int(parameters.get("pack_size", DEFAULT_PACK_SIZE))
     started = time.time()
@@ -150,7 +153,8 @@ def protect_tree(checkpoint: HookCheckpoint, resource: Resource, parameters: dic
     results = _run_jobs(store, jobs, int(parameters.get("workers", 4)))
     entries = _without_vanished(entries)
     _release_discarded(store, results, entries)
-    warnings = scan_warnings + [w for r in results for w in r.warnings]
+    warnings = (scan_warnings + [w for r in results for w in r.warnings]
+                + rewritten_warnings(store))
     _log_warnings(log, warnings)
     _commit(checkpoint, resource, store, {
         "version": MANIFEST_VERSION, "root": root, "chunk_size": chunk_size,
@@ -164,6 +168,7 @@ def protect_tree(checkpoint: HookCheckpoint, resource: Resource, parameters: dic
             "new_bytes": sum(r.new_bytes for r in results),
             "reused_files": len(reused) + sum(r.reused for r in results),
             "packs": len({e["pack"] for e in entries if "pack" in e}),
+            "rewritten_chunks": len(store.rewritten),
             "warnings": warnings, "started_at": started, "finished_at": time.time()}
 
 
