@@ -117,3 +117,21 @@ def test_a_piped_protect_prints_files_bytes_and_an_eta_from_the_last_size(
     # the estimate is the last checkpoint's size: the bytes reach 100% of it
     assert "9.0 MiB of ~9.0 MiB (100%)" in second.stderr, second.stderr
     assert total == 9 * (1 << 20) + 2100
+
+
+def test_a_restore_reports_every_byte_and_file_it_writes(tmp_path: Path) -> None:
+    sizes = _tree(tmp_path / "data")
+    plan = parse_plan(f"name: p\nresources:\n  - {{type: protectflow::fs::Directory, id: d, "
+                      f"extra_info: {{path: {tmp_path / 'data'}}}}}\n", source="p.yaml")
+    bank = Bank(str(tmp_path / "bank"))
+    checkpoint = operations.protect(plan, bank=bank).checkpoint.id
+    seen: list[tuple[int, int]] = []
+
+    def sink(n: int, f: int) -> None:
+        seen.append((n, f))
+
+    with watching(sink):
+        operations.restore(checkpoint, bank=bank, parameters={
+            "protectflow::fs::Directory": {"target": str(tmp_path / "out")}})
+    assert sum(n for n, _ in seen) == sum(sizes.values())
+    assert sum(f for _, f in seen) == len(sizes)

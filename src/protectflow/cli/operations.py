@@ -225,8 +225,11 @@ def restore_or_verify_command(args: argparse.Namespace) -> int:
             _require_target(checkpoint, parameters)
         if args.dry_run:
             return dry_run_restore(args, store, checkpoint, parameters)
+        whole = not (args.resources or args.include or args.exclude)
+        total = total_stats(checkpoint.resources) if whole and not args.quiet else None
         result = _run(args, operations.restore, checkpoint, parameters=parameters,
-                      resources=args.resources, dependencies=args.dependencies)
+                      resources=args.resources, dependencies=args.dependencies,
+                      estimate=None if total is None else total.size)
     if not args.json:
         _print_problems(result.problems)
     return finish(args, result, f"{args.operation} of checkpoint {args.checkpoint}")

@@ -21,13 +21,14 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from protectflow.errors import ChunkError, LocalPluginError
 from protectflow.plugins.builtin._chunks import sha256
 from protectflow.plugins.builtin.fs._meta import DirStack, apply_meta, split
+from protectflow.plugins.progress import advance
 
 __all__ = ["Outcome", "build", "check_entries"]
 
@@ -280,13 +281,21 @@ def _write_file(dirs: DirStack, entry: Entry, pieces: Iterable[bytes | memoryvie
     parent, name = split(entry["path"])
     fd = os.open(name, CREATE_FLAGS, 0o600, dir_fd=dirs.fd_of(parent))
     try:
-        written = _write_extents(fd, entry, pieces)
+        written = _write_extents(fd, entry, _counted(pieces))
+        advance(0, 1)
         if written > entry["size"]:
             raise ChunkError(f"{entry['path']}: its chunks hold more bytes than its size")
         os.ftruncate(fd, entry["size"])  # the holes at the end of a sparse file
         return apply_meta(entry, fd=fd, owners=owners)
     finally:
         os.close(fd)
+
+
+def _counted(pieces: Iterable[bytes | memoryview]) -> Iterator[bytes | memoryview]:
+    """``pieces``, each told to the run's progress as it is written."""
+    for piece in pieces:
+        yield piece
+        advance(len(piece))
 
 
 def _write_extents(fd: int, entry: Entry, pieces: Iterable[bytes | memoryview]) -> int:

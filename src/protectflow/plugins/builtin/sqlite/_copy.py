@@ -33,6 +33,7 @@ from protectflow.plugins.builtin._local import (
     store_of,
 )
 from protectflow.plugins.contents import Item
+from protectflow.plugins.progress import advance
 
 __all__ = ["check", "contents_of", "database_destination", "file_chunks", "integrity_check",
            "read_manifest", "restore_database", "restore_name", "table_rows", "verify_database"]
@@ -84,7 +85,10 @@ def _write_copy(store: ChunkStore, manifest: dict[str, Any], fd: int) -> None:
     read = store.reader()
     with os.fdopen(os.dup(fd), "wb") as f:
         for digest in manifest["chunks"]:
-            f.write(read(digest))
+            data = read(digest)
+            f.write(data)
+            advance(len(data))
+    advance(0, 1)
 
 
 def restore_name(resource: Resource, manifest: dict[str, Any]) -> str:
