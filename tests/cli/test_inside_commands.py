@@ -201,3 +201,23 @@ def test_stats_restore_size_and_raw_data_of_a_checkpoint_and_the_bank(
     with pytest.raises(SystemExit) as exit_:
         cli.main(["stats", "--mode", "nope", "--bank", "bank"])
     assert exit_.value.code == 2
+
+
+def test_a_plugin_that_reports_no_stats_shows_a_dash_and_its_saved_info(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "plan.yaml").write_text(
+        "name: sim\nbank: ./bank\nresources:\n  - {type: OS::Cinder::Volume, id: v1}\n")
+    out = _run(capsys, "protect", "plan.yaml")
+    assert "Files: —" in out
+    checkpoint = json.loads(_run(capsys, "checkpoints", "list", "--json", "--bank",
+                                 "bank"))["checkpoints"][0]
+    assert (checkpoint["size"], checkpoint["files"]) == (None, None)
+    assert "│    — │" in _run(capsys, "checkpoints", "list", "--bank", "bank")
+    assert "size             —" in _run(capsys, "checkpoints", "show", checkpoint["id"],
+                                        "--bank", "bank")
+    listed = json.loads(_run(capsys, "ls", checkpoint["id"], "--json", "--bank", "bank"))
+    (item,) = listed["resources"][0]["items"]
+    assert item["type"] == "info" and item["info"]["id"] == "v1"
+    assert '"id": "v1"' in _run(capsys, "ls", checkpoint["id"], "--bank", "bank")

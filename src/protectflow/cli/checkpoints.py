@@ -32,6 +32,8 @@ __all__ = ["add_parsers"]
 
 #: The columns of a listing, in order.
 COLUMNS = ("id", "plan", "status", "size", "created_at", "owner", "verification")
+#: What a size or stats cell says when the plugins report none.
+NO_STATS = "—"
 #: The page size of a listing.
 PAGE = 20
 
@@ -142,8 +144,8 @@ def _list(store: CheckpointStore, args: argparse.Namespace) -> int:
 
 def _cell(row: dict[str, Any], column: str) -> str:
     value = row[column]
-    if column == "size":  # "-": its plugins report no stats
-        return "-" if value is None else f"{human_size(value)} ({row['files']} files)"
+    if column == "size":  # a dash: its plugins report no stats
+        return NO_STATS if value is None else f"{human_size(value)} ({row['files']} files)"
     if column == "created_at" and value:
         return str(value)[:19].replace("T", " ")
     if column == "verification":  # the row's is a Verification's JSON (results._row)
@@ -188,10 +190,13 @@ def _show(checkpoint: Checkpoint) -> None:
     if total is not None:
         print(f"  {'size':<16} {human_size(total.size)} in {total.files} files")
         print(f"  {'protect':<16} {stats_line(total)}")
+    else:
+        print(f"  {'size':<16} {NO_STATS} (its plugins report no stats)")
     print_statuses(resources)
-    for key, status in resources.items():
-        if status.stats is not None:
-            print(f"    {key}: {stats_line(status.stats)}")
+    if total is not None:
+        for key, status in resources.items():
+            line = NO_STATS if status.stats is None else stats_line(status.stats)
+            print(f"    {key}: {line}")
     runs = checkpoint.list_runs()
     if runs:
         print("runs:")

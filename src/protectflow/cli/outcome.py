@@ -152,8 +152,9 @@ def _summary(args: argparse.Namespace, result: OperationResult, what: str, statu
     print(f"{what} succeeded: {len(result.resources)} resources, {len(report.hooks)} hooks"
           f"{taken}, {timing(args, report)}")
     total = total_stats(result.resources)
-    if total is not None and result.operation == "protect":
-        print(stats_line(total))
+    if result.operation == "protect":
+        print(stats_line(total) if total is not None
+              else "Files: — (the plugins of these resources report no stats)")
     print(f"checkpoint {result.checkpoint.id}: {status}, in the bank {result.checkpoint.bank.url}")
     if result.target is not None:
         print(f"copied as checkpoint {result.target.id}, in the bank {result.target.bank.url}")

@@ -53,7 +53,7 @@ def dry_run_protect(args: argparse.Namespace, plan: Plan, bank: Bank | None,
           "checkpoint made):")
     for p in found:
         if p.stats is None:
-            print(f"  {p.resource}: -- ({p.note})")
+            print(f"  {p.resource}: — ({p.note})")
             continue
         print(f"  {p.resource}: {stats_line(p.stats).split(';')[0]}; would read "
               f"{human_size(p.stats.bytes_read)}")
