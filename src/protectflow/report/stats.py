@@ -31,9 +31,14 @@ LABELS = {
     "files": "files", "entries": "entries", "bytes": "size of the files",
     "new_chunks": "new chunks", "new_bytes": "bytes added", "reused_files": "files reused",
     "packs": "packs",
+    "files_new": "files new", "files_changed": "files changed",
+    "files_unmodified": "files unmodified", "bytes_new": "bytes of new files",
+    "bytes_changed": "bytes of changed files", "bytes_unmodified": "bytes of unmodified files",
+    "bytes_read": "bytes read", "bytes_added": "bytes added to the bank",
 }
 #: Statistics that are sizes in bytes (shown as KiB, MiB...).
-SIZES = frozenset({"bytes", "new_bytes", "bytes_read", "bytes_added", "size"})
+SIZES = frozenset({"bytes", "new_bytes", "bytes_read", "bytes_added", "size", "bytes_new",
+                   "bytes_changed", "bytes_unmodified"})
 #: Output fields that are not statistics (times are the timeline's).
 _SKIP = frozenset({"started_at", "finished_at", "version"})
 #: The statistics whose totals say what a protect deduplicated.
