@@ -15,7 +15,8 @@ from protectflow.bank import Bank
 from protectflow.cli.progress import DataProgress, PlainProgress
 from protectflow.compiler import parse_plan
 from protectflow.plugins.progress import watching
-from tests.robustness.robust_helpers import protectflow
+from tests import needs, waits
+from tests.robustness.robust_helpers import COMMAND, protectflow
 
 
 def test_one_large_resource_does_not_fool_the_eta_from_bytes() -> None:
@@ -135,3 +136,26 @@ def test_a_restore_reports_every_byte_and_file_it_writes(tmp_path: Path) -> None
             "protectflow::fs::Directory": {"target": str(tmp_path / "out")}})
     assert sum(n for n, _ in seen) == sum(sizes.values())
     assert sum(f for _, f in seen) == len(sizes)
+
+
+@pytest.mark.slow
+def test_the_terminal_bar_shows_files_bytes_and_the_size_it_expects(tmp_path: Path) -> None:
+    pexpect = pytest.importorskip("pexpect", reason=f"pexpect {needs.TEST_EXTRA}")
+    _tree(tmp_path / "data")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"name: slow\nresources:\n  - {{type: protectflow::fs::Directory, id: d, "
+                    f"extra_info: {{path: {tmp_path / 'data'}}}}}\n"
+                    "  - {type: OS::Cinder::Volume, id: v}\n"
+                    "parameters:\n  OS::Cinder::Volume: {main_seconds: 1.0}\n")
+    bank = str(tmp_path / "bank")
+    assert protectflow(["protect", str(plan), "--bank", bank, "-q"]).returncode == 0
+    env = {k: v for k, v in os.environ.items() if k != "PROTECTFLOW_BANK"}
+    env.update(COLUMNS="200", LINES="40", TERM="xterm")
+    child = pexpect.spawn(COMMAND[0], [*COMMAND[1:], "protect", str(plan), "--bank", bank],
+                          cwd=str(tmp_path), env=env, encoding="utf-8", timeout=waits.LIMIT,
+                          dimensions=(40, 200))
+    # the tree is read while the volume's hook sleeps: the bar says so
+    child.expect(r"3 files, 9\.0 MiB of ~9\.0 MiB \(100%\)")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
