@@ -10,6 +10,7 @@ parents and deep chains; cyclic specs add the edges of one cycle on top.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +24,7 @@ from protectflow.dag.model import HOOKS, OPERATIONS, HookDAG, Resource
 from protectflow.plugins.base import Operation, ProtectionPlugin
 from protectflow.plugins.builtin.sim import SIM_TYPES
 from protectflow.plugins.registry import Registry
+from protectflow.retention import RetentionPolicy, Span
 
 __all__ = [
     "Spec",
@@ -349,3 +351,42 @@ def hook_dags(draw: st.DrawFn, *, max_size: int = 8) -> HookDAG:
     plugins = draw(registry_plugins(spec.types, [operation]))
     return compile_plan(spec.to_plan(), operation, registry=Registry(plugins),
                         prune=draw(st.booleans()))
+
+
+# -- retention: histories of checkpoint times and policies --------------------------
+TAGS = ("a", "b", "c")
+
+
+@st.composite
+def histories(draw: st.DrawFn, *, max_size: int = 40,
+              ) -> list[tuple[str, Any, frozenset[str]]]:
+    """``(id, time, tags)`` of a plan's checkpoints: distinct UTC times over a
+    few years, bunched (several an hour, a day, a week) as real ones are."""
+    start = dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc)
+    gaps = draw(st.lists(st.sampled_from([60, 1800, 3600, 5 * 3600, 86400, 3 * 86400,
+                                          8 * 86400, 40 * 86400, 200 * 86400]),
+                         min_size=1, max_size=max_size))
+    out = []
+    at = start + dt.timedelta(seconds=draw(st.integers(0, 86400 * 400)))
+    for index, gap in enumerate(gaps):
+        at += dt.timedelta(seconds=gap + draw(st.integers(0, 59)))
+        tags = frozenset(draw(st.sets(st.sampled_from(TAGS), max_size=2)))
+        out.append((f"c{index:03d}", at, tags))
+    return out
+
+
+@st.composite
+def retention_policies(draw: st.DrawFn, *, unlimited: bool = True) -> Any:
+    """A retention policy with restic's rules (counts -1 only if ``unlimited``:
+    restic 0.14 has no -1)."""
+    low = -1 if unlimited else 0
+    counts = {k: draw(st.one_of(st.just(0), st.integers(low, 5)))
+              for k in ("last", "hourly", "daily", "weekly", "monthly", "yearly")}
+    spans = st.one_of(st.none(), st.builds(Span, st.integers(0, 1), st.integers(0, 6),
+                                           st.integers(0, 40), st.integers(0, 30)))
+    within = {k: draw(spans) for k in ("within", "within_hourly", "within_daily",
+                                       "within_weekly", "within_monthly", "within_yearly")}
+    within = {k: (None if v is not None and v.zero else v) for k, v in within.items()}
+    tags = draw(st.lists(st.sets(st.sampled_from(TAGS), min_size=1, max_size=2).map(
+        lambda s: tuple(sorted(s))), max_size=2))
+    return RetentionPolicy(**counts, **within, keep_tags=tuple(tags))

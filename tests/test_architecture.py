@@ -8,6 +8,7 @@ component of a lower layer, nothing else)::
                               completion included); the plugin authors' kit
     report                    a checkpoint and its run as an HTML page (a view)
     protectflow (__init__)    the names a user imports
+    scheduler                 runs plans' schedules: protect, verify, forget
     operations                protect / restore / verify / copy / delete / resume
     compiler | executors      never each other
     plugins.builtin           fs, sqlite, app, sim: plugins like any other
@@ -18,6 +19,8 @@ component of a lower layer, nothing else)::
     bank.objects                the object store, its crypto and its keys
     dag                       the HookDAG, and the plan and resource graph a
                               checkpoint keeps (pure data and their JSON)
+    retention                 a plan's policies as pure data: retention rules and
+                              their decision, schedules, durations, tags
     signals | _paths | _urls  SIGTERM as Ctrl-C; object paths and bank URLs, which
                               the compiler needs without loading the bank
     states | errors | _util | _faults | _fields | _localfiles
@@ -50,6 +53,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli", "testing"),  # the command line; the conformance kit for plugin authors
     ("report",),  # the HTML page of a checkpoint: a view over the bank
     ("protectflow",),  # the package's own __init__
+    ("scheduler",),  # the scheduler's loop over the operations
     ("operations",),
     ("compiler", "executors"),
     ("plugins.builtin",),
@@ -59,6 +63,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("bank.chunks",),
     ("bank.objects",),
     ("dag",),
+    ("retention",),
     ("signals", "_paths", "_urls"),
     ("states", "errors", "_util", "_faults", "_fields", "_localfiles"),
 )

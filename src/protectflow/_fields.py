@@ -115,8 +115,11 @@ class Fields:
             raise self.fail(f"{name!r} is not a list of strings")
         return tuple(items)
 
-    def version(self, expected: int, unsupported: Callable[[object], Exception]) -> None:
-        """Check the document's ``version``, once, before any other field.
+    def version(self, expected: int | tuple[int, ...],
+                unsupported: Callable[[object], Exception]) -> int:
+        """Check the document's ``version``, once, before any other field:
+        ``expected`` or one of them (a format that still reads its older
+        versions). Returns the version found.
 
         Raises
         ------
@@ -124,6 +127,22 @@ class Fields:
             What ``unsupported`` makes of the version found, when it is not
             ``expected``.
         """
+        return self.version_in(expected if isinstance(expected, tuple) else (expected,),
+                               unsupported)
+
+    def version_in(self, accepted: tuple[int, ...],
+                   unsupported: Callable[[object], Exception]) -> int:
+        """Check that the document's ``version`` is one of ``accepted``
+        (a reader of several versions), once, before any other field, and
+        return it.
+
+        Raises
+        ------
+        Exception
+            What ``unsupported`` makes of the version found, when it is not
+            one of ``accepted``.
+        """
         found = self.data.get("version")
-        if found != expected or isinstance(found, bool):
+        if found not in accepted or not isinstance(found, int) or isinstance(found, bool):
             raise unsupported(found)
+        return found

@@ -36,11 +36,32 @@ __all__ = [
     "ProtectflowWarning",
     "RenderError",
     "RunFailed",
+    "SchedulerBusyError",
     "Terminated",
 ]
 
 
-class ProtectflowError(Exception):
+def _rebuilt(cls: type[BaseException], args: tuple[object, ...],
+             state: dict[str, object]) -> BaseException:
+    """An error of ``cls`` as :meth:`_Picklable.__reduce__` took it apart,
+    rebuilt without calling its ``__init__`` (whose parameters differ)."""
+    err = cls.__new__(cls, *args)
+    BaseException.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
+
+class _Picklable(BaseException):
+    """Pickles an error as its class, its message arguments and its data, so
+    that an error whose ``__init__`` takes other parameters than its message
+    (a ``ConfigError``'s source and errors) survives the trip from a dask
+    worker or another process as the same error."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuilt, (type(self), self.args, dict(self.__dict__)))
+
+
+class ProtectflowError(_Picklable, Exception):
     """Base of every error protectflow raises on purpose (the exit code the
     command line gives each kind is chosen in :mod:`protectflow.cli.outcome`)."""
 
@@ -156,6 +177,15 @@ class CheckpointBusyError(BankError):
     """Another operation holds the checkpoint's lease (or took it over)."""
 
 
+class SchedulerBusyError(BankError):
+    """Another scheduler runs the bank's schedules (it holds the bank's
+    scheduler lease); ``holder`` describes it."""
+
+    def __init__(self, message: str, holder: str = "") -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
 class CorruptObjectError(BankError):
     """An object of the bank that fails authentication or does not read as
     what it should be (a damaged record, journal or lease); ``key`` names
@@ -174,6 +204,15 @@ class NotResumableError(BankError):
 
 class ChunkError(BankError):
     """A chunk that is missing or whose bytes do not hash to its name."""
+
+
+class DamagedFilesError(ChunkError):
+    """A restore that wrote every intact file of a resource but not the
+    damaged ones: ``damaged`` names each (``path: bytes A-B: why``)."""
+
+    def __init__(self, message: str, damaged: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.damaged = damaged
 
 
 class BankFullError(BankError):
@@ -212,7 +251,7 @@ class ProtectflowWarning(UserWarning):
     command line prints it as ``protectflow: warning: ...``."""
 
 
-class Terminated(KeyboardInterrupt):
+class Terminated(_Picklable, KeyboardInterrupt):
     """A termination signal (SIGTERM, SIGHUP) taken as Ctrl-C, so that it
     follows Ctrl-C's path: the run is cancelled, the checkpoint marked and the
     lease released (see :mod:`protectflow.signals`); ``signum`` names it."""
@@ -222,7 +261,7 @@ class Terminated(KeyboardInterrupt):
         super().__init__(f"terminated by signal {signum}")
 
 
-class OperationInterrupted(KeyboardInterrupt):
+class OperationInterrupted(_Picklable, KeyboardInterrupt):
     """An operation on a checkpoint interrupted by Ctrl-C or a termination
     signal (the original interrupt is its ``__cause__``), after it marked the
     checkpoint and released its lease: ``operation``, ``checkpoint_id`` and

@@ -148,9 +148,9 @@ def test_a_damaged_record_is_refused_as_a_bank_error_or_read(data: Any) -> None:
 
 
 def test_a_record_of_another_version_is_refused_before_its_fields() -> None:
-    with pytest.raises(BankError, match="checkpoint 'c1' has record format 2; this protectflow "
-                                        "reads format 1") as info:
-        CheckpointRecord.from_json({"version": 2}, SOURCE)
+    with pytest.raises(BankError, match="checkpoint 'c1' has record format 3; this protectflow "
+                                        "reads format 1 or 2") as info:
+        CheckpointRecord.from_json({"version": 3}, SOURCE)
     assert not isinstance(info.value, CorruptObjectError)
 
 

@@ -23,6 +23,7 @@ from protectflow.cli.options import Subparsers, add_bank_args, count
 from protectflow.cli.outcome import stats_line
 from protectflow.cli.output import print_json, print_statuses, stdout_console
 from protectflow.errors import BankError
+from protectflow.operations.lease import default_owner
 from protectflow.operations.outcomes import total_stats
 from protectflow.plugins.queries import saved_info
 from protectflow.report.stats import human_size
@@ -31,7 +32,7 @@ from protectflow.states import ERROR, PROTECTING
 __all__ = ["add_parsers"]
 
 #: The columns of a listing, in order.
-COLUMNS = ("id", "plan", "status", "size", "created_at", "owner", "verification")
+COLUMNS = ("id", "plan", "status", "size", "created_at", "owner", "verification", "tags")
 #: What a size or stats cell says when the plugins report none.
 NO_STATS = "—"
 #: The page size of a listing.
@@ -50,12 +51,23 @@ def add_parsers(sub: Subparsers) -> None:
                    help=f"checkpoints per page (default {PAGE})")
     c.add_argument("--all", action="store_true", help="every checkpoint, in one page")
     c.add_argument("--marker", help="the next_marker of the previous page")
+    c.add_argument("--tag", dest="tags", action="append", default=[], metavar="TAG[,TAG]",
+                   help="only checkpoints with this tag; T1,T2: with both; repeated: with "
+                   "any of them (as restic's --tag)")
     c.add_argument("--json", action="store_true")
     c = csub.add_parser("show", help="a checkpoint's record and per-resource status")
     c.add_argument("checkpoint", metavar="ID", help="a checkpoint id, or its first characters")
     c.add_argument("--plan", metavar="PLAN", help="a plan file: its bank is the checkpoint's")
     c.add_argument("--resource", metavar="TYPE#ID",
                    help="print what the checkpoint keeps about this resource (its saved info)")
+    c.add_argument("--json", action="store_true")
+    c = csub.add_parser("tag", help="add or remove a checkpoint's tags")
+    c.add_argument("checkpoint", metavar="ID", help="a checkpoint id, or its first characters")
+    c.add_argument("--plan", metavar="PLAN", help="a plan file: its bank is the checkpoint's")
+    c.add_argument("--add", action="append", default=[], metavar="TAG",
+                   help="add this tag (repeat for more)")
+    c.add_argument("--remove", action="append", default=[], metavar="TAG",
+                   help="remove this tag (repeat for more)")
     c.add_argument("--json", action="store_true")
     c = csub.add_parser("gc", help="resolve checkpoints whose operation died")
     c.add_argument("--plan", metavar="PLAN", help="a plan file: clean up its bank")
@@ -75,6 +87,8 @@ def add_parsers(sub: Subparsers) -> None:
 
 def checkpoints_command(args: argparse.Namespace) -> int:
     """``protectflow checkpoints [list | show ID | gc]`` (list by default)."""
+    if args.action == "tag":
+        return _tag(args)
     if args.action == "show":
         store = resolve_checkpoint(args)
         checkpoint = store.get(args.checkpoint)
@@ -122,20 +136,22 @@ def _list(store: CheckpointStore, args: argparse.Namespace) -> int:
     plan = plan_file(given)
     name = plan.name if plan is not None else given
     limit = None if getattr(args, "all", False) else getattr(args, "limit", PAGE)
+    tags = getattr(args, "tags", [])
     page = results.checkpoint_page(store, plan=name, limit=limit,
-                                   marker=getattr(args, "marker", None))
+                                   marker=getattr(args, "marker", None), tags=tags)
     if getattr(args, "json", False):
         print_json(page, sort_keys=False)
         return 0
     table = Table(title=f"checkpoints in {store.bank.url}" + (f" of {name}" if name else ""))
     table.add_column("id", no_wrap=True, min_width=32)
-    for column in ("plan", "status", "size", "created_at (UTC)", "owner", "verified"):
+    for column in ("plan", "status", "size", "created_at (UTC)", "owner", "verified", "tags"):
         table.add_column(column, overflow="fold", justify="right" if column == "size" else "left")
     for row in page["checkpoints"]:
         table.add_row(*(_cell(row, c) for c in COLUMNS))
     stdout_console().print(table)
     if page["next_marker"] is not None:
         words = ["checkpoints", "list", *(["--plan", given] if given else []),
+                 *(w for t in tags for w in ("--tag", t)),
                  *(["--limit", str(limit)] if limit != PAGE else []),
                  "--marker", page["next_marker"]]
         print(f"next page: {command(*words, bank=store.bank)}")
@@ -148,6 +164,8 @@ def _cell(row: dict[str, Any], column: str) -> str:
         return NO_STATS if value is None else f"{human_size(value)} ({row['files']} files)"
     if column == "created_at" and value:
         return str(value)[:19].replace("T", " ")
+    if column == "tags":
+        return ",".join(value)
     if column == "verification":  # the row's is a Verification's JSON (results._row)
         check = None if value is None else Verification.from_json(value, BankError)
         return verified(check) if row.get("created_at") else ""
@@ -172,6 +190,8 @@ def _show(checkpoint: Checkpoint) -> None:
                   "updated_at", "owner", "dag_fingerprint"):
         if getattr(record, field) is not None:
             print(f"  {field:<16} {getattr(record, field)}")
+    if record.tags:
+        print(f"  {'tags':<16} {', '.join(record.tags)}")
     copied = record.copied_from
     if copied is not None:
         print(f"  {'copied_from':<16} bank {copied.bank}, checkpoint {copied.checkpoint}")
@@ -206,6 +226,21 @@ def _show(checkpoint: Checkpoint) -> None:
             for key, update in sorted(run.status_updates.items()):
                 why = f"  ({update.reason})" if update.reason else ""
                 print(f"      {key}  {update.status}{why}")
+
+
+def _tag(args: argparse.Namespace) -> int:
+    """``checkpoints tag ID --add T --remove T``."""
+    if not args.add and not args.remove:
+        raise BankError("checkpoints tag: give --add TAG or --remove TAG (or both)")
+    store = resolve_checkpoint(args)
+    checkpoint = store.get(args.checkpoint)
+    tags = checkpoint.retag(default_owner(), add=args.add, remove=args.remove)
+    if args.json:
+        print_json({"format": "protectflow.tags", "version": 1, "bank": store.bank.url,
+                    "checkpoint": checkpoint.id, "tags": list(tags)}, sort_keys=False)
+    else:
+        print(f"checkpoint {checkpoint.id}: tags {', '.join(tags) or '(none)'}")
+    return 0
 
 
 def _show_saved_info(checkpoint: Checkpoint, resource: str, *, as_json: bool) -> None:

@@ -7,6 +7,7 @@ user's config folder (``~/.config/protectflow/config.toml`` on Linux)::
     executor = "threads"             # serial, threads, dask, or an executor plugin
     workers = 8
     password_file = "~/.config/protectflow/password"
+    purge_after = "30d"              # forget/prune drop tombstones older than this
 
     [banks]
     offsite = "s3://backups/protectflow"
@@ -42,6 +43,7 @@ import platformdirs
 
 from protectflow._urls import check_bank_url, user_bank_url
 from protectflow.errors import BankError, ConfigError
+from protectflow.retention import parse_interval
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -82,6 +84,9 @@ class Config:
     password_file: str | None = None
     banks: Mapping[str, str] = attrs.field(factory=dict)
     source: str | None = None
+    #: How long ``forget`` and ``prune`` keep a deleted checkpoint's tombstone
+    #: (``30d``); None: for ever.
+    purge_after: str | None = None
 
 
 @attrs.frozen
@@ -172,11 +177,17 @@ def parse_config(text: str, *, source: str = "<config>") -> Config:
             check_bank_url(data["bank"])
         except BankError as err:
             errors.append(f"bank: {err}")
+    if not errors and data.get("purge_after") is not None:
+        try:
+            parse_interval(data["purge_after"])
+        except ValueError as err:
+            errors.append(f"purge_after: {err}")
     if errors:
         raise ConfigError(source, errors)
     return Config(bank=data.get("bank"), executor=data.get("executor"),
                   workers=data.get("workers"), password_file=data.get("password_file"),
-                  banks=dict(data.get("banks", {})), source=source)
+                  banks=dict(data.get("banks", {})), source=source,
+                  purge_after=data.get("purge_after"))
 
 
 def _describe(error: Any) -> list[str]:

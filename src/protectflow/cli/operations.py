@@ -57,6 +57,8 @@ def add_parsers(sub: Subparsers) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="say what would be read (files new, changed, unmodified); write "
                    "nothing, make no checkpoint")
+    p.add_argument("--tag", dest="tags", action="append", default=[], metavar="TAG",
+                   help="tag the checkpoint (repeat for more; the plan's 'tags' are added)")
     add_executor_args(p)
     p.set_defaults(func=protect_command)
 
@@ -70,6 +72,10 @@ def add_parsers(sub: Subparsers) -> None:
                            "the 'target' parameter of every plugin that takes one)")
             p.add_argument("--force", action="store_true",
                            help="replace what is already at a resource's destination")
+            p.add_argument("--allow-other-owner", action="store_true",
+                           help="restore into a folder another user owns (or below one); "
+                           "refused by default, since that user could swap what the "
+                           "restore writes (no link is followed either way)")
             _add_selection_args(p)
         else:
             depth = p.add_mutually_exclusive_group()
@@ -100,6 +106,11 @@ def add_parsers(sub: Subparsers) -> None:
                                "the plan a protect was started with: its bank, and a check "
                                "that it did not change (default: the plan saved in the "
                                "checkpoint)"))
+    p.add_argument("--target", metavar="DIR", help="a restore's folder, as the restore was "
+                   "given it: a resume takes its target from you, never from the bank alone")
+    p.add_argument("--force", action="store_true", help="as the restore was given it")
+    p.add_argument("--parameters", metavar="FILE", help="a restore's or verify's parameters, "
+                   "as it was given them (they must match its journal)")
     add_executor_args(p)
     p.set_defaults(func=resume_command)
 
@@ -163,12 +174,12 @@ def protect_command(args: argparse.Namespace) -> int:
     # The plan's bank, else its provider's, ranks as the plan's (after --bank).
     chosen = settings(args, plan.bank or provider.bank)
     bank = bank_from_args(args, chosen.bank, fsync=args.fsync)
-    extra = {"parameters": _with_reread(plan)} if args.reread else {}
+    extra: dict[str, Any] = {"parameters": _with_reread(plan)} if args.reread else {}
     if args.dry_run:
         return dry_run_protect(args, plan, bank if bank.exists() else None,
                                extra.get("parameters"))
     result = _run(args, operations.protect, plan, chosen=chosen, bank=bank, provider=provider,
-                  estimate=None if args.quiet else previous_size(bank, plan.name),
+                  tags=args.tags, estimate=None if args.quiet else previous_size(bank, plan.name),
                   scan=lambda: _scanned_size(plan, extra.get("parameters")), **extra)
     return finish(args, result, f"protect of {plan.name}")
 
@@ -223,6 +234,8 @@ def restore_or_verify_command(args: argparse.Namespace) -> int:
         parameters = _with_selection(args, checkpoint, parameters)
         if not args.target and not args.in_place:
             _require_target(checkpoint, parameters)
+        if args.allow_other_owner:
+            parameters = _with_flag(checkpoint, parameters, "allow_other_owner")
         if args.dry_run:
             return dry_run_restore(args, store, checkpoint, parameters)
         whole = not (args.resources or args.include or args.exclude)
@@ -277,6 +290,38 @@ def _with_selection(args: argparse.Namespace, checkpoint: Checkpoint,
         for key, value in flags.items():
             if value is not None and key in props:
                 out.setdefault(rtype, {}).setdefault(key, value)
+    return out
+
+
+def _with_target(args: argparse.Namespace, checkpoint: Checkpoint,
+                 parameters: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Give ``--target`` (and ``--force``) to every type whose restore schema
+    takes a ``target``."""
+    registry = get_registry()
+    types = checkpoint.resource_graph.types()
+    out = {k: dict(v) for k, v in parameters.items()}
+    for rtype in sorted(types):
+        name = registry.plugin_name_for(rtype)
+        if name is None:
+            continue
+        props = registry.plugin(name).get_restore_schema(rtype).get("properties", {})
+        if "target" in props:
+            out.setdefault(rtype, {}).setdefault("target", args.target)
+            if getattr(args, "force", False) and "force" in props:
+                out[rtype].setdefault("force", True)
+    return out
+
+
+def _with_flag(checkpoint: Checkpoint, parameters: Mapping[str, Mapping[str, Any]],
+               name: str) -> dict[str, dict[str, Any]]:
+    """Set the boolean ``name`` for every type whose restore schema takes it."""
+    registry = get_registry()
+    out = {k: dict(v) for k, v in parameters.items()}
+    for rtype in sorted(checkpoint.resource_graph.types()):
+        plugin = registry.plugin_name_for(rtype)
+        if plugin is not None and name in registry.plugin(plugin).get_restore_schema(
+                rtype).get("properties", {}):
+            out.setdefault(rtype, {}).setdefault(name, True)
     return out
 
 
@@ -353,7 +398,13 @@ def delete_command(args: argparse.Namespace) -> int:
 def resume_command(args: argparse.Namespace) -> int:
     """``protectflow resume ID``."""
     store, plan = _store(args)
+    checkpoint = store.get(args.checkpoint)
+    # A restore's or verify's parameters, as the operator gives them: compared
+    # with its journal's, never taken from it.
+    parameters = load_parameters(args.parameters, "restore")
+    if args.target:
+        parameters = _with_target(args, checkpoint, parameters)
     # The plan file read once: the one --plan names (as read), else a name or nothing.
-    result = _run(args, operations.resume, store.get(args.checkpoint),
+    result = _run(args, operations.resume, checkpoint, parameters=parameters,
                   plan=plan if plan is not None else args.plan)
     return finish(args, result, f"resumed {result.operation} of checkpoint {args.checkpoint}")

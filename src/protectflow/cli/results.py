@@ -11,7 +11,7 @@ version.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from functools import cache
 from importlib import resources as importlib_resources
@@ -171,7 +171,7 @@ def _row(checkpoint: Checkpoint) -> dict[str, Any]:
         record = checkpoint.record
     except BankError:
         return {"id": checkpoint.id, "plan": None, "status": CORRUPT, "created_at": None,
-                "owner": None, "verification": None, "files": None, "size": None}
+                "owner": None, "verification": None, "tags": [], "files": None, "size": None}
     verified = record.verification
     try:
         total = total_stats(checkpoint.resources)
@@ -180,12 +180,40 @@ def _row(checkpoint: Checkpoint) -> dict[str, Any]:
     return {"id": checkpoint.id, "plan": record.plan_name, "status": record.status,
             "created_at": record.created_at, "owner": record.owner,
             "verification": None if verified is None else verified.to_json(),
+            "tags": list(record.tags),
             "files": None if total is None else total.files,
             "size": None if total is None else total.size}
 
 
+def tag_filter(given: Sequence[str]) -> Callable[[Checkpoint], bool] | None:
+    """``--tag a --tag b,c``: a checkpoint passes when it carries ``a``, or
+    both ``b`` and ``c`` (restic's ``--tag``); None when no tag is given.
+
+    Raises
+    ------
+    BankError
+        If a ``--tag`` holds an empty tag.
+    """
+    if not given:
+        return None
+    wanted: list[frozenset[str]] = []
+    for text in given:
+        tags = frozenset(t.strip() for t in text.split(","))
+        if "" in tags:
+            raise BankError(f"--tag {text!r} holds an empty tag; write T or T1,T2")
+        wanted.append(tags)
+
+    def passes(checkpoint: Checkpoint) -> bool:
+        try:
+            tags = set(checkpoint.record.tags)
+        except BankError:
+            return False
+        return any(w <= tags for w in wanted)
+    return passes
+
+
 def checkpoint_page(store: CheckpointStore, *, plan: str | None = None, limit: int | None = 20,
-                    marker: str | None = None) -> dict[str, Any]:
+                    marker: str | None = None, tags: Sequence[str] = ()) -> dict[str, Any]:
     """One page of ``checkpoints list``, newest first, with the marker of the
     next page when there is one (``None`` on the last page: never a silent cap).
 
@@ -197,6 +225,9 @@ def checkpoint_page(store: CheckpointStore, *, plan: str | None = None, limit: i
         As :meth:`CheckpointStore.list`.
     limit : int, optional
         The page size; None lists every checkpoint.
+    tags : sequence of str
+        ``--tag`` filters (:func:`tag_filter`): a page holds only the
+        checkpoints that pass, each record read to tell.
 
     Raises
     ------
@@ -205,13 +236,31 @@ def checkpoint_page(store: CheckpointStore, *, plan: str | None = None, limit: i
     """
     if limit is not None and limit < 1:
         raise BankError(f"a page holds at least 1 checkpoint, not {limit}")
+    passes = tag_filter(tags)
     # One more than asked: whether it exists says whether there is a next page.
-    found = store.list(plan=plan, limit=None if limit is None else limit + 1, marker=marker)
+    if passes is None:
+        found = store.list(plan=plan, limit=None if limit is None else limit + 1,
+                           marker=marker)
+    else:
+        found = _filtered(store, plan, limit, marker, passes)
     page = found if limit is None else found[:limit]
     more = limit is not None and len(found) > limit
     return {"format": "protectflow.checkpoints", "version": VERSION, "bank": store.bank.url,
             "plan": plan, "checkpoints": [_row(c) for c in page],
             "next_marker": page[-1].id if more else None}
+
+
+def _filtered(store: CheckpointStore, plan: str | None, limit: int | None, marker: str | None,
+              passes: Callable[[Checkpoint], bool]) -> list[Checkpoint]:
+    """Up to ``limit + 1`` checkpoints that pass, read a page of the index at a time."""
+    found: list[Checkpoint] = []
+    while limit is None or len(found) <= limit:
+        batch = store.list(plan=plan, limit=100, marker=marker)
+        found.extend(c for c in batch if passes(c))
+        if len(batch) < 100:
+            break
+        marker = batch[-1].id
+    return found
 
 
 def checkpoint_show(checkpoint: Checkpoint) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import difflib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources as importlib_resources
 from typing import Any
@@ -28,6 +28,8 @@ from protectflow.compiler.partial import well_formed
 from protectflow.dag.model import Resource
 from protectflow.dag.plan import Discovery, Plan, PlanResource
 from protectflow.errors import BankError, PlanError
+from protectflow.retention import RetentionPolicy, Schedule
+from protectflow.retention.tags import tag_problem
 
 __all__ = ["Discovery", "Plan", "PlanResource", "load_plan", "parse_plan", "partial_plan",
            "plan_schema"]
@@ -271,6 +273,9 @@ def _build(data: dict[str, Any], source: str) -> Plan:
             check_bank_url("file:///" + bank[len("file://"):] if relative else bank)
         except BankError as err:
             errors.append(f"bank: {err}")
+    errors.extend(f"tags: {problem}" for tag in data.get("tags", ())
+                  if (problem := tag_problem(tag)) is not None)
+    retention, schedules = _policies(data, errors)
     if errors:
         raise PlanError(f"plan {source} is not valid:", errors)
     return Plan(
@@ -284,4 +289,33 @@ def _build(data: dict[str, Any], source: str) -> Plan:
         source=source,
         provider=data.get("provider"),
         discover=tuple(found),
+        tags=tuple(sorted(set(data.get("tags", ())))),
+        retention=retention,
+        schedules=schedules,
     )
+
+
+def _policies(data: dict[str, Any], errors: list[str]
+              ) -> tuple[RetentionPolicy | None, tuple[Schedule, ...]]:
+    """The plan's ``retention`` and ``schedules``, their problems added to ``errors``."""
+    retention = None
+    if data.get("retention") is not None:
+        try:
+            retention = RetentionPolicy.from_json(data["retention"], _problem("retention"))
+        except _Problem as err:
+            errors.append(str(err))
+    schedules = []
+    for index, raw in enumerate(data.get("schedules", ())):
+        try:
+            schedules.append(Schedule.from_json(raw, _problem(f"schedules[{index}]")))
+        except _Problem as err:
+            errors.append(str(err))
+    return retention, tuple(schedules)
+
+
+class _Problem(Exception):
+    """One problem of a plan's policies (collected with the others)."""
+
+
+def _problem(where: str) -> Callable[[str], Exception]:
+    return lambda why: _Problem(f"{where}: {why}")

@@ -17,6 +17,7 @@ import attrs
 from protectflow._fields import Fail, Fields, within
 from protectflow.dag.model import Resource
 from protectflow.errors import PlanError
+from protectflow.retention import RetentionPolicy, Schedule
 
 __all__ = ["Discovery", "Plan", "PlanResource"]
 
@@ -61,6 +62,12 @@ class Plan:
     #: for the default provider.
     provider: str | dict[str, Any] | None = attrs.field(default=None, hash=False)
     discover: tuple[Discovery, ...] = ()
+    #: Tags every checkpoint of the plan carries (``protect --tag`` adds more).
+    tags: tuple[str, ...] = ()
+    #: Which of its checkpoints ``forget`` keeps; None: no policy.
+    retention: RetentionPolicy | None = None
+    #: When ``protectflow scheduler`` runs its operations.
+    schedules: tuple[Schedule, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The plan as the document it was read from (normalised)."""
@@ -82,6 +89,12 @@ class Plan:
         for field in ("parameters", "limits", "pools"):
             if getattr(self, field):
                 data[field] = getattr(self, field)
+        if self.tags:
+            data["tags"] = list(self.tags)
+        if self.retention is not None:
+            data["retention"] = self.retention.to_json()
+        if self.schedules:
+            data["schedules"] = [s.to_json() for s in self.schedules]
         return data
 
     @classmethod
@@ -111,7 +124,11 @@ class Plan:
             parameters=_objects(fields, "parameters"), limits=_numbers(fields, "limits"),
             pools=_lists(fields, "pools"), bank=fields.optional("bank", str),
             description=fields.default("description", str, ""), source=source,
-            provider=_provider(fields), discover=tuple(found),
+            provider=_provider(fields), discover=tuple(found), tags=fields.strings("tags"),
+            retention=None if fields.optional("retention", dict) is None
+            else RetentionPolicy.from_json(fields.data["retention"], within(fail, "retention")),
+            schedules=tuple(Schedule.from_json(item, within(fail, f"schedules[{i}]"))
+                            for i, item in enumerate(fields.default("schedules", list, []))),
         )
 
 

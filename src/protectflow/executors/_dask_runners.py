@@ -223,7 +223,7 @@ class PoolRun:
                 chain = _Chain([call, *call.then], done)
                 self.room[handle.address] -= len(chain.calls)
                 for c in chain.calls:
-                    self.chains[handle.address][c.index] = chain
+                    self.chains[handle.address][c.node_index] = chain
                 batches.setdefault(handle.address, []).append(call)
         for handle in self.handles:
             batch = batches.get(handle.address)
@@ -262,12 +262,12 @@ class PoolRun:
     def deliver(self, handle: _Handle, result: HookResult) -> None:
         # Under the runners' lock, on the client's event loop.
         chains = self.chains[handle.address]
-        chain = chains.get(result.index)
+        chain = chains.get(result.node_index)
         if chain is None:
             return
         call = chain.calls[chain.next] if chain.next < len(chain.calls) else None
         finished = chain.deliver(result)
-        if call is not None and call.index == result.index:  # passed on: count it
+        if call is not None and call.node_index == result.node_index:  # passed on: count it
             self.hook_seconds += max(0.0, result.end - result.start)
             self.hooks_back += 1
             key = _home_key(call)
@@ -276,7 +276,7 @@ class PoolRun:
                 self.load[handle.address] -= 1
         if finished:
             for c in chain.calls:
-                chains.pop(c.index, None)
+                chains.pop(c.node_index, None)
             self.room[handle.address] += len(chain.calls)
 
     def lost(self, handle: _Handle, err: BaseException) -> None:
@@ -325,7 +325,7 @@ class _Chain:
 
     def deliver(self, result: HookResult) -> bool:
         """Pass ``result`` on, if it is the next one; True when no more come."""
-        if self.next >= len(self.calls) or result.index != self.calls[self.next].index:
+        if self.next >= len(self.calls) or result.node_index != self.calls[self.next].node_index:
             return False
         self.next += 1
         self.done(result)

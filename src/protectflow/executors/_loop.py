@@ -38,8 +38,6 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-import attrs
-
 from protectflow.dag.model import HookDAG
 from protectflow.executors._chains import Chains
 from protectflow.executors._journal import Flushed, JournalWriter, LinkJournal
@@ -126,6 +124,8 @@ class _Run:
         index, self.preds, self.succs = adjacency(dag)
         self.waiting = [len(p) for p in self.preds]
         self.records = [HookRecord(n.id, n.resource.key, n.hook, _PENDING) for n in dag.nodes]
+        # Each hook's parameters, looked up once rather than at each attempt.
+        self.parameters = [dag.parameters.get(r.resource, {}) for r in self.records]
         self.views = Views(self.preds) if dag.operation in NEW_RESOURCES_OPERATIONS else None
         self.limits = Limits(dag, options)
         # The ready, parked and delayed heaps hold ranks, not node indices:
@@ -149,9 +149,9 @@ class _Run:
         journal = options.journal
         self.link_journal = journal if isinstance(journal, LinkJournal) else None
         length = max(1, chain) if journal is None or self.link_journal is not None else 1
+        home = [(n.plugin, r.resource) for n, r in zip(dag.nodes, self.records, strict=True)]
         self.chains = Chains(length, self.succs, self.waiting, self.limits.groups, self.rank,
-                             self._chainable,
-                             home=[(n.plugin, n.resource.key) for n in dag.nodes])
+                             self._chainable, home=home)
 
     # -- events -----------------------------------------------------------
 
@@ -255,15 +255,14 @@ class _Run:
 
     def _drain(self, result: HookResult | Flushed | None) -> None:
         """Handle ``result`` and every other one already queued."""
+        pending = self.queue
         while result is not None:
             if isinstance(result, Flushed):
                 self._flushed(result)
             else:
                 self._finish(result)
-            try:
-                result = self.queue.get_nowait()
-            except queue.Empty:
-                result = None
+            # This thread alone takes from the queue: not empty means a get succeeds.
+            result = None if pending.empty() else pending.get_nowait()
 
     def _stop(self) -> None:
         if not self.stopping and (self.chains.claimed or self.inflight) and self.halt is not None:
@@ -290,7 +289,8 @@ class _Run:
 
     def _make_ready(self, i: int) -> None:
         heapq.heappush(self.ready, self.rank[i])
-        self.emit(QUEUED, i)
+        if self.listeners:
+            self.emit(QUEUED, i)
 
     def _enqueue(self, i: int) -> None:
         """Hook ``i`` may start: queue it, or, if an earlier run finished it,
@@ -317,12 +317,14 @@ class _Run:
 
     def _fill(self, submit: Submit) -> None:
         ready, limits = self.ready, self.limits
+        groups = limits.groups
         calls: list[HookCall] = []
         while ready and not self.stopping and len(self.inflight) < self.capacity:
             rank = heapq.heappop(ready)
             i = self.by_rank[rank]
-            if limits.admit(i, rank):  # else parked until its group has room
-                calls.append(self._chained(i))
+            # (a hook in no limit group is admitted without asking)
+            if not groups[i] or limits.admit(i, rank):  # else parked until its group has room
+                calls.append(self._chained(i) if self.chains.length > 1 else self._call(i))
         if not calls:
             return
         try:
@@ -330,27 +332,28 @@ class _Run:
         except KeyboardInterrupt:
             # The serial executor runs hooks right here.
             for call in calls:
-                if self.inflight.pop(call.index, None) is not None:
-                    self._release(call.index)
-                    self.records[call.index].state = CANCELLED
+                if self.inflight.pop(call.node_index, None) is not None:
+                    self._release(call.node_index)
+                    self.records[call.node_index].state = CANCELLED
             raise
 
     def _chained(self, i: int) -> HookCall:
         """The call of hook ``i``, carrying the chain that follows it."""
         call = self._call(i)
-        links = self.chains.links(i)
+        links = self.chains.links(i) if self.chains.length > 1 else ()
         if not links:
             return call
         # A link's view is left to its runner: its predecessor's plus its writes.
         then = tuple(self._hook_call(j, 1) for j in links)
-        return attrs.evolve(call, then=then, journal=self.link_journal)
+        return call._replace(then=then, journal=self.link_journal)
 
     def _call(self, i: int) -> HookCall:
         """Start the next attempt of hook ``i``: its call, recorded as started."""
         record = self.records[i]
         attempt = record.attempts = record.attempts + 1
         self.inflight[i] = attempt
-        self.emit(STARTED, i, attempt)
+        if self.listeners:
+            self.emit(STARTED, i, attempt)
         if self.journal is not None:
             self.journal.add(started_entry(record.node, attempt))
         view = self.views.view(i) if self.views is not None else None
@@ -358,13 +361,11 @@ class _Run:
 
     def _hook_call(self, i: int, attempt: int, *, view: dict[str, Any] | None = None,
                    rank: int = 0) -> HookCall:
-        node, options = self.dag.nodes[i], self.options
-        return HookCall(
-            i, node, self.dag.operation, self.dag.parameters.get(node.resource.key, {}), attempt,
-            registry=options.registry, checkpoint=options.checkpoint, context=options.context,
-            view=view, target_checkpoint=options.target_checkpoint, timeout=options.timeout,
-            rank=rank,
-        )
+        options = self.options
+        # Positional, in HookCall's field order: made once per hook attempt.
+        return HookCall(i, self.dag.nodes[i], self.dag.operation, self.parameters[i], attempt,
+                        options.registry, options.checkpoint, options.context, view,
+                        options.target_checkpoint, options.timeout, None, (), rank)
 
     def _chainable(self, s: int) -> bool:
         return (s not in self.resumed and self.records[s].state == _PENDING
@@ -380,14 +381,16 @@ class _Run:
     # -- finishing hooks --------------------------------------------------
 
     def _release(self, i: int) -> None:
-        self.limits.release(i, self.ready)
+        if self.limits.groups[i]:
+            self.limits.release(i, self.ready)
 
     def _finish(self, r: HookResult) -> None:
-        i = r.index
+        i = r.node_index
         if self.inflight.get(i) != r.attempt:
             return  # an abandoned hook that finished after all
         del self.inflight[i]
-        self._release(i)
+        if self.limits.groups[i]:
+            self.limits.release(i, self.ready)
         if r.state == SKIPPED:
             self._skipped(i)
             return
@@ -414,7 +417,8 @@ class _Run:
     def _succeeded(self, i: int, r: HookResult) -> None:
         record = self.records[i]
         record.state, record.output, record.new_resources = SUCCEEDED, r.output, r.writes
-        self.emit(SUCCEEDED, i, r.attempt)
+        if self.listeners:
+            self.emit(SUCCEEDED, i, r.attempt)
         if self.views is not None:
             self.views.done(i, r.writes)
         journal = self.journal
@@ -422,7 +426,8 @@ class _Run:
             if journal is not None:  # recorded by its worker: durable, no gate
                 journal.add(ended_entry(record.node, r))
             self._release_dependents(i)
-            self.chains.succeeded(i)
+            if self.chains.length > 1:
+                self.chains.succeeded(i)
             return
         # Its dependents wait until its success is durable.
         j = self.chains.succeeded(i)
@@ -461,8 +466,12 @@ class _Run:
             if self.waiting[s] == 0 and self.records[s].state == _PENDING:
                 if s in self.chains.claimed:
                     self._adopt(s)
-                else:
+                elif self.resumed:
                     self._enqueue(s)
+                else:  # the common case, in short: it is ready
+                    heapq.heappush(self.ready, self.rank[s])
+                    if self.listeners:
+                        self.emit(QUEUED, s)
 
     def _flushed(self, f: Flushed) -> None:
         self.unflushed -= len(f.gates)

@@ -42,7 +42,8 @@ def critical_order(preds: list[list[int]], succs: list[list[int]]) -> tuple[list
             left[p] -= 1
             if not left[p]:
                 stack.append(p)
-    by_rank = sorted(range(n), key=lambda i: i - level[i] * n)
+    keys = [i - level[i] * n for i in range(n)]
+    by_rank = sorted(range(n), key=keys.__getitem__)
     rank = [0] * n
     for r, i in enumerate(by_rank):
         rank[i] = r

@@ -18,7 +18,8 @@ import threading
 from typing import Any
 
 from protectflow.dag.model import Resource
-from protectflow.plugins.contract import get_operation
+from protectflow.errors import PluginError
+from protectflow.plugins.contract import OperationSettings, get_operation, operation_settings
 from protectflow.plugins.registry import get_registry
 
 __all__ = ["Instances"]
@@ -36,7 +37,9 @@ class Instances:
 
     def __init__(self, registry: str | None = None) -> None:
         self.registry = registry
-        self._ops: dict[tuple[str, str], Any] = {}
+        # (plugin, resource key) -> the Operation and its settings, read once
+        # (None: settings of the wrong kind, refused again at each use)
+        self._ops: dict[tuple[str, str], tuple[Any, OperationSettings | None]] = {}
         self._lock = threading.Lock()
 
     def get(self, plugin: str, operation: str, resource: Resource) -> Any:
@@ -51,12 +54,31 @@ class Instances:
         Exception
             Whatever the plugin's ``get_<operation>_operation`` raises.
         """
+        return self.get_with_settings(plugin, operation, resource)[0]
+
+    def get_with_settings(self, plugin: str, operation: str,
+                          resource: Resource) -> tuple[Any, OperationSettings]:
+        """:meth:`get`, and the Operation's settings (``retries``, ``timeout``...),
+        read once with it: each hook of the resource needs them.
+
+        Raises
+        ------
+        PluginError
+            As :meth:`get`, or for settings of the wrong kind.
+        Exception
+            Whatever the plugin's ``get_<operation>_operation`` raises.
+        """
         key = (plugin, resource.key)
-        with self._lock:
-            if key in self._ops:
-                return self._ops[key]
-        # Outside the lock: a plugin may take its time, and other resources'
-        # hooks must not wait for it.
-        op = get_operation(get_registry(self.registry).plugin(plugin), operation, resource)
-        with self._lock:
-            return self._ops.setdefault(key, op)
+        found = self._ops.get(key)  # a dict read is atomic: no lock for a hit
+        if found is None:
+            # Outside the lock: a plugin may take its time, and other resources'
+            # hooks must not wait for it.
+            op = get_operation(get_registry(self.registry).plugin(plugin), operation, resource)
+            try:
+                settings: OperationSettings | None = operation_settings(op)
+            except PluginError:
+                settings = None  # the Operation is kept; its settings refused at each use
+            with self._lock:
+                found = self._ops.setdefault(key, (op, settings))
+        op, settings = found
+        return op, settings if settings is not None else operation_settings(op)

@@ -21,9 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import attrs
+from typing import Any, NamedTuple
 
 from protectflow.bank.catalog.journal import JournalEntry
 from protectflow.dag.model import HookNode
@@ -37,7 +35,6 @@ from protectflow.plugins.contract import (
     StatusUpdate,
     call_hook,
     hook_extras,
-    operation_settings,
 )
 from protectflow.states import FAILED, STARTED, SUCCEEDED, TIMED_OUT
 
@@ -50,6 +47,7 @@ _DEFAULT_SETTINGS = OperationSettings()
 SKIPPED = "skipped"
 
 _PROCESS = f"{socket.gethostname()}:{os.getpid()}"
+_here = threading.local()  # this thread's worker name
 
 
 class OperationLog:
@@ -78,11 +76,17 @@ class OperationLog:
         self.log("error", message)
 
 
-@attrs.frozen
-class HookCall:
+# HookCall and HookResult are named tuples rather than frozen attrs classes:
+# as immutable and picklable, and one of each is made per hook attempt, where
+# a frozen attrs class's __init__ (one object.__setattr__ per field) cost a
+# sixth of the serial executor's whole per-hook overhead.
+
+
+class HookCall(NamedTuple):
     """Everything one attempt of one hook needs, all of it picklable."""
 
-    index: int
+    #: The node's index in the DAG's nodes.
+    node_index: int
     node: HookNode
     operation: str
     parameters: dict[str, Any]
@@ -108,11 +112,10 @@ class HookCall:
     rank: int = 0
 
 
-@attrs.frozen
-class HookResult:
+class HookResult(NamedTuple):
     """The outcome of one attempt: ``state`` is succeeded, failed or timed_out."""
 
-    index: int
+    node_index: int
     attempt: int
     state: str
     start: float
@@ -144,49 +147,65 @@ def invoke_hook(call: HookCall, instances: Instances) -> HookResult:
     and the thread is left behind (Python cannot stop a thread), still
     running until the hook returns by itself.
     """
-    worker = f"{_PROCESS}/{threading.current_thread().name}"
+    worker: str = getattr(_here, "worker", None) or _worker()
     log = OperationLog()
     start = time.time()
     settings = _DEFAULT_SETTINGS
     recorder: StatusRecorder | None = None
     try:
         node = call.node
-        op = instances.get(node.plugin, call.operation, node.resource)
-        settings = operation_settings(op)
+        op, settings = instances.get_with_settings(node.plugin, call.operation, node.resource)
         timeout = settings.timeout if call.timeout is None else call.timeout
         new = dict(call.view or {}) if call.operation in NEW_RESOURCES_OPERATIONS else None
         extras, recorder = hook_extras(call.operation, operation_log=log, attempt=call.attempt,
                                        new_resources=new,
                                        target_checkpoint=call.target_checkpoint)
-        hook = functools.partial(call_hook, op, node.hook, checkpoint=call.checkpoint,
-                                 resource=node.resource, context=call.context,
-                                 parameters=call.parameters, **extras)
-        done, output = _call_hook(hook, timeout)
+        if not timeout:  # called here and now: nothing to wrap
+            output = call_hook(op, node.hook, checkpoint=call.checkpoint,
+                               resource=node.resource, context=call.context,
+                               parameters=call.parameters, **extras)
+            done = True
+        else:
+            hook = functools.partial(call_hook, op, node.hook, checkpoint=call.checkpoint,
+                                     resource=node.resource, context=call.context,
+                                     parameters=call.parameters, **extras)
+            done, output = _call_hook(hook, timeout)
         if not done:
             return HookResult(
-                call.index, call.attempt, TIMED_OUT, start, time.time(), worker,
+                call.node_index, call.attempt, TIMED_OUT, start, time.time(), worker,
                 error=ErrorInfo("TimeoutError", f"{node.id} ran over its {timeout} s timeout"),
                 log=tuple(log.messages), retries=settings.retries,
                 retry_delay=settings.retry_delay, status_updates=_updates(recorder),
             )
     except (Exception, SystemExit) as err:
         return HookResult(
-            call.index, call.attempt, FAILED, start, time.time(), worker,
+            call.node_index, call.attempt, FAILED, start, time.time(), worker,
             error=ErrorInfo.from_exception(err), log=tuple(log.messages),
             retries=settings.retries, retry_delay=settings.retry_delay,
             status_updates=_updates(recorder),
         )
     end = time.time()
-    if output is not None and not isinstance(output, Mapping):
+    # (a dict, the usual output, needs no look at the Mapping ABC)
+    if output is not None and type(output) is not dict and not isinstance(output, Mapping):
         log.warning(f"the hook returned a {type(output).__name__}, not a mapping: ignored")
         output = None
+    # Positional, in HookResult's field order: made once per hook attempt.
     return HookResult(
-        call.index, call.attempt, SUCCEEDED, start, end, worker,
-        output=dict(output) if output is not None else None,
-        writes=_writes(call.view, new), log=tuple(log.messages),
-        retries=settings.retries, retry_delay=settings.retry_delay,
-        status_updates=_updates(recorder),
+        call.node_index, call.attempt, SUCCEEDED, start, end, worker,
+        dict(output) if output is not None else None,  # output
+        _writes(call.view, new) if new else None,  # writes
+        None,  # error
+        tuple(log.messages) if log.messages else (),  # log
+        settings.retries, settings.retry_delay,
+        False,  # journaled
+        () if recorder is None else tuple(recorder.updates),  # status_updates
     )
+
+
+def _worker() -> str:
+    """``host:pid/thread``, where hooks run on this thread (kept for the next)."""
+    name = _here.worker = f"{_PROCESS}/{threading.current_thread().name}"
+    return name
 
 
 def _updates(recorder: StatusRecorder | None) -> tuple[StatusUpdate, ...]:
@@ -223,7 +242,7 @@ def invoke_chain(
     """
     if halted():
         now = time.time()
-        skipped = HookResult(call.index, call.attempt, SKIPPED, now, now,
+        skipped = HookResult(call.node_index, call.attempt, SKIPPED, now, now,
                              f"{_PROCESS}/{threading.current_thread().name}")
         report(skipped)
         return [skipped]
@@ -237,19 +256,19 @@ def invoke_chain(
             failure = None if journal is None else _journal_link(journal, call, last, link)
             if failure is None:
                 # Reported once durable, so the loop may release its dependents at once.
-                last = attrs.evolve(last, journaled=journal is not None)
+                last = last._replace(journaled=journal is not None)
                 results.append(last)
                 report(last)
                 view = call.view
                 if view is not None and last.writes:
                     view = {**view, **last.writes}
-                call = attrs.evolve(link, view=view)
+                call = link._replace(view=view)
                 continue
-            last = attrs.evolve(last, log=(*last.log, failure))
+            last = last._replace(log=(*last.log, failure))
         results.append(last)
         report(last)
         if link is not None:
-            report(HookResult(link.index, link.attempt, SKIPPED, last.end, last.end,
+            report(HookResult(link.node_index, link.attempt, SKIPPED, last.end, last.end,
                               last.worker))
         return results
 
@@ -263,7 +282,7 @@ def _journal_link(journal: LinkJournal, call: HookCall, last: HookResult,
     the run if that write fails too)."""
     entries = [ended_entry(call.node.id, last), started_entry(link.node.id, link.attempt)]
     try:
-        journal.record_link(f"{last.index:09d}-{last.attempt}", entries)
+        journal.record_link(f"{last.node_index:09d}-{last.attempt}", entries)
     except Exception as err:
         return (time.time(), "warning",
                 f"could not record this success in the run journal where it ran ({err!r}); "
@@ -317,5 +336,5 @@ def failed_result(call: HookCall, err: BaseException, worker: str = "") -> HookR
     """The result of an attempt the executor itself lost (a dead worker, a
     call that would not pickle): failed, with ``err``."""
     now = time.time()
-    return HookResult(call.index, call.attempt, FAILED, now, now, worker or _PROCESS + "/-",
+    return HookResult(call.node_index, call.attempt, FAILED, now, now, worker or _PROCESS + "/-",
                       error=ErrorInfo.from_exception(err))

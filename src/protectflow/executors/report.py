@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -65,9 +65,9 @@ class Recorded:
     status_updates: tuple[StatusUpdate, ...] = ()
 
 
-@attrs.frozen
-class Attempt:
-    """One attempt of one hook, as a trace draws it."""
+class Attempt(NamedTuple):
+    """One attempt of one hook, as a trace draws it (a named tuple, as the
+    executors' per-attempt values: one is made per hook attempt)."""
 
     number: int
     state: str

@@ -27,18 +27,20 @@ work behind them lives in the modules named above and in ``runs``.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import attrs
 
 from protectflow.bank import Bank, Checkpoint, CheckpointStore, default_bank_url
 from protectflow.bank.catalog.check import CheckReport, check_checkpoint
+from protectflow.bank.catalog.record import normal_tags
 from protectflow.compiler import Plan, load_plan
 from protectflow.dag import HookDAG
 from protectflow.dag.resource_graph import ResourceGraph
 from protectflow.errors import BankError, CorruptObjectError
 from protectflow.executors import Executor, RunReport
+from protectflow.operations.forget import ForgetReport, PruneReport, forget, prune
 from protectflow.operations.journal import JournalMeta
 from protectflow.operations.lease import default_owner, lease_ttl
 from protectflow.operations.maintenance import (
@@ -63,9 +65,11 @@ from protectflow.plugins.providers import Provider
 
 __all__ = [
     "CheckReport",
+    "ForgetReport",
     "GcReport",
     "OperationResult",
     "Prepared",
+    "PruneReport",
     "ReindexReport",
     "RepairReport",
     "RunSettings",
@@ -74,11 +78,13 @@ __all__ = [
     "copy",
     "default_owner",
     "delete",
+    "forget",
     "gc",
     "next_steps",
     "open_store",
     "prepare_run",
     "protect",
+    "prune",
     "reindex",
     "repair",
     "restore",
@@ -135,9 +141,15 @@ def protect(
     fsync: bool = True,
     provider: Provider | None = None,
     settings: RunSettings | None = None,
+    tags: Iterable[str] = (),
+    taken_at: float | None = None,
     **options: Any,
 ) -> OperationResult:
     """Protect the resources of ``plan`` into a new checkpoint.
+
+    The checkpoint carries ``tags`` and the plan's own ``tags``; its
+    ``created_at`` is ``taken_at`` (epoch seconds: a scheduler's clock) when
+    given, else the current time.
 
     ``bank`` defaults to the plan's ``bank``, then to its provider's, then
     to :func:`default_bank_url`; the provider's plugin configuration reaches
@@ -162,6 +174,7 @@ def protect(
     settings = RunSettings.of(options, base=settings)
     if not isinstance(plan, Plan):
         plan = load_plan(plan)
+    tags = normal_tags((*plan.tags, *tags))  # before anything is written
     prepared = prepare_plan(plan, "protect", parameters=parameters, executor=executor,
                             settings=settings, provider=provider)
     prepared.check_resources()
@@ -172,7 +185,7 @@ def protect(
     kept = plan if parameters is None else attrs.evolve(
         plan, parameters={k: dict(v) for k, v in parameters.items()})
     checkpoint = store.create(kept, ResourceGraph.from_dag(prepared.dag), prepared.fingerprint,
-                              owner, lease_ttl=lease_ttl())
+                              owner, lease_ttl=lease_ttl(), tags=tags, created_at=taken_at)
     meta = JournalMeta(owner, kept, plan_source=plan.source if parameters is None else None)
     return protect_into(checkpoint, prepared, meta=meta)
 
@@ -343,6 +356,7 @@ def resume(
     bank: BankLike | None = None,
     executor: str | Executor = "threads",
     plan: Plan | str | os.PathLike[str] | None = None,
+    parameters: Mapping[str, Mapping[str, Any]] | None = None,
     owner: str | None = None,
     settings: RunSettings | None = None,
     **options: Any,
@@ -358,21 +372,26 @@ def resume(
     that no longer exists. ``plan`` (a protect's plan, re-read) must be the
     plan the journal was written for; by default the plan saved in the
     checkpoint is used, and the plan file it came from is checked if it still
-    exists.
+    exists. Commands and targets come from the operator, never from the bank
+    alone (:mod:`~protectflow.operations.confirm`): a protect whose record
+    names commands (an application's freeze and thaw) resumes only with a plan
+    of the operator's that gives them, and a restore or verify resumes only
+    with ``parameters`` (its ``target``...) equal to those its journal recorded.
 
     Raises
     ------
     NotResumableError
-        When there is nothing to resume, the operation cannot be resumed, or
-        the plan, the plugins' versions or the compiled DAG changed since the
-        journal was written (the message names what changed).
+        When there is nothing to resume, the operation cannot be resumed, the
+        plan, the plugins' versions or the compiled DAG changed since the
+        journal was written, or the record or journal asks for commands or
+        parameters the operator did not give (the message names what differs).
     CheckpointBusyError
         When a live operation holds the checkpoint.
     CheckpointNotFoundError
         When there is no such checkpoint.
     """
     return resume_checkpoint(_get(bank, checkpoint_id), executor=executor, plan=plan,
-                             owner=owner or default_owner(),
+                             owner=owner or default_owner(), parameters=parameters,
                              settings=RunSettings.of(options, base=settings))
 
 

@@ -18,6 +18,7 @@ become one at the edge (:meth:`RunSettings.of`), unknown names refused there.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
@@ -143,16 +144,22 @@ class Prepared:
         return self.executor.run(self.dag, options)
 
 
+@functools.cache
+def _plugin_version(name: str) -> str:
+    """``distribution version`` of the protection plugin ``name`` (``unknown``
+    for one not installed through an entry point), read once a process:
+    reading the entry points and a distribution's metadata costs tens of
+    milliseconds, which a forget of thousands of checkpoints would pay per
+    delete."""
+    found = {ep.name: ep for ep in entry_points(group=PROTECTIONS)}
+    dist = getattr(found.get(name), "dist", None)
+    return f"{dist.name} {dist.version}" if dist is not None else "unknown"
+
+
 def plugin_versions(dag: HookDAG) -> dict[str, str]:
     """Plugin name -> ``distribution version`` of every protection plugin the
     DAG uses (``unknown`` for one not installed through an entry point)."""
-    found = {ep.name: ep for ep in entry_points(group=PROTECTIONS)}
-    out = {}
-    for name in sorted({n.plugin for n in dag.nodes}):
-        ep = found.get(name)
-        dist = getattr(ep, "dist", None)
-        out[name] = f"{dist.name} {dist.version}" if dist is not None else "unknown"
-    return out
+    return {name: _plugin_version(name) for name in sorted({n.plugin for n in dag.nodes})}
 
 
 def resolve(provider: str | Mapping[str, Any] | Provider | None,

@@ -16,11 +16,17 @@ from typing import Any
 
 from protectflow.bank import Checkpoint
 from protectflow.bank.catalog.journal import JournalRun, RunMeta, read_journal
-from protectflow.compiler import Plan, load_plan
+from protectflow.compiler import Plan
 from protectflow.dag import HookDAG
-from protectflow.errors import NotResumableError, PlanError
+from protectflow.errors import NotResumableError
 from protectflow.executors import Executor
 from protectflow.executors.report import Recorded
+from protectflow.operations.confirm import (
+    confirm_parameters,
+    confirm_plan,
+    operator_plan,
+    plan_differences,
+)
 from protectflow.operations.journal import JournalMeta, plan_fingerprint
 from protectflow.operations.lease import lease_ttl
 from protectflow.operations.outcomes import OperationResult
@@ -38,15 +44,19 @@ from protectflow.states import (
     SUCCEEDED,
 )
 
-__all__ = ["broken_windows", "check_resumable", "completed_hooks", "lineage", "plan_to_check",
+__all__ = ["broken_windows", "check_resumable", "completed_hooks", "lineage",
            "resume_checkpoint"]
 
 
 def resume_checkpoint(checkpoint: Checkpoint, *, executor: str | Executor,
                       plan: Plan | str | os.PathLike[str] | None, owner: str,
-                      settings: RunSettings) -> OperationResult:
+                      settings: RunSettings,
+                      parameters: Mapping[str, Mapping[str, Any]] | None = None,
+                      ) -> OperationResult:
     """Continue the interrupted or failed operation of ``checkpoint`` from its
-    journal (see :func:`protectflow.operations.resume`).
+    journal (see :func:`protectflow.operations.resume`): a protect with the
+    operator's ``plan``, a restore or verify with the operator's ``parameters``
+    (see :mod:`~protectflow.operations.confirm`).
 
     Raises
     ------
@@ -66,7 +76,7 @@ def resume_checkpoint(checkpoint: Checkpoint, *, executor: str | Executor,
     operation = runs[0].meta.operation if runs else "protect"
     if operation in ("restore", "verify"):
         return _resume_on_checkpoint(operation, checkpoint, runs, executor=executor,
-                                     owner=owner, settings=settings)
+                                     owner=owner, settings=settings, given=parameters)
     if operation != "protect" or checkpoint.record.copy_target:
         raise NotResumableError(
             _COPY_ADVICE.format(id=checkpoint.id) if operation == "copy" else
@@ -84,11 +94,13 @@ _COPY_ADVICE = (
 
 
 def _resume_on_checkpoint(operation: str, checkpoint: Checkpoint, runs: list[JournalRun], *,
-                          executor: str | Executor, owner: str,
-                          settings: RunSettings) -> OperationResult:
-    """Continue the restore or verify of ``checkpoint`` after the journal ``runs``."""
+                          executor: str | Executor, owner: str, settings: RunSettings,
+                          given: Mapping[str, Mapping[str, Any]] | None) -> OperationResult:
+    """Continue the restore or verify of ``checkpoint`` after the journal
+    ``runs``, with the parameters the operator ``given``: the journal's."""
     parameters = runs[0].meta.parameters
     require_status(checkpoint, operation, resuming=True)
+    confirm_parameters(operation, checkpoint, parameters, given)
     prepared = prepare_checkpoint(checkpoint, operation, parameters=parameters,
                                   executor=executor, settings=settings)
     check_resumable(runs[0], prepared, checkpoint.plan, checkpoint=checkpoint)
@@ -108,8 +120,17 @@ def _resume_protect(
     kept = checkpoint.plan
     prepared = prepare_checkpoint(checkpoint, "protect", parameters=kept.parameters,
                                   executor=executor, settings=settings)
-    check_resumable(runs[0] if runs else None, prepared, plan_to_check(plan, meta, kept),
-                    checkpoint=checkpoint)
+    given = operator_plan(plan, meta)
+    try:
+        check_resumable(runs[0] if runs else None, prepared, given or kept,
+                        checkpoint=checkpoint)
+    except NotResumableError as err:
+        named = plan_differences(checkpoint, prepared, given)
+        if not named:
+            raise
+        raise NotResumableError(f"{err}; the record differs from your plan: "
+                                + "; ".join(named)) from err
+    confirm_plan(checkpoint, prepared, given)
     journaled = completed_hooks(runs)
     redo = broken_windows(prepared.dag, journaled, prepared.registry)
     prepared = prepared.resuming({k: v for k, v in journaled.items() if k not in redo})
@@ -190,28 +211,6 @@ def _changes(meta: RunMeta, prepared: Prepared, plan: Plan) -> list[str]:
                        f"{meta.dag_fingerprint[:12]} in the journal, "
                        f"{prepared.fingerprint[:12]} now: other parameters or plugins?)")
     return changed
-
-
-def plan_to_check(plan: Plan | str | os.PathLike[str] | None, meta: RunMeta | None,
-                  recorded: Plan) -> Plan:
-    """The plan a resumed protect must match: ``plan`` if given (a Plan or a
-    path), else the plan file the journal's ``meta`` names if it is still
-    readable, else the plan saved in the checkpoint.
-
-    Raises
-    ------
-    PlanError
-        When ``plan``, given as a path, cannot be read.
-    """
-    source = meta.plan_source if meta is not None else None
-    if plan is None and source and os.path.isfile(source):
-        try:
-            plan = load_plan(source)
-        except PlanError:
-            return recorded  # unreadable now: the saved plan is what ran
-    if plan is None:
-        return recorded
-    return plan if isinstance(plan, Plan) else load_plan(plan)
 
 
 def completed_hooks(runs: list[JournalRun]) -> dict[str, Recorded]:

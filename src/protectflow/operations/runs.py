@@ -165,6 +165,7 @@ def _copy_to(source: Checkpoint, target_store: CheckpointStore, prepared: Prepar
     target = target_store.create(
         source.plan, source.resource_graph, source.dag_fingerprint, owner,
         copied_from=CopiedFrom(source.bank.url, source.id), lease_ttl=lease_ttl(),
+        tags=source.tags,
     )
     with renewing(target), failing_on_crash(target, ERROR):
         copy_objects(source, target)

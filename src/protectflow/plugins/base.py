@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 _ANY_OBJECT: dict[str, Any] = {"type": "object"}
+_HOOK_NAMES = frozenset(HOOKS)
 
 
 @runtime_checkable
@@ -164,8 +165,8 @@ class HookOperation(Operation):
     """
 
     def __init__(self, hooks: Mapping[str, HookFunction]) -> None:
-        unknown = sorted(set(hooks) - set(HOOKS))
-        if unknown:
+        if not _HOOK_NAMES.issuperset(hooks):  # made once per resource per run: kept cheap
+            unknown = sorted(set(hooks) - _HOOK_NAMES)
             raise ValueError(f"unknown hooks {', '.join(unknown)}; hooks are "
                              f"{', '.join(HOOKS)}")
         self.hooks = dict(hooks)
@@ -225,6 +226,11 @@ class ProtectionPlugin:
     restore_schema: ClassVar[dict[str, Any]] = _ANY_OBJECT
     #: The parameters of a verify (:meth:`get_verify_schema`).
     verify_schema: ClassVar[dict[str, Any]] = _ANY_OBJECT
+    #: The ``extra_info`` fields of a resource that name commands this plugin
+    #: runs (an application's ``freeze`` and ``thaw``): a resumed protect runs
+    #: them only as the operator's plan gives them, never as a checkpoint's
+    #: record alone says (see :mod:`protectflow.operations.resume`).
+    command_fields: ClassVar[tuple[str, ...]] = ()
 
     def get_protect_operation(self, resource: Resource) -> Operation:
         return Operation()

@@ -230,23 +230,43 @@ class _Accepts:
     names: frozenset[str]
     var_keyword: bool
     positional_only: int
+    #: It takes every argument by keyword (``**kwargs``, no positional-only
+    #: parameter): it is called with all of them as they are.
+    everything: bool
 
 
 # Weak: a hook made per object (a closure) must not be kept alive by the cache.
-_signatures: weakref.WeakKeyDictionary[Any, _Accepts] = weakref.WeakKeyDictionary()
+# A plain dict of weak references rather than a WeakKeyDictionary: its lookup
+# is one C call, and it runs once per hook call.
+_signatures: dict[weakref.ref[Any], _Accepts] = {}
 _signatures_lock = threading.Lock()
 
 
-def _accepts(method: Callable[..., Any], where: str) -> _Accepts:
+#: Hook name -> its method's name, made once rather than at each call.
+_METHODS = {hook: "on_" + hook for hook in (*HOOKS, "failure")}
+
+
+def _where(operation: Any, hook: str) -> str:
+    """``Class.on_hook``, as errors name a hook."""
+    return f"{type(operation).__qualname__}.on_{hook}"
+
+
+def _forget(ref: weakref.ref[Any]) -> None:
+    with _signatures_lock:
+        _signatures.pop(ref, None)
+
+
+def _accepts(method: Callable[..., Any], operation: Any, hook: str) -> _Accepts:
     # Keyed by the function, not the bound method: every instance of a class
     # shares it, so the signature is inspected once per class.
     key = getattr(method, "__func__", method)
     try:
-        found = _signatures.get(key)
+        found = _signatures.get(weakref.ref(key))
     except TypeError:  # a callable that takes no weak reference: not cached
         found = None
     if found is not None:
         return found
+    where = _where(operation, hook)
     try:
         sig = inspect.signature(method)
     except (TypeError, ValueError) as err:
@@ -268,9 +288,9 @@ def _accepts(method: Callable[..., Any], where: str) -> _Accepts:
     if positional > len(GUIDE_ARGUMENTS):
         raise PluginError(f"{where} takes {positional} positional-only parameters; "
                           "hooks are called by keyword", where)
-    found = _Accepts(frozenset(names), var_kw, positional)
+    found = _Accepts(frozenset(names), var_kw, positional, var_kw and not positional)
     with _signatures_lock, contextlib.suppress(TypeError):
-        _signatures[key] = found
+        _signatures[weakref.ref(key, _forget)] = found
     return found
 
 
@@ -299,13 +319,21 @@ def call_hook(
         When the attribute is not callable, or the hook requires a parameter
         the framework never passes.
     """
-    method = getattr(operation, "on_" + hook, None)
-    where = f"{type(operation).__qualname__}.on_{hook}"
+    method = getattr(operation, _METHODS.get(hook) or "on_" + hook, None)
     if method is None:
         return None
     if not callable(method):
+        where = _where(operation, hook)
         raise PluginError(f"{where} is a {type(method).__name__}, not a method", where)
-    accepts = _accepts(method, where)
+    try:  # the cache of _accepts, looked at here first: one call less per hook
+        accepts = _signatures.get(weakref.ref(getattr(method, "__func__", method)))
+    except TypeError:
+        accepts = None
+    if accepts is None:
+        accepts = _accepts(method, operation, hook)
+    if accepts.everything:  # the common case, without building anything
+        return method(checkpoint=checkpoint, resource=resource, context=context,
+                      parameters=parameters, **extras)
     values = {"checkpoint": checkpoint, "resource": resource, "context": context,
               "parameters": parameters}
     # Positional-only parameters cannot be named: they get the guide's

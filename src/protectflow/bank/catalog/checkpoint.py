@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -49,6 +49,7 @@ from protectflow.bank.catalog.record import (
     check_checkpoint_id,
     corrupt_record,
     creating_operation,
+    normal_tags,
 )
 from protectflow.bank.catalog.runs import RunRecord, new_run_id
 from protectflow.bank.catalog.stored import Stored
@@ -64,7 +65,7 @@ from protectflow.errors import (
     CheckpointNotFoundError,
     CorruptObjectError,
 )
-from protectflow.states import IN_PROGRESS_STATUSES
+from protectflow.states import DELETED, IN_PROGRESS_STATUSES
 
 __all__ = ["FORMAT_VERSION", "STATUSES", "Checkpoint", "allowed_transitions"]
 
@@ -241,6 +242,35 @@ class Checkpoint:
         """
         record = self._load()
         self._write(attrs.evolve(record, verification=Verification(ok, problems, summary)))
+
+    def retag(self, owner: str, *, add: Iterable[str] = (),
+              remove: Iterable[str] = ()) -> tuple[str, ...]:
+        """Add and remove tags (``checkpoints tag ID --add T --remove T``):
+        a record update under a ``tag`` lease of its own, so it is refused
+        while another operation holds the checkpoint. Returns the new tags.
+
+        Raises
+        ------
+        CheckpointBusyError
+            If another operation holds the checkpoint.
+        BankError
+            If a tag cannot be one (nothing is written then), or the
+            checkpoint is deleted.
+        """
+        added, removed = normal_tags(add), normal_tags(remove)
+        if self.record.status == DELETED:
+            raise BankError(f"checkpoint {self.id} is deleted: a tombstone takes no tags")
+        with self.running("tag", owner):
+            record = self._load()
+            tags = normal_tags((set(record.tags) | set(added)) - set(removed))
+            if tags != record.tags:
+                self._write(attrs.evolve(record, tags=tags, updated_at=now_iso()))
+        return tags
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The checkpoint's tags, sorted."""
+        return self.record.tags
 
     @property
     def status(self) -> str:

@@ -14,6 +14,7 @@ own: the plan and resource graph (:mod:`protectflow.dag`), the history
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TypeAlias
 
 import attrs
@@ -25,6 +26,7 @@ from protectflow.bank.catalog.stored import RESTORE, Stored
 from protectflow.dag.plan import Plan
 from protectflow.dag.resource_graph import ResourceGraph
 from protectflow.errors import BankError, CorruptObjectError, PlanError
+from protectflow.retention.tags import tag_problem
 from protectflow.states import (
     AVAILABLE,
     CHECKPOINT_STATUSES,
@@ -47,11 +49,20 @@ __all__ = [
     "Verification",
     "allowed_transitions",
     "check_checkpoint_id",
+    "check_tag",
     "corrupt_record",
     "new_record",
+    "normal_tags",
 ]
 
-FORMAT_VERSION = 1
+#: The newest format a record is written in: 2 added ``tags``. A record is
+#: written in the oldest format that holds it -- 1 when it has no tag, so a
+#: bank stays readable by the protectflow before tags until a checkpoint is
+#: tagged, and that protectflow refuses a tagged record rather than drop its
+#: tags when it rewrites it. Format 1 records read as records with no tag.
+FORMAT_VERSION = 2
+#: The formats :meth:`CheckpointRecord.from_json` reads.
+READ_VERSIONS = (1, 2)
 
 STATUSES = CHECKPOINT_STATUSES
 _TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -213,6 +224,9 @@ class CheckpointRecord:
     operations: tuple[HistoryEntry, ...] = ()
     next_steps: str | None = None
     verification: Verification | None = None
+    #: The checkpoint's tags, sorted and unique (``protect --tag``, the plan's
+    #: ``tags``, ``checkpoints tag``).
+    tags: tuple[str, ...] = ()
 
     @property
     def copy_target(self) -> bool:
@@ -220,9 +234,11 @@ class CheckpointRecord:
         return self.copied_from is not None
 
     def to_json(self) -> dict[str, Any]:
-        """The record as the bank holds it (``verification`` only once verified)."""
+        """The record as the bank holds it (``verification`` only once
+        verified, ``tags`` only when tagged: see :data:`FORMAT_VERSION`)."""
         data: dict[str, Any] = {
-            "version": FORMAT_VERSION, "id": self.id, "plan": self.plan.to_json(),
+            "version": FORMAT_VERSION if self.tags else 1, "id": self.id,
+            "plan": self.plan.to_json(),
             "plan_name": self.plan_name, "resource_graph": self.resource_graph.to_json(),
             "dag_fingerprint": self.dag_fingerprint, "status": self.status,
             "status_reason": self.status_reason, "created_at": self.created_at,
@@ -231,6 +247,8 @@ class CheckpointRecord:
             "operations": [entry.to_json() for entry in self.operations],
             "next_steps": self.next_steps,
         }
+        if self.tags:
+            data["tags"] = list(self.tags)
         if self.verification is not None:
             data["verification"] = self.verification.to_json()
         return data
@@ -249,7 +267,7 @@ class CheckpointRecord:
         BankError
             If it is of another format version.
         """
-        fields = source.fields(data, "record", version=FORMAT_VERSION,
+        fields = source.fields(data, "record", version=READ_VERSIONS,
                                remedy=_remedy(source))
         fail = fields.fail
         status = fields.get("status", str)
@@ -271,7 +289,45 @@ class CheckpointRecord:
             next_steps=fields.optional("next_steps", str),
             verification=None if verified is None else Verification.from_json(
                 verified, within(fail, "verification")),
+            tags=_tags(fields),
         )
+
+
+def _tags(fields: Fields) -> tuple[str, ...]:
+    """The record's tags (none in a format 1 record), each one checked."""
+    tags = fields.strings("tags")
+    for tag in tags:
+        try:
+            check_tag(tag)
+        except BankError as err:
+            raise fields.fail(f"'tags': {err}") from None
+    return tuple(sorted(set(tags)))
+
+
+def check_tag(tag: str) -> str:
+    """Return ``tag`` if it can be a checkpoint's tag (:func:`tag_problem`),
+    else raise BankError.
+
+    Raises
+    ------
+    BankError
+        Saying what is wrong with it.
+    """
+    problem = tag_problem(tag)
+    if problem is not None:
+        raise BankError(problem)
+    return tag
+
+
+def normal_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """``tags`` checked (:func:`check_tag`), sorted and without repeats.
+
+    Raises
+    ------
+    BankError
+        Naming the first tag that cannot be one.
+    """
+    return tuple(sorted({check_tag(tag) for tag in tags}))
 
 
 def _remedy(source: Stored) -> str:
@@ -309,6 +365,7 @@ def new_record(
     owner: str,
     copied_from: CopiedFrom | None = None,
     created_at: str | None = None,
+    tags: Iterable[str] = (),
 ) -> CheckpointRecord:
     """The record of a checkpoint ``owner``'s operation is about to fill.
 
@@ -318,7 +375,8 @@ def new_record(
     Raises
     ------
     BankError
-        If ``checkpoint_id`` is not one key segment, or the plan has no name.
+        If ``checkpoint_id`` is not one key segment, the plan has no name,
+        or a tag cannot be one (:func:`check_tag`).
     """
     stamp = now_iso() if created_at is None else created_at
     operation = creating_operation(copied_from)
@@ -330,6 +388,7 @@ def new_record(
         status=COPYING if copied_from is not None else PROTECTING, owner=owner,
         created_at=stamp, updated_at=stamp, copied_from=copied_from,
         operations=(LeaseEvent("start", operation, owner, at=stamp),),
+        tags=normal_tags(tags),
     )
 
 

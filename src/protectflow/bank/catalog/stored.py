@@ -45,7 +45,7 @@ class Stored:
         """What refuses the ``what`` stored here, given why (see :meth:`corrupt`)."""
         return lambda why: self.corrupt(what, why, remedy)
 
-    def fields(self, data: object, what: str, *, version: int | None = None,
+    def fields(self, data: object, what: str, *, version: int | tuple[int, ...] | None = None,
                remedy: str = RESTORE) -> Fields:
         """The fields of the ``what`` read from here; its ``version`` checked
         first when the document has one.
@@ -61,5 +61,13 @@ class Stored:
         if version is not None:
             fields.version(version, lambda found: BankError(
                 f"checkpoint {self.checkpoint!r} has {what} format {found!r}; this "
-                f"protectflow reads format {version}: use the protectflow that wrote it"))
+                f"protectflow reads format {_formats(version)}: use the protectflow that "
+                "wrote it"))
         return fields
+
+
+def _formats(version: int | tuple[int, ...]) -> str:
+    """``2`` or ``1 or 2``: the formats a reader takes, for its message."""
+    if isinstance(version, int):
+        return str(version)
+    return " or ".join(str(v) for v in version)

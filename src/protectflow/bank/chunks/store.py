@@ -58,8 +58,8 @@ again -- and so are the earlier ones that name the chunk.
 
 The rule, as restic's (``check --read-data`` drops a damaged blob from the
 index so that the next backup stores it again): a damaged chunk is found by a
-read that checks it -- ``verify --read-data``, ``checkpoints check
---read-data``, a restore -- and marked bad; the next protect that has those
+read that checks it -- ``verify --read-data``, ``operations.check(...,
+read_data=True)``, a restore -- and marked bad; the next protect that has those
 bytes writes the chunk again (and says so: :attr:`ChunkStore.rewritten`),
 which repairs every checkpoint naming it. A plain protect dedups onto a
 chunk without reading it, so a chunk that rotted since the last check is

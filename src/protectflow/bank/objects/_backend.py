@@ -397,6 +397,12 @@ def _faulty_write(fd: int, view: memoryview, budget: int) -> memoryview:
     return view[budget:]
 
 
+def _unsupported(err: OSError) -> bool:
+    """Whether a store refused a conditional put as something it does not do."""
+    text = str(err)
+    return "NotImplemented" in text or "501" in text
+
+
 class FsspecBackend:
     """A bank on any fsspec file system (``memory://``, ``s3://``, ...)."""
 
@@ -462,7 +468,12 @@ class FsspecBackend:
                 self.fs.pipe_file(self.path(key), b"".join(data), mode="create")
             except FileExistsError:
                 return False
-            return True
+            except OSError as err:
+                if not _unsupported(err):
+                    raise
+                self.conditional = False  # an S3-compatible store without it: as others
+            else:
+                return True
         with _EXCLUSIVE_LOCK:
             if self.exists(key):
                 return False

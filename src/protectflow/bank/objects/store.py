@@ -417,8 +417,8 @@ class Bank:
         except NotAnObject as err:
             raise CorruptObjectError(
                 f"bank object {key!r} in {self.url} is damaged: {err.filename}: {err.why}; "
-                "nothing was read from it (remove what stands there, then `protectflow "
-                "checkpoints check` says what is missing)", key=key) from None
+                "nothing was read from it (remove what stands there; `protectflow verify "
+                "ID --metadata-only` then says what each checkpoint misses)", key=key) from None
         except OSError as err:
             raise BankError(f"cannot read bank object {key!r} in {self.url}: {err}") from err
 

@@ -2,12 +2,12 @@
 ``exclude`` pair of globs keeps (as restic's ``restore --include``), and
 what a restore in place would overwrite.
 
-Patterns match as the protect's (:func:`._fstree.selected`): without ``/``
-the name at any depth, with ``/`` the path from the root. ``exclude`` drops
-an entry and everything under a folder it matches; ``include``, when
-given, keeps the entries that match and everything under a folder that
-matches, with the folders that lead to them. A hard link whose first name
-is left out takes that name's content, so that what is kept restores whole.
+Patterns match as the protect's: without ``/`` the name at any depth, with
+``/`` the path from the root. ``exclude`` drops an entry and everything
+under a folder it matches; ``include``, when given, keeps the entries that
+match and everything under a folder that matches, with the folders that
+lead to them. A hard link whose first name is left out takes that name's
+content, so that what is kept restores whole.
 """
 
 from __future__ import annotations
@@ -17,16 +17,25 @@ import stat
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from protectflow.dag.model import Resource
 from protectflow.errors import LocalPluginError
 from protectflow.plugins.builtin._local import resolve_path, restore_destination
+from protectflow.plugins.builtin.fs._entries import (
+    DirEntry,
+    Entry,
+    FileEntry,
+    HardLinkEntry,
+    SymlinkEntry,
+)
+from protectflow.plugins.builtin.fs._manifest import Manifest
 from protectflow.plugins.builtin.fs._meta import open_dir, split
 from protectflow.plugins.contents import selected_paths
 
 __all__ = ["collisions", "destination", "refuse_overwrites", "select_entries",
            "selected_entries"]
 
-Entry = dict[str, Any]
 
 
 def select_entries(entries: Sequence[Entry], include: Sequence[str],
@@ -35,28 +44,21 @@ def select_entries(entries: Sequence[Entry], include: Sequence[str],
     writes, in order, the root always among them (see the module)."""
     if not include and not exclude:
         return list(entries)
-    kept = selected_paths((e["path"] for e in entries), include, exclude)
-    out = [dict(e) for e in entries if e["path"] in kept]
-    _relink(out, {e["path"]: e for e in entries})
-    return out
-
-
-def _relink(entries: list[Entry], every: dict[str, Entry]) -> None:
-    """Hard links whose first name is left out: the first kept name of each
-    group takes the content, the others link to it."""
-    holder: dict[str, str] = {}
-    kept = {e["path"] for e in entries}
+    kept = selected_paths((e.path for e in entries), include, exclude)
+    every = {e.path: e for e in entries}
+    out: list[Entry] = []
+    holder: dict[str, str] = {}  # a left-out first name -> the kept name holding its data
     for e in entries:
-        first = e.get("link")
-        if first is None or first in kept:
+        if e.path not in kept:
             continue
-        if first in holder:
-            e["link"] = holder[first]
-            continue
-        holder[first] = e["path"]
-        e.pop("link")
-        source = every[first]
-        e.update({k: v for k, v in source.items() if k not in ("path", "link")})
+        if isinstance(e, HardLinkEntry) and e.link not in kept:
+            if e.link in holder:
+                e = attrs.evolve(e, link=holder[e.link])
+            else:
+                holder[e.link] = e.path
+                e = attrs.evolve(every[e.link], path=e.path)
+        out.append(e)
+    return out
 
 
 def collisions(root: str, entries: Sequence[Entry], *, limit: int = 10) -> list[str]:
@@ -80,11 +82,11 @@ def collisions(root: str, entries: Sequence[Entry], *, limit: int = 10) -> list[
     found: list[str] = []
     try:
         for e in entries:
-            if e["path"] == "." or len(found) >= limit:
+            if e.path == "." or len(found) >= limit:
                 continue
             why = _differs(root_fd, e)
             if why is not None:
-                found.append(f"{e['path']} ({why})")
+                found.append(f"{e.path} ({why})")
     finally:
         os.close(root_fd)
     return found
@@ -92,7 +94,7 @@ def collisions(root: str, entries: Sequence[Entry], *, limit: int = 10) -> list[
 
 def _differs(root_fd: int, entry: Entry) -> str | None:
     """Why restoring ``entry`` would overwrite something; None if not."""
-    parent, name = split(entry["path"])
+    parent, name = split(entry.path)
     try:
         dir_fd = open_dir(root_fd, parent)
     except FileNotFoundError:
@@ -111,22 +113,20 @@ def _differs(root_fd: int, entry: Entry) -> str | None:
 
 
 def _compare(entry: Entry, st: os.stat_result, target: str | None) -> str | None:
-    kind = entry["type"]
-    if kind == "dir":
+    if isinstance(entry, DirEntry):
         return None if stat.S_ISDIR(st.st_mode) else "not a folder now"
-    if kind == "file" and stat.S_ISREG(st.st_mode) and st.st_size == entry.get("size") \
-            and st.st_mtime_ns == entry.get("mtime_ns"):
+    if isinstance(entry, FileEntry) and stat.S_ISREG(st.st_mode) and st.st_size == entry.size \
+            and st.st_mtime_ns == entry.meta.mtime_ns:
         return None
-    if kind == "symlink" and target is not None and target == entry.get("target"):
+    if isinstance(entry, SymlinkEntry) and target is not None and target == entry.target:
         return None
     return "a symlink" if target is not None else "exists, and differs"
 
 
-def selected_entries(manifest: Mapping[str, Any],
-                     parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+def selected_entries(manifest: Manifest, parameters: Mapping[str, Any]) -> list[Entry]:
     """The checked manifest's entries the restore's ``include`` and
     ``exclude`` keep (all of them without either)."""
-    return select_entries(manifest["entries"], parameters.get("include") or (),
+    return select_entries(manifest.entries, parameters.get("include") or (),
                           parameters.get("exclude") or ())
 
 
@@ -147,7 +147,7 @@ def destination(resource: Resource, parameters: Mapping[str, Any]) -> str:
     return restore_destination(resource, parameters)
 
 
-def refuse_overwrites(resource: Resource, dest: str, entries: list[dict[str, Any]], *,
+def refuse_overwrites(resource: Resource, dest: str, entries: Sequence[Entry], *,
                        force: bool) -> None:
     """Refuse a restore in place that would overwrite what differs, unless
     ``force``; a symlink on the way is refused even with it.

@@ -36,6 +36,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from protectflow.bank.chunks.refs import manifest_names
 from protectflow.dag.model import Resource
 from protectflow.dag.outcomes import STATS_KEY, ResourceStats
 from protectflow.errors import BankError, LocalPluginError
@@ -47,6 +48,7 @@ from protectflow.plugins.base import (
 )
 from protectflow.plugins.builtin._chunkfiles import store_file
 from protectflow.plugins.builtin._local import (
+    ALLOW_OTHER_OWNER,
     MANIFEST,
     MainHooksPlugin,
     copy_chunks,
@@ -72,6 +74,7 @@ from protectflow.plugins.builtin.sqlite._copy import (
     table_rows,
     verify_database,
 )
+from protectflow.plugins.builtin.sqlite._records import FileMeta, SnapshotInfo, SqliteManifest
 from protectflow.plugins.contents import Item
 
 __all__ = ["DATABASE", "SqliteProtectionPlugin", "integrity_check", "restore_database",
@@ -80,8 +83,6 @@ __all__ = ["DATABASE", "SqliteProtectionPlugin", "integrity_check", "restore_dat
 DATABASE = "protectflow::sqlite::Database"
 SNAPSHOT = "snapshot"
 DEFAULT_CHUNK_SIZE = 256 << 10
-#: Version 2 adds the database's mode, owner and mtime.
-MANIFEST_VERSION = 2
 
 OPTIONS_SCHEMA = object_schema("sqlite protect parameters", {
     "chunk_size": {"type": "integer", "minimum": 4096, "maximum": 64 << 20,
@@ -103,6 +104,7 @@ RESTORE_SCHEMA = object_schema("sqlite restore parameters", {
               "description": "replace an existing <target>/<id> (and its -wal and -shm)"},
     "owners": {"type": "boolean", "description": "restore the database's owner (numeric uid "
                "and gid); default: when running as root"},
+    "allow_other_owner": ALLOW_OTHER_OWNER,
 })
 VERIFY_SCHEMA = object_schema("sqlite verify parameters", {})
 SAVED_INFO_SCHEMA = {"type": "object", "properties": {
@@ -177,9 +179,10 @@ def take_snapshot(checkpoint: HookCheckpoint, resource: Resource,
         raise LocalPluginError(f"{resource.key}: backup of {source} failed: {err}") from err
     os.replace(part, dest)
     taken_at = time.time()
-    checkpoint.get_resource_bank_section(resource).update_object(
-        SNAPSHOT, {"source": source, "taken_at": taken_at, "mode": stat.S_IMODE(st.st_mode),
-                   "uid": st.st_uid, "gid": st.st_gid, "mtime_ns": st.st_mtime_ns})
+    checkpoint.get_resource_bank_section(resource).update_object(SNAPSHOT, SnapshotInfo(
+        source=source, taken_at=taken_at, meta=FileMeta(
+            mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
+            mtime_ns=st.st_mtime_ns)).to_json())
     return {"snapshot": dest, "started_at": started, "taken_at": taken_at,
             "size": os.path.getsize(dest)}
 
@@ -194,7 +197,7 @@ def store_snapshot(checkpoint: HookCheckpoint, resource: Resource,
         If the snapshot is gone (a rerun on another machine) or not intact.
     """
     section = checkpoint.get_resource_bank_section(resource)
-    info = get_json(section, SNAPSHOT)
+    info = SnapshotInfo.from_json(get_json(section, SNAPSHOT), what=resource.key)
     path = snapshot_path(checkpoint, resource, parameters)
     if not os.path.exists(path):
         if section.has_object(MANIFEST):
@@ -206,11 +209,9 @@ def store_snapshot(checkpoint: HookCheckpoint, resource: Resource,
     tables = table_rows(path)
     store = store_of(checkpoint, resource)
     digests, new, new_bytes, size = store_file(store, path, chunk_size)
-    section.update_object(MANIFEST, {
-        "version": MANIFEST_VERSION, "source": info["source"], "size": size,
-        "chunk_size": chunk_size, "chunks": digests, "taken_at": info["taken_at"],
-        "tables": tables,
-        **{k: info[k] for k in ("mode", "uid", "gid", "mtime_ns") if k in info}})
+    section.update_object(MANIFEST, SqliteManifest(
+        source=info.source, size=size, chunk_size=chunk_size, chunks=tuple(digests),
+        taken_at=info.taken_at, meta=info.meta, tables=tuple(sorted(tables.items()))).to_json())
     os.unlink(path)
     return {"bytes": size, "new_chunks": new, "new_bytes": new_bytes,
             STATS_KEY: _stats(size, new, len(digests), store.added_bytes).to_json()}
@@ -228,8 +229,7 @@ def delete_database(checkpoint: HookCheckpoint, resource: Resource,
                     parameters: dict[str, Any] | None = None) -> dict[str, Any]:
     """Release the stored copy's chunks, then its records; rerunnable."""
     section = checkpoint.get_resource_bank_section(resource)
-    out = release_chunks(store_of(checkpoint, resource), section,
-                         lambda manifest: list(manifest["chunks"]))
+    out = release_chunks(store_of(checkpoint, resource), section, _chunks_of)
     with contextlib.suppress(LocalPluginError):  # no private folder: no snapshot in it
         discard_snapshot(checkpoint, resource, parameters or {})
     for key in (MANIFEST, SNAPSHOT):
@@ -242,7 +242,7 @@ def _restore_problems(checkpoint: HookCheckpoint | None, resource: Resource,
                       parameters: Mapping[str, Any]) -> list[str]:
     """:func:`destination_problems` at the path the restore will write: the
     database's own file name, which the checkpoint's manifest knows."""
-    manifest: dict[str, Any] | None = None
+    manifest: SqliteManifest | None = None
     dest = None
     if checkpoint is not None:
         with contextlib.suppress(BankError, LocalPluginError):
@@ -256,13 +256,23 @@ def _restore_problems(checkpoint: HookCheckpoint | None, resource: Resource,
         if checkpoint is None or manifest is None:
             return False
         chunks = file_chunks(store_of(checkpoint, resource), path, manifest)
-        return bool(chunks == manifest["chunks"])
+        return chunks == list(manifest.chunks)
 
     return destination_problems(resource, parameters, restored, dest=dest)
 
 
-def _rename_chunks(manifest: dict[str, Any], names: Mapping[str, str]) -> None:
-    manifest["chunks"] = [names[d] for d in manifest["chunks"]]
+def _rename_chunks(manifest: object, names: Mapping[str, str]) -> dict[str, object]:
+    return SqliteManifest.from_json(manifest, what="manifest").renamed(names).to_json()
+
+
+def _chunks_of(manifest: object) -> list[str]:
+    """The chunks a stored manifest names: read as a :class:`SqliteManifest`,
+    or -- one that is refused, which a delete must still release -- as any
+    manifest's JSON is."""
+    try:
+        return list(SqliteManifest.from_json(manifest, what="manifest").chunks)
+    except LocalPluginError:
+        return list(manifest_names(manifest))
 
 
 def discard_snapshot(checkpoint: HookCheckpoint, resource: Resource,
@@ -309,7 +319,7 @@ def _verify_main(args: HookArgs) -> dict[str, Any]:
 
 def _copy_main(args: HookArgs) -> dict[str, Any]:
     checkpoint = _checkpoint(args)
-    chunks = read_manifest(checkpoint, args.resource)["chunks"]
+    chunks = list(read_manifest(checkpoint, args.resource).chunks)
     return copy_chunks(checkpoint, args.resource, chunks, args.kwargs, rename=_rename_chunks)
 
 
@@ -365,9 +375,12 @@ class SqliteProtectionPlugin(MainHooksPlugin):
     def get_contents(cls, metadata_store: Any, resource: Resource) -> list[Item]:
         """The database file, and its tables with their row counts (a
         checkpoint made before protectflow counted them lists the file alone)."""
-        return contents_of(get_json(metadata_store, MANIFEST))
+        return contents_of(SqliteManifest.from_json(get_json(metadata_store, MANIFEST),
+                                                    what=resource.key))
 
     @classmethod
     def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:
-        manifest = get_json(metadata_store, MANIFEST)
-        return {k: manifest[k] for k in ("source", "size", "taken_at")}
+        manifest = SqliteManifest.from_json(get_json(metadata_store, MANIFEST),
+                                            what=resource.key)
+        return {"source": manifest.source, "size": manifest.size,
+                "taken_at": manifest.taken_at}
