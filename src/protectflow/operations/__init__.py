@@ -27,7 +27,7 @@ work behind them lives in the modules named above and in ``runs``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import attrs
@@ -198,9 +198,13 @@ def restore(
     parameters: Mapping[str, Mapping[str, Any]] | None = None,
     owner: str | None = None,
     settings: RunSettings | None = None,
+    resources: Sequence[str] | None = None,
+    dependencies: bool = True,
     **options: Any,
 ) -> OperationResult:
-    """Restore the resources of an ``available`` checkpoint.
+    """Restore the resources of an ``available`` checkpoint: all of them, or
+    ``resources`` (``TYPE#ID`` keys) and what they depend on (their
+    children in the graph, unless not ``dependencies``).
 
     Restore hooks publish new resource ids in ``new_resources``; the run
     record keeps them.
@@ -215,7 +219,8 @@ def restore(
     """
     return restore_or_verify("restore", _get(bank, checkpoint_id), executor=executor,
                              parameters=parameters, owner=owner or default_owner(),
-                             settings=RunSettings.of(options, base=settings))
+                             settings=RunSettings.of(options, base=settings),
+                             resources=resources, dependencies=dependencies)
 
 
 def verify(

@@ -32,7 +32,7 @@ from protectflow.errors import ExecutorError
 from protectflow.executors import Executor, RunReport, get_executor
 from protectflow.executors.options import Journal, RunOptions
 from protectflow.executors.report import Recorded
-from protectflow.operations.preflight import check_limits, check_resources
+from protectflow.operations.preflight import check_limits, check_resources, select_resources
 from protectflow.plugins.base import HookCheckpoint
 from protectflow.plugins.providers import Provider, resolve_provider
 from protectflow.plugins.registry import PROTECTIONS, configured_spec, get_registry
@@ -240,10 +240,13 @@ def prepare_plan(plan: Plan, operation: str, *,
 
 def prepare_checkpoint(checkpoint: Checkpoint, operation: str, *,
                        parameters: Mapping[str, Mapping[str, Any]] | None,
-                       executor: str | Executor, settings: RunSettings) -> Prepared:
+                       executor: str | Executor, settings: RunSettings,
+                       resources: Sequence[str] | None = None,
+                       dependencies: bool = True) -> Prepared:
     """Compile ``operation`` over the checkpoint's saved resource graph, each
     resource served by the plugin the plan's provider chooses (the one its
-    protect ran), and prepare its run.
+    protect ran), and prepare its run; only ``resources`` (keys) when given,
+    with what they depend on unless not ``dependencies``.
 
     Raises
     ------
@@ -256,6 +259,12 @@ def prepare_checkpoint(checkpoint: Checkpoint, operation: str, *,
     """
     plan = checkpoint.plan
     provider = resolve(plan.provider, settings)
-    dag = compile_graph(checkpoint.resource_graph, operation, parameters=parameters or {},
+    graph = checkpoint.resource_graph
+    if resources is not None:
+        graph = select_resources(checkpoint, resources, dependencies=dependencies)
+        # the parameters of the resources left out are not this run's
+        names = graph.types() | set(graph.resources)
+        parameters = {k: v for k, v in (parameters or {}).items() if k in names}
+    dag = compile_graph(graph, operation, parameters=parameters or {},
                         plan_name=plan.name, limits=plan.limits, provider=provider)
     return prepare(dag, provider=provider, executor=executor, settings=settings, plan=plan)

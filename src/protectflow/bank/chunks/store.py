@@ -158,12 +158,26 @@ class ChunkStore:
         self._bad: frozenset[str] | None = None
         self._rewritten: list[str] = []
         self._rewritten_lock = threading.Lock()
+        self._added = 0
+        self._added_lock = threading.Lock()
 
     @property
     def rewritten(self) -> tuple[str, ...]:
         """The chunks :meth:`add` found damaged in the bank and stored again."""
         with self._rewritten_lock:
             return tuple(self._rewritten)
+
+    @property
+    def added_bytes(self) -> int:
+        """The bytes this store object's :meth:`add` calls grew the bank by:
+        the chunks they stored, as stored (compressed and encrypted)."""
+        return self._added
+
+    def _count(self, key: str) -> None:
+        with contextlib.suppress(BankError):
+            size = self.bank.object_size(key)
+            with self._added_lock:
+                self._added += size
 
     @property
     def checkpoint_id(self) -> str:
@@ -244,7 +258,10 @@ class ChunkStore:
             if self.chunk_id(data) != digest:
                 raise ChunkError(f"chunk {digest}: its source changed while it was read")
         if not present:
-            return bool(self.bank.create_object(key, data, durable=self.durable))
+            created = bool(self.bank.create_object(key, data, durable=self.durable))
+            if created:
+                self._count(key)
+            return created
         self.bank.update_object(key, data)  # the good bytes replace the bad
         with contextlib.suppress(BankError):
             self.bank.delete_object(bad_key(digest))

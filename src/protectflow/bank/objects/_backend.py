@@ -152,6 +152,10 @@ class LocalBackend:
     def path(self, key: str) -> str:
         return os.path.join(self.root, *key.split("/")) if key else self.root
 
+    def size(self, key: str) -> int:
+        """The bytes the object takes in the store (encrypted, compressed)."""
+        return os.stat(self.path(key)).st_size
+
     def _open_object(self, key: str) -> tuple[int, int]:
         """``(descriptor, size)`` of the object file under ``key``: opened
         without following a symlink or waiting on a FIFO, and refused unless a
@@ -413,6 +417,10 @@ class FsspecBackend:
 
     def path(self, key: str) -> str:
         return f"{self.root}/{key}" if key else (self.root or "/")
+
+    def size(self, key: str) -> int:
+        """The bytes the object takes in the store (encrypted, compressed)."""
+        return int(self.fs.size(self.path(key)))
 
     def read(self, key: str) -> bytes:
         limit = max_stored_size(key)

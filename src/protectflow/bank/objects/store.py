@@ -422,6 +422,22 @@ class Bank:
         except OSError as err:
             raise BankError(f"cannot read bank object {key!r} in {self.url}: {err}") from err
 
+    def object_size(self, key: str) -> int:
+        """The bytes the object under ``key`` takes in the bank: as stored,
+        after compression and encryption (what ``stats`` adds up).
+
+        Raises
+        ------
+        BankError
+            If there is no such object, or it cannot be read.
+        """
+        try:
+            return self.backend.size(validate_key(key))
+        except FileNotFoundError:
+            raise BankError(f"no bank object {key!r} in {self.url}") from None
+        except OSError as err:
+            raise BankError(f"cannot read bank object {key!r} in {self.url}: {err}") from err
+
     def has_object(self, key: str) -> bool:
         """Whether ``key`` holds an object.
 

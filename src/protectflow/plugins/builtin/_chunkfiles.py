@@ -18,6 +18,7 @@ from typing import Any
 from protectflow.bank.chunks.refs import release_chunks
 from protectflow.bank.chunks.store import ChunkStore, sha256
 from protectflow.errors import ChunkError, DamagedFilesError
+from protectflow.plugins.progress import advance
 
 __all__ = ["copy_all", "release_all", "reuse_file", "store_file", "store_pack", "store_pieces",
            "verify_all"]
@@ -92,6 +93,7 @@ def store_pieces(store: ChunkStore,
         digest = store.chunk_id(piece)
         digests.append(digest)
         size += len(piece)
+        advance(len(piece))
         if store.add(digest, piece):
             new += 1
             new_bytes += len(piece)

@@ -74,6 +74,7 @@ from typing import Any, ClassVar
 
 from protectflow.bank.chunks.refs import manifest_names
 from protectflow.dag.model import Resource
+from protectflow.dag.outcomes import ResourceStats
 from protectflow.errors import BankError, DamagedFilesError, LocalPluginError
 from protectflow.plugins.base import (
     HookArgs,
@@ -92,21 +93,29 @@ from protectflow.plugins.builtin._local import (
     object_schema,
     release_chunks,
     require_checkpoint,
-    restore_destination,
+    resolve_path,
     source_problems,
     store_of,
 )
 from protectflow.plugins.builtin.fs._build import Outcome
 from protectflow.plugins.builtin.fs._damage import chunk_reason, describe, tree_damage
+from protectflow.plugins.builtin.fs._listing import items_of
 from protectflow.plugins.builtin.fs._manifest import MAX_CHUNK_SIZE, Manifest
 from protectflow.plugins.builtin.fs._protect import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PACK_SIZE,
     latest_key,
+    preview_tree,
     protect_tree,
     read_manifest,
 )
 from protectflow.plugins.builtin.fs._restore import matches, restore_into
+from protectflow.plugins.builtin.fs._select import (
+    destination,
+    refuse_overwrites,
+    selected_entries,
+)
+from protectflow.plugins.contents import Item
 
 __all__ = ["DIRECTORY", "FsProtectionPlugin", "Manifest"]
 
@@ -137,15 +146,22 @@ OPTIONS_SCHEMA = object_schema("fs protect parameters", {
 })
 RESTORE_SCHEMA = object_schema("fs restore parameters", {
     "target": {"type": "string", "minLength": 1,
-               "description": "folder to restore into: the tree goes to <target>/<id>"},
+               "description": "folder to restore into: the tree goes to <target>/<id> "
+               "(required unless in_place)"},
+    "in_place": {"type": "boolean", "default": False,
+                 "description": "restore to the folder the tree was protected from, "
+                 "refusing (unless force) where it would overwrite something that differs"},
     "force": {"type": "boolean", "default": False,
               "description": "restore into a non-empty <target>/<id>: each entry of the "
               "checkpoint replaces what is at its path, other files stay"},
+    "include": {**_PATTERNS, "description": "restore only the entries matching one of "
+                "these globs (and what is under a matching folder)"},
+    "exclude": {**_PATTERNS, "description": "leave out the entries matching these globs"},
     "owners": {"type": "boolean", "description": "restore owners (numeric uid and gid) and "
                "set-id bits; default: when running as root"},
     "allow_other_owner": ALLOW_OTHER_OWNER,
     "workers": _WORKERS,
-}, required=["target"])
+})
 VERIFY_SCHEMA = object_schema("fs verify parameters", {"workers": _WORKERS})
 SAVED_INFO_SCHEMA = {
     "type": "object",
@@ -185,10 +201,14 @@ def restore_with_outcome(checkpoint: HookCheckpoint, resource: Resource,
     """
     # checked whole, before anything is written
     manifest = read_manifest(checkpoint.get_resource_bank_section(resource), resource)
-    dest = restore_destination(resource, parameters)
+    entries = selected_entries(manifest, parameters)
+    dest = destination(resource, parameters)
+    force = bool(parameters.get("force", False))
+    if parameters.get("in_place"):
+        refuse_overwrites(resource, dest, entries, force=force)
+        force = True  # merged into the live tree: what differs was refused above
     owners = parameters.get("owners")
-    outcome = restore_into(dest, manifest.entries, store_of(checkpoint, resource),
-                           force=bool(parameters.get("force", False)),
+    outcome = restore_into(dest, entries, store_of(checkpoint, resource), force=force,
                            owners=os.geteuid() == 0 if owners is None else bool(owners),
                            chunk_size=manifest.chunk_size,
                            workers=int(parameters.get("workers", 4)),
@@ -351,9 +371,43 @@ class FsProtectionPlugin(MainHooksPlugin):
         if operation == "protect":
             return source_problems(resource, "folder")
         if operation == "restore":
+            return self._restore_problems(resource, parameters, checkpoint)
+        return []
+
+    @staticmethod
+    def _restore_problems(resource: Resource, parameters: Mapping[str, Any],
+                          checkpoint: HookCheckpoint | None) -> list[str]:
+        """A restore in place: what it would overwrite (unless force); else
+        the destination's problems, as every local plugin's."""
+        if not parameters.get("in_place"):
+            if not parameters.get("target"):
+                return [f"{resource.key}: a restore needs a 'target' folder (--target DIR), or "
+                        "'in_place' (--in-place) to restore where it was"]
             return destination_problems(resource, parameters,
                                         lambda dest: _restored(checkpoint, resource, dest))
+        if checkpoint is None:
+            return []
+        try:
+            manifest = read_manifest(checkpoint.get_resource_bank_section(resource), resource)
+            refuse_overwrites(resource, resolve_path(resource),
+                               selected_entries(manifest, parameters),
+                               force=bool(parameters.get("force")))
+        except LocalPluginError as err:
+            return [str(err)]
+        except BankError:
+            return []  # the restore itself says what is wrong with the checkpoint
         return []
+
+    @classmethod
+    def preview_protect(cls, bank: Any, resource: Resource,
+                        parameters: dict[str, Any]) -> ResourceStats:
+        """What a protect would read (``protect --dry-run``): a scan, no read."""
+        return preview_tree(bank, resource, parameters)
+
+    @classmethod
+    def get_contents(cls, metadata_store: Any, resource: Resource) -> list[Item]:
+        """The tree's entries: path, type, size, mode, mtime (see :mod:`._listing`)."""
+        return items_of(read_manifest(metadata_store, resource))
 
     @classmethod
     def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:

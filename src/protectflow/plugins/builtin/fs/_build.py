@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from protectflow.errors import ChunkError
@@ -38,6 +38,7 @@ from protectflow.plugins.builtin.fs._entries import (
     stored_size,
 )
 from protectflow.plugins.builtin.fs._meta import DirStack, apply_meta, split
+from protectflow.plugins.progress import advance
 
 __all__ = ["Outcome", "build"]
 #: A chunk's bytes by digest: a view that may be valid only until the calling
@@ -223,7 +224,8 @@ def _write_file(dirs: DirStack, entry: FileEntry, pieces: Iterable[bytes | memor
     parent, name = split(entry.path)
     fd = os.open(name, CREATE_FLAGS, 0o600, dir_fd=dirs.fd_of(parent))
     try:
-        written = _write_extents(fd, entry, pieces)
+        written = _write_extents(fd, entry, _counted(pieces))
+        advance(0, 1)
         if written != stored_size(entry):  # short: never padded; long: never cut
             raise ChunkError(f"{entry.path}: its chunks hold {written} bytes, its manifest "
                              f"says {stored_size(entry)}")
@@ -231,6 +233,13 @@ def _write_file(dirs: DirStack, entry: FileEntry, pieces: Iterable[bytes | memor
         return apply_meta(entry, fd=fd, owners=owners)
     finally:
         os.close(fd)
+
+
+def _counted(pieces: Iterable[bytes | memoryview]) -> Iterator[bytes | memoryview]:
+    """``pieces``, each told to the run's progress as it is written."""
+    for piece in pieces:
+        yield piece
+        advance(len(piece))
 
 
 def _write_extents(fd: int, entry: FileEntry, pieces: Iterable[bytes | memoryview]) -> int:

@@ -8,7 +8,7 @@ import contextlib
 import functools
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
@@ -16,6 +16,7 @@ import attrs
 
 from protectflow.bank import BankSection, Checkpoint
 from protectflow.dag.model import Resource
+from protectflow.dag.outcomes import STATS_KEY, ResourceStats
 from protectflow.errors import BankError, ChunkError, LocalPluginError
 from protectflow.plugins.base import HookCheckpoint
 from protectflow.plugins.builtin._chunkfiles import release_all, reuse_file, store_pack
@@ -32,8 +33,9 @@ from protectflow.plugins.builtin.fs import _tree
 from protectflow.plugins.builtin.fs._entries import Entry, FileEntry, HardLinkEntry
 from protectflow.plugins.builtin.fs._manifest import Manifest
 from protectflow.plugins.builtin.fs._store import Stored, read_group, store_scanned
+from protectflow.plugins.progress import advance
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_PACK_SIZE", "latest_key", "protect_tree",
+__all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_PACK_SIZE", "latest_key", "preview_tree", "protect_tree",
            "read_manifest"]
 
 #: Warnings logged one by one; the manifest keeps them all.
@@ -64,17 +66,38 @@ def read_manifest(section: BankSection, resource: Resource) -> Manifest:
     return Manifest.from_json(committed_manifest(section, resource), what=resource.key)
 
 
-def _previous_files(bank: Any, resource: Resource, chunk_size: int) -> dict[str, FileEntry]:
-    """Path -> file entry of the last manifest committed for ``resource``."""
+def _previous_files(bank: Any, resource: Resource,
+                    chunk_size: int) -> tuple[dict[str, FileEntry], dict[str, FileEntry]]:
+    """Path -> file entry of the last manifest committed for ``resource``:
+    all of them (what the stats compare with), and those whose chunks a
+    protect with ``chunk_size`` may reuse (none if it had another)."""
     try:
         latest = bank.get_object(latest_key(resource))
         old = Checkpoint(bank, latest["checkpoint"]).get_resource_bank_section(resource)
         manifest = Manifest.from_json(get_json(old, MANIFEST), what=resource.key)
     except (BankError, LocalPluginError, KeyError, TypeError):
-        return {}
-    if manifest.chunk_size != chunk_size:
-        return {}
-    return {e.path: e for e in manifest.file_entries()}
+        return {}, {}
+    files = {e.path: e for e in manifest.file_entries()}
+    return files, files if manifest.chunk_size == chunk_size else {}
+
+
+def _stats(entries: Sequence[Entry], before: dict[str, FileEntry], results: list[Stored], *,
+           added: int) -> ResourceStats:
+    """The files of ``entries`` new, changed and unmodified since ``before``
+    (the previous checkpoint's), the bytes read and added."""
+    counts = {"new": [0, 0], "changed": [0, 0], "unmodified": [0, 0]}
+    for e in entries:
+        if not isinstance(e, FileEntry):  # a hard link's second name holds no data
+            continue
+        old = before.get(e.path)
+        kind = "new" if old is None else "unmodified" if _unchanged(e, old) else "changed"
+        counts[kind][0] += 1
+        counts[kind][1] += e.size
+    return ResourceStats(
+        files_new=counts["new"][0], files_changed=counts["changed"][0],
+        files_unmodified=counts["unmodified"][0], bytes_new=counts["new"][1],
+        bytes_changed=counts["changed"][1], bytes_unmodified=counts["unmodified"][1],
+        bytes_read=sum(r.read_bytes for r in results), bytes_added=added)
 
 
 def _unchanged(entry: FileEntry, old: FileEntry | None) -> bool:
@@ -101,8 +124,9 @@ def protect_tree(checkpoint: HookCheckpoint, resource: Resource, parameters: dic
     chunk_size = int(parameters.get("chunk_size", DEFAULT_CHUNK_SIZE))
     pack_size = int(parameters.get("pack_size", DEFAULT_PACK_SIZE))
     started = time.time()
-    previous = {} if parameters.get("reread") else _previous_files(store.bank, resource,
-                                                                  chunk_size)
+    before, previous = _previous_files(store.bank, resource, chunk_size)
+    if parameters.get("reread"):
+        previous = {}
     scanned, scan_warnings = _scan(root, parameters)
     files = [e for e in scanned if isinstance(e, FileEntry)]
     reused, repack = _reuse_packs(store, files, previous)
@@ -125,13 +149,38 @@ def protect_tree(checkpoint: HookCheckpoint, resource: Resource, parameters: dic
                         pack_size=pack_size, checkpoint=checkpoint.id, resource=resource.key,
                         warnings=tuple(warnings))
     _commit(checkpoint, resource, store, manifest)
-    return {"files": manifest.files, "entries": len(manifest), "bytes": manifest.bytes,
+    stats = _stats(manifest.entries, before, results, added=store.added_bytes)
+    return {"files": manifest.files, "entries": len(manifest), STATS_KEY: stats.to_json(),
+            "bytes": manifest.bytes,
             "new_chunks": sum(r.new for r in results),
             "new_bytes": sum(r.new_bytes for r in results),
             "reused_files": len(reused) + sum(r.reused for r in results),
             "packs": len({e.pack.digest for e in manifest.file_entries() if e.pack}),
             "rewritten_chunks": len(store.rewritten),
             "warnings": warnings, "started_at": started, "finished_at": time.time()}
+
+
+def preview_tree(bank: Any, resource: Resource, parameters: dict[str, Any]) -> ResourceStats:
+    """What :func:`protect_tree` would do, from a scan alone: the files new,
+    changed and unmodified since the last checkpoint of ``resource`` in
+    ``bank`` (None: there is none) and, as ``bytes_read``, what it would read
+    (``bytes_added`` is left 0: it is known only after the chunks are hashed).
+    Nothing is read but metadata, nothing written.
+
+    Raises
+    ------
+    LocalPluginError
+        If the path is not a folder.
+    """
+    root = resolve_path(resource)
+    if not os.path.isdir(root):
+        raise LocalPluginError(f"{resource.key}: {root} is not a folder")
+    chunk_size = int(parameters.get("chunk_size", DEFAULT_CHUNK_SIZE))
+    before, _ = ({}, {}) if bank is None else _previous_files(bank, resource, chunk_size)
+    scanned, _warnings = _scan(root, parameters)
+    stats = _stats(scanned, before, [], added=0)
+    read = stats.size if parameters.get("reread") else stats.bytes_new + stats.bytes_changed
+    return attrs.evolve(stats, bytes_read=read)
 
 
 def _with_content(scanned: list[Entry], reused: dict[str, FileEntry],
@@ -241,6 +290,7 @@ def _reuse_packs(store: ChunkStore, files: list[FileEntry],
             continue
         for e in group:
             reused[e.path] = attrs.evolve(e, pack=previous[e.path].pack, holes=False)
+        advance(sum(e.size for e in group), len(group))
     return reused, lost
 
 
@@ -266,7 +316,8 @@ def _store_group(store: ChunkStore, root: str, group: list[FileEntry]) -> Stored
     if not reads:
         return Stored(warnings=warnings)
     digest, new_bytes = store_pack(store, pack)
-    return Stored(new=1 if new_bytes else 0, new_bytes=new_bytes, warnings=warnings,
+    return Stored(new=1 if new_bytes else 0, new_bytes=new_bytes, read_bytes=len(pack),
+                  warnings=warnings,
                   entries=[read.packed(digest) for read in reads])
 
 
@@ -277,6 +328,7 @@ def _store_entry(store: ChunkStore, root: str, entry: FileEntry, old: FileEntry 
     if old is not None and old.chunks is not None and _unchanged(entry, old):
         with contextlib.suppress(ChunkError, OSError):
             new, new_bytes = reuse_file(store, path, list(old.chunks), chunk_size)
-            return Stored(new=new, new_bytes=new_bytes, reused=1, entries=[
+            advance(entry.size, 1)  # unchanged: done without reading
+            return Stored(new=new, new_bytes=new_bytes, read_bytes=new_bytes, reused=1, entries=[
                 attrs.evolve(entry, chunks=old.chunks, sparse=old.sparse, holes=False)])
     return store_scanned(store, root, entry, chunk_size)

@@ -23,6 +23,7 @@ from protectflow.plugins.builtin.fs._read import (
     read_stream,
     stat_key,
 )
+from protectflow.plugins.progress import advance
 
 __all__ = ["Read", "Stored", "read_group", "store_scanned"]
 
@@ -34,6 +35,8 @@ class Stored:
 
     new: int = 0
     new_bytes: int = 0
+    #: Bytes read from the source (every read of a file that changed counts).
+    read_bytes: int = 0
     reused: int = 0
     entries: list[FileEntry] = attrs.field(factory=list)
     #: Chunks referenced by an earlier read of a file that then changed.
@@ -59,6 +62,7 @@ def store_scanned(store: ChunkStore, root: str, entry: FileEntry, chunk_size: in
                 [[0, size]] if size else [])
             digests, new, new_bytes, got = store_pieces(store, read_stream(fd, extents, buffer))
             out.new, out.new_bytes = out.new + new, out.new_bytes + new_bytes
+            out.read_bytes += got
             if stat_key(os.fstat(fd)) == stat_key(before):
                 break
             if attempt < ATTEMPTS:
@@ -70,6 +74,7 @@ def store_scanned(store: ChunkStore, root: str, entry: FileEntry, chunk_size: in
     out.warnings += _grown(entry, before)
     out.entries.append(_record(entry, before, clip(extents, got),
                                size if got == _total(extents) else None, chunks=digests))
+    advance(0, 1)  # its bytes were counted as they were read
     return out
 
 
@@ -146,6 +151,7 @@ def read_group(root: str, group: list[FileEntry]) -> tuple[bytearray, list[Read]
         warnings += _grown(e, st)
         reads.append(Read(e, st, used, got, sha256(memoryview(pack)[used:used + got])))
         used += got
+        advance(got, 1)
     del pack[used:]
     return pack, reads, warnings
 

@@ -38,6 +38,7 @@ from urllib.parse import quote
 
 from protectflow.bank.chunks.refs import manifest_names
 from protectflow.dag.model import Resource
+from protectflow.dag.outcomes import STATS_KEY, ResourceStats
 from protectflow.errors import BankError, LocalPluginError
 from protectflow.plugins.base import (
     HookArgs,
@@ -58,21 +59,23 @@ from protectflow.plugins.builtin._local import (
     release_chunks,
     require_checkpoint,
     resolve_path,
-    restore_destination,
     source_problems,
     store_of,
 )
 from protectflow.plugins.builtin._private import private_dir
 from protectflow.plugins.builtin.sqlite._copy import (
     check,
+    contents_of,
+    database_destination,
     file_chunks,
     integrity_check,
     read_manifest,
     restore_database,
-    restore_name,
+    table_rows,
     verify_database,
 )
 from protectflow.plugins.builtin.sqlite._records import FileMeta, SnapshotInfo, SqliteManifest
+from protectflow.plugins.contents import Item
 
 __all__ = ["DATABASE", "SqliteProtectionPlugin", "integrity_check", "restore_database",
            "verify_database"]
@@ -92,13 +95,17 @@ OPTIONS_SCHEMA = object_schema("sqlite protect parameters", {
 })
 RESTORE_SCHEMA = object_schema("sqlite restore parameters", {
     "target": {"type": "string", "minLength": 1,
-               "description": "folder to restore into: the database goes to <target>/<id>"},
+               "description": "folder to restore into: the database goes to <target>/<id> "
+               "(required unless in_place)"},
+    "in_place": {"type": "boolean", "default": False,
+                 "description": "restore over the database file it was protected from "
+                 "(refused, unless force, when that file holds something else)"},
     "force": {"type": "boolean", "default": False,
               "description": "replace an existing <target>/<id> (and its -wal and -shm)"},
     "owners": {"type": "boolean", "description": "restore the database's owner (numeric uid "
                "and gid); default: when running as root"},
     "allow_other_owner": ALLOW_OTHER_OWNER,
-}, required=["target"])
+})
 VERIFY_SCHEMA = object_schema("sqlite verify parameters", {})
 SAVED_INFO_SCHEMA = {"type": "object", "properties": {
     "source": {"type": "string"}, "size": {"type": "integer"},
@@ -199,12 +206,23 @@ def store_snapshot(checkpoint: HookCheckpoint, resource: Resource,
                                "is gone; run the protect again")
     check(path, f"{resource.key}: snapshot {path}")
     chunk_size = int(parameters.get("chunk_size", DEFAULT_CHUNK_SIZE))
-    digests, new, new_bytes, size = store_file(store_of(checkpoint, resource), path, chunk_size)
+    tables = table_rows(path)
+    store = store_of(checkpoint, resource)
+    digests, new, new_bytes, size = store_file(store, path, chunk_size)
     section.update_object(MANIFEST, SqliteManifest(
         source=info.source, size=size, chunk_size=chunk_size, chunks=tuple(digests),
-        taken_at=info.taken_at, meta=info.meta).to_json())
+        taken_at=info.taken_at, meta=info.meta, tables=tuple(sorted(tables.items()))).to_json())
     os.unlink(path)
-    return {"bytes": size, "new_chunks": new, "new_bytes": new_bytes}
+    return {"bytes": size, "new_chunks": new, "new_bytes": new_bytes,
+            STATS_KEY: _stats(size, new, len(digests), store.added_bytes).to_json()}
+
+
+def _stats(size: int, new: int, chunks: int, added: int) -> ResourceStats:
+    """The database file as one file: new when every chunk of it is new,
+    unmodified when none is, else changed."""
+    kind = "new" if new and new == chunks else "unmodified" if not new else "changed"
+    return ResourceStats(**{f"files_{kind}": 1, f"bytes_{kind}": size},
+                         bytes_read=size, bytes_added=added)
 
 
 def delete_database(checkpoint: HookCheckpoint, resource: Resource,
@@ -229,8 +247,10 @@ def _restore_problems(checkpoint: HookCheckpoint | None, resource: Resource,
     if checkpoint is not None:
         with contextlib.suppress(BankError, LocalPluginError):
             manifest = read_manifest(checkpoint, resource)
-            dest = os.path.join(os.path.dirname(restore_destination(resource, parameters)),
-                                restore_name(resource, manifest))
+            dest = database_destination(resource, parameters, manifest)
+    if not parameters.get("target") and not parameters.get("in_place"):
+        return [f"{resource.key}: a restore needs a 'target' folder (--target DIR), or "
+                "'in_place' (--in-place) to restore where it was"]
 
     def restored(path: str) -> bool:
         if checkpoint is None or manifest is None:
@@ -350,6 +370,13 @@ class SqliteProtectionPlugin(MainHooksPlugin):
         """
         checkpoint = require_checkpoint(checkpoint, resource)
         return {"discarded": discard_snapshot(checkpoint, resource, parameters)}
+
+    @classmethod
+    def get_contents(cls, metadata_store: Any, resource: Resource) -> list[Item]:
+        """The database file, and its tables with their row counts (a
+        checkpoint made before protectflow counted them lists the file alone)."""
+        return contents_of(SqliteManifest.from_json(get_json(metadata_store, MANIFEST),
+                                                    what=resource.key))
 
     @classmethod
     def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:

@@ -16,6 +16,7 @@ import re
 import sqlite3
 import stat
 import tempfile
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -26,6 +27,7 @@ from protectflow.plugins.builtin._chunks import ChunkStore
 from protectflow.plugins.builtin._local import (
     FORCE_HINT,
     committed_manifest,
+    resolve_path,
     restore_destination,
     store_of,
 )
@@ -36,9 +38,11 @@ from protectflow.plugins.builtin._target import (
     remove,
 )
 from protectflow.plugins.builtin.sqlite._records import SqliteManifest
+from protectflow.plugins.contents import Item
+from protectflow.plugins.progress import advance
 
-__all__ = ["check", "file_chunks", "integrity_check", "read_manifest", "restore_database",
-           "restore_name", "verify_database"]
+__all__ = ["check", "contents_of", "database_destination", "file_chunks", "integrity_check",
+           "read_manifest", "restore_database", "restore_name", "table_rows", "verify_database"]
 
 #: An extension the restored file may take from the stored source's name.
 #: The staged copy's name in its private folder, and how it is created.
@@ -93,7 +97,10 @@ def _write_copy(store: ChunkStore, manifest: SqliteManifest, fd: int) -> None:
     read = store.reader()
     with os.fdopen(os.dup(fd), "wb") as f:
         for digest in manifest.chunks:
-            f.write(read(digest))
+            data = read(digest)
+            f.write(data)
+            advance(len(data))
+    advance(0, 1)
 
 
 def restore_name(resource: Resource, manifest: SqliteManifest) -> str:
@@ -105,6 +112,26 @@ def restore_name(resource: Resource, manifest: SqliteManifest) -> str:
     if stem == resource.id and _SUFFIX.fullmatch(suffix):
         return resource.id + suffix
     return resource.id
+
+
+def database_destination(resource: Resource, parameters: Mapping[str, Any],
+                         manifest: SqliteManifest) -> str:
+    """Where the restore writes the database: ``<target>/<name>`` (see
+    :func:`restore_name`), or with ``in_place`` the file it was protected
+    from (a symlink there is replaced, never followed).
+
+    Raises
+    ------
+    LocalPluginError
+        If neither ``target`` nor ``in_place`` is given.
+    """
+    if parameters.get("in_place"):
+        return resolve_path(resource)
+    if not parameters.get("target"):
+        raise LocalPluginError(f"{resource.key}: a restore needs a 'target' folder (--target "
+                               "DIR), or 'in_place' (--in-place) to restore where it was")
+    return os.path.join(os.path.dirname(restore_destination(resource, parameters)),
+                        restore_name(resource, manifest))
 
 
 def restore_database(checkpoint: HookCheckpoint, resource: Resource,
@@ -131,8 +158,7 @@ def restore_database(checkpoint: HookCheckpoint, resource: Resource,
         or the copy fails ``integrity_check``.
     """
     manifest = read_manifest(checkpoint, resource)
-    dest = os.path.join(os.path.dirname(restore_destination(resource, parameters)),
-                        restore_name(resource, manifest))
+    dest = database_destination(resource, parameters, manifest)
     name, force = os.path.basename(dest), bool(parameters.get("force", False))
     allow = bool(parameters.get("allow_other_owner", False))
     store = store_of(checkpoint, resource)
@@ -271,3 +297,26 @@ def verify_database(checkpoint: HookCheckpoint, resource: Resource) -> dict[str,
             os.close(fd)
         check(path, f"{resource.key}: stored copy")
     return {"bytes": manifest.size, "chunks": len(manifest.chunks), "integrity": "ok"}
+
+
+def table_rows(path: str) -> dict[str, int]:
+    """Each table of the database at ``path`` and its number of rows."""
+    # immutable: no lock, no -shm or -wal file left beside the snapshot
+    con = sqlite3.connect(f"file:{quote(path)}?mode=ro&immutable=1", uri=True)
+    try:
+        names = [str(r[0]) for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        return {name: int(con.execute(
+            f'SELECT COUNT(*) FROM "{name.replace(chr(34), chr(34) * 2)}"').fetchone()[0])
+            for name in names}
+    finally:
+        con.close()
+
+
+def contents_of(manifest: SqliteManifest) -> list[Item]:
+    """The database file of ``manifest`` and its tables (``ls``'s items)."""
+    items = [Item(".", "database", size=manifest.size, mode=manifest.meta.mode,
+                  mtime_ns=manifest.meta.mtime_ns, content="chunks:" + ",".join(manifest.chunks),
+                  info={"source": manifest.source})]
+    items += [Item(name, "table", rows=rows) for name, rows in manifest.tables or ()]
+    return items

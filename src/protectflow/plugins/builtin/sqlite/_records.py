@@ -15,7 +15,7 @@ resource), and one ``to_json`` giving back the JSON it was read from.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -95,7 +95,8 @@ class SnapshotInfo:
 @attrs.frozen(kw_only=True)
 class SqliteManifest:
     """The stored copy of a database: ``chunks`` of ``chunk_size`` bytes,
-    ``size`` bytes in all."""
+    ``size`` bytes in all; ``tables``, each table's row count (a copy made
+    before protectflow counted them has none)."""
 
     source: str
     size: int
@@ -104,6 +105,7 @@ class SqliteManifest:
     taken_at: float
     meta: FileMeta
     version: int = MANIFEST_VERSION
+    tables: tuple[tuple[str, int], ...] | None = None
 
     def to_json(self) -> Json:
         """The manifest's JSON, as :meth:`from_json` reads it."""
@@ -111,6 +113,8 @@ class SqliteManifest:
                      "chunk_size": self.chunk_size, "chunks": list(self.chunks),
                      "taken_at": self.taken_at}
         self.meta.add_json(out)
+        if self.tables is not None:
+            out["tables"] = dict(self.tables)
         return out
 
     def renamed(self, names: Mapping[str, str]) -> SqliteManifest:
@@ -140,4 +144,16 @@ class SqliteManifest:
             raise f.fail(f"size {size} or chunk_size {chunk_size} is not valid")
         return cls(source=f.get("source", str), size=size, chunk_size=chunk_size,
                    chunks=chunks, taken_at=f.get("taken_at", float),
-                   meta=FileMeta.from_fields(f), version=f.get("version", int))
+                   meta=FileMeta.from_fields(f), version=f.get("version", int),
+                   tables=_tables(f.optional("tables", dict), f.fail))
+
+
+def _tables(found: dict[str, object] | None,
+            fail: Callable[[str], Exception]) -> tuple[tuple[str, int], ...] | None:
+    """The ``tables`` of a manifest: name -> row count, each a whole number."""
+    if found is None:
+        return None
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+               for n in found.values()):
+        raise fail("'tables' is not an object of row counts")
+    return tuple(sorted((str(k), int(v)) for k, v in found.items()))  # type: ignore[call-overload]
