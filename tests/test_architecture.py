@@ -11,7 +11,7 @@ component of a lower layer, nothing else)::
     scheduler                 runs plans' schedules: protect, verify, forget
     operations                protect / restore / verify / copy / delete / resume
     compiler | executors      never each other
-    plugins.builtin           fs, sqlite, app, sim: plugins like any other
+    plugins.builtin           fs, sqlite, app, exec, sim: plugins like any other
     plugins                   the framework: interfaces, contract, registry, providers
     bank                      the bank's public names, over its three layers:
     bank.catalog                checkpoints: records, leases, journals, runs, gc
