@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -322,3 +323,47 @@ def test_verify_finds_a_damaged_stream(tmp_path: Path) -> None:
     data[len(data) // 2] ^= 1
     chunk.write_bytes(bytes(data))
     assert run("verify", cp, "--bank", str(bank)) != 0
+
+
+GENERATE = """
+import hashlib, random, sys
+rng, total, digest = random.Random(7), int(sys.argv[1]), hashlib.sha256()
+out = sys.stdout.buffer
+for _ in range(total // (1 << 20)):
+    piece = rng.randbytes(1 << 20)
+    digest.update(piece)
+    out.write(piece)
+out.flush()
+print(digest.hexdigest(), file=open(sys.argv[2], "w"))
+"""
+PROTECT_AND_REPORT_RSS = """
+import resource, sys
+from protectflow import cli
+code = cli.main(sys.argv[1:])
+print("maxrss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.slow  # a 256 MiB stream through the bank and back
+def test_a_large_stream_goes_through_in_bounded_memory(tmp_path: Path) -> None:
+    size = 256 << 20
+    (tmp_path / "gen.py").write_text(GENERATE)
+    extra = {"protect": {"main": {"argv": [sys.executable, "gen.py", str(size), "sent.sha"],
+                                  "stdout": "store"}},
+             "restore": {"main": {"argv": ["sh", "-c",
+                                           'sha256sum > "$PROTECTFLOW_RESTORE_TARGET/got.sha"'],
+                                  "stdin": "stored"}}}
+    plan, bank = write_plan(tmp_path, extra), tmp_path / "bank"
+
+    done = subprocess.run(
+        [sys.executable, "-c", PROTECT_AND_REPORT_RSS, "protect", str(plan), "--bank",
+         str(bank), "--executor", "serial"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    rss_mib = int(done.stderr.split("maxrss_kib")[1].split()[0]) / 1024
+    print(f"protect of a {size >> 20} MiB stream: peak RSS {rss_mib:.0f} MiB")
+    assert rss_mib < 160, f"the protect held {rss_mib:.0f} MiB for a {size >> 20} MiB stream"
+    cp = newest(bank)
+    assert run("restore", cp, "--bank", str(bank), "--target", str(tmp_path / "out")) == 0
+    sent = (tmp_path / "sent.sha").read_text().split()[0]
+    assert (tmp_path / "out" / "got.sha").read_text().split()[0] == sent
