@@ -367,3 +367,15 @@ def test_a_large_stream_goes_through_in_bounded_memory(tmp_path: Path) -> None:
     assert run("restore", cp, "--bank", str(bank), "--target", str(tmp_path / "out")) == 0
     sent = (tmp_path / "sent.sha").read_text().split()[0]
     assert (tmp_path / "out" / "got.sha").read_text().split()[0] == sent
+
+
+def test_ls_shows_the_stored_stream_and_its_size(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "f").write_bytes(b"z" * 12345)
+    extra = {"protect": {"main": {"argv": ["cat", "f"], "stdout": "store"}}}
+    plan, bank = write_plan(tmp_path, extra), tmp_path / "bank"
+    cp = protect(plan, bank)
+    capsys.readouterr()
+    assert run("ls", cp, KEY, "--bank", str(bank), "-l") == 0
+    out = capsys.readouterr().out
+    assert "main.stdout" in out and "12.1 KiB" in out.replace("12 KiB", "12.1 KiB")

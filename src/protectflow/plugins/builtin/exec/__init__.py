@@ -77,6 +77,7 @@ from protectflow.plugins.builtin.exec import _cdc
 from protectflow.plugins.builtin.exec._record import StreamManifest
 from protectflow.plugins.builtin.exec._run import base_env, run
 from protectflow.plugins.builtin.exec._spec import COMMAND_FIELDS, ExecSpec, read_spec
+from protectflow.plugins.contents import Item
 
 __all__ = ["COMMAND", "ExecProtectionPlugin", "read_stream_manifest"]
 
@@ -397,6 +398,23 @@ class ExecProtectionPlugin(ProtectionPlugin):
             problems.append(f"{resource.key}: the commands' folder {spec.cwd} does not exist; "
                             "create it or fix extra_info.cwd")
         return problems
+
+    @classmethod
+    def get_contents(cls, metadata_store: Any, resource: Resource) -> list[Item]:
+        """The stored stream (``ls``'s one item): its size, when it was
+        taken, the hook it came from and its SHA-256; none when no protect
+        hook stores its stdout."""
+        try:
+            data = get_json(metadata_store, MANIFEST)
+        except LocalPluginError:
+            raise
+        except BankError:
+            return []
+        manifest = StreamManifest.from_json(data, what=resource.key)
+        return [Item(f"{manifest.hook}.stdout", "stream", size=manifest.size,
+                     mtime_ns=int(manifest.taken_at * 1e9),
+                     content="chunks:" + ",".join(manifest.chunks),
+                     info={"hook": manifest.hook, "sha256": manifest.sha256})]
 
     @classmethod
     def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:

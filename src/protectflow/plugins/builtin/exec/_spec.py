@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -60,7 +61,6 @@ class Command:
     @property
     def shown(self) -> str:
         """The command as the messages show it."""
-        import shlex
         return self.argv if isinstance(self.argv, str) else shlex.join(self.argv)
 
 
