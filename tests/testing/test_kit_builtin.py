@@ -1,4 +1,4 @@
-"""The built-in fs and sqlite plugins pass the conformance kit."""
+"""The built-in fs, sqlite and exec plugins pass the conformance kit."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from protectflow.dag import Resource
+from protectflow.plugins.builtin.exec import COMMAND
 from protectflow.plugins.builtin.fs import DIRECTORY
 from protectflow.plugins.builtin.sqlite import DATABASE
 from protectflow.testing import PluginConformance, PluginSubject
@@ -80,3 +81,32 @@ class TestSqliteConformance(PluginConformance):
             restore_parameters=lambda folder: {"target": str(folder)},
             volatile=frozenset((
                 "new_chunks", "new_bytes", "copied_chunks", "released", "deleted_chunks")))
+
+
+def make_tar_stream(folder: Path) -> Resource:
+    """A folder protected as a tar stream through the exec plugin."""
+    make_folder(folder)
+    return Resource(COMMAND, "docs", extra_info={
+        "base_dir": str(folder),
+        "protect": {"main": {"argv": ["tar", "-C", "docs", "-cf", "-", "."],
+                             "stdout": "store"}},
+        "restore": {"main": {"argv": ["sh", "-c", 'tar -C "$PROTECTFLOW_RESTORE_TARGET" -xf -'],
+                             "stdin": "stored"}},
+        "verify": {"main": {"argv": ["tar", "-tf", "-"], "stdin": "stored"}}})
+
+
+def compare_tar_trees(original: Resource, restored: Any) -> str | None:
+    before, after = _tree(Path(original.extra_info["base_dir"]) / "docs"), _tree(Path(restored))
+    if before == after:
+        return None
+    return f"entries differ: {sorted(set(before) ^ set(after)) or 'contents of some files'}"
+
+
+class TestExecConformance(PluginConformance):
+    @pytest.fixture
+    def plugin_subject(self) -> PluginSubject:
+        return PluginSubject(
+            plugin="exec", make_resource=make_tar_stream, compare=compare_tar_trees,
+            restore_parameters=lambda folder: {"target": str(folder)},
+            volatile=frozenset(("seconds", "new_chunks", "stats", "copied_chunks",
+                                "released", "deleted_chunks", "stderr")))

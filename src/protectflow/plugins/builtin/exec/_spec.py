@@ -170,7 +170,7 @@ def read_spec(resource: Resource) -> ExecSpec:
     if problems:
         raise LocalPluginError(f"{key}: the exec commands in the plan are not valid:\n  "
                                + "\n  ".join(problems)
-                               + "\n(see the exec plugin in README: Plugins)")
+                               + "\n(see README: The exec plugin)")
     return ExecSpec(commands=commands, cwd=cwd, timeout=timeout, env=env,
                     env_from=tuple(env_from))
 
