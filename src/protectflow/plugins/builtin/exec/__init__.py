@@ -159,13 +159,19 @@ def _env(args: HookArgs, checkpoint: HookCheckpoint, spec: ExecSpec, operation: 
                                                          sort_keys=True, default=str)}
     target = args.parameters.get("target")
     if operation == "restore" and isinstance(target, str) and target:
-        own["PROTECTFLOW_RESTORE_TARGET"] = os.path.abspath(os.path.expanduser(target))
+        own["PROTECTFLOW_RESTORE_TARGET"] = _target(spec, target)
         own["PROTECTFLOW_RESTORE_FORCE"] = "1" if args.parameters.get("force") else "0"
     if manifest is not None:
         own["PROTECTFLOW_STREAM_SIZE"] = str(manifest.size)
         own["PROTECTFLOW_STREAM_SHA256"] = manifest.sha256
     return (base_env(spec.env, spec.env_from, own),
             [os.environ[name] for name in spec.env_from])
+
+
+def _target(spec: ExecSpec, target: str) -> str:
+    """A restore's target as the commands get it: a folder made absolute, or
+    a name (``extra_info.target: name``) as given."""
+    return target if spec.target == "name" else os.path.abspath(os.path.expanduser(target))
 
 
 def _timeout(spec: ExecSpec, timeout: float | None, parameters: Mapping[str, Any]) -> float:
@@ -235,8 +241,9 @@ def _hook(operation: str) -> HookFunction:
             manifest = read_stream_manifest(checkpoint, args.resource)
         if operation == "restore":
             target = args.parameters.get("target")
-            if isinstance(target, str) and target and command is not None:
-                os.makedirs(os.path.abspath(os.path.expanduser(target)), exist_ok=True)
+            if (isinstance(target, str) and target and command is not None
+                    and spec.target == "folder"):
+                os.makedirs(_target(spec, target), exist_ok=True)
         if command is None:  # verify's main without a command: the stream check alone
             if operation == "verify" and manifest is not None:
                 counted = _stream_problems(checkpoint, args.resource, manifest)
@@ -264,7 +271,7 @@ def _hook(operation: str) -> HookFunction:
         if operation == "restore" and args.hook == "main":
             target = args.parameters.get("target")
             if isinstance(target, str) and target:
-                args.publish(os.path.abspath(os.path.expanduser(target)))
+                args.publish(_target(spec, target))
         if operation == "delete" and args.hook == "main":
             out.update(_release(checkpoint, args.resource))
         return out

@@ -5,6 +5,7 @@ operator's plan) and checked, with every problem named and how to fix it.
 
     extra_info:
       cwd: folder            # optional; relative to base_dir
+      target: name           # optional; a restore's target is a folder (default) or a name
       timeout: 600           # optional; seconds, for every command
       env: {PGHOST: db}      # optional; plain values, stored in the plan
       env_from: [PGPASSWORD] # optional; names taken from the operator's environment
@@ -43,8 +44,8 @@ __all__ = ["COMMAND_FIELDS", "HOOKS", "OPERATIONS", "Command", "ExecSpec", "read
 OPERATIONS = ("protect", "restore", "verify", "delete")
 HOOKS = ("prepare_begin", "prepare_finish", "main", "complete")
 #: The extra_info fields a resumed protect takes from the operator's plan only.
-COMMAND_FIELDS = (*OPERATIONS, "env", "env_from", "cwd", "timeout", "shell")
-_TOP = {*OPERATIONS, "env", "env_from", "cwd", "timeout", "base_dir", "missing_hint"}
+COMMAND_FIELDS = (*OPERATIONS, "env", "env_from", "cwd", "timeout", "target")
+_TOP = {*OPERATIONS, "env", "env_from", "cwd", "timeout", "target", "base_dir", "missing_hint"}
 _KEYS = {"argv", "shell", "stdout", "stdin", "timeout"}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -73,6 +74,9 @@ class ExecSpec:
     timeout: float | None
     env: Mapping[str, str]
     env_from: tuple[str, ...]
+    #: What a restore's ``target`` is: a ``folder`` (made absolute, created
+    #: if missing) or a ``name`` (a database's, passed as given).
+    target: str = "folder"
 
     def command(self, operation: str, hook: str) -> Command | None:
         """The command of ``hook`` in ``operation``, if the plan gives one."""
@@ -167,12 +171,16 @@ def read_spec(resource: Resource) -> ExecSpec:
             problems.append(f"extra_info.cwd must be a folder; got {raw_cwd!r}")
         else:
             cwd = os.path.normpath(os.path.join(cwd, os.path.expanduser(raw_cwd)))
+    target = extra.get("target", "folder")
+    if target not in ("folder", "name"):
+        problems.append(f"extra_info.target must be 'folder' (a restore's --target is a "
+                        f"folder) or 'name' (a database name, passed as given); got {target!r}")
     if problems:
         raise LocalPluginError(f"{key}: the exec commands in the plan are not valid:\n  "
                                + "\n  ".join(problems)
                                + "\n(see README: The exec plugin)")
     return ExecSpec(commands=commands, cwd=cwd, timeout=timeout, env=env,
-                    env_from=tuple(env_from))
+                    env_from=tuple(env_from), target=str(target))
 
 
 def _secret_like(name: str) -> bool:
