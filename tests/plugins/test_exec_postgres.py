@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from protectflow import cli
 from protectflow.bank import Bank, CheckpointStore
