@@ -26,7 +26,7 @@ from tests.plugins.plugin_helpers import new_checkpoint
 PLUGINS = Path(sim.__file__).parent
 #: The built-in plugins an entry point names (a module, or a package of
 #: modules); none may import another.
-PLUGIN_MODULES = ("app", "fs", "sim", "sqlite")
+PLUGIN_MODULES = ("app", "exec", "fs", "sim", "sqlite")
 RESOURCE = Resource("T", "a")
 
 

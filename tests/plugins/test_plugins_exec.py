@@ -23,6 +23,7 @@ from protectflow.bank.objects import _keystore as keystore
 from protectflow.dag.model import Resource
 from protectflow.errors import LocalPluginError
 from protectflow.plugins.builtin.exec import COMMAND, _cdc
+from protectflow.plugins.builtin.exec._record import StreamManifest
 from protectflow.plugins.builtin.exec._spec import read_spec
 
 KEY = f"{COMMAND}#dump"
@@ -379,3 +380,30 @@ def test_ls_shows_the_stored_stream_and_its_size(tmp_path: Path,
     assert run("ls", cp, KEY, "--bank", str(bank), "-l") == 0
     out = capsys.readouterr().out
     assert "main.stdout" in out and "12.1 KiB" in out.replace("12 KiB", "12.1 KiB")
+
+
+def test_the_stream_manifest_reads_back_what_it_wrote_and_refuses_the_rest() -> None:
+    manifest = StreamManifest(hook="main", size=7, sha256="ab" * 32,
+                              chunks=("0123456789abcdef0123", "fedcba9876543210fedc"),
+                              lengths=(3, 4), taken_at=1.5)
+    data = manifest.to_json()
+    assert StreamManifest.from_json(json.loads(json.dumps(data)), what="x") == manifest
+    for broken, says in [({"version": 2}, "version 2; this protectflow reads version 1"),
+                         ({"lengths": [3]}, "one positive length per chunk"),
+                         ({"size": 8}, "not the sum"),
+                         ({"chunks": ["../etc", "x"]}, "not a list of chunk names"),
+                         ({"hook": "later"}, "is not one of"),
+                         ({"sha256": "zz"}, "not a SHA-256")]:
+        with pytest.raises(LocalPluginError, match="x: its stream manifest") as err:
+            StreamManifest.from_json({**data, **broken}, what="x")
+        assert says in str(err.value)
+
+
+def test_deleting_a_failed_protect_releases_what_its_command_had_stored(tmp_path: Path) -> None:
+    extra = {"protect": {"main": {"argv": ["sh", "-c", "head -c 3000000 /dev/urandom; exit 1"],
+                                  "stdout": "store"}}}
+    plan, bank = write_plan(tmp_path, extra), tmp_path / "bank"
+    assert run("protect", str(plan), "--bank", str(bank), "--executor", "serial") != 0
+    assert [p for p in (bank / "chunks").rglob("*") if p.is_file()]
+    assert run("delete", newest(bank), "--bank", str(bank)) == 0
+    assert not [p for p in (bank / "chunks").rglob("*") if p.is_file()]
