@@ -191,7 +191,8 @@ def test_a_timeout_kills_the_process_group_and_says_so(tmp_path: Path) -> None:
     plan, bank = write_plan(tmp_path, extra), tmp_path / "bank"
     assert run("protect", str(plan), "--bank", str(bank), "--executor", "serial") != 0
     entry = record_of(bank, newest(bank))
-    assert "did not finish in 1 s" in (entry.reason or "") and "killed" in entry.reason
+    reason = entry.reason or ""
+    assert "timed out" in reason and "did not finish in 1 s" in reason and "killed" in reason
     child = int(pidfile.read_text())
     try:
         os.kill(child, 0)

@@ -183,9 +183,10 @@ def run(argv: tuple[str, ...] | str, *, cwd: str, env: Mapping[str, str],
         proc.stdout.close()
     shown_tail = f"; stderr ends:\n{tail}" if tail else " (no stderr)"
     if timed_out.is_set():
-        raise CommandError(f"{what}: command {shown!r} did not finish in {timeout:g} s and "
-                           f"was killed (with every process it started){shown_tail}; raise "
-                           "its timeout in the plan if it needs longer", None, tail)
+        raise CommandError(f"{what}: command {shown!r} timed out: it did not finish in "
+                           f"{timeout:g} s and was killed (with every process it started)"
+                           f"{shown_tail}; raise its timeout in the plan if it needs longer",
+                           None, tail)
     if consume_error is not None:
         if isinstance(consume_error, Exception):
             raise CommandError(f"{what}: storing the output of {shown!r} failed: "
