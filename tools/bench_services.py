@@ -3,9 +3,10 @@
 Run: ``python tools/bench_services.py [--scale 70] [--rounds 3]`` (as root it
 runs the server as a user of its own; needs the ``postgresql`` package).
 
-Each round's bank is made beforehand (by a tiny protect: making a bank's key
-is not what is measured). A server of its own is started in a temporary folder, ``pgbench -i -s SCALE``
-fills a database (scale 70: about 1 GB), then, side by side in each round:
+A server of its own is started in a temporary folder, ``pgbench -i -s
+SCALE`` fills a database (scale 70: about 1 GB), then, side by side in each
+round (its bank made beforehand by a tiny protect: making a bank's key is not
+what is measured):
 
 - dump: ``pg_dump -Fc > file`` vs ``protectflow protect`` of
   ``examples/postgres/plan.yaml`` (the same ``pg_dump -Fc``, its output
