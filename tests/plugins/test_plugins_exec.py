@@ -408,3 +408,14 @@ def test_deleting_a_failed_protect_releases_what_its_command_had_stored(tmp_path
     assert [p for p in (bank / "chunks").rglob("*") if p.is_file()]
     assert run("delete", newest(bank), "--bank", str(bank)) == 0
     assert not [p for p in (bank / "chunks").rglob("*") if p.is_file()]
+
+
+def test_a_copy_to_another_bank_restores_the_same_stream(tmp_path: Path) -> None:
+    data = make_data(tmp_path)
+    plan, bank, other = write_plan(tmp_path, TAR_EXTRA), tmp_path / "bank", tmp_path / "other"
+    cp = protect(plan, bank)
+    assert run("copy", cp, "--bank", str(bank), "--to", str(other)) == 0
+    copied = newest(other)
+    assert run("verify", copied, "--bank", str(other)) == 0
+    assert run("restore", copied, "--bank", str(other), "--target", str(tmp_path / "o")) == 0
+    assert tree(tmp_path / "o") == tree(data)
