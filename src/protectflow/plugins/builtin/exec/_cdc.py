@@ -62,7 +62,9 @@ def chunks(stream: IO[bytes], *, min_size: int = DEFAULT_MIN,
         cut = _boundary(buffer, min_size, max_size)
         if cut is None:
             cut = min(len(buffer), max_size) if not ended else len(buffer)
-        yield bytes(buffer[:cut])
+        with memoryview(buffer) as view:
+            chunk = bytes(view[:cut])  # one copy: no slice of the buffer first
+        yield chunk
         del buffer[:cut]
 
 
@@ -70,8 +72,7 @@ def _boundary(buffer: bytearray, min_size: int, max_size: int) -> int | None:
     """The end of the first chunk of ``buffer``: just after the first mark
     that ends at least ``min_size`` bytes in, if one does by ``max_size``."""
     start = max(0, min_size - _MARK_BITS)
-    window = bytes(buffer[start:max_size]).translate(_TABLE)
-    found = window.find(_MARK)
+    found = buffer.translate(_TABLE).find(_MARK, start, max_size)
     if found < 0:
         return None
-    return start + found + _MARK_BITS
+    return found + _MARK_BITS
