@@ -48,9 +48,7 @@ import json
 import os
 import shutil
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any, ClassVar
 
 from protectflow.bank.chunks.refs import manifest_names
