@@ -10,6 +10,7 @@ parents and deep chains; cyclic specs add the edges of one cycle on top.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +24,7 @@ from protectflow.dag.model import HOOKS, OPERATIONS, HookDAG, Resource
 from protectflow.plugins.base import Operation, ProtectionPlugin
 from protectflow.plugins.builtin.sim import SIM_TYPES
 from protectflow.plugins.registry import Registry
+from protectflow.retention import RetentionPolicy, Span
 
 __all__ = [
     "Spec",
@@ -360,8 +362,6 @@ def histories(draw: st.DrawFn, *, max_size: int = 40,
               ) -> list[tuple[str, Any, frozenset[str]]]:
     """``(id, time, tags)`` of a plan's checkpoints: distinct UTC times over a
     few years, bunched (several an hour, a day, a week) as real ones are."""
-    import datetime as dt
-
     start = dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc)
     gaps = draw(st.lists(st.sampled_from([60, 1800, 3600, 5 * 3600, 86400, 3 * 86400,
                                           8 * 86400, 40 * 86400, 200 * 86400]),
@@ -379,8 +379,6 @@ def histories(draw: st.DrawFn, *, max_size: int = 40,
 def retention_policies(draw: st.DrawFn, *, unlimited: bool = True) -> Any:
     """A retention policy with restic's rules (counts -1 only if ``unlimited``:
     restic 0.14 has no -1)."""
-    from protectflow.retention import RetentionPolicy, Span
-
     low = -1 if unlimited else 0
     counts = {k: draw(st.one_of(st.just(0), st.integers(low, 5)))
               for k in ("last", "hourly", "daily", "weekly", "monthly", "yearly")}

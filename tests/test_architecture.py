@@ -8,6 +8,7 @@ component of a lower layer, nothing else)::
                               completion included); the plugin authors' kit
     report                    a checkpoint and its run as an HTML page (a view)
     protectflow (__init__)    the names a user imports
+    scheduler                 runs plans' schedules: protect, verify, forget
     operations                protect / restore / verify / copy / delete / resume
     compiler | executors      never each other
     plugins.builtin           fs, sqlite, app, sim: plugins like any other
@@ -52,6 +53,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli", "testing"),  # the command line; the conformance kit for plugin authors
     ("report",),  # the HTML page of a checkpoint: a view over the bank
     ("protectflow",),  # the package's own __init__
+    ("scheduler",),  # the scheduler's loop over the operations
     ("operations",),
     ("compiler", "executors"),
     ("plugins.builtin",),

@@ -127,8 +127,22 @@ class Fields:
             What ``unsupported`` makes of the version found, when it is not
             ``expected``.
         """
+        return self.version_in(expected if isinstance(expected, tuple) else (expected,),
+                               unsupported)
+
+    def version_in(self, accepted: tuple[int, ...],
+                   unsupported: Callable[[object], Exception]) -> int:
+        """Check that the document's ``version`` is one of ``accepted``
+        (a reader of several versions), once, before any other field, and
+        return it.
+
+        Raises
+        ------
+        Exception
+            What ``unsupported`` makes of the version found, when it is not
+            one of ``accepted``.
+        """
         found = self.data.get("version")
-        accepted = expected if isinstance(expected, tuple) else (expected,)
         if found not in accepted or not isinstance(found, int) or isinstance(found, bool):
             raise unsupported(found)
         return found

@@ -36,6 +36,7 @@ __all__ = [
     "ProtectflowWarning",
     "RenderError",
     "RunFailed",
+    "SchedulerBusyError",
     "Terminated",
 ]
 
@@ -176,6 +177,15 @@ class CheckpointBusyError(BankError):
     """Another operation holds the checkpoint's lease (or took it over)."""
 
 
+class SchedulerBusyError(BankError):
+    """Another scheduler runs the bank's schedules (it holds the bank's
+    scheduler lease); ``holder`` describes it."""
+
+    def __init__(self, message: str, holder: str = "") -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
 class CorruptObjectError(BankError):
     """An object of the bank that fails authentication or does not read as
     what it should be (a damaged record, journal or lease); ``key`` names
@@ -194,6 +204,15 @@ class NotResumableError(BankError):
 
 class ChunkError(BankError):
     """A chunk that is missing or whose bytes do not hash to its name."""
+
+
+class DamagedFilesError(ChunkError):
+    """A restore that wrote every intact file of a resource but not the
+    damaged ones: ``damaged`` names each (``path: bytes A-B: why``)."""
+
+    def __init__(self, message: str, damaged: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.damaged = damaged
 
 
 class BankFullError(BankError):

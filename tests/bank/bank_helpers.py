@@ -80,3 +80,21 @@ def race_to_create(url: str, env: dict[str, str], start: Any, out: Any) -> None:
         out.put(("ok", bank.keyring.fingerprint, key, os.environ.get("XDG_CONFIG_HOME", "")))
     except BankError as err:
         out.put(("error", f"{type(err).__name__}: {err}"))
+
+
+def race(url: str, envs: list[dict[str, str]]) -> list[tuple[str, ...]]:
+    """Run :func:`race_to_create` in one spawned process per ``envs`` item,
+    released together; their reports, in the order they came."""
+    import multiprocessing
+
+    from tests.waits import queue_get
+
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Barrier(len(envs)), ctx.Queue()
+    procs = [ctx.Process(target=race_to_create, args=(url, env, start, out)) for env in envs]
+    for p in procs:
+        p.start()
+    results = [queue_get(out, procs) for _ in procs]
+    for p in procs:
+        p.join()
+    return results

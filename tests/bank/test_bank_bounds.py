@@ -191,3 +191,34 @@ def test_the_cli_shows_a_bombed_record_as_damaged(bank: Bank,
 
 def test_bank_error_is_the_base(bank: Bank) -> None:
     assert issubclass(CorruptObjectError, BankError)
+
+
+# -- the key file, planted -------------------------------------------------------------
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("plant", ["fifo", "huge", "zero-link"])
+def test_a_key_file_that_is_no_key_hangs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 plant: str) -> None:
+    from protectflow import cli
+    from protectflow.bank.objects import _keystore
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("PROTECTFLOW_PASSWORD", raising=False)
+    bank = Bank(tmp_path / "bank")
+    bank.update_object("x", "y")
+    config = _keystore.read_config(bank.backend, bank.url)
+    assert config is not None
+    key_file = Path(_keystore.key_file(config.id))
+    key_file.unlink()
+    if plant == "fifo":
+        os.mkfifo(key_file, 0o600)
+    elif plant == "huge":
+        with open(key_file, "wb") as f:
+            f.truncate(1 << 40)
+        key_file.chmod(0o600)
+    else:
+        key_file.symlink_to("/dev/zero")
+    _keystore.forget_unlocked()
+    assert cli.main(["checkpoints", "list", "--bank", bank.url]) == 2
+    err = capsys.readouterr().err
+    assert str(key_file) in err and "Traceback" not in err

@@ -102,3 +102,17 @@ def test_an_entry_of_a_real_checkpoint_under_another_time_is_stray(tmp_path: Pat
     assert [c.id for c in store.list()] == [cp.id]  # shown once
     assert store.prune_index() == [f"index/by-date/1999/01/01/000000000000-{cp.id}"]
     assert real.exists()
+
+
+def test_a_checkpoint_whose_record_is_damaged_keeps_its_entries(
+        planted: tuple[CheckpointStore, list[str]]) -> None:
+    """Damage is shown, not hidden: reindex and gc remove only what names no
+    checkpoint, never the entries of a real one whose record does not read."""
+    store, ids = planted
+    record = Path(store.bank.url) / "checkpoints" / ids[0] / "record"
+    data = bytearray(record.read_bytes())
+    data[len(data) // 2] ^= 1
+    record.write_bytes(bytes(data))
+    assert sorted(store.prune_index()) == sorted(PLANTED)
+    assert store.prune_index(thorough=False) == []
+    assert sorted(c.id for c in store.list()) == sorted(ids)

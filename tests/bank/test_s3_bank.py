@@ -8,7 +8,6 @@ either wrote opens under the one key the bank has."""
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import shutil
 import socket
@@ -21,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.bank.bank_helpers import race_to_create
+from tests.bank.bank_helpers import race
 from tests.needs import TEST_EXTRA
-from tests.waits import queue_get, wait_until
+from tests.waits import wait_until
 
 s3fs = pytest.importorskip("s3fs", reason=f"s3fs {TEST_EXTRA}")
 pytest.importorskip("moto.server", reason=f"moto[server] {TEST_EXTRA}")
@@ -125,18 +124,6 @@ def test_a_config_is_created_once_on_s3(on_s3: dict[str, str]) -> None:
     assert backend.read("config") == b"first"
 
 
-def _race(url: str, envs: list[dict[str, str]]) -> list[tuple[str, ...]]:
-    ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Barrier(len(envs)), ctx.Queue()
-    procs = [ctx.Process(target=race_to_create, args=(url, env, start, out)) for env in envs]
-    for p in procs:
-        p.start()
-    results = [queue_get(out, procs) for _ in procs]
-    for p in procs:
-        p.join()
-    return results
-
-
 def _reader(url: str, password: str | None) -> object:
     from protectflow.bank import Bank
     from protectflow.bank.objects import _keystore
@@ -155,7 +142,7 @@ def test_two_processes_making_one_bank_with_a_password(on_s3: dict[str, str],
 
     url = _new_url()
     env = {**on_s3, "PROTECTFLOW_PASSWORD": "a password of the test"}
-    results = _race(url, [env, env])
+    results = race(url, [env, env])
     assert all(r[0] == "ok" for r in results), results  # the loser adopted the winner's bank
     assert len({r[1] for r in results}) == 1  # one key between them
     bank = _reader(url, "a password of the test")
@@ -185,7 +172,7 @@ def test_two_users_making_one_bank_with_key_files(on_s3: dict[str, str], tmp_pat
     for env in envs:
         del env["PROTECTFLOW_PASSWORD"]
     monkeypatch.delenv("PROTECTFLOW_PASSWORD")
-    results = _race(url, envs)
+    results = race(url, envs)
     oks = [r for r in results if r[0] == "ok"]
     assert len(oks) == 1, results
     (failed,) = [r for r in results if r[0] == "error"]

@@ -46,7 +46,7 @@ def snapshot_tree(root: Path) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
     """Metadata (as a restore must keep it) and the contents of every file
     (see :func:`file_contents`)."""
     entries = scan(str(root))
-    data = {e["path"]: file_contents(root / e["path"]) for e in entries if e["type"] == "file"}
+    data = {e.path: file_contents(root / e.path) for e in entries if e.kind == "file"}
     return comparable(entries), data
 
 

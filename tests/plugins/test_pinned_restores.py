@@ -180,7 +180,8 @@ def test_the_staging_folder_has_a_new_unguessable_name_each_time(
 # -- packs ------------------------------------------------------------------------------------
 def test_a_packed_file_whose_bytes_disagree_with_its_hash_is_refused(tmp_path: Path) -> None:
     """Bytes sealed under a pack's name (by a holder of the key, or a bug)
-    authenticate, so only the packed file's own hash can tell."""
+    authenticate, so only the packed file's own hash can tell: that file is
+    not written and is named; its intact neighbour is restored."""
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.txt").write_text("first small file\n")
     (tmp_path / "src" / "b.txt").write_text("second small file\n")
@@ -194,7 +195,9 @@ def test_a_packed_file_whose_bytes_disagree_with_its_hash_is_refused(tmp_path: P
     assert not result.ok
     reason = result.resources[f"{FS}#src"].reason
     assert "b.txt" in reason and "do not match its hash" in reason
-    assert os.listdir(target) == []  # no staging folder, no half-restored tree
+    assert os.listdir(target) == ["src"]  # no staging folder left
+    assert os.listdir(target / "src") == ["a.txt"]
+    assert (target / "src" / "a.txt").read_text() == "first small file\n"
 
 
 @pytest.mark.parametrize("change", ["shrinks", "vanishes"])

@@ -183,11 +183,12 @@ def test_verify_checks_each_packed_file(bank: Bank, tree: Path) -> None:
     fs.protect_tree(cp, directory(tree), {})
     section = cp.get_resource_bank_section(directory(tree))
     manifest = fs.read_manifest(section, directory(tree))
-    packed = [e for e in manifest["entries"] if "pack" in e]
-    assert [e["path"] for e in packed] == [
-        "binary.bin", "sub/deeper/big.dat", "sub/secret.key", "text.txt"]
-    packed[2]["sha256"] = sha256(b"something else")
-    section.update_object(fs.MANIFEST, manifest)
+    packed = [e.path for e in manifest.file_entries() if e.pack is not None]
+    assert packed == ["binary.bin", "sub/deeper/big.dat", "sub/secret.key", "text.txt"]
+    forged = manifest.to_json()
+    next(e for e in forged["entries"] if e["path"] == "sub/secret.key")["sha256"] = sha256(
+        b"something else")
+    section.update_object(fs.MANIFEST, forged)
     with pytest.raises(ChunkError, match=r"sub/secret\.key.*do not match"):
         fs.verify_resource(cp, directory(tree), {})
 
@@ -200,8 +201,8 @@ def test_older_manifest_versions_still_restore(
     cp = new_checkpoint(bank)
     fs.protect_tree(cp, directory(tree), {"pack_size": 0})
     section = cp.get_resource_bank_section(directory(tree))
-    manifest = fs.read_manifest(section, directory(tree))
-    assert manifest["version"] == 3
+    assert fs.read_manifest(section, directory(tree)).version == 3
+    manifest = section.get_object(fs.MANIFEST)
     new_fields = ("uid", "gid", "user", "group", "atime_ns", "xattrs", "dev")
     old = {**manifest, "version": version, "entries": [
         {k: v for k, v in e.items() if k not in new_fields} for e in manifest["entries"]]}

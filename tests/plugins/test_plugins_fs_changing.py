@@ -20,6 +20,8 @@ from protectflow.dag.model import Resource
 from protectflow.plugins.builtin import fs
 from protectflow.plugins.builtin._chunks import ChunkStore, owner_id
 from protectflow.plugins.builtin.fs import _store as _fsstore
+from protectflow.plugins.builtin.fs._entries import FileEntry
+from protectflow.plugins.builtin.fs._manifest import Manifest
 from protectflow.plugins.builtin.fs._read import ATTEMPTS
 from tests.plugins.plugin_helpers import Log, new_checkpoint
 
@@ -35,7 +37,7 @@ def directory(path: Path) -> Resource:
     return Resource(fs.DIRECTORY, "files", extra_info={"path": str(path)})
 
 
-def manifest_of(cp: Any, src: Path) -> dict[str, Any]:
+def manifest_of(cp: Any, src: Path) -> Manifest:
     return fs.read_manifest(cp.get_resource_bank_section(directory(src)), directory(src))
 
 
@@ -74,7 +76,7 @@ def test_a_file_that_grew_once_is_read_again_and_bounded_by_the_scan(
     assert out["bytes"] == len(original)  # what was scanned, not what is there now
     assert any("grew from 200000 to 270000" in w for w in out["warnings"])
     assert ("warning", out["warnings"][0]) in log.messages
-    assert manifest_of(cp, src)["warnings"] == out["warnings"]
+    assert list(manifest_of(cp, src).warnings or ()) == out["warnings"]
     dest = Path(fs.restore_tree(cp, directory(src), {"target": str(tmp_path / "out")}))
     assert (dest / "log.bin").read_bytes() == original
 
@@ -135,9 +137,9 @@ def test_a_file_gone_or_turned_into_something_else_is_reported_never_followed(
     secret.write_text("root:SECRET:0:0")
     real = _fsstore.open_scanned
 
-    def swap_then_open(root: str, entry: dict[str, Any]) -> Any:
+    def swap_then_open(root: str, entry: FileEntry) -> Any:
         path = src / "victim.txt"
-        if entry["path"] == "victim.txt" and path.exists() and not path.is_symlink():
+        if entry.path == "victim.txt" and path.exists() and not path.is_symlink():
             if how == "replaced":  # as editors save: a new inode renamed over the old
                 (src / "new.tmp").write_text("another file")
                 os.replace(src / "new.tmp", path)
@@ -153,7 +155,7 @@ def test_a_file_gone_or_turned_into_something_else_is_reported_never_followed(
     cp = new_checkpoint(bank)
     out = fs.protect_tree(cp, directory(src), {"pack_size": pack_size})
     assert [w for w in out["warnings"] if said in w and "victim.txt" in w]
-    assert [e["path"] for e in manifest_of(cp, src)["entries"]] == [".", "keep.txt"]
+    assert [e.path for e in manifest_of(cp, src)] == [".", "keep.txt"]
     assert b"SECRET" not in stored_bytes(bank, cp, src)
 
 

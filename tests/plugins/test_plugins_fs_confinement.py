@@ -4,6 +4,7 @@ and removed on failure, force compares contents and keeps the user's files."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -16,10 +17,9 @@ import pytest
 
 from protectflow.bank import Bank
 from protectflow.dag.model import Resource
-from protectflow.errors import ChunkError, LocalPluginError
+from protectflow.errors import LocalPluginError
 from protectflow.plugins.builtin import fs
 from protectflow.plugins.builtin import sqlite as sq
-from protectflow.plugins.builtin._chunks import chunk_key
 from protectflow.plugins.builtin.fs import _restore as _fsrestore
 from tests import needs
 from tests.plugins.plugin_helpers import make_tree, new_checkpoint, snapshot_tree
@@ -43,7 +43,7 @@ def protected(bank: Bank, tmp_path: Path) -> tuple[Any, Resource]:
 
 def rewrite_manifest(cp: Any, resource: Resource, change: Any) -> None:
     section = cp.get_resource_bank_section(resource)
-    manifest = fs.read_manifest(section, resource)
+    manifest = section.get_object(fs.MANIFEST)  # the JSON, to forge
     change(manifest["entries"])
     section.update_object(fs.MANIFEST, manifest)
 
@@ -96,12 +96,11 @@ def test_staging_is_private_unpredictable_and_removed_when_the_restore_fails(
 
     def spy(root_fd: int, *args: Any, **kwargs: Any) -> Any:
         seen.append((stat.S_IMODE(os.fstat(root_fd).st_mode), os.listdir(tmp_path / "out")[0]))
-        return real_build(root_fd, *args, **kwargs)
+        real_build(root_fd, *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")  # the disk fills up
 
     monkeypatch.setattr(_fsrestore, "build", spy)
-    entries = fs.read_manifest(cp.get_resource_bank_section(resource), resource)["entries"]
-    bank.delete_object(chunk_key(_file(entries)["chunks"][0]))
-    with pytest.raises(ChunkError):
+    with pytest.raises(OSError, match="No space"):
         fs.restore_tree(cp, resource, {"target": str(tmp_path / "out")})
     mode, name = seen[0]
     assert mode == 0o700 and name.startswith(".files.pf-restore-")

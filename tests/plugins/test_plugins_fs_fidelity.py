@@ -19,6 +19,7 @@ from protectflow.bank import Bank
 from protectflow.compiler import parse_plan
 from protectflow.dag.model import Resource
 from protectflow.plugins.builtin import fs
+from protectflow.plugins.builtin.fs._entries import FileEntry, HardLinkEntry
 from protectflow.plugins.builtin.fs._meta import open_dir
 from tests import needs
 from tests.plugins.plugin_helpers import new_checkpoint, snapshot_tree
@@ -135,10 +136,10 @@ def test_sparse_file_is_stored_as_its_data_only(bank: Bank, tmp_path: Path) -> N
     cp = new_checkpoint(bank)
     out = fs.protect_tree(cp, directory(src), {})
     assert out["new_bytes"] < 1 << 20  # the holes were neither read nor stored
-    entry = next(e for e in fs.read_manifest(cp.get_resource_bank_section(directory(src)),
-                                             directory(src))["entries"]
-                 if e["path"] == "disk.img")
-    assert entry["size"] == GIB and sum(n for _, n in entry["sparse"]) < 1 << 20
+    entry = fs.read_manifest(cp.get_resource_bank_section(directory(src)),
+                             directory(src)).get("disk.img")
+    assert isinstance(entry, FileEntry) and entry.sparse is not None
+    assert entry.size == GIB and sum(n for _, n in entry.sparse) < 1 << 20
     dest = Path(fs.restore_tree(cp, directory(src), {"target": str(tmp_path / "out")}))
     with open(dest / "disk.img", "rb") as f:
         f.seek(GIB // 2)
@@ -203,10 +204,10 @@ def test_without_owners_set_id_bits_are_dropped(
     assert os.stat(dest / "setuid-tool").st_uid == os.geteuid()
     assert os.stat(dest / "setuid-tool").st_mode & 0o7777 == 0o755
     # the manifest keeps the numeric ids, and the names, either way
-    entries = {e["path"]: e for e in fs.read_manifest(
-        cp.get_resource_bank_section(directory(src)), directory(src))["entries"]}
-    assert (entries["sub/attrs.bin"]["uid"], entries["sub/attrs.bin"]["gid"]) == (uid, gid)
-    assert entries["sub/attrs.bin"]["user"] == name
+    entry = fs.read_manifest(cp.get_resource_bank_section(directory(src)),
+                             directory(src)).get("sub/attrs.bin")
+    assert entry is not None
+    assert (entry.meta.uid, entry.meta.gid, entry.meta.user) == (uid, gid, name)
 
 
 @needs_root
@@ -287,10 +288,12 @@ def test_a_copy_keeps_holes_hard_links_and_xattrs(tmp_path: Path) -> None:
     copied = operations.copy(cid, to=other, bank=bank, executor="serial")
     assert copied.ok and copied.target is not None, copied.report
     assert not set(bank.list_objects("chunks/")) & set(other.list_objects("chunks/"))
-    entries = {e["path"]: e for e in fs.read_manifest(
-        copied.target.get_resource_bank_section(directory(src)), directory(src))["entries"]}
-    assert entries["sub/big-again.bin"]["link"] == "big.bin"
-    assert "pack" in entries["small.txt"] and len(entries["disk.img"]["sparse"]) == 2
+    manifest = fs.read_manifest(copied.target.get_resource_bank_section(directory(src)),
+                                directory(src))
+    link, small, disk = (manifest.get(p) for p in ("sub/big-again.bin", "small.txt", "disk.img"))
+    assert isinstance(link, HardLinkEntry) and link.link == "big.bin"
+    assert isinstance(small, FileEntry) and small.pack is not None
+    assert isinstance(disk, FileEntry) and len(disk.sparse or ()) == 2
     checked = operations.verify(copied.target.id, bank=other, executor="serial")
     assert checked.ok, (checked.problems, checked.resources)
     assert operations.delete(cid, bank=bank, executor="serial").ok

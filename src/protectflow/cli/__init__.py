@@ -35,6 +35,7 @@ from protectflow.cli import (
     checkpoints,
     completion,
     graph,
+    inside,
     key,
     manpage,
     operations,
@@ -42,6 +43,7 @@ from protectflow.cli import (
     report,
     retention,
     run,
+    scheduler,
     shell,
 )
 from protectflow.cli.config import load_config
@@ -120,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"protectflow {__version__}")
     _add_verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (graph, run, operations, checkpoints, retention, report, protectables, key,
-                  shell, manpage):
+    for group in (graph, run, operations, checkpoints, inside, retention, scheduler, report,
+                  protectables, key, shell, manpage):
         group.add_parsers(sub)
     for child in _every_parser(parser):
         _add_verbosity(child, top=False)

@@ -20,16 +20,21 @@ from protectflow.bank.catalog.record import Verification
 from protectflow.cli import results
 from protectflow.cli.banks import command, plan_file, read_store, resolve_checkpoint
 from protectflow.cli.options import Subparsers, add_bank_args, count
+from protectflow.cli.outcome import stats_line
 from protectflow.cli.output import print_json, print_statuses, stdout_console
 from protectflow.errors import BankError
 from protectflow.operations.lease import default_owner
+from protectflow.operations.outcomes import total_stats
 from protectflow.plugins.queries import saved_info
+from protectflow.report.stats import human_size
 from protectflow.states import ERROR, PROTECTING
 
 __all__ = ["add_parsers"]
 
 #: The columns of a listing, in order.
-COLUMNS = ("id", "plan", "status", "created_at", "owner", "verification", "tags")
+COLUMNS = ("id", "plan", "status", "size", "created_at", "owner", "verification", "tags")
+#: What a size or stats cell says when the plugins report none.
+NO_STATS = "—"
 #: The page size of a listing.
 PAGE = 20
 
@@ -139,8 +144,8 @@ def _list(store: CheckpointStore, args: argparse.Namespace) -> int:
         return 0
     table = Table(title=f"checkpoints in {store.bank.url}" + (f" of {name}" if name else ""))
     table.add_column("id", no_wrap=True, min_width=32)
-    for column in ("plan", "status", "created_at (UTC)", "owner", "verified", "tags"):
-        table.add_column(column, overflow="fold")
+    for column in ("plan", "status", "size", "created_at (UTC)", "owner", "verified", "tags"):
+        table.add_column(column, overflow="fold", justify="right" if column == "size" else "left")
     for row in page["checkpoints"]:
         table.add_row(*(_cell(row, c) for c in COLUMNS))
     stdout_console().print(table)
@@ -155,6 +160,8 @@ def _list(store: CheckpointStore, args: argparse.Namespace) -> int:
 
 def _cell(row: dict[str, Any], column: str) -> str:
     value = row[column]
+    if column == "size":  # a dash: its plugins report no stats
+        return NO_STATS if value is None else f"{human_size(value)} ({row['files']} files)"
     if column == "created_at" and value:
         return str(value)[:19].replace("T", " ")
     if column == "tags":
@@ -198,7 +205,18 @@ def _show(checkpoint: Checkpoint) -> None:
     if record.status in (PROTECTING, ERROR) and not record.next_steps:
         print(f"  {'next_steps':<16} " + ("if its operation died: " if lease else "")
               + operations.next_steps(checkpoint.id, checkpoint.bank.url))
-    print_statuses(checkpoint.resources)
+    resources = checkpoint.resources
+    total = total_stats(resources)
+    if total is not None:
+        print(f"  {'size':<16} {human_size(total.size)} in {total.files} files")
+        print(f"  {'protect':<16} {stats_line(total)}")
+    else:
+        print(f"  {'size':<16} {NO_STATS} (its plugins report no stats)")
+    print_statuses(resources)
+    if total is not None:
+        for key, status in resources.items():
+            line = NO_STATS if status.stats is None else stats_line(status.stats)
+            print(f"    {key}: {line}")
     runs = checkpoint.list_runs()
     if runs:
         print("runs:")

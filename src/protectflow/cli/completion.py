@@ -112,7 +112,7 @@ def add_completers(parser: argparse.ArgumentParser) -> None:
     """Give every ``ID`` argument and ``--executor`` option of ``parser``'s
     commands their completer."""
     for action in parser._actions:  # argparse has no public walk of its actions
-        if action.dest == "checkpoint":
+        if action.dest in ("checkpoint", "second", "checkpoints"):  # ID, diff's ID2, --checkpoint
             action.completer = checkpoint_ids  # type: ignore[attr-defined]
         elif action.dest == "executor":
             action.completer = executor_names  # type: ignore[attr-defined]

@@ -28,10 +28,13 @@ from protectflow.cli.options import (
 )
 from protectflow.cli.outcome import finish
 from protectflow.cli.output import print_json, write_report_files
+from protectflow.cli.preview import dry_run_protect, dry_run_restore
 from protectflow.cli.progress import progress
 from protectflow.compiler import Plan, load_plan
-from protectflow.errors import BankLockedError, ParameterError, PluginError
+from protectflow.errors import BankError, BankLockedError, ParameterError, PluginError
 from protectflow.operations import OperationResult
+from protectflow.operations.outcomes import total_stats
+from protectflow.operations.preview import preview_protect
 from protectflow.plugins import get_registry
 from protectflow.plugins.providers import resolve_provider
 
@@ -51,6 +54,9 @@ def add_parsers(sub: Subparsers) -> None:
                    "for those unchanged, and read back every chunk it would reuse, storing "
                    "a damaged one again (sets the 'reread' parameter of every plugin "
                    "that takes one)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say what would be read (files new, changed, unmodified); write "
+                   "nothing, make no checkpoint")
     p.add_argument("--tag", dest="tags", action="append", default=[], metavar="TAG",
                    help="tag the checkpoint (repeat for more; the plan's 'tags' are added)")
     add_executor_args(p)
@@ -66,6 +72,11 @@ def add_parsers(sub: Subparsers) -> None:
                            "the 'target' parameter of every plugin that takes one)")
             p.add_argument("--force", action="store_true",
                            help="replace what is already at a resource's destination")
+            p.add_argument("--allow-other-owner", action="store_true",
+                           help="restore into a folder another user owns (or below one); "
+                           "refused by default, since that user could swap what the "
+                           "restore writes (no link is followed either way)")
+            _add_selection_args(p)
         else:
             depth = p.add_mutually_exclusive_group()
             depth.add_argument("--read-data", dest="read_data", action="store_true",
@@ -104,6 +115,26 @@ def add_parsers(sub: Subparsers) -> None:
     p.set_defaults(func=resume_command)
 
 
+def _add_selection_args(p: argparse.ArgumentParser) -> None:
+    """restore's ``--resource``, ``--no-deps``, ``--include``, ``--exclude``,
+    ``--in-place`` and ``--dry-run``."""
+    p.add_argument("--resource", dest="resources", metavar="TYPE#ID", action="append",
+                   help="restore only this resource and what it depends on (repeatable)")
+    p.add_argument("--no-deps", dest="dependencies", action="store_false",
+                   help="with --resource: not the resources it depends on")
+    p.add_argument("--include", action="append", default=[], metavar="PATTERN",
+                   help="restore only the files matching this glob (repeatable; without "
+                   "'/' it matches a name at any depth, with '/' the path from the "
+                   "resource's root; a folder brings what is under it)")
+    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help="leave out the files and folders matching this glob (repeatable)")
+    p.add_argument("--in-place", action="store_true",
+                   help="restore to where each resource was protected from, refusing "
+                   "(unless --force) to overwrite what differs; never through a symlink")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say what would be restored, and where; write nothing")
+
+
 def _checkpoint_parser(sub: Subparsers, name: str, helptext: str, *,
                        plan_help: str = "a plan file: its bank is the checkpoint's"
                        ) -> argparse.ArgumentParser:
@@ -117,13 +148,16 @@ def _checkpoint_parser(sub: Subparsers, name: str, helptext: str, *,
 
 
 def _run(args: argparse.Namespace, call: Callable[..., OperationResult], *call_args: Any,
-         chosen: Settings | None = None, **kwargs: Any) -> OperationResult:
+         chosen: Settings | None = None, estimate: int | None = None,
+         scan: Callable[[], int | None] | None = None, **kwargs: Any) -> OperationResult:
     """Run ``call`` (an operation) with the executor and progress the flags
-    ask for (``chosen``: the command's settings, if it has them already), and
-    write the ``--report`` and ``--trace`` files."""
+    ask for (``chosen``: the command's settings, if it has them already;
+    ``estimate`` and ``scan``: the bytes it should process, see
+    :func:`.progress.progress`), and write the ``--report`` and ``--trace`` files."""
     chosen = chosen or settings(args, getattr(args, "plan_bank", None))
     executor, run_settings = executor_from_args(args, chosen)
-    with progress(f"{call.__name__} ({executor.name})", quiet=args.quiet) as listener:
+    with progress(f"{call.__name__} ({executor.name})", quiet=args.quiet, estimate=estimate,
+                  scan=scan) as listener:
         if listener is not None:
             run_settings = attrs.evolve(run_settings, run=attrs.evolve(
                 run_settings.run, listeners=[listener]))
@@ -140,10 +174,35 @@ def protect_command(args: argparse.Namespace) -> int:
     # The plan's bank, else its provider's, ranks as the plan's (after --bank).
     chosen = settings(args, plan.bank or provider.bank)
     bank = bank_from_args(args, chosen.bank, fsync=args.fsync)
-    extra = {"parameters": _with_reread(plan)} if args.reread else {}
+    extra: dict[str, Any] = {"parameters": _with_reread(plan)} if args.reread else {}
+    if args.dry_run:
+        return dry_run_protect(args, plan, bank if bank.exists() else None,
+                               extra.get("parameters"))
     result = _run(args, operations.protect, plan, chosen=chosen, bank=bank, provider=provider,
-                  tags=args.tags, **extra)
+                  tags=args.tags, estimate=None if args.quiet else previous_size(bank, plan.name),
+                  scan=lambda: _scanned_size(plan, extra.get("parameters")), **extra)
     return finish(args, result, f"protect of {plan.name}")
+
+
+def previous_size(bank: Bank, plan: str) -> int | None:
+    """The size of the plan's last checkpoint in ``bank`` that reports one:
+    what the next protect should process, for its ETA (None: none)."""
+    try:
+        if not bank.exists():
+            return None
+        for checkpoint in CheckpointStore(bank).list(plan=plan, limit=5):
+            total = total_stats(checkpoint.resources)
+            if total is not None:
+                return total.size
+    except BankError:
+        return None
+    return None
+
+
+def _scanned_size(plan: Plan, parameters: Mapping[str, Mapping[str, Any]] | None) -> int:
+    """The bytes a protect of ``plan`` will process, from a scan of its sources."""
+    found = preview_protect(plan, bank=None, parameters=parameters)
+    return sum(p.stats.size for p in found if p.stats is not None)
 
 
 def _store(args: argparse.Namespace) -> tuple[CheckpointStore, Plan | None]:
@@ -172,11 +231,18 @@ def restore_or_verify_command(args: argparse.Namespace) -> int:
                       parameters=parameters)
     else:
         checkpoint = store.get(args.checkpoint)
-        if getattr(args, "target", None):
-            parameters = _with_target(args, checkpoint, parameters)
-        else:
+        parameters = _with_selection(args, checkpoint, parameters)
+        if not args.target and not args.in_place:
             _require_target(checkpoint, parameters)
-        result = _run(args, operations.restore, checkpoint, parameters=parameters)
+        if args.allow_other_owner:
+            parameters = _with_flag(checkpoint, parameters, "allow_other_owner")
+        if args.dry_run:
+            return dry_run_restore(args, store, checkpoint, parameters)
+        whole = not (args.resources or args.include or args.exclude)
+        total = total_stats(checkpoint.resources) if whole and not args.quiet else None
+        result = _run(args, operations.restore, checkpoint, parameters=parameters,
+                      resources=args.resources, dependencies=args.dependencies,
+                      estimate=None if total is None else total.size)
     if not args.json:
         _print_problems(result.problems)
     return finish(args, result, f"{args.operation} of checkpoint {args.checkpoint}")
@@ -203,6 +269,30 @@ def _print_problems(problems: tuple[str, ...]) -> None:
         print(f"problem: {problem}")
 
 
+def _with_selection(args: argparse.Namespace, checkpoint: Checkpoint,
+                    parameters: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """restore's flags as the parameters of every type whose restore schema
+    takes them: ``target``, ``force``, ``in_place``, ``include``, ``exclude``
+    (what ``--parameters`` says for a type wins)."""
+    flags = {"target": args.target, "force": True if args.force else None,
+             "in_place": True if args.in_place else None, "include": args.include or None,
+             "exclude": args.exclude or None}
+    registry = get_registry()
+    out = {k: dict(v) for k, v in parameters.items()}
+    for rtype in sorted(checkpoint.resource_graph.types()):
+        try:
+            name = registry.plugin_name_for(rtype)
+        except PluginError:  # several plugins: the checkpoint's provider chooses, later
+            continue
+        if name is None:
+            continue
+        props = registry.plugin(name).get_restore_schema(rtype).get("properties", {})
+        for key, value in flags.items():
+            if value is not None and key in props:
+                out.setdefault(rtype, {}).setdefault(key, value)
+    return out
+
+
 def _with_target(args: argparse.Namespace, checkpoint: Checkpoint,
                  parameters: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Give ``--target`` (and ``--force``) to every type whose restore schema
@@ -217,8 +307,21 @@ def _with_target(args: argparse.Namespace, checkpoint: Checkpoint,
         props = registry.plugin(name).get_restore_schema(rtype).get("properties", {})
         if "target" in props:
             out.setdefault(rtype, {}).setdefault("target", args.target)
-            if args.force and "force" in props:
+            if getattr(args, "force", False) and "force" in props:
                 out[rtype].setdefault("force", True)
+    return out
+
+
+def _with_flag(checkpoint: Checkpoint, parameters: Mapping[str, Mapping[str, Any]],
+               name: str) -> dict[str, dict[str, Any]]:
+    """Set the boolean ``name`` for every type whose restore schema takes it."""
+    registry = get_registry()
+    out = {k: dict(v) for k, v in parameters.items()}
+    for rtype in sorted(checkpoint.resource_graph.types()):
+        plugin = registry.plugin_name_for(rtype)
+        if plugin is not None and name in registry.plugin(plugin).get_restore_schema(
+                rtype).get("properties", {}):
+            out.setdefault(rtype, {}).setdefault(name, True)
     return out
 
 
@@ -239,17 +342,19 @@ def _require_target(checkpoint: Checkpoint,
             name = registry.plugin_name_for(rtype)
         except PluginError:  # several plugins: the checkpoint's provider chooses, later
             continue
-        if name is None or "target" not in registry.plugin(name).get_restore_schema(
-                rtype).get("required", ()):
+        schema = registry.plugin(name).get_restore_schema(rtype) if name else {}
+        # a target is needed where required, or where only --in-place replaces it
+        if "target" not in schema.get("required", ()) and "in_place" not in schema.get(
+                "properties", {}):
             continue
         given = [v for k, v in parameters.items() if k == rtype or k.startswith(rtype + "#")]
-        if not any("target" in v for v in given):
+        if not any("target" in v or v.get("in_place") for v in given):
             lacking.append(rtype)
     if lacking:
         raise ParameterError(
             f"the restore of checkpoint {checkpoint.id} needs a folder to restore into: give "
-            "--target DIR (each resource goes into DIR/<resource id>), or a 'target' in "
-            f"--parameters FILE for {', '.join(lacking)}")
+            "--target DIR (each resource goes into DIR/<resource id>), --in-place (where it "
+            f"was protected from), or a 'target' in --parameters FILE for {', '.join(lacking)}")
 
 
 def _with_reread(plan: Plan) -> dict[str, dict[str, Any]]:

@@ -32,6 +32,7 @@ from protectflow.cli.output import (
     say,
     timing,
 )
+from protectflow.dag.outcomes import ResourceStats
 from protectflow.errors import (
     BankFullError,
     LocalPluginError,
@@ -41,10 +42,12 @@ from protectflow.errors import (
     RunFailed,
 )
 from protectflow.operations import OperationResult
+from protectflow.operations.outcomes import total_stats
+from protectflow.report.stats import human_size
 from protectflow.states import CANCELLED
 
 __all__ = ["INTERRUPTED", "exit_code", "finish", "interrupted", "interrupted_error",
-           "next_command"]
+           "next_command", "stats_line"]
 
 #: The exit code of an interrupted command (128 + SIGINT, as shells report it).
 INTERRUPTED = 130
@@ -123,6 +126,15 @@ def finish(args: argparse.Namespace, result: OperationResult, what: str) -> int:
                     " tells which resources and why", report)
 
 
+def stats_line(stats: ResourceStats) -> str:
+    """restic's summary of a protect: ``Files: 5 new, 2 changed, 100
+    unmodified (1.2 MiB); 300 KiB read, 120 KiB added to the bank``."""
+    return (f"Files: {stats.files_new} new, {stats.files_changed} changed, "
+            f"{stats.files_unmodified} unmodified ({human_size(stats.size)}); "
+            f"{human_size(stats.bytes_read)} read, {human_size(stats.bytes_added)} added to "
+            "the bank")
+
+
 def _warnings(result: OperationResult) -> None:
     """A success's warnings (a file changed while read, a damaged chunk stored
     again), one line per resource on stderr: the checkpoint is good, and the
@@ -139,6 +151,10 @@ def _summary(args: argparse.Namespace, result: OperationResult, what: str, statu
     taken = f", {resumed} taken from the journal" if resumed else ""
     print(f"{what} succeeded: {len(result.resources)} resources, {len(report.hooks)} hooks"
           f"{taken}, {timing(args, report)}")
+    total = total_stats(result.resources)
+    if result.operation == "protect":
+        print(stats_line(total) if total is not None
+              else "Files: — (the plugins of these resources report no stats)")
     print(f"checkpoint {result.checkpoint.id}: {status}, in the bank {result.checkpoint.bank.url}")
     if result.target is not None:
         print(f"copied as checkpoint {result.target.id}, in the bank {result.target.bank.url}")

@@ -25,10 +25,11 @@ from protectflow.bank import Checkpoint, CheckpointStore
 from protectflow.bank.catalog.check import CheckReport
 from protectflow.dag import OPERATIONS, HookDAG
 from protectflow.dag.model import Resource
-from protectflow.dag.outcomes import ResourceStatus
+from protectflow.dag.outcomes import ResourceStats, ResourceStatus
 from protectflow.errors import BankError, PlanError, ProtectflowError
 from protectflow.executors import RunReport
 from protectflow.operations import OperationResult
+from protectflow.operations.outcomes import total_stats
 from protectflow.plugins import Registry
 from protectflow.plugins.contract import parameters_schema, supported_types
 from protectflow.plugins.queries import SavedInfo
@@ -140,6 +141,7 @@ def operation_result(result: OperationResult) -> dict[str, Any]:
         "format": "protectflow.result", "version": VERSION, "operation": result.operation,
         "ok": result.ok, "checkpoint": checkpoint.id, "bank": checkpoint.bank.url,
         "status": checkpoint.status, "run": _run(result.report), "resources": resources,
+        "stats": _stats_json(total_stats(result.resources)),
         "new_resources": dict(sorted(result.new_resources.items())),
         "target": None if target is None else {"checkpoint": target.id,
                                                "bank": target.bank.url},
@@ -154,8 +156,13 @@ def run_result(report: RunReport) -> dict[str, Any]:
 
 def _statuses(resources: Mapping[str, ResourceStatus]) -> list[dict[str, Any]]:
     """Each resource's status and reason, sorted by resource."""
-    return [{"resource": key, "status": value.status, "reason": value.reason}
+    return [{"resource": key, "status": value.status, "reason": value.reason,
+             "stats": _stats_json(value.stats)}
             for key, value in sorted(resources.items())]
+
+
+def _stats_json(stats: ResourceStats | None) -> dict[str, int] | None:
+    return None if stats is None else stats.to_json()
 
 
 def _row(checkpoint: Checkpoint) -> dict[str, Any]:
@@ -164,12 +171,18 @@ def _row(checkpoint: Checkpoint) -> dict[str, Any]:
         record = checkpoint.record
     except BankError:
         return {"id": checkpoint.id, "plan": None, "status": CORRUPT, "created_at": None,
-                "owner": None, "verification": None, "tags": []}
+                "owner": None, "verification": None, "tags": [], "files": None, "size": None}
     verified = record.verification
+    try:
+        total = total_stats(checkpoint.resources)
+    except BankError:
+        total = None
     return {"id": checkpoint.id, "plan": record.plan_name, "status": record.status,
             "created_at": record.created_at, "owner": record.owner,
             "verification": None if verified is None else verified.to_json(),
-            "tags": list(record.tags)}
+            "tags": list(record.tags),
+            "files": None if total is None else total.files,
+            "size": None if total is None else total.size}
 
 
 def tag_filter(given: Sequence[str]) -> Callable[[Checkpoint], bool] | None:
@@ -259,11 +272,13 @@ def checkpoint_show(checkpoint: Checkpoint) -> dict[str, Any]:
         If the record cannot be read.
     """
     record = checkpoint.reload().record
+    resources = checkpoint.resources
     lease = checkpoint.lease
     return {
         "format": "protectflow.checkpoint", "version": VERSION, "bank": checkpoint.bank.url,
         "checkpoint": _sorted(record.to_json()),
-        "resources": _statuses(checkpoint.resources),
+        "resources": _statuses(resources),
+        "stats": _stats_json(total_stats(resources)),
         "busy": None if lease is None else lease.describe(),
         "runs": [{k: _sorted(v) for k, v in run.to_json().items()}
                  for run in checkpoint.list_runs()],

@@ -41,6 +41,32 @@ class ResourceGraph:
         """Every ``(parent, child)`` pair, sorted."""
         return [(p, c) for p, cs in self.children.items() for c in cs]
 
+    def subgraph(self, keys: Iterable[str], *, dependencies: bool = True) -> ResourceGraph:
+        """The resources ``keys`` and, with ``dependencies``, every resource
+        they depend on (their children, transitively), with the edges
+        between them.
+
+        Raises
+        ------
+        KeyError
+            Naming a key the graph does not hold.
+        """
+        chosen: set[str] = set()
+        todo = list(keys)
+        while todo:
+            key = todo.pop()
+            if key not in self.resources:
+                raise KeyError(key)
+            if key in chosen:
+                continue
+            chosen.add(key)
+            if dependencies:
+                todo.extend(self.children.get(key, ()))
+        return ResourceGraph(
+            {k: r for k, r in self.resources.items() if k in chosen},
+            {k: tuple(c for c in cs if c in chosen) for k, cs in self.children.items()
+             if k in chosen})
+
     def types(self) -> set[str]:
         """The resource types the graph holds."""
         return {r.type for r in self.resources.values()}

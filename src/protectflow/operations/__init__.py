@@ -27,7 +27,7 @@ work behind them lives in the modules named above and in ``runs``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import attrs
@@ -40,6 +40,7 @@ from protectflow.dag import HookDAG
 from protectflow.dag.resource_graph import ResourceGraph
 from protectflow.errors import BankError, CorruptObjectError
 from protectflow.executors import Executor, RunReport
+from protectflow.operations.forget import ForgetReport, PruneReport, forget, prune
 from protectflow.operations.journal import JournalMeta
 from protectflow.operations.lease import default_owner, lease_ttl
 from protectflow.operations.maintenance import (
@@ -64,9 +65,11 @@ from protectflow.plugins.providers import Provider
 
 __all__ = [
     "CheckReport",
+    "ForgetReport",
     "GcReport",
     "OperationResult",
     "Prepared",
+    "PruneReport",
     "ReindexReport",
     "RepairReport",
     "RunSettings",
@@ -75,11 +78,13 @@ __all__ = [
     "copy",
     "default_owner",
     "delete",
+    "forget",
     "gc",
     "next_steps",
     "open_store",
     "prepare_run",
     "protect",
+    "prune",
     "reindex",
     "repair",
     "restore",
@@ -137,11 +142,14 @@ def protect(
     provider: Provider | None = None,
     settings: RunSettings | None = None,
     tags: Iterable[str] = (),
+    taken_at: float | None = None,
     **options: Any,
 ) -> OperationResult:
     """Protect the resources of ``plan`` into a new checkpoint.
 
-    The checkpoint carries ``tags`` and the plan's own ``tags``.
+    The checkpoint carries ``tags`` and the plan's own ``tags``; its
+    ``created_at`` is ``taken_at`` (epoch seconds: a scheduler's clock) when
+    given, else the current time.
 
     ``bank`` defaults to the plan's ``bank``, then to its provider's, then
     to :func:`default_bank_url`; the provider's plugin configuration reaches
@@ -177,7 +185,7 @@ def protect(
     kept = plan if parameters is None else attrs.evolve(
         plan, parameters={k: dict(v) for k, v in parameters.items()})
     checkpoint = store.create(kept, ResourceGraph.from_dag(prepared.dag), prepared.fingerprint,
-                              owner, lease_ttl=lease_ttl(), tags=tags)
+                              owner, lease_ttl=lease_ttl(), tags=tags, created_at=taken_at)
     meta = JournalMeta(owner, kept, plan_source=plan.source if parameters is None else None)
     return protect_into(checkpoint, prepared, meta=meta)
 
@@ -190,9 +198,13 @@ def restore(
     parameters: Mapping[str, Mapping[str, Any]] | None = None,
     owner: str | None = None,
     settings: RunSettings | None = None,
+    resources: Sequence[str] | None = None,
+    dependencies: bool = True,
     **options: Any,
 ) -> OperationResult:
-    """Restore the resources of an ``available`` checkpoint.
+    """Restore the resources of an ``available`` checkpoint: all of them, or
+    ``resources`` (``TYPE#ID`` keys) and what they depend on (their
+    children in the graph, unless not ``dependencies``).
 
     Restore hooks publish new resource ids in ``new_resources``; the run
     record keeps them.
@@ -207,7 +219,8 @@ def restore(
     """
     return restore_or_verify("restore", _get(bank, checkpoint_id), executor=executor,
                              parameters=parameters, owner=owner or default_owner(),
-                             settings=RunSettings.of(options, base=settings))
+                             settings=RunSettings.of(options, base=settings),
+                             resources=resources, dependencies=dependencies)
 
 
 def verify(

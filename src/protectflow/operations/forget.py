@@ -39,7 +39,7 @@ from protectflow.bank.catalog.record import CheckpointRecord
 from protectflow.bank.chunks.refs import live_names
 from protectflow.bank.chunks.store import REFS, ChunkStore
 from protectflow.errors import BankError, CheckpointBusyError, CheckpointNotFoundError
-from protectflow.executors import Executor
+from protectflow.executors import Executor, get_executor
 from protectflow.operations.prepared import RunSettings
 from protectflow.operations.runs import delete_checkpoint
 from protectflow.retention import Candidate, Decision, RetentionPolicy, decide
@@ -50,6 +50,8 @@ __all__ = ["ForgetReport", "PlanForget", "PruneReport", "forget", "prune"]
 _CHUNKS = "chunks/"
 #: Records read at once (decrypting and parsing release the GIL for the most part).
 _READERS = 8
+#: Checkpoints deleted at once.
+_DELETERS = 4
 
 
 @attrs.frozen
@@ -214,7 +216,9 @@ def forget(
         return ForgetReport(store.bank.url, True, tuple(decided),
                             decide_seconds=decide_seconds)
     started = time.monotonic()
-    done = tuple(_apply(store, p, executor=executor, owner=owner, options=options or {})
+    # One executor for every delete (making one per delete reads the entry points).
+    runner = get_executor(executor) if isinstance(executor, str) else executor
+    done = tuple(_apply(store, p, executor=runner, owner=owner, options=options or {})
                  for p in decided)
     delete_seconds = time.monotonic() - started
     wanted = prune_after if prune_after is not None else any(p.policy.prune for p in decided)
@@ -250,24 +254,29 @@ def _groups(store: CheckpointStore,
 
 def _apply(store: CheckpointStore, planned: PlanForget, *, executor: str | Executor,
            owner: str, options: Mapping[str, Any]) -> PlanForget:
-    removed: list[str] = []
-    failed: list[tuple[str, str]] = []
-    for checkpoint_id in planned.decision.removed_ids:
+    """Delete the checkpoints ``planned`` removes, a few at once: deletes of
+    different checkpoints share nothing but chunks, which the chunk store's
+    protocol lets any number of deleters (and protects) release at once."""
+    def delete(checkpoint_id: str) -> str | None:
+        """Why it was not deleted; None once deleted."""
         try:
             result = delete_checkpoint(store.get(checkpoint_id), executor=executor,
                                        owner=owner, settings=RunSettings.of(options))
         except CheckpointBusyError as err:
-            failed.append((checkpoint_id, f"kept: it became busy ({err})"))
-            continue
+            return f"kept: it became busy ({err})"
         except BankError as err:
-            failed.append((checkpoint_id, str(err)))
-            continue
+            return str(err)
         if result.report.ok:
-            removed.append(checkpoint_id)
-        else:
-            failed.append((checkpoint_id, "its delete failed: `protectflow checkpoints "
-                           f"show {checkpoint_id}` says why; `protectflow prune` retries"))
-    return attrs.evolve(planned, removed=tuple(removed), failed=tuple(failed))
+            return None
+        return (f"its delete failed: `protectflow checkpoints show {checkpoint_id}` says "
+                "why; `protectflow prune` retries")
+
+    ids = planned.decision.removed_ids
+    with ThreadPoolExecutor(_DELETERS) as pool:
+        outcomes = list(pool.map(delete, ids))
+    removed = tuple(i for i, why in zip(ids, outcomes, strict=True) if why is None)
+    failed = tuple((i, why) for i, why in zip(ids, outcomes, strict=True) if why is not None)
+    return attrs.evolve(planned, removed=removed, failed=failed)
 
 
 def prune(store: CheckpointStore, *, purge_after: float | None = None,

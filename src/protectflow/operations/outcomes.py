@@ -8,7 +8,7 @@ The framework, not the plugins, decides the statuses, from the run report.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -17,7 +17,7 @@ import attrs
 from protectflow.bank import Checkpoint, RunRecord
 from protectflow.bank.catalog.runs import last_reports
 from protectflow.dag import HookDAG
-from protectflow.dag.outcomes import ResourceStatus
+from protectflow.dag.outcomes import ResourceStats, ResourceStatus
 from protectflow.errors import BankError, OperationInterrupted
 from protectflow.executors import RunReport
 from protectflow.plugins import get_registry
@@ -35,7 +35,7 @@ from protectflow.states import (
 
 __all__ = ["OperationResult", "naming_interrupts", "next_steps", "note_verification",
            "on_failure", "reason",
-           "record_run", "status_updates", "statuses"]
+           "record_run", "resource_stats", "status_updates", "statuses", "total_stats"]
 
 #: A run record's status when its run succeeded (``error`` otherwise).
 RUN_SUCCESS = "success"
@@ -102,7 +102,27 @@ def statuses(dag: HookDAG, report: RunReport) -> dict[str, ResourceStatus]:
     for key, warnings in _warnings(report).items():
         if out[key].status == done.status:  # a failure's reason says more
             out[key] = ResourceStatus(done.status, _summary(warnings))
+    for key, stats in resource_stats(report).items():
+        out[key] = attrs.evolve(out[key], stats=stats)
     return out
+
+
+def resource_stats(report: RunReport) -> dict[str, ResourceStats]:
+    """What each resource's hooks reported of its data (see
+    :meth:`ResourceStats.of_output`), summed over its hooks; resources whose
+    plugin reports nothing are absent."""
+    out: dict[str, ResourceStats] = {}
+    for record in sorted(report.hooks.values(), key=lambda r: r.node):
+        found = ResourceStats.of_output(record.output)
+        if found is not None:
+            out[record.resource] = out.get(record.resource, ResourceStats()) + found
+    return out
+
+
+def total_stats(resources: Mapping[str, ResourceStatus]) -> ResourceStats | None:
+    """The sum of the resources' stats; None when none has any."""
+    found = [s.stats for s in resources.values() if s.stats is not None]
+    return sum(found, ResourceStats()) if found else None
 
 
 #: Warnings a resource's reason spells out; the report holds them all.

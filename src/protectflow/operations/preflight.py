@@ -11,12 +11,14 @@ Each changes none of its arguments.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from protectflow.bank import Checkpoint
 from protectflow.bank.catalog.lease import owner_is_dead
 from protectflow.dag import HookDAG
+from protectflow.dag.resource_graph import ResourceGraph
 from protectflow.errors import BankError, CheckpointBusyError, ExecutorError, PreflightError
 from protectflow.plugins.contract import preflight_problems
 from protectflow.plugins.registry import get_registry
@@ -41,6 +43,27 @@ def check_limits(dag: HookDAG, limits: Mapping[str, int],
                 f"bad limit {name}={value}: {name!r} is no resource type or pool of this "
                 f"{dag.operation}; known: {', '.join(sorted(known))}"
             )
+
+
+def select_resources(checkpoint: Checkpoint, keys: Sequence[str], *,
+                     dependencies: bool = True) -> ResourceGraph:
+    """The part of the checkpoint's graph that ``keys`` name, with what they
+    depend on (their children, transitively) unless not ``dependencies``.
+
+    Raises
+    ------
+    BankError
+        Naming a key the checkpoint does not hold, and a close one.
+    """
+    graph = checkpoint.resource_graph
+    unknown = [k for k in keys if k not in graph.resources]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(graph.resources), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else (
+            f"; it holds {', '.join(sorted(graph.resources)[:10])}")
+        raise BankError(f"checkpoint {checkpoint.id} holds no resource "
+                        f"{', '.join(unknown)}{hint}")
+    return graph.subgraph(keys, dependencies=dependencies)
 
 
 def require_status(checkpoint: Checkpoint, operation: str, *, resuming: bool = False) -> None:

@@ -18,6 +18,7 @@ become one at the edge (:meth:`RunSettings.of`), unknown names refused there.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
@@ -31,7 +32,7 @@ from protectflow.errors import ExecutorError
 from protectflow.executors import Executor, RunReport, get_executor
 from protectflow.executors.options import Journal, RunOptions
 from protectflow.executors.report import Recorded
-from protectflow.operations.preflight import check_limits, check_resources
+from protectflow.operations.preflight import check_limits, check_resources, select_resources
 from protectflow.plugins.base import HookCheckpoint
 from protectflow.plugins.providers import Provider, resolve_provider
 from protectflow.plugins.registry import PROTECTIONS, configured_spec, get_registry
@@ -143,16 +144,22 @@ class Prepared:
         return self.executor.run(self.dag, options)
 
 
+@functools.cache
+def _plugin_version(name: str) -> str:
+    """``distribution version`` of the protection plugin ``name`` (``unknown``
+    for one not installed through an entry point), read once a process:
+    reading the entry points and a distribution's metadata costs tens of
+    milliseconds, which a forget of thousands of checkpoints would pay per
+    delete."""
+    found = {ep.name: ep for ep in entry_points(group=PROTECTIONS)}
+    dist = getattr(found.get(name), "dist", None)
+    return f"{dist.name} {dist.version}" if dist is not None else "unknown"
+
+
 def plugin_versions(dag: HookDAG) -> dict[str, str]:
     """Plugin name -> ``distribution version`` of every protection plugin the
     DAG uses (``unknown`` for one not installed through an entry point)."""
-    found = {ep.name: ep for ep in entry_points(group=PROTECTIONS)}
-    out = {}
-    for name in sorted({n.plugin for n in dag.nodes}):
-        ep = found.get(name)
-        dist = getattr(ep, "dist", None)
-        out[name] = f"{dist.name} {dist.version}" if dist is not None else "unknown"
-    return out
+    return {name: _plugin_version(name) for name in sorted({n.plugin for n in dag.nodes})}
 
 
 def resolve(provider: str | Mapping[str, Any] | Provider | None,
@@ -233,10 +240,13 @@ def prepare_plan(plan: Plan, operation: str, *,
 
 def prepare_checkpoint(checkpoint: Checkpoint, operation: str, *,
                        parameters: Mapping[str, Mapping[str, Any]] | None,
-                       executor: str | Executor, settings: RunSettings) -> Prepared:
+                       executor: str | Executor, settings: RunSettings,
+                       resources: Sequence[str] | None = None,
+                       dependencies: bool = True) -> Prepared:
     """Compile ``operation`` over the checkpoint's saved resource graph, each
     resource served by the plugin the plan's provider chooses (the one its
-    protect ran), and prepare its run.
+    protect ran), and prepare its run; only ``resources`` (keys) when given,
+    with what they depend on unless not ``dependencies``.
 
     Raises
     ------
@@ -249,6 +259,12 @@ def prepare_checkpoint(checkpoint: Checkpoint, operation: str, *,
     """
     plan = checkpoint.plan
     provider = resolve(plan.provider, settings)
-    dag = compile_graph(checkpoint.resource_graph, operation, parameters=parameters or {},
+    graph = checkpoint.resource_graph
+    if resources is not None:
+        graph = select_resources(checkpoint, resources, dependencies=dependencies)
+        # the parameters of the resources left out are not this run's
+        names = graph.types() | set(graph.resources)
+        parameters = {k: v for k, v in (parameters or {}).items() if k in names}
+    dag = compile_graph(graph, operation, parameters=parameters or {},
                         plan_name=plan.name, limits=plan.limits, provider=provider)
     return prepare(dag, provider=provider, executor=executor, settings=settings, plan=plan)

@@ -8,7 +8,7 @@ statuses from the report.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from protectflow.bank import Checkpoint, CheckpointStore, CopiedFrom
@@ -65,12 +65,15 @@ def protect_into(checkpoint: Checkpoint, prepared: Prepared, *,
 
 def restore_or_verify(operation: str, checkpoint: Checkpoint, *, executor: str | Executor,
                       parameters: Mapping[str, Mapping[str, Any]] | None, owner: str,
-                      settings: RunSettings) -> OperationResult:
+                      settings: RunSettings, resources: Sequence[str] | None = None,
+                      dependencies: bool = True) -> OperationResult:
     """Check the status of ``checkpoint``, prepare a restore or verify of it
-    and run it (:func:`run_on_checkpoint`)."""
+    (of ``resources`` and what they depend on, when given) and run it
+    (:func:`run_on_checkpoint`)."""
     require_status(checkpoint, operation)
     prepared = prepare_checkpoint(checkpoint, operation, parameters=parameters,
-                                  executor=executor, settings=settings)
+                                  executor=executor, settings=settings, resources=resources,
+                                  dependencies=dependencies)
     return run_on_checkpoint(operation, checkpoint, prepared, parameters=parameters,
                              owner=owner)
 

@@ -21,7 +21,7 @@ from protectflow.plugins.registry import Registry, get_registry
 if TYPE_CHECKING:  # the bank is the caller's: reading a plugin's schema loads none
     from protectflow.bank import Checkpoint
 
-__all__ = ["SavedInfo", "list_resources", "saved_info", "show_resource"]
+__all__ = ["SavedInfo", "list_resources", "plugin_of", "resource_of", "saved_info", "show_resource"]
 
 
 @attrs.frozen
@@ -59,8 +59,8 @@ def saved_info(checkpoint: Checkpoint, resource: str | Resource, *,
         (every error listed).
     """
     registry = registry or get_registry()
-    found = _resource_of(checkpoint, resource)
-    name = _plugin_of(checkpoint, found, registry)
+    found = resource_of(checkpoint, resource)
+    name = plugin_of(checkpoint, found, registry)
     plugin = registry.plugin(name)
     getter = getattr(plugin, "get_saved_info", None)
     schema_getter = getattr(plugin, "get_saved_info_schema", None)
@@ -78,7 +78,7 @@ def saved_info(checkpoint: Checkpoint, resource: str | Resource, *,
     return SavedInfo(found, name, info, schema)
 
 
-def _resource_of(checkpoint: Checkpoint, resource: str | Resource) -> Resource:
+def resource_of(checkpoint: Checkpoint, resource: str | Resource) -> Resource:
     key = resource.key if isinstance(resource, Resource) else resource
     known = checkpoint.resource_graph.resources
     if key not in known:
@@ -89,7 +89,7 @@ def _resource_of(checkpoint: Checkpoint, resource: str | Resource) -> Resource:
     return known[key]
 
 
-def _plugin_of(checkpoint: Checkpoint, resource: Resource, registry: Registry) -> str:
+def plugin_of(checkpoint: Checkpoint, resource: Resource, registry: Registry) -> str:
     provider = resolve_provider(checkpoint.plan.provider, registry)
     name = provider.plugin_for(resource.type, registry)
     if name is None:

@@ -1,9 +1,11 @@
 """A resource's statistics, as the report shows them: label/value pairs.
 
-They come from wherever the bank keeps them today, first found first:
+They come from both places the bank keeps them, the first winning where
+both give one:
 
-- a ``stats`` field of the resource's status (a mapping, or an attrs
-  class), when the records carry one;
+- the ``stats`` of the resource's status (a
+  :class:`~protectflow.dag.outcomes.ResourceStats`, a mapping or an attrs
+  class), when the records carry them;
 - the outputs of the resource's hooks in the run's journal that are JSON
   objects, ``main`` first (the fs plugin returns its files, bytes, new
   chunks and the files it reused from the previous checkpoint, from
@@ -29,9 +31,14 @@ LABELS = {
     "files": "files", "entries": "entries", "bytes": "size of the files",
     "new_chunks": "new chunks", "new_bytes": "bytes added", "reused_files": "files reused",
     "packs": "packs",
+    "files_new": "files new", "files_changed": "files changed",
+    "files_unmodified": "files unmodified", "bytes_new": "bytes of new files",
+    "bytes_changed": "bytes of changed files", "bytes_unmodified": "bytes of unmodified files",
+    "bytes_read": "bytes read", "bytes_added": "bytes added to the bank",
 }
 #: Statistics that are sizes in bytes (shown as KiB, MiB...).
-SIZES = frozenset({"bytes", "new_bytes", "bytes_read", "bytes_added", "size"})
+SIZES = frozenset({"bytes", "new_bytes", "bytes_read", "bytes_added", "size", "bytes_new",
+                   "bytes_changed", "bytes_unmodified"})
 #: Output fields that are not statistics (times are the timeline's).
 _SKIP = frozenset({"started_at", "finished_at", "version"})
 #: The statistics whose totals say what a protect deduplicated.
@@ -48,15 +55,18 @@ def raw_stats(status: object, outputs: Mapping[str, Any]) -> dict[str, Any]:
     some, else the numbers its hooks' ``outputs`` (hook -> output) hold,
     ``main``'s first (see the module)."""
     stats: Any = getattr(status, "stats", None)
-    if attrs.has(type(stats)):
+    to_json = getattr(stats, "to_json", None)
+    if to_json is not None:
+        stats = to_json()
+    elif attrs.has(type(stats)):
         stats = attrs.asdict(stats)
-    if isinstance(stats, Mapping) and stats:
-        return _plain(stats)
     found: dict[str, Any] = {}
     for hook in sorted(outputs, key=lambda h: h != "main"):
         output = outputs[hook]
         if isinstance(output, Mapping):
             found = {**_plain(output), **found}
+    if isinstance(stats, Mapping) and stats:
+        return {**found, **_plain(stats)}  # the status's typed stats win
     return found
 
 

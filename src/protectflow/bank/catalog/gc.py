@@ -15,7 +15,9 @@ clear what faults leave behind.
   released one: nobody can tell who holds it, so it protects nothing and
   blocks everything.
 - What lies in ``index/`` but names no checkpoint (a file dropped there, an
-  entry of a checkpoint that is gone) is removed, and reported.
+  entry of a checkpoint that is gone) is removed, and reported (one stat per
+  entry; ``reindex`` also reads the records, and removes entries of a real
+  checkpoint under another plan or time).
 - Temporary files a killed writer left (``.pftmp-*``, see
   :mod:`protectflow.bank.objects._backend`) older than ``temp_grace`` seconds are
   removed; a live writer's are seconds old.
@@ -56,7 +58,7 @@ class Catalog(Protocol):
 
     def ensure_index(self) -> None: ...
 
-    def prune_index(self) -> list[str]: ...
+    def prune_index(self, *, thorough: bool = True) -> list[str]: ...
 
 
 @attrs.frozen
@@ -100,7 +102,7 @@ def collect(bank: Bank, catalog: Catalog, *, now: float | None = None, delete: b
     catalog.ensure_index()  # a lost index/ would hide the in-progress marks used below
     stray: tuple[str, ...] = ()
     with contextlib.suppress(BankError):  # a bank that cannot be written keeps them
-        stray = tuple(catalog.prune_index())
+        stray = tuple(catalog.prune_index(thorough=False))  # reindex reads the records
     corrupt = tuple(_remove_corrupt_leases(bank))
     changed: list[str] = []
     freed = 0

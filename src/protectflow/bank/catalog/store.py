@@ -94,6 +94,7 @@ class CheckpointStore:
         lease_ttl: float = DEFAULT_LEASE_TTL,
         now: float | None = None,
         tags: Iterable[str] = (),
+        created_at: float | None = None,
     ) -> Checkpoint:
         """Create a checkpoint, held by ``owner``'s lease until released.
 
@@ -116,6 +117,9 @@ class CheckpointStore:
             The creation time (epoch seconds); the current time if omitted.
         tags : iterable of str
             The checkpoint's tags.
+        created_at : float, optional
+            The time the record says the checkpoint was taken at (a
+            scheduler's clock), when not ``now``; leases keep the real time.
 
         Returns
         -------
@@ -131,7 +135,9 @@ class CheckpointStore:
         """
         record = new_record(uuid.uuid4().hex, plan=plan, resource_graph=resource_graph,
                             dag_fingerprint=dag_fingerprint, owner=owner,
-                            copied_from=copied_from, created_at=now_iso(now), tags=tags)
+                            copied_from=copied_from,
+                            created_at=now_iso(now if created_at is None else created_at),
+                            tags=tags)
         checkpoint = Checkpoint.create(self.bank, record, lease_ttl=lease_ttl, now=now)
         self._index_new(checkpoint, record.plan_name, record.created_at)
         return checkpoint
@@ -280,18 +286,25 @@ class CheckpointStore:
         match = _ENTRY.search(key)
         return match.group("id") if match is not None else None
 
+    def _entry_id(self, key: str) -> str:
+        """The checkpoint id an index key names ('' for none)."""
+        if key.startswith(IN_PROGRESS):
+            return key[len(IN_PROGRESS):]
+        return self._indexed_id(key) or ""
+
     def _names_checkpoint(self, checkpoint_id: str) -> bool:
         try:
             return self._exists(check_checkpoint_id(checkpoint_id))
         except BankError:  # not even a valid id
             return False
 
-    def prune_index(self) -> builtins.list[str]:
-        """Remove what lies in the index but names no checkpoint as it is:
-        a file dropped there, an entry of a checkpoint that is gone or whose
-        record says another plan or time. Entries are listed before the
-        records are read, so a checkpoint being made meanwhile (its record
-        comes before its entries) is never taken for a stray.
+    def prune_index(self, *, thorough: bool = True) -> builtins.list[str]:
+        """Remove what lies in the index but names no checkpoint: a file
+        dropped there, an entry of a checkpoint that is gone, and (when
+        ``thorough``, which reads every record) an entry whose record says
+        another plan or time. Entries are listed before the records are
+        read, so a checkpoint being made meanwhile (its record comes before
+        its entries) is never taken for a stray.
 
         Returns
         -------
@@ -305,8 +318,14 @@ class CheckpointStore:
         """
         listed = [k for k in self.bank.iter_objects("index/")
                   if k.startswith((BY_DATE, BY_PLAN, IN_PROGRESS))]
-        wanted = set(self._index_from_records(in_progress_any=True))
-        stray = [k for k in listed if k not in wanted]
+        if thorough:
+            found, unreadable = self._records_index(in_progress_any=True)
+            wanted = set(found)
+            # A checkpoint whose record does not read keeps its entries: it is
+            # listed, as damaged, not hidden.
+            stray = [k for k in listed if k not in wanted and self._entry_id(k) not in unreadable]
+        else:  # one stat per entry, no record read: what gc can afford on a large bank
+            stray = [k for k in listed if not self._names_checkpoint(self._entry_id(k))]
         for key in stray:
             self.bank.delete_object(key)
         return stray
@@ -332,22 +351,29 @@ class CheckpointStore:
                 written += 1
         return written
 
-    def _index_from_records(self, *, in_progress_any: bool = False) -> builtins.list[str]:
-        """The index entries the records call for, in-progress marks included
-        (``in_progress_any``: whatever the status, as a mark may outlive its
-        operation for a moment)."""
+    def _index_from_records(self) -> builtins.list[str]:
+        """The index entries the records call for, in-progress marks included."""
+        return self._records_index()[0]
+
+    def _records_index(self, *, in_progress_any: bool = False,
+                       ) -> tuple[builtins.list[str], set[str]]:
+        """The index entries the readable records call for, in-progress marks
+        included (``in_progress_any``: whatever the status, as a mark may
+        outlive its operation for a moment); and the ids of the checkpoints
+        whose record is there but cannot be read (damaged, or the bank locked)."""
         keys: builtins.list[str] = []
+        unreadable: set[str] = set()
         for checkpoint_id in self._ids():
             try:
                 record = Checkpoint(self.bank, checkpoint_id).reload().record
             except BankError:
-                if in_progress_any and self._exists(checkpoint_id):
-                    keys.append(IN_PROGRESS + checkpoint_id)  # gc judges that one
+                if self._exists(checkpoint_id):
+                    unreadable.add(checkpoint_id)
                 continue
             keys.extend(self._index_keys(record.plan_name, record.created_at, checkpoint_id))
             if in_progress_any or record.status in IN_PROGRESS_STATUSES:
                 keys.append(IN_PROGRESS + checkpoint_id)
-        return keys
+        return keys, unreadable
 
     def _index_lost(self) -> bool:
         """Whether ``index/`` is gone altogether from a bank that holds checkpoints."""

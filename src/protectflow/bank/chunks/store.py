@@ -58,8 +58,8 @@ again -- and so are the earlier ones that name the chunk.
 
 The rule, as restic's (``check --read-data`` drops a damaged blob from the
 index so that the next backup stores it again): a damaged chunk is found by a
-read that checks it -- ``verify --read-data``, ``checkpoints check
---read-data``, a restore -- and marked bad; the next protect that has those
+read that checks it -- ``verify --read-data``, ``operations.check(...,
+read_data=True)``, a restore -- and marked bad; the next protect that has those
 bytes writes the chunk again (and says so: :attr:`ChunkStore.rewritten`),
 which repairs every checkpoint naming it. A plain protect dedups onto a
 chunk without reading it, so a chunk that rotted since the last check is
@@ -158,12 +158,26 @@ class ChunkStore:
         self._bad: frozenset[str] | None = None
         self._rewritten: list[str] = []
         self._rewritten_lock = threading.Lock()
+        self._added = 0
+        self._added_lock = threading.Lock()
 
     @property
     def rewritten(self) -> tuple[str, ...]:
         """The chunks :meth:`add` found damaged in the bank and stored again."""
         with self._rewritten_lock:
             return tuple(self._rewritten)
+
+    @property
+    def added_bytes(self) -> int:
+        """The bytes this store object's :meth:`add` calls grew the bank by:
+        the chunks they stored, as stored (compressed and encrypted)."""
+        return self._added
+
+    def _count(self, key: str) -> None:
+        with contextlib.suppress(BankError):
+            size = self.bank.object_size(key)
+            with self._added_lock:
+                self._added += size
 
     @property
     def checkpoint_id(self) -> str:
@@ -244,7 +258,10 @@ class ChunkStore:
             if self.chunk_id(data) != digest:
                 raise ChunkError(f"chunk {digest}: its source changed while it was read")
         if not present:
-            return bool(self.bank.create_object(key, data, durable=self.durable))
+            created = bool(self.bank.create_object(key, data, durable=self.durable))
+            if created:
+                self._count(key)
+            return created
         self.bank.update_object(key, data)  # the good bytes replace the bad
         with contextlib.suppress(BankError):
             self.bank.delete_object(bad_key(digest))

@@ -152,6 +152,10 @@ class LocalBackend:
     def path(self, key: str) -> str:
         return os.path.join(self.root, *key.split("/")) if key else self.root
 
+    def size(self, key: str) -> int:
+        """The bytes the object takes in the store (encrypted, compressed)."""
+        return os.stat(self.path(key)).st_size
+
     def _open_object(self, key: str) -> tuple[int, int]:
         """``(descriptor, size)`` of the object file under ``key``: opened
         without following a symlink or waiting on a FIFO, and refused unless a
@@ -393,6 +397,12 @@ def _faulty_write(fd: int, view: memoryview, budget: int) -> memoryview:
     return view[budget:]
 
 
+def _unsupported(err: OSError) -> bool:
+    """Whether a store refused a conditional put as something it does not do."""
+    text = str(err)
+    return "NotImplemented" in text or "501" in text
+
+
 class FsspecBackend:
     """A bank on any fsspec file system (``memory://``, ``s3://``, ...)."""
 
@@ -407,6 +417,10 @@ class FsspecBackend:
 
     def path(self, key: str) -> str:
         return f"{self.root}/{key}" if key else (self.root or "/")
+
+    def size(self, key: str) -> int:
+        """The bytes the object takes in the store (encrypted, compressed)."""
+        return int(self.fs.size(self.path(key)))
 
     def read(self, key: str) -> bytes:
         limit = max_stored_size(key)
@@ -454,7 +468,12 @@ class FsspecBackend:
                 self.fs.pipe_file(self.path(key), b"".join(data), mode="create")
             except FileExistsError:
                 return False
-            return True
+            except OSError as err:
+                if not _unsupported(err):
+                    raise
+                self.conditional = False  # an S3-compatible store without it: as others
+            else:
+                return True
         with _EXCLUSIVE_LOCK:
             if self.exists(key):
                 return False

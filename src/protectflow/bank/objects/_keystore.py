@@ -206,9 +206,13 @@ def unlock(backend: Any, url: str, *, prompt: bool = True,
     """
     config = read_config(backend, url)
     if config is None:
-        if has_foreign_objects(backend):
+        if not has_foreign_objects(backend):
+            return None
+        # Objects but no config: an old bank -- or a new one that another
+        # process made between the two reads (its config comes before them).
+        config = read_config(backend, url)
+        if config is None:
             raise old_format_error(url)
-        return None
     refuse_if_rotating(backend, url)
     with _UNLOCK_LOCK:
         cached = _UNLOCKED.get((url, config.raw))

@@ -417,8 +417,24 @@ class Bank:
         except NotAnObject as err:
             raise CorruptObjectError(
                 f"bank object {key!r} in {self.url} is damaged: {err.filename}: {err.why}; "
-                "nothing was read from it (remove what stands there, then `protectflow "
-                "checkpoints check` says what is missing)", key=key) from None
+                "nothing was read from it (remove what stands there; `protectflow verify "
+                "ID --metadata-only` then says what each checkpoint misses)", key=key) from None
+        except OSError as err:
+            raise BankError(f"cannot read bank object {key!r} in {self.url}: {err}") from err
+
+    def object_size(self, key: str) -> int:
+        """The bytes the object under ``key`` takes in the bank: as stored,
+        after compression and encryption (what ``stats`` adds up).
+
+        Raises
+        ------
+        BankError
+            If there is no such object, or it cannot be read.
+        """
+        try:
+            return self.backend.size(validate_key(key))
+        except FileNotFoundError:
+            raise BankError(f"no bank object {key!r} in {self.url}") from None
         except OSError as err:
             raise BankError(f"cannot read bank object {key!r} in {self.url}: {err}") from err
 

@@ -11,16 +11,20 @@ dedup and delete-safety stay per chunk; the caller records each file's
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from protectflow.bank.chunks.refs import release_chunks
 from protectflow.bank.chunks.store import ChunkStore, sha256
-from protectflow.errors import ChunkError
+from protectflow.errors import ChunkError, DamagedFilesError
+from protectflow.plugins.progress import advance
 
 __all__ = ["copy_all", "release_all", "reuse_file", "store_file", "store_pack", "store_pieces",
            "verify_all"]
+#: Damaged files a verify names in its message: every one a damaged chunk or
+#: two can reach (a pack holds thousands of files); all are in ``damaged``.
+_FILES_SHOWN = 10_000
 
 
 def read_pieces(path: str, chunk_size: int) -> Iterable[memoryview]:
@@ -89,6 +93,7 @@ def store_pieces(store: ChunkStore,
         digest = store.chunk_id(piece)
         digests.append(digest)
         size += len(piece)
+        advance(len(piece))
         if store.add(digest, piece):
             new += 1
             new_bytes += len(piece)
@@ -132,6 +137,7 @@ def reuse_file(store: ChunkStore, path: str, digests: list[str],
 def verify_all(store: ChunkStore, digests: Iterable[str], *, workers: int = 4,
                slices: Mapping[str, Sequence[tuple[int, int, str, str]]] | None = None,
                files: Iterable[tuple[str, int, Sequence[str]]] = (),
+               damaged: Callable[[Mapping[str, str], Mapping[str, int]], list[str]] | None = None,
                ) -> tuple[int, int]:
     """Read back every chunk in ``digests`` and check its hash.
 
@@ -139,7 +145,9 @@ def verify_all(store: ChunkStore, digests: Iterable[str], *, workers: int = 4,
     of the files in it: each file's bytes are checked too. ``files`` gives
     ``(name, size, chunk digests)`` of chunked files: their chunks' lengths
     must add up to the size the manifest records. A chunk that fails its
-    check is marked bad (see :meth:`ChunkStore.mark_bad`).
+    check is marked bad (see :meth:`ChunkStore.mark_bad`). ``damaged``,
+    given ``{bad chunk: why}`` and ``{good chunk: length}``, names the files
+    they damage (and the byte ranges), for the message.
 
     Returns
     -------
@@ -150,17 +158,20 @@ def verify_all(store: ChunkStore, digests: Iterable[str], *, workers: int = 4,
     ------
     ChunkError
         Naming every missing or corrupt chunk and every size that does not
-        add up (the first ten).
+        add up (the first ten); a :class:`DamagedFilesError` naming the
+        files damaged too, when ``damaged`` finds any.
     """
     unique = sorted(set(digests))
     errors: list[str] = []
     lengths: dict[str, int] = {}
+    bad: dict[str, str] = {}
 
     def check(digest: str) -> int:
         try:
             data = store.read(digest, rehash=True)
         except ChunkError as err:
             errors.append(str(err))
+            bad[digest] = str(err)
             return 0
         lengths[digest] = len(data)
         view = memoryview(data)
@@ -176,11 +187,19 @@ def verify_all(store: ChunkStore, digests: Iterable[str], *, workers: int = 4,
         if all(d in lengths for d in chunks) and sum(lengths[d] for d in chunks) != size:
             errors.append(f"{name}: the manifest says {size} bytes, its chunks hold "
                           f"{sum(lengths[d] for d in chunks)}")
-    if errors:
+    files_lost = damaged(bad, lengths) if damaged is not None else []
+    if errors or files_lost:
         errors.sort()
         more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
-        raise ChunkError(f"{len(errors)} problems in {len(unique)} chunks:\n  "
-                         + "\n  ".join(errors[:10]) + more)
+        message = (f"{len(errors)} problems in {len(unique)} chunks:\n  "
+                   + "\n  ".join(errors[:10]) + more)
+        if not files_lost:
+            raise ChunkError(message)
+        shown = "\n  ".join(files_lost[:_FILES_SHOWN]) + (
+            f"\n  ... and {len(files_lost) - _FILES_SHOWN} more"
+            if len(files_lost) > _FILES_SHOWN else "")
+        raise DamagedFilesError(f"{message}\n{len(files_lost)} damaged file(s) (file: byte "
+                                f"ranges lost: why):\n  {shown}", tuple(files_lost))
     return len(unique), total
 
 

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -32,8 +33,10 @@ from protectflow.plugins.base import (
 )
 from protectflow.plugins.builtin._chunkfiles import copy_all, release_all
 from protectflow.plugins.builtin._chunks import ChunkStore, owner_id
+from protectflow.plugins.builtin._target import check_owner, target_problem
 
 __all__ = [
+    "ALLOW_OTHER_OWNER",
     "MANIFEST",
     "MainHooksPlugin",
     "base_dir",
@@ -58,6 +61,14 @@ __all__ = [
 MANIFEST = "manifest"
 
 _SCHEMA = "https://json-schema.org/draft/2020-12/schema"
+
+#: The restore parameter that lets a target (or a folder on the way to it)
+#: be another user's (see :mod:`._target`).
+ALLOW_OTHER_OWNER = {
+    "type": "boolean", "default": False,
+    "description": "restore into a folder another user owns (or below one): that user "
+    "could swap what the restore writes, so it is refused unless you trust them; no link "
+    "is followed either way"}
 
 #: How to get past a restore target that is not empty, as the command says it.
 FORCE_HINT = ("choose another target (--target), or restore with --force (the 'force' "
@@ -184,11 +195,12 @@ def committed_manifest(section: BankSection, resource: Resource, *,
 
 def copy_chunks(checkpoint: HookCheckpoint, resource: Resource, digests: list[str],
                 kwargs: Mapping[str, Any], *,
-                rename: Callable[[dict[str, Any], Mapping[str, str]], None]) -> dict[str, Any]:
+                rename: Callable[[object, Mapping[str, str]], dict[str, object]],
+                ) -> dict[str, Any]:
     """Give the copy's target checkpoint (``kwargs["target_checkpoint"]``, in
     another bank) the chunks ``digests``, named under the target's key, and
     the resource's manifest with the chunks renamed
-    (``rename(manifest, {old: new})`` edits it in place).
+    (``rename(manifest's JSON, {old: new})`` gives the JSON to store).
 
     Each bank names chunks by a hash keyed with its own key, so a chunk's
     name in the source means nothing in the target: the manifest copied
@@ -209,8 +221,7 @@ def copy_chunks(checkpoint: HookCheckpoint, resource: Resource, digests: list[st
     manifest = committed_manifest(checkpoint.get_resource_bank_section(resource), resource)
     copied, names = copy_all(store_of(checkpoint, resource),
                              store_of(target, resource, durable=False), digests)
-    rename(manifest, names)
-    target.get_resource_bank_section(resource).update_object(MANIFEST, manifest)
+    target.get_resource_bank_section(resource).update_object(MANIFEST, rename(manifest, names))
     return {"chunks": len(set(digests)), "copied_chunks": copied}
 
 
@@ -311,6 +322,19 @@ def destination_problems(resource: Resource, parameters: Mapping[str, Any],
     if os.path.lexists(target) and not os.path.isdir(target):
         return [f"{resource.key}: the restore target {target} is not a folder; "
                 "give a folder with --target"]
+    refused = target_problem(target, what=resource.key,
+                             allow_other_owner=bool(parameters.get("allow_other_owner")))
+    if refused is not None:
+        return [refused]
+    try:
+        st = os.lstat(dest)
+        if not stat.S_ISLNK(st.st_mode):  # a link there is replaced, never followed
+            check_owner(st, dest, what=resource.key,
+                        allow_other_owner=bool(parameters.get("allow_other_owner")))
+    except FileNotFoundError:
+        pass
+    except LocalPluginError as err:
+        return [str(err)]
     if not os.path.lexists(dest) or parameters.get("force"):
         return []
     if os.path.isdir(dest) and not os.path.islink(dest) and not os.listdir(dest):

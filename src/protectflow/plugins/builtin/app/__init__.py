@@ -35,6 +35,8 @@ import shutil
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import attrs
+
 from protectflow.dag.model import Resource
 from protectflow.errors import BankError, LocalPluginError
 from protectflow.plugins.base import (
@@ -54,6 +56,7 @@ from protectflow.plugins.builtin._local import (
 )
 from protectflow.plugins.builtin._private import default_state_dir, private_dir
 from protectflow.plugins.builtin.app import _freeze
+from protectflow.plugins.builtin.app._record import FreezeRecord, ThawRecord
 
 __all__ = ["APPLICATION", "AppProtectionPlugin"]
 
@@ -165,9 +168,9 @@ def freeze_app(checkpoint: HookCheckpoint, resource: Resource,
     spec = _spec(checkpoint, resource, parameters)
     section = checkpoint.get_resource_bank_section(resource)
     info = _freeze.freeze(token_path(checkpoint, resource), spec)
-    section.update_object(FREEZE_RECORD, {"mode": spec["mode"], "frozen_at": info["frozen_at"],
-                                          "guard_pid": info["pid"],
-                                          "deadline": info["deadline"]})
+    section.update_object(FREEZE_RECORD, FreezeRecord(
+        mode=spec["mode"], frozen_at=info["frozen_at"], guard_pid=info["pid"],
+        deadline=info["deadline"]).to_json())
     return {"frozen_at": info["frozen_at"], "mode": spec["mode"]}
 
 
@@ -197,25 +200,27 @@ def _thaw_hook(args: HookArgs) -> dict[str, Any]:
     """Thaw the application, and check that the freeze held until now: the
     children's snapshots were all taken while it was quiet."""
     checkpoint, resource = require_checkpoint(args.checkpoint, args.resource), args.resource
-    record = thaw_app(checkpoint, resource, args.parameters)
+    local = thaw_app(checkpoint, resource, args.parameters)
+    record = None if local is None else ThawRecord.from_json(local, what=resource.key)
     section = checkpoint.get_resource_bank_section(resource)
-    saved = dict(section.get_object(FREEZE_RECORD)) if section.has_object(FREEZE_RECORD) else {}
-    if record is None:  # no local state left: a rerun of this hook says what the first did
-        record = saved.get("thawed_early") or (
-            {"by": "thaw", "at": saved["thawed_at"]} if "thawed_at" in saved else None)
-    if record is None or not saved:
+    saved = FreezeRecord.from_json(section.get_object(FREEZE_RECORD), what=resource.key) \
+        if section.has_object(FREEZE_RECORD) else None
+    if record is None and saved is not None:  # no local state left: a rerun of this hook
+        record = saved.thawed_early or (  # says what the first did
+            ThawRecord(by="thaw", at=saved.thawed_at) if saved.thawed_at is not None else None)
+    if record is None or saved is None:
         raise LocalPluginError(f"{resource.key}: it was not frozen (its prepare_begin did "
                                "not run in this checkpoint)")
-    if record.get("by") != "thaw":
-        if "thawed_early" not in saved:
-            section.update_object(FREEZE_RECORD, {**saved, "thawed_early": record})
+    if record.by != "thaw":
+        if saved.thawed_early is None:
+            section.update_object(FREEZE_RECORD,
+                                  attrs.evolve(saved, thawed_early=record).to_json())
         raise LocalPluginError(
             f"{resource.key}: the application was thawed before its children's snapshots "
-            f"all finished ({record.get('by')}: {record.get('reason')}); they may not be "
+            f"all finished ({record.by}: {record.reason}); they may not be "
             "consistent -- raise freeze_timeout or look for a crashed hook")
-    saved["thawed_at"] = record["at"]
-    section.update_object(FREEZE_RECORD, saved)
-    return {"thawed_at": record["at"], "frozen_seconds": record["at"] - saved["frozen_at"]}
+    section.update_object(FREEZE_RECORD, attrs.evolve(saved, thawed_at=record.at).to_json())
+    return {"thawed_at": record.at, "frozen_seconds": record.at - saved.frozen_at}
 
 
 def _delete_hook(args: HookArgs) -> None:
@@ -291,6 +296,7 @@ class AppProtectionPlugin(ProtectionPlugin):
     @classmethod
     def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:
         try:
-            return metadata_store.get_object(FREEZE_RECORD)
+            return FreezeRecord.from_json(metadata_store.get_object(FREEZE_RECORD),
+                                          what=resource.key).to_json()
         except BankError:
             return None

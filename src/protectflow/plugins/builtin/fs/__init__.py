@@ -72,8 +72,10 @@ import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from protectflow.bank.chunks.refs import manifest_names
 from protectflow.dag.model import Resource
-from protectflow.errors import BankError, LocalPluginError
+from protectflow.dag.outcomes import ResourceStats
+from protectflow.errors import BankError, DamagedFilesError, LocalPluginError
 from protectflow.plugins.base import (
     HookArgs,
     HookCheckpoint,
@@ -82,6 +84,7 @@ from protectflow.plugins.base import (
 )
 from protectflow.plugins.builtin._chunkfiles import verify_all
 from protectflow.plugins.builtin._local import (
+    ALLOW_OTHER_OWNER,
     MANIFEST,
     MainHooksPlugin,
     copy_chunks,
@@ -90,25 +93,33 @@ from protectflow.plugins.builtin._local import (
     object_schema,
     release_chunks,
     require_checkpoint,
-    restore_destination,
+    resolve_path,
     source_problems,
     store_of,
 )
-from protectflow.plugins.builtin.fs._build import Outcome, check_entries
+from protectflow.plugins.builtin.fs._build import Outcome
+from protectflow.plugins.builtin.fs._damage import chunk_reason, describe, tree_damage
+from protectflow.plugins.builtin.fs._listing import items_of
+from protectflow.plugins.builtin.fs._manifest import MAX_CHUNK_SIZE, Manifest
 from protectflow.plugins.builtin.fs._protect import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PACK_SIZE,
     latest_key,
+    preview_tree,
     protect_tree,
     read_manifest,
 )
 from protectflow.plugins.builtin.fs._restore import matches, restore_into
+from protectflow.plugins.builtin.fs._select import (
+    destination,
+    refuse_overwrites,
+    selected_entries,
+)
+from protectflow.plugins.contents import Item
 
-__all__ = ["DIRECTORY", "FsProtectionPlugin"]
+__all__ = ["DIRECTORY", "FsProtectionPlugin", "Manifest"]
 
 DIRECTORY = "protectflow::fs::Directory"
-#: The largest chunk a protect makes; a manifest naming more is refused.
-MAX_CHUNK_SIZE = 64 << 20
 _WORKERS = {"type": "integer", "minimum": 1, "maximum": 64, "default": 4,
             "description": "threads reading, hashing and storing chunks"}
 _PATTERNS = {"type": "array", "items": {"type": "string", "minLength": 1}, "default": []}
@@ -135,14 +146,22 @@ OPTIONS_SCHEMA = object_schema("fs protect parameters", {
 })
 RESTORE_SCHEMA = object_schema("fs restore parameters", {
     "target": {"type": "string", "minLength": 1,
-               "description": "folder to restore into: the tree goes to <target>/<id>"},
+               "description": "folder to restore into: the tree goes to <target>/<id> "
+               "(required unless in_place)"},
+    "in_place": {"type": "boolean", "default": False,
+                 "description": "restore to the folder the tree was protected from, "
+                 "refusing (unless force) where it would overwrite something that differs"},
     "force": {"type": "boolean", "default": False,
               "description": "restore into a non-empty <target>/<id>: each entry of the "
               "checkpoint replaces what is at its path, other files stay"},
+    "include": {**_PATTERNS, "description": "restore only the entries matching one of "
+                "these globs (and what is under a matching folder)"},
+    "exclude": {**_PATTERNS, "description": "leave out the entries matching these globs"},
     "owners": {"type": "boolean", "description": "restore owners (numeric uid and gid) and "
                "set-id bits; default: when running as root"},
+    "allow_other_owner": ALLOW_OTHER_OWNER,
     "workers": _WORKERS,
-}, required=["target"])
+})
 VERIFY_SCHEMA = object_schema("fs verify parameters", {"workers": _WORKERS})
 SAVED_INFO_SCHEMA = {
     "type": "object",
@@ -160,8 +179,9 @@ def restore_tree(checkpoint: HookCheckpoint, resource: Resource,
     LocalPluginError
         If the manifest is refused, or the destination is not empty and
         ``force`` is not set.
-    ChunkError
-        If a chunk is missing or corrupt.
+    DamagedFilesError
+        If chunks are missing or corrupt, or do not agree with the manifest:
+        every intact file was written, the damaged ones are named.
     """
     return restore_with_outcome(checkpoint, resource, parameters)[0]
 
@@ -175,22 +195,28 @@ def restore_with_outcome(checkpoint: HookCheckpoint, resource: Resource,
     LocalPluginError
         If the manifest is refused, or the destination is not empty and
         ``force`` is not set.
-    ChunkError
-        If a chunk is missing or corrupt.
+    DamagedFilesError
+        If chunks are missing or corrupt, or do not agree with the manifest:
+        every intact file was written, the damaged ones are named.
     """
+    # checked whole, before anything is written
     manifest = read_manifest(checkpoint.get_resource_bank_section(resource), resource)
-    check_entries(manifest.get("entries"), resource.key)  # before anything is written
-    chunk_size = manifest.get("chunk_size")
-    if not isinstance(chunk_size, int) or not 0 < chunk_size <= MAX_CHUNK_SIZE:
-        raise LocalPluginError(f"{resource.key}: the manifest's chunk_size {chunk_size!r} is "
-                               "not valid; nothing was written")
-    dest = restore_destination(resource, parameters)
+    entries = selected_entries(manifest, parameters)
+    dest = destination(resource, parameters)
+    force = bool(parameters.get("force", False))
+    if parameters.get("in_place"):
+        refuse_overwrites(resource, dest, entries, force=force)
+        force = True  # merged into the live tree: what differs was refused above
     owners = parameters.get("owners")
-    outcome = restore_into(dest, manifest["entries"], store_of(checkpoint, resource),
-                           force=bool(parameters.get("force", False)),
+    outcome = restore_into(dest, entries, store_of(checkpoint, resource), force=force,
                            owners=os.geteuid() == 0 if owners is None else bool(owners),
-                           chunk_size=chunk_size, workers=int(parameters.get("workers", 4)),
+                           chunk_size=manifest.chunk_size,
+                           workers=int(parameters.get("workers", 4)),
+                           allow_other_owner=bool(parameters.get("allow_other_owner", False)),
                            what=resource.key)
+    if outcome is not None and outcome.damaged:
+        raise DamagedFilesError(describe(outcome.damaged, what=resource.key),
+                                tuple(map(str, sorted(outcome.damaged, key=lambda d: d.path))))
     return dest, outcome or Outcome()
 
 
@@ -201,7 +227,6 @@ def _restored(checkpoint: HookCheckpoint | None, resource: Resource, dest: str) 
         return False
     try:
         manifest = read_manifest(checkpoint.get_resource_bank_section(resource), resource)
-        check_entries(manifest.get("entries"), resource.key)
     except (BankError, LocalPluginError):
         return False  # the restore itself will say what is wrong with the checkpoint
     parent, name = os.path.split(os.path.abspath(dest))
@@ -210,27 +235,23 @@ def _restored(checkpoint: HookCheckpoint | None, resource: Resource, dest: str) 
     except OSError:
         return False
     try:
-        return matches(parent_fd, name, manifest["entries"], chunk_size=manifest["chunk_size"],
+        return matches(parent_fd, name, manifest.entries, chunk_size=manifest.chunk_size,
                        owners=False, chunk_id=store_of(checkpoint, resource).chunk_id)
     finally:
         os.close(parent_fd)
 
 
-def manifest_chunks(manifest: dict[str, Any]) -> list[str]:
-    """Every chunk digest a manifest names, packs included (with repeats); a
-    hard link's second name has no content of its own."""
-    return [d for e in manifest["entries"] if e["type"] == "file"
-            for d in (e.get("chunks", ()) if "pack" not in e else (e["pack"],))]
-
-
-def manifest_slices(manifest: dict[str, Any]) -> dict[str, list[tuple[int, int, str, str]]]:
-    """Pack digest -> ``(offset, length, sha256, path)`` of each file in it."""
-    slices: dict[str, list[tuple[int, int, str, str]]] = {}
-    for e in manifest["entries"]:
-        if e["type"] == "file" and "pack" in e:
-            slices.setdefault(e["pack"], []).append(
-                (e["offset"], e["length"], e["sha256"], e["path"]))
-    return slices
+def manifest_chunks(manifest: object) -> list[str]:
+    """Every chunk digest a stored manifest names, packs included (with
+    repeats): read as a :class:`Manifest`, or -- one that is refused, which a
+    delete must still release -- as any manifest's JSON is
+    (:func:`protectflow.bank.chunks.refs.manifest_names`)."""
+    if isinstance(manifest, Manifest):
+        return manifest.chunk_names()
+    try:
+        return Manifest.from_json(manifest, what="manifest").chunk_names()
+    except LocalPluginError:
+        return list(manifest_names(manifest))
 
 
 def verify_resource(checkpoint: HookCheckpoint, resource: Resource,
@@ -241,24 +262,20 @@ def verify_resource(checkpoint: HookCheckpoint, resource: Resource,
     Raises
     ------
     ChunkError
-        If a chunk is missing or corrupt.
+        If a chunk is missing or corrupt: a :class:`DamagedFilesError`
+        naming the files it damages and their byte ranges.
     """
     manifest = read_manifest(checkpoint.get_resource_bank_section(resource), resource)
-    chunks, nbytes = verify_all(store_of(checkpoint, resource), manifest_chunks(manifest),
+
+    def damaged(bad: Mapping[str, str], lengths: Mapping[str, int]) -> list[str]:
+        reasons = {d: chunk_reason(d, why) for d, why in bad.items()}
+        return [str(d) for d in sorted(tree_damage(manifest, reasons, lengths),
+                                       key=lambda d: d.path)]
+
+    chunks, nbytes = verify_all(store_of(checkpoint, resource), manifest.chunk_names(),
                                 workers=int(parameters.get("workers", 4)),
-                                slices=manifest_slices(manifest),
-                                files=[(e["path"], _stored_size(e), e["chunks"])
-                                       for e in manifest["entries"] if "chunks" in e])
+                                slices=manifest.pack_slices(), damaged=damaged)
     return {"chunks": chunks, "bytes": nbytes}
-
-
-def _stored_size(entry: Mapping[str, Any]) -> int:
-    """The bytes a file's chunks hold: its size, or for a sparse file only its
-    data extents (the holes are not stored)."""
-    extents = entry.get("sparse")
-    if extents is None:
-        return int(entry["size"])
-    return sum(int(length) for _offset, length in extents)
 
 
 def delete_resource(checkpoint: HookCheckpoint, resource: Resource) -> dict[str, Any]:
@@ -275,18 +292,16 @@ def delete_resource(checkpoint: HookCheckpoint, resource: Resource) -> dict[str,
     return out
 
 
-def rename_chunks(manifest: dict[str, Any], names: Mapping[str, str]) -> None:
-    """Rename the chunks and packs of a tree manifest (see :func:`copy_chunks`).
+def rename_chunks(manifest: object, names: Mapping[str, str]) -> dict[str, object]:
+    """The JSON of a tree manifest with its chunks and packs renamed (see
+    :func:`copy_chunks` and :meth:`Manifest.renamed`).
 
-    Only chunk names change: a sparse file's extents are byte ranges of the
-    file, a hard link's ``link`` a path, a packed file's ``sha256`` the
-    plain hash of its bytes -- all the same in any bank.
+    Raises
+    ------
+    LocalPluginError
+        If the manifest is refused.
     """
-    for e in manifest["entries"]:
-        if "chunks" in e:
-            e["chunks"] = [names[d] for d in e["chunks"]]
-        if "pack" in e:
-            e["pack"] = names[e["pack"]]
+    return Manifest.from_json(manifest, what="manifest").renamed(names).to_json()
 
 
 # -- the hooks: each takes the call's HookArgs ---------------------------------------
@@ -319,7 +334,7 @@ def _verify_main(args: HookArgs) -> dict[str, Any]:
 def _copy_main(args: HookArgs) -> dict[str, Any]:
     checkpoint = require_checkpoint(args.checkpoint, args.resource)
     manifest = read_manifest(checkpoint.get_resource_bank_section(args.resource), args.resource)
-    return copy_chunks(checkpoint, args.resource, manifest_chunks(manifest), args.kwargs,
+    return copy_chunks(checkpoint, args.resource, manifest.chunk_names(), args.kwargs,
                        rename=rename_chunks)
 
 
@@ -356,13 +371,46 @@ class FsProtectionPlugin(MainHooksPlugin):
         if operation == "protect":
             return source_problems(resource, "folder")
         if operation == "restore":
+            return self._restore_problems(resource, parameters, checkpoint)
+        return []
+
+    @staticmethod
+    def _restore_problems(resource: Resource, parameters: Mapping[str, Any],
+                          checkpoint: HookCheckpoint | None) -> list[str]:
+        """A restore in place: what it would overwrite (unless force); else
+        the destination's problems, as every local plugin's."""
+        if not parameters.get("in_place"):
+            if not parameters.get("target"):
+                return [f"{resource.key}: a restore needs a 'target' folder (--target DIR), or "
+                        "'in_place' (--in-place) to restore where it was"]
             return destination_problems(resource, parameters,
                                         lambda dest: _restored(checkpoint, resource, dest))
+        if checkpoint is None:
+            return []
+        try:
+            manifest = read_manifest(checkpoint.get_resource_bank_section(resource), resource)
+            refuse_overwrites(resource, resolve_path(resource),
+                               selected_entries(manifest, parameters),
+                               force=bool(parameters.get("force")))
+        except LocalPluginError as err:
+            return [str(err)]
+        except BankError:
+            return []  # the restore itself says what is wrong with the checkpoint
         return []
 
     @classmethod
+    def preview_protect(cls, bank: Any, resource: Resource,
+                        parameters: dict[str, Any]) -> ResourceStats:
+        """What a protect would read (``protect --dry-run``): a scan, no read."""
+        return preview_tree(bank, resource, parameters)
+
+    @classmethod
+    def get_contents(cls, metadata_store: Any, resource: Resource) -> list[Item]:
+        """The tree's entries: path, type, size, mode, mtime (see :mod:`._listing`)."""
+        return items_of(read_manifest(metadata_store, resource))
+
+    @classmethod
     def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:
-        manifest = get_json(metadata_store, MANIFEST)
-        files = [e for e in manifest["entries"] if e["type"] == "file"]
-        return {"root": manifest["root"], "files": len(files),
-                "bytes": sum(e["size"] for e in files), "chunk_size": manifest["chunk_size"]}
+        manifest = Manifest.from_json(get_json(metadata_store, MANIFEST), what=resource.key)
+        return {"root": manifest.root, "files": manifest.files, "bytes": manifest.bytes,
+                "chunk_size": manifest.chunk_size}

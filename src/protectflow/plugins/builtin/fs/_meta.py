@@ -22,12 +22,16 @@ import grp
 import os
 import pwd
 import stat
-from typing import Any
+from typing import TYPE_CHECKING
 
-__all__ = ["DirStack", "Metadata", "apply_meta", "meta_of", "open_dir", "open_quietly",
+from protectflow.plugins.builtin._target import remove
+from protectflow.plugins.builtin.fs._entries import Meta
+
+if TYPE_CHECKING:
+    from protectflow.plugins.builtin.fs._entries import Entry
+
+__all__ = ["DirStack", "apply_meta", "meta_of", "open_dir", "open_quietly",
            "read_xattrs", "remove", "split"]
-
-Metadata = dict[str, Any]
 
 #: Flags to open a directory on the way down: never through a symlink.
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -37,6 +41,9 @@ NOATIME = getattr(os, "O_NOATIME", 0)
 #: Mode bits a restore sets only when it also restores the owner (as tar -p).
 SET_ID_BITS = stat.S_ISUID | stat.S_ISGID
 _HAS_XATTR = hasattr(os, "listxattr")
+#: Attributes the system gives a file by itself (an SELinux label): never
+#: compared, never removed.
+SYSTEM_XATTRS = frozenset(("security.selinux",))
 _PROC_FD = os.path.isdir("/proc/self/fd")
 
 
@@ -96,25 +103,6 @@ class DirStack:
         self.close()
 
 
-def remove(dir_fd: int, name: str) -> None:
-    """Remove ``name`` in ``dir_fd``, the whole tree if it is a folder,
-    never following a symlink (``shutil.rmtree`` takes ``dir_fd`` only
-    from Python 3.11)."""
-    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(name, dir_fd=dir_fd)
-        return
-    fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
-    try:
-        if not st.st_mode & stat.S_IWUSR:
-            os.fchmod(fd, 0o700)  # a read-only folder a failed restore left behind
-        for child in os.listdir(fd):
-            remove(fd, child)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=dir_fd)
-
-
 def open_quietly(path: str, flags: int, *, dir_fd: int | None = None) -> int:
     """``os.open`` with :data:`NOATIME`, or without it where it is not
     permitted (a file of another user's, as a user)."""
@@ -172,30 +160,23 @@ def read_xattrs(target: int | str) -> dict[str, str]:
     return out
 
 
-def meta_of(st: os.stat_result, *, dir_fd: int, name: str, full: str) -> Metadata:
+def meta_of(st: os.stat_result, *, dir_fd: int, name: str, full: str) -> Meta:
     """The metadata a restore gives back, from a scan's ``lstat`` of ``name``
     in ``dir_fd`` (``full``: its path, for systems without ``/proc``)."""
-    meta: Metadata = {"mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
-                      "mtime_ns": st.st_mtime_ns, "atime_ns": st.st_atime_ns}
-    user, group = _user(st.st_uid), _group(st.st_gid)
-    if user is not None:
-        meta["user"] = user
-    if group is not None:
-        meta["group"] = group
+    xattrs: tuple[tuple[str, str], ...] = ()
     if not stat.S_ISLNK(st.st_mode):  # a link's own attributes are not restorable as a user
-        xattrs = read_xattrs(_xattr_target(dir_fd, name, full) if name else full)
-        if xattrs:
-            meta["xattrs"] = xattrs
-    return meta
+        xattrs = tuple(read_xattrs(_xattr_target(dir_fd, name, full) if name else full).items())
+    return Meta(stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_atime_ns, st.st_uid, st.st_gid,
+                _user(st.st_uid), _group(st.st_gid), xattrs)
 
 
-def _times(entry: Metadata) -> tuple[int, int]:
-    mtime = int(entry["mtime_ns"])
-    return int(entry.get("atime_ns", mtime)), mtime
+def _times(meta: Meta) -> tuple[int, int]:
+    mtime = meta.mtime_ns
+    return (mtime if meta.atime_ns is None else meta.atime_ns), mtime
 
 
-def apply_meta(entry: Metadata, *, fd: int | None = None, dir_fd: int | None = None,
-               name: str = "", owners: bool = False) -> list[str]:
+def apply_meta(entry: Entry, *, fd: int | None = None, dir_fd: int | None = None,
+               name: str = "", owners: bool = False, exact: bool = False) -> list[str]:
     """Give an entry restored in a private staging folder its metadata:
     owner (if ``owners``), mode, extended attributes, times -- in that order,
     since a chown clears set-id bits and capabilities.
@@ -203,6 +184,8 @@ def apply_meta(entry: Metadata, *, fd: int | None = None, dir_fd: int | None = N
     Through ``fd`` when there is one; else ``name`` in ``dir_fd`` (a symlink
     is never followed; a FIFO or device is not opened, and since the staging
     folder is private no one else can have swapped it for a link).
+    ``exact`` (a folder kept by ``force``, through ``fd``): also remove the
+    attributes the entry does not have -- an ACL someone added included.
 
     Returns
     -------
@@ -210,37 +193,51 @@ def apply_meta(entry: Metadata, *, fd: int | None = None, dir_fd: int | None = N
         The extended attributes this process may not set (say, ``trusted.*``
         as a user, or any where the file system has none), as messages.
     """
-    is_link = entry["type"] == "symlink"
-    mode = int(entry["mode"])
-    owners = owners and "uid" in entry  # manifests before version 3 have none
+    meta = entry.meta
+    is_link = entry.kind == "symlink"
+    mode = meta.mode
+    uid, gid = meta.uid, meta.gid
+    owners = owners and uid is not None and gid is not None  # none before version 3
     if not owners:
-        mode &= ~SET_ID_BITS if entry["type"] != "dir" else ~0
+        mode &= ~SET_ID_BITS if entry.kind != "dir" else ~0
     if fd is not None:
-        if owners:
-            os.fchown(fd, int(entry["uid"]), int(entry["gid"]))
+        if owners and uid is not None and gid is not None:
+            os.fchown(fd, uid, gid)
         os.fchmod(fd, mode)
+        if exact:
+            _drop_other_xattrs(fd, entry)
         fd_problems = _set_xattrs(fd, entry)
-        os.utime(fd, ns=_times(entry))
+        os.utime(fd, ns=_times(meta))
         return fd_problems
-    if owners:
-        os.chown(name, int(entry["uid"]), int(entry["gid"]), dir_fd=dir_fd,
-                 follow_symlinks=False)
+    if owners and uid is not None and gid is not None:
+        os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
     problems: list[str] = []
     if not is_link:  # a symlink's own mode is not settable on Linux
         os.chmod(name, mode, dir_fd=dir_fd)
-        if entry.get("xattrs") and dir_fd is not None:
+        if meta.xattrs and dir_fd is not None:
             problems = _set_xattrs(_xattr_target(dir_fd, name, name), entry)
-    os.utime(name, ns=_times(entry), dir_fd=dir_fd, follow_symlinks=False)
+    os.utime(name, ns=_times(meta), dir_fd=dir_fd, follow_symlinks=False)
     return problems
 
 
-def _set_xattrs(target: int | str, entry: Metadata) -> list[str]:
+def _drop_other_xattrs(fd: int, entry: Entry) -> None:
+    """Remove the attributes of ``fd`` that ``entry`` does not have."""
+    if not _HAS_XATTR:
+        return
+    keep = {name for name, _ in entry.meta.xattrs} | SYSTEM_XATTRS
+    with contextlib.suppress(OSError):
+        for name in os.listxattr(fd):
+            if name not in keep:
+                os.removexattr(fd, name)
+
+
+def _set_xattrs(target: int | str, entry: Entry) -> list[str]:
     problems: list[str] = []
-    for key, value in sorted(entry.get("xattrs", {}).items()):
+    for key, value in entry.meta.xattrs:
         try:
             os.setxattr(target, key, base64.b64decode(value),
                         follow_symlinks=isinstance(target, int))
         except OSError as err:  # not permitted here, or not supported by this file system
-            problems.append(f"{entry['path']}: extended attribute {key} not restored: "
+            problems.append(f"{entry.path}: extended attribute {key} not restored: "
                             f"{err.strerror}")
     return problems

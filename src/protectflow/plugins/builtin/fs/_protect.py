@@ -8,12 +8,15 @@ import contextlib
 import functools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
+import attrs
+
 from protectflow.bank import BankSection, Checkpoint
 from protectflow.dag.model import Resource
+from protectflow.dag.outcomes import STATS_KEY, ResourceStats
 from protectflow.errors import BankError, ChunkError, LocalPluginError
 from protectflow.plugins.base import HookCheckpoint
 from protectflow.plugins.builtin._chunkfiles import release_all, reuse_file, store_pack
@@ -27,13 +30,14 @@ from protectflow.plugins.builtin._local import (
     store_of,
 )
 from protectflow.plugins.builtin.fs import _tree
+from protectflow.plugins.builtin.fs._entries import Entry, FileEntry, HardLinkEntry
+from protectflow.plugins.builtin.fs._manifest import Manifest
 from protectflow.plugins.builtin.fs._store import Stored, read_group, store_scanned
+from protectflow.plugins.progress import advance
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_PACK_SIZE", "latest_key", "protect_tree",
+__all__ = ["DEFAULT_CHUNK_SIZE", "DEFAULT_PACK_SIZE", "latest_key", "preview_tree", "protect_tree",
            "read_manifest"]
 
-MANIFEST_VERSION = 3
-_READABLE_VERSIONS = (1, 2, 3)
 #: Warnings logged one by one; the manifest keeps them all.
 _LOGGED = 20
 #: 4 MiB: each chunk costs inodes (itself, its refs/ folder), which bound a
@@ -50,45 +54,56 @@ def latest_key(resource: Resource) -> str:
     return _LATEST + sha256(resource.key.encode())[:32]
 
 
-def read_manifest(section: BankSection, resource: Resource) -> dict[str, Any]:
-    """The manifest a protect committed for ``resource``, in a version this
-    protectflow reads.
+def read_manifest(section: BankSection, resource: Resource) -> Manifest:
+    """The manifest a protect committed for ``resource``, checked whole.
 
     Raises
     ------
     LocalPluginError
-        If the checkpoint holds none, or one of a version it cannot read.
+        If the checkpoint holds none, or one of a version it cannot read, or
+        one that is refused (see :meth:`Manifest.from_json`).
     """
-    manifest = committed_manifest(section, resource)
-    _check_version(manifest, resource)
-    return manifest
+    return Manifest.from_json(committed_manifest(section, resource), what=resource.key)
 
 
-def _check_version(manifest: dict[str, Any], resource: Resource) -> None:
-    version = manifest.get("version")
-    if version not in _READABLE_VERSIONS:
-        raise LocalPluginError(
-            f"{resource.key}: its manifest has format version {version!r}; this protectflow "
-            f"reads versions {', '.join(map(str, _READABLE_VERSIONS))} -- upgrade it")
-
-
-def _previous_files(bank: Any, resource: Resource, chunk_size: int) -> dict[str, Any]:
-    """Path -> file entry of the last manifest committed for ``resource``."""
+def _previous_files(bank: Any, resource: Resource,
+                    chunk_size: int) -> tuple[dict[str, FileEntry], dict[str, FileEntry]]:
+    """Path -> file entry of the last manifest committed for ``resource``:
+    all of them (what the stats compare with), and those whose chunks a
+    protect with ``chunk_size`` may reuse (none if it had another)."""
     try:
         latest = bank.get_object(latest_key(resource))
         old = Checkpoint(bank, latest["checkpoint"]).get_resource_bank_section(resource)
-        manifest = get_json(old, MANIFEST)
-    except (BankError, KeyError, TypeError):
-        return {}
-    if (manifest.get("chunk_size") != chunk_size
-            or manifest.get("version") not in _READABLE_VERSIONS):
-        return {}
-    return {e["path"]: e for e in manifest["entries"] if e["type"] == "file"}
+        manifest = Manifest.from_json(get_json(old, MANIFEST), what=resource.key)
+    except (BankError, LocalPluginError, KeyError, TypeError):
+        return {}, {}
+    files = {e.path: e for e in manifest.file_entries()}
+    return files, files if manifest.chunk_size == chunk_size else {}
 
 
-def _unchanged(entry: dict[str, Any], old: dict[str, Any] | None) -> bool:
-    return old is not None and all(
-        old.get(k) == entry[k] for k in ("size", "mtime_ns", "ctime_ns", "ino", "mode"))
+def _stats(entries: Sequence[Entry], before: dict[str, FileEntry], results: list[Stored], *,
+           added: int) -> ResourceStats:
+    """The files of ``entries`` new, changed and unmodified since ``before``
+    (the previous checkpoint's), the bytes read and added."""
+    counts = {"new": [0, 0], "changed": [0, 0], "unmodified": [0, 0]}
+    for e in entries:
+        if not isinstance(e, FileEntry):  # a hard link's second name holds no data
+            continue
+        old = before.get(e.path)
+        kind = "new" if old is None else "unmodified" if _unchanged(e, old) else "changed"
+        counts[kind][0] += 1
+        counts[kind][1] += e.size
+    return ResourceStats(
+        files_new=counts["new"][0], files_changed=counts["changed"][0],
+        files_unmodified=counts["unmodified"][0], bytes_new=counts["new"][1],
+        bytes_changed=counts["changed"][1], bytes_unmodified=counts["unmodified"][1],
+        bytes_read=sum(r.read_bytes for r in results), bytes_added=added)
+
+
+def _unchanged(entry: FileEntry, old: FileEntry | None) -> bool:
+    return old is not None and (old.size, old.meta.mtime_ns, old.ctime_ns, old.ino,
+                                old.meta.mode) == (entry.size, entry.meta.mtime_ns,
+                                                   entry.ctime_ns, entry.ino, entry.meta.mode)
 
 
 def protect_tree(checkpoint: HookCheckpoint, resource: Resource, parameters: dict[str, Any],
@@ -109,42 +124,86 @@ def protect_tree(checkpoint: HookCheckpoint, resource: Resource, parameters: dic
     chunk_size = int(parameters.get("chunk_size", DEFAULT_CHUNK_SIZE))
     pack_size = int(parameters.get("pack_size", DEFAULT_PACK_SIZE))
     started = time.time()
-    previous = {} if parameters.get("reread") else _previous_files(store.bank, resource,
-                                                                  chunk_size)
-    entries, scan_warnings = _scan(root, parameters)
-    files = [e for e in entries if e["type"] == "file" and "link" not in e]
+    before, previous = _previous_files(store.bank, resource, chunk_size)
+    if parameters.get("reread"):
+        previous = {}
+    scanned, scan_warnings = _scan(root, parameters)
+    files = [e for e in scanned if isinstance(e, FileEntry)]
     reused, repack = _reuse_packs(store, files, previous)
     large, to_pack = _split(files, previous, reused=reused, repack=repack,
                             small=min(pack_size // 4, chunk_size))
     # one job per large file and per pack, largest first, so that no big job
     # starts last and runs alone
     jobs: list[tuple[int, Callable[[], Stored]]] = [
-        (e["size"], functools.partial(_store_entry, store, root, e, previous.get(e["path"]),
-                                      chunk_size)) for e in large]
-    jobs += [(sum(e["size"] for e in group), functools.partial(_store_group, store, root, group))
+        (e.size, functools.partial(_store_entry, store, root, e, previous.get(e.path),
+                                   chunk_size)) for e in large]
+    jobs += [(sum(e.size for e in group), functools.partial(_store_group, store, root, group))
              for group in _packs(to_pack, pack_size)]
     results = _run_jobs(store, jobs, int(parameters.get("workers", 4)))
-    entries = _without_vanished(entries)
+    entries = _with_content(scanned, reused, results)
     _release_discarded(store, results, entries)
     warnings = (scan_warnings + [w for r in results for w in r.warnings]
                 + rewritten_warnings(store))
     _log_warnings(log, warnings)
-    _commit(checkpoint, resource, store, {
-        "version": MANIFEST_VERSION, "root": root, "chunk_size": chunk_size,
-        "pack_size": pack_size, "checkpoint": checkpoint.id, "resource": resource.key,
-        "entries": entries, "warnings": warnings})
-    files = [e for e in entries if e["type"] == "file" and "link" not in e]
-    return {"files": len(files), "entries": len(entries),
-            "bytes": sum(e["size"] for e in files),
+    manifest = Manifest(root=root, chunk_size=chunk_size, entries=tuple(entries),
+                        pack_size=pack_size, checkpoint=checkpoint.id, resource=resource.key,
+                        warnings=tuple(warnings))
+    _commit(checkpoint, resource, store, manifest)
+    stats = _stats(manifest.entries, before, results, added=store.added_bytes)
+    return {"files": manifest.files, "entries": len(manifest), STATS_KEY: stats.to_json(),
+            "bytes": manifest.bytes,
             "new_chunks": sum(r.new for r in results),
             "new_bytes": sum(r.new_bytes for r in results),
             "reused_files": len(reused) + sum(r.reused for r in results),
-            "packs": len({e["pack"] for e in entries if "pack" in e}),
+            "packs": len({e.pack.digest for e in manifest.file_entries() if e.pack}),
             "rewritten_chunks": len(store.rewritten),
             "warnings": warnings, "started_at": started, "finished_at": time.time()}
 
 
-def _scan(root: str, parameters: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+def preview_tree(bank: Any, resource: Resource, parameters: dict[str, Any]) -> ResourceStats:
+    """What :func:`protect_tree` would do, from a scan alone: the files new,
+    changed and unmodified since the last checkpoint of ``resource`` in
+    ``bank`` (None: there is none) and, as ``bytes_read``, what it would read
+    (``bytes_added`` is left 0: it is known only after the chunks are hashed).
+    Nothing is read but metadata, nothing written.
+
+    Raises
+    ------
+    LocalPluginError
+        If the path is not a folder.
+    """
+    root = resolve_path(resource)
+    if not os.path.isdir(root):
+        raise LocalPluginError(f"{resource.key}: {root} is not a folder")
+    chunk_size = int(parameters.get("chunk_size", DEFAULT_CHUNK_SIZE))
+    before, _ = ({}, {}) if bank is None else _previous_files(bank, resource, chunk_size)
+    scanned, _warnings = _scan(root, parameters)
+    stats = _stats(scanned, before, [], added=0)
+    read = stats.size if parameters.get("reread") else stats.bytes_new + stats.bytes_changed
+    return attrs.evolve(stats, bytes_read=read)
+
+
+def _with_content(scanned: list[Entry], reused: dict[str, FileEntry],
+                  results: list[Stored]) -> list[Entry]:
+    """The scanned entries, each file with the content it was stored with;
+    the files gone since the scan (and their hard links) left out."""
+    stored = dict(reused)
+    stored.update((e.path, e) for r in results for e in r.entries)
+    out: list[Entry] = []
+    vanished: set[str] = set()
+    for e in scanned:
+        if isinstance(e, FileEntry):
+            found = stored.get(e.path)
+            if found is None:
+                vanished.add(e.path)
+            else:
+                out.append(found)
+        elif not isinstance(e, HardLinkEntry) or e.link not in vanished:
+            out.append(e)
+    return out
+
+
+def _scan(root: str, parameters: dict[str, Any]) -> tuple[list[Entry], list[str]]:
     """The entries of the tree at ``root``, filtered, and what it left out."""
     skipped: list[str] = []
     entries = _tree.scan(root, parameters.get("include", ()), parameters.get("exclude", ()),
@@ -152,21 +211,12 @@ def _scan(root: str, parameters: dict[str, Any]) -> tuple[list[dict[str, Any]], 
     return entries, skipped
 
 
-def _without_vanished(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``entries`` without the files gone since the scan (and their hard links)."""
-    vanished = {e["path"] for e in entries if e.get("vanished")}
-    kept = [e for e in entries if e["path"] not in vanished and e.get("link") not in vanished]
-    for e in kept:
-        e.pop("holes", None)
-    return kept
-
-
 def _release_discarded(store: ChunkStore, results: list[Stored],
-                       entries: list[dict[str, Any]]) -> None:
+                       entries: list[Entry]) -> None:
     """Drop the refs of chunks only an earlier read of a changing file made."""
     discarded = {d for r in results for d in r.discarded}
     if discarded:
-        kept = {d for e in entries for d in e.get("chunks", ())}
+        kept = {d for e in entries if isinstance(e, FileEntry) for d in e.chunks or ()}
         release_all(store, discarded - kept)
 
 
@@ -179,19 +229,20 @@ def _log_warnings(log: Any, warnings: list[str]) -> None:
         log.warning(f"... and {len(warnings) - _LOGGED} more (the manifest lists them all)")
 
 
-def _split(files: list[dict[str, Any]], previous: dict[str, Any], *, reused: set[str],
-           repack: set[str], small: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _split(files: list[FileEntry], previous: dict[str, FileEntry], *,
+           reused: Mapping[str, FileEntry], repack: set[str],
+           small: int) -> tuple[list[FileEntry], list[FileEntry]]:
     """The files to store one by one and those to pack (all but ``reused``)."""
-    large: list[dict[str, Any]] = []
-    to_pack: list[dict[str, Any]] = []
+    large: list[FileEntry] = []
+    to_pack: list[FileEntry] = []
     for e in files:
-        if e["path"] in reused:
+        if e.path in reused:
             continue
-        old = previous.get(e["path"])
-        if e["path"] not in repack and old is not None and "chunks" in old \
+        old = previous.get(e.path)
+        if e.path not in repack and old is not None and old.chunks is not None \
                 and _unchanged(e, old):
             large.append(e)  # reuse its chunks (they need no reading)
-        elif e["size"] < small and not e.get("holes"):  # sparse files keep their holes
+        elif e.size < small and not e.holes:  # sparse files keep their holes
             to_pack.append(e)
         else:
             large.append(e)
@@ -212,25 +263,22 @@ def _run_jobs(store: ChunkStore, jobs: list[tuple[int, Callable[[], Stored]]],
 
 
 def _commit(checkpoint: HookCheckpoint, resource: Resource, store: ChunkStore,
-            manifest: dict[str, Any]) -> None:
+            manifest: Manifest) -> None:
     store.sync()  # every ref and chunk durable before the manifest that names them
-    checkpoint.get_resource_bank_section(resource).update_object(MANIFEST, manifest)
+    checkpoint.get_resource_bank_section(resource).update_object(MANIFEST, manifest.to_json())
     store.bank.update_object(latest_key(resource), {"checkpoint": checkpoint.id})
 
 
-_PACKED = ("pack", "offset", "length", "sha256")
-
-
-def _reuse_packs(store: ChunkStore, files: list[dict[str, Any]],
-                 previous: dict[str, Any]) -> tuple[set[str], set[str]]:
+def _reuse_packs(store: ChunkStore, files: list[FileEntry],
+                 previous: dict[str, FileEntry]) -> tuple[dict[str, FileEntry], set[str]]:
     """Give unchanged packed files their previous pack slice, referencing each
-    pack once; returns ``(paths reused, paths whose pack the bank lost)``."""
-    by_pack: dict[str, list[dict[str, Any]]] = {}
+    pack once; returns ``({path: entry reused}, paths whose pack the bank lost)``."""
+    by_pack: dict[str, list[FileEntry]] = {}
     for e in files:
-        old = previous.get(e["path"])
-        if old is not None and "pack" in old and _unchanged(e, old):
-            by_pack.setdefault(old["pack"], []).append(e)
-    reused: set[str] = set()
+        old = previous.get(e.path)
+        if old is not None and old.pack is not None and _unchanged(e, old):
+            by_pack.setdefault(old.pack.digest, []).append(e)
+    reused: dict[str, FileEntry] = {}
     lost: set[str] = set()
     for digest, group in by_pack.items():
         try:
@@ -238,23 +286,22 @@ def _reuse_packs(store: ChunkStore, files: list[dict[str, Any]],
         except ChunkError:
             with contextlib.suppress(BankError):
                 store.release(digest)  # drop the ref just made
-            lost.update(e["path"] for e in group)
+            lost.update(e.path for e in group)
             continue
         for e in group:
-            old = previous[e["path"]]
-            e.update({k: old[k] for k in _PACKED})
-            reused.add(e["path"])
+            reused[e.path] = attrs.evolve(e, pack=previous[e.path].pack, holes=False)
+        advance(sum(e.size for e in group), len(group))
     return reused, lost
 
 
-def _packs(files: list[dict[str, Any]], pack_size: int) -> list[list[dict[str, Any]]]:
+def _packs(files: list[FileEntry], pack_size: int) -> list[list[FileEntry]]:
     """``files`` (sorted by path) in consecutive groups of about ``pack_size`` bytes."""
-    groups: list[list[dict[str, Any]]] = []
-    group: list[dict[str, Any]] = []
+    groups: list[list[FileEntry]] = []
+    group: list[FileEntry] = []
     total = 0
     for e in files:
         group.append(e)
-        total += e["size"]
+        total += e.size
         if total >= pack_size:
             groups.append(group)
             group, total = [], 0
@@ -263,27 +310,25 @@ def _packs(files: list[dict[str, Any]], pack_size: int) -> list[list[dict[str, A
     return groups
 
 
-def _store_group(store: ChunkStore, root: str, group: list[dict[str, Any]]) -> Stored:
+def _store_group(store: ChunkStore, root: str, group: list[FileEntry]) -> Stored:
     """Pack the files of ``group``."""
-    pack, warnings = read_group(root, group)
-    if not pack and all(e.get("vanished") for e in group):
+    pack, reads, warnings = read_group(root, group)
+    if not reads:
         return Stored(warnings=warnings)
     digest, new_bytes = store_pack(store, pack)
-    for e in group:
-        if not e.get("vanished"):
-            e["pack"] = digest
-    return Stored(new=1 if new_bytes else 0, new_bytes=new_bytes, warnings=warnings)
+    return Stored(new=1 if new_bytes else 0, new_bytes=new_bytes, read_bytes=len(pack),
+                  warnings=warnings,
+                  entries=[read.packed(digest) for read in reads])
 
 
-def _store_entry(store: ChunkStore, root: str, entry: dict[str, Any],
-                 old: dict[str, Any] | None, chunk_size: int) -> Stored:
+def _store_entry(store: ChunkStore, root: str, entry: FileEntry, old: FileEntry | None,
+                 chunk_size: int) -> Stored:
     """Chunk one file into the store."""
-    path = os.path.join(root, entry["path"])
-    if old is not None and "chunks" in old and _unchanged(entry, old):
+    path = os.path.join(root, entry.path)
+    if old is not None and old.chunks is not None and _unchanged(entry, old):
         with contextlib.suppress(ChunkError, OSError):
-            new, new_bytes = reuse_file(store, path, old["chunks"], chunk_size)
-            entry["chunks"] = old["chunks"]
-            if "sparse" in old:
-                entry["sparse"] = old["sparse"]
-            return Stored(new=new, new_bytes=new_bytes, reused=1)
+            new, new_bytes = reuse_file(store, path, list(old.chunks), chunk_size)
+            advance(entry.size, 1)  # unchanged: done without reading
+            return Stored(new=new, new_bytes=new_bytes, read_bytes=new_bytes, reused=1, entries=[
+                attrs.evolve(entry, chunks=old.chunks, sparse=old.sparse, holes=False)])
     return store_scanned(store, root, entry, chunk_size)

@@ -19,8 +19,8 @@ import errno
 import os
 import stat
 from collections.abc import Iterator
-from typing import Any
 
+from protectflow.plugins.builtin.fs._entries import FileEntry
 from protectflow.plugins.builtin.fs._meta import open_dir, open_quietly, split
 
 __all__ = ["ATTEMPTS", "clip", "data_extents", "open_scanned", "read_stream", "stat_key"]
@@ -39,11 +39,11 @@ def stat_key(st: os.stat_result) -> tuple[int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-def open_scanned(root: str, entry: dict[str, Any]) -> tuple[int, os.stat_result] | str:
+def open_scanned(root: str, entry: FileEntry) -> tuple[int, os.stat_result] | str:
     """The scanned regular file ``entry`` under ``root``, opened without
     following a symlink, and its ``fstat``; or, if it is gone or no longer
     the file the scan saw, why (a warning for the run)."""
-    rel = entry["path"]
+    rel = entry.path
     try:
         fd = _open(root, rel)
     except OSError as err:
@@ -53,7 +53,7 @@ def open_scanned(root: str, entry: dict[str, Any]) -> tuple[int, os.stat_result]
             return f"{rel}: gone since the scan; not stored"
         return f"{rel}: cannot be opened ({err.strerror}); not stored"
     st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or (st.st_ino, st.st_dev) != (entry["ino"], entry["dev"]):
+    if not stat.S_ISREG(st.st_mode) or (st.st_ino, st.st_dev) != (entry.ino, entry.dev):
         os.close(fd)
         return f"{rel}: replaced by another file or something else since the scan; not stored"
     return fd, st

@@ -1,22 +1,6 @@
 """Directory trees as manifests: scanning one (rebuilding one is
-:mod:`._fsbuild`'s).
-
-A manifest entry (version 3) is a dict: ``path`` (POSIX, relative to the
-root, ``"."`` for the root itself), ``type`` (``dir``, ``file``,
-``symlink``, ``fifo``, ``chr`` or ``blk``), ``mode`` (permission and set-id
-bits), ``uid``/``gid`` (and ``user``/``group`` when the ids have names),
-``mtime_ns``, ``atime_ns``, ``xattrs`` (name -> base64 value; POSIX ACLs are
-the ``system.posix_acl_*`` ones) if any. Files add ``size``, their content
--- either ``chunks`` (digests of fixed-size pieces of their data; with
-``sparse``, the ``[offset, length]`` data extents, the rest being holes) or,
-for a small file packed with others, ``pack`` (the pack chunk's digest),
-``offset``, ``length`` and ``sha256`` (of the file's bytes) -- and the
-``ino``/``dev``/``ctime_ns`` the next protect compares to skip re-reading an
-unchanged file. Symlinks add ``target`` (stored as a link, never followed),
-devices ``rdev`` (``[major, minor]``). The second and later names of a hard
--linked inode have ``link``, the first name's path, and no content. Sockets
-are skipped. Versions 1 and 2 lack owners, attributes, atimes, links,
-special files and holes.
+:mod:`._build`'s); the entries are :mod:`._entries`' classes, files
+without content until the protect reads them. Sockets are skipped.
 """
 
 from __future__ import annotations
@@ -27,11 +11,20 @@ from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
+from protectflow.plugins.builtin.fs._entries import (
+    DirEntry,
+    Entry,
+    FileEntry,
+    HardLinkEntry,
+    SpecialEntry,
+    SymlinkEntry,
+)
 from protectflow.plugins.builtin.fs._meta import DIR_FLAGS, meta_of, open_quietly
 
 __all__ = ["comparable", "scan", "selected"]
 
-Entry = dict[str, Any]
+#: (device, inode) of an entry with more than one name.
+LinkKey = tuple[int, int]
 
 
 def selected(rel: str, is_dir: bool, include: Sequence[str], exclude: Sequence[str]) -> bool:
@@ -63,17 +56,17 @@ def _kind(st: os.stat_result) -> str | None:
 
 def _entry(rel: str, st: os.stat_result, kind: str, *, dir_fd: int, name: str,
            full: str) -> Entry:
-    entry: Entry = {"path": rel, "type": kind,
-                    **meta_of(st, dir_fd=dir_fd, name=name, full=full)}
+    meta = meta_of(st, dir_fd=dir_fd, name=name, full=full)
     if kind == "file":
-        entry.update(size=st.st_size, ino=st.st_ino, dev=st.st_dev, ctime_ns=st.st_ctime_ns)
-        if st.st_blocks * 512 < st.st_size:
-            entry["holes"] = True  # fewer blocks than bytes: read its data extents only
-    elif kind in ("chr", "blk"):
-        entry["rdev"] = [os.major(st.st_rdev), os.minor(st.st_rdev)]
-    if kind != "dir" and st.st_nlink > 1:
-        entry["_link_key"] = (st.st_dev, st.st_ino)
-    return entry
+        # fewer blocks than bytes: holes, read by its data extents only
+        return FileEntry(path=rel, meta=meta, size=st.st_size, ino=st.st_ino, dev=st.st_dev,
+                         ctime_ns=st.st_ctime_ns, holes=st.st_blocks * 512 < st.st_size)
+    if kind == "dir":
+        return DirEntry(path=rel, meta=meta)
+    if kind == "symlink":
+        return SymlinkEntry(path=rel, meta=meta, target=os.readlink(name, dir_fd=dir_fd))
+    rdev = (os.major(st.st_rdev), os.minor(st.st_rdev)) if kind != "fifo" else None
+    return SpecialEntry(path=rel, meta=meta, kind=kind, rdev=rdev)
 
 
 def scan(root: str, include: Sequence[str] = (), exclude: Sequence[str] = (),
@@ -86,21 +79,22 @@ def scan(root: str, include: Sequence[str] = (), exclude: Sequence[str] = (),
     entry left out, and why.
     """
     root_fd = open_quietly(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    links: dict[str, LinkKey] = {}
     try:
         st = os.fstat(root_fd)
-        entries: list[Entry] = [{"path": ".", "type": "dir",
-                                 **meta_of(st, dir_fd=root_fd, name="", full=root)}]
-        _walk(root_fd, "", entries, root=root, include=include, exclude=exclude,
+        entries: list[Entry] = [DirEntry(path=".",
+                                         meta=meta_of(st, dir_fd=root_fd, name="", full=root))]
+        _walk(root_fd, "", entries, links, root=root, include=include, exclude=exclude,
               skipped=skipped or (lambda rel, why: None))
     finally:
         os.close(root_fd)
-    entries.sort(key=lambda e: e["path"])
-    _link_groups(entries)
-    return entries
+    entries.sort(key=lambda e: e.path)
+    return _link_groups(entries, links) if links else entries
 
 
-def _walk(fd: int, rel_dir: str, entries: list[Entry], *, root: str, include: Sequence[str],
-          exclude: Sequence[str], skipped: Callable[[str, str], None]) -> None:
+def _walk(fd: int, rel_dir: str, entries: list[Entry], links: dict[str, LinkKey], *,
+          root: str, include: Sequence[str], exclude: Sequence[str],
+          skipped: Callable[[str, str], None]) -> None:
     with os.scandir(fd) as it:
         items = sorted(it, key=lambda e: e.name)
     for item in items:
@@ -115,10 +109,10 @@ def _walk(fd: int, rel_dir: str, entries: list[Entry], *, root: str, include: Se
         if kind is None:
             skipped(rel, "a socket")
             continue
-        entry = _entry(rel, st, kind, dir_fd=fd, name=item.name, full=os.path.join(root, rel))
-        if kind == "symlink":
-            entry["target"] = os.readlink(item.name, dir_fd=fd)
-        entries.append(entry)
+        entries.append(_entry(rel, st, kind, dir_fd=fd, name=item.name,
+                              full=os.path.join(root, rel)))
+        if kind != "dir" and st.st_nlink > 1:
+            links[rel] = (st.st_dev, st.st_ino)
         if kind == "dir":
             try:
                 sub = open_quietly(item.name, DIR_FLAGS, dir_fd=fd)
@@ -127,34 +121,37 @@ def _walk(fd: int, rel_dir: str, entries: list[Entry], *, root: str, include: Se
                 skipped(rel, f"changed during the scan: {err.strerror}")
                 continue
             try:
-                _walk(sub, rel, entries, root=root, include=include, exclude=exclude,
+                _walk(sub, rel, entries, links, root=root, include=include, exclude=exclude,
                       skipped=skipped)
             finally:
                 os.close(sub)
 
 
-def _link_groups(entries: list[Entry]) -> None:
+def _link_groups(entries: list[Entry], links: dict[str, LinkKey]) -> list[Entry]:
     """Hard links: the first (by path) of each group of names for one inode
-    keeps its content; the others get ``link``, that first path."""
-    first: dict[tuple[int, int], str] = {}
+    keeps its content; the others become :class:`HardLinkEntry`, naming it."""
+    first: dict[LinkKey, str] = {}
+    out: list[Entry] = []
     for e in entries:
-        key = e.pop("_link_key", None)
-        if key is None:
-            continue
-        if key in first:
-            e["link"] = first[key]
-            for field in ("size", "holes"):
-                e.pop(field, None)
-        else:
-            first[key] = e["path"]
+        key = links.get(e.path)
+        if key is not None and key in first:
+            ids = (e.ino, e.dev, e.ctime_ns) if isinstance(e, FileEntry) else (None,) * 3
+            e = HardLinkEntry(path=e.path, meta=e.meta, kind=e.kind, link=first[key],
+                              ino=ids[0], dev=ids[1], ctime_ns=ids[2])
+        elif key is not None:
+            first[key] = e.path
+        out.append(e)
+    return out
 
 
 def comparable(entries: Sequence[Entry]) -> list[tuple[Any, ...]]:
     """What a faithful restore preserves of each entry, for comparing trees
     (not the access time: reading a file may change it)."""
     return sorted(
-        (e["path"], e["type"], None if e["type"] == "symlink" else e["mode"],
-         e["mtime_ns"], e.get("size"), e.get("target"), e.get("uid"), e.get("gid"),
-         tuple(sorted(e.get("xattrs", {}).items())), e.get("link"), tuple(e.get("rdev", ())))
+        (e.path, e.kind, None if e.kind == "symlink" else e.meta.mode, e.meta.mtime_ns,
+         e.size if isinstance(e, FileEntry) else None,
+         e.target if isinstance(e, SymlinkEntry) else None, e.meta.uid, e.meta.gid,
+         e.meta.xattrs, e.link if isinstance(e, HardLinkEntry) else None,
+         e.rdev or () if isinstance(e, SpecialEntry) else ())
         for e in entries
     )

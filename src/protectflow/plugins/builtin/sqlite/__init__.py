@@ -36,7 +36,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from protectflow.bank.chunks.refs import manifest_names
 from protectflow.dag.model import Resource
+from protectflow.dag.outcomes import STATS_KEY, ResourceStats
 from protectflow.errors import BankError, LocalPluginError
 from protectflow.plugins.base import (
     HookArgs,
@@ -46,6 +48,7 @@ from protectflow.plugins.base import (
 )
 from protectflow.plugins.builtin._chunkfiles import store_file
 from protectflow.plugins.builtin._local import (
+    ALLOW_OTHER_OWNER,
     MANIFEST,
     MainHooksPlugin,
     copy_chunks,
@@ -56,20 +59,23 @@ from protectflow.plugins.builtin._local import (
     release_chunks,
     require_checkpoint,
     resolve_path,
-    restore_destination,
     source_problems,
     store_of,
 )
 from protectflow.plugins.builtin._private import private_dir
 from protectflow.plugins.builtin.sqlite._copy import (
     check,
+    contents_of,
+    database_destination,
     file_chunks,
     integrity_check,
     read_manifest,
     restore_database,
-    restore_name,
+    table_rows,
     verify_database,
 )
+from protectflow.plugins.builtin.sqlite._records import FileMeta, SnapshotInfo, SqliteManifest
+from protectflow.plugins.contents import Item
 
 __all__ = ["DATABASE", "SqliteProtectionPlugin", "integrity_check", "restore_database",
            "verify_database"]
@@ -77,8 +83,6 @@ __all__ = ["DATABASE", "SqliteProtectionPlugin", "integrity_check", "restore_dat
 DATABASE = "protectflow::sqlite::Database"
 SNAPSHOT = "snapshot"
 DEFAULT_CHUNK_SIZE = 256 << 10
-#: Version 2 adds the database's mode, owner and mtime.
-MANIFEST_VERSION = 2
 
 OPTIONS_SCHEMA = object_schema("sqlite protect parameters", {
     "chunk_size": {"type": "integer", "minimum": 4096, "maximum": 64 << 20,
@@ -91,12 +95,17 @@ OPTIONS_SCHEMA = object_schema("sqlite protect parameters", {
 })
 RESTORE_SCHEMA = object_schema("sqlite restore parameters", {
     "target": {"type": "string", "minLength": 1,
-               "description": "folder to restore into: the database goes to <target>/<id>"},
+               "description": "folder to restore into: the database goes to <target>/<id> "
+               "(required unless in_place)"},
+    "in_place": {"type": "boolean", "default": False,
+                 "description": "restore over the database file it was protected from "
+                 "(refused, unless force, when that file holds something else)"},
     "force": {"type": "boolean", "default": False,
               "description": "replace an existing <target>/<id> (and its -wal and -shm)"},
     "owners": {"type": "boolean", "description": "restore the database's owner (numeric uid "
                "and gid); default: when running as root"},
-}, required=["target"])
+    "allow_other_owner": ALLOW_OTHER_OWNER,
+})
 VERIFY_SCHEMA = object_schema("sqlite verify parameters", {})
 SAVED_INFO_SCHEMA = {"type": "object", "properties": {
     "source": {"type": "string"}, "size": {"type": "integer"},
@@ -170,9 +179,10 @@ def take_snapshot(checkpoint: HookCheckpoint, resource: Resource,
         raise LocalPluginError(f"{resource.key}: backup of {source} failed: {err}") from err
     os.replace(part, dest)
     taken_at = time.time()
-    checkpoint.get_resource_bank_section(resource).update_object(
-        SNAPSHOT, {"source": source, "taken_at": taken_at, "mode": stat.S_IMODE(st.st_mode),
-                   "uid": st.st_uid, "gid": st.st_gid, "mtime_ns": st.st_mtime_ns})
+    checkpoint.get_resource_bank_section(resource).update_object(SNAPSHOT, SnapshotInfo(
+        source=source, taken_at=taken_at, meta=FileMeta(
+            mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
+            mtime_ns=st.st_mtime_ns)).to_json())
     return {"snapshot": dest, "started_at": started, "taken_at": taken_at,
             "size": os.path.getsize(dest)}
 
@@ -187,7 +197,7 @@ def store_snapshot(checkpoint: HookCheckpoint, resource: Resource,
         If the snapshot is gone (a rerun on another machine) or not intact.
     """
     section = checkpoint.get_resource_bank_section(resource)
-    info = get_json(section, SNAPSHOT)
+    info = SnapshotInfo.from_json(get_json(section, SNAPSHOT), what=resource.key)
     path = snapshot_path(checkpoint, resource, parameters)
     if not os.path.exists(path):
         if section.has_object(MANIFEST):
@@ -196,21 +206,30 @@ def store_snapshot(checkpoint: HookCheckpoint, resource: Resource,
                                "is gone; run the protect again")
     check(path, f"{resource.key}: snapshot {path}")
     chunk_size = int(parameters.get("chunk_size", DEFAULT_CHUNK_SIZE))
-    digests, new, new_bytes, size = store_file(store_of(checkpoint, resource), path, chunk_size)
-    section.update_object(MANIFEST, {
-        "version": MANIFEST_VERSION, "source": info["source"], "size": size,
-        "chunk_size": chunk_size, "chunks": digests, "taken_at": info["taken_at"],
-        **{k: info[k] for k in ("mode", "uid", "gid", "mtime_ns") if k in info}})
+    tables = table_rows(path)
+    store = store_of(checkpoint, resource)
+    digests, new, new_bytes, size = store_file(store, path, chunk_size)
+    section.update_object(MANIFEST, SqliteManifest(
+        source=info.source, size=size, chunk_size=chunk_size, chunks=tuple(digests),
+        taken_at=info.taken_at, meta=info.meta, tables=tuple(sorted(tables.items()))).to_json())
     os.unlink(path)
-    return {"bytes": size, "new_chunks": new, "new_bytes": new_bytes}
+    return {"bytes": size, "new_chunks": new, "new_bytes": new_bytes,
+            STATS_KEY: _stats(size, new, len(digests), store.added_bytes).to_json()}
+
+
+def _stats(size: int, new: int, chunks: int, added: int) -> ResourceStats:
+    """The database file as one file: new when every chunk of it is new,
+    unmodified when none is, else changed."""
+    kind = "new" if new and new == chunks else "unmodified" if not new else "changed"
+    return ResourceStats(**{f"files_{kind}": 1, f"bytes_{kind}": size},
+                         bytes_read=size, bytes_added=added)
 
 
 def delete_database(checkpoint: HookCheckpoint, resource: Resource,
                     parameters: dict[str, Any] | None = None) -> dict[str, Any]:
     """Release the stored copy's chunks, then its records; rerunnable."""
     section = checkpoint.get_resource_bank_section(resource)
-    out = release_chunks(store_of(checkpoint, resource), section,
-                         lambda manifest: list(manifest["chunks"]))
+    out = release_chunks(store_of(checkpoint, resource), section, _chunks_of)
     with contextlib.suppress(LocalPluginError):  # no private folder: no snapshot in it
         discard_snapshot(checkpoint, resource, parameters or {})
     for key in (MANIFEST, SNAPSHOT):
@@ -223,25 +242,37 @@ def _restore_problems(checkpoint: HookCheckpoint | None, resource: Resource,
                       parameters: Mapping[str, Any]) -> list[str]:
     """:func:`destination_problems` at the path the restore will write: the
     database's own file name, which the checkpoint's manifest knows."""
-    manifest: dict[str, Any] | None = None
+    manifest: SqliteManifest | None = None
     dest = None
     if checkpoint is not None:
         with contextlib.suppress(BankError, LocalPluginError):
             manifest = read_manifest(checkpoint, resource)
-            dest = os.path.join(os.path.dirname(restore_destination(resource, parameters)),
-                                restore_name(resource, manifest))
+            dest = database_destination(resource, parameters, manifest)
+    if not parameters.get("target") and not parameters.get("in_place"):
+        return [f"{resource.key}: a restore needs a 'target' folder (--target DIR), or "
+                "'in_place' (--in-place) to restore where it was"]
 
     def restored(path: str) -> bool:
         if checkpoint is None or manifest is None:
             return False
         chunks = file_chunks(store_of(checkpoint, resource), path, manifest)
-        return bool(chunks == manifest["chunks"])
+        return chunks == list(manifest.chunks)
 
     return destination_problems(resource, parameters, restored, dest=dest)
 
 
-def _rename_chunks(manifest: dict[str, Any], names: Mapping[str, str]) -> None:
-    manifest["chunks"] = [names[d] for d in manifest["chunks"]]
+def _rename_chunks(manifest: object, names: Mapping[str, str]) -> dict[str, object]:
+    return SqliteManifest.from_json(manifest, what="manifest").renamed(names).to_json()
+
+
+def _chunks_of(manifest: object) -> list[str]:
+    """The chunks a stored manifest names: read as a :class:`SqliteManifest`,
+    or -- one that is refused, which a delete must still release -- as any
+    manifest's JSON is."""
+    try:
+        return list(SqliteManifest.from_json(manifest, what="manifest").chunks)
+    except LocalPluginError:
+        return list(manifest_names(manifest))
 
 
 def discard_snapshot(checkpoint: HookCheckpoint, resource: Resource,
@@ -288,7 +319,7 @@ def _verify_main(args: HookArgs) -> dict[str, Any]:
 
 def _copy_main(args: HookArgs) -> dict[str, Any]:
     checkpoint = _checkpoint(args)
-    chunks = read_manifest(checkpoint, args.resource)["chunks"]
+    chunks = list(read_manifest(checkpoint, args.resource).chunks)
     return copy_chunks(checkpoint, args.resource, chunks, args.kwargs, rename=_rename_chunks)
 
 
@@ -341,6 +372,15 @@ class SqliteProtectionPlugin(MainHooksPlugin):
         return {"discarded": discard_snapshot(checkpoint, resource, parameters)}
 
     @classmethod
+    def get_contents(cls, metadata_store: Any, resource: Resource) -> list[Item]:
+        """The database file, and its tables with their row counts (a
+        checkpoint made before protectflow counted them lists the file alone)."""
+        return contents_of(SqliteManifest.from_json(get_json(metadata_store, MANIFEST),
+                                                    what=resource.key))
+
+    @classmethod
     def get_saved_info(cls, metadata_store: Any, resource: Resource) -> Any:
-        manifest = get_json(metadata_store, MANIFEST)
-        return {k: manifest[k] for k in ("source", "size", "taken_at")}
+        manifest = SqliteManifest.from_json(get_json(metadata_store, MANIFEST),
+                                            what=resource.key)
+        return {"source": manifest.source, "size": manifest.size,
+                "taken_at": manifest.taken_at}

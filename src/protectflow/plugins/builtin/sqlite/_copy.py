@@ -1,10 +1,11 @@
 """The sqlite plugin's stored copies read back: integrity checks, and the
 restore and verify that rebuild a database file from its chunks.
 
-Restore writes into a file created exclusively (0600, a random name beside
-the destination, ``tempfile.mkstemp``), checks it with ``PRAGMA
-integrity_check`` and renames it into place: a symlink planted at the
-destination is replaced, never followed.
+Restore writes into a file created exclusively in a private staging folder
+beside the destination, checks it with ``PRAGMA integrity_check`` through
+its own descriptor and renames it into place relative to descriptors: a
+symlink planted at the destination is replaced, never followed (see
+:func:`restore_database`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 import sqlite3
 import stat
 import tempfile
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -23,18 +25,30 @@ from protectflow.errors import LocalPluginError
 from protectflow.plugins.base import HookCheckpoint
 from protectflow.plugins.builtin._chunks import ChunkStore
 from protectflow.plugins.builtin._local import (
-    check_destination,
-    clear_destination,
+    FORCE_HINT,
     committed_manifest,
+    resolve_path,
     restore_destination,
     store_of,
 )
+from protectflow.plugins.builtin._target import (
+    check_owner,
+    open_target,
+    private_folder,
+    remove,
+)
+from protectflow.plugins.builtin.sqlite._records import SqliteManifest
+from protectflow.plugins.contents import Item
+from protectflow.plugins.progress import advance
 
-__all__ = ["check", "file_chunks", "integrity_check", "read_manifest", "restore_database",
-           "restore_name", "verify_database"]
+__all__ = ["check", "contents_of", "database_destination", "file_chunks", "integrity_check",
+           "read_manifest", "restore_database", "restore_name", "table_rows", "verify_database"]
 
-_READABLE_VERSIONS = (1, 2)
 #: An extension the restored file may take from the stored source's name.
+#: The staged copy's name in its private folder, and how it is created.
+_STAGED = "database"
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _SUFFIX = re.compile(r"\.[A-Za-z0-9_+-]{1,16}")
 
 
@@ -65,35 +79,59 @@ def check(path: str, what: str) -> None:
         raise LocalPluginError(f"{what}: PRAGMA integrity_check did not return ok: {result}")
 
 
-def read_manifest(checkpoint: HookCheckpoint, resource: Resource) -> dict[str, Any]:
-    manifest: dict[str, Any] = committed_manifest(
-        checkpoint.get_resource_bank_section(resource), resource, missing="no copy of it")
-    if manifest.get("version") not in _READABLE_VERSIONS:
-        raise LocalPluginError(
-            f"{resource.key}: its manifest has format version {manifest.get('version')!r}; "
-            f"this protectflow reads versions {', '.join(map(str, _READABLE_VERSIONS))} "
-            "-- upgrade it")
-    return manifest
+def read_manifest(checkpoint: HookCheckpoint, resource: Resource) -> SqliteManifest:
+    """The manifest a protect committed for ``resource``.
+
+    Raises
+    ------
+    LocalPluginError
+        If the checkpoint holds none, or one of a version it cannot read, or
+        one that is not valid.
+    """
+    return SqliteManifest.from_json(committed_manifest(
+        checkpoint.get_resource_bank_section(resource), resource, missing="no copy of it"),
+        what=resource.key)
 
 
-def _write_copy(store: ChunkStore, manifest: dict[str, Any], fd: int) -> None:
+def _write_copy(store: ChunkStore, manifest: SqliteManifest, fd: int) -> None:
     read = store.reader()
     with os.fdopen(os.dup(fd), "wb") as f:
-        for digest in manifest["chunks"]:
-            f.write(read(digest))
+        for digest in manifest.chunks:
+            data = read(digest)
+            f.write(data)
+            advance(len(data))
+    advance(0, 1)
 
 
-def restore_name(resource: Resource, manifest: dict[str, Any]) -> str:
+def restore_name(resource: Resource, manifest: SqliteManifest) -> str:
     """The restored file's name: the database file's own name when the
     resource id is that name or its stem (``orders`` of ``orders.db`` comes
     back as ``orders.db``), else the id; only a plain extension is taken
     from the bank."""
-    source = manifest.get("source")
-    stem, suffix = os.path.splitext(os.path.basename(source)) if isinstance(source, str) \
-        else ("", "")
+    stem, suffix = os.path.splitext(os.path.basename(manifest.source))
     if stem == resource.id and _SUFFIX.fullmatch(suffix):
         return resource.id + suffix
     return resource.id
+
+
+def database_destination(resource: Resource, parameters: Mapping[str, Any],
+                         manifest: SqliteManifest) -> str:
+    """Where the restore writes the database: ``<target>/<name>`` (see
+    :func:`restore_name`), or with ``in_place`` the file it was protected
+    from (a symlink there is replaced, never followed).
+
+    Raises
+    ------
+    LocalPluginError
+        If neither ``target`` nor ``in_place`` is given.
+    """
+    if parameters.get("in_place"):
+        return resolve_path(resource)
+    if not parameters.get("target"):
+        raise LocalPluginError(f"{resource.key}: a restore needs a 'target' folder (--target "
+                               "DIR), or 'in_place' (--in-place) to restore where it was")
+    return os.path.join(os.path.dirname(restore_destination(resource, parameters)),
+                        restore_name(resource, manifest))
 
 
 def restore_database(checkpoint: HookCheckpoint, resource: Resource,
@@ -102,61 +140,134 @@ def restore_database(checkpoint: HookCheckpoint, resource: Resource,
     :func:`restore_name`) with its mode, mtime and, as root, owner; returns
     the path.
 
-    The copy is written to a file created exclusively, 0600, at an
-    unpredictable name beside the destination, checked, then renamed into
-    place: a link planted in the target is replaced, never followed.
+    The target folder is reached without following a link another user
+    could place, and refused if another user owns it (or a folder on the
+    way, or the database there) unless ``allow_other_owner``
+    (:mod:`.._target`). The copy is written into a private staging folder
+    (0700, an unpredictable name, made relative to the target's descriptor)
+    in a file created exclusively without following links, checked through
+    that file's own descriptor, then renamed into place relative to both
+    folders' descriptors: whatever anyone swaps meanwhile, the file renamed
+    is the one written and checked, and a link at the destination is
+    replaced, never followed.
 
     Raises
     ------
     LocalPluginError
-        If the destination exists (without ``force``) or the copy fails
-        ``integrity_check``.
+        If the destination exists (without ``force``), its folder is refused,
+        or the copy fails ``integrity_check``.
     """
     manifest = read_manifest(checkpoint, resource)
-    dest = os.path.join(os.path.dirname(restore_destination(resource, parameters)),
-                        restore_name(resource, manifest))
-    if file_chunks(store_of(checkpoint, resource), dest, manifest) == manifest["chunks"]:
-        return dest  # restored by an earlier attempt
-    force = bool(parameters.get("force", False))
-    check_destination(dest, force, resource.key)
-    fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.pf-restore-",
-                                   dir=os.path.dirname(dest))
-    try:
-        _write_copy(store_of(checkpoint, resource), manifest, fd)
-        check(staging, f"{resource.key}: restored copy")
-        _set_meta(fd, manifest, parameters)
-    except BaseException:
-        os.unlink(staging)
-        raise
-    finally:
-        os.close(fd)
-    clear_destination(dest, force, resource.key)
-    for suffix in ("-wal", "-shm", "-journal"):  # they belong to the database replaced
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(dest + suffix)
-    os.replace(staging, dest)
+    dest = database_destination(resource, parameters, manifest)
+    name, force = os.path.basename(dest), bool(parameters.get("force", False))
+    allow = bool(parameters.get("allow_other_owner", False))
+    store = store_of(checkpoint, resource)
+    with open_target(os.path.dirname(dest), allow_other_owner=allow,
+                     what=resource.key) as target:
+        if _present(target.fd, name, dest, force=force, allow=allow, what=resource.key):
+            if _chunks_at(store, target.fd, name, manifest) == list(manifest.chunks):
+                return dest  # restored by an earlier attempt
+            if not force:
+                raise LocalPluginError(f"{resource.key}: restore target {dest} is not "
+                                       f"empty; {FORCE_HINT}")
+        staging = private_folder(target.fd, f".{name}.pf-restore-")
+        try:
+            staging_fd = os.open(staging, DIR_FLAGS, dir_fd=target.fd)
+            try:
+                _stage(store, manifest, staging_fd, parameters, what=resource.key)
+                _replace(target.fd, name, staging_fd)
+            finally:
+                os.close(staging_fd)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                remove(target.fd, staging)
     return dest
 
 
-def _set_meta(fd: int, manifest: dict[str, Any], parameters: dict[str, Any]) -> None:
+def _present(fd: int, name: str, dest: str, *, force: bool, allow: bool, what: str) -> bool:
+    """Whether something is at ``name`` in ``fd``: refused if it is another
+    user's (but a link: replaced, never followed) or an occupied folder
+    without ``force``; an empty folder is removed (the database takes its place)."""
+    try:
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISLNK(st.st_mode):
+        check_owner(st, dest, allow_other_owner=allow, what=what)
+    if stat.S_ISDIR(st.st_mode):
+        sub = os.open(name, DIR_FLAGS, dir_fd=fd)
+        try:
+            empty = not os.listdir(sub)
+        finally:
+            os.close(sub)
+        if empty or force:
+            remove(fd, name)
+            return False
+    return True
+
+
+def _stage(store: ChunkStore, manifest: SqliteManifest, staging_fd: int,
+           parameters: dict[str, Any], *, what: str) -> None:
+    """Write, check and give its metadata to ``db`` in the private staging folder."""
+    fd = os.open(_STAGED, _CREATE, 0o600, dir_fd=staging_fd)
+    try:
+        _write_copy(store, manifest, fd)
+        # the file just written, through its own descriptor: no path to swap
+        check(f"/proc/self/fd/{fd}" if os.path.isdir("/proc/self/fd") else
+              f"/proc/self/fd/{staging_fd}/{_STAGED}", f"{what}: restored copy")
+        _set_meta(fd, manifest, parameters)
+    finally:
+        os.close(fd)
+
+
+def _replace(target_fd: int, name: str, staging_fd: int) -> None:
+    """Put the staged copy at ``name``, the old database's -wal, -shm and
+    -journal gone (they belong to it); all relative to descriptors."""
+    for suffix in ("-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            os.unlink(name + suffix, dir_fd=target_fd)
+    os.rename(_STAGED, name, src_dir_fd=staging_fd, dst_dir_fd=target_fd)
+
+
+def _chunks_at(store: ChunkStore, fd: int, name: str,
+               manifest: SqliteManifest) -> list[str] | None:
+    """The chunk names of the regular file ``name`` in ``fd`` (not through a
+    link), or None if it is something else."""
+    try:
+        file_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                          dir_fd=fd)
+    except OSError:
+        return None
+    return _chunks_of_fd(store, file_fd, manifest)
+
+
+def _set_meta(fd: int, manifest: SqliteManifest, parameters: dict[str, Any]) -> None:
     """The database's owner (as root, or when asked), mode and mtime."""
     owners = parameters.get("owners")
-    if (os.geteuid() == 0 if owners is None else owners) and "uid" in manifest:
-        os.fchown(fd, int(manifest["uid"]), int(manifest["gid"]))
-    if isinstance(manifest.get("mode"), int):
-        os.fchmod(fd, manifest["mode"] & 0o777)
-    if isinstance(manifest.get("mtime_ns"), int):
-        os.utime(fd, ns=(manifest["mtime_ns"], manifest["mtime_ns"]))
+    meta = manifest.meta
+    if (os.geteuid() == 0 if owners is None else owners) and meta.uid is not None \
+            and meta.gid is not None:
+        os.fchown(fd, meta.uid, meta.gid)
+    if meta.mode is not None:
+        os.fchmod(fd, meta.mode & 0o777)
+    if meta.mtime_ns is not None:
+        os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
 
 
-def file_chunks(store: ChunkStore, path: str, manifest: dict[str, Any]) -> list[str] | None:
+def file_chunks(store: ChunkStore, path: str, manifest: SqliteManifest) -> list[str] | None:
     """The chunk names in ``store`` of the file at ``path`` (not through a
     symlink), or None if there is no such regular file."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
-    size = manifest["chunk_size"]
+    return _chunks_of_fd(store, fd, manifest)
+
+
+def _chunks_of_fd(store: ChunkStore, fd: int, manifest: SqliteManifest) -> list[str] | None:
+    """The chunk names of the open file ``fd`` (closed after), or None if it
+    is not a regular file."""
+    size = manifest.chunk_size
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
@@ -185,4 +296,27 @@ def verify_database(checkpoint: HookCheckpoint, resource: Resource) -> dict[str,
         finally:
             os.close(fd)
         check(path, f"{resource.key}: stored copy")
-    return {"bytes": manifest["size"], "chunks": len(manifest["chunks"]), "integrity": "ok"}
+    return {"bytes": manifest.size, "chunks": len(manifest.chunks), "integrity": "ok"}
+
+
+def table_rows(path: str) -> dict[str, int]:
+    """Each table of the database at ``path`` and its number of rows."""
+    # immutable: no lock, no -shm or -wal file left beside the snapshot
+    con = sqlite3.connect(f"file:{quote(path)}?mode=ro&immutable=1", uri=True)
+    try:
+        names = [str(r[0]) for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        return {name: int(con.execute(
+            f'SELECT COUNT(*) FROM "{name.replace(chr(34), chr(34) * 2)}"').fetchone()[0])
+            for name in names}
+    finally:
+        con.close()
+
+
+def contents_of(manifest: SqliteManifest) -> list[Item]:
+    """The database file of ``manifest`` and its tables (``ls``'s items)."""
+    items = [Item(".", "database", size=manifest.size, mode=manifest.meta.mode,
+                  mtime_ns=manifest.meta.mtime_ns, content="chunks:" + ",".join(manifest.chunks),
+                  info={"source": manifest.source})]
+    items += [Item(name, "table", rows=rows) for name, rows in manifest.tables or ()]
+    return items

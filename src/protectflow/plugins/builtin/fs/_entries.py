@@ -1,0 +1,398 @@
+"""The entries of an fs manifest: one frozen class per kind of entry.
+
+An entry is a :class:`DirEntry`, :class:`FileEntry`, :class:`SymlinkEntry`,
+:class:`SpecialEntry` (a FIFO or a device) or :class:`HardLinkEntry` (the
+second and later names of a hard-linked inode: no content of its own, the
+``link`` to the first name); :data:`Entry` is their union and ``kind`` says
+which (``dir``, ``file``, ``symlink``, ``fifo``, ``chr``, ``blk``; a hard
+link's is its inode's). Every entry has a ``path`` (POSIX, relative to the
+tree's root, ``"."`` for the root itself) and the :class:`Meta` a restore
+gives back.
+
+The JSON of an entry (manifest version 3) is flat, as it always was: ``path``,
+``type`` (the kind), ``mode`` (permission and set-id bits), ``uid``/``gid``
+(and ``user``/``group`` when the ids have names), ``mtime_ns``,
+``atime_ns``, ``xattrs`` (name -> base64 value; POSIX ACLs are the
+``system.posix_acl_*`` ones) if any. Files add ``size``, their content --
+either ``chunks`` (digests of fixed-size pieces of their data; with
+``sparse``, the ``[offset, length]`` data extents, the rest being holes) or,
+for a small file packed with others, ``pack`` (the pack chunk's digest),
+``offset``, ``length`` and ``sha256`` (of the file's bytes) -- and the
+``ino``/``dev``/``ctime_ns`` the next protect compares to skip re-reading an
+unchanged file. Symlinks add ``target`` (stored as a link, never followed),
+devices ``rdev`` (``[major, minor]``). A hard link has ``link``, the first
+name's path, and no content. Versions 1 and 2 lack owners, attributes,
+atimes, links, special files and holes. :func:`entry_from_json` reads one
+entry, its fields' types checked by hand (no schema: a tree has 100,000 of
+them); ``to_json`` gives back exactly the JSON it was read from.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+import attrs
+
+from protectflow._fields import Fail, Fields
+
+__all__ = ["DirEntry", "Entry", "FileEntry", "HardLinkEntry", "Meta", "Packed",
+           "SpecialEntry", "SymlinkEntry", "entry_from_json", "stored_size"]
+
+Json = dict[str, object]
+Extents = tuple[tuple[int, int], ...]
+_DIGEST = re.compile(r"[0-9a-f]{16,128}")
+_SPECIAL = frozenset(("fifo", "chr", "blk"))
+_LINKABLE = frozenset(("file", "symlink", "fifo", "chr", "blk"))
+
+
+@attrs.frozen
+class Meta:
+    """What a restore gives back of any entry: mode, times, owners, extended
+    attributes (name -> base64 value, sorted by name)."""
+
+    mode: int
+    mtime_ns: int
+    atime_ns: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    user: str | None = None
+    group: str | None = None
+    xattrs: tuple[tuple[str, str], ...] = ()
+
+    def add_json(self, out: Json) -> None:
+        """Add these fields to the entry's JSON ``out``."""
+        out["mode"], out["mtime_ns"] = self.mode, self.mtime_ns
+        for name in ("atime_ns", "uid", "gid", "user", "group"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.xattrs:
+            out["xattrs"] = dict(self.xattrs)
+
+    @classmethod
+    def from_fields(cls, f: Fields) -> Meta:
+        """The metadata of an entry's JSON.
+
+        Raises
+        ------
+        Exception
+            What ``f`` fails with, when a field is missing or of the wrong type.
+        """
+        mode = f.get("mode", int)
+        if not 0 <= mode <= 0o7777:
+            raise f.fail(f"mode {mode!r} is not a mode")
+        xattrs = f.default("xattrs", dict, {})
+        if not all(isinstance(v, str) for v in xattrs.values()):
+            raise f.fail("'xattrs' is not an object of base64 strings")
+        return cls(mode, f.get("mtime_ns", int), atime_ns=f.optional("atime_ns", int),
+                   uid=f.optional("uid", int), gid=f.optional("gid", int),
+                   user=f.optional("user", str), group=f.optional("group", str),
+                   xattrs=tuple(sorted(xattrs.items())))
+
+
+@attrs.frozen
+class Packed:
+    """A small file's bytes inside a pack chunk: ``pack[offset:offset + length]``,
+    whose plain SHA-256 is ``sha256``."""
+
+    digest: str
+    offset: int
+    length: int
+    sha256: str
+
+
+@attrs.frozen(kw_only=True)
+class DirEntry:
+    """A folder."""
+
+    kind: ClassVar[str] = "dir"
+    path: str
+    meta: Meta
+
+    def to_json(self) -> Json:
+        """The entry's JSON, as :func:`entry_from_json` reads it."""
+        out: Json = {"path": self.path, "type": "dir"}
+        self.meta.add_json(out)
+        return out
+
+
+@attrs.frozen(kw_only=True)
+class FileEntry:
+    """A regular file: its size and its content, ``chunks`` (and ``sparse``
+    extents) or a ``pack`` slice -- neither only between a protect's scan and
+    its read. ``ino``, ``dev`` and ``ctime_ns`` let the next protect skip an
+    unchanged file; ``holes`` is the scan's finding (fewer blocks than
+    bytes), never stored."""
+
+    kind: ClassVar[str] = "file"
+    path: str
+    meta: Meta
+    size: int
+    chunks: tuple[str, ...] | None = None
+    sparse: Extents | None = None
+    pack: Packed | None = None
+    ino: int | None = None
+    dev: int | None = None
+    ctime_ns: int | None = None
+    holes: bool = attrs.field(default=False, eq=False)
+
+    def to_json(self) -> Json:
+        """The entry's JSON, as :func:`entry_from_json` reads it."""
+        out: Json = {"path": self.path, "type": "file"}
+        self.meta.add_json(out)
+        out["size"] = self.size
+        for name, value in (("ino", self.ino), ("dev", self.dev), ("ctime_ns", self.ctime_ns)):
+            if value is not None:
+                out[name] = value
+        if self.chunks is not None:
+            out["chunks"] = list(self.chunks)
+        if self.sparse is not None:
+            out["sparse"] = [list(extent) for extent in self.sparse]
+        if self.pack is not None:
+            out.update(pack=self.pack.digest, offset=self.pack.offset, length=self.pack.length,
+                       sha256=self.pack.sha256)
+        return out
+
+    def chunk_names(self) -> tuple[str, ...]:
+        """The chunks holding its bytes: its pack, or its own chunks."""
+        return (self.pack.digest,) if self.pack is not None else self.chunks or ()
+
+
+@attrs.frozen(kw_only=True)
+class SymlinkEntry:
+    """A symbolic link, stored as a link (never followed)."""
+
+    kind: ClassVar[str] = "symlink"
+    path: str
+    meta: Meta
+    target: str
+
+    def to_json(self) -> Json:
+        """The entry's JSON, as :func:`entry_from_json` reads it."""
+        out: Json = {"path": self.path, "type": "symlink"}
+        self.meta.add_json(out)
+        out["target"] = self.target
+        return out
+
+
+@attrs.frozen(kw_only=True)
+class SpecialEntry:
+    """A FIFO (``kind`` ``fifo``) or a device (``chr``, ``blk``, with its ``rdev``)."""
+
+    path: str
+    meta: Meta
+    kind: str
+    rdev: tuple[int, int] | None = None
+
+    def to_json(self) -> Json:
+        """The entry's JSON, as :func:`entry_from_json` reads it."""
+        out: Json = {"path": self.path, "type": self.kind}
+        self.meta.add_json(out)
+        if self.rdev is not None:
+            out["rdev"] = list(self.rdev)
+        return out
+
+
+@attrs.frozen(kw_only=True)
+class HardLinkEntry:
+    """A second (or later) name of the inode ``link`` names: no content."""
+
+    path: str
+    meta: Meta
+    kind: str
+    link: str
+    ino: int | None = None
+    dev: int | None = None
+    ctime_ns: int | None = None
+
+    def to_json(self) -> Json:
+        """The entry's JSON, as :func:`entry_from_json` reads it."""
+        out: Json = {"path": self.path, "type": self.kind}
+        self.meta.add_json(out)
+        for name, value in (("ino", self.ino), ("dev", self.dev), ("ctime_ns", self.ctime_ns)):
+            if value is not None:
+                out[name] = value
+        out["link"] = self.link
+        return out
+
+
+Entry = DirEntry | FileEntry | SymlinkEntry | SpecialEntry | HardLinkEntry
+
+
+def stored_size(entry: FileEntry) -> int:
+    """The bytes a file's chunks hold: its size, or for a sparse file only its
+    data extents (the holes are not stored)."""
+    if entry.sparse is None:
+        return entry.size
+    return sum(length for _offset, length in entry.sparse)
+
+
+# -- reading one entry's JSON ---------------------------------------------------------
+def entry_from_json(data: object, fail: Fail) -> Entry:
+    """The entry ``data`` holds, every field's type checked.
+
+    A tree has 100,000 entries: a folder's or file's that is as a protect
+    writes it is read by one hand check of each field's type
+    (:func:`_quick`); any other goes through :class:`Fields`, which names
+    what is wrong.
+
+    Raises
+    ------
+    Exception
+        What ``fail`` makes of the first problem found.
+    """
+    if type(data) is dict:
+        quick = _quick(data)
+        if quick is not None:
+            return quick
+    return _checked(data, fail)
+
+
+def _quick_meta(d: dict[str, object]) -> Meta | None:
+    """The metadata of ``d`` if every field is what a protect writes, else None."""
+    # one expression, no helper calls: this runs once per entry of a tree
+    get = d.get
+    mode, mtime, atime = get("mode"), get("mtime_ns"), get("atime_ns")
+    uid, gid, user, group = get("uid"), get("gid"), get("user"), get("group")
+    if not (type(mode) is int and 0 <= mode <= 0o7777 and type(mtime) is int
+            and (atime is None or type(atime) is int) and (uid is None or type(uid) is int)
+            and (gid is None or type(gid) is int) and (user is None or type(user) is str)
+            and (group is None or type(group) is str)):
+        return None
+    xattrs = get("xattrs")
+    if xattrs is None:
+        return Meta(mode, mtime, atime, uid, gid, user, group)
+    if type(xattrs) is dict and all(type(v) is str for v in xattrs.values()):
+        return Meta(mode, mtime, atime, uid, gid, user, group,
+                    tuple(sorted(xattrs.items())))
+    return None
+
+
+def _quick(d: dict[str, object]) -> Entry | None:
+    """A folder or file entry as a protect writes it, or None (then
+    :func:`_checked` reads it, or says what is wrong)."""
+    get = d.get
+    kind, path = get("type"), get("path")
+    if type(path) is not str or "link" in d or (kind != "file" and kind != "dir"):
+        return None
+    meta = _quick_meta(d)
+    if meta is None:
+        return None
+    if kind == "dir":
+        return DirEntry(path=path, meta=meta)
+    size, ino, dev, ctime = get("size"), get("ino"), get("dev"), get("ctime_ns")
+    if not (type(size) is int and size >= 0 and (ino is None or type(ino) is int)
+            and (dev is None or type(dev) is int) and (ctime is None or type(ctime) is int)
+            ) or "sparse" in d:
+        return None
+    digest = get("pack")
+    if digest is not None:
+        offset, length, sha = get("offset"), get("length"), get("sha256")
+        if not (type(digest) is str and _DIGEST.fullmatch(digest) and type(offset) is int
+                and offset >= 0 and type(length) is int and length >= 0 and type(sha) is str):
+            return None
+        return FileEntry(path=path, meta=meta, size=size, ino=ino, dev=dev,
+                         ctime_ns=ctime, pack=Packed(digest, offset, length, sha))
+    chunks = get("chunks")
+    if type(chunks) is not list or not all(type(c) is str and _DIGEST.fullmatch(c)
+                                           for c in chunks):
+        return None
+    return FileEntry(path=path, meta=meta, size=size, ino=ino, dev=dev,
+                     ctime_ns=ctime, chunks=tuple(chunks))
+
+
+def _checked(data: object, fail: Fail) -> Entry:
+    """The entry ``data`` holds, read field by field through :class:`Fields`.
+
+    Raises
+    ------
+    Exception
+        What ``fail`` makes of the first problem found.
+    """
+    f = Fields(data, "manifest entry", fail)
+    path, kind = f.get("path", str), f.data.get("type")
+    meta = Meta.from_fields(f)
+    if "link" in f:
+        if kind not in _LINKABLE:
+            raise fail(f"unknown type {kind!r}" if kind != "dir"
+                       else "a hard link to no earlier entry of its type")
+        return HardLinkEntry(path=path, meta=meta, kind=str(kind), link=f.get("link", str),
+                             ino=f.optional("ino", int), dev=f.optional("dev", int),
+                             ctime_ns=f.optional("ctime_ns", int))
+    if kind == "dir":
+        return DirEntry(path=path, meta=meta)
+    if kind == "file":
+        return _file(f, path, meta)
+    if kind == "symlink":
+        target = f.data.get("target")
+        if not (isinstance(target, str) and target and "\0" not in target):
+            raise fail("a symlink without a valid target")
+        return SymlinkEntry(path=path, meta=meta, target=target)
+    if kind in _SPECIAL:
+        return SpecialEntry(path=path, meta=meta, kind=str(kind), rdev=_rdev(f, str(kind)))
+    raise fail(f"unknown type {kind!r}")
+
+
+def _rdev(f: Fields, kind: str) -> tuple[int, int] | None:
+    rdev = f.data.get("rdev")
+    if kind == "fifo" and rdev is None:
+        return None
+    if not (isinstance(rdev, list) and len(rdev) == 2 and all(_is_int(n) for n in rdev)):
+        raise f.fail("a device without a valid number")
+    return rdev[0], rdev[1]
+
+
+def _file(f: Fields, path: str, meta: Meta) -> FileEntry:
+    size = _as_int(f.data.get("size"))
+    if size is None or size < 0:
+        raise f.fail("no valid size")
+    ino, dev, ctime_ns = f.optional("ino", int), f.optional("dev", int), f.optional("ctime_ns", int)
+    if "pack" in f:
+        return FileEntry(path=path, meta=meta, size=size, pack=_packed(f), ino=ino, dev=dev,
+                         ctime_ns=ctime_ns)
+    chunks = f.data.get("chunks")
+    if not isinstance(chunks, list) or not all(_digest(d) for d in chunks):
+        raise f.fail("no valid chunk list")
+    sparse = f.data.get("sparse")
+    extents = None if sparse is None else _extents(sparse, size)
+    if sparse is not None and extents is None:
+        raise f.fail("invalid data extents")
+    return FileEntry(path=path, meta=meta, size=size, chunks=tuple(chunks), sparse=extents,
+                     ino=ino, dev=dev, ctime_ns=ctime_ns)
+
+
+def _packed(f: Fields) -> Packed:
+    digest, sha = f.data.get("pack"), f.data.get("sha256")
+    offset, length = _as_int(f.data.get("offset")), _as_int(f.data.get("length"))
+    if not (isinstance(digest, str) and _digest(digest) and offset is not None
+            and length is not None and offset >= 0 and length >= 0 and isinstance(sha, str)):
+        raise f.fail("a packed file without a valid slice")
+    return Packed(digest, offset, length, sha)
+
+
+def _extents(value: object, size: int) -> Extents | None:
+    """The data extents in ``value``, ordered and within ``size``; None if not."""
+    if not isinstance(value, list):
+        return None
+    out: list[tuple[int, int]] = []
+    end = 0
+    for ext in value:
+        if not (isinstance(ext, list) and len(ext) == 2 and all(_is_int(n) for n in ext)
+                and ext[0] >= end and ext[1] > 0):
+            return None
+        out.append((ext[0], ext[1]))
+        end = ext[0] + ext[1]
+    return tuple(out) if end <= size else None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _as_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _digest(value: object) -> bool:
+    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
