@@ -31,7 +31,6 @@ from typing import Any
 
 from protectflow.plugins.builtin.fs._manifest import Manifest
 
-
 # -- the reader before the typed documents (266c11a, fs/_build.py), unchanged ----------
 _TYPES = frozenset(("dir", "file", "symlink", "fifo", "chr", "blk"))
 _DIGEST = re.compile(r"[0-9a-f]{16,128}")

@@ -129,7 +129,13 @@ class Manifest:
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
-        out["entries"] = [e.to_json() for e in self.entries]
+        collecting = gc.isenabled()  # 100,000 new dicts, none in a cycle: see from_json
+        gc.disable()
+        try:
+            out["entries"] = [e.to_json() for e in self.entries]
+        finally:
+            if collecting:
+                gc.enable()
         if self.warnings is not None:
             out["warnings"] = list(self.warnings)
         return out
