@@ -330,7 +330,12 @@ def quick_entry(d: dict[str, object]) -> Entry | None:
                 and offset >= 0 and type(length) is int and length >= 0 and type(sha) is str):
             return None
         chunks = None
-        pack: Packed | None = Packed(digest, offset, length, sha)
+        pack: Packed | None = _new(Packed)
+        p_digest, p_offset, p_length, p_sha = _PACKED_SET
+        p_digest(pack, digest)
+        p_offset(pack, offset)
+        p_length(pack, length)
+        p_sha(pack, sha)
     else:
         listed = get("chunks")
         if type(listed) is not list:
@@ -360,6 +365,7 @@ _DIGEST_MATCH = _DIGEST.fullmatch
 _META_SET = _setters(Meta, "mode", "mtime_ns", "atime_ns", "uid", "gid", "user", "group",
                      "xattrs")
 _DIR_SET = _setters(DirEntry, "path", "meta")
+_PACKED_SET = _setters(Packed, "digest", "offset", "length", "sha256")
 _FILE_SET = _setters(FileEntry, "path", "meta", "size", "chunks", "sparse", "pack", "ino",
                      "dev", "ctime_ns", "holes")
 

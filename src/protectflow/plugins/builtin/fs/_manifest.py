@@ -227,8 +227,8 @@ def _entries(raw: list[object], fail: Callable[[str], Exception]
             entry = entry_from_json(item, _refuse)
             _check_path(entry, by_path)
         except _Refused as err:
-            path = item.get("path") if isinstance(item, dict) else None
-            problems.append(f"{path!r}: {err}")
+            named = item.get("path") if isinstance(item, dict) else None
+            problems.append(f"{named!r}: {err}")
             continue
         if entry.path == ".":
             root = True
