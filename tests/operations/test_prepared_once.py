@@ -6,7 +6,7 @@ once each.
 
 The counts come from wrapping the functions that do the work: the DAG's one
 JSON writer (``jsonio._lines``, behind ``dumps``, ``dump`` and
-``fingerprint``), its two fingerprint functions, the record's one reader
+``fingerprint``), its fingerprint function, the record's one reader
 (``Checkpoint._load``), and ``open`` of the plan and providers files.
 """
 
@@ -54,8 +54,6 @@ def counts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Counts]:
     monkeypatch.setattr(jsonio, "_lines", _counting(found, "serialised", jsonio._lines))
     monkeypatch.setattr(jsonio, "fingerprint",
                         _counting(found, "fingerprinted", jsonio.fingerprint))
-    monkeypatch.setattr(jsonio, "fingerprint_text",
-                        _counting(found, "fingerprinted", jsonio.fingerprint_text))
     load = Checkpoint._load
 
     def counted_load(self: Checkpoint) -> Any:

@@ -22,8 +22,7 @@ from protectflow.dag.graphs import find_cycle
 from protectflow.dag.model import HOOKS, RULES, HookDAG, HookEdge, HookNode, Resource
 from protectflow.errors import DagFormatError
 
-__all__ = ["FORMAT", "VERSION", "dag_schema", "dump", "dumps", "fingerprint", "fingerprint_text",
-           "load", "loads"]
+__all__ = ["FORMAT", "VERSION", "dag_schema", "dump", "dumps", "fingerprint", "load", "loads"]
 
 FORMAT = "protectflow.hookdag"
 VERSION = 1
@@ -114,14 +113,12 @@ def dump(dag: HookDAG, fp: IO[str] | str | os.PathLike[str]) -> None:
     fp.writelines(line + "\n" for line in _lines(dag))
 
 
-def fingerprint_text(text: str) -> str:
-    """The :func:`fingerprint` of a DAG from its :func:`dumps` text (an
-    operation serialises its DAG once and fingerprints that text)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def fingerprint(dag: HookDAG) -> str:
-    """A SHA-256 of the DAG's JSON: equal DAGs, equal fingerprints."""
+def fingerprint(dag: HookDAG | str) -> str:
+    """A SHA-256 of the DAG's JSON: equal DAGs, equal fingerprints. Given the
+    DAG's :func:`dumps` text instead, the same fingerprint without writing
+    the DAG again (an operation serialises its DAG once)."""
+    if isinstance(dag, str):
+        return hashlib.sha256(dag.encode("utf-8")).hexdigest()
     h = hashlib.sha256()
     for line in _lines(dag):
         h.update(line.encode("utf-8"))

@@ -28,6 +28,7 @@ from protectflow.dag.model import HookNode
 from protectflow.dag.outcomes import ErrorInfo
 from protectflow.executors._journal import LinkJournal
 from protectflow.executors.instances import Instances
+from protectflow.plugins.base import HookCheckpoint
 from protectflow.plugins.contract import (
     NEW_RESOURCES_OPERATIONS,
     OperationSettings,
@@ -92,12 +93,12 @@ class HookCall(NamedTuple):
     parameters: dict[str, Any]
     attempt: int
     registry: str | None = None
-    checkpoint: Any = None
+    checkpoint: HookCheckpoint | None = None
     context: Any = None
     #: What the node's ancestors wrote into ``new_resources`` (restore and
     #: verify only); the hook gets a copy of it, never this object.
     view: dict[str, Any] | None = None
-    target_checkpoint: Any = None
+    target_checkpoint: HookCheckpoint | None = None
     #: Seconds per attempt, overriding the Operation's ``timeout``; ``None``
     #: keeps the Operation's, ``0`` means none.
     timeout: float | None = None

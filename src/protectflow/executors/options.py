@@ -11,6 +11,7 @@ import attrs
 from protectflow.errors import ExecutorError
 from protectflow.executors._journal import Journal, LinkJournal
 from protectflow.executors.report import Event, Recorded
+from protectflow.plugins.base import HookCheckpoint
 
 __all__ = ["Journal", "LinkJournal", "RunOptions"]
 
@@ -88,8 +89,8 @@ class RunOptions:
     cancel: threading.Event | None = None
     grace: float = 10.0
     registry: str | None = None
-    checkpoint: Any = None
+    checkpoint: HookCheckpoint | None = None
     context: Any = None
-    target_checkpoint: Any = None
+    target_checkpoint: HookCheckpoint | None = None
     journal: Journal | None = None
     completed: Mapping[str, Recorded] = attrs.field(factory=dict)

@@ -214,7 +214,7 @@ def prepare(dag: HookDAG, *, provider: Provider, executor: str | Executor,
     check_limits(dag, options.limits, options.pools)
     runner = make_runner(executor, settings)
     text = jsonio.dumps(dag)
-    return Prepared(dag, text, jsonio.fingerprint_text(text), plugin_versions(dag), provider,
+    return Prepared(dag, text, jsonio.fingerprint(text), plugin_versions(dag), provider,
                     runner, options, plan)
 
 

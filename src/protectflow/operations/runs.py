@@ -46,6 +46,10 @@ def protect_into(checkpoint: Checkpoint, prepared: Prepared, *,
     dag = prepared.dag
     with naming_interrupts(checkpoint, "protect"), renewing(checkpoint), \
             failing_on_crash(checkpoint, ERROR):
+        # The protect's DAG as it ran, for `protectflow report` to draw (its one
+        # reader); a resume does not read it: it compiles the DAG again from the
+        # record and compares fingerprints with the journal, a file of the
+        # bank being no more trustworthy than the record it would check.
         checkpoint.bank.update_object(checkpoint.prefix + "dag.json", prepared.text)
         report = None
         try:
