@@ -62,6 +62,8 @@ def test_the_fs_manifest_reads_back_and_writes_the_same_bytes() -> None:
     manifest = Manifest.from_json(copy.deepcopy(data), what="tree")
     assert stored_bytes(manifest.to_json()) == stored_bytes(data)
     assert Manifest.from_json(manifest.to_json(), what="tree") == manifest
+    files = [e.to_json() for e in manifest if isinstance(e, FileEntry)]
+    assert files and all(list(f) == sorted(f) for f in files)  # as the bank sorts them
 
 
 @pytest.mark.parametrize(("name", "cls"), [("sqlite-manifest.json", SqliteManifest),
