@@ -62,6 +62,8 @@ def test_the_fs_manifest_reads_back_and_writes_the_same_bytes() -> None:
     manifest = Manifest.from_json(copy.deepcopy(data), what="tree")
     assert stored_bytes(manifest.to_json()) == stored_bytes(data)
     assert Manifest.from_json(manifest.to_json(), what="tree") == manifest
+    files = [e.to_json() for e in manifest if isinstance(e, FileEntry)]
+    assert files and all(list(f) == sorted(f) for f in files)  # as the bank sorts them
 
 
 @pytest.mark.parametrize(("name", "cls"), [("sqlite-manifest.json", SqliteManifest),
@@ -119,6 +121,46 @@ def test_a_damaged_or_forged_manifest_is_refused_naming_the_entry(change: Any,
                                                                    said: str) -> None:
     with pytest.raises(LocalPluginError, match=said):
         Manifest.from_json(_forged(change), what="tree")
+
+
+def _file(path: str) -> dict[str, Any]:
+    return {"path": path, "type": "file", "mode": 0o644, "mtime_ns": MTIME, "size": 0,
+            "chunks": []}
+
+
+def _dir(path: str) -> dict[str, Any]:
+    return {"path": path, "type": "dir", "mode": 0o755, "mtime_ns": MTIME}
+
+
+@pytest.mark.parametrize(("path", "said"), [
+    ("a//b", r"'a//b': an empty or '\.' component"),
+    ("a/./b", r"'a/\./b': an empty or '\.' component"),
+    ("./b", r"'\./b': an empty or '\.' component"),
+    ("a/", r"'a/': an empty or '\.' component"),
+    ("a/..", r"'a/\.\.': a '\.\.' component"),
+    ("../b", r"a '\.\.' component"),
+    ("/etc/passwd", r"'/etc/passwd': an absolute path"),
+    ("a/b\0", r"an absolute path or one holding NUL"),
+    ("", r"'': not a path"),
+    ("a", r"'a': a duplicate path"),
+    ("f/x", r"'f/x': its folder is not a folder listed before it"),
+    ("none/x", r"'none/x': its folder is not a folder listed before it"),
+])
+def test_a_well_formed_entry_with_a_bad_path_is_refused_naming_it(path: str, said: str) -> None:
+    # entries exactly as a protect writes them: the quick reading, not the field checker
+    entries = [_dir("."), _dir("a"), _file("f"), _file(path)]
+    with pytest.raises(LocalPluginError, match=said):
+        Manifest.from_json({"version": 3, "root": "/r", "chunk_size": 4096,
+                            "entries": entries}, what="tree")
+
+
+def test_hidden_names_and_entries_before_the_root_are_read() -> None:
+    entries = [_dir(".a"), _file(".a/.b"), _file(".a/..c"), _file("x."), _dir(".")]
+    manifest = Manifest.from_json({"version": 3, "root": "/r", "chunk_size": 4096,
+                                   "entries": entries}, what="tree")
+    assert [e.path for e in manifest] == [".a", ".a/.b", ".a/..c", "x.", "."]
+    assert isinstance(manifest.get("."), DirEntry) and manifest.get(".") is manifest.entries[-1]
+    assert manifest.to_json()["entries"] == entries
 
 
 def test_every_problem_is_named_up_to_ten() -> None:

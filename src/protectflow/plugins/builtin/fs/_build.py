@@ -68,7 +68,16 @@ class Outcome:
 # -- building ------------------------------------------------------------------------
 def checked_reader(read_chunk: ReadChunk, chunk_id: ChunkId) -> ReadChunk:
     """``read_chunk``, refusing a chunk whose bytes are not what its name
-    says (sealed under the name by a holder of the key, or a bug)."""
+    says (sealed under the name by a holder of the key, or a bug).
+
+    Not redundant with the read's authentication: the object's AEAD tag binds
+    its bytes to the chunk's key only against someone without the bank's
+    key; a key holder seals any bytes under any name, and a later protect
+    that dedups onto that name would restore them. The keyed hash is a
+    second pass over every byte: 0.15 s of CPU per 256 MB here (AES-GCM's
+    decrypt of the same bytes: 0.04 s), the price of "a file whose chunks
+    disagree with its manifest is an error".
+    """
     def read(digest: str) -> bytes | memoryview:
         data = read_chunk(digest)
         if chunk_id(data) != digest:
