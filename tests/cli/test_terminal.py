@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 from pathlib import Path
@@ -31,7 +32,7 @@ parameters:
   OS::Cinder::Volume: {{main_seconds: {seconds}}}
 """
 HOOKS = 16
-RESUME = re.compile(r"resume it with: (protectflow resume (\w+) --bank (\S+))")
+RESUME = re.compile(r"resume it with: (protectflow resume (\w+) --bank (\S+)[^\r\n]*)")
 
 
 def _plan(tmp_path: Path, seconds: float = 1.5) -> Path:
@@ -123,7 +124,10 @@ def test_an_interrupted_restore_says_how_to_resume_and_resume_succeeds(
     assert child.exitstatus == 130, out
     found = RESUME.search(out)
     assert found is not None and found.group(2) == checkpoint_id, out
-    resumed = protectflow(["resume", checkpoint_id, "--bank", bank])
+    # the command it printed gives the restore's parameters back (a resume
+    # takes them from the operator, never from the bank alone)
+    assert "--parameters" in found.group(1), out
+    resumed = protectflow(shlex.split(found.group(1))[1:])
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed restore of checkpoint" in resumed.stdout
 

@@ -20,6 +20,8 @@ is printed on stdout whatever the outcome, and the exit code is the same.
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 
 from protectflow.cli import results
@@ -75,7 +77,18 @@ def next_command(args: argparse.Namespace, operation: str, checkpoint_id: str,
     """The command that continues ``operation`` on the checkpoint: ``resume``,
     or the same command again for copy and delete."""
     if operation in _RESUMABLE:
-        return command("resume", checkpoint_id, bank=bank)
+        # A resume takes a restore's or verify's parameters from the operator
+        # again (never from the bank alone): the command gives them back.
+        given: list[str] = []
+        if operation != "protect":
+            if getattr(args, "target", None):
+                given += ["--target", os.path.abspath(args.target)]
+            if getattr(args, "force", False):
+                given.append("--force")
+            if getattr(args, "parameters", None):
+                given += ["--parameters", os.path.abspath(args.parameters)]
+        resume = command("resume", checkpoint_id, bank=bank)
+        return f"{resume} {shlex.join(given)}" if given else resume
     extra = ["--to", args.to] if operation == "copy" else []
     return command(operation, checkpoint_id, *extra, bank=bank)
 
