@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Callable
@@ -118,7 +119,16 @@ def test_ctrl_c_while_the_dask_cluster_starts_stops_the_run(tmp_path: Path,
         tmp_path, ["protect", "plan.yaml", "--bank", str(bank), "--executor", "dask",
                    "--workers", "1"],
         lambda pid: bool(_children(pid)), "the cluster's first worker process")
-    _assert_clean_130(done)
+    # The signal went to the whole process group, the worker process too: one
+    # still starting its interpreter (before any handler can be in place: its
+    # exec resets them) dies with a traceback of its own on the shared stderr,
+    # CPython's "Fatal Python error", or one from multiprocessing's spawn entry
+    # (File "<string>"). Those are the worker's; protectflow's own is checked.
+    stderr = re.sub(r"(Fatal Python error: \w+|Traceback \(most recent call last\):\n"
+                    r"  File \"<string>\", line 1, in <module>).*?KeyboardInterrupt\n", "",
+                    done.stderr, flags=re.S)
+    _assert_clean_130(subprocess.CompletedProcess(done.args, done.returncode, done.stdout,
+                                                  stderr))
     assert "protectflow resume" in done.stderr  # the checkpoint was made: it says how on
     (checkpoint,) = CheckpointStore(Bank(bank)).list()
     assert checkpoint.status == "error"  # marked, its lease released: resumable

@@ -55,8 +55,9 @@ def _workers_ignore_sigint() -> Iterator[None]:
     fail their hooks before this process, which owns the run, turns its own
     SIGINT into a clean stop (exit 130, the checkpoint marked, the resume
     command printed). A blocked signal stays blocked in the threads this
-    thread starts and across the workers' fork and exec, so the workers never
-    see one; the client stops them itself. Blocked, not ignored: a Ctrl-C of
+    thread starts and across the workers' fork and exec until the workers
+    install their own handler, which the executor then replaces by an ignore
+    (``_ignore_sigint``); the client stops them itself. Blocked, not ignored: a Ctrl-C of
     this process during the start stays pending and is delivered when the
     block ends -- a KeyboardInterrupt there, the run stopped cleanly -- where
     an ignored one would be lost and the run go on to its end.
@@ -70,6 +71,12 @@ def _workers_ignore_sigint() -> Iterator[None]:
     finally:
         # A Ctrl-C held meanwhile is delivered now: KeyboardInterrupt, here.
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _ignore_sigint() -> None:
+    """In a local cluster's worker process (its main thread runs the tasks
+    that ``Client.run`` sends): leave SIGINT to the process that owns the run."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _probe(address: str, timeout: float) -> bool:
@@ -243,8 +250,14 @@ class DaskExecutor:
                         processes=self.processes, dashboard_address=":0",
                         silence_logs=logging.ERROR,
                     ))
-                stack.enter_context(client := Client(  # type: ignore[no-untyped-call]
-                    cluster, set_as_default=False))
+                    stack.enter_context(client := Client(  # type: ignore[no-untyped-call]
+                        cluster, set_as_default=False))
+                    if self.processes:
+                        # The worker processes install Python's own SIGINT
+                        # handler when they start (the block above does not
+                        # reach them): a terminal's Ctrl-C, sent to the whole
+                        # process group, would kill them mid-hook.
+                        client.run(_ignore_sigint)
                 stack.callback(quiet.install)  # the last in: runs first, before the closes
                 yield client
 
