@@ -238,6 +238,23 @@ def release_chunks(store: ChunkStore, section: BankSection,
     return {"released": len(set(digests)), "deleted_chunks": release_all(store, digests)}
 
 
+def in_place_source(resource: Resource, parameters: Mapping[str, Any]) -> str | None:
+    """With ``in_place``, the path the resource was protected from (where the
+    restore goes back); None when the restore has a ``target`` instead.
+
+    Raises
+    ------
+    LocalPluginError
+        If neither ``target`` nor ``in_place`` is given.
+    """
+    if parameters.get("in_place"):
+        return resolve_path(resource)
+    if not parameters.get("target"):
+        raise LocalPluginError(f"{resource.key}: a restore needs a 'target' folder (--target "
+                               "DIR), or 'in_place' (--in-place) to restore where it was")
+    return None
+
+
 def restore_destination(resource: Resource, parameters: Mapping[str, Any]) -> str:
     """``<target>/<resource id>``: where a restore puts the resource.
 

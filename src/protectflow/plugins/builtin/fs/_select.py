@@ -21,7 +21,10 @@ import attrs
 
 from protectflow.dag.model import Resource
 from protectflow.errors import LocalPluginError
-from protectflow.plugins.builtin._local import resolve_path, restore_destination
+from protectflow.plugins.builtin._local import (
+    in_place_source,
+    restore_destination,
+)
 from protectflow.plugins.builtin.fs._entries import (
     DirEntry,
     Entry,
@@ -139,12 +142,7 @@ def destination(resource: Resource, parameters: Mapping[str, Any]) -> str:
     LocalPluginError
         If neither ``target`` nor ``in_place`` is given.
     """
-    if parameters.get("in_place"):
-        return resolve_path(resource)
-    if not parameters.get("target"):
-        raise LocalPluginError(f"{resource.key}: a restore needs a 'target' folder (--target "
-                               "DIR), or 'in_place' (--in-place) to restore where it was")
-    return restore_destination(resource, parameters)
+    return in_place_source(resource, parameters) or restore_destination(resource, parameters)
 
 
 def refuse_overwrites(resource: Resource, dest: str, entries: Sequence[Entry], *,

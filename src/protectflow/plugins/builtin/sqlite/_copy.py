@@ -27,7 +27,7 @@ from protectflow.plugins.builtin._chunks import ChunkStore
 from protectflow.plugins.builtin._local import (
     FORCE_HINT,
     committed_manifest,
-    resolve_path,
+    in_place_source,
     restore_destination,
     store_of,
 )
@@ -125,11 +125,9 @@ def database_destination(resource: Resource, parameters: Mapping[str, Any],
     LocalPluginError
         If neither ``target`` nor ``in_place`` is given.
     """
-    if parameters.get("in_place"):
-        return resolve_path(resource)
-    if not parameters.get("target"):
-        raise LocalPluginError(f"{resource.key}: a restore needs a 'target' folder (--target "
-                               "DIR), or 'in_place' (--in-place) to restore where it was")
+    source = in_place_source(resource, parameters)
+    if source is not None:
+        return source
     return os.path.join(os.path.dirname(restore_destination(resource, parameters)),
                         restore_name(resource, manifest))
 
